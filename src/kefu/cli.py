@@ -1,0 +1,123 @@
+"""`kefu …` — the command line. Each part adds its commands from its own
+``cli.py`` (``kefu.server.cli``, ``kefu.plugin.cli`` …) through :data:`PARTS`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kefu.protocol import CODE_INFO, Code, parse_code
+from kefu.protocol.docs import errors_md, explain_code, states_md
+
+app = typer.Typer(
+    name="kefu",
+    help="kefu (客服): video customer service — server, plugin, SDK, visitor.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+#: Modules that add their commands to :data:`app` with ``register(app)``.
+PARTS = (
+    "kefu.server.cli",
+    "kefu.plugin.cli",
+    "kefu.visitor.cli",
+    "kefu.demo",
+    "kefu.bench_cli",
+)
+
+
+@app.command()
+def states(
+    code: str = typer.Argument(None, help="explain one code, e.g. 006011"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """The agent's state codes (SPEC §5), or one code explained."""
+    if code is not None:
+        try:
+            c = parse_code(code)
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/red]; `kefu states` lists every code.")
+            raise typer.Exit(2) from None
+        info = explain_code(c)
+        if as_json:
+            typer.echo(json.dumps(info, ensure_ascii=False, indent=2))
+            return
+        console.print(f"[bold]{info['code']}[/bold]  [cyan]{info['name']}[/cyan]")
+        console.print(f"meaning:   {info['meaning']}  ({info['meaning_zh']})")
+        console.print(f"top-level: {info['state']} — {info['state_meaning']}")
+        if info["addition"]:
+            console.print("[yellow]an addition of this project (not in the spec's list)[/yellow]")
+        t = Table("from", "flow", "event", "API", "callback", "source", title="reached by")
+        for r in info["reached_by"]:  # type: ignore[attr-defined]
+            t.add_row(r["from"], r["flow"], r["event"], r["api"], r["callback"] or "", r["ref"])
+        console.print(t)
+        return
+    if as_json:
+        rows = [
+            {
+                "code": c.value,
+                "name": c.name,
+                "state": c.top.value,
+                "meaning": CODE_INFO[c].meaning,
+                "meaning_zh": CODE_INFO[c].meaning_zh,
+                "addition": CODE_INFO[c].addition,
+            }
+            for c in Code
+        ]
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    table = Table(title="kefu agent state codes (* = this project's addition)")
+    table.add_column("code", no_wrap=True)
+    table.add_column("name", no_wrap=True, style="cyan")
+    table.add_column("top", no_wrap=True)
+    table.add_column("meaning")
+    table.add_column("中文")
+    last_top = None
+    for c in Code:
+        i = CODE_INFO[c]
+        if c.top is not last_top:
+            table.add_section()
+            last_top = c.top
+        table.add_row(c.value + ("*" if i.addition else ""), c.name, c.top.value, i.meaning, i.meaning_zh)
+    console.print(table)
+
+
+@app.command()
+def docs(
+    out: Path = typer.Option(Path("docs"), help="folder to write states.md and errors.md in"),
+) -> None:
+    """Write docs/states.md and docs/errors.md from the code."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "states.md").write_text(states_md(), encoding="utf-8")
+    (out / "errors.md").write_text(errors_md(), encoding="utf-8")
+    console.print(f"wrote {out / 'states.md'} and {out / 'errors.md'}")
+
+
+def _register_parts() -> None:
+    for name in PARTS:
+        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is not None:
+            importlib.import_module(name).register(app)
+
+
+_register_parts()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

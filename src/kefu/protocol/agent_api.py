@@ -1,0 +1,66 @@
+"""The agent socket (plugin ⇄ server ``/ws/agent``).
+
+The plugin is the agent's link to the server. Its first message is ``auth``
+with the token from login (never in the URL) and the last ``seq`` it saw;
+the server answers ``auth``/``success`` with the agent's profile and state,
+then replays every push after that ``seq`` exactly once. Requests use the
+SDK's own marks where one exists (the plugin forwards them), so a call API
+reaches the server under the name the spec gives it.
+
+Server pushes carry ``seq`` (per agent, gap-free, persisted):
+``state`` (the agent's code changed) and ``event`` with a ``subMark``:
+``sessionAssigned``, ``message``, ``sessionClosed``, ``queue`` (the waiting
+sessions changed), and the call events of the call orchestration.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+from .plugin_api import (
+    CallVisitorParams,
+    ChatCloseParams,
+    SendMessageParams,
+    SessionParams,
+    SetAgentStateParams,
+    VideoInviteAgentParams,
+    VisitorNameParams,
+)
+from .wire import Api, NoParams, Params
+
+__all__ = ["AGENT_API", "AuthParams"]
+
+
+class AuthParams(Params):
+    """First message on ``/ws/agent``: the login token, and where to resume."""
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    lastSeq: Annotated[int, "last seq seen; 0 for none"] = 0
+
+
+AGENT_API = Api(
+    "agent",
+    {
+        "auth": AuthParams,
+        "pickUpSession": SessionParams,
+        "chatClose": ChatCloseParams,
+        "sendMessage": SendMessageParams,
+        "setAgentState": SetAgentStateParams,
+        "logout": NoParams,
+        "sessionCount": NoParams,
+        "sessionState": NoParams,
+        "getState": NoParams,
+        "ping": NoParams,
+        # SPEC §4.3: the call orchestration (the call issue) answers these
+        "videoPickUp": SessionParams,
+        "multipleVideoPickUp": NoParams,
+        "multipleVideoRefuse": NoParams,
+        "videoInviteAgent": VideoInviteAgentParams,
+        "callbackToVisitor": CallVisitorParams,
+        "videoInviteCurrentVisitor": NoParams,
+        "videoInviteVisitor": VisitorNameParams,
+        "videoDisconnect": NoParams,
+    },
+)

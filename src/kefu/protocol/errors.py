@@ -1,0 +1,438 @@
+"""Every error the system can return, and the exception tree that carries them.
+
+The wire form is the spec's (SPEC §2, v1204.2)::
+
+    {"error": {"code": "SDK_11", "msg": "..."}}
+
+with one exception kept exactly as the spec prints it (SPEC §4.4)::
+
+    {"error": {"type": "snapShotDisabled", "msg": "snapShotDisabled"}}
+
+Exception tree::
+
+    KefuError                     every error this package raises on purpose
+    ├── ProtocolError             the peer broke the protocol (bad message)
+    ├── InvalidTransition         an event the state machine does not allow
+    └── ApiError                  a request was understood and refused
+
+Each carries an :class:`ErrorCode` from :data:`CATALOGUE`, so adapters turn
+any of them into the wire form with :meth:`KefuError.to_wire`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CATALOGUE",
+    "ApiError",
+    "ErrorCode",
+    "ErrorInfo",
+    "InvalidTransition",
+    "KefuError",
+    "ProtocolError",
+    "error_body",
+]
+
+
+class ErrorCode(enum.Enum):
+    """Error codes. The spec's own keep their spelling; ours are snake_case."""
+
+    # --- the spec's (SPEC §4.1, §4.3, §4.4)
+    SDK_08 = "SDK_08"
+    SDK_11 = "SDK_11"
+    login_timeout = -1
+    snapShotDisabled = "snapShotDisabled"
+    # --- the wire: the peer broke the protocol
+    bad_json = "bad_json"
+    bad_request = "bad_request"
+    missing_field = "missing_field"
+    invalid_field = "invalid_field"
+    unknown_mark = "unknown_mark"
+    unsupported_version = "unsupported_version"
+    too_large = "too_large"
+    binary_frame = "binary_frame"
+    duplicate_request = "duplicate_request"
+    # --- who you are
+    unauthenticated = "unauthenticated"
+    bad_credentials = "bad_credentials"
+    token_expired = "token_expired"
+    login_locked = "login_locked"
+    forbidden = "forbidden"
+    origin_refused = "origin_refused"
+    host_refused = "host_refused"
+    controller_busy = "controller_busy"
+    account_disabled = "account_disabled"
+    # --- what you asked
+    not_logged_in = "not_logged_in"
+    invalid_state = "invalid_state"
+    no_such_session = "no_such_session"
+    session_closed = "session_closed"
+    no_such_call = "no_such_call"
+    no_such_agent = "no_such_agent"
+    no_such_visitor = "no_such_visitor"
+    not_in_call = "not_in_call"
+    no_capacity = "no_capacity"
+    not_available_yet = "not_available_yet"
+    no_media = "no_media"
+    share_refused = "share_refused"
+    photo_refused = "photo_refused"
+    redirect_refused = "redirect_refused"
+    # --- the system
+    rate_limited = "rate_limited"
+    upstream_down = "upstream_down"
+    timeout = "timeout"
+    internal = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    code: ErrorCode
+    msg: str
+    msg_zh: str
+    when: str
+    http_status: int = 400
+    spec: bool = False
+
+
+E = ErrorCode
+CATALOGUE: dict[ErrorCode, ErrorInfo] = {
+    i.code: i
+    for i in (
+        ErrorInfo(
+            E.SDK_08,
+            "id lookup failed; check the visitor's details",
+            "查询id出错,请检查访客信息是否正确",
+            "a call API names a visitor or agent that does not exist (SPEC §4.3)",
+            404,
+            spec=True,
+        ),
+        ErrorInfo(
+            E.SDK_11,
+            "the visitor is in a session now; cannot call out",
+            "当前访客正在进行会话,无法外呼",
+            "a call API names a visitor who is in a session with another agent (SPEC §4.3)",
+            409,
+            spec=True,
+        ),
+        ErrorInfo(
+            E.login_timeout,
+            "login timed out",
+            "登录超时",
+            "startLogin got no answer from the server within the login timeout (SPEC §4.1)",
+            504,
+            spec=True,
+        ),
+        ErrorInfo(
+            E.snapShotDisabled,
+            "snapShotDisabled",
+            "snapShotDisabled",
+            "takePhoto while the visitor has photos disabled (SPEC §4.4)",
+            409,
+            spec=True,
+        ),
+        ErrorInfo(
+            E.bad_json,
+            "the message is not valid JSON",
+            "消息不是合法的JSON",
+            "a text frame that does not parse, has duplicate keys, NaN/Infinity or is nested too deep",
+        ),
+        ErrorInfo(
+            E.bad_request,
+            "the message is not a request object",
+            "消息不是请求对象",
+            "the top level is not an object, or a field has a value the API does not take",
+        ),
+        ErrorInfo(
+            E.missing_field,
+            "a required field is missing",
+            "缺少必填字段",
+            "a request without id or mark, or an API call without a required parameter",
+        ),
+        ErrorInfo(
+            E.invalid_field,
+            "a field has the wrong type or value",
+            "字段类型或取值错误",
+            "a field has the wrong JSON type (no coercion) or an out-of-range value",
+        ),
+        ErrorInfo(
+            E.unknown_mark,
+            "unknown API",
+            "未知的API",
+            "the mark names no API of this protocol",
+        ),
+        ErrorInfo(
+            E.unsupported_version,
+            "unsupported protocol version",
+            "不支持的协议版本",
+            "the message's v is not a version this peer speaks",
+        ),
+        ErrorInfo(
+            E.too_large,
+            "the message is too large",
+            "消息过大",
+            "a message over the size limit (64 KiB); repeated, the connection closes with 1009",
+            413,
+        ),
+        ErrorInfo(
+            E.binary_frame,
+            "binary frames are not accepted; send JSON text",
+            "不接受二进制帧,请发送JSON文本",
+            "a binary WebSocket frame on a text protocol",
+        ),
+        ErrorInfo(
+            E.duplicate_request,
+            "a request with this id is already in progress",
+            "相同id的请求正在处理中",
+            "a request id reused while the first request with it is still running",
+            409,
+        ),
+        ErrorInfo(
+            E.unauthenticated,
+            "authenticate first",
+            "请先认证",
+            "a request before the first auth message, or with no or a wrong token",
+            401,
+        ),
+        ErrorInfo(
+            E.bad_credentials,
+            "wrong name or password",
+            "用户名或密码错误",
+            "login with an unknown name or a wrong password",
+            401,
+        ),
+        ErrorInfo(
+            E.token_expired,
+            "the token has expired; log in again",
+            "令牌已过期,请重新登录",
+            "a token past its expiry",
+            401,
+        ),
+        ErrorInfo(
+            E.login_locked,
+            "too many failed logins; try again later",
+            "登录失败次数过多,请稍后再试",
+            "repeated failed logins for one name or address",
+            429,
+        ),
+        ErrorInfo(
+            E.forbidden,
+            "not allowed",
+            "无权操作",
+            "an agent acting on another agent's session, call or data without being admin",
+            403,
+        ),
+        ErrorInfo(
+            E.origin_refused,
+            "this page's origin may not control the plugin",
+            "该页面来源无权控制插件",
+            "a WebSocket handshake whose Origin is not in the allowlist",
+            403,
+        ),
+        ErrorInfo(
+            E.host_refused,
+            "wrong Host header",
+            "Host头不合法",
+            "a handshake whose Host is not 127.0.0.1 or localhost with the port (DNS rebinding)",
+            403,
+        ),
+        ErrorInfo(
+            E.controller_busy,
+            "another client controls the plugin",
+            "插件已被其他客户端控制",
+            "a second controlling client while one is connected",
+            409,
+        ),
+        ErrorInfo(
+            E.account_disabled,
+            "this account is disabled",
+            "账号已停用",
+            "login with a disabled agent account",
+            403,
+        ),
+        ErrorInfo(
+            E.not_logged_in,
+            "the agent is not logged in",
+            "坐席未签入",
+            "an API that needs a logged-in agent, before startLogin succeeded",
+            401,
+        ),
+        ErrorInfo(
+            E.invalid_state,
+            "not allowed in the agent's current state",
+            "当前状态下不允许该操作",
+            "an event the state machine does not allow from the current state; nothing changes",
+            409,
+        ),
+        ErrorInfo(
+            E.no_such_session,
+            "no such session",
+            "会话不存在",
+            "a session id that does not exist or is not visible to the caller",
+            404,
+        ),
+        ErrorInfo(
+            E.session_closed,
+            "the session is closed",
+            "会话已关闭",
+            "an action on a session that has been closed",
+            409,
+        ),
+        ErrorInfo(
+            E.no_such_call,
+            "no such call",
+            "通话不存在",
+            "a call id that does not exist or is over",
+            404,
+        ),
+        ErrorInfo(
+            E.no_such_agent,
+            "no such agent",
+            "坐席不存在",
+            "an agent name that does not exist",
+            404,
+        ),
+        ErrorInfo(
+            E.no_such_visitor,
+            "no such visitor",
+            "访客不存在",
+            "a visitor name or id that does not exist",
+            404,
+        ),
+        ErrorInfo(
+            E.not_in_call,
+            "not in a call",
+            "当前不在通话中",
+            "a media API (snapshot, takePhoto, inviteShare, videoDisconnect) outside a call",
+            409,
+        ),
+        ErrorInfo(
+            E.no_capacity,
+            "the agent has no free capacity",
+            "坐席接待量已满",
+            "picking up a session beyond the agent's maximum number of sessions",
+            409,
+        ),
+        ErrorInfo(
+            E.not_available_yet,
+            "this API is not available in this version",
+            "该API在此版本中尚不可用",
+            "an API whose part of the system is not built yet",
+            501,
+        ),
+        ErrorInfo(
+            E.no_media,
+            "no video from the visitor yet",
+            "尚未收到访客视频",
+            "snapshot before any frame of the visitor's video arrived",
+            409,
+        ),
+        ErrorInfo(
+            E.share_refused,
+            "the visitor refused to share the screen",
+            "访客拒绝共享屏幕",
+            "inviteShare refused or failed on the visitor's side",
+            409,
+        ),
+        ErrorInfo(
+            E.photo_refused,
+            "the visitor refused the photo",
+            "访客拒绝拍照",
+            "takePhoto refused by the visitor",
+            409,
+        ),
+        ErrorInfo(
+            E.redirect_refused,
+            "returnTo is not an allowed origin",
+            "returnTo 不是允许的地址",
+            "doLogin with a returnTo outside the allowed origins (no open redirect)",
+            400,
+        ),
+        ErrorInfo(
+            E.rate_limited,
+            "too many messages; slow down",
+            "消息过于频繁,请稍后再试",
+            "more messages than the connection's rate limit; repeated, closes with 1008",
+            429,
+        ),
+        ErrorInfo(
+            E.upstream_down,
+            "the connection to the server is down; it is being restored",
+            "与服务器的连接已断开,正在恢复",
+            "a plugin API that needs the server while the plugin's link to it is down",
+            503,
+        ),
+        ErrorInfo(
+            E.timeout,
+            "the operation timed out",
+            "操作超时",
+            "a request that got no answer in time",
+            504,
+        ),
+        ErrorInfo(
+            E.internal,
+            "internal error",
+            "内部错误",
+            "a bug: the request failed unexpectedly; nothing was changed",
+            500,
+        ),
+    )
+}
+del E
+
+
+def error_body(code: ErrorCode, msg: str | None = None) -> dict[str, Any]:
+    """The ``error`` object of the wire form for ``code``."""
+    text = msg if msg is not None else CATALOGUE[code].msg
+    if code is ErrorCode.snapShotDisabled:
+        # SPEC §4.4 prints this one with "type", not "code": keep it exact.
+        return {"type": code.value, "msg": text}
+    return {"code": code.value, "msg": text}
+
+
+class KefuError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    code: ErrorCode = ErrorCode.internal
+
+    def __init__(self, msg: str | None = None, *, code: ErrorCode | None = None) -> None:
+        if code is not None:
+            self.code = code
+        self.msg = msg if msg is not None else CATALOGUE[self.code].msg
+        super().__init__(self.msg)
+
+    def to_wire(self) -> dict[str, Any]:
+        return error_body(self.code, self.msg)
+
+
+class ProtocolError(KefuError):
+    """The peer sent something this protocol does not accept."""
+
+    code = ErrorCode.bad_request
+
+    def __init__(
+        self, msg: str | None = None, *, code: ErrorCode | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(msg, code=code)
+        self.field = field
+        self.request_id: str | None = None
+        self.mark: str | None = None
+
+
+class ApiError(KefuError):
+    """A request was understood and refused."""
+
+
+class InvalidTransition(KefuError):
+    """The agent state machine does not allow this event from this state."""
+
+    code = ErrorCode.invalid_state
+
+    def __init__(self, state: str, flow: str, event: str, reason: str | None = None) -> None:
+        self.state = state
+        self.flow = flow
+        self.event = event
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"{flow}.{event} is not allowed in state {state}{why}")

@@ -1,0 +1,180 @@
+"""The control protocol of the plugin (SDK ⇄ ``ws://127.0.0.1:1040``).
+
+Marks are the spec's API names (SPEC §4), with the spec's parameter names;
+the additions are marked. A request's reply is one or more messages with the
+same ``id``: ``subMark`` names the v1204 callback to call and ``state`` feeds
+the v190307 ``callback(state, payload)``. Pushes without ``id``:
+``initInnerCallBack`` events (``chatCloseCB``, ``videoCloseCB``,
+``visitorStreamOffline``, ...), ``state`` pushes, and the connection events
+``ssoReady``, ``kefuReady``, ``kefuWSClose`` (``mark: "client"``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, field_validator
+
+from .wire import Api, NoParams, Params
+
+__all__ = [
+    "CALL_MARKS",
+    "PLUGIN_API",
+    "CallVisitorParams",
+    "HelloParams",
+    "LoginData",
+    "SendMessageParams",
+    "SessionParams",
+    "SetAgentStateParams",
+    "SetWindowSizeParams",
+    "StartLoginParams",
+    "StartupParams",
+    "VideoInviteAgentParams",
+    "VisitorNameParams",
+]
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class HelloParams(Params):
+    """First message of a client (addition): the pairing token for non-browser clients."""
+
+    token: Annotated[str, StringConstraints(max_length=256)] | None = None
+    client: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class LoginData(Params):
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+
+
+class StartLoginParams(Params):
+    """SPEC §4.1 ``startLogin``: ``data.url`` is required."""
+
+    minimize: bool = False
+    data: LoginData
+
+
+class SetWindowSizeParams(Params):
+    """SPEC §4.1 ``setWindowSize``: strings as in the spec's sample, or numbers."""
+
+    width: str | int
+    height: str | int
+
+    @field_validator("width", "height")
+    @classmethod
+    def _pixels(cls, value: str | int) -> int:
+        if isinstance(value, str):
+            if not value.isascii() or not value.isdigit() or len(value) > 5:
+                raise ValueError('a size in pixels, e.g. "300"')
+            value = int(value)
+        if not 1 <= value <= 16384:
+            raise ValueError("a size from 1 to 16384 pixels")
+        return value
+
+
+class StartupParams(Params):
+    """SPEC §4.1 ``startup``: only the plugin's own URL scheme."""
+
+    clientUrl: Literal["pocprotocol://"] = "pocprotocol://"
+
+
+class SessionParams(Params):
+    """``pickUpSession`` and ``videoPickUp``: ``session_id`` is required (SPEC §4.2, §4.3)."""
+
+    session_id: Id
+
+
+class ChatCloseParams(Params):
+    """``chatClose``: the current session, or the one named (addition)."""
+
+    session_id: Id | None = None
+
+
+class SendMessageParams(Params):
+    """``sendMessage`` (addition): a text message in one of the agent's sessions."""
+
+    session_id: Id
+    text: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class CallVisitorParams(Params):
+    """SPEC §4.3 ``callbackToVisitor``."""
+
+    visitorName: Name
+    startVideo: bool = True
+
+
+class VisitorNameParams(Params):
+    """SPEC §4.3 ``videoInviteVisitor``."""
+
+    visitorName: Name
+
+
+class VideoInviteAgentParams(Params):
+    """SPEC §4.3 ``videoInviteAgent``."""
+
+    agentName: Name
+
+
+class SetAgentStateParams(Params):
+    """``setAgentState`` (addition): ready (``idle``) or not ready (``busy``)."""
+
+    state: Literal["idle", "busy"]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = Field(default=None)
+
+
+#: The call APIs (SPEC §4.3): their replies carry state codes.
+CALL_MARKS = frozenset(
+    {
+        "videoPickUp",
+        "multipleVideoPickUp",
+        "multipleVideoRefuse",
+        "videoInviteAgent",
+        "callbackToVisitor",
+        "videoInviteCurrentVisitor",
+        "videoInviteVisitor",
+        "videoDisconnect",
+    }
+)
+
+PLUGIN_API = Api(
+    "plugin",
+    {
+        "hello": HelloParams,  # addition: pairing, version
+        # SPEC §4.1 the window
+        "startLogin": StartLoginParams,
+        "setWindowSize": SetWindowSizeParams,
+        "minimize": NoParams,
+        "startup": StartupParams,
+        "restore": NoParams,
+        "quit": NoParams,
+        "getWindow": NoParams,  # addition: the window's geometry and state
+        # SPEC §4.2 IM
+        "pickUpSession": SessionParams,
+        "chatClose": ChatCloseParams,
+        "sendMessage": SendMessageParams,  # addition
+        # SPEC §4.3 audio and video
+        "videoPickUp": SessionParams,
+        "multipleVideoPickUp": NoParams,
+        "multipleVideoRefuse": NoParams,  # addition: the invited agent declines
+        "videoInviteAgent": VideoInviteAgentParams,
+        "callbackToVisitor": CallVisitorParams,
+        "videoInviteCurrentVisitor": NoParams,
+        "videoInviteVisitor": VisitorNameParams,
+        "videoDisconnect": NoParams,
+        # SPEC §4.4, §4.5
+        "takePhoto": NoParams,
+        "snapshot": NoParams,
+        "inviteShare": NoParams,
+        # SPEC §4.6 queries
+        "sessionCount": NoParams,
+        "sessionState": NoParams,
+        "isMultipleVideo": NoParams,
+        "isShareState": NoParams,
+        # additions (SPEC §5.3.6)
+        "setAgentState": SetAgentStateParams,
+        "logout": NoParams,
+        "getState": NoParams,
+    },
+)

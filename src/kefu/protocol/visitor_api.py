@@ -1,0 +1,42 @@
+"""The visitor socket (visitor page or ``kefu.visitor`` ⇄ server ``/ws/visitor``).
+
+The first message is ``hello`` with the visitor's name (the ``visitorName``
+that the spec's call APIs use) and, when reconnecting, the ``visitorKey`` the
+server gave it and the last ``seq`` it saw; the server replays what it missed
+and gives back the visitor's open session, if any. Pushes carry ``seq``:
+``event`` with ``subMark`` ``queue`` (position), ``sessionAssigned``,
+``message``, ``sessionClosed``, and the call events of the call issue.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+from .wire import Api, NoParams, Params
+
+__all__ = ["VISITOR_API", "VisitorHelloParams", "VisitorMessageParams"]
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class VisitorHelloParams(Params):
+    name: Name
+    visitorKey: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    lastSeq: int = 0
+
+
+class VisitorMessageParams(Params):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+VISITOR_API = Api(
+    "visitor",
+    {
+        "hello": VisitorHelloParams,
+        "sendMessage": VisitorMessageParams,
+        "closeSession": NoParams,
+        "ping": NoParams,
+    },
+)

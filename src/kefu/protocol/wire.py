@@ -1,0 +1,344 @@
+"""The wire envelope shared by every socket of kefu (DESIGN §4).
+
+Theory of operation
+-------------------
+Every message on every kefu WebSocket (SDK ⇄ plugin, plugin ⇄ server,
+visitor ⇄ server) is one JSON object, the envelope::
+
+    request   {"v":1,"id":"r17","mark":"callbackToVisitor","params":{...}}
+    reply     {"v":1,"id":"r17","mark":"callbackToVisitor","subMark":"inviteSuccess",
+               "state":"003001","payload":{...}}
+    error     {"v":1,"id":"r17","mark":"...","subMark":"error","state":"002004",
+               "error":{"code":"SDK_11","msg":"..."}}
+    event     {"v":1,"mark":"initInnerCallBack","subMark":"chatCloseCB","payload":{...}}
+    state     {"v":1,"mark":"state","state":"006011","payload":{...}}
+
+Server pushes also carry ``seq``, the per-connection sequence number a
+reconnecting client resumes from.
+
+Decoding is strict and happens at one edge, :func:`decode_request`: the text
+is parsed by :func:`loads_strict` (no duplicate keys, no NaN or Infinity,
+integers within int64, nesting at most :data:`MAX_DEPTH`, at most
+:data:`MAX_MESSAGE_BYTES`), the envelope is validated, and the ``params``
+are validated against the model that an :class:`Api` registers for the
+mark, with no type coercion. Every failure is a
+:class:`~kefu.protocol.errors.ProtocolError` carrying a catalogue code, the
+request id and the mark when they could be read, so the adapter can answer
+it on the same connection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import ErrorCode, ProtocolError, error_body
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_MESSAGE_BYTES",
+    "PROTOCOL_VERSION",
+    "Api",
+    "NoParams",
+    "Params",
+    "Request",
+    "decode_request",
+    "encode",
+    "error_message",
+    "event_message",
+    "loads_strict",
+    "reply_message",
+    "state_message",
+]
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_DEPTH = 32
+_INT64 = 2**63
+_ID_MAX = 64
+
+
+class Params(BaseModel):
+    """Base of every params model: frozen, strict (no coercion), no extra keys."""
+
+    model_config: ClassVar[ConfigDict] = ConfigDict(frozen=True, strict=True, extra="forbid")
+
+
+class NoParams(Params):
+    """An API that takes no parameters (``params`` may be absent, ``{}`` or ``null``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A decoded, validated request."""
+
+    id: str
+    mark: str
+    params: Params
+    v: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class Api:
+    """A set of marks a peer accepts, each with its params model."""
+
+    name: str
+    marks: Mapping[str, type[Params]] = field(default_factory=dict)
+
+    def __contains__(self, mark: object) -> bool:
+        return mark in self.marks
+
+
+def _reject_constant(name: str) -> Any:
+    raise ProtocolError(f"{name} is not a JSON number", code=ErrorCode.bad_json)
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, val in pairs:
+        if k in out:
+            raise ProtocolError(f"duplicate key {k!r}", code=ErrorCode.bad_json, field=k)
+        out[k] = val
+    return out
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > 20:
+        raise ProtocolError("integer out of range", code=ErrorCode.bad_json)
+    value = int(text)
+    if not -_INT64 <= value < _INT64:
+        raise ProtocolError("integer out of range", code=ErrorCode.bad_json)
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ProtocolError("number out of range", code=ErrorCode.bad_json)
+    return value
+
+
+def _depth_ok(text: str) -> bool:
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def loads_strict(data: str | bytes) -> Any:
+    """Parse JSON the strict way (see the module's docstring)."""
+    if isinstance(data, bytes):
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise ProtocolError(code=ErrorCode.too_large)
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("not UTF-8", code=ErrorCode.bad_json) from None
+    if len(data.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(code=ErrorCode.too_large)
+    if not _depth_ok(data):
+        raise ProtocolError(f"nested deeper than {MAX_DEPTH}", code=ErrorCode.bad_json)
+    try:
+        return json.loads(
+            data,
+            object_pairs_hook=_pairs,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"not JSON: {exc.msg}", code=ErrorCode.bad_json) from None
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+_ENVELOPE_KEYS = frozenset({"v", "id", "mark", "params"})
+
+
+def decode_request(data: str | bytes, api: Api) -> Request:
+    """Decode one request for ``api``; raise :class:`ProtocolError` on anything wrong."""
+    obj = loads_strict(data)
+    if not isinstance(obj, dict):
+        raise ProtocolError("a request is a JSON object", code=ErrorCode.bad_request)
+    if _has_lone_surrogate(obj):
+        raise ProtocolError("text with a lone surrogate", code=ErrorCode.bad_json)
+    rid = obj.get("id")
+    mark = obj.get("mark")
+    try:
+        if "id" not in obj:
+            raise ProtocolError("a request needs an id", code=ErrorCode.missing_field, field="id")
+        if not isinstance(rid, str) or not 0 < len(rid) <= _ID_MAX:
+            raise ProtocolError(
+                f"id is a string of 1 to {_ID_MAX} characters",
+                code=ErrorCode.invalid_field,
+                field="id",
+            )
+        v = obj.get("v")
+        if "v" not in obj:
+            raise ProtocolError("a request needs v", code=ErrorCode.missing_field, field="v")
+        if type(v) is not int or v != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"protocol version {v!r} is not supported; this peer speaks {PROTOCOL_VERSION}",
+                code=ErrorCode.unsupported_version,
+                field="v",
+            )
+        if "mark" not in obj:
+            raise ProtocolError("a request needs a mark", code=ErrorCode.missing_field, field="mark")
+        if not isinstance(mark, str):
+            raise ProtocolError("mark is a string", code=ErrorCode.invalid_field, field="mark")
+        extra = set(obj) - _ENVELOPE_KEYS
+        if extra:
+            name = sorted(extra)[0]
+            raise ProtocolError(f"unknown field {name!r}", code=ErrorCode.invalid_field, field=name)
+        model = api.marks.get(mark)
+        if model is None:
+            raise ProtocolError(f"unknown API {mark[:40]!r}", code=ErrorCode.unknown_mark, field="mark")
+        raw_params = obj.get("params")
+        if raw_params is None:
+            raw_params = {}
+        if not isinstance(raw_params, dict):
+            raise ProtocolError("params is an object", code=ErrorCode.invalid_field, field="params")
+        try:
+            params = model.model_validate(raw_params)
+        except ValidationError as exc:
+            raise _from_validation(exc) from None
+    except ProtocolError as exc:
+        exc.request_id = rid if isinstance(rid, str) and 0 < len(rid) <= _ID_MAX else None
+        exc.mark = mark if isinstance(mark, str) and mark in api.marks else None
+        raise
+    return Request(id=rid, mark=mark, params=params, v=v)
+
+
+def _from_validation(exc: ValidationError) -> ProtocolError:
+    err = exc.errors()[0]
+    path = "params." + ".".join(str(p) for p in err["loc"]) if err["loc"] else "params"
+    if err["type"] == "missing":
+        return ProtocolError(f"{path} is required", code=ErrorCode.missing_field, field=path)
+    if err["type"] == "extra_forbidden":
+        return ProtocolError(f"unknown field {path}", code=ErrorCode.invalid_field, field=path)
+    return ProtocolError(f"{path}: {err['msg']}", code=ErrorCode.invalid_field, field=path)
+
+
+# --- building messages: one function per kind, used by every adapter.
+
+Json = dict[str, Any]
+
+
+def _base(mark: str, rid: str | None, seq: int | None) -> Json:
+    msg: Json = {"v": PROTOCOL_VERSION}
+    if rid is not None:
+        msg["id"] = rid
+    if seq is not None:
+        msg["seq"] = seq
+    msg["mark"] = mark
+    return msg
+
+
+def reply_message(
+    mark: str,
+    sub_mark: str,
+    payload: Any = None,
+    *,
+    rid: str | None = None,
+    state: str | None = None,
+    seq: int | None = None,
+    data: Any = None,
+) -> Json:
+    """A reply or progress message for request ``rid`` (``subMark`` = the v1204 callback)."""
+    msg = _base(mark, rid, seq)
+    msg["subMark"] = sub_mark
+    if state is not None:
+        msg["state"] = state
+    if payload is not None:
+        msg["payload"] = payload
+    if data is not None:
+        msg["data"] = data
+    return msg
+
+
+def error_message(
+    mark: str | None,
+    code: ErrorCode,
+    msg: str | None = None,
+    *,
+    rid: str | None = None,
+    state: str | None = None,
+    field_name: str | None = None,
+    seq: int | None = None,
+) -> Json:
+    """An error in the spec's form: ``{..., "subMark": "error", "error": {code, msg}}``."""
+    out = _base(mark if mark is not None else "error", rid, seq)
+    out["subMark"] = "error"
+    if state is not None:
+        out["state"] = state
+    body = error_body(code, msg)
+    if field_name is not None:
+        body["field"] = field_name
+    out["error"] = body
+    return out
+
+
+def event_message(
+    sub_mark: str, payload: Any = None, *, mark: str = "initInnerCallBack", seq: int | None = None
+) -> Json:
+    """A pushed event (SPEC §3.2 callbacks are ``mark: initInnerCallBack``)."""
+    msg = _base(mark, None, seq)
+    msg["subMark"] = sub_mark
+    if payload is not None:
+        msg["payload"] = payload
+    return msg
+
+
+def state_message(state: str, payload: Any = None, *, seq: int | None = None) -> Json:
+    """A state-change push: ``{"v":1,"mark":"state","state":"006011",...}``."""
+    msg = _base("state", None, seq)
+    msg["state"] = state
+    if payload is not None:
+        msg["payload"] = payload
+    return msg
+
+
+def protocol_error_message(exc: ProtocolError) -> Json:
+    """The answer to a request that failed to decode."""
+    return error_message(exc.mark, exc.code, exc.msg, rid=exc.request_id, field_name=exc.field)
+
+
+def encode(msg: Mapping[str, Any]) -> str:
+    """Encode a message as compact JSON text (UTF-8 kept, not escaped)."""
+    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+# re-exported for adapters
+__all__ += ["Json", "protocol_error_message"]

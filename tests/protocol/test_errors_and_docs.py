@@ -1,0 +1,92 @@
+"""The error catalogue, the generated docs, and the purity of the core."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import kefu.protocol
+from kefu.protocol import CATALOGUE, ErrorCode, KefuError, ProtocolError
+from kefu.protocol.docs import errors_md, states_md
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOL = ROOT / "src" / "kefu" / "protocol"
+
+
+def test_every_error_code_is_catalogued_in_two_languages() -> None:
+    assert set(CATALOGUE) == set(ErrorCode)
+    for info in CATALOGUE.values():
+        assert info.msg and info.msg_zh and info.when
+
+
+def test_spec_errors_are_worded_as_the_spec() -> None:
+    assert ErrorCode.SDK_08.value == "SDK_08" and ErrorCode.SDK_11.value == "SDK_11"
+    assert ErrorCode.login_timeout.value == -1
+    assert CATALOGUE[ErrorCode.SDK_11].msg_zh == "当前访客正在进行会话,无法外呼"
+    assert CATALOGUE[ErrorCode.SDK_08].msg_zh == "查询id出错,请检查访客信息是否正确"
+
+
+def test_exceptions_carry_the_wire_form() -> None:
+    e = ProtocolError("x is wrong", code=ErrorCode.invalid_field, field="x")
+    assert isinstance(e, KefuError)
+    assert e.to_wire() == {"code": "invalid_field", "msg": "x is wrong"}
+
+
+def test_generated_docs_are_current() -> None:
+    states = (ROOT / "docs" / "states.md").read_text(encoding="utf-8")
+    errors = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
+    assert states == states_md(), "docs/states.md is stale: run `bin/kefu docs`"
+    assert errors == errors_md(), "docs/errors.md is stale: run `bin/kefu docs`"
+    assert "```mermaid" in states and "decision" in states
+
+
+FORBIDDEN = {
+    "asyncio",
+    "socket",
+    "ssl",
+    "select",
+    "selectors",
+    "threading",
+    "subprocess",
+    "multiprocessing",
+    "time",
+    "datetime",
+    "os",
+    "io",
+    "pathlib",
+    "shutil",
+    "urllib",
+    "http",
+    "websockets",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "aiortc",
+    "av",
+    "sqlalchemy",
+    "redis",
+    "random",
+}
+
+
+def test_the_protocol_core_imports_no_io_and_no_adapter() -> None:
+    for path in sorted(PROTOCOL.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in FORBIDDEN, f"{path.name} imports {name}"
+                assert not (top == "kefu" and not name.startswith("kefu.protocol")), (
+                    f"{path.name} imports the adapter {name}"
+                )
+
+
+def test_public_surface_is_complete() -> None:
+    for name in kefu.protocol.__all__:
+        assert hasattr(kefu.protocol, name), name
