@@ -96,6 +96,7 @@ class SendMessageParams(Params):
 
     session_id: Id
     text: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    clientMsgId: Id | None = None  # idempotency key: a retry with the same key is stored once
 
 
 class CallVisitorParams(Params):

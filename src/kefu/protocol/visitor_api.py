@@ -29,6 +29,7 @@ class VisitorHelloParams(Params):
 
 class VisitorMessageParams(Params):
     text: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    clientMsgId: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 VISITOR_API = Api(
