@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -212,6 +214,10 @@ def test_random_calls_only_produce_transitions_the_machine_allows(start: str, op
         except ApiError:
             continue
         w.apply(fx)  # raises InvalidTransition if the call asked for a refused move
+        # a stored call comes back exactly (any node can carry it on)
+        again = Call.from_dict(json.loads(json.dumps(call.to_dict())))
+        assert again.to_dict() == call.to_dict()
+        call = again
         for a, s in w.states.items():
             if s.top in (TopState.twoParty, TopState.threeParty):
                 connected.add(a)

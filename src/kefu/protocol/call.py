@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ApiError, ErrorCode
 from .machine import CALL_FLOWS, Event, Flow
@@ -189,6 +190,51 @@ class Call:
             call._start_timer(),
         ]
         return call, fx
+
+    # --- persistence: a call is stored as JSON so any server node can carry it on
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready snapshot; :meth:`from_dict` restores it exactly."""
+        return {
+            "id": self.id,
+            "flow": self.flow.value,
+            "primary": self.primary,
+            "phase": self.phase.value,
+            "timerGen": self.timer_gen,
+            "endedBy": self.ended_by,
+            "endReason": self.end_reason,
+            "pending": [self.pending.kind.value, self.pending.name] if self.pending else None,
+            "members": [
+                {
+                    "kind": m.kind.value,
+                    "name": m.name,
+                    "role": m.role,
+                    "status": m.status.value,
+                    "flow": m.flow.value,
+                }
+                for m in self.members.values()
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Call:
+        call = cls.__new__(cls)
+        call.id = data["id"]
+        call.flow = Flow(data["flow"])
+        call.primary = data["primary"]
+        call.phase = CallPhase(data["phase"])
+        call.timer_gen = data["timerGen"]
+        call.ended_by = data["endedBy"]
+        call.end_reason = data["endReason"]
+        call.members = {}
+        for m in data["members"]:
+            member = Member(
+                MemberKind(m["kind"]), m["name"], m["role"], MemberStatus(m["status"]), Flow(m["flow"])
+            )
+            call.members[(member.kind, member.name)] = member
+        pending = data["pending"]
+        call.pending = call.members[(MemberKind(pending[0]), pending[1])] if pending else None
+        return call
 
     # --- queries
 
