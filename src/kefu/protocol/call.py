@@ -151,7 +151,7 @@ class Call:
         if flow not in CALL_FLOWS or flow is Flow.agentInvite:
             raise ValueError(f"a call starts by visitorInvite, callVisitor or callCurrentVisitor, not {flow}")
         self.id = call_id
-        self.flow = flow
+        self.flow: Flow = flow
         self.primary = primary
         self.phase = CallPhase.ringing if flow is Flow.visitorInvite else CallPhase.calling
         self.members: dict[tuple[MemberKind, str], Member] = {}

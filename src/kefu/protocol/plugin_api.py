@@ -5,8 +5,15 @@ the additions are marked. A request's reply is one or more messages with the
 same ``id``: ``subMark`` names the v1204 callback to call and ``state`` feeds
 the v190307 ``callback(state, payload)``. Pushes without ``id``:
 ``initInnerCallBack`` events (``chatCloseCB``, ``videoCloseCB``,
-``visitorStreamOffline``, ...), ``state`` pushes, and the connection events
-``ssoReady``, ``kefuReady``, ``kefuWSClose`` (``mark: "client"``).
+``visitorStreamOffline``, ...), ``state`` pushes, ``event`` pushes (the
+server's other events, e.g. ``sessionAssigned``, ``message``) and the
+connection events of :data:`CLIENT_EVENTS` (``mark: "client"``).
+
+Where a mark is answered: :data:`LOCAL_MARKS` by the plugin itself,
+:data:`FORWARDED_MARKS` by the server (the plugin forwards them on the
+agent's link), :data:`MEDIA_MARKS` by the media layer. A request has one
+reply, except the call APIs (:data:`CALL_MARKS`) whose progress messages
+share the request's id until :func:`is_final` says the request is over.
 """
 
 from __future__ import annotations
@@ -18,9 +25,16 @@ from pydantic import Field, StringConstraints, field_validator
 from .wire import Api, NoParams, Params
 
 __all__ = [
+    "CALL_FINAL_SUBMARKS",
     "CALL_MARKS",
+    "CLIENT_EVENTS",
+    "DATA_MARKS",
+    "FORWARDED_MARKS",
+    "LOCAL_MARKS",
+    "MEDIA_MARKS",
     "PLUGIN_API",
     "CallVisitorParams",
+    "ChatCloseParams",
     "HelloParams",
     "LoginData",
     "SendMessageParams",
@@ -31,6 +45,7 @@ __all__ = [
     "StartupParams",
     "VideoInviteAgentParams",
     "VisitorNameParams",
+    "is_final",
 ]
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -179,3 +194,107 @@ PLUGIN_API = Api(
         "getState": NoParams,
     },
 )
+
+#: Answered by the plugin itself: pairing, login, the window (SPEC §4.1) and
+#: the two boolean queries (SPEC §4.6), which it answers from its mirror.
+LOCAL_MARKS = frozenset(
+    {
+        "hello",
+        "startLogin",
+        "setWindowSize",
+        "minimize",
+        "startup",
+        "restore",
+        "quit",
+        "getWindow",
+        "isMultipleVideo",
+        "isShareState",
+    }
+)
+
+#: Replies of the form ``{"subMark": "success", "data": <bool>}`` (SPEC §4.6, v1211).
+DATA_MARKS = frozenset({"isMultipleVideo", "isShareState"})
+
+#: Answered by the media layer (SPEC §4.4, §4.5).
+MEDIA_MARKS = frozenset({"takePhoto", "snapshot", "inviteShare"})
+
+#: Forwarded to the server on the agent's link (``kefu.protocol.agent_api``).
+FORWARDED_MARKS = frozenset(
+    {
+        "pickUpSession",
+        "chatClose",
+        "sendMessage",
+        "setAgentState",
+        "logout",
+        "sessionCount",
+        "sessionState",
+        "getState",
+    }
+    | CALL_MARKS
+)
+
+#: Connection events pushed as ``{"mark": "client", "subMark": ...}``. The
+#: first three are the spec's (SPEC §3.1); ``kefuWSOpen`` (the link to the
+#: server is back) and ``quit`` (the plugin is stopping) are additions.
+CLIENT_EVENTS = frozenset({"ssoReady", "kefuReady", "kefuWSClose", "kefuWSOpen", "quit"})
+
+#: The callbacks that end a call API's request (SPEC §4.3): after one of
+#: these no more progress comes under that request's id.
+CALL_FINAL_SUBMARKS: dict[str, frozenset[str]] = {
+    "videoPickUp": frozenset({"error", "timeoutDisconnect", "visitorDisconnect", "kefuCloseVideoSuccess"}),
+    "multipleVideoPickUp": frozenset({"error", "exitSuccess", "kefuCloseVideoSuccess", "timeoutDisconnect"}),
+    "multipleVideoRefuse": frozenset({"error", "success"}),
+    "videoInviteAgent": frozenset(
+        {
+            "error",
+            "exitSuccess",
+            "kefuCloseVideoSuccess",
+            "visitorRefuse",
+            "videoBusyMark",
+            "timeoutDisconnect",
+        }
+    ),
+    "callbackToVisitor": frozenset(
+        {
+            "error",
+            "visitorRefuse",
+            "videoBusyMark",
+            "timeoutDisconnect",
+            "visitorDisconnect",
+            "kefuCloseVideoSuccess",
+        }
+    ),
+    "videoInviteCurrentVisitor": frozenset(
+        {
+            "error",
+            "visitorRefuse",
+            "videoBusyMark",
+            "timeoutDisconnect",
+            "visitorDisconnect",
+            "kefuCloseVideoSuccess",
+        }
+    ),
+    "videoInviteVisitor": frozenset(
+        {
+            "error",
+            "visitorRefuse",
+            "videoBusyMark",
+            "timeoutDisconnect",
+            "visitorDisconnect",
+            "kefuCloseVideoSuccess",
+        }
+    ),
+    "videoDisconnect": frozenset({"error", "success"}),
+}
+
+
+def is_final(mark: str, sub_mark: str | None) -> bool:
+    """Whether a reply with ``sub_mark`` is the last message of a ``mark`` request.
+
+    Every API but the call APIs answers once. A call API's request lives on
+    through its progress callbacks until one in :data:`CALL_FINAL_SUBMARKS`.
+    """
+    finals = CALL_FINAL_SUBMARKS.get(mark)
+    if finals is None:
+        return True
+    return sub_mark in finals
