@@ -83,6 +83,7 @@ class ErrorCode(enum.Enum):
     # --- the system
     rate_limited = "rate_limited"
     upstream_down = "upstream_down"
+    plugin_unreachable = "plugin_unreachable"
     timeout = "timeout"
     internal = "internal"
 
@@ -362,6 +363,13 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
             "the connection to the server is down; it is being restored",
             "与服务器的连接已断开,正在恢复",
             "a plugin API that needs the server while the plugin's link to it is down",
+            503,
+        ),
+        ErrorInfo(
+            E.plugin_unreachable,
+            "the plugin does not answer; start it (IMClient.startup or `kefu plugin`)",
+            "插件无响应,请先启动插件",
+            "an SDK whose connection to the plugin failed or broke",
             503,
         ),
         ErrorInfo(
