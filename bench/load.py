@@ -1,0 +1,713 @@
+"""The load generator: thousands of visitor and agent connections from a few
+worker processes, driven phase by phase from the (synchronous) scenario.
+
+Theory of operation
+-------------------
+:class:`Pool` starts ``workers`` processes (spawned, each with its own event
+loop, uvloop when installed). Visitor ``i`` lives in worker ``i mod W`` and
+agent ``k`` in worker ``k mod W``. The scenario calls a phase on every worker
+at once (:meth:`Pool.call`) and gets one dict back per worker.
+
+The same client code drives kefu and the baseline (``target``):
+
+==============  =====================================  ===============================
+                kefu                                   baseline (bench.baseline_server)
+==============  =====================================  ===============================
+visitor         ``/ws/visitor``, ``hello`` first        ``/echo`` or ``/relay/v/<i>``
+send            ``sendMessage {text, clientMsgId?}``    the same envelope, raw
+acknowledgement the reply with the request's id         the echo (same id)
+agent           ``/ws/agent``, ``auth``, ready          ``/relay/a/<k>``
+delivery        ``event``/``message`` push              the relayed envelope
+==============  =====================================  ===============================
+
+Every text carries who sent it, a number and the send time:
+``b|<phase>|<visitor>|<n>|<monotonic ns>|xxxx…`` (visitor → agent) and
+``a|<agent>|<n>|<monotonic ns>|xxxx…`` (agent → visitor), padded to the message
+size. ``time.monotonic_ns`` is one clock for every process on Linux, so the
+receiver computes the latency. The numbers give loss and duplicates: every
+acknowledged message must be received exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import multiprocessing as mp
+import os
+import random
+import time
+import traceback
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+__all__ = ["LoadConfig", "Pool"]
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """What every worker needs to know; picklable."""
+
+    target: str  # "kefu" | "echo" | "relay"
+    base_url: str  # ws://127.0.0.1:PORT (kefu: the server; baseline: the baseline server)
+    http_url: str = ""  # kefu: http://127.0.0.1:PORT for /api/login
+    visitors: int = 0
+    agents: int = 0
+    agent_names: tuple[str, ...] = ()
+    agent_password: str = ""
+    msg_size: int = 100  # characters of text
+    connect_concurrency: int = 200
+    open_timeout: float = 30.0
+    request_timeout: float = 30.0
+    visitor_prefix: str = "bv"
+
+
+@dataclass
+class _Pending:
+    n: int
+    t_ns: int
+    fut: asyncio.Future[dict[str, Any]] | None = None
+    cid: str | None = None
+    phase: str = ""
+
+
+@dataclass
+class _Visitor:
+    idx: int
+    name: str
+    ws: ClientConnection | None = None
+    key: str | None = None
+    last_seq: int = 0
+    session: str | None = None
+    assigned: asyncio.Event = field(default_factory=asyncio.Event)
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    outbox: dict[str, tuple[int, str]] = field(default_factory=dict)  # clientMsgId → (n, text)
+    acked: set[int] = field(default_factory=set)
+    errors: Counter[str] = field(default_factory=Counter)
+    next_n: int = 0
+    rid: itertools.count[int] = field(default_factory=itertools.count)
+    got: Counter[tuple[int, int]] = field(default_factory=Counter)  # (agent, n) → times received
+    overlap: int = 0  # pushes with seq ≤ last seq (replayed again): ignored, as a client should
+    gaps: int = 0  # pushes never received (a jump in seq)
+    reader: asyncio.Task[None] | None = None
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Agent:
+    idx: int
+    name: str
+    ws: ClientConnection | None = None
+    token: str = ""
+    sessions: list[str] = field(default_factory=list)
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    acked: set[int] = field(default_factory=set)
+    errors: Counter[str] = field(default_factory=Counter)
+    next_n: int = 0
+    rid: itertools.count[int] = field(default_factory=itertools.count)
+    last_seq: int = 0
+    gaps: int = 0
+    reader: asyncio.Task[None] | None = None
+
+
+def _pad(head: str, size: int) -> str:
+    return head + "x" * (size - len(head)) if len(head) < size else head
+
+
+def _envelope(rid: str, mark: str, params: dict[str, Any]) -> str:
+    return json.dumps({"v": 1, "id": rid, "mark": mark, "params": params}, separators=(",", ":"))
+
+
+class Worker:
+    """One worker's share of the visitors and agents, and the phases it runs."""
+
+    def __init__(self, index: int, count: int, cfg: LoadConfig) -> None:
+        self.cfg = cfg
+        self.index = index
+        self.visitors = [_Visitor(i, f"{cfg.visitor_prefix}{i}") for i in range(index, cfg.visitors, count)]
+        self.agents = [
+            _Agent(k, cfg.agent_names[k] if k < len(cfg.agent_names) else f"agent{k}")
+            for k in range(index, cfg.agents, count)
+        ]
+        # agent-side records of visitor messages: (visitor, n) → count; latency per phase
+        self.received: Counter[tuple[int, int]] = Counter()
+        self.latency: defaultdict[str, list[int]] = defaultdict(list)
+        self.recv_at: defaultdict[str, list[int]] = defaultdict(list)  # monotonic ns of each delivery
+        self.ack_latency: defaultdict[str, list[int]] = defaultdict(list)
+        self.ack_at: defaultdict[str, list[int]] = defaultdict(list)
+        self.unparsed = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.closed_unexpectedly = 0
+
+    # --- connections ------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return self.cfg.base_url.rstrip("/") + path
+
+    async def _open(self, path: str) -> ClientConnection:
+        return await connect(
+            self._url(path),
+            compression=None,
+            ping_interval=None,  # the server pings; answering is enough
+            max_size=1 << 20,
+            open_timeout=self.cfg.open_timeout,
+            close_timeout=2,
+            max_queue=None,
+        )
+
+    async def _request(self, ws: ClientConnection, pending: dict[str, _Pending], rid: str, text: str) -> Any:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        pending[rid] = _Pending(-1, time.monotonic_ns(), fut)
+        await ws.send(text)
+        return await asyncio.wait_for(fut, self.cfg.request_timeout)
+
+    async def _connect_visitor(self, v: _Visitor) -> None:
+        t = self.cfg.target
+        path = {"kefu": "/ws/visitor", "echo": "/echo", "relay": f"/relay/v/{v.idx}"}[t]
+        v.ws = await self._open(path)
+        v.reader = asyncio.create_task(self._visitor_reader(v, v.ws))
+        if t == "kefu":
+            params: dict[str, Any] = {"name": v.name}
+            if v.key is not None:
+                params["visitorKey"] = v.key
+                params["lastSeq"] = v.last_seq
+            rid = f"h{next(v.rid)}"
+            reply = await self._request(v.ws, v.pending, rid, _envelope(rid, "hello", params))
+            if reply.get("subMark") != "success":
+                raise RuntimeError(f"hello refused: {reply}")
+            payload = reply.get("payload") or {}
+            v.key = payload.get("visitorKey", v.key)
+            session = payload.get("session")
+            if isinstance(session, dict):
+                v.session = session.get("id") or session.get("sessionId")
+            elif isinstance(session, str):
+                v.session = session
+            if v.session and session and (not isinstance(session, dict) or session.get("status") != "queued"):
+                v.assigned.set()
+        else:
+            v.assigned.set()
+        v.connected.set()
+
+    async def _connect_agent(self, a: _Agent) -> None:
+        if self.cfg.target == "kefu":
+            if not a.token:
+                a.token = await self._login(a.name)
+            a.ws = await self._open("/ws/agent")
+            a.reader = asyncio.create_task(self._agent_reader(a, a.ws))
+            reply = await self._request(
+                a.ws, a.pending, "auth", _envelope("auth", "auth", {"token": a.token, "lastSeq": a.last_seq})
+            )
+            if reply.get("subMark") != "success":
+                raise RuntimeError(f"auth refused: {reply}")
+            reply = await self._request(
+                a.ws, a.pending, "ready", _envelope("ready", "setAgentState", {"state": "idle"})
+            )
+            if reply.get("subMark") == "error":
+                raise RuntimeError(f"setAgentState idle refused: {reply}")
+        elif self.cfg.target == "relay":
+            a.ws = await self._open(f"/relay/a/{a.idx}")
+            a.reader = asyncio.create_task(self._agent_reader(a, a.ws))
+
+    async def _login(self, name: str) -> str:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=self.cfg.http_url, timeout=60) as client:
+            r = await client.post("/api/login", json={"name": name, "password": self.cfg.agent_password})
+            r.raise_for_status()
+            body = r.json()
+            token = body.get("token") or (body.get("payload") or {}).get("token")
+            if not token:
+                raise RuntimeError(f"/api/login answered no token: {body}")
+            return str(token)
+
+    async def _gather_limited(self, coros: list[Any], limit: int) -> list[BaseException | None]:
+        sem = asyncio.Semaphore(limit)
+
+        async def one(c: Any) -> BaseException | None:
+            async with sem:
+                try:
+                    await c
+                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, RuntimeError) as exc:
+                    return exc
+                return None
+
+        return list(await asyncio.gather(*(one(c) for c in coros)))
+
+    # --- readers ----------------------------------------------------------------------
+
+    def _reply(self, pending: dict[str, _Pending], msg: dict[str, Any], now: int) -> _Pending | None:
+        p = pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
+        if p is not None and p.fut is not None and not p.fut.done():
+            p.fut.set_result(msg)
+        return p
+
+    async def _visitor_reader(self, v: _Visitor, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                now = time.monotonic_ns()
+                msg = json.loads(raw)
+                if "id" in msg:
+                    p = self._reply(v.pending, msg, now)
+                    if p is not None and p.n >= 0:
+                        if msg.get("subMark") == "error":
+                            v.errors[str((msg.get("error") or {}).get("code"))] += 1
+                        else:
+                            v.acked.add(p.n)
+                            if p.cid is not None:
+                                v.outbox.pop(p.cid, None)
+                            self.ack_latency[p.phase].append(now - p.t_ns)
+                            self.ack_at[p.phase].append(now)
+                    continue
+                seq = msg.get("seq")
+                if isinstance(seq, int):
+                    if seq <= v.last_seq:
+                        v.overlap += 1
+                        continue
+                    if seq > v.last_seq + 1 and v.last_seq:
+                        v.gaps += seq - v.last_seq - 1
+                    v.last_seq = seq
+                sub = msg.get("subMark")
+                payload = msg.get("payload") or {}
+                if sub == "sessionAssigned":
+                    v.session = payload.get("sessionId", v.session)
+                    v.assigned.set()
+                elif sub == "message":
+                    text = payload.get("text", "")
+                    if text.startswith("a|"):
+                        parts = text.split("|", 4)
+                        v.got[(int(parts[1]), int(parts[2]))] += 1
+                elif sub == "sessionClosed":
+                    v.session = None
+        except ConnectionClosed:
+            pass
+        finally:
+            for p in v.pending.values():
+                if p.fut is not None and not p.fut.done():
+                    p.fut.set_exception(ConnectionError("closed"))
+            v.pending.clear()
+            if v.ws is ws:
+                v.connected.clear()
+
+    async def _agent_reader(self, a: _Agent, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                now = time.monotonic_ns()
+                msg = json.loads(raw)
+                if "id" in msg and "params" not in msg:
+                    p = self._reply(a.pending, msg, now)
+                    if p is not None and p.n >= 0:
+                        if msg.get("subMark") == "error":
+                            a.errors[str((msg.get("error") or {}).get("code"))] += 1
+                        else:
+                            a.acked.add(p.n)
+                    continue
+                seq = msg.get("seq")
+                if isinstance(seq, int):
+                    if seq <= a.last_seq:
+                        continue
+                    if seq > a.last_seq + 1 and a.last_seq:
+                        a.gaps += seq - a.last_seq - 1
+                    a.last_seq = seq
+                if "params" in msg:  # the baseline relays the visitor's envelope as it is
+                    text = (msg.get("params") or {}).get("text", "")
+                else:
+                    sub = msg.get("subMark")
+                    payload = msg.get("payload") or {}
+                    if sub == "sessionAssigned":
+                        sid = payload.get("sessionId")
+                        if sid and sid not in a.sessions:
+                            a.sessions.append(sid)
+                        continue
+                    if sub == "sessionClosed":
+                        sid = payload.get("sessionId")
+                        if sid in a.sessions:
+                            a.sessions.remove(sid)
+                        continue
+                    if sub != "message":
+                        continue
+                    text = payload.get("text", "")
+                if text.startswith("b|"):
+                    parts = text.split("|", 5)
+                    phase, vi, n, t = parts[1], int(parts[2]), int(parts[3]), int(parts[4])
+                    self.received[(vi, n)] += 1
+                    self.latency[phase].append(now - t)
+                    self.recv_at[phase].append(now)
+                else:
+                    self.unparsed += 1
+        except ConnectionClosed:
+            pass
+        finally:
+            for p in a.pending.values():
+                if p.fut is not None and not p.fut.done():
+                    p.fut.set_exception(ConnectionError("closed"))
+            a.pending.clear()
+
+    # --- sending ----------------------------------------------------------------------
+
+    async def _visitor_send(self, v: _Visitor, phase: str, *, idempotent: bool = False) -> _Pending | None:
+        n = v.next_n
+        v.next_n += 1
+        t = time.monotonic_ns()
+        text = _pad(f"b|{phase}|{v.idx}|{n}|{t}|", self.cfg.msg_size)
+        cid = f"c{v.idx}-{n}" if idempotent else None
+        if cid is not None:
+            v.outbox[cid] = (n, text)
+        if v.ws is None or not v.connected.is_set():
+            return None  # queued in the outbox (idempotent) or dropped (not counted as sent)
+        return await self._send_text(v, n, text, cid, t, phase)
+
+    async def _send_text(
+        self, v: _Visitor, n: int, text: str, cid: str | None, t: int, phase: str
+    ) -> _Pending | None:
+        assert v.ws is not None
+        rid = f"m{next(v.rid)}"
+        params: dict[str, Any] = {"text": text}
+        if cid is not None:
+            params["clientMsgId"] = cid
+        p = _Pending(n, t, asyncio.get_running_loop().create_future(), cid, phase)
+        v.pending[rid] = p
+        try:
+            await v.ws.send(_envelope(rid, "sendMessage", params))
+        except ConnectionClosed:
+            v.pending.pop(rid, None)
+            return None
+        return p
+
+    async def _agent_send(self, a: _Agent) -> None:
+        if a.ws is None or not a.sessions:
+            return
+        n = a.next_n
+        a.next_n += 1
+        sid = a.sessions[n % len(a.sessions)]
+        text = _pad(f"a|{a.idx}|{n}|{time.monotonic_ns()}|", self.cfg.msg_size)
+        rid = f"s{next(a.rid)}"
+        a.pending[rid] = _Pending(n, time.monotonic_ns(), None)
+        with contextlib.suppress(ConnectionClosed):
+            await a.ws.send(
+                _envelope(
+                    rid, "sendMessage", {"session_id": sid, "text": text, "clientMsgId": f"a{a.idx}-{n}"}
+                )
+            )
+
+    # --- phases -----------------------------------------------------------------------
+
+    async def connect_agents(self) -> dict[str, Any]:
+        t0 = time.monotonic()
+        errs = await self._gather_limited([self._connect_agent(a) for a in self.agents], 50)
+        bad = [repr(e) for e in errs if e is not None]
+        return {"agents": len(self.agents), "failed": len(bad), "errors": bad[:5], "s": time.monotonic() - t0}
+
+    async def connect_visitors(self) -> dict[str, Any]:
+        t0 = time.monotonic()
+        errs = await self._gather_limited(
+            [self._connect_visitor(v) for v in self.visitors], self.cfg.connect_concurrency
+        )
+        bad = [repr(e) for e in errs if e is not None]
+        return {
+            "visitors": len(self.visitors),
+            "failed": len(bad),
+            "errors": bad[:5],
+            "s": time.monotonic() - t0,
+        }
+
+    async def open_sessions(self, active: int, wait_s: float) -> dict[str, Any]:
+        """Each visitor's first message opens its session; wait until every one is assigned."""
+        t0 = time.monotonic()
+        if self.cfg.target == "kefu":
+            sem = asyncio.Semaphore(self.cfg.connect_concurrency)
+
+            async def one(v: _Visitor) -> None:
+                if v.assigned.is_set() or v.ws is None:
+                    return
+                async with sem:
+                    await self._visitor_send(v, "open", idempotent=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(v.assigned.wait(), wait_s)
+
+            await asyncio.gather(*(one(v) for v in self.visitors if v.idx < active))
+        assigned = sum(1 for v in self.visitors if v.assigned.is_set() and v.idx < active)
+        return {
+            "assigned": assigned,
+            "visitors": len(self.visitors),
+            "agent_sessions": sum(len(a.sessions) for a in self.agents),
+            "s": time.monotonic() - t0,
+        }
+
+    async def rate(self, phase: str, rate: float, duration: float, active: int) -> dict[str, Any]:
+        """Open loop: ``rate`` messages/s from this worker's active visitors, round-robin."""
+        live = [v for v in self.visitors if v.ws is not None and v.idx < active]
+        if not live or rate <= 0:
+            return {"sent": 0, "lag_max_ms": 0.0}
+        start = time.monotonic()
+        sent = 0
+        lag_max = 0.0
+        order = itertools.cycle(live)
+        while True:
+            elapsed = time.monotonic() - start
+            if elapsed >= duration:
+                break
+            due = int(elapsed * rate) - sent
+            if due > 0:
+                lag_max = max(lag_max, due / rate)
+            for _ in range(max(0, due)):
+                await self._visitor_send(next(order), phase)
+                sent += 1
+            await asyncio.sleep(0.002)
+        return {"sent": sent, "lag_max_ms": lag_max * 1000, "s": time.monotonic() - start}
+
+    async def saturate(self, phase: str, duration: float, active: int) -> dict[str, Any]:
+        """Closed loop: each active visitor sends, awaits its acknowledgement, sends again."""
+        live = [v for v in self.visitors if v.ws is not None and v.idx < active]
+        start = time.monotonic()
+        end = start + duration
+        stalled = 0
+
+        async def one(v: _Visitor) -> None:
+            nonlocal stalled
+            while time.monotonic() < end:
+                p = await self._visitor_send(v, phase)
+                if p is None or p.fut is None:
+                    return
+                try:
+                    await asyncio.wait_for(p.fut, max(0.1, end - time.monotonic() + self.cfg.request_timeout))
+                except (TimeoutError, ConnectionError):
+                    stalled += 1
+                    return
+
+        await asyncio.gather(*(one(v) for v in live))
+        return {
+            "visitors": len(live),
+            "stalled": stalled,
+            "s": time.monotonic() - start,
+            "start_ns": int(start * _NS),
+        }
+
+    async def storm(
+        self,
+        *,
+        before: float,
+        after: float,
+        visitor_rate: float,
+        agent_rate: float,
+        reconnect_concurrency: int,
+        reconnect_timeout: float,
+    ) -> dict[str, Any]:
+        """Traffic both ways; every visitor drops its connection at once and reconnects."""
+        stop = asyncio.Event()
+        live = [v for v in self.visitors if v.ws is not None]
+
+        async def visitor_pacer() -> None:
+            order = itertools.cycle(live)
+            start = time.monotonic()
+            sent = 0
+            while not stop.is_set() and live:
+                due = int((time.monotonic() - start) * visitor_rate) - sent
+                for _ in range(max(0, due)):
+                    await self._visitor_send(next(order), "storm", idempotent=True)
+                    sent += 1
+                await asyncio.sleep(0.005)
+
+        async def agent_pacer() -> None:
+            agents = [a for a in self.agents if a.sessions]
+            order = itertools.cycle(agents)
+            start = time.monotonic()
+            sent = 0
+            while not stop.is_set() and agents:
+                due = int((time.monotonic() - start) * agent_rate) - sent
+                for _ in range(max(0, due)):
+                    await self._agent_send(next(order))
+                    sent += 1
+                await asyncio.sleep(0.005)
+
+        pacers = [asyncio.create_task(visitor_pacer()), asyncio.create_task(agent_pacer())]
+        await asyncio.sleep(before)
+        t_drop = time.monotonic_ns()
+        for v in live:
+            v.connected.clear()
+            if v.ws is not None:
+                v.ws.transport.abort()
+        back_at: dict[int, int] = {}
+        attempts = Counter[str]()
+        sem = asyncio.Semaphore(reconnect_concurrency)
+        deadline = time.monotonic() + reconnect_timeout
+
+        async def reconnect(v: _Visitor) -> None:
+            if v.reader is not None:
+                with contextlib.suppress(BaseException):
+                    await v.reader
+            delay = 0.05
+            while time.monotonic() < deadline:
+                async with sem:
+                    try:
+                        await self._connect_visitor(v)
+                    except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, RuntimeError) as exc:
+                        attempts[type(exc).__name__ if not isinstance(exc, InvalidStatus) else "http"] += 1
+                        v.ws = None
+                    else:
+                        back_at[v.idx] = time.monotonic_ns()
+                        for cid, (n, text) in list(v.outbox.items()):
+                            await self._send_text(v, n, text, cid, time.monotonic_ns(), "retry")
+                        return
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+
+        await asyncio.gather(*(reconnect(v) for v in live))
+        await asyncio.sleep(after)
+        stop.set()
+        await asyncio.gather(*pacers)
+        return {
+            "dropped": len(live),
+            "back": len(back_at),
+            "t_drop_ns": t_drop,
+            "t_last_back_ns": max(back_at.values()) if back_at else None,
+            "retry_reasons": dict(attempts),
+        }
+
+    async def counts(self) -> dict[str, Any]:
+        return {
+            "visitor_acked": sum(len(v.acked) for v in self.visitors),
+            "visitor_outbox": sum(len(v.outbox) for v in self.visitors),
+            "visitor_pending": sum(len(v.pending) for v in self.visitors),
+            "agent_received": sum(self.received.values()),
+            "agent_acked": sum(len(a.acked) for a in self.agents),
+            "visitor_got": sum(sum(v.got.values()) for v in self.visitors),
+        }
+
+    async def resend_outbox(self) -> dict[str, Any]:
+        """Send again every idempotent message not yet acknowledged (same clientMsgId)."""
+        n = 0
+        for v in self.visitors:
+            if v.ws is None or not v.connected.is_set():
+                continue
+            for cid, (num, text) in list(v.outbox.items()):
+                if not any(p.cid == cid for p in v.pending.values()):
+                    await self._send_text(v, num, text, cid, time.monotonic_ns(), "retry")
+                    n += 1
+        return {"resent": n}
+
+    async def report(self) -> dict[str, Any]:
+        return {
+            "visitor_acked": {v.idx: sorted(v.acked) for v in self.visitors},
+            "visitor_outbox": {
+                v.idx: sorted(n for n, _ in v.outbox.values()) for v in self.visitors if v.outbox
+            },
+            "visitor_errors": dict(sum((v.errors for v in self.visitors), Counter())),
+            "agent_received": dict(self.received),
+            "latency_ns": {k: list(val) for k, val in self.latency.items()},
+            "recv_at_ns": {k: list(val) for k, val in self.recv_at.items()},
+            "ack_latency_ns": {k: list(val) for k, val in self.ack_latency.items()},
+            "ack_at_ns": {k: list(val) for k, val in self.ack_at.items()},
+            "agent_acked": {a.idx: sorted(a.acked) for a in self.agents},
+            "agent_errors": dict(sum((a.errors for a in self.agents), Counter())),
+            "visitor_got": {f"{k}/{n}": c for v in self.visitors for (k, n), c in v.got.items()},
+            "visitor_overlap": sum(v.overlap for v in self.visitors),
+            "visitor_gaps": sum(v.gaps for v in self.visitors),
+            "agent_gaps": sum(a.gaps for a in self.agents),
+            "unparsed": self.unparsed,
+        }
+
+    async def reset_records(self) -> dict[str, Any]:
+        self.latency.clear()
+        self.recv_at.clear()
+        self.ack_latency.clear()
+        self.ack_at.clear()
+        return {}
+
+    async def close(self) -> dict[str, Any]:
+        conns = [v.ws for v in self.visitors if v.ws is not None] + [
+            a.ws for a in self.agents if a.ws is not None
+        ]
+        for ws in conns:
+            ws.transport.abort()
+        readers = [v.reader for v in self.visitors if v.reader is not None]
+        readers += [a.reader for a in self.agents if a.reader is not None]
+        await asyncio.gather(*readers, return_exceptions=True)
+        return {"closed": len(conns)}
+
+
+async def _serve(conn: Connection, index: int, count: int, cfg: LoadConfig) -> None:
+    from bench.common import raise_fd_limit
+
+    raise_fd_limit()
+    worker = Worker(index, count, cfg)
+    loop = asyncio.get_running_loop()
+    while True:
+        cmd, kwargs = await loop.run_in_executor(None, conn.recv)
+        if cmd == "exit":
+            conn.send({"ok": True})
+            return
+        try:
+            result = await getattr(worker, cmd)(**kwargs)
+        except Exception:
+            conn.send({"error": traceback.format_exc()})
+        else:
+            conn.send(result)
+
+
+def worker_main(conn: Connection, index: int, count: int, cfg: LoadConfig) -> None:
+    os.environ.pop("PYTHONASYNCIODEBUG", None)
+    try:
+        import uvloop
+
+        uvloop.run(_serve(conn, index, count, cfg))
+    except ImportError:
+        asyncio.run(_serve(conn, index, count, cfg))
+
+
+class Pool:
+    """``workers`` load processes running the same phase at once."""
+
+    def __init__(self, cfg: LoadConfig, workers: int = 1) -> None:
+        ctx = mp.get_context("spawn")
+        self.cfg = cfg
+        self.conns: list[Connection] = []
+        self.procs: list[Any] = []
+        for i in range(workers):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=worker_main, args=(child, i, workers, cfg), daemon=True)
+            p.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(p)
+
+    @property
+    def pids(self) -> list[int]:
+        return [int(p.pid) for p in self.procs]
+
+    def call(self, cmd: str, timeout: float = 600.0, **kwargs: Any) -> list[dict[str, Any]]:
+        for c in self.conns:
+            c.send((cmd, kwargs))
+        out = []
+        deadline = time.monotonic() + timeout
+        for c in self.conns:
+            if not c.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"load worker did not finish {cmd!r} within {timeout:.0f} s")
+            r = c.recv()
+            if "error" in r:
+                raise RuntimeError(f"load worker failed in {cmd!r}:\n{r['error']}")
+            out.append(r)
+        return out
+
+    def close(self) -> None:
+        for c in self.conns:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                c.send(("exit", {}))
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

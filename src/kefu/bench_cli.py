@@ -1,0 +1,96 @@
+"""``kefu bench [SCENARIO] [--quick]``: the benchmarks of issue 8 (``bench/`` in the repo).
+
+Each scenario prints a table (kefu's figure, the baseline's, their ratio, the
+goal) and writes ``bench/results/<scenario>-<timestamp>.json``. The
+benchmarks live beside the package in a clone (``bench/``), not in an
+installed wheel: this module finds them there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+__all__ = ["bench", "main", "register"]
+
+console = Console()
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def _import_bench() -> bool:
+    root = _repo_root()
+    if (root / "bench" / "registry.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.util.find_spec("bench.registry") is not None
+
+
+def bench(
+    scenario: str = typer.Argument("all", help="a scenario name, or 'all' (see --list)"),
+    quick: bool = typer.Option(False, "--quick", help="a small smoke run (< 1 min), not counted as a result"),
+    workers: int = typer.Option(None, "--workers", min=1, max=8, help="load-generator processes"),
+    visitors: int = typer.Option(
+        None, "--visitors", min=1, help="visitors (one size instead of the issue's)"
+    ),
+    agents: int = typer.Option(None, "--agents", min=1, help="agents (one size instead of the issue's)"),
+    out: Path = typer.Option(None, "--out", help="folder for the JSON results (default bench/results)"),
+    list_: bool = typer.Option(False, "--list", help="list the scenarios and exit"),
+) -> None:
+    """Run the benchmarks: figures, the baseline of the same run, and their ratios."""
+    if not _import_bench():
+        console.print(
+            "[red]bench/ is not next to this kefu install.[/red] Run `kefu bench` from a clone of the "
+            "repository, installed with `pip install -e .` (bin/kefu does that)."
+        )
+        raise typer.Exit(2)
+    from bench.common import RESULTS_DIR, render, save
+    from bench.registry import SCENARIOS, run_scenario
+
+    if list_:
+        for s in SCENARIOS.values():
+            state = "" if s.module else f"  (not built yet: needs {s.waits_for})"
+            console.print(f"{s.item:>2}  [cyan]{s.name:<11}[/cyan] {s.title}{state}")
+        return
+    names = list(SCENARIOS) if scenario == "all" else [scenario]
+    for name in names:
+        if name not in SCENARIOS:
+            console.print(f"[red]no scenario {name!r}[/red]; `kefu bench --list` names them.")
+            raise typer.Exit(2)
+    failed = []
+    for name in names:
+        console.print(f"[bold]▶ {name}[/bold]: {SCENARIOS[name].title}")
+        result = run_scenario(name, quick, workers=workers, visitors=visitors, agents=agents)
+        render(result, console)
+        path = save(result, out or RESULTS_DIR)
+        console.print(f"  [dim]→ {path}[/dim]\n")
+        if result.status == "failed":
+            failed.append(name)
+    if failed:
+        console.print(f"[red]failed: {', '.join(failed)}[/red] (the notes above say why)")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench …``: the command without the rest of the CLI."""
+    app = typer.Typer(add_completion=False)
+    register(app)
+
+    @app.callback()
+    def _root() -> None:
+        """kefu benchmarks."""
+
+    try:
+        app(["bench", *(argv or [])], standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    return 0
