@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from .plugin_api import (
     CallVisitorParams,
@@ -37,7 +37,7 @@ class AuthParams(Params):
     """First message on ``/ws/agent``: the login token, and where to resume."""
 
     token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
-    lastSeq: Annotated[int, "last seq seen; 0 for none"] = 0
+    lastSeq: Annotated[int, Field(ge=0, description="the last push seq seen; 0 for none")] = 0
 
 
 AGENT_API = Api(

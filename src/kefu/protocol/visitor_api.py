@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from .wire import Api, NoParams, Params
 
@@ -24,7 +24,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 class VisitorHelloParams(Params):
     name: Name
     visitorKey: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
-    lastSeq: int = 0
+    lastSeq: Annotated[int, Field(ge=0, description="the last push seq seen; 0 for none")] = 0
 
 
 class VisitorMessageParams(Params):

@@ -1,0 +1,234 @@
+"""The authoritative state of every agent (SPEC §5, DESIGN §5).
+
+:meth:`AgentService.apply` is the one setter: it runs the pure state machine
+(:func:`kefu.protocol.machine.process`), writes the new state, records the
+change (agent, old, new, flow, event, reason, call, time) and pushes a
+``state`` message to the agent, all in one transaction. Nothing else writes
+``agents.state``. An event the table does not allow raises
+:class:`~kefu.protocol.errors.InvalidTransition` and changes nothing.
+
+Other services hear of changes through :attr:`AgentService.listeners`
+(routing runs when an agent becomes ready), called after the commit.
+After-call work (005xxx) ends when the agent sets ready / not ready, or after
+``wrap_up_timeout`` seconds when that is set; the timer is rebuilt from the
+database on start, so a restart does not lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol.codes import Code, TopState
+from kefu.protocol.machine import Event, Flow, Transition, process
+from kefu.protocol.wire import state_message
+
+from .accounts import Agent, find_agent
+from .hub import Hub, Tx, agent_key
+from .schema import agents, state_changes
+from .settings import Settings
+from .store import aware, iso
+
+__all__ = ["AgentService", "Change", "Listener"]
+
+log = logging.getLogger("kefu.server.agents")
+
+
+class Change:
+    """One applied event: the agent before and after, and the table's row."""
+
+    __slots__ = ("after", "before", "call_id", "reason", "transition")
+
+    def __init__(
+        self, before: Agent, after: Agent, transition: Transition, reason: str | None, call_id: str | None
+    ) -> None:
+        self.before = before
+        self.after = after
+        self.transition = transition
+        self.reason = reason
+        self.call_id = call_id
+
+
+Listener = Callable[[Change], Awaitable[None]]
+
+
+class AgentService:
+    def __init__(self, hub: Hub, settings: Settings) -> None:
+        self.hub = hub
+        self.s = settings
+        self.listeners: list[Listener] = []
+        self._timers: dict[int, asyncio.Task[None]] = {}
+
+    async def apply(
+        self,
+        agent_id: int,
+        flow: Flow,
+        event: Event,
+        *,
+        reason: str | None = None,
+        call_id: str | None = None,
+        tx: Tx | None = None,
+    ) -> Change:
+        """Apply one event to one agent (see the module's docstring).
+
+        Pass ``tx`` to make the change part of a larger transaction (a call
+        record and the states of its members commit together)."""
+        if tx is not None:
+            return await self._apply(tx, agent_id, flow, event, reason, call_id)
+        async with self.hub.transaction() as own:
+            return await self._apply(own, agent_id, flow, event, reason, call_id)
+
+    async def _apply(
+        self,
+        tx: Tx,
+        agent_id: int,
+        flow: Flow,
+        event: Event,
+        reason: str | None,
+        call_id: str | None,
+        only_since: datetime | None = None,
+    ) -> Change:
+        before = await find_agent(tx.conn, agent_id=agent_id, lock=True)
+        if before is None:
+            raise ApiError(code=ErrorCode.no_such_agent)
+        if only_since is not None and before.state_since != only_since:
+            raise ApiError("the state changed meanwhile", code=ErrorCode.invalid_state)
+        new, t = process(before.state, flow, event)  # InvalidTransition: nothing written
+        await tx.conn.execute(
+            update(agents)
+            .where(agents.c.id == agent_id)
+            .values(
+                state=new.code.value,
+                call_flow=new.call_flow.value if new.call_flow else None,
+                third_flow=new.third_flow.value if new.third_flow else None,
+                picked_up=new.picked_up,
+                state_since=tx.now,
+            )
+        )
+        await tx.conn.execute(
+            insert(state_changes).values(
+                agent_id=agent_id,
+                old_code=before.state.code.value,
+                new_code=new.code.value,
+                flow=flow.value,
+                event=event.value,
+                reason=reason,
+                call_id=call_id,
+                at=tx.now,
+            )
+        )
+        payload = {
+            "old": before.state.code.value,
+            "flow": flow.value,
+            "event": event.value,
+            "reason": reason,
+            "callId": call_id,
+            "at": tx.now.isoformat(),
+        }
+        await tx.push(agent_key(agent_id), state_message(new.code.value, payload))
+        after = Agent(before.id, before.name, before.admin, before.max_sessions, before.disabled, new, tx.now)
+        change = Change(before, after, t, reason, call_id)
+        tx.after_commit.append(lambda: self._changed(change))
+        log.info("agent %s: %s -> %s (%s.%s)", before.name, before.state.code, new.code, flow, event)
+        return change
+
+    async def _changed(self, change: Change) -> None:
+        self._schedule_wrap_up(change.after)
+        for listener in self.listeners:
+            try:
+                await listener(change)
+            except Exception:
+                log.exception("a listener of agent state changes failed")
+
+    # --- after-call work timeout (SPEC §5.3.6 addition)
+
+    def _schedule_wrap_up(self, agent: Agent) -> None:
+        old = self._timers.pop(agent.id, None)
+        if old is not None:
+            old.cancel()
+        if agent.state.top is not TopState.afterCall or self.s.wrap_up_timeout <= 0:
+            return
+        due = agent.state_since.timestamp() + self.s.wrap_up_timeout
+        delay = max(0.0, due - self.s.now().timestamp())
+        self._timers[agent.id] = asyncio.create_task(self._wrap_up(agent.id, agent.state_since, delay))
+
+    async def _wrap_up(self, agent_id: int, since: datetime, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._timers.pop(agent_id, None)
+        try:
+            async with self.hub.transaction() as tx:
+                await self._apply(
+                    tx, agent_id, Flow.agent, Event.wrapUpTimeout, "wrapUpTimeout", None, only_since=since
+                )
+        except ApiError:
+            log.debug("agent %s left after-call work before its timeout", agent_id)
+
+    async def start(self) -> None:
+        """Rebuild the wrap-up timers of agents that were in after-call work."""
+        async with self.hub.store.read() as conn:
+            rows = await conn.execute(select(agents.c.id).where(agents.c.state.like("005%")))
+            ids = [r.id for r in rows]
+            for agent_id in ids:
+                agent = await find_agent(conn, agent_id=agent_id)
+                if agent is not None:
+                    self._schedule_wrap_up(agent)
+
+    async def close(self) -> None:
+        timers = list(self._timers.values())
+        self._timers.clear()
+        for t in timers:
+            t.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
+
+    # --- reads
+
+    async def get(self, agent_id: int) -> Agent:
+        async with self.hub.store.read() as conn:
+            agent = await find_agent(conn, agent_id=agent_id)
+        if agent is None:
+            raise ApiError(code=ErrorCode.no_such_agent)
+        return agent
+
+    async def history(
+        self,
+        agent_id: int,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """The agent's state changes, oldest first."""
+        q = select(state_changes).where(state_changes.c.agent_id == agent_id)
+        if since is not None:
+            q = q.where(state_changes.c.at >= since)
+        if until is not None:
+            q = q.where(state_changes.c.at < until)
+        q = q.order_by(state_changes.c.num).limit(limit).offset(offset)
+        async with self.hub.store.read() as conn:
+            rows = (await conn.execute(q)).all()
+        return [
+            {
+                "old": r.old_code,
+                "new": r.new_code,
+                "flow": r.flow,
+                "event": r.event,
+                "reason": r.reason,
+                "callId": r.call_id,
+                "at": iso(aware(r.at)),
+            }
+            for r in rows
+        ]
+
+
+def is_logged_in(agent: Agent) -> bool:
+    return agent.state.code is not Code.notLogin
+
+
+__all__ += ["is_logged_in"]

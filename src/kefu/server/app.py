@@ -1,0 +1,121 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+The app opens :class:`~kefu.server.services.Services` on start (which
+migrates the database) and closes them on shutdown. Routes: ``/doLogin`` and
+``/api/…`` (:mod:`kefu.server.api`), ``/ws/agent`` and ``/ws/visitor``
+(:mod:`kefu.server.connection`), OpenAPI docs at ``/docs``.
+
+Logging: uvicorn's access log is off, because it would print ``/doLogin``'s
+query string, which holds the password (reliability T14). The app logs each
+request's method, path (never the query), status and time instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kefu.protocol import CATALOGUE, ApiError, ErrorCode, error_body
+
+from . import api
+from .auth import LoginLocked
+from .connection import AgentConnection, VisitorConnection
+from .services import Services
+from .settings import Settings
+
+__all__ = ["create_app"]
+
+access_log = logging.getLogger("kefu.server.access")
+
+
+class AccessLog:
+    """``GET /api/sessions 200 3.1 ms``: no query strings, no headers, no bodies."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            ms = (time.perf_counter() - start) * 1000
+            access_log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, ms)
+
+
+def _error(code: ErrorCode, msg: str | None = None, status: int | None = None, **extra: Any) -> JSONResponse:
+    body = error_body(code, msg)
+    body.update(extra)
+    return JSONResponse({"error": body}, status_code=status or CATALOGUE[code].http_status)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = await Services.open(settings)
+        try:
+            yield
+        finally:
+            await app.state.services.close()
+
+    app = FastAPI(
+        title="kefu server",
+        summary="Video customer service: agents, visitors, IM sessions, calls.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.add_middleware(AccessLog)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        if isinstance(exc, LoginLocked):
+            retry = max(1, round(exc.retry_after))
+            resp = _error(exc.code, exc.msg, retryAfter=retry)
+            resp.headers["Retry-After"] = str(retry)
+            return resp
+        return _error(exc.code, exc.msg)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0] if exc.errors() else {}
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path"))
+        if err.get("type") == "missing":
+            return _error(ErrorCode.missing_field, f"{loc} is required", field=loc)
+        return _error(ErrorCode.invalid_field, f"{loc}: {err.get('msg', 'invalid')}", field=loc)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        code = ErrorCode.unauthenticated if exc.status_code == 401 else ErrorCode.bad_request
+        return _error(code, str(exc.detail), status=exc.status_code)
+
+    app.include_router(api.router)
+
+    @app.websocket("/ws/agent")
+    async def ws_agent(websocket: WebSocket) -> None:
+        await AgentConnection(websocket, app.state.services).serve()
+
+    @app.websocket("/ws/visitor")
+    async def ws_visitor(websocket: WebSocket) -> None:
+        await VisitorConnection(websocket, app.state.services).serve()
+
+    return app

@@ -1,0 +1,520 @@
+"""The two sockets: ``/ws/agent`` (the plugin) and ``/ws/visitor``.
+
+Theory of operation
+-------------------
+A connection has two tasks. The handler's task reads: every frame is
+rate-limited, size-checked and decoded by
+:func:`kefu.protocol.wire.decode_request` against the socket's API; a bad one
+is answered with an error in the spec's form and the connection stays up.
+The :class:`Outbox` task writes: replies and pushes go through one bounded
+queue, so they leave in order, and pushes leave strictly in ``seq`` order
+(a duplicate is dropped, a gap is read from the database first; see
+:mod:`kefu.server.hub`).
+
+Until the first message (``auth`` / ``hello``) succeeds, only that message is
+accepted; without it within ``auth_timeout`` the connection closes with 1008.
+Limits: more than ``rate_limit_messages`` per ``rate_limit_window`` →
+``rate_limited`` (with ``retryAfter``), and past ``rate_limit_strikes`` such
+answers in one window, close 1008. A text over ``max_message_bytes`` →
+``too_large``; the ``oversize_strikes``-th closes with 1009 (frames over
+``transport_max_bytes`` are cut by the WebSocket library with 1009). A binary
+frame → ``binary_frame``. A slow reader whose queue overflows is closed with
+1008; it resumes from its last ``seq`` when it reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from kefu.protocol import ApiError, ErrorCode, InvalidTransition, ProtocolError
+from kefu.protocol.agent_api import AGENT_API, AuthParams
+from kefu.protocol.machine import Event, Flow
+from kefu.protocol.plugin_api import (
+    CALL_MARKS,
+    ChatCloseParams,
+    SendMessageParams,
+    SessionParams,
+    SetAgentStateParams,
+)
+from kefu.protocol.visitor_api import VISITOR_API, VisitorHelloParams, VisitorMessageParams
+from kefu.protocol.wire import (
+    Api,
+    Json,
+    Request,
+    decode_request,
+    encode,
+    error_message,
+    event_message,
+    protocol_error_message,
+    reply_message,
+)
+
+from .accounts import Agent
+from .agents import is_logged_in
+from .auth import normalize_origin
+from .hub import Push, agent_key
+from .services import Services
+from .visitors import Visitor, identify
+
+__all__ = [
+    "CLOSE_POLICY",
+    "CLOSE_REPLACED",
+    "CLOSE_TOO_BIG",
+    "Connection",
+    "Outbox",
+]
+
+log = logging.getLogger("kefu.server.connection")
+
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_REPLACED = 4001
+
+Handler = Callable[[Request], Awaitable[None]]
+
+
+class Outbox:
+    """One connection's outgoing messages, sent in order by one task."""
+
+    def __init__(self, ws: WebSocket, services: Services, limit: int) -> None:
+        self.ws = ws
+        self.hub = services.hub
+        self.limit = limit
+        self.recipient: str | None = None
+        self.last_sent = 0
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="kefu-outbox")
+
+    def _put(self, kind: str, item: Any) -> None:
+        if self._stopped:
+            return
+        if self._queue.qsize() >= self.limit and kind != "close":
+            log.warning("%s reads too slowly: closing it (it resumes from its last seq)", self.recipient)
+            self._stopped = True
+            self._queue.put_nowait(("close", (CLOSE_POLICY, "too slow")))
+            return
+        self._queue.put_nowait((kind, item))
+
+    def reply(self, msg: Json) -> None:
+        self._put("text", encode(msg))
+
+    def offer(self, push: Push) -> None:
+        """A committed push for this connection's recipient (the :class:`~kefu.server.hub.Sink`)."""
+        self._put("push", push)
+
+    def catch_up(self) -> None:
+        """Send every stored push after :attr:`last_sent`."""
+        self._put("catchup", None)
+
+    def close(self, code: int, reason: str) -> None:
+        self._put("close", (code, reason))
+        self._stopped = True
+
+    def replaced(self) -> None:
+        """A newer connection of the same recipient took over."""
+        self.reply(event_message("replaced", {"reason": "a newer connection took over"}, mark="event"))
+        self.close(CLOSE_REPLACED, "replaced by a newer connection")
+
+    async def _fill(self, upto: int | None) -> None:
+        assert self.recipient is not None
+        while True:
+            batch = await self.hub.pushes_after(self.recipient, self.last_sent)
+            if not batch:
+                return
+            for p in batch:
+                if upto is not None and p.seq > upto:
+                    return
+                await self.ws.send_text(p.text)
+                self.last_sent = p.seq
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                kind, item = await self._queue.get()
+                if kind == "text":
+                    await self.ws.send_text(item)
+                elif kind == "push":
+                    if item.seq <= self.last_sent:
+                        continue  # sent already (a replay overlapped a live push)
+                    if item.seq > self.last_sent + 1:
+                        await self._fill(item.seq - 1)
+                    await self.ws.send_text(item.text)
+                    self.last_sent = item.seq
+                elif kind == "catchup":
+                    await self._fill(None)
+                else:
+                    code, reason = item
+                    await self.ws.close(code, reason)
+                    return
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            log.debug("outbox of %s stopped: %r", self.recipient, exc)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def closing(self) -> bool:
+        return self._stopped
+
+
+class Connection:
+    """What both sockets share: limits, decoding, dispatch, errors."""
+
+    api: Api
+    first_mark: str
+
+    def __init__(self, ws: WebSocket, services: Services) -> None:
+        self.ws = ws
+        self.services = services
+        self.s = services.settings
+        self.outbox = Outbox(ws, services, self.s.outbound_queue)
+        self.authenticated = False
+        self.handlers: dict[str, Handler] = {}
+        self._window_start = 0.0
+        self._window_count = 0
+        self._strikes = 0
+        self._oversize = 0
+
+    # --- the handshake
+
+    def origin_allowed(self) -> bool:
+        """No Origin: not a browser. A browser page must come from an allowed origin
+        or from this server itself (cross-site WebSocket hijacking, reliability T9)."""
+        origin = self.ws.headers.get("origin")
+        if origin is None:
+            return True
+        got = normalize_origin(origin)
+        if got is None:
+            return False
+        scheme = "https" if self.ws.url.scheme == "wss" else "http"
+        own = normalize_origin(f"{scheme}://{self.ws.headers.get('host', '')}")
+        return got == own or got in self.services.auth.allowed_origins
+
+    async def serve(self) -> None:
+        if not self.origin_allowed():
+            await self.ws.close(CLOSE_POLICY)  # before accept: HTTP 403
+            return
+        await self.ws.accept()
+        self.outbox.start()
+        try:
+            await self._read_loop()
+        finally:
+            await self.closed()
+            await self.outbox.stop()
+
+    async def closed(self) -> None:
+        """The connection ended: forget it."""
+        if self.outbox.recipient is not None:
+            self.services.hub.bus.detach(self.outbox.recipient, self.outbox)
+
+    # --- reading
+
+    async def _receive(self, deadline: float | None) -> dict[str, Any] | None:
+        if deadline is None:
+            return dict(await self.ws.receive())
+        try:
+            async with asyncio.timeout_at(deadline):
+                return dict(await self.ws.receive())
+        except TimeoutError:
+            return None
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline: float | None = loop.time() + self.s.auth_timeout
+        while not self.outbox.closing:
+            if self.authenticated:
+                deadline = None
+            msg = await self._receive(deadline)
+            if msg is None:
+                log.info("no %s within %.1f s: closing", self.first_mark, self.s.auth_timeout)
+                self.outbox.close(CLOSE_POLICY, f"send {self.first_mark} first")
+                await self._drain_until_closed()
+                return
+            if msg["type"] == "websocket.disconnect":
+                return
+            await self._frame(msg.get("text"), msg.get("bytes"))
+        await self._drain_until_closed()
+
+    async def _drain_until_closed(self) -> None:
+        """After asking the outbox to close: read until the peer's close arrives (bounded)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                while self.ws.client_state is not WebSocketState.DISCONNECTED:
+                    msg = await self.ws.receive()
+                    if msg["type"] == "websocket.disconnect":
+                        return
+
+    def _rate_ok(self) -> bool:
+        now = self.s.now().timestamp()
+        if now - self._window_start >= self.s.rate_limit_window:
+            self._window_start, self._window_count, self._strikes = now, 0, 0
+        self._window_count += 1
+        if self._window_count <= self.s.rate_limit_messages:
+            return True
+        self._strikes += 1
+        if self._strikes > self.s.rate_limit_strikes:
+            log.warning("%s floods: closing with 1008", self.outbox.recipient or "a client")
+            self.outbox.close(CLOSE_POLICY, "too many messages")
+            return False
+        retry = round(self._window_start + self.s.rate_limit_window - now, 3)
+        err = error_message(
+            None,
+            ErrorCode.rate_limited,
+            f"more than {self.s.rate_limit_messages} messages in {self.s.rate_limit_window:g} s",
+        )
+        err["error"]["retryAfter"] = retry
+        self.outbox.reply(err)
+        return False
+
+    async def _frame(self, text: str | None, data: bytes | None) -> None:
+        if not self._rate_ok():
+            return
+        if text is None:
+            self.outbox.reply(error_message(None, ErrorCode.binary_frame))
+            return
+        if (
+            len(text) > self.s.max_message_bytes // 4
+            and len(text.encode("utf-8", "surrogatepass")) > self.s.max_message_bytes
+        ):
+            self._oversize += 1
+            if self._oversize >= self.s.oversize_strikes:
+                self.outbox.close(CLOSE_TOO_BIG, "messages too large")
+                return
+            self.outbox.reply(
+                error_message(
+                    None, ErrorCode.too_large, f"a message is at most {self.s.max_message_bytes} bytes"
+                )
+            )
+            return
+        try:
+            req = decode_request(text, self.api)
+        except ProtocolError as exc:
+            self.outbox.reply(protocol_error_message(exc))
+            return
+        if not self.authenticated and req.mark != self.first_mark:
+            self.fail(req, ApiError(f"send {self.first_mark} first", code=ErrorCode.unauthenticated))
+            return
+        await self.dispatch(req)
+
+    async def dispatch(self, req: Request) -> None:
+        handler = self.handlers[req.mark]  # decode_request only lets the API's marks through
+        try:
+            await handler(req)
+        except InvalidTransition as exc:
+            self.outbox.reply(error_message(req.mark, exc.code, exc.msg, rid=req.id, state=exc.state))
+        except ApiError as exc:
+            self.fail(req, exc)
+        except Exception:
+            log.exception("%s failed", req.mark)
+            self.outbox.reply(error_message(req.mark, ErrorCode.internal, rid=req.id))
+
+    # --- answering
+
+    def reply(self, msg: Json) -> None:
+        self.outbox.reply(msg)
+
+    def ok(
+        self, req: Request, payload: Any = None, *, state: str | None = None, sub_mark: str = "success"
+    ) -> None:
+        self.outbox.reply(reply_message(req.mark, sub_mark, payload, rid=req.id, state=state))
+
+    def fail(self, req: Request, exc: ApiError, *, state: str | None = None) -> None:
+        msg = error_message(req.mark, exc.code, exc.msg, rid=req.id, state=state)
+        retry = getattr(exc, "retry_after", None)
+        if retry is not None:
+            msg["error"]["retryAfter"] = retry
+        self.outbox.reply(msg)
+
+    def attach(self, recipient: str, last_seq: int) -> None:
+        """Become the recipient's connection; replay what it missed after ``last_seq``."""
+        self.outbox.recipient = recipient
+        self.outbox.last_sent = last_seq
+        old = self.services.hub.bus.attach(recipient, self.outbox)
+        if isinstance(old, Outbox):
+            old.replaced()
+        self.outbox.catch_up()
+        self.authenticated = True
+
+
+class AgentConnection(Connection):
+    """``/ws/agent``: the plugin's link (see :mod:`kefu.protocol.agent_api`)."""
+
+    api = AGENT_API
+    first_mark = "auth"
+
+    def __init__(self, ws: WebSocket, services: Services) -> None:
+        super().__init__(ws, services)
+        self.agent_id: int | None = None
+        self.handlers = {
+            "auth": self.on_auth,
+            "pickUpSession": self.on_pick_up,
+            "chatClose": self.on_chat_close,
+            "sendMessage": self.on_send,
+            "setAgentState": self.on_set_state,
+            "logout": self.on_logout,
+            "sessionCount": self.on_session_count,
+            "sessionState": self.on_session_state,
+            "getState": self.on_get_state,
+            "ping": self.on_ping,
+        }
+        for mark in CALL_MARKS:
+            self.handlers[mark] = self.on_call
+
+    async def _me(self, *, logged_in: bool = True) -> Agent:
+        assert self.agent_id is not None
+        agent = await self.services.agents.get(self.agent_id)
+        if agent.disabled:
+            raise ApiError(code=ErrorCode.account_disabled)
+        if logged_in and not is_logged_in(agent):
+            raise ApiError(code=ErrorCode.not_logged_in)
+        return agent
+
+    async def on_auth(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, AuthParams)
+        sv = self.services
+        try:
+            agent = await sv.auth.check(p.token)
+            if self.agent_id is not None and agent.id != self.agent_id:
+                raise ApiError("this connection belongs to another agent", code=ErrorCode.forbidden)
+        except ApiError as exc:
+            self.fail(req, exc)
+            if not self.authenticated:
+                self.outbox.close(CLOSE_POLICY, exc.code.value)
+            return
+        if not is_logged_in(agent):
+            event = Event.loginReady if self.s.ready_on_login else Event.login
+            agent = (await sv.agents.apply(agent.id, Flow.agent, event, reason="login")).after
+        key = agent_key(agent.id)
+        latest = await sv.hub.latest_seq(key)
+        payload = {
+            "agent": agent.profile(),
+            "lastSeq": latest,
+            "sessions": await sv.sessions.open_of_agent(agent.id),
+        }
+        self.ok(req, payload, state=agent.state.code.value)
+        if self.authenticated:
+            self.outbox.catch_up()
+            return
+        self.agent_id = agent.id
+        self.attach(key, min(p.lastSeq, latest))
+        log.info("agent %s connected (lastSeq %d, server %d)", agent.name, p.lastSeq, latest)
+        sv.router.kick()  # a ready agent can take waiting sessions now
+
+    async def on_pick_up(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, SessionParams)
+        self.ok(req, await self.services.router.pick_up(await self._me(), p.session_id))
+
+    async def on_chat_close(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, ChatCloseParams)
+        self.ok(req, await self.services.sessions.close_by_agent(await self._me(), p.session_id))
+
+    async def on_send(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, SendMessageParams)
+        me = await self._me()
+        self.ok(req, await self.services.sessions.agent_send(me, p.session_id, p.text, p.clientMsgId))
+
+    async def on_set_state(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, SetAgentStateParams)
+        me = await self._me()
+        event = Event.setReady if p.state == "idle" else Event.setNotReady
+        change = await self.services.agents.apply(me.id, Flow.agent, event, reason=p.reason)
+        code = change.after.state.code.value
+        self.ok(req, {"old": change.before.state.code.value, "reason": p.reason}, state=code)
+
+    async def on_logout(self, req: Request) -> None:
+        me = await self._me()
+        change = await self.services.agents.apply(me.id, Flow.agent, Event.logout, reason="logout")
+        self.ok(req, {"old": change.before.state.code.value}, state=change.after.state.code.value)
+
+    async def on_session_count(self, req: Request) -> None:
+        me = await self._me(logged_in=False)
+        sessions = await self.services.sessions.open_of_agent(me.id)
+        self.ok(req, {"sessionCount": len(sessions)})
+
+    async def on_session_state(self, req: Request) -> None:
+        me = await self._me(logged_in=False)
+        self.ok(req, {"sessions": await self.services.sessions.open_of_agent(me.id)})
+
+    async def on_get_state(self, req: Request) -> None:
+        me = await self._me(logged_in=False)
+        self.ok(req, {"since": me.state_since.isoformat()}, state=me.state.code.value)
+
+    async def on_ping(self, req: Request) -> None:
+        self.ok(req, sub_mark="pong")
+
+    async def on_call(self, req: Request) -> None:
+        await self.services.calls.handle(await self._me(), req, self)
+
+
+class VisitorConnection(Connection):
+    """``/ws/visitor``: a visitor's page or :class:`kefu.visitor.Visitor`."""
+
+    api = VISITOR_API
+    first_mark = "hello"
+
+    def __init__(self, ws: WebSocket, services: Services) -> None:
+        super().__init__(ws, services)
+        self.visitor: Visitor | None = None
+        self.handlers = {
+            "hello": self.on_hello,
+            "sendMessage": self.on_send,
+            "closeSession": self.on_close,
+            "ping": self.on_ping,
+        }
+
+    def _me(self) -> Visitor:
+        assert self.visitor is not None
+        return self.visitor
+
+    async def on_hello(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, VisitorHelloParams)
+        if self.visitor is not None:
+            raise ApiError(f"already identified as {self.visitor.name!r}", code=ErrorCode.invalid_state)
+        sv = self.services
+        visitor, key = await identify(sv.hub, p.name, p.visitorKey)
+        latest = await sv.hub.latest_seq(visitor.recipient)
+        payload = {
+            "visitorId": visitor.id,
+            "visitorName": visitor.name,
+            "visitorKey": key,
+            "session": await sv.sessions.active_of_visitor(visitor.id),
+            "lastSeq": latest,
+        }
+        self.ok(req, payload)
+        self.visitor = visitor
+        self.attach(visitor.recipient, min(p.lastSeq, latest))
+        log.info("visitor %s connected", visitor.id)
+
+    async def on_send(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, VisitorMessageParams)
+        self.ok(req, await self.services.sessions.visitor_send(self._me(), p.text, p.clientMsgId))
+
+    async def on_close(self, req: Request) -> None:
+        self.ok(req, await self.services.sessions.close_by_visitor(self._me()))
+
+    async def on_ping(self, req: Request) -> None:
+        self.ok(req, sub_mark="pong")
+
+
+__all__ += ["AgentConnection", "VisitorConnection"]

@@ -1,0 +1,185 @@
+"""Pushes: per-recipient sequence numbers, stored before they are sent.
+
+Theory of operation
+-------------------
+Every push to an agent or a visitor (a state change, a message, a session
+assigned or closed, a queue change) gets the recipient's next ``seq`` and is
+written to ``events`` **in the same transaction** as the change it reports
+(:meth:`Tx.push`). Only after that transaction commits is it handed to the
+:class:`Bus`, which gives it to the recipient's connection, if any. So a push
+that was sent is always in the database, a change that rolled back was never
+sent, and a client that reconnects with the last ``seq`` it saw gets the rest
+from ``events``, even after a restart.
+
+Sequence numbers come from one row per recipient in ``mailboxes``
+(``UPDATE … SET last_seq = last_seq + 1 RETURNING``): gap-free, and two
+transactions pushing to the same recipient are serialised by that row's lock
+(PostgreSQL) or by the store's write lock (SQLite). A connection sends pushes
+strictly in ``seq`` order: one older than what it sent is dropped (a
+duplicate), one past a gap makes it read the gap from ``events`` first
+(see :class:`kefu.server.connection.Outbox`).
+
+The :class:`Bus` is the seam for more than one server node: the in-process
+:class:`LocalBus` hands pushes to connections of this process; a Redis bus
+would publish them to every node, and the gap filling above makes its
+at-most-once delivery safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kefu.protocol.wire import encode
+
+from .schema import events, mailboxes
+from .settings import Settings
+from .store import Store
+
+__all__ = ["Bus", "Hub", "LocalBus", "Push", "Sink", "Tx", "agent_key", "visitor_key"]
+
+
+def agent_key(agent_id: int) -> str:
+    return f"a:{agent_id}"
+
+
+def visitor_key(visitor_id: str) -> str:
+    return f"v:{visitor_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    recipient: str
+    seq: int
+    text: str  # the encoded message, exactly as stored and sent
+
+
+class Sink(Protocol):
+    """A connection that takes pushes (never blocks: it queues them)."""
+
+    def offer(self, push: Push) -> None: ...
+
+
+class Bus(Protocol):
+    """Where committed pushes go. One sink per recipient and node."""
+
+    async def publish(self, push: Push) -> None: ...
+
+    def attach(self, recipient: str, sink: Sink) -> Sink | None:
+        """Make ``sink`` the recipient's connection; return the one it replaces."""
+        ...
+
+    def detach(self, recipient: str, sink: Sink) -> None:
+        """Forget ``sink`` if it is still the recipient's connection."""
+        ...
+
+    def connected(self, recipient: str) -> bool: ...
+
+
+class LocalBus:
+    """The in-process bus: one server node."""
+
+    def __init__(self) -> None:
+        self._sinks: dict[str, Sink] = {}
+
+    async def publish(self, push: Push) -> None:
+        sink = self._sinks.get(push.recipient)
+        if sink is not None:
+            sink.offer(push)
+
+    def attach(self, recipient: str, sink: Sink) -> Sink | None:
+        old = self._sinks.get(recipient)
+        self._sinks[recipient] = sink
+        return old if old is not sink else None
+
+    def detach(self, recipient: str, sink: Sink) -> None:
+        if self._sinks.get(recipient) is sink:
+            del self._sinks[recipient]
+
+    def connected(self, recipient: str) -> bool:
+        return recipient in self._sinks
+
+
+@dataclass
+class Tx:
+    """A write transaction that collects pushes; they are published after the commit."""
+
+    conn: AsyncConnection
+    now: datetime
+    pushes: list[Push] = field(default_factory=list)
+    after_commit: list[Callable[[], Any]] = field(default_factory=list)
+
+    async def push(self, recipient: str, message: dict[str, Any]) -> int:
+        """Store ``message`` as the recipient's next push; return its ``seq``."""
+        seq: int | None = (
+            await self.conn.execute(
+                update(mailboxes)
+                .where(mailboxes.c.recipient == recipient)
+                .values(last_seq=mailboxes.c.last_seq + 1)
+                .returning(mailboxes.c.last_seq)
+            )
+        ).scalar_one_or_none()
+        if seq is None:
+            seq = 1
+            await self.conn.execute(insert(mailboxes).values(recipient=recipient, last_seq=seq))
+        out: dict[str, Any] = {"v": message["v"], "seq": seq}
+        out.update((k, v) for k, v in message.items() if k not in ("v", "seq"))
+        text = encode(out)
+        await self.conn.execute(
+            insert(events).values(recipient=recipient, seq=seq, message=text, created_at=self.now)
+        )
+        self.pushes.append(Push(recipient, seq, text))
+        return seq
+
+
+async def open_mailbox(conn: AsyncConnection, recipient: str) -> None:
+    """Create a recipient's sequence row (with the recipient, so pushes only update it)."""
+    await conn.execute(insert(mailboxes).values(recipient=recipient, last_seq=0))
+
+
+class Hub:
+    def __init__(self, store: Store, settings: Settings, bus: Bus | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.bus: Bus = bus if bus is not None else LocalBus()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """Write, commit, then publish what was pushed and run the after-commit hooks."""
+        async with self.store.write() as conn:
+            tx = Tx(conn, self.settings.now())
+            yield tx
+        for p in tx.pushes:
+            await self.bus.publish(p)
+        for hook in tx.after_commit:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+
+    async def latest_seq(self, recipient: str) -> int:
+        async with self.store.read() as conn:
+            seq = (
+                await conn.execute(select(mailboxes.c.last_seq).where(mailboxes.c.recipient == recipient))
+            ).scalar_one_or_none()
+        return seq or 0
+
+    async def pushes_after(self, recipient: str, after: int, limit: int = 500) -> list[Push]:
+        """Stored pushes with ``seq > after``, oldest first, at most ``limit``."""
+        async with self.store.read() as conn:
+            rows = await conn.execute(
+                select(events.c.seq, events.c.message)
+                .where(events.c.recipient == recipient, events.c.seq > after)
+                .order_by(events.c.seq)
+                .limit(limit)
+            )
+            return [Push(recipient, r.seq, r.message) for r in rows]
+
+
+__all__ += ["open_mailbox"]

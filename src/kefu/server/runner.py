@@ -1,0 +1,121 @@
+"""Running the server: in this process (tests, the demo) or as ``kefu server``.
+
+:class:`ServerRunner` binds the socket itself, so ``port=0`` gives a free
+port whose URL is known before the first request, then runs uvicorn with the
+settings' limits: ``websockets`` (sans-I/O) for WebSockets, compression off,
+frames up to ``transport_max_bytes``, keepalive pings, no access log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from types import TracebackType
+
+import uvicorn
+
+from .app import create_app
+from .services import Services
+from .settings import Settings
+
+__all__ = ["ServerRunner", "uvicorn_config"]
+
+
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_max_size=settings.transport_max_bytes,
+        ws_ping_interval=settings.ping_interval,
+        ws_ping_timeout=settings.ping_timeout,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        access_log=False,  # it would log /doLogin's query string: the password
+        log_config=None,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=max(1, round(settings.graceful_shutdown)),
+        server_header=False,
+    )
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            self.ready.set()
+
+
+class ServerRunner:
+    """``async with ServerRunner(settings) as url:`` — the server, up, on ``url``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.config = uvicorn_config(settings)
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.url = ""
+        self.port = 0
+
+    @property
+    def services(self) -> Services:
+        app = self.config.app
+        sv: Services = app.state.services  # type: ignore[union-attr]
+        return sv
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.settings.host, self.settings.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.listen(128)
+        sock.set_inheritable(True)
+        return sock
+
+    async def start(self) -> str:
+        sock = self._bind()
+        self.port = sock.getsockname()[1]
+        host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
+        self.url = f"http://{host}:{self.port}"
+        self._server = server = _Server(self.config)
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="kefu-server")
+        ready = asyncio.create_task(server.ready.wait())
+        done, _ = await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
+            sock.close()
+            await self._task  # raises the startup error, if any
+            raise RuntimeError("the server stopped while starting; see the log above")
+        return self.url
+
+    async def wait(self) -> None:
+        """Until the server stops (Ctrl-C, SIGTERM, or :meth:`stop`)."""
+        if self._task is not None:
+            await self._task
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def __aenter__(self) -> str:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

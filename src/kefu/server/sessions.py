@@ -1,0 +1,236 @@
+"""IM sessions: messages both ways, closing, and the queries of SPEC §4.6.
+
+A visitor's first message opens a session (queued, FIFO); later ones go to
+the same session until it closes. Every message is stored before anyone
+hears of it, in order (``messages.num``), and pushed to the other side as
+``message``. A repeated ``clientMsgId`` (the sender's idempotency key) gets
+the first result back and stores nothing new (reliability F11).
+
+Either side closes a session; both get ``sessionClosed {sessionId, by,
+reason}`` (the plugin reports it to the SDK as ``chatCloseCB``, SPEC §3.2).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kefu.protocol import ApiError, ErrorCode
+
+from .accounts import Agent
+from .hub import Hub, Tx, agent_key, visitor_key
+from .routing import Router, event
+from .schema import messages, sessions
+from .settings import Settings
+from .store import new_id
+from .views import fetch_session, fetch_sessions, message_view, session_view
+from .visitors import Visitor
+
+__all__ = ["Sessions"]
+
+log = logging.getLogger("kefu.server.sessions")
+
+
+class Sessions:
+    def __init__(self, hub: Hub, settings: Settings, router: Router) -> None:
+        self.hub = hub
+        self.s = settings
+        self.router = router
+
+    # --- messages
+
+    async def _repeat(self, tx: Tx, sender_key: str, client_msg_id: str | None) -> dict[str, Any] | None:
+        if client_msg_id is None:
+            return None
+        row = (
+            await tx.conn.execute(
+                select(messages).where(
+                    messages.c.sender_key == sender_key, messages.c.client_msg_id == client_msg_id
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        return {
+            **message_view(row.session_id, row.id, row.sender, row.text, row.created_at),
+            "clientMsgId": client_msg_id,
+            "repeated": True,
+        }
+
+    async def _store(
+        self, tx: Tx, session_id: str, sender: str, sender_key: str, text: str, client_msg_id: str | None
+    ) -> dict[str, Any]:
+        mid = new_id()
+        await tx.conn.execute(
+            insert(messages).values(
+                id=mid,
+                session_id=session_id,
+                sender=sender,
+                sender_key=sender_key,
+                text=text,
+                client_msg_id=client_msg_id,
+                created_at=tx.now,
+            )
+        )
+        return message_view(session_id, mid, sender, text, tx.now)
+
+    async def visitor_send(self, visitor: Visitor, text: str, client_msg_id: str | None) -> dict[str, Any]:
+        """A visitor's message; opens a queued session if the visitor has none."""
+        try:
+            return await self._visitor_send(visitor, text, client_msg_id)
+        except IntegrityError:
+            # the same clientMsgId raced in on another connection: answer with the first
+            async with self.hub.transaction() as tx:
+                first = await self._repeat(tx, visitor.recipient, client_msg_id)
+            if first is None:
+                raise
+            return first
+
+    async def _visitor_send(self, visitor: Visitor, text: str, client_msg_id: str | None) -> dict[str, Any]:
+        queued = False
+        async with self.hub.transaction() as tx:
+            first = await self._repeat(tx, visitor.recipient, client_msg_id)
+            if first is not None:
+                return first
+            row = (
+                await tx.conn.execute(
+                    select(sessions.c.id, sessions.c.num, sessions.c.status, sessions.c.agent_id).where(
+                        sessions.c.visitor_id == visitor.id, sessions.c.status != "closed"
+                    )
+                )
+            ).first()
+            if row is None:
+                sid = new_id()
+                num = (
+                    await tx.conn.execute(
+                        insert(sessions)
+                        .values(id=sid, visitor_id=visitor.id, status="queued", created_at=tx.now)
+                        .returning(sessions.c.num)
+                    )
+                ).scalar_one()
+                status, agent_id = "queued", None
+            else:
+                sid, num, status, agent_id = row.id, row.num, row.status, row.agent_id
+            msg = await self._store(tx, sid, "visitor", visitor.recipient, text, client_msg_id)
+            if row is None:
+                await self.router.joined_queue(tx, num)
+                queued = True
+            elif status == "open" and agent_id is not None:
+                await tx.push(agent_key(agent_id), event("message", msg))
+            reply = {**msg, "clientMsgId": client_msg_id, "status": status}
+            if status == "queued":
+                reply["position"] = await self.router.position(tx, num)
+        if queued:
+            self.router.kick()
+        return reply
+
+    async def agent_send(
+        self, agent: Agent, session_id: str, text: str, client_msg_id: str | None
+    ) -> dict[str, Any]:
+        """An agent's message in one of its open sessions."""
+        try:
+            async with self.hub.transaction() as tx:
+                first = await self._repeat(tx, agent_key(agent.id), client_msg_id)
+                if first is not None:
+                    return first
+                row = await self._own_session(tx, agent, session_id)
+                msg = await self._store(tx, row.id, "agent", agent_key(agent.id), text, client_msg_id)
+                await tx.push(visitor_key(row.visitor_id), event("message", msg))
+                return {**msg, "clientMsgId": client_msg_id}
+        except IntegrityError:
+            async with self.hub.transaction() as tx:
+                first = await self._repeat(tx, agent_key(agent.id), client_msg_id)
+            if first is None:
+                raise
+            return first
+
+    async def _own_session(self, tx: Tx, agent: Agent, session_id: str) -> Any:
+        """The agent's open session ``session_id``, or the error that says why not."""
+        row = await fetch_session(tx.conn, session_id)
+        if row is None:
+            raise ApiError(code=ErrorCode.no_such_session)
+        if row.agent_id != agent.id:
+            if row.status == "queued":
+                raise ApiError(
+                    "the session is waiting in the queue; pick it up first", code=ErrorCode.forbidden
+                )
+            raise ApiError("the session is another agent's", code=ErrorCode.forbidden)
+        if row.status == "closed":
+            raise ApiError(code=ErrorCode.session_closed)
+        return row
+
+    # --- closing
+
+    async def _close(self, tx: Tx, row: Any, by: str, reason: str) -> dict[str, Any]:
+        await tx.conn.execute(
+            update(sessions)
+            .where(sessions.c.id == row.id)
+            .values(status="closed", closed_at=tx.now, closed_by=by, close_reason=reason)
+        )
+        payload = {"sessionId": row.id, "by": by, "reason": reason}
+        await tx.push(visitor_key(row.visitor_id), event("sessionClosed", payload))
+        if row.agent_id is not None:
+            await tx.push(agent_key(row.agent_id), event("sessionClosed", payload))
+        if row.status == "queued":
+            await self.router.left_queue(tx, row.num)
+        log.info("session %s closed by %s (%s)", row.id, by, reason)
+        return payload
+
+    async def close_by_agent(self, agent: Agent, session_id: str | None) -> dict[str, Any]:
+        """``chatClose`` (SPEC §4.2): the named session, or the agent's most recent open one."""
+        async with self.hub.transaction() as tx:
+            if session_id is None:
+                sid = (
+                    await tx.conn.execute(
+                        select(sessions.c.id)
+                        .where(sessions.c.agent_id == agent.id, sessions.c.status == "open")
+                        .order_by(sessions.c.assigned_at.desc(), sessions.c.num.desc())
+                        .limit(1)
+                    )
+                ).scalar_one_or_none()
+                if sid is None:
+                    raise ApiError("the agent has no open session", code=ErrorCode.no_such_session)
+                session_id = sid
+            row = await self._own_session(tx, agent, session_id)
+            payload = await self._close(tx, row, "agent", "chatClose")
+        self.router.kick()
+        return payload
+
+    async def close_by_visitor(self, visitor: Visitor) -> dict[str, Any]:
+        async with self.hub.transaction() as tx:
+            sid = (
+                await tx.conn.execute(
+                    select(sessions.c.id).where(
+                        sessions.c.visitor_id == visitor.id, sessions.c.status != "closed"
+                    )
+                )
+            ).scalar_one_or_none()
+            if sid is None:
+                raise ApiError("the visitor has no open session", code=ErrorCode.no_such_session)
+            row = await fetch_session(tx.conn, sid)
+            payload = await self._close(tx, row, "visitor", "closeSession")
+        self.router.kick()
+        return payload
+
+    # --- reads (SPEC §4.6 sessionCount / sessionState)
+
+    async def open_of_agent(self, agent_id: int) -> list[dict[str, Any]]:
+        async with self.hub.store.read() as conn:
+            return await fetch_sessions(conn, status="open", agent_id=agent_id, limit=10_000)
+
+    async def active_of_visitor(self, visitor_id: str) -> dict[str, Any] | None:
+        async with self.hub.store.read() as conn:
+            sid = (
+                await conn.execute(
+                    select(sessions.c.id).where(
+                        sessions.c.visitor_id == visitor_id, sessions.c.status != "closed"
+                    )
+                )
+            ).scalar_one_or_none()
+            if sid is None:
+                return None
+            row = await fetch_session(conn, sid)
+        return session_view(row) if row is not None else None

@@ -1,0 +1,137 @@
+"""The database: engine, migrations on open, transactions.
+
+SQLite (the default) runs in WAL mode with ``synchronous=FULL``: a committed
+transaction survives a power loss (reliability §0.8), and readers do not wait
+for the writer. SQLite has one writer at a time, so write transactions are
+serialised in-process by a lock instead of failing with ``database is
+locked``. PostgreSQL takes row locks and needs no such lock.
+
+The schema is made by the Alembic migrations in ``kefu/server/migrations``,
+which run when the store opens (an advisory lock keeps two PostgreSQL nodes
+from migrating at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .settings import Settings
+
+__all__ = ["MIGRATION_LOCK", "Store", "aware", "iso", "new_id"]
+
+MIGRATION_LOCK = 0x6B656675  # "kefu": PostgreSQL advisory lock id for migrations
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def new_id() -> str:
+    """A random 128-bit id as 32 hex digits (unguessable; reliability T10)."""
+    return secrets.token_hex(16)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Times come back naive from SQLite: they are UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    v = aware(value)
+    return v.isoformat() if v is not None else None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _alembic_config(conn: Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "kefu.server:migrations")
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def _upgrade(conn: Connection) -> None:
+    command.upgrade(_alembic_config(conn), "head")
+
+
+class Store:
+    """One database, opened once per server process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = settings.database_url
+        self.is_sqlite = settings.is_sqlite
+        self._engine: AsyncEngine | None = None
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the store is not open")
+        return self._engine
+
+    async def open(self) -> None:
+        """Connect, create the schema if asked, and migrate to the newest revision."""
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            schema = self.settings.db_schema
+            if schema is not None:
+                if not _SCHEMA_NAME.fullmatch(schema):
+                    raise ValueError(f"schema name {schema!r}: use lower-case letters, digits and _")
+                await self._create_schema(schema)
+                kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+        engine = create_async_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        self._engine = engine
+        async with self.write() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+            await conn.run_sync(_upgrade)
+
+    async def _create_schema(self, schema: str) -> None:
+        engine = create_async_engine(self.url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        finally:
+            await engine.dispose()
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed when the block ends, rolled back on an error."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn

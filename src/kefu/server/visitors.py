@@ -1,0 +1,73 @@
+"""Visitors: a name (the ``visitorName`` of the spec's call APIs) and an id.
+
+The first ``hello`` with a new name creates the visitor and gives it a
+``visitorKey`` (random, 192 bits; only its SHA-256 is stored). A later
+``hello`` with that name must bring the key, so nobody takes over another
+visitor's name, session or history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kefu.protocol import ApiError, ErrorCode
+
+from .hub import Hub, open_mailbox, visitor_key
+from .schema import visitors
+from .store import new_id
+
+__all__ = ["Visitor", "identify"]
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    id: str
+    name: str
+
+    @property
+    def recipient(self) -> str:
+        return visitor_key(self.id)
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+async def identify(hub: Hub, name: str, key: str | None) -> tuple[Visitor, str]:
+    """The visitor called ``name`` (created if new) and its key.
+
+    Raises ``forbidden`` when the name exists and ``key`` is not its key."""
+    if not name.isprintable() or name != name.strip():
+        raise ApiError("a visitor name is printable, without spaces around it", code=ErrorCode.invalid_field)
+    for _ in range(2):  # a second round if another connection created the name meanwhile
+        async with hub.transaction() as tx:
+            row = (await tx.conn.execute(select(visitors).where(visitors.c.name == name))).first()
+            if row is not None:
+                if key is None or not hmac.compare_digest(_hash(key), row.key_hash):
+                    raise ApiError(
+                        "this visitor name is taken; send its visitorKey", code=ErrorCode.forbidden
+                    )
+                await tx.conn.execute(
+                    update(visitors).where(visitors.c.id == row.id).values(last_seen_at=tx.now)
+                )
+                return Visitor(row.id, row.name), key
+        new_key = secrets.token_urlsafe(24)
+        vid = new_id()
+        try:
+            async with hub.transaction() as tx:
+                await tx.conn.execute(
+                    insert(visitors).values(
+                        id=vid, name=name, key_hash=_hash(new_key), created_at=tx.now, last_seen_at=tx.now
+                    )
+                )
+                await open_mailbox(tx.conn, visitor_key(vid))
+        except IntegrityError:
+            continue
+        return Visitor(vid, name), new_key
+    raise ApiError("this visitor name is taken; send its visitorKey", code=ErrorCode.forbidden)
