@@ -1,0 +1,174 @@
+"""``kefu plugin``: run the agent's plugin, or register its URL scheme.
+
+The plugin prints what it does on stderr, and one line on stdout once it
+answers on its port: ``ready ws://127.0.0.1:<port>`` (what
+``IMClient.startup`` waits for when it starts the plugin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .app import Plugin
+from .settings import DEFAULT_PORT, PluginSettings, default_data_dir, origin_of
+
+__all__ = ["DESKTOP_FILE", "SCHEME", "install_url_handler", "register", "run_plugin"]
+
+err = Console(stderr=True)
+
+SCHEME = "pocprotocol"
+DESKTOP_FILE = "kefu-plugin.desktop"
+
+
+def _desktop_quote(arg: str) -> str:
+    """Quote one argument of a desktop entry's ``Exec`` (freedesktop rules)."""
+    arg = arg.replace("%", "%%")
+    if arg and all(c.isalnum() or c in "-_./:=@,+" for c in arg):
+        return arg
+    escaped = "".join("\\" + c if c in '"`$\\' else c for c in arg)
+    return f'"{escaped}"'
+
+
+def install_url_handler(command: list[str], *, data_home: Path | None = None) -> Path:
+    """Write the ``.desktop`` file that opens ``pocprotocol://`` URLs with
+    ``command`` and make it the scheme's handler for this user (``xdg-mime``,
+    when present). Returns the file's path."""
+    if data_home is None:
+        xdg = os.environ.get("XDG_DATA_HOME")
+        data_home = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    apps = data_home / "applications"
+    apps.mkdir(parents=True, exist_ok=True)
+    exec_line = " ".join(_desktop_quote(a) for a in command) + " %u"
+    path = apps / DESKTOP_FILE
+    path.write_text(
+        "[Desktop Entry]\n"
+        "Type=Application\n"
+        "Name=kefu plugin\n"
+        "Comment=kefu video customer service: the agent's plugin (SPEC §4.1 startup)\n"
+        f"Exec={exec_line}\n"
+        "Terminal=false\n"
+        "NoDisplay=true\n"
+        f"MimeType=x-scheme-handler/{SCHEME};\n",
+        encoding="utf-8",
+    )
+    xdg_mime = shutil.which("xdg-mime")
+    if xdg_mime is not None:
+        subprocess.run(
+            [xdg_mime, "default", DESKTOP_FILE, f"x-scheme-handler/{SCHEME}"],
+            check=False,
+            capture_output=True,
+        )
+    update = shutil.which("update-desktop-database")
+    if update is not None:
+        subprocess.run([update, str(apps)], check=False, capture_output=True)
+    return path
+
+
+async def run_plugin(settings: PluginSettings, *, launched_by_url: bool = False) -> int:
+    """Run until ``quit`` or a signal; the exit status."""
+    plugin = Plugin(settings)
+    try:
+        await plugin.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            if launched_by_url:
+                err.print(f"a plugin already answers on port {settings.port}; nothing to do")
+                return 0
+            err.print(
+                f"[red]port {settings.port} is in use[/red]: is a plugin running already? "
+                "Quit it (its SDK's quit()), or pick another port with --port."
+            )
+            return 1
+        raise
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, lambda: plugin.spawn(plugin.quit("signal")))
+    table = Table(title="kefu plugin", show_header=False)
+    table.add_row("control socket", plugin.url)
+    table.add_row("server", settings.server_origin)
+    table.add_row("allowed origins", "\n".join(sorted(settings.origins(plugin.port))))
+    table.add_row("pairing token", str(settings.token_path))
+    table.add_row("login timeout", f"{settings.login_timeout:g} s")
+    table.add_row("controllers", "many" if settings.allow_many else "one at a time")
+    err.print(table)
+    print(f"ready {plugin.url}", flush=True)
+    try:
+        await plugin.wait_stopped()
+    finally:
+        await plugin.aclose()
+    err.print("plugin stopped")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def plugin(
+        launch_url: str = typer.Argument(
+            None, metavar="[POCPROTOCOL_URL]", help="the pocprotocol:// URL the plugin was launched with"
+        ),
+        server: str = typer.Option(..., "--server", help="the kefu server, e.g. http://127.0.0.1:8600"),
+        port: int = typer.Option(DEFAULT_PORT, "--port", help="the control socket's port on 127.0.0.1"),
+        data_dir: Path = typer.Option(
+            None, "--data-dir", help="where plugin.token is written (default: a per-user folder)"
+        ),
+        allow_origin: list[str] = typer.Option(
+            [], "--allow-origin", help="a page origin that may control the plugin (repeatable)"
+        ),
+        login_timeout: float = typer.Option(30.0, "--login-timeout", help="seconds startLogin waits"),
+        allow_many: bool = typer.Option(False, "--allow-many", help="let several clients control the plugin"),
+        install: bool = typer.Option(
+            False, "--install-url-handler", help="register pocprotocol:// for this user, then exit"
+        ),
+        log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error"),
+    ) -> None:
+        """Run the agent's plugin: the control socket on 127.0.0.1 for the SDKs (SPEC §3–4)."""
+        logging.basicConfig(
+            level=getattr(logging, log_level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        try:
+            origin_of(server)
+            for o in allow_origin:
+                origin_of(o)
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/red]; give URLs such as http://127.0.0.1:8600")
+            raise typer.Exit(2) from None
+        if launch_url is not None and not launch_url.startswith(f"{SCHEME}:"):
+            err.print(f"[red]not a {SCHEME}:// URL: {launch_url!r}[/red]")
+            raise typer.Exit(2)
+        if install:
+            if not sys.platform.startswith("linux"):
+                err.print("[red]--install-url-handler supports Linux (.desktop files) only[/red]")
+                raise typer.Exit(2)
+            command = [sys.executable, "-m", "kefu.cli", "plugin", "--server", server, "--port", str(port)]
+            if data_dir is not None:
+                command += ["--data-dir", str(data_dir.resolve())]
+            path = install_url_handler(command)
+            err.print(f"registered {SCHEME}:// for this user: {path}")
+            return
+        settings = PluginSettings(
+            server_url=server,
+            port=port,
+            data_dir=data_dir if data_dir is not None else default_data_dir(),
+            allow_origins=tuple(allow_origin),
+            allow_many=allow_many,
+            login_timeout=login_timeout,
+        )
+        code = asyncio.run(run_plugin(settings, launched_by_url=launch_url is not None))
+        if code:
+            raise typer.Exit(code)

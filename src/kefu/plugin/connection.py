@@ -1,0 +1,272 @@
+"""One SDK connection to the plugin's control server.
+
+Theory of operation
+-------------------
+The handshake was checked already (:mod:`kefu.plugin.security`); a browser
+came from an allowed Origin, any other client sent no Origin. Then:
+
+1. A non-browser client must pair: its first message, within the hello
+   timeout, is ``hello`` with the token of ``plugin.token``. Anything else,
+   a wrong token, or pairing locked after repeated wrong tokens: an error
+   (``unauthenticated`` / ``rate_limited``) and close 1008. Until then no
+   other message is answered. A browser needs no token; ``hello`` is
+   answered for it too (the protocol version).
+2. A paired client becomes the controller, unless another one controls the
+   plugin (and ``--allow-many`` is off): ``controller_busy``, close 1008; the
+   first controller is not disturbed.
+3. Every frame is untrusted. A binary frame, a message over 64 KiB, bad JSON,
+   a bad envelope or parameters, an unknown mark, a request id still in
+   flight, too many messages: each is answered with an error in the spec's
+   form and the connection stays open. Frames over the socket layer's limit
+   (``max_frame``, 2 MiB) close it with 1009.
+4. Each good request runs in its own task (a login may take seconds while
+   the window APIs answer at once). Every message to the client goes through
+   one queue and one writer, so pushes keep their order; a client that does
+   not read closes with 1008 when the queue is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from kefu import __version__
+from kefu.protocol import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ProtocolError,
+    Request,
+    decode_request,
+    encode,
+    error_message,
+    protocol_error_message,
+    reply_message,
+)
+from kefu.protocol.plugin_api import PLUGIN_API, HelloParams
+from kefu.protocol.wire import Json
+
+from .security import RateLimiter
+
+if TYPE_CHECKING:
+    from .app import Plugin
+
+__all__ = ["CLOSE_POLICY", "ControlConnection"]
+
+log = logging.getLogger("kefu.plugin.connection")
+
+CLOSE_POLICY = 1008
+CLOSE_GOING_AWAY = 1001
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class ControlConnection:
+    """One client of the control server (see the module's docstring)."""
+
+    def __init__(self, plugin: Plugin, ws: ServerConnection, *, browser: bool) -> None:
+        self.plugin = plugin
+        self.ws = ws
+        self.browser = browser
+        self.paired = browser
+        self.controller = False
+        self._out: asyncio.Queue[Json | _Close] = asyncio.Queue(maxsize=plugin.settings.max_outbound)
+        self._closing = False
+        self._inflight: set[str] = set()
+        s = plugin.settings
+        self._limiter = RateLimiter(plugin.clock, limit=s.rate_limit, window=s.rate_window)
+
+    def __repr__(self) -> str:
+        kind = "browser" if self.browser else "client"
+        return f"<ControlConnection {kind} {self.ws.remote_address}>"
+
+    # --- sending
+
+    def send(self, msg: Json) -> None:
+        """Queue ``msg`` for the client; dropped once the connection is closing."""
+        if self._closing:
+            return
+        try:
+            self._out.put_nowait(msg)
+        except asyncio.QueueFull:
+            log.warning("%r does not read its messages; closing it", self)
+            self._closing = True
+            self.plugin.spawn(self.ws.close(CLOSE_POLICY, "too slow"))
+
+    def reply(self, msg: Json) -> None:
+        """Send a reply: it carries the agent's state code for the v190307 callback."""
+        if "state" not in msg:
+            msg["state"] = self.plugin.state
+        self.send(msg)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close after every queued message is sent."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self._out.put_nowait(_Close(code, reason))
+        except asyncio.QueueFull:
+            self.plugin.spawn(self.ws.close(code, reason))
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                item = await self._out.get()
+                if isinstance(item, _Close):
+                    await self.ws.close(item.code, item.reason)
+                    return
+                await self.ws.send(encode(item))
+        except ConnectionClosed:
+            return
+
+    # --- receiving
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._writer(), name="kefu-plugin-writer")
+        try:
+            if self.browser:
+                if not self.plugin.attach(self):
+                    self._refuse_busy(None)
+                    return
+                self.plugin.greet(self)
+            elif not await self._pair():
+                return
+            async for raw in self.ws:
+                await self._on_frame(raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.plugin.detach(self)
+            if not self._closing:
+                self._closing = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self._out.put_nowait(_Close(1000, ""))
+            # let queued messages (an error before a close) reach the client
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _pair(self) -> bool:
+        """Step 1 for a client without Origin: the first message is ``hello`` with the token."""
+        try:
+            async with asyncio.timeout(self.plugin.settings.hello_timeout):
+                raw = await self.ws.recv()
+        except TimeoutError:
+            self.send(
+                error_message("hello", ErrorCode.unauthenticated, "send hello with the pairing token first")
+            )
+            self.close(CLOSE_POLICY, "unauthenticated")
+            return False
+        req: Request | None = None
+        if isinstance(raw, str):
+            with contextlib.suppress(ProtocolError):
+                req = decode_request(raw, PLUGIN_API)
+        if req is None or req.mark != "hello" or not isinstance(req.params, HelloParams):
+            rid = req.id if req is not None else None
+            mark = req.mark if req is not None else None
+            self.send(
+                error_message(
+                    mark,
+                    ErrorCode.unauthenticated,
+                    "the first message must be hello with the pairing token",
+                    rid=rid,
+                )
+            )
+            self.close(CLOSE_POLICY, "unauthenticated")
+            return False
+        guard = self.plugin.guard
+        locked = guard.locked_for()
+        if locked > 0:
+            self.send(
+                error_message(
+                    "hello",
+                    ErrorCode.rate_limited,
+                    f"pairing is locked for {locked:.0f} s after repeated wrong tokens",
+                    rid=req.id,
+                )
+            )
+            self.close(CLOSE_POLICY, "rate_limited")
+            return False
+        if not self.plugin.token.matches(req.params.token):
+            if req.params.token is not None:
+                guard.failed()
+            log.warning("%r: pairing refused (%s token)", self, "wrong" if req.params.token else "no")
+            self.send(
+                error_message(
+                    "hello",
+                    ErrorCode.unauthenticated,
+                    "wrong or missing pairing token; read it from the plugin's plugin.token",
+                    rid=req.id,
+                )
+            )
+            self.close(CLOSE_POLICY, "unauthenticated")
+            return False
+        self.paired = True
+        if not self.plugin.attach(self):
+            self._refuse_busy(req.id)
+            return False
+        self.send(self._hello_reply(req.id))
+        self.plugin.greet(self)
+        return True
+
+    def _refuse_busy(self, rid: str | None) -> None:
+        log.warning("%r refused: another client controls the plugin", self)
+        self.send(
+            error_message(
+                "hello" if rid is not None else "client",
+                ErrorCode.controller_busy,
+                "another client controls the plugin; close it first, or start the plugin with --allow-many",
+                rid=rid,
+            )
+        )
+        self.close(CLOSE_POLICY, "controller_busy")
+
+    def _hello_reply(self, rid: str) -> Json:
+        return reply_message(
+            "hello",
+            "success",
+            {"version": PROTOCOL_VERSION, "plugin": __version__, "browser": self.browser},
+            rid=rid,
+        )
+
+    async def _on_frame(self, raw: str | bytes) -> None:
+        if self._closing:
+            return
+        if isinstance(raw, bytes):
+            self.send(error_message(None, ErrorCode.binary_frame))
+            return
+        if not self._limiter.allow():
+            self.send(error_message(None, ErrorCode.rate_limited))
+            return
+        try:
+            req = decode_request(raw, PLUGIN_API)
+        except ProtocolError as exc:
+            log.info("%r: bad request: %s %s", self, exc.code.value, exc.msg)
+            self.send(protocol_error_message(exc))
+            return
+        if req.mark == "hello":
+            self.send(self._hello_reply(req.id))
+            return
+        if req.id in self._inflight:
+            self.send(error_message(req.mark, ErrorCode.duplicate_request, rid=req.id))
+            return
+        self._inflight.add(req.id)
+        self.plugin.spawn(self._dispatch(req))
+
+    async def _dispatch(self, req: Request) -> None:
+        try:
+            await self.plugin.handle(self, req)
+        except Exception:
+            log.exception("%s failed", req.mark)
+            self.reply(error_message(req.mark, ErrorCode.internal, rid=req.id))
+        finally:
+            self._inflight.discard(req.id)

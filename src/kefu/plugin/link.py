@@ -1,0 +1,351 @@
+"""The agent's link to the server: one WebSocket to ``/ws/agent``.
+
+Theory of operation
+-------------------
+After a login the plugin holds a token (in memory only). :meth:`AgentLink.start`
+opens the socket, sends ``auth`` with the token and the last ``seq`` seen,
+and waits for ``auth``/``success``. From then on one task reads the socket:
+
+- a message with an ``id`` answers a request sent by :meth:`AgentLink.request`;
+  it goes to that request's handler, which stays registered until
+  :func:`~kefu.protocol.plugin_api.is_final` (one reply for most APIs,
+  progress until the end for the call APIs);
+- a message with a ``seq`` is a push; a ``seq`` at or below the last one seen
+  is a duplicate and is dropped, so a push reaches the plugin exactly once.
+
+When the socket breaks, every request in flight is answered ``upstream_down``
+(it may or may not have run on the server), the listener hears
+:meth:`LinkListener.link_down` once, and the task reconnects with jittered
+exponential backoff. The server replays every push after the ``lastSeq``
+sent; the listener hears :meth:`LinkListener.link_up` (recovered) before the
+replay. The link does not reconnect when the server refuses the token
+(``unauthenticated`` / ``token_expired``, close 1008), when a newer login of
+the same agent replaced it (close 4001: it must not fight over the agent), or
+after a successful ``logout``: the listener hears
+:meth:`LinkListener.link_ended`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from kefu.protocol import ApiError, ErrorCode, ProtocolError, encode, error_message, loads_strict
+from kefu.protocol.plugin_api import is_final
+from kefu.protocol.wire import Json
+
+__all__ = ["CLOSE_REPLACED", "AgentLink", "LinkListener"]
+
+log = logging.getLogger("kefu.plugin.link")
+
+#: The server closes the older link of an agent who logged in again elsewhere.
+CLOSE_REPLACED = 4001
+_CLOSE_POLICY = 1008
+_AUTH_ID = "a1"
+
+
+class LinkListener(Protocol):
+    """What the plugin hears from its link. Called on the event loop, in order."""
+
+    def link_up(self, auth: Json, recovered: bool) -> None: ...
+
+    def link_down(self, reason: str, code: int | None) -> None: ...
+
+    def link_ended(self, reason: str, code: int | None) -> None: ...
+
+    def link_push(self, msg: Json) -> None: ...
+
+
+@dataclass
+class _Pending:
+    mark: str
+    on_message: Callable[[Json], None]
+    timer: asyncio.TimerHandle | None = None
+    answered: bool = field(default=False)
+
+
+class _AuthRefused(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("msg", "authentication refused"))
+        self.error = error
+
+
+def _api_error(error: dict[str, Any]) -> ApiError:
+    raw = error.get("code")
+    try:
+        code = ErrorCode(raw)
+    except ValueError:
+        code = ErrorCode.unauthenticated
+    msg = error.get("msg")
+    return ApiError(msg if isinstance(msg, str) else None, code=code)
+
+
+class AgentLink:
+    """One agent's link to the server (see the module's docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        listener: LinkListener,
+        *,
+        request_timeout: float = 10.0,
+        open_timeout: float = 10.0,
+        backoff_min: float = 0.5,
+        backoff_max: float = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.url = url
+        self._token = token
+        self._listener = listener
+        self._request_timeout = request_timeout
+        self._open_timeout = open_timeout
+        self._backoff_min = backoff_min
+        self._backoff_max = backoff_max
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._rng = rng
+        self._ws: ClientConnection | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._next_id = 0
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._ended: str | None = None
+        #: The last push ``seq`` seen: sent in ``auth`` to resume after a break.
+        self.last_seq = 0
+        self.auth: Json = {}
+
+    @property
+    def up(self) -> bool:
+        return self._ws is not None and not self._closing
+
+    # --- lifecycle
+
+    async def start(self) -> Json:
+        """Connect and authenticate once; raise :class:`ApiError` on failure.
+
+        Returns the server's ``auth`` reply. The pushes the server replays for
+        ``lastSeq`` 0 are history (the reply carries the present: state,
+        sessions), so the link starts from the reply's ``lastSeq``.
+        """
+        try:
+            ws, auth = await self._open()
+        except _AuthRefused as exc:
+            raise _api_error(exc.error) from None
+        except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, ProtocolError) as exc:
+            raise ApiError(
+                f"cannot reach the server's agent socket ({type(exc).__name__})", code=ErrorCode.upstream_down
+            ) from None
+        payload = auth.get("payload")
+        server_seq = payload.get("lastSeq") if isinstance(payload, dict) else None
+        if isinstance(server_seq, int) and server_seq > self.last_seq:
+            self.last_seq = server_seq
+        self._ws = ws
+        self.auth = auth
+        self._task = asyncio.create_task(self._run(ws), name="kefu-plugin-link")
+        return auth
+
+    async def close(self) -> None:
+        """Close the link for good (logout, quit, a new login)."""
+        self._closing = True
+        task, self._task = self._task, None
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close(1000, "closed by the plugin")
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._fail_pending("the plugin closed its link to the server")
+
+    # --- requests
+
+    async def request(self, mark: str, params: dict[str, Any], on_message: Callable[[Json], None]) -> None:
+        """Send ``mark`` to the server; every answer goes to ``on_message``.
+
+        Raises :class:`ApiError` ``upstream_down`` when the link is down.
+        Without a first answer within the request timeout, ``on_message``
+        gets a ``timeout`` error and later answers are dropped.
+        """
+        ws = self._ws
+        if ws is None or self._closing:
+            raise ApiError(code=ErrorCode.upstream_down)
+        self._next_id += 1
+        uid = f"p{self._next_id}"
+        pending = _Pending(mark, on_message)
+        pending.timer = asyncio.get_running_loop().call_later(self._request_timeout, self._expire, uid)
+        self._pending[uid] = pending
+        try:
+            await ws.send(encode({"v": 1, "id": uid, "mark": mark, "params": params}))
+        except ConnectionClosed:
+            self._pending.pop(uid, None)
+            if pending.timer is not None:
+                pending.timer.cancel()
+            raise ApiError(code=ErrorCode.upstream_down) from None
+
+    def _expire(self, uid: str) -> None:
+        pending = self._pending.get(uid)
+        if pending is None or pending.answered:
+            return
+        del self._pending[uid]
+        log.warning("no answer from the server to %s within %.1f s", pending.mark, self._request_timeout)
+        pending.on_message(
+            error_message(pending.mark, ErrorCode.timeout, "the server did not answer in time", rid=uid)
+        )
+
+    def _fail_pending(self, why: str) -> None:
+        pending, self._pending = self._pending, {}
+        for uid, p in pending.items():
+            if p.timer is not None:
+                p.timer.cancel()
+            p.on_message(error_message(p.mark, ErrorCode.upstream_down, why, rid=uid))
+
+    # --- the socket
+
+    async def _open(self) -> tuple[ClientConnection, Json]:
+        ws = await connect(
+            self.url,
+            open_timeout=self._open_timeout,
+            ping_interval=self._ping_interval,
+            ping_timeout=self._ping_timeout,
+            compression=None,
+            max_size=4 * 1024 * 1024,
+            user_agent_header="kefu-plugin",
+        )
+        try:
+            auth = {"token": self._token, "lastSeq": self.last_seq}
+            await ws.send(encode({"v": 1, "id": _AUTH_ID, "mark": "auth", "params": auth}))
+            async with asyncio.timeout(self._open_timeout):
+                raw = await ws.recv()
+            reply = loads_strict(raw)
+            if not isinstance(reply, dict) or reply.get("id") != _AUTH_ID:
+                raise ProtocolError("the server's first message is not the auth reply")
+            if reply.get("subMark") != "success":
+                error = reply.get("error")
+                raise _AuthRefused(error if isinstance(error, dict) else {})
+        except BaseException:
+            await ws.close()
+            raise
+        return ws, reply
+
+    async def _run(self, ws: ClientConnection) -> None:
+        while True:
+            code, reason = await self._read(ws)
+            self._ws = None
+            if self._closing:
+                return
+            ended = self._ended or self._end_reason(code, reason)
+            self._fail_pending("the link to the server broke")
+            if ended is not None:
+                log.info("link to the server ended: %s (%s)", ended, code)
+                self._ended = ended
+                self._listener.link_ended(ended, code)
+                return
+            log.warning("link to the server broke (%s %s); reconnecting", code, reason)
+            self._listener.link_down("connection lost", code)
+            reconnected = await self._reconnect()
+            if reconnected is None:
+                return
+            ws = reconnected
+
+    @staticmethod
+    def _end_reason(code: int | None, reason: str) -> str | None:
+        if code == CLOSE_REPLACED:
+            return "replaced"
+        if code == _CLOSE_POLICY:
+            return reason or "unauthenticated"
+        return None
+
+    async def _reconnect(self) -> ClientConnection | None:
+        attempt = 0
+        while not self._closing:
+            delay = min(self._backoff_max, self._backoff_min * 2**attempt)
+            attempt += 1
+            # equal jitter: between half the delay and the delay
+            await asyncio.sleep(delay * (0.5 + self._rng() / 2))
+            try:
+                ws, auth = await self._open()
+            except _AuthRefused as exc:
+                code = exc.error.get("code")
+                self._ended = code if isinstance(code, str) else "unauthenticated"
+                self._fail_pending("the server refused the link's token")
+                self._listener.link_ended(self._ended, _CLOSE_POLICY)
+                return None
+            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, ProtocolError) as exc:
+                log.debug("reconnect attempt %d failed: %s", attempt, exc)
+                continue
+            if self._closing:
+                await ws.close()
+                return None
+            payload = auth.get("payload")
+            server_seq = payload.get("lastSeq") if isinstance(payload, dict) else None
+            if isinstance(server_seq, int) and server_seq < self.last_seq:
+                log.warning(
+                    "the server's seq went back from %d to %d; following it", self.last_seq, server_seq
+                )
+                self.last_seq = server_seq
+            self._ws = ws
+            self.auth = auth
+            log.info("link to the server is back after %d attempt(s)", attempt)
+            self._listener.link_up(auth, True)
+            return ws
+        return None
+
+    async def _read(self, ws: ClientConnection) -> tuple[int | None, str]:
+        try:
+            async for raw in ws:
+                try:
+                    self._dispatch(raw)
+                except Exception:
+                    log.exception("handling a message from the server failed")
+        except ConnectionClosed:
+            pass
+        rcvd = ws.protocol.close_rcvd
+        return (rcvd.code, rcvd.reason) if rcvd is not None else (None, "")
+
+    def _dispatch(self, raw: str | bytes) -> None:
+        try:
+            msg = loads_strict(raw)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed message from the server: %s", exc.msg)
+            return
+        if not isinstance(msg, dict):
+            log.warning("dropped a non-object message from the server")
+            return
+        rid = msg.get("id")
+        if isinstance(rid, str):
+            pending = self._pending.get(rid)
+            if pending is None:
+                log.debug("dropped an answer to an unknown or finished request %s", rid)
+                return
+            if pending.timer is not None:
+                pending.timer.cancel()
+                pending.timer = None
+            pending.answered = True
+            sub_mark = msg.get("subMark")
+            if pending.mark == "logout" and sub_mark == "success":
+                # the server may close the socket right after: that is the end, not a break
+                self._ended = "logout"
+            if is_final(pending.mark, sub_mark if isinstance(sub_mark, str) else None):
+                del self._pending[rid]
+            pending.on_message(msg)
+            return
+        seq = msg.get("seq")
+        if isinstance(seq, int):
+            if seq <= self.last_seq:
+                log.debug("dropped push seq %d (already seen %d)", seq, self.last_seq)
+                return
+            if seq != self.last_seq + 1:
+                log.warning("push seq jumped from %d to %d", self.last_seq, seq)
+            self.last_seq = seq
+        self._listener.link_push(msg)

@@ -1,0 +1,167 @@
+"""The plugin's gate (SPEC §6; reliability §1.4): any web page in the agent's
+browser can reach ``127.0.0.1:1040``, so the handshake and the first message
+decide who may control the plugin.
+
+- :func:`check_handshake` — before the upgrade: the ``Host`` header is
+  ``127.0.0.1:<port>`` or ``localhost:<port>`` exactly (DNS rebinding), and an
+  ``Origin``, when sent, is exactly one of the allowlist (cross-site WebSocket
+  hijacking). A client without ``Origin`` is not a browser and must pair.
+- :class:`PairingToken` — the per-start secret in ``<data-dir>/plugin.token``
+  (mode 0600), compared in constant time.
+- :class:`PairingGuard` — too many wrong tokens lock pairing for a while.
+- :class:`RateLimiter` — messages per connection per window.
+
+The clock is passed in (``time.monotonic`` in the plugin), so tests drive it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kefu.protocol import ErrorCode
+
+__all__ = [
+    "HandshakeVerdict",
+    "PairingGuard",
+    "PairingToken",
+    "RateLimiter",
+    "allowed_hosts",
+    "check_handshake",
+]
+
+Clock = Callable[[], float]
+
+
+def allowed_hosts(port: int) -> frozenset[str]:
+    return frozenset({f"127.0.0.1:{port}", f"localhost:{port}"})
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeVerdict:
+    """What the handshake decided: refused (with a code and message), or
+    accepted as a browser (an allowed Origin) or a non-browser client."""
+
+    refused: ErrorCode | None = None
+    msg: str = ""
+    browser: bool = False
+
+
+def check_handshake(
+    host: str | None, origins: Iterable[str | None], *, port: int, allowlist: frozenset[str]
+) -> HandshakeVerdict:
+    """Check the ``Host`` and ``Origin`` headers of a handshake.
+
+    ``origins`` is every ``Origin`` header sent (a request with two is refused).
+    """
+    if host is None or host not in allowed_hosts(port):
+        return HandshakeVerdict(
+            ErrorCode.host_refused,
+            f"Host must be 127.0.0.1:{port} or localhost:{port}",
+        )
+    sent = list(origins)
+    if len(sent) > 1:
+        return HandshakeVerdict(ErrorCode.origin_refused, "more than one Origin header")
+    if not sent or sent[0] is None:
+        return HandshakeVerdict(browser=False)
+    if sent[0] not in allowlist:
+        # Never echo the origin: the answer is the same for every refused page.
+        return HandshakeVerdict(
+            ErrorCode.origin_refused,
+            "this page's origin may not control the plugin; "
+            "start the plugin with --allow-origin <the page's origin>",
+        )
+    return HandshakeVerdict(browser=True)
+
+
+class PairingToken:
+    """The pairing secret, fresh at each start of the plugin.
+
+    It is written to ``path`` readable and writable by the user only; the
+    folder is created user-only too. Non-browser clients (the Python SDK)
+    read it and send it in their first message.
+    """
+
+    def __init__(self, path: Path, value: str | None = None) -> None:
+        self.path = path
+        self._value = value if value is not None else secrets.token_urlsafe(32)
+
+    def write(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, self._value.encode("ascii") + b"\n")
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        """Remove the file if it still holds this token (another plugin may have replaced it)."""
+        try:
+            if self.path.read_text(encoding="ascii").strip() == self._value:
+                self.path.unlink()
+        except (OSError, UnicodeDecodeError):
+            pass
+
+    def matches(self, candidate: str | None) -> bool:
+        if candidate is None:
+            return False
+        return hmac.compare_digest(candidate.encode("utf-8", "surrogatepass"), self._value.encode("ascii"))
+
+    @staticmethod
+    def read(path: Path) -> str:
+        """The token in ``path`` (what a client sends)."""
+        return path.read_text(encoding="ascii").strip()
+
+
+class PairingGuard:
+    """At most ``failures`` wrong tokens within ``window`` seconds; then every
+    pairing attempt is refused for ``lock`` seconds, right token or not.
+    Connections already paired are not affected."""
+
+    def __init__(self, clock: Clock, *, failures: int = 5, window: float = 60.0, lock: float = 60.0) -> None:
+        self._clock = clock
+        self._failures = failures
+        self._window = window
+        self._lock = lock
+        self._recent: deque[float] = deque()
+        self._locked_until = float("-inf")
+
+    def locked_for(self) -> float:
+        """Seconds left of the lock, 0 when pairing is open."""
+        return max(0.0, self._locked_until - self._clock())
+
+    def failed(self) -> None:
+        now = self._clock()
+        self._recent.append(now)
+        while self._recent and self._recent[0] <= now - self._window:
+            self._recent.popleft()
+        if len(self._recent) >= self._failures:
+            self._locked_until = now + self._lock
+            self._recent.clear()
+
+
+class RateLimiter:
+    """At most ``limit`` events in any ``window`` seconds (a sliding log)."""
+
+    def __init__(self, clock: Clock, *, limit: int, window: float) -> None:
+        self._clock = clock
+        self._limit = limit
+        self._window = window
+        self._log: deque[float] = deque()
+
+    def allow(self) -> bool:
+        now = self._clock()
+        while self._log and self._log[0] <= now - self._window:
+            self._log.popleft()
+        if len(self._log) >= self._limit:
+            return False
+        self._log.append(now)
+        return True

@@ -1,0 +1,121 @@
+"""The plugin's settings: one frozen object, every timeout and limit in it.
+
+Tests build :class:`PluginSettings` with millisecond timeouts; ``kefu plugin``
+builds it from its options. Nothing else reads the environment, except
+:func:`default_data_dir`, which the SDK uses too (to find ``plugin.token``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DEFAULT_PORT",
+    "TOKEN_FILE",
+    "PluginSettings",
+    "default_data_dir",
+    "origin_of",
+]
+
+DEFAULT_PORT = 1040
+TOKEN_FILE = "plugin.token"
+#: Overrides the default data directory (for tests and for several agents on one machine).
+DATA_DIR_ENV = "KEFU_PLUGIN_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """The per-user folder of the plugin: ``$KEFU_PLUGIN_DATA_DIR``, else
+    ``$XDG_DATA_HOME/kefu/plugin``, else ``~/.local/share/kefu/plugin``."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "kefu" / "plugin"
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-cased, default ports dropped.
+
+    Raises :class:`ValueError` for a URL that is not http(s) or ws(s) with a host.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL with a host: {url!r}")
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    default = 443 if scheme in ("https", "wss") else 80
+    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """Everything ``kefu plugin`` can be told. Times are in seconds."""
+
+    server_url: str
+    port: int = DEFAULT_PORT
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: Origins allowed besides the defaults (the server's, ``http://127.0.0.1:<port>``,
+    #: ``http://localhost:<port>``).
+    allow_origins: tuple[str, ...] = ()
+    allow_many: bool = False
+    login_timeout: float = 30.0
+    #: A client without an Origin must send ``hello`` with the token within this time.
+    hello_timeout: float = 5.0
+    #: How long a request forwarded to the server may wait for its first answer.
+    request_timeout: float = 10.0
+    #: The link to the server: first reconnect delay, doubling up to the maximum.
+    backoff_min: float = 0.5
+    backoff_max: float = 10.0
+    open_timeout: float = 10.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    #: Messages over this many bytes are answered ``too_large`` (the connection stays).
+    max_message: int = 64 * 1024
+    #: Frames over this many bytes close the connection (1009): the socket layer's limit.
+    max_frame: int = 2 * 1024 * 1024
+    #: Connections at once (pending pairing included); more get HTTP 503.
+    max_connections: int = 8
+    #: Per connection: at most ``rate_limit`` messages in ``rate_window`` seconds.
+    rate_limit: int = 300
+    rate_window: float = 60.0
+    #: Pairing: this many wrong tokens within ``pairing_window`` lock pairing for ``pairing_lock``.
+    pairing_failures: int = 5
+    pairing_window: float = 60.0
+    pairing_lock: float = 60.0
+    #: How long ``quit`` waits for the server to confirm the logout.
+    quit_logout_timeout: float = 2.0
+    #: Messages queued for one SDK connection before it is closed as too slow.
+    max_outbound: int = 1000
+
+    def __post_init__(self) -> None:
+        origin_of(self.server_url)  # raises on a bad URL
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not a TCP port")
+
+    @property
+    def server_origin(self) -> str:
+        return origin_of(self.server_url)
+
+    @property
+    def agent_ws_url(self) -> str:
+        """``ws(s)://host:port/ws/agent`` of the server."""
+        origin = self.server_origin
+        scheme, rest = origin.split("://", 1)
+        return ("wss" if scheme == "https" else "ws") + "://" + rest + "/ws/agent"
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_dir / TOKEN_FILE
+
+    def origins(self, port: int) -> frozenset[str]:
+        """The Origin allowlist once the plugin listens on ``port``."""
+        base = {self.server_origin, f"http://127.0.0.1:{port}", f"http://localhost:{port}"}
+        return frozenset(base | {origin_of(o) for o in self.allow_origins})

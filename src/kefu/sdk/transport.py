@@ -1,0 +1,186 @@
+"""One WebSocket from an SDK to the plugin: pairing, requests by id, pushes.
+
+Both SDKs (:class:`~kefu.sdk.imclient.IMClient` and
+:class:`~kefu.sdk.client.Client`) sit on this. :meth:`Transport.open`
+connects without an ``Origin`` (the SDK is not a browser), sends ``hello``
+with the pairing token and returns the plugin's answer, or raises
+:class:`~kefu.sdk.events.RequestError` (``unauthenticated``,
+``controller_busy``, ``rate_limited``, ``plugin_unreachable``).
+
+:meth:`Transport.request` sends one request and hands every message with its
+id to a handler until :func:`~kefu.protocol.plugin_api.is_final`. Messages
+without an id are pushes, handed to ``on_push`` in order. When the socket
+closes, every request still open gets a ``plugin_unreachable`` error, then
+``on_close`` is called once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from kefu import __version__
+from kefu.protocol import ErrorCode, error_message
+from kefu.protocol.plugin_api import is_final
+
+from .events import RequestError, api_error
+
+__all__ = ["Transport"]
+
+log = logging.getLogger("kefu.sdk")
+
+Json = dict[str, Any]
+Handler = Callable[[Json], None]
+
+
+def _unreachable(msg: str) -> RequestError:
+    return RequestError(msg, code=ErrorCode.plugin_unreachable)
+
+
+class Transport:
+    """See the module's docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        on_push: Handler,
+        on_close: Callable[[int | None, str], None],
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self._token = token
+        self._on_push = on_push
+        self._on_close = on_close
+        self._open_timeout = open_timeout
+        self._ws: ClientConnection | None = None
+        self._pending: dict[str, tuple[str, Handler]] = {}
+        self._next_id = 0
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+        self.hello: Json = {}
+
+    @property
+    def is_open(self) -> bool:
+        return self._ws is not None and not self._closed
+
+    async def open(self) -> Json:
+        try:
+            ws = await connect(
+                self.url,
+                open_timeout=self._open_timeout,
+                compression=None,
+                max_size=4 * 1024 * 1024,
+                user_agent_header=f"kefu-sdk/{__version__}",
+            )
+        except InvalidStatus as exc:
+            body = exc.response.body or b""
+            try:
+                error = json.loads(body).get("error", {})
+            except (ValueError, AttributeError):
+                error = {}
+            raise _unreachable(
+                f"the plugin refused the connection (HTTP {exc.response.status_code}): {error.get('msg', '')}"
+            ) from None
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise _unreachable(f"nothing answers on {self.url} ({type(exc).__name__})") from None
+        try:
+            params: Json = {"client": f"kefu.sdk/{__version__}"}
+            if self._token is not None:
+                params["token"] = self._token
+            hello = {"v": 1, "id": "hello", "mark": "hello", "params": params}
+            await ws.send(json.dumps(hello))
+            async with asyncio.timeout(self._open_timeout):
+                reply = json.loads(await ws.recv())
+        except (ConnectionClosed, TimeoutError, ValueError):
+            await ws.close()
+            raise _unreachable("the plugin closed the connection during pairing") from None
+        if not isinstance(reply, dict) or reply.get("subMark") != "success":
+            await ws.close()
+            raise api_error(reply if isinstance(reply, dict) else {})
+        self._ws = ws
+        self.hello = reply
+        self._reader = asyncio.create_task(self._read(ws), name="kefu-sdk-reader")
+        return reply
+
+    async def request(self, mark: str, params: dict[str, Any] | None, handler: Handler) -> str:
+        """Send a request; ``handler`` gets each of its messages. Returns its id."""
+        ws = self._ws
+        self._next_id += 1
+        rid = f"r{self._next_id}"
+        if ws is None or self._closed:
+            handler(error_message(mark, ErrorCode.plugin_unreachable, rid=rid))
+            return rid
+        self._pending[rid] = (mark, handler)
+        msg: Json = {"v": 1, "id": rid, "mark": mark}
+        if params is not None:
+            msg["params"] = params
+        try:
+            await ws.send(json.dumps(msg, ensure_ascii=False))
+        except ConnectionClosed:
+            if self._pending.pop(rid, None) is not None:
+                handler(error_message(mark, ErrorCode.plugin_unreachable, rid=rid))
+        return rid
+
+    async def send_raw(self, text: str | bytes) -> None:
+        """Send a frame as is (for tests of the plugin's handling of bad input)."""
+        if self._ws is None:
+            raise _unreachable("not connected")
+        await self._ws.send(text)
+
+    async def close(self) -> None:
+        self._closed = True
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    log.warning("dropped a message from the plugin that is not JSON")
+                    continue
+                if isinstance(msg, dict):
+                    self._dispatch(msg)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._ws = None
+            self._closed = True
+            pending, self._pending = self._pending, {}
+            for rid, (mark, handler) in pending.items():
+                handler(
+                    error_message(
+                        mark, ErrorCode.plugin_unreachable, "the connection to the plugin closed", rid=rid
+                    )
+                )
+            rcvd = ws.protocol.close_rcvd
+            self._on_close(rcvd.code if rcvd else None, rcvd.reason if rcvd else "")
+
+    def _dispatch(self, msg: Json) -> None:
+        rid = msg.get("id")
+        if isinstance(rid, str):
+            entry = self._pending.get(rid)
+            if entry is None:
+                log.debug("dropped a message for an unknown request %s", rid)
+                return
+            mark, handler = entry
+            sub_mark = msg.get("subMark")
+            if is_final(mark, sub_mark if isinstance(sub_mark, str) else None):
+                del self._pending[rid]
+            handler(msg)
+            return
+        self._on_push(msg)

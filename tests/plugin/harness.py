@@ -1,0 +1,264 @@
+"""Test harness of the plugin and the SDKs: the real server, the real plugin,
+real sockets on 127.0.0.1, every timeout short.
+
+Until ``tests/conftest.py`` offers a shared server fixture, :class:`ServerHandle`
+starts ``kefu.server`` the way ``kefu server --port 0`` does (its
+:class:`~kefu.server.runner.ServerRunner`), on a database file of the test, and
+can stop and restart it on the same port and file.
+
+The fixtures here are imported by name into the test modules that use them
+(``from tests.plugin.harness import server, plugin_factory``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+from websockets.asyncio.client import ClientConnection, connect
+
+from kefu.plugin import Plugin, PluginSettings
+from kefu.server.accounts import add_agent
+from kefu.server.runner import ServerRunner
+from kefu.server.settings import Settings
+
+__all__ = [
+    "PASSWORD",
+    "Raw",
+    "ServerHandle",
+    "Visitor",
+    "fast_settings",
+    "login_url",
+    "plugin",
+    "plugin_factory",
+    "server",
+    "wait_for",
+]
+
+PASSWORD = "secret-pw"
+#: Every wait of a test is bounded by this (never a sleep).
+LIMIT = 10.0
+
+
+async def wait_for(aw: Awaitable[Any], limit: float = LIMIT) -> Any:
+    return await asyncio.wait_for(aw, limit)
+
+
+class ServerHandle:
+    """The real server on 127.0.0.1, stoppable and restartable on the same port."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.settings = Settings(
+            port=0,
+            data_dir=data_dir,
+            scrypt_n=2**10,
+            auth_timeout=5.0,
+            graceful_shutdown=0.5,
+            log_level="warning",
+        )
+        self.runner: ServerRunner | None = None
+        self.url = ""
+        self.port = 0
+
+    async def start(self) -> str:
+        settings = self.settings if not self.port else replace(self.settings, port=self.port)
+        self.runner = ServerRunner(settings)
+        self.url = await self.runner.start()
+        self.port = self.runner.port
+        return self.url
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            await runner.stop()
+
+    @property
+    def services(self) -> Any:
+        assert self.runner is not None
+        return self.runner.services
+
+    async def add_agent(self, name: str, password: str = PASSWORD, **kw: Any) -> None:
+        sv = self.services
+        await add_agent(sv.store, name, password, now=self.settings.now(), scrypt_n=2**10, **kw)
+
+    def login_url(self, name: str, password: str = PASSWORD) -> str:
+        return login_url(self.url, name, password)
+
+
+def login_url(base: str, name: str, password: str = PASSWORD) -> str:
+    return f"{base}/doLogin?name={name}&pwd={password}&returnTo="
+
+
+def fast_settings(server_url: str, data_dir: Path, **kw: Any) -> PluginSettings:
+    """Plugin settings with every timeout in milliseconds."""
+    base: dict[str, Any] = {
+        "server_url": server_url,
+        "port": 0,
+        "data_dir": data_dir,
+        "login_timeout": 5.0,
+        "hello_timeout": 2.0,
+        "request_timeout": 5.0,
+        "backoff_min": 0.01,
+        "backoff_max": 0.05,
+        "open_timeout": 2.0,
+        "quit_logout_timeout": 1.0,
+    }
+    base.update(kw)
+    return PluginSettings(**base)
+
+
+@pytest_asyncio.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ServerHandle]:
+    handle = ServerHandle(tmp_path / "server")
+    await handle.start()
+    try:
+        yield handle
+    finally:
+        await handle.stop()
+
+
+PluginFactory = Callable[..., Awaitable[Plugin]]
+
+
+@pytest_asyncio.fixture
+async def plugin_factory(tmp_path: Path) -> AsyncIterator[PluginFactory]:
+    """``await plugin_factory(server_url, **settings)``: a started plugin, closed after the test."""
+    made: list[Plugin] = []
+
+    async def make(server_url: str, **kw: Any) -> Plugin:
+        data_dir = kw.pop("data_dir", tmp_path / f"plugin{len(made)}")
+        p = Plugin(fast_settings(server_url, data_dir, **kw))
+        await p.start()
+        made.append(p)
+        return p
+
+    try:
+        yield make
+    finally:
+        for p in made:
+            await p.aclose()
+
+
+@pytest_asyncio.fixture
+async def plugin(server: ServerHandle, plugin_factory: PluginFactory) -> Plugin:
+    """A plugin linked to :func:`server`, with agent ``a1`` ready to log in."""
+    await server.add_agent("a1")
+    return await plugin_factory(server.url)
+
+
+class Raw:
+    """A raw WebSocket client of the plugin: it sends what a test says, frame by frame."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.pushes: list[dict[str, Any]] = []
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls, plugin: Plugin, *, origin: str | None = None, hello: bool = True, **kw: Any
+    ) -> AsyncIterator[Raw]:
+        headers = {"Origin": origin} if origin is not None else None
+        async with connect(plugin.url, additional_headers=headers, max_size=None, **kw) as ws:
+            raw = cls(ws)
+            if hello and origin is None:
+                await raw.send({"v": 1, "id": "h", "mark": "hello", "params": {"token": plugin.token._value}})
+                reply = await raw.reply("h")
+                assert reply["subMark"] == "success", reply
+            yield raw
+
+    async def send(self, msg: dict[str, Any] | str | bytes) -> None:
+        await self.ws.send(msg if isinstance(msg, str | bytes) else json.dumps(msg))
+
+    async def recv(self) -> dict[str, Any]:
+        msg = json.loads(await wait_for(self.ws.recv()))
+        assert isinstance(msg, dict)
+        return msg
+
+    async def reply(self, rid: str | None) -> dict[str, Any]:
+        """The next message with id ``rid`` (None: the next error without an id); pushes are kept."""
+        while True:
+            msg = await self.recv()
+            if msg.get("id") == rid and (rid is not None or msg.get("subMark") == "error"):
+                return msg
+            self.pushes.append(msg)
+
+    async def push(self, mark: str, sub_mark: str | None = None) -> dict[str, Any]:
+        """The next push of ``mark`` (and ``subMark``), from those kept first."""
+        for i, msg in enumerate(self.pushes):
+            if msg.get("mark") == mark and (sub_mark is None or msg.get("subMark") == sub_mark):
+                return self.pushes.pop(i)
+        while True:
+            msg = await self.recv()
+            if "id" not in msg and msg.get("mark") == mark and (sub_mark is None or msg.get("subMark") == sub_mark):
+                return msg
+            self.pushes.append(msg)
+
+    async def call(self, rid: str, mark: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        msg: dict[str, Any] = {"v": 1, "id": rid, "mark": mark}
+        if params is not None:
+            msg["params"] = params
+        await self.send(msg)
+        return await self.reply(rid)
+
+
+class Visitor:
+    """A visitor on the server's ``/ws/visitor`` (raw, as a visitor page speaks)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._n = 0
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._task = asyncio.create_task(self._read())
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, server: ServerHandle, name: str) -> AsyncIterator[Visitor]:
+        ws_url = server.url.replace("http://", "ws://") + "/ws/visitor"
+        async with connect(ws_url) as ws:
+            v = cls(ws)
+            try:
+                hello = await v.request("hello", {"name": name})
+                assert hello["subMark"] == "success", hello
+                yield v
+            finally:
+                v._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await v._task
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in self.ws:
+                msg = json.loads(raw)
+                fut = self.replies.pop(msg.get("id"), None) if "id" in msg else None
+                if fut is not None:
+                    fut.set_result(msg)
+                else:
+                    self.events.put_nowait(msg)
+
+    async def request(self, mark: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._n += 1
+        rid = f"v{self._n}"
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.replies[rid] = fut
+        await self.ws.send(json.dumps({"v": 1, "id": rid, "mark": mark, "params": params or {}}))
+        return await wait_for(fut)
+
+    async def say(self, text: str) -> dict[str, Any]:
+        reply = await self.request("sendMessage", {"text": text})
+        assert reply["subMark"] == "success", reply
+        return reply
+
+    async def event(self, sub_mark: str) -> dict[str, Any]:
+        while True:
+            msg = await wait_for(self.events.get())
+            if msg.get("subMark") == sub_mark:
+                return msg
+
