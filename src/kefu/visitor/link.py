@@ -1,0 +1,207 @@
+"""A client of one kefu server socket: requests and their replies, pushes in order.
+
+:class:`Link` speaks the envelope of :mod:`kefu.protocol.wire` over one
+WebSocket. A request gets a fresh ``id`` and waits for the reply with that
+``id``. Every other message is a push: one with a ``seq`` at or below the
+last seen is a duplicate and dropped (counted in :attr:`Link.duplicates`), one
+past a gap is counted in :attr:`Link.gaps`; the rest wait in an inbox that
+:meth:`Link.next_event` takes from, by ``subMark`` or any test, in arrival
+order. :attr:`Link.last_seq` survives :meth:`Link.connect` again, so a
+reconnect resumes where the last connection stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from kefu.protocol import ApiError, ErrorCode, ProtocolError, encode, loads_strict
+from kefu.protocol.wire import Json
+
+__all__ = ["Link", "LinkClosed", "RequestFailed"]
+
+
+class LinkClosed(ConnectionError):
+    """The socket closed (``code`` and ``reason`` as the server sent them)."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(f"the connection closed ({code} {reason})".strip())
+        self.code = code
+        self.reason = reason
+
+
+class RequestFailed(ApiError):
+    """The server answered a request with an error; :attr:`reply` is the whole message."""
+
+    def __init__(self, reply: Json) -> None:
+        error = reply.get("error") or {}
+        try:
+            code = ErrorCode(error.get("code"))
+        except ValueError:
+            code = ErrorCode.internal
+        super().__init__(str(error.get("msg", "")), code=code)
+        self.reply = reply
+        self.state: str | None = reply.get("state")
+
+
+class Link:
+    def __init__(self, url: str, *, timeout: float = 10.0, max_size: int = 4 * 1024 * 1024) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.max_size = max_size
+        self.ws: ClientConnection | None = None
+        self.last_seq = 0
+        self.duplicates = 0
+        self.gaps = 0
+        self.history: list[Json] = []  # every push delivered, in order
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future[Json]] = {}
+        self._inbox: list[Json] = []
+        self._arrived = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.ws is not None and self._reader is not None and not self._reader.done()
+
+    async def connect(self) -> None:
+        await self.disconnect()
+        self.close_code, self.close_reason = None, ""
+        self.ws = await connect(
+            self.url,
+            open_timeout=self.timeout,
+            compression=None,
+            max_size=self.max_size,
+            proxy=None,
+            user_agent_header="kefu-visitor",
+        )
+        self._reader = asyncio.create_task(self._read(self.ws), name="kefu-link-reader")
+
+    async def disconnect(self, code: int = 1000) -> None:
+        """Close the socket (the server keeps the session; :meth:`connect` resumes)."""
+        ws, reader = self.ws, self._reader
+        self.ws, self._reader = None, None
+        if ws is not None:
+            await ws.close(code)
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a closing handshake (a network failure)."""
+        if self.ws is not None:
+            self.ws.transport.abort()
+
+    async def send_raw(self, data: str | bytes) -> None:
+        """Send a frame as it is (for testing the server's answers to bad input)."""
+        if self.ws is None:
+            raise LinkClosed(self.close_code, self.close_reason)
+        await self.ws.send(data)
+
+    async def request(
+        self, mark: str, params: dict[str, Any] | None = None, *, rid: str | None = None
+    ) -> Json:
+        """Send a request; return its reply (which may be an error reply)."""
+        if self.ws is None:
+            raise LinkClosed(self.close_code, self.close_reason)
+        rid = rid or f"r{next(self._ids)}"
+        fut: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        msg: Json = {"v": 1, "id": rid, "mark": mark}
+        if params is not None:
+            msg["params"] = params
+        try:
+            await self.ws.send(encode(msg))
+            async with asyncio.timeout(self.timeout):
+                return await fut
+        except ConnectionClosed:
+            raise LinkClosed(self.close_code, self.close_reason) from None
+        finally:
+            self._pending.pop(rid, None)
+
+    async def call(self, mark: str, params: dict[str, Any] | None = None) -> Json:
+        """:meth:`request`, raising :class:`RequestFailed` on an error reply."""
+        reply = await self.request(mark, params)
+        if reply.get("subMark") == "error":
+            raise RequestFailed(reply)
+        return reply
+
+    async def next_event(
+        self, sub_mark: str | None = None, *, where: Callable[[Json], bool] | None = None
+    ) -> Json:
+        """The oldest push not taken yet that has ``sub_mark`` (or passes ``where``).
+
+        Waits at most the link's ``timeout`` (then :class:`TimeoutError`)."""
+
+        def fits(m: Json) -> bool:
+            if sub_mark is not None and m.get("subMark") != sub_mark:
+                return False
+            return where is None or where(m)
+
+        async with asyncio.timeout(self.timeout):
+            while True:
+                for i, m in enumerate(self._inbox):
+                    if fits(m):
+                        return self._inbox.pop(i)
+                if not self.connected:
+                    raise LinkClosed(self.close_code, self.close_reason)
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    def pending_events(self) -> list[Json]:
+        """Pushes received and not taken yet."""
+        return list(self._inbox)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                try:
+                    msg = loads_strict(raw)
+                except ProtocolError:
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                rid = msg.get("id")
+                fut = self._pending.get(rid) if isinstance(rid, str) else None
+                if fut is not None:
+                    if not fut.done():
+                        fut.set_result(msg)
+                    continue
+                seq = msg.get("seq")
+                if isinstance(seq, int):
+                    if seq <= self.last_seq:
+                        self.duplicates += 1
+                        continue
+                    if seq > self.last_seq + 1:
+                        self.gaps += 1
+                    self.last_seq = seq
+                    self.history.append(msg)
+                self._inbox.append(msg)
+                self._arrived.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            rcvd = ws.protocol.close_rcvd
+            self.close_code = rcvd.code if rcvd is not None else None
+            self.close_reason = rcvd.reason if rcvd is not None else ""
+            for f in self._pending.values():
+                if not f.done():
+                    f.set_exception(LinkClosed(self.close_code, self.close_reason))
+            self._arrived.set()
+
+    async def wait_closed(self) -> int | None:
+        """Wait (at most the link's ``timeout``) until the server closes the socket; return its code."""
+        reader = self._reader
+        if reader is not None:
+            async with asyncio.timeout(self.timeout):
+                await asyncio.shield(reader)
+        return self.close_code

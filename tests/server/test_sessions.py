@@ -1,0 +1,202 @@
+"""IM sessions over real sockets: queue, routing, pickUpSession, capacity, messages, close."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from kefu.visitor import RequestFailed, Visitor
+from tests.conftest import ServerHandle
+
+
+async def rest(server: ServerHandle, path: str, token: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=server.url) as c:
+        return await c.get(path, headers={"Authorization": f"Bearer {token}"})
+
+
+async def test_queue_positions_then_assignment_to_a_ready_agent(server: ServerHandle) -> None:
+    agent = await server.agent("a1")  # logged in: 001000, not ready
+    v1 = await server.visitor("v1")
+    v2 = await server.visitor("v2")
+    r1 = await v1.send_message("hello, I need help")
+    assert r1["status"] == "queued" and r1["position"] == 1
+    assert (await v1.next_event("queue"))["payload"] == {"position": 1}
+    r2 = await v2.send_message("me too")
+    assert r2["position"] == 2
+    assert (await v2.next_event("queue"))["payload"] == {"position": 2}
+    q = await agent.next_event("queue")
+    assert [w["visitorName"] for w in q["payload"]["waiting"]] == ["v1"]
+    q = await agent.next_event("queue")
+    assert [(w["visitorName"], w["position"]) for w in q["payload"]["waiting"]] == [("v1", 1), ("v2", 2)]
+
+    ready = await agent.call("setAgentState", {"state": "idle"})
+    assert ready["state"] == "002000"
+    got = await agent.next_event("sessionAssigned")
+    s1 = got["payload"]
+    assert s1["visitorName"] == "v1" and s1["status"] == "open" and s1["agentName"] == "a1"
+    assert [m["text"] for m in s1["messages"]] == ["hello, I need help"]
+    assert (await v1.next_event("sessionAssigned"))["payload"]["sessionId"] == s1["sessionId"]
+    # v2 moved up; FIFO: it is the next one, and the agent (capacity 5) takes it too
+    assert (await v2.next_event("queue"))["payload"] == {"position": 1}
+    s2 = (await agent.next_event("sessionAssigned"))["payload"]
+    assert s2["visitorName"] == "v2"
+    assert (await v2.next_event("sessionAssigned"))["payload"]["sessionId"] == s2["sessionId"]
+
+
+async def test_pick_up_session_takes_one_from_the_queue(server: ServerHandle) -> None:
+    agent = await server.agent("a1")  # not ready: nothing is routed to it
+    v1 = await server.visitor("v1")
+    v2 = await server.visitor("v2")
+    await v1.send_message("first")
+    s2 = (await v2.send_message("second"))["sessionId"]
+    await v2.next_event("queue")
+    picked = await agent.call("pickUpSession", {"session_id": s2})
+    assert picked["subMark"] == "success"
+    assert picked["payload"]["sessionId"] == s2 and picked["payload"]["status"] == "open"
+    assert (await v2.next_event("sessionAssigned"))["payload"]["agentName"] == "a1"
+    await v1.next_event("queue")  # its first position
+    # v1 was ahead of v2: its position does not change, so it hears nothing more
+    again = await agent.call("pickUpSession", {"session_id": s2})  # idempotent
+    assert again["payload"]["sessionId"] == s2
+    count = await agent.call("sessionCount")
+    assert count["payload"] == {"sessionCount": 1}
+    assert v1.link.pending_events() == []
+
+
+async def test_capacity_is_respected(server: ServerHandle) -> None:
+    agent = await server.agent("a1", max_sessions=2, ready=True)
+    visitors = [await server.visitor(f"v{i}") for i in range(3)]
+    sids = [(await v.send_message(f"hi from {v.name}"))["sessionId"] for v in visitors]
+    assigned = {(await agent.next_event("sessionAssigned"))["payload"]["sessionId"] for _ in range(2)}
+    assert assigned == set(sids[:2])
+    refused = await agent.request("pickUpSession", {"session_id": sids[2]})
+    assert refused["subMark"] == "error" and refused["error"]["code"] == "no_capacity"
+    state = await agent.call("sessionState")
+    assert {s["sessionId"] for s in state["payload"]["sessions"]} == set(sids[:2])
+    # closing one frees a place: the waiting session is routed at once
+    await agent.call("chatClose", {"session_id": sids[0]})
+    third = await agent.next_event("sessionAssigned")
+    assert third["payload"]["sessionId"] == sids[2]
+    assert (await agent.call("sessionCount"))["payload"]["sessionCount"] == 2
+
+
+async def test_messages_flow_both_ways_in_order_and_are_stored(server: ServerHandle) -> None:
+    agent = await server.agent("a1", ready=True)
+    v = await server.visitor("v1")
+    sid = (await v.send_message("v0"))["sessionId"]
+    await agent.next_event("sessionAssigned")
+    await v.next_event("sessionAssigned")
+    for i in range(1, 11):
+        await v.send_message(f"v{i}")
+        await agent.call("sendMessage", {"session_id": sid, "text": f"a{i}"})
+    got_by_agent = [(await agent.next_event("message"))["payload"]["text"] for _ in range(10)]
+    got_by_visitor = [(await v.next_event("message"))["payload"]["text"] for _ in range(10)]
+    assert got_by_agent == [f"v{i}" for i in range(1, 11)]
+    assert got_by_visitor == [f"a{i}" for i in range(1, 11)]
+    stored = (await rest(server, f"/api/sessions/{sid}/messages", agent.token)).json()
+    expected = ["v0"] + [t for i in range(1, 11) for t in (f"v{i}", f"a{i}")]
+    assert [m["text"] for m in stored] == expected
+    assert {m["from"] for m in stored} == {"visitor", "agent"}
+
+
+async def test_unicode_and_injection_text_is_stored_verbatim(server: ServerHandle) -> None:
+    agent = await server.agent("a1", ready=True)
+    v = await server.visitor("访客一")
+    texts = ["你好 👋🏽", "e\u0301 \u200d zwj", "<script>alert(1)</script>", "'; DROP TABLE messages; --"]
+    sid = (await v.send_message(texts[0]))["sessionId"]
+    for t in texts[1:]:
+        await v.send_message(t)
+    stored = (await rest(server, f"/api/sessions/{sid}/messages", agent.token)).json()
+    assert [m["text"] for m in stored] == texts
+    assert (await agent.next_event("sessionAssigned"))["payload"]["visitorName"] == "访客一"
+
+
+async def test_a_repeated_client_msg_id_stores_once(server: ServerHandle) -> None:
+    agent = await server.agent("a1", ready=True)
+    v = await server.visitor("v1")
+    first = await v.send_message("only once", client_msg_id="k1")
+    again = await v.send_message("only once", client_msg_id="k1")
+    assert again["messageId"] == first["messageId"] and again["repeated"] is True
+    sid = first["sessionId"]
+    await agent.next_event("sessionAssigned")
+    a1 = await agent.call("sendMessage", {"session_id": sid, "text": "answer", "clientMsgId": "x"})
+    a2 = await agent.call("sendMessage", {"session_id": sid, "text": "answer", "clientMsgId": "x"})
+    assert a1["payload"]["messageId"] == a2["payload"]["messageId"]
+    stored = (await rest(server, f"/api/sessions/{sid}/messages", agent.token)).json()
+    assert [m["text"] for m in stored] == ["only once", "answer"]
+    assert (await v.next_event("message"))["payload"]["text"] == "answer"
+
+
+async def test_agent_closes_with_chat_close(server: ServerHandle) -> None:
+    agent = await server.agent("a1", ready=True)
+    v = await server.visitor("v1")
+    sid = (await v.send_message("bye soon"))["sessionId"]
+    await agent.next_event("sessionAssigned")
+    closed = await agent.call("chatClose")  # no session_id: the most recent open session
+    assert closed["payload"] == {"sessionId": sid, "by": "agent", "reason": "chatClose"}
+    # the push the plugin turns into chatCloseCB (SPEC §3.2)
+    cb = await agent.next_event("sessionClosed")
+    assert cb["payload"]["sessionId"] == sid and cb["payload"]["by"] == "agent"
+    assert (await v.next_event("sessionClosed"))["payload"]["by"] == "agent"
+    again = await agent.request("chatClose", {"session_id": sid})
+    assert again["error"]["code"] == "session_closed"
+    nothing = await agent.request("chatClose")
+    assert nothing["error"]["code"] == "no_such_session"
+    # a closed session takes no more messages from the agent; the visitor's next one opens a new session
+    late = await agent.request("sendMessage", {"session_id": sid, "text": "late"})
+    assert late["error"]["code"] == "session_closed"
+    fresh = await v.send_message("one more question")
+    assert fresh["sessionId"] != sid
+
+
+async def test_visitor_closes_and_the_agent_hears_it(server: ServerHandle) -> None:
+    agent = await server.agent("a1", ready=True)
+    v = await server.visitor("v1")
+    sid = (await v.send_message("hi"))["sessionId"]
+    await agent.next_event("sessionAssigned")
+    assert (await v.close_session())["by"] == "visitor"
+    cb = await agent.next_event("sessionClosed")
+    assert cb["payload"] == {"sessionId": sid, "by": "visitor", "reason": "closeSession"}
+    assert (await agent.call("sessionCount"))["payload"]["sessionCount"] == 0
+    with pytest.raises(RequestFailed) as info:
+        await v.close_session()
+    assert info.value.code.value == "no_such_session"
+
+
+async def test_a_visitor_closing_while_queued_moves_the_others_up(server: ServerHandle) -> None:
+    await server.agent("a1")
+    v1 = await server.visitor("v1")
+    v2 = await server.visitor("v2")
+    await v1.send_message("one")
+    await v2.send_message("two")
+    assert (await v2.next_event("queue"))["payload"]["position"] == 2
+    await v1.close_session()
+    assert (await v2.next_event("queue"))["payload"]["position"] == 1
+
+
+async def test_session_state_lists_details(server: ServerHandle) -> None:
+    agent = await server.agent("a1", ready=True)
+    v = await server.visitor("v1")
+    sid = (await v.send_message("what is my balance?"))["sessionId"]
+    await agent.next_event("sessionAssigned")
+    state = (await agent.call("sessionState"))["payload"]["sessions"]
+    assert len(state) == 1
+    s = state[0]
+    assert s["sessionId"] == sid and s["visitorName"] == "v1" and s["since"]
+    assert s["lastMessage"]["text"] == "what is my balance?"
+
+
+async def test_visitor_name_needs_its_key(server: ServerHandle) -> None:
+    v = await server.visitor("v1")
+    await v.send_message("hello")
+    other = await server.visitor("v2")
+    assert other.visitor_key != v.visitor_key
+    thief = Visitor(server.url, "v1", timeout=5.0)
+    with pytest.raises(RequestFailed) as info:
+        await thief.connect()
+    assert info.value.code.value == "forbidden"
+    await thief.aclose()
+    again = Visitor(server.url, "v1", visitor_key=v.visitor_key, timeout=5.0)
+    hello = await again.connect()
+    assert hello["visitorId"] == v.visitor_id and hello["session"]["status"] == "queued"
+    await again.aclose()
