@@ -34,10 +34,12 @@ __all__ = [
     "ServerHandle",
     "Visitor",
     "fast_settings",
+    "http_handshake",
     "login_url",
     "plugin",
     "plugin_factory",
     "server",
+    "silent_server",
     "wait_for",
 ]
 
@@ -262,3 +264,49 @@ class Visitor:
             if msg.get("subMark") == sub_mark:
                 return msg
 
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """An HTTP "server" on 127.0.0.1 that accepts connections and never answers;
+    yields its base URL."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    srv = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for w in held:
+            w.close()
+        srv.close()
+        await srv.wait_closed()
+
+
+async def http_handshake(port: int, headers: dict[str, str], path: str = "/") -> tuple[int, dict[str, Any]]:
+    """Send a WebSocket opening handshake with exactly ``headers``; the status and JSON body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"GET {path} HTTP/1.1"]
+    base = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    lines += [f"{k}: {v}" for k, v in {**base, **headers}.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    await writer.drain()
+    head = await wait_for(reader.readuntil(b"\r\n\r\n"))
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        if line.lower().startswith("content-length:"):
+            length = int(line.split(":", 1)[1])
+    body = await wait_for(reader.readexactly(length)) if length else b""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+    return status, (json.loads(body) if body.startswith(b"{") else {})
