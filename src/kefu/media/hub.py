@@ -1,0 +1,191 @@
+"""The primary agent's media in one call: the hub (DESIGN §6, embedded default).
+
+The hub holds one :class:`~kefu.media.peer.MediaPeer` per remote member and
+is the offerer on each. It sends the agent's camera and microphone to every
+member and forwards each member's tracks (camera, microphone, screen) to
+the others through one :class:`~aiortc.contrib.media.MediaRelay`: the relay
+reads each incoming track once and hands its frames to every consumer, and
+each forwarded stream costs one more encode. Frames of the relay are
+``yuv420p`` (decoded VP8, or converted once at our sources).
+
+All members' camera video feeds one frame watchdog (``visitorStreamOffline``),
+and the hub can record the call (:meth:`start_recording`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiortc.contrib.media import MediaRelay
+from av import VideoFrame
+
+from .errors import MediaError, NoFrameError
+from .events import Emitter, MediaEvent, TrackAdded, TrackRemoved
+from .frames import Image, RgbImage, encode_jpeg_async, to_rgb
+from .peer import MediaPeer, run_watchdog
+from .recorder import ChunkListener, Recorder
+from .settings import MediaSettings
+from .source import MediaSource
+from .tracks import ROLES, Label, Role
+from .watchdog import FrameWatchdog
+
+__all__ = ["MediaHub"]
+
+log = logging.getLogger(__name__)
+
+
+class MediaHub:
+    """One call's media on the primary agent's side."""
+
+    def __init__(
+        self,
+        settings: MediaSettings,
+        *,
+        call_id: str,
+        local: str,
+        source: MediaSource | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.call_id = call_id
+        self.local = local
+        self.source = source
+        self.clock = clock
+        self.relay = MediaRelay()
+        self.events = Emitter()
+        self.watchdog = FrameWatchdog(call_id, settings.offline_threshold)
+        self._peers: dict[str, MediaPeer] = {}
+        self._unsubscribe: dict[str, Callable[[], None]] = {}
+        self._recorders: list[Recorder] = []
+        self._closed = False
+        self._watchdog_task = asyncio.ensure_future(
+            run_watchdog(self.watchdog, self.events, settings.check_interval, clock)
+        )
+
+    # ------------------------------------------------------------ members
+    @property
+    def members(self) -> tuple[str, ...]:
+        return tuple(self._peers)
+
+    def peer(self, member: str) -> MediaPeer:
+        try:
+            return self._peers[member]
+        except KeyError:
+            raise MediaError(f"{member} is not in call {self.call_id}") from None
+
+    def add_member(self, member: str) -> MediaPeer:
+        """A peer connection to ``member``, sending the agent's media and every
+        other member's. It emits NegotiationNeeded: send ``negotiate()``'s offer."""
+        if self._closed:
+            raise MediaError(f"call {self.call_id} is closed")
+        if member in self._peers or member == self.local:
+            raise MediaError(f"{member} is already in call {self.call_id}")
+        peer = MediaPeer(
+            self.settings,
+            local=self.local,
+            remote=member,
+            offerer=True,
+            call_id=self.call_id,
+            relay=self.relay,
+            watchdog=self.watchdog,
+            trust_labels=False,  # a member speaks for itself only
+            clock=self.clock,
+        )
+        self._peers[member] = peer
+        self._unsubscribe[member] = peer.events.subscribe(lambda e: self._on_peer_event(peer, e))
+        if self.source is not None:
+            peer.send(self.source.video, "camera")
+            peer.send(self.source.audio, "mic")
+        for other in self._peers.values():
+            if other is not peer:
+                for rec in other.received:
+                    peer.send(rec.track, rec.label.role, member=rec.label.member)
+        return peer
+
+    async def remove_member(self, member: str) -> None:
+        """Close ``member``'s connection and stop forwarding its tracks."""
+        peer = self._peers.pop(member, None)
+        if peer is None:
+            return
+        self._unsubscribe.pop(member)()
+        for other in self._peers.values():
+            for role in ROLES:
+                other.unsend(member, role)
+        self.watchdog.unwatch(member)
+        await peer.close()
+
+    def _on_peer_event(self, peer: MediaPeer, event: MediaEvent) -> None:
+        if isinstance(event, TrackAdded):
+            rec = peer.received_track(event.member, event.role)  # type: ignore[arg-type]
+            if rec is not None:
+                for other in self._peers.values():
+                    if other is not peer and rec.label.member != other.remote:
+                        other.unsend(rec.label.member, rec.label.role)  # a re-labelled track replaces
+                        other.send(rec.track, rec.label.role, member=rec.label.member)
+        elif isinstance(event, TrackRemoved):
+            for other in self._peers.values():
+                if other is not peer:
+                    other.unsend(event.member, event.role)  # type: ignore[arg-type]
+        self.events.emit(event)
+
+    # ------------------------------------------------------------ frames
+    def latest_frame(self, member: str, role: Role = "camera") -> VideoFrame:
+        """The latest frame of ``member``'s ``role`` video; the local member's is the self view."""
+        if member == self.local:
+            frame = self.source.latest_frame if self.source is not None and role == "camera" else None
+            if frame is None:
+                raise NoFrameError(f"no {role} frame of {member} yet")
+            return frame
+        return self.peer(member).latest_frame(member, role)
+
+    def latest_rgb(self, member: str, role: Role = "camera") -> RgbImage:
+        return to_rgb(self.latest_frame(member, role))
+
+    async def snapshot(self, member: str) -> Image:
+        """snapshot (SPEC §4.4): a JPEG of ``member``'s latest received camera frame."""
+        return await encode_jpeg_async(self.latest_frame(member), self.settings.jpeg_quality)
+
+    # ------------------------------------------------------------ recording
+    def start_recording(self, path: Path, *, on_chunk: ChunkListener | None = None) -> Recorder:
+        """Record the call, both directions (the agent's camera and microphone and
+        every member's), to WebM at ``path``. The tracks are those present now."""
+        tracks: list[tuple[Label, Any]] = []
+        if self.source is not None:
+            tracks += [
+                (Label(self.local, "camera"), self.source.video),
+                (Label(self.local, "mic"), self.source.audio),
+            ]
+        for peer in self._peers.values():
+            for rec in peer.received:
+                if rec.label.role in ("camera", "mic"):
+                    tracks.append((rec.label, rec.track))
+        recorder = Recorder(
+            path, self.settings, tracks, relay=self.relay, clock=self.clock, on_chunk=on_chunk
+        )
+        self._recorders.append(recorder)
+        return recorder
+
+    # ------------------------------------------------------------ life
+    async def close(self) -> None:
+        """Stop recordings and close every connection (each bounded by ``close_timeout``)."""
+        if self._closed:
+            return
+        self._closed = True
+        for recorder in self._recorders:
+            if not recorder.stopped:
+                try:
+                    await recorder.stop()
+                except MediaError:
+                    log.exception("recording of call %s failed", self.call_id)
+        for unsubscribe in self._unsubscribe.values():
+            unsubscribe()
+        peers = list(self._peers.values())
+        self._peers.clear()
+        await asyncio.gather(*(p.close() for p in peers))
+        self._watchdog_task.cancel()
+        await asyncio.gather(self._watchdog_task, return_exceptions=True)

@@ -1,0 +1,603 @@
+"""One WebRTC peer connection between a local member and one remote member.
+
+Theory of operation
+-------------------
+A :class:`MediaPeer` wraps an aiortc ``RTCPeerConnection``. It sends tracks
+(:meth:`send` / :meth:`unsend`), receives the remote member's tracks, knows
+whose each incoming track is from its label (:func:`~kefu.media.tracks.track_label`),
+keeps the latest decoded frame of each, feeds the frame watchdog, and counts
+audio.
+
+**Signalling** is a few opaque JSON objects that the caller carries to the
+other side (the server relays them untouched)::
+
+    {"type": "offer", "sdp": "..."}          the offerer's description
+    {"type": "answer", "sdp": "..."}         the answer to it
+    {"type": "renegotiate", "send": {"video": 1, "audio": 0}}
+                                             the answerer asks for an offer with
+                                             room for new tracks it wants to send
+    {"type": "candidate", "candidate": "candidate:...", "sdpMid": "0",
+     "sdpMLineIndex": 0}                     a trickled ICE candidate (browsers)
+
+The driver is two calls: when the peer emits :class:`NegotiationNeeded`,
+call :meth:`negotiate` and send what it returns; for every message received,
+call :meth:`handle` and send what it returns (if anything). aiortc gathers
+all candidates before it returns a description, so the candidates travel
+inside the SDP; ``candidate`` messages are only needed from browsers.
+
+**One offerer.** aiortc has no rollback, so two aiortc peers that offer at
+the same time (glare) would both be stuck. So one side is the offerer (the
+hub: the agent's plugin) and makes every offer; the other side never offers:
+it asks with ``renegotiate`` and binds its new tracks to the free slots
+(m-lines the offerer can receive on) of the next offer. A browser, which can
+roll back, may still send offers: they are accepted when the connection is
+stable, and refused (:class:`NegotiationError`) during our own offer, which
+makes the hub the "impolite" side of WebRTC's perfect negotiation.
+
+aiortc ends a sender's loop when its track ends, so a transceiver that has
+sent once is never given a new track: a new track gets a new m-line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+from av import AudioFrame, VideoFrame
+from av.frame import Frame
+
+from kefu.protocol.errors import ErrorCode
+
+from .errors import NegotiationError, NoFrameError
+from .events import Emitter, NegotiationNeeded, TrackAdded, TrackRemoved
+from .frames import Image, RgbImage, encode_jpeg_async, to_rgb
+from .ice import host_addresses, rtc_configuration
+from .settings import MediaSettings
+from .tracks import KIND_OF_ROLE, Label, LabelledTrack, Role, parse_track_label, track_label
+from .watchdog import FrameWatchdog
+
+__all__ = ["MediaPeer", "PeerStats", "ReceivedTrack", "run_watchdog"]
+
+log = logging.getLogger(__name__)
+
+FrameListener = Callable[[Label, Frame, float], None]
+_SDP_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStats:
+    """RTP counters of one peer connection, summed per kind."""
+
+    packets_received: dict[str, int]
+    packets_sent: dict[str, int]
+    bytes_sent: dict[str, int]
+
+
+@dataclass(eq=False)
+class ReceivedTrack:
+    """A remote track this peer receives, and what arrived on it."""
+
+    label: Label
+    mid: str
+    track: MediaStreamTrack
+    frames: int = 0
+    samples: int = 0
+    latest: Frame | None = None
+    last_time: float | None = None
+    task: asyncio.Task[None] | None = None
+    proxy: MediaStreamTrack | None = None
+
+
+@dataclass(eq=False)
+class _Sent:
+    label: str
+    track: LabelledTrack
+    direction: str
+    transceiver: RTCRtpTransceiver | None = None
+
+
+class MediaPeer:
+    """A peer connection from ``local`` to ``remote`` (see the module's docstring)."""
+
+    def __init__(
+        self,
+        settings: MediaSettings,
+        *,
+        local: str,
+        remote: str,
+        offerer: bool,
+        call_id: str = "",
+        relay: MediaRelay | None = None,
+        watchdog: FrameWatchdog | None = None,
+        trust_labels: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.local = local
+        self.remote = remote
+        self.offerer = offerer
+        self.call_id = call_id
+        self.relay = relay if relay is not None else MediaRelay()
+        self.events = Emitter()
+        self.clock = clock
+        self._trust_labels = trust_labels
+        config = rtc_configuration(settings)
+        config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
+        self.pc = RTCPeerConnection(config)
+        self._lock = asyncio.Lock()
+        self._sent: list[_Sent] = []
+        self._burnt: set[RTCRtpTransceiver] = set()  # sent once: never reused
+        self._received: dict[str, ReceivedTrack] = {}  # by mid
+        self._waiters: dict[tuple[str, str], list[asyncio.Future[Frame]]] = {}
+        self._listeners: list[FrameListener] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dirty = False  # local changes the other side has not seen
+        self._outstanding = False  # answerer: a renegotiate request not yet served
+        self._seen_offer = False
+        self._emit_scheduled = False
+        self._closed = False
+        self._connected = asyncio.Event()
+        self._own_watchdog = watchdog is None
+        self.watchdog = (
+            watchdog if watchdog is not None else FrameWatchdog(call_id, settings.offline_threshold)
+        )
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        if self._own_watchdog:
+            self._spawn(run_watchdog(self.watchdog, self.events, settings.check_interval, clock))
+
+    # ------------------------------------------------------------ sending
+    def send(self, track: MediaStreamTrack, role: Role, *, member: str | None = None) -> str:
+        """Send ``track`` (``member``'s ``role``; ``member`` defaults to the local
+        member) to the remote member. Returns its label."""
+        self._assert_open()
+        who = member if member is not None else self.local
+        if KIND_OF_ROLE[role] != track.kind:
+            raise ValueError(f"a {role} track must be {KIND_OF_ROLE[role]}, not {track.kind}")
+        label = track_label(who, role)
+        if any(s.label == label for s in self._sent):
+            raise ValueError(f"{label} is already sent to {self.remote}")
+        proxy = self.relay.subscribe(track, buffered=track.kind == "audio")
+        sent = _Sent(label, LabelledTrack(proxy, label), "sendrecv" if who == self.local else "sendonly")
+        if self.offerer:
+            sent.transceiver = self.pc.addTransceiver(sent.track, direction=sent.direction)
+        self._sent.append(sent)
+        self._changed()
+        return label
+
+    def unsend(self, member: str, role: Role) -> bool:
+        """Stop sending ``member``'s ``role`` track. Returns whether it was sent."""
+        label = track_label(member, role)
+        sent = next((s for s in self._sent if s.label == label), None)
+        if sent is None:
+            return False
+        self._sent.remove(sent)
+        t = sent.transceiver
+        if t is not None:
+            t.sender.replaceTrack(None)
+            t.direction = "recvonly" if t.direction in ("sendrecv", "recvonly") else "inactive"
+            self._burnt.add(t)
+        sent.track.stop()
+        self._changed()
+        return True
+
+    @property
+    def sending(self) -> tuple[str, ...]:
+        """Labels of the tracks sent (or waiting for a slot)."""
+        return tuple(s.label for s in self._sent)
+
+    # ------------------------------------------------------------ signalling
+    async def negotiate(self) -> dict[str, Any] | None:
+        """What to send the other side now: an offer (offerer) or a
+        ``renegotiate`` request (answerer); ``None`` when nothing is due."""
+        self._assert_open()
+        async with self._lock:
+            if not self._dirty:
+                return None
+            if self.offerer:
+                if self.pc.signalingState != "stable":
+                    return None  # offered again once the answer is in
+                self._dirty = False
+                return await self._offer()
+            if self._outstanding:
+                return None
+            counts = {"video": 0, "audio": 0}
+            for s in self._sent:
+                if s.transceiver is None:
+                    counts[s.track.kind] += 1
+            self._dirty = False
+            self._outstanding = True
+            return {"type": "renegotiate", "send": counts}
+
+    async def handle(self, message: object) -> dict[str, Any] | None:
+        """Apply a signalling message from the other side; returns the reply to
+        send back, if any. A bad message raises :class:`NegotiationError` and
+        changes nothing."""
+        self._assert_open()
+        kind, body = _decode(message)
+        if kind == "offer":
+            return await self._accept_offer(body["sdp"])
+        if kind == "answer":
+            await self._accept_answer(body["sdp"])
+            return None
+        if kind == "renegotiate":
+            return await self._renegotiate(body["send"])
+        await self._add_candidate(body)
+        return None
+
+    async def _offer(self) -> dict[str, Any]:
+        offer = await self.pc.createOffer()
+        with host_addresses(self.settings.host_addresses):
+            await self.pc.setLocalDescription(offer)
+        return {"type": "offer", "sdp": self.pc.localDescription.sdp}
+
+    async def _accept_offer(self, sdp: str) -> dict[str, Any]:
+        async with self._lock:
+            if self.pc.signalingState != "stable":
+                raise NegotiationError(
+                    f"an offer from {self.remote} while our own offer is out (glare); it is ignored",
+                    code=ErrorCode.invalid_state,
+                )
+            description = _parse_sdp(sdp)
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            except Exception as exc:
+                raise NegotiationError(f"offer refused: {exc}", code=ErrorCode.bad_request) from exc
+            self._seen_offer = True
+            self._outstanding = False
+            self._bind_pending(description)
+            answer = await self.pc.createAnswer()
+            with host_addresses(self.settings.host_addresses):
+                await self.pc.setLocalDescription(answer)
+            self._reconcile()
+            if any(s.transceiver is None for s in self._sent):
+                self._dirty = True
+            self._schedule_emit()
+            return {"type": "answer", "sdp": self.pc.localDescription.sdp}
+
+    async def _accept_answer(self, sdp: str) -> None:
+        async with self._lock:
+            if self.pc.signalingState != "have-local-offer":
+                raise NegotiationError(
+                    f"an answer from {self.remote} but no offer is out", code=ErrorCode.invalid_state
+                )
+            _parse_sdp(sdp)
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+            except Exception as exc:
+                raise NegotiationError(f"answer refused: {exc}", code=ErrorCode.bad_request) from exc
+            self._reconcile()
+            self._schedule_emit()
+
+    async def _renegotiate(self, send: dict[str, int]) -> dict[str, Any] | None:
+        if not self.offerer:
+            raise NegotiationError("renegotiate goes to the offerer", code=ErrorCode.invalid_state)
+        for kind, count in send.items():
+            for _ in range(count):
+                self.pc.addTransceiver(kind, direction="recvonly")
+        self._dirty = True
+        if self.pc.signalingState == "stable":
+            return await self.negotiate()
+        return None
+
+    async def _add_candidate(self, body: dict[str, Any]) -> None:
+        text = body.get("candidate")
+        if not text:
+            await self.pc.addIceCandidate(None)  # end of candidates
+            return
+        try:
+            candidate = candidate_from_sdp(text.removeprefix("candidate:"))
+        except (ValueError, IndexError) as exc:
+            raise NegotiationError(f"bad ICE candidate: {exc}", code=ErrorCode.bad_request) from exc
+        candidate.sdpMid = body.get("sdpMid")
+        candidate.sdpMLineIndex = body.get("sdpMLineIndex")
+        await self.pc.addIceCandidate(candidate)
+
+    def _bind_pending(self, offer: SessionDescription) -> None:
+        """Answerer: put tracks waiting for a slot on m-lines the offer can receive on."""
+        remote_dir = {m.rtp.muxId: m.direction for m in offer.media}
+        for sent in self._sent:
+            if sent.transceiver is not None:
+                continue
+            for t in self.pc.getTransceivers():
+                offered = remote_dir.get(t.mid or "")
+                if (
+                    t.kind == sent.track.kind
+                    and t.sender.track is None
+                    and t not in self._burnt
+                    and offered in ("sendrecv", "recvonly")
+                    and not any(s.transceiver is t for s in self._sent)
+                ):
+                    t.sender.replaceTrack(sent.track)
+                    t.direction = "sendrecv" if offered == "sendrecv" else "sendonly"
+                    sent.transceiver = t
+                    break
+
+    def _changed(self) -> None:
+        self._dirty = True
+        self._schedule_emit()
+
+    def _schedule_emit(self) -> None:
+        if not self._emit_scheduled and not self._closed:
+            self._emit_scheduled = True
+            asyncio.get_running_loop().call_soon(self._maybe_emit)
+
+    def _maybe_emit(self) -> None:
+        self._emit_scheduled = False
+        if self._closed or not self._dirty:
+            return
+        if self.offerer and self.pc.signalingState == "stable":
+            self.events.emit(NegotiationNeeded(self.remote))
+        elif not self.offerer and self._seen_offer and not self._outstanding:
+            self.events.emit(NegotiationNeeded(self.remote))
+
+    # ------------------------------------------------------------ receiving
+    def _reconcile(self) -> None:
+        """After an exchange: start reading tracks the remote now sends, stop
+        reading those it stopped."""
+        remote = self.pc.remoteDescription
+        if remote is None:
+            return
+        description = SessionDescription.parse(remote.sdp)
+        ids = {m.rtp.muxId: description.webrtc_track_id(m) for m in description.media}
+        for t in self.pc.getTransceivers():
+            if t.mid is None:
+                continue
+            receiving = t.currentDirection in ("recvonly", "sendrecv") and t.receiver.track is not None
+            current = self._received.get(t.mid)
+            label = self._label_for(ids.get(t.mid), t.kind, t.mid) if receiving else None
+            if current is not None and (not receiving or current.label != label):
+                self._stop_received(current)
+            if receiving and label is not None and (current is None or current.label != label):
+                self._start_received(label, t.mid, t.receiver.track)
+
+    def _label_for(self, track_id: str | None, kind: str, mid: str) -> Label:
+        label = parse_track_label(track_id)
+        if label is not None and label.kind == kind:
+            if self._trust_labels:
+                return label
+            return Label(self.remote, label.role)
+        # an unlabelled track (e.g. from a browser): mic, camera, then screen
+        if kind == "audio":
+            return Label(self.remote, "mic")
+        has_camera = any(
+            r.label == Label(self.remote, "camera") and r.mid != mid for r in self._received.values()
+        )
+        return Label(self.remote, "screen" if has_camera else "camera")
+
+    def _start_received(self, label: Label, mid: str, track: MediaStreamTrack) -> None:
+        rec = ReceivedTrack(label, mid, track)
+        rec.proxy = self.relay.subscribe(track, buffered=track.kind == "audio")
+        self._received[mid] = rec
+        if label.role == "camera":
+            self.watchdog.watch(label.member)
+        rec.task = self._spawn(self._consume(rec))
+        self.events.emit(TrackAdded(self.remote, label.member, label.role, track.kind))
+
+    def _stop_received(self, rec: ReceivedTrack) -> None:
+        self._received.pop(rec.mid, None)
+        if rec.task is not None:
+            rec.task.cancel()
+        if rec.proxy is not None:
+            rec.proxy.stop()
+        if rec.label.role == "camera" and not any(r.label == rec.label for r in self._received.values()):
+            self.watchdog.unwatch(rec.label.member)
+        self.events.emit(TrackRemoved(self.remote, rec.label.member, rec.label.role, rec.track.kind))
+
+    async def _consume(self, rec: ReceivedTrack) -> None:
+        assert rec.proxy is not None
+        while True:
+            try:
+                frame = await rec.proxy.recv()
+            except MediaStreamError:
+                return
+            assert isinstance(frame, Frame)
+            now = self.clock()
+            rec.frames += 1
+            rec.latest = frame
+            rec.last_time = now
+            if isinstance(frame, AudioFrame):
+                rec.samples += frame.samples
+            elif rec.label.role == "camera":
+                online = self.watchdog.frame(rec.label.member, now)
+                if online is not None:
+                    self.events.emit(online)
+            waiters = self._waiters.pop((rec.label.member, rec.label.role), None)
+            if waiters is not None:
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(frame)
+            for listener in list(self._listeners):
+                try:
+                    listener(rec.label, frame, now)
+                except Exception:
+                    log.exception("frame listener failed")
+
+    def add_frame_listener(self, listener: FrameListener) -> Callable[[], None]:
+        """Call ``listener(label, frame, time)`` for every received frame."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    @property
+    def received(self) -> tuple[ReceivedTrack, ...]:
+        return tuple(self._received.values())
+
+    def received_track(self, member: str | None = None, role: Role = "camera") -> ReceivedTrack | None:
+        who = member if member is not None else self.remote
+        return next((r for r in self._received.values() if r.label == Label(who, role)), None)
+
+    async def next_frame(
+        self, member: str | None = None, role: Role = "camera", within: float = 5.0
+    ) -> Frame:
+        """The next frame of ``member``'s ``role`` track (the remote member's camera by default)."""
+        who = member if member is not None else self.remote
+        fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault((who, role), []).append(fut)
+        try:
+            return await asyncio.wait_for(fut, within)
+        except TimeoutError:
+            raise NoFrameError(f"no {role} frame from {who} within {within} s") from None
+
+    def latest_frame(self, member: str | None = None, role: Role = "camera") -> VideoFrame:
+        """The latest decoded video frame of ``member``'s ``role`` track."""
+        rec = self.received_track(member, role)
+        if rec is None or not isinstance(rec.latest, VideoFrame):
+            who = member if member is not None else self.remote
+            raise NoFrameError(f"no {role} video from {who} yet")
+        return rec.latest
+
+    def latest_rgb(self, member: str | None = None, role: Role = "camera") -> RgbImage:
+        """:meth:`latest_frame` as packed RGB (for the window)."""
+        return to_rgb(self.latest_frame(member, role))
+
+    async def snapshot(self, member: str | None = None) -> Image:
+        """snapshot (SPEC §4.4): a JPEG of ``member``'s latest camera frame."""
+        return await encode_jpeg_async(self.latest_frame(member), self.settings.jpeg_quality)
+
+    # ------------------------------------------------------------ state
+    async def stats(self) -> PeerStats:
+        report = await self.pc.getStats()
+        received: dict[str, int] = {"audio": 0, "video": 0}
+        sent: dict[str, int] = {"audio": 0, "video": 0}
+        sent_bytes: dict[str, int] = {"audio": 0, "video": 0}
+        for s in report.values():
+            if s.type == "inbound-rtp":
+                received[s.kind] = received.get(s.kind, 0) + s.packetsReceived
+            elif s.type == "outbound-rtp":
+                sent[s.kind] = sent.get(s.kind, 0) + s.packetsSent
+                sent_bytes[s.kind] = sent_bytes.get(s.kind, 0) + s.bytesSent
+        return PeerStats(received, sent, sent_bytes)
+
+    @property
+    def connection_state(self) -> str:
+        return str(self.pc.connectionState)
+
+    async def wait_connected(self, within: float = 10.0) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), within)
+        except TimeoutError:
+            raise NegotiationError(
+                f"no connection to {self.remote} within {within} s (state {self.connection_state})",
+                code=ErrorCode.timeout,
+            ) from None
+
+    def _on_connection_state(self) -> None:
+        if self.pc.connectionState == "connected":
+            self._connected.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        """Close the connection (bounded by ``close_timeout``: a crashed peer can hang it)."""
+        if self._closed:
+            return
+        self._closed = True
+        for rec in list(self._received.values()):
+            self._stop_received(rec)
+        for sent in self._sent:
+            sent.track.stop()
+        self._sent.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                fut.cancel()
+        try:
+            await asyncio.wait_for(self.pc.close(), self.settings.close_timeout)
+        except TimeoutError:
+            log.warning(
+                "closing the connection to %s took over %s s; left behind",
+                self.remote,
+                self.settings.close_timeout,
+            )
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _assert_open(self) -> None:
+        if self._closed:
+            raise NegotiationError(f"the connection to {self.remote} is closed", code=ErrorCode.invalid_state)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+async def run_watchdog(
+    watchdog: FrameWatchdog, events: Emitter, interval: float, clock: Callable[[], float]
+) -> None:
+    """Poll ``watchdog`` every ``interval`` seconds and emit its events."""
+    while True:
+        await asyncio.sleep(interval)
+        for event in watchdog.poll(clock()):
+            events.emit(event)
+
+
+def _parse_sdp(sdp: str) -> SessionDescription:
+    try:
+        return SessionDescription.parse(sdp)
+    except Exception as exc:
+        raise NegotiationError(f"unreadable SDP: {exc}", code=ErrorCode.bad_request) from exc
+
+
+def _decode(message: object) -> tuple[str, dict[str, Any]]:
+    """Strict checks of a signalling message (it comes from the network)."""
+    if not isinstance(message, dict):
+        raise NegotiationError("a signalling message is a JSON object", code=ErrorCode.bad_request)
+    kind = message.get("type")
+    allowed = {
+        "offer": {"type", "sdp"},
+        "answer": {"type", "sdp"},
+        "renegotiate": {"type", "send"},
+        "candidate": {"type", "candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"},
+    }
+    if kind not in allowed:
+        raise NegotiationError(
+            "signalling type: offer, answer, renegotiate or candidate", code=ErrorCode.bad_request
+        )
+    extra = set(message) - allowed[kind]
+    if extra:
+        raise NegotiationError(f"unknown field(s) {sorted(extra)} in {kind}", code=ErrorCode.bad_request)
+    if kind in ("offer", "answer"):
+        sdp = message.get("sdp")
+        if not isinstance(sdp, str) or not sdp or len(sdp) > _SDP_LIMIT:
+            raise NegotiationError(
+                f"{kind}.sdp: a non-empty string under 256 KiB", code=ErrorCode.bad_request
+            )
+    elif kind == "renegotiate":
+        send = message.get("send")
+        if (
+            not isinstance(send, dict)
+            or set(send) - {"audio", "video"}
+            or not all(type(v) is int and 0 <= v <= 4 for v in send.values())
+        ):
+            raise NegotiationError(
+                'renegotiate.send: {"video": n, "audio": n} with 0 <= n <= 4', code=ErrorCode.bad_request
+            )
+    else:
+        text = message.get("candidate")
+        mid = message.get("sdpMid")
+        index = message.get("sdpMLineIndex")
+        if text is not None and (not isinstance(text, str) or len(text) > 1024):
+            raise NegotiationError("candidate.candidate: a string", code=ErrorCode.bad_request)
+        if mid is not None and not isinstance(mid, str):
+            raise NegotiationError("candidate.sdpMid: a string", code=ErrorCode.bad_request)
+        if index is not None and type(index) is not int:
+            raise NegotiationError("candidate.sdpMLineIndex: an integer", code=ErrorCode.bad_request)
+    return kind, message
