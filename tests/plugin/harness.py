@@ -30,6 +30,7 @@ from kefu.server.settings import Settings
 
 __all__ = [
     "PASSWORD",
+    "Proxy",
     "Raw",
     "ServerHandle",
     "Visitor",
@@ -310,3 +311,61 @@ async def http_handshake(port: int, headers: dict[str, str], path: str = "/") ->
     with contextlib.suppress(ConnectionError):
         await writer.wait_closed()
     return status, (json.loads(body) if body.startswith(b"{") else {})
+
+
+class Proxy:
+    """A TCP forwarder on 127.0.0.1 in front of the server, to cut the plugin's
+    link and restore it while the server stays up."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._srv: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._srv = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._srv.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(src, dst))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        dst.close()
+
+    async def cut(self) -> None:
+        """Stop listening and break every connection (no close frames: a network cut)."""
+        if self._srv is not None:
+            self._srv.close()
+            self._srv = None
+        for w in list(self._writers):
+            transport = w.transport
+            transport.abort()
+        self._writers.clear()
+        for t in list(self._pipes):
+            t.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def restore(self) -> None:
+        await self.start()
+
+    async def aclose(self) -> None:
+        await self.cut()
