@@ -1,0 +1,310 @@
+/*!
+ * imclient.js — the kefu IMClient for web pages (SPEC §3–§5).
+ *
+ * Load it from the plugin (http://127.0.0.1:1040/imclient.js) or the server
+ * (/static/imclient.js). It defines window.IMClient with the spec's names,
+ * parameters, callbacks and data, so the spec's own sample code runs as it is:
+ *
+ *   var client = new IMClient({ baseWsUrl: "ws://127.0.0.1:1040", ssoTo: "...",
+ *                               success: fn, error: fn, ssoReady: fn, kefuReady: fn, kefuWSClose: fn });
+ *   client.initInnerCallBack({ chatCloseCB: fn, visitorStreamOffline: fn });
+ *   client.callbackToVisitor({ visitorName: "v1", inviteSuccess: fn, error: fn });      // v1204
+ *   client.callbackToVisitor({ visitorName: "v1" }, function (state, payload) { ... }); // v190307
+ *
+ * Both conventions work on every API, alone or together. Every callback gets
+ * the message: data.payload, data.error.msg (and data.code, as the spec's
+ * startLogin sample reads err.code == -1), data.data for the two booleans.
+ * The v190307 callback gets (state, payload) for every message of the request.
+ * Callbacks run with `this` set to the client.
+ *
+ * The wire protocol is the one of the Python SDK (docs/protocol.md). From a
+ * page on an allowed origin no pairing token is needed. If the plugin does not
+ * answer, `error` fires and the client tries again with a growing delay
+ * (addition: `reconnect: false` turns that off); requests made before the
+ * connection is up wait for it.
+ *
+ * Additions: options `token`, `kefuWSOpen`, `quit`, `reconnect`;
+ * initInnerCallBack also takes `stateChange(state, payload)` and the server's
+ * events by name (`sessionAssigned`, `message`, `queue`, ...); APIs
+ * sendMessage, setAgentState, logout, getState, getWindow, multipleVideoRefuse.
+ * No dependency, no build step.
+ */
+(function (global) {
+  "use strict";
+
+  var VERSION = 1;
+  var CLIENT_OPTIONS = ["success", "error", "ssoReady", "kefuReady", "kefuWSClose", "kefuWSOpen", "quit"];
+  // The callbacks that end a call API's request (kefu.protocol.plugin_api.CALL_FINAL_SUBMARKS).
+  var HANGUPS = ["error", "timeoutDisconnect", "visitorDisconnect", "kefuCloseVideoSuccess"];
+  var INVITES = ["error", "visitorRefuse", "videoBusyMark", "timeoutDisconnect", "visitorDisconnect", "kefuCloseVideoSuccess"];
+  var FINAL = {
+    videoPickUp: HANGUPS,
+    multipleVideoPickUp: ["error", "exitSuccess", "kefuCloseVideoSuccess", "timeoutDisconnect"],
+    multipleVideoRefuse: ["error", "success"],
+    videoInviteAgent: ["error", "exitSuccess", "kefuCloseVideoSuccess", "visitorRefuse", "videoBusyMark", "timeoutDisconnect"],
+    callbackToVisitor: INVITES,
+    videoInviteCurrentVisitor: INVITES,
+    videoInviteVisitor: INVITES,
+    videoDisconnect: ["error", "success"]
+  };
+  var APIS = [
+    // SPEC §4.1 the window
+    "startLogin", "setWindowSize", "minimize", "startup", "restore", "quit",
+    // SPEC §4.2 IM
+    "pickUpSession", "chatClose",
+    // SPEC §4.3 audio and video
+    "videoPickUp", "multipleVideoPickUp", "videoInviteAgent", "callbackToVisitor",
+    "videoInviteCurrentVisitor", "videoInviteVisitor", "videoDisconnect",
+    // SPEC §4.4, §4.5
+    "takePhoto", "snapshot", "inviteShare",
+    // SPEC §4.6
+    "sessionCount", "sessionState", "isMultipleVideo", "isShareState",
+    // additions
+    "sendMessage", "setAgentState", "logout", "getState", "getWindow", "multipleVideoRefuse"
+  ];
+
+  function isFinal(mark, subMark) {
+    var finals = FINAL[mark];
+    return !finals || finals.indexOf(subMark) >= 0;
+  }
+
+  function payloadOf(msg) {
+    if ("payload" in msg) return msg.payload;
+    if ("error" in msg) return { error: msg.error };
+    if ("data" in msg) return { data: msg.data };
+    return undefined;
+  }
+
+  function safely(fn, self, args, what) {
+    try {
+      fn.apply(self, args);
+    } catch (e) {
+      if (global.console) global.console.error("IMClient: the " + what + " callback threw", e);
+    }
+  }
+
+  function localError(mark, code, msg) {
+    return { v: VERSION, mark: mark, subMark: "error", code: code, error: { code: code, msg: msg } };
+  }
+
+  function IMClient(options) {
+    if (!(this instanceof IMClient)) return new IMClient(options);
+    options = options || {};
+    if (typeof options.baseWsUrl !== "string" || !/^wss?:\/\//.test(options.baseWsUrl)) {
+      throw new Error('IMClient needs baseWsUrl, e.g. "ws://127.0.0.1:1040"');
+    }
+    if (typeof options.ssoTo !== "string" || !options.ssoTo) {
+      throw new Error("IMClient needs ssoTo, the address of the customer-service app");
+    }
+    this.options = options;
+    this.baseWsUrl = options.baseWsUrl;
+    this.ssoTo = options.ssoTo;
+    this.videoBarVisible = !!options.videoBarVisible;
+    this.linkStatus = false; // connected to the plugin
+    this.ready = false; // the agent is logged in (kefuReady)
+    this.state = null; // the agent's latest state code (addition)
+    this._inner = {};
+    this._pending = {};
+    this._waiting = []; // requests made before the connection is up
+    this._nextId = 0;
+    this._ws = null;
+    this._paired = false;
+    this._closed = false;
+    this._quitting = false;
+    this._backoff = 500;
+    this._reportedDown = false;
+    this._connect();
+  }
+
+  IMClient.prototype._option = function (name, data) {
+    var cb = this.options[name];
+    if (typeof cb === "function") safely(cb, this, [data], name);
+  };
+
+  IMClient.prototype._connect = function () {
+    var self = this;
+    var ws;
+    try {
+      ws = new WebSocket(this.baseWsUrl);
+    } catch (e) {
+      this._down("cannot open " + this.baseWsUrl + ": " + e.message);
+      return;
+    }
+    this._ws = ws;
+    this._paired = false;
+    ws.onopen = function () {
+      var params = { client: "imclient.js" };
+      if (self.options.token) params.token = self.options.token;
+      ws.send(JSON.stringify({ v: VERSION, id: "hello", mark: "hello", params: params }));
+    };
+    ws.onmessage = function (ev) {
+      var msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      if (msg && typeof msg === "object") self._dispatch(msg);
+    };
+    ws.onclose = function (ev) {
+      var wasPaired = self._paired;
+      self._ws = null;
+      self._paired = false;
+      self.linkStatus = false;
+      self.ready = false;
+      var pending = self._pending;
+      self._pending = {};
+      Object.keys(pending).forEach(function (id) {
+        var req = pending[id];
+        req.handle(localError(req.mark, "plugin_unreachable", "the connection to the plugin closed"));
+      });
+      if (self._closed || self._quitting) return;
+      self._down(wasPaired ? "the connection to the plugin closed (" + ev.code + ")"
+                           : "the plugin does not answer on " + self.baseWsUrl);
+    };
+  };
+
+  IMClient.prototype._down = function (why) {
+    var self = this;
+    if (!this._reportedDown) {
+      this._reportedDown = true;
+      this._option("error", localError("client", "plugin_unreachable", why));
+    }
+    if (this.options.reconnect === false) {
+      var waiting = this._waiting;
+      this._waiting = [];
+      waiting.forEach(function (w) { w.handle(localError(w.mark, "plugin_unreachable", why)); });
+      return;
+    }
+    setTimeout(function () { if (!self._closed) self._connect(); }, this._backoff);
+    this._backoff = Math.min(this._backoff * 2, 10000);
+  };
+
+  IMClient.prototype._dispatch = function (msg) {
+    if (msg.id === "hello" && !this._paired) {
+      if (msg.subMark !== "success") {
+        if (msg.error && !("code" in msg)) msg.code = msg.error.code;
+        this._option("error", msg);
+        return;
+      }
+      this._paired = true;
+      this._reportedDown = false;
+      this._backoff = 500;
+      this.linkStatus = true;
+      this._option("success", msg);
+      var waiting = this._waiting;
+      this._waiting = [];
+      for (var i = 0; i < waiting.length; i++) this._send(waiting[i]);
+      return;
+    }
+    if (msg.id && this._pending[msg.id]) {
+      var req = this._pending[msg.id];
+      if (isFinal(req.mark, msg.subMark)) delete this._pending[msg.id];
+      req.handle(msg);
+      return;
+    }
+    if (msg.mark === "client") {
+      if (msg.subMark === "kefuReady") this.ready = true;
+      else if (msg.subMark === "ssoReady") this.ready = false;
+      else if (msg.subMark === "quit") this._quitting = true;
+      if (msg.subMark === "error" && msg.error && !("code" in msg)) msg.code = msg.error.code;
+      this._option(msg.subMark, msg);
+      return;
+    }
+    if (msg.mark === "state") {
+      this.state = msg.state;
+      this._emit("stateChange", [msg.state, msg.payload]);
+      return;
+    }
+    if (msg.subMark === "error" && !msg.id) {
+      this._option("error", msg);
+      return;
+    }
+    if (typeof msg.subMark === "string") this._emit(msg.subMark, [msg]);
+  };
+
+  IMClient.prototype._emit = function (name, args) {
+    var cb = this._inner[name];
+    if (typeof cb === "function") safely(cb, this, args, name);
+  };
+
+  /** SPEC §3.2: callbacks of the events pushed from inside the plugin. */
+  IMClient.prototype.initInnerCallBack = function (callbacks) {
+    for (var name in callbacks) {
+      if (Object.prototype.hasOwnProperty.call(callbacks, name) && typeof callbacks[name] === "function") {
+        this._inner[name] = callbacks[name];
+      }
+    }
+  };
+
+  IMClient.prototype._call = function (mark, options, callback) {
+    var self = this;
+    if (typeof options === "function" && callback === undefined) {
+      callback = options; // logout(cb), getState(cb)
+      options = null;
+    }
+    var callbacks = {};
+    var params = {};
+    if (options && typeof options === "object") {
+      for (var k in options) {
+        if (!Object.prototype.hasOwnProperty.call(options, k)) continue;
+        if (typeof options[k] === "function") callbacks[k] = options[k];
+        else params[k] = options[k];
+      }
+    }
+    var req = {
+      mark: mark,
+      params: params,
+      handle: function (msg) {
+        if (msg.subMark === "error" && msg.error && !("code" in msg)) msg.code = msg.error.code;
+        var cb = callbacks[msg.subMark];
+        if (typeof cb === "function") safely(cb, self, [msg], msg.subMark);
+        if (typeof callback === "function") safely(callback, self, [msg.state, payloadOf(msg)], "state");
+      }
+    };
+    if (mark === "quit") this._quitting = true;
+    if (this._paired) this._send(req);
+    else if (this._closed) req.handle(localError(mark, "plugin_unreachable", "the client is closed"));
+    else this._waiting.push(req);
+  };
+
+  IMClient.prototype._send = function (req) {
+    var id = "j" + (++this._nextId);
+    this._pending[id] = req;
+    var msg = { v: VERSION, id: id, mark: req.mark };
+    if (Object.keys(req.params).length) msg.params = req.params;
+    try {
+      this._ws.send(JSON.stringify(msg));
+    } catch (e) {
+      delete this._pending[id];
+      req.handle(localError(req.mark, "plugin_unreachable", "not connected to the plugin"));
+    }
+  };
+
+  /** Addition: close the connection to the plugin (the plugin keeps running). */
+  IMClient.prototype.close = function () {
+    this._closed = true;
+    if (this._ws) this._ws.close();
+  };
+
+  APIS.forEach(function (mark) {
+    IMClient.prototype[mark] = function (options, callback) {
+      return this._call(mark, options, callback);
+    };
+  });
+
+  /** SPEC §4.1 startup: show the plugin; if nothing answers, launch it through its URL scheme. */
+  IMClient.prototype.startup = function (options, callback) {
+    var url = (options && options.clientUrl) || "pocprotocol://";
+    if (!this._paired && url === "pocprotocol://" && global.location) {
+      try {
+        global.location.href = url; // the OS starts `kefu plugin` (kefu plugin --install-url-handler)
+      } catch (e) { /* not in a browser that allows it */ }
+    }
+    return this._call("startup", options, callback);
+  };
+
+  IMClient.version = VERSION;
+  IMClient.isFinal = isFinal;
+  global.IMClient = IMClient;
+})(typeof window !== "undefined" ? window : this);
