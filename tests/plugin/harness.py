@@ -199,7 +199,11 @@ class Raw:
                 return self.pushes.pop(i)
         while True:
             msg = await self.recv()
-            if "id" not in msg and msg.get("mark") == mark and (sub_mark is None or msg.get("subMark") == sub_mark):
+            if (
+                "id" not in msg
+                and msg.get("mark") == mark
+                and (sub_mark is None or msg.get("subMark") == sub_mark)
+            ):
                 return msg
             self.pushes.append(msg)
 
@@ -264,7 +268,6 @@ class Visitor:
             msg = await wait_for(self.events.get())
             if msg.get("subMark") == sub_mark:
                 return msg
-
 
 
 @contextlib.asynccontextmanager

@@ -62,7 +62,9 @@ async def test_binds_loopback_only_and_writes_the_token_for_the_user(lone: tuple
     "host",
     ["evil.example:{port}", "127.1:{port}", "0x7f000001:{port}", "localhost.:{port}", "127.0.0.1", "", None],
 )
-async def test_a_foreign_host_is_refused_before_the_upgrade(lone: tuple[Plugin, str], host: str | None) -> None:
+async def test_a_foreign_host_is_refused_before_the_upgrade(
+    lone: tuple[Plugin, str], host: str | None
+) -> None:
     plugin, _ = lone
     headers = {} if host is None else {"Host": host.format(port=plugin.port)}
     status, body = await http_handshake(plugin.port, headers)
@@ -88,7 +90,9 @@ async def test_a_foreign_origin_is_refused_before_the_upgrade(lone: tuple[Plugin
 
 async def test_unknown_paths_are_404(lone: tuple[Plugin, str]) -> None:
     plugin, _ = lone
-    status, body = await http_handshake(plugin.port, {"Host": f"localhost:{plugin.port}"}, path="/imclient.js")
+    status, body = await http_handshake(
+        plugin.port, {"Host": f"localhost:{plugin.port}"}, path="/imclient.js"
+    )
     assert status == 404 and body["error"]["code"] == "not_found"
 
 
@@ -204,7 +208,14 @@ async def test_queries_and_apis_that_need_a_login_or_the_media_layer(lone: tuple
     plugin, _ = lone
     async with Raw.connect(plugin) as raw:
         r = await raw.call("1", "isMultipleVideo")
-        assert r == {"v": 1, "id": "1", "mark": "isMultipleVideo", "subMark": "success", "data": False, "state": "000000"}
+        assert r == {
+            "v": 1,
+            "id": "1",
+            "mark": "isMultipleVideo",
+            "subMark": "success",
+            "data": False,
+            "state": "000000",
+        }
         assert (await raw.call("2", "isShareState"))["data"] is False
         for i, mark in enumerate(["sessionCount", "sessionState", "chatClose", "logout", "getState"]):
             r = await raw.call(f"f{i}", mark)
@@ -227,7 +238,11 @@ BAD_INPUTS: list[tuple[str | bytes, str, str | None]] = [
     ('{"v":1,"mark":"getWindow"}', "missing_field", None),
     ('{"v":1,"id":"b2","mark":"installUpdate"}', "unknown_mark", "b2"),
     ('{"v":1,"id":"b3","mark":"pickUpSession","params":{"session_id":123}}', "invalid_field", "b3"),
-    ('{"v":1,"id":"b4","mark":"startLogin","params":{"minimize":"true","data":{"url":"x"}}}', "invalid_field", "b4"),
+    (
+        '{"v":1,"id":"b4","mark":"startLogin","params":{"minimize":"true","data":{"url":"x"}}}',
+        "invalid_field",
+        "b4",
+    ),
     ('{"v":1,"id":"b5","mark":"pickUpSession","params":{}}', "missing_field", "b5"),
     ('{"v":1,"id":"b6","mark":"getWindow","params":{"x":1}}', "invalid_field", "b6"),
     ('{"v":2,"id":"b7","mark":"getWindow"}', "unsupported_version", "b7"),

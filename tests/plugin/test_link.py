@@ -30,8 +30,6 @@ from .harness import (
     ServerHandle,
     Visitor,
     login_url,
-    plugin_factory,  # noqa: F401 - a fixture
-    server,  # noqa: F401 - a fixture
     wait_for,
 )
 
@@ -70,7 +68,9 @@ async def test_requests_are_forwarded_and_answers_mapped_back(
         await visitor.say("hi")
         assigned = await raw.push("event", "sessionAssigned")
         sid = assigned["payload"]["sessionId"]
-        reply = await raw.call("my-id", "sendMessage", {"session_id": sid, "text": "hello", "clientMsgId": "m1"})
+        reply = await raw.call(
+            "my-id", "sendMessage", {"session_id": sid, "text": "hello", "clientMsgId": "m1"}
+        )
         assert reply["id"] == "my-id" and reply["mark"] == "sendMessage" and reply["subMark"] == "success"
         assert reply["payload"]["text"] == "hello" and "seq" not in reply
         assert (await visitor.event("message"))["payload"]["text"] == "hello"
@@ -178,7 +178,9 @@ async def test_a_refused_token_on_reconnect_ends_the_login(
         await proxy.aclose()
 
 
-async def test_a_page_reload_keeps_the_agent_logged_in(server: ServerHandle, plugin_factory: PluginFactory) -> None:
+async def test_a_page_reload_keeps_the_agent_logged_in(
+    server: ServerHandle, plugin_factory: PluginFactory
+) -> None:
     await server.add_agent("a1")
     plugin = await plugin_factory(server.url)
     async with Raw.connect(plugin) as raw:
@@ -233,12 +235,25 @@ class ContractServer:
         auth = json.loads(await ws.recv())
         self.auths.append(auth)
         if self.refuse is not None:
-            await ws.send(json.dumps({"v": 1, "id": auth["id"], "mark": "auth", "subMark": "error", "error": self.refuse}))
+            await ws.send(
+                json.dumps(
+                    {"v": 1, "id": auth["id"], "mark": "auth", "subMark": "error", "error": self.refuse}
+                )
+            )
             await ws.close(1008, self.refuse["code"])
             return
         payload = {"agent": {"name": "a1"}, "lastSeq": self.last_seq, "sessions": []}
         await ws.send(
-            json.dumps({"v": 1, "id": auth["id"], "mark": "auth", "subMark": "success", "state": "001000", "payload": payload})
+            json.dumps(
+                {
+                    "v": 1,
+                    "id": auth["id"],
+                    "mark": "auth",
+                    "subMark": "success",
+                    "state": "001000",
+                    "payload": payload,
+                }
+            )
         )
         await self.conns.put(ws)
         with contextlib.suppress(Exception):

@@ -97,7 +97,9 @@ def test_origin_of_normalises_and_refuses() -> None:
         PluginSettings(server_url="file:///etc/passwd")
 
 
-def test_the_data_dir_default_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_data_dir_default_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("KEFU_PLUGIN_DATA_DIR", str(tmp_path / "d"))
     assert default_data_dir() == tmp_path / "d"
     monkeypatch.delenv("KEFU_PLUGIN_DATA_DIR")

@@ -7,7 +7,12 @@ from kefu.plugin.window import DEFAULT_SIZE, Window, WindowState
 
 def test_starts_visible_at_the_default_size() -> None:
     w = Window()
-    assert w.snapshot() == {"width": DEFAULT_SIZE[0], "height": DEFAULT_SIZE[1], "minimized": False, "visible": True}
+    assert w.snapshot() == {
+        "width": DEFAULT_SIZE[0],
+        "height": DEFAULT_SIZE[1],
+        "minimized": False,
+        "visible": True,
+    }
 
 
 def test_every_api_changes_the_model_and_tells_the_listeners() -> None:

@@ -36,7 +36,7 @@ DESKTOP_FILE = "kefu-plugin.desktop"
 def _desktop_quote(arg: str) -> str:
     """Quote one argument of a desktop entry's ``Exec`` (freedesktop rules)."""
     arg = arg.replace("%", "%%")
-    if arg and all(c.isalnum() or c in "-_./:=@,+" for c in arg):
+    if arg and all(c.isalnum() or c in "-_./:=@,+%" for c in arg):
         return arg
     escaped = "".join("\\" + c if c in '"`$\\' else c for c in arg)
     return f'"{escaped}"'

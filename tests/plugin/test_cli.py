@@ -1,0 +1,180 @@
+"""``kefu plugin`` as a user runs it: a real process on a real port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from typer.testing import CliRunner
+from websockets.asyncio.client import connect
+
+from kefu.cli import app
+from kefu.plugin.cli import DESKTOP_FILE, _desktop_quote
+
+from .harness import wait_for
+
+runner = CliRunner()
+
+
+def test_help_lists_the_options() -> None:
+    r = runner.invoke(app, ["plugin", "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    for option in ("--server", "--port", "--data-dir", "--allow-origin", "--login-timeout", "--allow-many"):
+        assert option in r.output
+    assert "--install-url-handler" in r.output
+
+
+def test_bad_urls_say_what_to_give() -> None:
+    r = runner.invoke(app, ["plugin", "--server", "ftp://x"])
+    assert r.exit_code == 2 and "http://127.0.0.1:8600" in r.output
+    r = runner.invoke(app, ["plugin", "--server", "http://127.0.0.1:8600", "https://not-our-scheme"])
+    assert r.exit_code == 2 and "pocprotocol" in r.output
+
+
+def test_desktop_exec_quoting() -> None:
+    assert _desktop_quote("/usr/bin/python3") == "/usr/bin/python3"
+    assert _desktop_quote("/home/a b/py") == '"/home/a b/py"'
+    assert _desktop_quote('x"$`\\') == '"x\\"\\$\\`\\\\"'
+    assert _desktop_quote("100%") == "100%%"
+
+
+def test_install_url_handler_registers_pocprotocol_for_the_user(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kefu.cli",
+            "plugin",
+            "--server",
+            "http://127.0.0.1:8600",
+            "--install-url-handler",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    desktop = tmp_path / "data" / "applications" / DESKTOP_FILE
+    assert str(desktop) in out.stderr.replace("\n", "")
+    text = desktop.read_text()
+    assert "MimeType=x-scheme-handler/pocprotocol;" in text
+    exec_line = next(line for line in text.splitlines() if line.startswith("Exec="))
+    assert exec_line.endswith(" %u") and "--server http://127.0.0.1:8600" in exec_line
+    assert exec_line.startswith(f"Exec={sys.executable} -m kefu.cli plugin")
+    if shutil.which("xdg-mime"):
+        q = subprocess.run(
+            ["xdg-mime", "query", "default", "x-scheme-handler/pocprotocol"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert q.stdout.strip() == DESKTOP_FILE
+
+
+@contextlib.asynccontextmanager
+async def running_plugin(tmp_path: Path, *args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``kefu plugin`` in a process of its own; killed (by its pid) if the test leaves it running."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kefu.cli",
+        "plugin",
+        "--server",
+        "http://127.0.0.1:9",
+        "--data-dir",
+        str(tmp_path / "plugin"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await wait_for(proc.stdout.readline(), 60)).decode()
+        assert line.startswith("ready ws://127.0.0.1:"), line
+        yield proc, line.split()[1]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.communicate()
+
+
+async def test_the_plugin_runs_answers_and_quits(tmp_path: Path) -> None:
+    async with running_plugin(tmp_path, "--port", "0") as (proc, url):
+        token = (tmp_path / "plugin" / "plugin.token").read_text().strip()
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"v": 1, "id": "h", "mark": "hello", "params": {"token": token}}))
+            assert json.loads(await wait_for(ws.recv()))["subMark"] == "success"
+            await ws.send(json.dumps({"v": 1, "id": "q", "mark": "quit"}))
+            while (msg := json.loads(await wait_for(ws.recv()))).get("id") != "q":
+                assert msg["mark"] == "client"  # ssoReady
+            assert msg["subMark"] == "success"
+        assert await wait_for(proc.wait(), 30) == 0
+    assert not (tmp_path / "plugin" / "plugin.token").exists()
+
+
+async def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
+    async with running_plugin(tmp_path, "--port", "0") as (proc, _url):
+        proc.send_signal(signal.SIGTERM)
+        assert await wait_for(proc.wait(), 30) == 0
+        assert proc.stderr is not None
+        assert "plugin stopped" in (await proc.stderr.read()).decode()
+
+
+async def test_a_port_in_use_says_what_to_do(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "kefu.cli",
+            "plugin",
+            "--server",
+            "http://127.0.0.1:9",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "p"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert b"is in use" in err and b"--port" in err and out == b""
+    assert not (tmp_path / "p" / "plugin.token").exists()
+
+
+async def test_launched_by_url_when_one_runs_is_a_no_op(tmp_path: Path) -> None:
+    async with running_plugin(tmp_path, "--port", "0") as (_proc, url):
+        port = url.rsplit(":", 1)[1]
+        second = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "kefu.cli",
+            "plugin",
+            "--server",
+            "http://127.0.0.1:9",
+            "--port",
+            port,
+            "--data-dir",
+            str(tmp_path / "other"),
+            "pocprotocol://open",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _out, err = await wait_for(second.communicate(), 60)
+        assert second.returncode == 0 and b"already answers" in err
