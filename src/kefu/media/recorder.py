@@ -285,6 +285,7 @@ class Recorder:
                 st.bit_rate = s.record_video_bitrate
                 st.codec_context.time_base = fractions.Fraction(1, 1000)
                 st.codec_context.gop_size = s.fps * 2
+                st.codec_context.thread_count = 1  # libvpx's threads cost more than they give here
                 timers.append(None)
             else:
                 st = container.add_stream("libopus", rate=_AUDIO_RATE)
