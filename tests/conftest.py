@@ -145,18 +145,25 @@ async def _drop_schema(url: str, schema: str) -> None:
 
 
 @pytest.fixture(params=BACKENDS)
-def server_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Settings]:
-    """A factory of fresh-database settings (SQLite file, or a PostgreSQL schema)."""
+async def server_settings(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[..., Settings]]:
+    """A factory of fresh-database settings (a SQLite file, or a PostgreSQL schema dropped afterwards)."""
     backend = request.param
+    schemas: list[str] = []
 
     def make(**overrides: Any) -> Settings:
         s = fast_settings(tmp_path / "data", Clock(), **overrides)
         if backend == "postgres":
-            s = replace(s, db_url=POSTGRES_URL, db_schema=f"t_{uuid.uuid4().hex[:16]}")
-            request.node.kefu_schemas = [*getattr(request.node, "kefu_schemas", []), s.db_schema]
+            if not schemas:
+                schemas.append(f"t_{uuid.uuid4().hex[:16]}")
+            s = replace(s, db_url=POSTGRES_URL, db_schema=schemas[0])
         return s
 
-    return make
+    yield make
+    for schema in schemas:
+        assert POSTGRES_URL is not None
+        await _drop_schema(POSTGRES_URL, schema)
 
 
 @pytest.fixture
@@ -172,9 +179,6 @@ async def server(
         yield handle
     finally:
         await handle.stop()
-        for schema in getattr(request.node, "kefu_schemas", []):
-            assert POSTGRES_URL is not None
-            await _drop_schema(POSTGRES_URL, schema)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -150,7 +150,7 @@ class AgentService:
 
     def _schedule_wrap_up(self, agent: Agent) -> None:
         old = self._timers.pop(agent.id, None)
-        if old is not None:
+        if old is not None and old is not asyncio.current_task():
             old.cancel()
         if agent.state.top is not TopState.afterCall or self.s.wrap_up_timeout <= 0:
             return
@@ -160,7 +160,8 @@ class AgentService:
 
     async def _wrap_up(self, agent_id: int, since: datetime, delay: float) -> None:
         await asyncio.sleep(delay)
-        self._timers.pop(agent_id, None)
+        if self._timers.get(agent_id) is asyncio.current_task():
+            del self._timers[agent_id]
         try:
             async with self.hub.transaction() as tx:
                 await self._apply(
@@ -170,14 +171,20 @@ class AgentService:
             log.debug("agent %s left after-call work before its timeout", agent_id)
 
     async def start(self) -> None:
-        """Rebuild the wrap-up timers of agents that were in after-call work."""
+        """Rebuild the wrap-up timers of agents in after-call work; end the overdue ones now."""
+        if self.s.wrap_up_timeout <= 0:
+            return
         async with self.hub.store.read() as conn:
             rows = await conn.execute(select(agents.c.id).where(agents.c.state.like("005%")))
-            ids = [r.id for r in rows]
-            for agent_id in ids:
-                agent = await find_agent(conn, agent_id=agent_id)
-                if agent is not None:
-                    self._schedule_wrap_up(agent)
+            found = [await find_agent(conn, agent_id=r.id) for r in list(rows)]
+        now = self.s.now().timestamp()
+        for agent in found:
+            if agent is None:
+                continue
+            if agent.state_since.timestamp() + self.s.wrap_up_timeout <= now:
+                await self._wrap_up(agent.id, agent.state_since, 0.0)
+            else:
+                self._schedule_wrap_up(agent)
 
     async def close(self) -> None:
         timers = list(self._timers.values())

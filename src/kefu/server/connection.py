@@ -258,30 +258,29 @@ class Connection:
                     if msg["type"] == "websocket.disconnect":
                         return
 
-    def _rate_ok(self) -> bool:
+    def _rate(self) -> str:
+        """``ok``, ``limited`` (answer rate_limited) or ``close`` (the flood goes on)."""
         now = self.s.now().timestamp()
         if now - self._window_start >= self.s.rate_limit_window:
             self._window_start, self._window_count, self._strikes = now, 0, 0
         self._window_count += 1
         if self._window_count <= self.s.rate_limit_messages:
-            return True
+            return "ok"
         self._strikes += 1
-        if self._strikes > self.s.rate_limit_strikes:
-            log.warning("%s floods: closing with 1008", self.outbox.recipient or "a client")
-            self.outbox.close(CLOSE_POLICY, "too many messages")
-            return False
-        retry = round(self._window_start + self.s.rate_limit_window - now, 3)
-        err = error_message(
-            None,
-            ErrorCode.rate_limited,
-            f"more than {self.s.rate_limit_messages} messages in {self.s.rate_limit_window:g} s",
-        )
+        return "close" if self._strikes > self.s.rate_limit_strikes else "limited"
+
+    def _rate_limited(self, rid: str | None, mark: str | None) -> None:
+        retry = round(self._window_start + self.s.rate_limit_window - self.s.now().timestamp(), 3)
+        msg = f"more than {self.s.rate_limit_messages} messages in {self.s.rate_limit_window:g} s"
+        err = error_message(mark, ErrorCode.rate_limited, msg, rid=rid)
         err["error"]["retryAfter"] = retry
         self.outbox.reply(err)
-        return False
 
     async def _frame(self, text: str | None, data: bytes | None) -> None:
-        if not self._rate_ok():
+        rate = self._rate()
+        if rate == "close":
+            log.warning("%s floods: closing with 1008", self.outbox.recipient or "a client")
+            self.outbox.close(CLOSE_POLICY, "too many messages")
             return
         if text is None:
             self.outbox.reply(error_message(None, ErrorCode.binary_frame))
@@ -303,7 +302,13 @@ class Connection:
         try:
             req = decode_request(text, self.api)
         except ProtocolError as exc:
-            self.outbox.reply(protocol_error_message(exc))
+            if rate == "limited":
+                self._rate_limited(exc.request_id, exc.mark)
+            else:
+                self.outbox.reply(protocol_error_message(exc))
+            return
+        if rate == "limited":
+            self._rate_limited(req.id, req.mark)  # answered, not run
             return
         if not self.authenticated and req.mark != self.first_mark:
             self.fail(req, ApiError(f"send {self.first_mark} first", code=ErrorCode.unauthenticated))
