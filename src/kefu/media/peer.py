@@ -300,8 +300,8 @@ class MediaPeer:
             return
         try:
             candidate = candidate_from_sdp(text.removeprefix("candidate:"))
-        except (ValueError, IndexError) as exc:
-            raise NegotiationError(f"bad ICE candidate: {exc}", code=ErrorCode.bad_request) from exc
+        except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts the field count
+            raise NegotiationError(f"bad ICE candidate: {text[:100]!r}", code=ErrorCode.bad_request) from exc
         candidate.sdpMid = body.get("sdpMid")
         candidate.sdpMLineIndex = body.get("sdpMLineIndex")
         await self.pc.addIceCandidate(candidate)
@@ -550,6 +550,11 @@ async def run_watchdog(
 
 
 def _parse_sdp(sdp: str) -> SessionDescription:
+    # aiortc's parser takes almost anything; check the shape first (RFC 8866 §5)
+    if not sdp.startswith("v=0") or "\nm=" not in sdp:
+        raise NegotiationError(
+            "unreadable SDP: it must start with v=0 and have m= lines", code=ErrorCode.bad_request
+        )
     try:
         return SessionDescription.parse(sdp)
     except Exception as exc:

@@ -93,9 +93,12 @@ def parse_track_label(track_id: str | None) -> Label | None:
     if prefix != "kefu" or role not in ROLES or not token:
         return None
     if token.startswith("~"):
+        body = token[1:]
         try:
-            member = base64.urlsafe_b64decode(token[1:] + "=" * (-len(token[1:]) % 4)).decode()
+            member = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True).decode()
         except (ValueError, UnicodeDecodeError):
+            return None
+        if not member:
             return None
     elif _RAW_MEMBER.match(token):
         member = token
