@@ -1,0 +1,190 @@
+"""`kefu server` and `kefu agent …` as a user runs them: a real process, killed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import ClassVar
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from kefu.cli import app
+from kefu.server import Settings
+from kefu.visitor import Visitor
+from tests.server.clients import AgentClient
+
+runner = CliRunner()
+
+
+def db_args(s: Settings) -> list[str]:
+    args = ["--data-dir", str(s.data_dir)]
+    if s.db_url:
+        args += ["--db", s.db_url]
+    if s.db_schema:
+        args += ["--db-schema", s.db_schema]
+    return args
+
+
+def test_agent_add_list_disable_enable(tmp_path: Path) -> None:
+    d = ["--data-dir", str(tmp_path)]
+    r = runner.invoke(app, ["agent", "add", "23160006", "--password", "76160006", *d])
+    assert r.exit_code == 0, r.output
+    assert "added agent 23160006" in r.output
+    r = runner.invoke(
+        app, ["agent", "add", "boss", "--password", "boss-secret", "--admin", "--max-sessions", "2", *d]
+    )
+    assert r.exit_code == 0 and "added admin boss" in r.output
+    dup = runner.invoke(app, ["agent", "add", "boss", "--password", "boss-secret", *d])
+    assert dup.exit_code == 1 and "exists already" in dup.output
+    short = runner.invoke(app, ["agent", "add", "x", "--password", "123", *d])
+    assert short.exit_code == 1 and "at least 6" in short.output
+    listed = runner.invoke(app, ["agent", "list", *d])
+    assert listed.exit_code == 0
+    assert "23160006" in listed.output and "boss" in listed.output and "000000" in listed.output
+    assert "0 / 2" in listed.output
+    assert runner.invoke(app, ["agent", "disable", "boss", *d]).exit_code == 0
+    assert "disabled" in runner.invoke(app, ["agent", "list", *d]).output
+    assert runner.invoke(app, ["agent", "enable", "boss", *d]).exit_code == 0
+    missing = runner.invoke(app, ["agent", "disable", "nobody", *d])
+    assert missing.exit_code == 1 and "no agent named 'nobody'" in missing.output
+    assert "76160006" not in (tmp_path / "kefu.db").read_bytes().decode("latin-1")
+
+
+class Proc:
+    """``kefu server`` in a child process (killed at the end of the test if still running)."""
+
+    running: ClassVar[list[Proc]] = []
+
+    def __init__(self, args: list[str]) -> None:
+        self.running.append(self)
+        self.args = args
+        self.proc: asyncio.subprocess.Process | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "kefu.cli",
+            "server",
+            "--port",
+            "0",
+            "--log-level",
+            "debug",
+            *self.args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONASYNCIODEBUG": "0"},
+        )
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(30):
+            line = (await self.proc.stdout.readline()).decode()
+        m = re.fullmatch(r"kefu server listening on (http://127\.0\.0\.1:\d+)\n", line)
+        assert m is not None, line
+        self.url = m.group(1)
+        return self.url
+
+    async def stop(self, sig: int) -> tuple[int, str]:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        async with asyncio.timeout(30):
+            _, err = await self.proc.communicate()
+        return self.proc.returncode or 0, err.decode()
+
+
+@pytest.fixture(autouse=True)
+async def _no_orphans() -> AsyncIterator[None]:
+    yield
+    while Proc.running:
+        p = Proc.running.pop().proc
+        if p is not None and p.returncode is None:
+            p.kill()
+            await p.wait()
+
+
+@pytest.fixture
+async def proc_args(server_settings: Callable[..., Settings]) -> AsyncIterator[list[str]]:
+    yield db_args(server_settings())
+
+
+async def test_kill_9_mid_session_loses_nothing_acknowledged(proc_args: list[str]) -> None:
+    add = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kefu.cli", "agent", "add", "a1", "--password", "secret-1", *proc_args
+    )
+    assert await add.wait() == 0
+    srv = Proc(proc_args)
+    url = await srv.start()
+    async with httpx.AsyncClient(base_url=url) as c:
+        token = (await c.get("/doLogin", params={"name": "a1", "pwd": "secret-1", "returnTo": ""})).json()[
+            "token"
+        ]
+    agent = AgentClient(url.replace("http", "ws") + "/ws/agent", token)
+    await agent.connect()
+    await agent.skip_history()
+    await agent.call("setAgentState", {"state": "idle"})
+    v = Visitor(url, "v1", timeout=5.0)
+    await v.connect()
+    sid = (await v.send_message("m0"))["sessionId"]
+    await agent.next_event("sessionAssigned")
+    acked = [(await v.send_message(f"m{i}", client_msg_id=f"k{i}"))["messageId"] for i in range(1, 6)]
+    seen = v.last_seq
+    await srv.stop(signal.SIGKILL)  # no shutdown at all
+    await agent.aclose()
+    await v.aclose()
+
+    srv2 = Proc(proc_args)
+    url2 = await srv2.start()
+    # a retry of an acknowledged message after the crash is stored once (same clientMsgId)
+    again = Visitor(url2, "v1", visitor_key=v.visitor_key, timeout=5.0)
+    again.link.last_seq = seen
+    hello = await again.connect()
+    assert hello["session"]["sessionId"] == sid
+    retry = await again.send_message("m5", client_msg_id="k5")
+    assert retry["messageId"] == acked[-1]
+    back = AgentClient(url2.replace("http", "ws") + "/ws/agent", token)
+    back.link.last_seq = agent.last_seq
+    reply = await back.connect()
+    assert reply["state"] == "002000"
+    async with httpx.AsyncClient(base_url=url2, headers={"Authorization": f"Bearer {token}"}) as c:
+        msgs = (await c.get(f"/api/sessions/{sid}/messages")).json()
+    assert [m["text"] for m in msgs] == [f"m{i}" for i in range(6)]
+    assert [m["messageId"] for m in msgs[1:]] == acked
+    await back.aclose()
+    await again.aclose()
+    code, log = await srv2.stop(signal.SIGTERM)
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
+    assert "Application shutdown complete" in log
+    assert "secret-1" not in log and token not in log
+
+
+async def test_server_prints_its_url_and_stops_on_sigterm(tmp_path: Path) -> None:
+    srv = Proc(["--data-dir", str(tmp_path)])
+    url = await srv.start()
+    async with httpx.AsyncClient(base_url=url) as c:
+        r = await c.get("/doLogin", params={"name": "x", "pwd": "guess-pw", "returnTo": ""})
+        assert r.status_code == 401
+        assert (await c.get("/docs")).status_code == 200
+    code, log = await srv.stop(signal.SIGTERM)
+    assert code in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in log
+    assert "GET /doLogin 401" in log and "guess-pw" not in log
+    assert (tmp_path / "kefu.db").exists()
+
+
+def test_server_says_what_to_do_when_the_port_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = runner.invoke(app, ["server", "--port", str(port), "--data-dir", str(tmp_path)])
+    assert r.exit_code == 1
+    assert "cannot listen" in r.output and "--port" in r.output
