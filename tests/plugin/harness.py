@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,13 @@ from kefu.server.runner import ServerRunner
 from kefu.server.settings import Settings
 
 __all__ = [
+    "LIMIT",
     "PASSWORD",
     "Proxy",
     "Raw",
     "ServerHandle",
+    "Stack",
+    "ThreadedStack",
     "Visitor",
     "fast_settings",
     "http_handshake",
@@ -372,3 +376,88 @@ class Proxy:
 
     async def aclose(self) -> None:
         await self.cut()
+
+
+class Stack:
+    """The real server with agents ``a1`` and ``a2``, and a plugin linked to it,
+    on the running loop: ``async with Stack(tmp_path) as stack``."""
+
+    def __init__(self, tmp_path: Path, **plugin_settings: Any) -> None:
+        self.tmp_path = tmp_path
+        self.server = ServerHandle(tmp_path / "server")
+        self.plugin_settings = plugin_settings
+        self.plugin: Plugin | None = None
+        self._visitors = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Stack:
+        await self.server.start()
+        await self.server.add_agent("a1")
+        await self.server.add_agent("a2")
+        self.plugin = Plugin(fast_settings(self.server.url, self.tmp_path / "plugin", **self.plugin_settings))
+        await self.plugin.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._visitors.aclose()
+        if self.plugin is not None:
+            await self.plugin.aclose()
+        await self.server.stop()
+
+    @property
+    def p(self) -> Plugin:
+        assert self.plugin is not None
+        return self.plugin
+
+    @property
+    def token(self) -> str:
+        return self.p.token._value
+
+    def login_url(self, name: str = "a1", password: str = PASSWORD) -> str:
+        return self.server.login_url(name, password)
+
+    def options(self, **extra: Any) -> dict[str, Any]:
+        """``new IMClient`` options for this stack (the token read from its plugin's folder)."""
+        return {
+            "baseWsUrl": self.p.url,
+            "ssoTo": f"{self.server.url}/agent",
+            "videoBarVisible": True,
+            "dataDir": str(self.p.settings.data_dir),
+            **extra,
+        }
+
+    async def visitor(self, name: str) -> Visitor:
+        """A visitor kept connected until the stack closes."""
+        return await self._visitors.enter_async_context(Visitor.connect(self.server, name))
+
+    async def visitor_says(self, name: str, text: str) -> str:
+        """A visitor (kept connected) says ``text``; its session's id."""
+        v = await self.visitor(name)
+        reply = await v.say(text)
+        sid: str = reply["payload"]["sessionId"]
+        return sid
+
+
+class ThreadedStack:
+    """A :class:`Stack` on an event loop in a thread of its own, so that a
+    test can be a plain synchronous script, as an integrator's would be."""
+
+    def __init__(self, tmp_path: Path, **plugin_settings: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.stack = Stack(tmp_path, **plugin_settings)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="test-stack", daemon=True)
+
+    def run(self, coro: Coroutine[Any, Any, Any], limit: float = LIMIT) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(limit)
+
+    def __enter__(self) -> ThreadedStack:
+        self._thread.start()
+        self.run(self.stack.__aenter__(), 60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.run(self.stack.__aexit__(), 60)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from kefu.protocol import ApiError, Code, ErrorCode, parse_code
 
@@ -35,6 +35,7 @@ __all__ = [
 log = logging.getLogger("kefu.sdk")
 
 Json = dict[str, Any]
+Callback = TypeVar("Callback", bound=Callable[..., Any])
 
 
 class RequestError(ApiError):
@@ -165,12 +166,25 @@ class StateChange:
 
 
 class EventEmitter:
-    """Callbacks by event name. ``on`` returns the callback, so it works as a decorator."""
+    """Callbacks by event name: ``em.on("x", fn)``, or ``@em.on("x")`` as a decorator."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
 
-    def on(self, name: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+    @overload
+    def on(self, name: str, callback: Callback) -> Callback: ...
+
+    @overload
+    def on(self, name: str, callback: None = None) -> Callable[[Callback], Callback]: ...
+
+    def on(self, name: str, callback: Callback | None = None) -> Callback | Callable[[Callback], Callback]:
+        if callback is None:
+
+            def register(fn: Callback) -> Callback:
+                self._handlers.setdefault(name, []).append(fn)
+                return fn
+
+            return register
         self._handlers.setdefault(name, []).append(callback)
         return callback
 
