@@ -8,7 +8,7 @@
   typed errors, ``async with``, ``async for`` over events and state changes.
 """
 
-from .client import Client, EventStream
+from .client import Client, EventStream, StateStream
 from .events import EventEmitter, PluginEvent, Reply, RequestError, StateChange
 from .imclient import IMClient, Pending
 from .token import read_token, token_path
@@ -23,6 +23,7 @@ __all__ = [
     "Reply",
     "RequestError",
     "StateChange",
+    "StateStream",
     "read_token",
     "token_path",
 ]

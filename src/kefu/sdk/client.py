@@ -35,7 +35,7 @@ from .events import EventEmitter, PluginEvent, Reply, RequestError, StateChange,
 from .token import read_token
 from .transport import Transport
 
-__all__ = ["Client", "EventStream"]
+__all__ = ["Client", "EventStream", "StateStream"]
 
 log = logging.getLogger("kefu.sdk")
 
@@ -79,6 +79,25 @@ class EventStream:
     async def aclose(self) -> None:
         self._done = True
         self._client._streams.discard(self)
+
+
+class StateStream:
+    """An ``async for`` over the agent's state changes from the moment it was made."""
+
+    def __init__(self, events: EventStream) -> None:
+        self._events = events
+
+    def __aiter__(self) -> StateStream:
+        return self
+
+    async def __anext__(self) -> StateChange:
+        while True:
+            change = (await self._events.__anext__()).state_change()
+            if change is not None:
+                return change
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
 
 
 class Client:
@@ -199,13 +218,9 @@ class Client:
         ``state``), or only those of ``kinds``."""
         return EventStream(self, frozenset(kinds) if kinds else None)
 
-    async def states(self) -> AsyncIterator[StateChange]:
+    def states(self) -> StateStream:
         """Every state change of the agent from now on."""
-        stream = self.events("state")
-        async for event in stream:
-            change = event.state_change()
-            if change is not None:
-                yield change
+        return StateStream(self.events("state"))
 
     def on(self, name: str, callback: Callable[[PluginEvent], Any]) -> Callable[[PluginEvent], Any]:
         """Call ``callback(event)`` for each push named ``name`` (a subMark, or ``state``)."""
