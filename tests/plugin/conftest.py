@@ -1,5 +1,5 @@
 """Fixtures of the plugin's tests: the real server and plugins (see ``harness.py``)."""
 
-from .harness import plugin, plugin_factory, server
+from .harness import kefu_server, plugin, plugin_factory
 
-__all__ = ["plugin", "plugin_factory", "server"]
+__all__ = ["kefu_server", "plugin", "plugin_factory"]

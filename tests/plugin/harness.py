@@ -1,13 +1,15 @@
 """Test harness of the plugin and the SDKs: the real server, the real plugin,
 real sockets on 127.0.0.1, every timeout short.
 
-Until ``tests/conftest.py`` offers a shared server fixture, :class:`ServerHandle`
-starts ``kefu.server`` the way ``kefu server --port 0`` does (its
-:class:`~kefu.server.runner.ServerRunner`), on a database file of the test, and
-can stop and restart it on the same port and file.
+:class:`ServerHandle` starts ``kefu.server`` the way ``kefu server --port 0``
+does (its :class:`~kefu.server.runner.ServerRunner`), on a database file of
+the test, and can stop and restart it on the same port and file.
 
-The fixtures here are imported by name into the test modules that use them
-(``from tests.plugin.harness import server, plugin_factory``).
+``tests/conftest.py``'s ``server`` fixture runs in the test's loop and moves
+to a new port on restart; the plugin's tests need the server on the same
+port after a restart, and in a thread of its own for synchronous SDK code,
+so they use this harness (``kefu_server``, :class:`Stack`,
+:class:`ThreadedStack`). ``tests/plugin/conftest.py`` offers its fixtures.
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ __all__ = [
     "Visitor",
     "fast_settings",
     "http_handshake",
+    "kefu_server",
     "login_url",
     "plugin",
     "plugin_factory",
-    "server",
     "silent_server",
     "wait_for",
 ]
@@ -121,7 +123,8 @@ def fast_settings(server_url: str, data_dir: Path, **kw: Any) -> PluginSettings:
 
 
 @pytest_asyncio.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ServerHandle]:
+async def kefu_server(tmp_path: Path) -> AsyncIterator[ServerHandle]:
+    """The real server (this harness's handle: it restarts on the same port)."""
     handle = ServerHandle(tmp_path / "server")
     await handle.start()
     try:
@@ -153,10 +156,10 @@ async def plugin_factory(tmp_path: Path) -> AsyncIterator[PluginFactory]:
 
 
 @pytest_asyncio.fixture
-async def plugin(server: ServerHandle, plugin_factory: PluginFactory) -> Plugin:
-    """A plugin linked to :func:`server`, with agent ``a1`` ready to log in."""
-    await server.add_agent("a1")
-    return await plugin_factory(server.url)
+async def plugin(kefu_server: ServerHandle, plugin_factory: PluginFactory) -> Plugin:
+    """A plugin linked to :func:`kefu_server`, with agent ``a1`` ready to log in."""
+    await kefu_server.add_agent("a1")
+    return await plugin_factory(kefu_server.url)
 
 
 class Raw:

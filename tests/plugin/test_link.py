@@ -59,12 +59,12 @@ async def texts_until_reply(raw: Raw, rid: str, mark: str) -> list[str]:
 
 
 async def test_requests_are_forwarded_and_answers_mapped_back(
-    server: ServerHandle, plugin_factory: PluginFactory
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
 ) -> None:
-    await server.add_agent("a1")
-    plugin = await plugin_factory(server.url)
-    async with Raw.connect(plugin) as raw, Visitor.connect(server, "v1") as visitor:
-        await logged_in(raw, server.login_url("a1"))
+    await kefu_server.add_agent("a1")
+    plugin = await plugin_factory(kefu_server.url)
+    async with Raw.connect(plugin) as raw, Visitor.connect(kefu_server, "v1") as visitor:
+        await logged_in(raw, kefu_server.login_url("a1"))
         await visitor.say("hi")
         assigned = await raw.push("event", "sessionAssigned")
         sid = assigned["payload"]["sessionId"]
@@ -84,14 +84,14 @@ async def test_requests_are_forwarded_and_answers_mapped_back(
 
 
 async def test_a_cut_link_reports_kefuWSClose_then_recovers_with_every_missed_event_once(
-    server: ServerHandle, plugin_factory: PluginFactory
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
 ) -> None:
-    await server.add_agent("a1")
-    proxy = Proxy(server.port)
+    await kefu_server.add_agent("a1")
+    proxy = Proxy(kefu_server.port)
     await proxy.start()
     plugin = await plugin_factory(proxy.url)
     try:
-        async with Raw.connect(plugin) as raw, Visitor.connect(server, "v1") as visitor:
+        async with Raw.connect(plugin) as raw, Visitor.connect(kefu_server, "v1") as visitor:
             await logged_in(raw, login_url(proxy.url, "a1"))
             await visitor.say("m0")
             sid = (await raw.push("event", "sessionAssigned"))["payload"]["sessionId"]
@@ -116,19 +116,21 @@ async def test_a_cut_link_reports_kefuWSClose_then_recovers_with_every_missed_ev
         await proxy.aclose()
 
 
-async def test_the_server_restarting_is_survived(server: ServerHandle, plugin_factory: PluginFactory) -> None:
-    await server.add_agent("a1")
-    plugin = await plugin_factory(server.url)
+async def test_the_server_restarting_is_survived(
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
+) -> None:
+    await kefu_server.add_agent("a1")
+    plugin = await plugin_factory(kefu_server.url)
     async with Raw.connect(plugin) as raw:
-        await logged_in(raw, server.login_url("a1"))
-        async with Visitor.connect(server, "v1") as visitor:
+        await logged_in(raw, kefu_server.login_url("a1"))
+        async with Visitor.connect(kefu_server, "v1") as visitor:
             await visitor.say("before")
             await raw.push("event", "sessionAssigned")
-        await server.stop()
+        await kefu_server.stop()
         assert (await raw.push("client", "kefuWSClose"))["payload"]["reconnecting"] is True
-        await server.start()
+        await kefu_server.start()
         assert (await raw.push("client", "kefuWSOpen"))["payload"]["state"] == "002000"
-        async with Visitor.connect(server, "v1b") as visitor:
+        async with Visitor.connect(kefu_server, "v1b") as visitor:
             await visitor.say("after")
             assigned = await raw.push("event", "sessionAssigned")
             assert assigned["payload"]["visitorName"] == "v1b"
@@ -137,14 +139,14 @@ async def test_the_server_restarting_is_survived(server: ServerHandle, plugin_fa
 
 
 async def test_a_newer_login_of_the_agent_replaces_the_link_without_a_fight(
-    server: ServerHandle, plugin_factory: PluginFactory
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
 ) -> None:
-    await server.add_agent("a1")
-    first = await plugin_factory(server.url)
-    second = await plugin_factory(server.url)
+    await kefu_server.add_agent("a1")
+    first = await plugin_factory(kefu_server.url)
+    second = await plugin_factory(kefu_server.url)
     async with Raw.connect(first) as one, Raw.connect(second) as two:
-        await logged_in(one, server.login_url("a1"))
-        await logged_in(two, server.login_url("a1"), ready=False)
+        await logged_in(one, kefu_server.login_url("a1"))
+        await logged_in(two, kefu_server.login_url("a1"), ready=False)
         closed = await one.push("client", "kefuWSClose")
         assert closed["payload"]["reason"] == "replaced" and closed["payload"]["reconnecting"] is False
         await one.push("client", "ssoReady")
@@ -156,10 +158,10 @@ async def test_a_newer_login_of_the_agent_replaces_the_link_without_a_fight(
 
 
 async def test_a_refused_token_on_reconnect_ends_the_login(
-    server: ServerHandle, plugin_factory: PluginFactory
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
 ) -> None:
-    await server.add_agent("a1")
-    proxy = Proxy(server.port)
+    await kefu_server.add_agent("a1")
+    proxy = Proxy(kefu_server.port)
     await proxy.start()
     plugin = await plugin_factory(proxy.url)
     try:
@@ -167,7 +169,7 @@ async def test_a_refused_token_on_reconnect_ends_the_login(
             await logged_in(raw, login_url(proxy.url, "a1"), ready=False)
             await proxy.cut()
             await raw.push("client", "kefuWSClose")
-            await set_disabled(server.services.store, "a1", True)  # revokes the agent's tokens
+            await set_disabled(kefu_server.services.store, "a1", True)  # revokes the agent's tokens
             await proxy.restore()
             ended = await raw.push("client", "kefuWSClose")
             assert ended["payload"]["reconnecting"] is False
@@ -179,12 +181,12 @@ async def test_a_refused_token_on_reconnect_ends_the_login(
 
 
 async def test_a_page_reload_keeps_the_agent_logged_in(
-    server: ServerHandle, plugin_factory: PluginFactory
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
 ) -> None:
-    await server.add_agent("a1")
-    plugin = await plugin_factory(server.url)
+    await kefu_server.add_agent("a1")
+    plugin = await plugin_factory(kefu_server.url)
     async with Raw.connect(plugin) as raw:
-        await logged_in(raw, server.login_url("a1"))
+        await logged_in(raw, kefu_server.login_url("a1"))
     async with Raw.connect(plugin) as again:
         ready = await again.push("client", "kefuReady")
         assert ready["payload"]["agent"]["name"] == "a1" and ready["payload"]["state"] == "002000"
@@ -193,18 +195,18 @@ async def test_a_page_reload_keeps_the_agent_logged_in(
 
 
 async def test_logout_ends_the_link_and_the_plugin_is_ready_for_a_login(
-    server: ServerHandle, plugin_factory: PluginFactory
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
 ) -> None:
-    await server.add_agent("a1")
-    plugin = await plugin_factory(server.url)
+    await kefu_server.add_agent("a1")
+    plugin = await plugin_factory(kefu_server.url)
     async with Raw.connect(plugin) as raw:
-        await logged_in(raw, server.login_url("a1"))
+        await logged_in(raw, kefu_server.login_url("a1"))
         reply = await raw.call("o", "logout")
         assert reply["subMark"] == "success" and reply["state"] == "000000"
         await raw.push("client", "ssoReady")
         assert plugin.link is None and plugin.state == "000000"
         assert not [m for m in raw.pushes if m.get("subMark") == "kefuWSClose"]
-        await logged_in(raw, server.login_url("a1"), ready=False, sso=False)  # and again
+        await logged_in(raw, kefu_server.login_url("a1"), ready=False, sso=False)  # and again
 
 
 # --- edge cases against a server that does what the test says
@@ -350,10 +352,10 @@ async def test_nothing_to_connect_to_is_upstream_down(tmp_path: Path) -> None:
 
 
 async def test_a_plugin_whose_link_is_down_greets_a_new_controller_with_both(
-    server: ServerHandle, plugin_factory: PluginFactory
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
 ) -> None:
-    await server.add_agent("a1")
-    proxy = Proxy(server.port)
+    await kefu_server.add_agent("a1")
+    proxy = Proxy(kefu_server.port)
     await proxy.start()
     plugin: Plugin = await plugin_factory(proxy.url)
     try:

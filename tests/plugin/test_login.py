@@ -48,13 +48,13 @@ async def login(raw: Raw, url: str, **params: Any) -> dict[str, Any]:
 
 
 async def test_success_answers_the_agent_and_pushes_kefuReady(
-    server: ServerHandle, plugin_factory: PluginFactory
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
 ) -> None:
-    await server.add_agent("a1", max_sessions=3)
-    plugin = await plugin_factory(server.url)
+    await kefu_server.add_agent("a1", max_sessions=3)
+    plugin = await plugin_factory(kefu_server.url)
     async with Raw.connect(plugin) as raw:
         await raw.push("client", "ssoReady")
-        reply = await login(raw, server.login_url("a1"), minimize=True)
+        reply = await login(raw, kefu_server.login_url("a1"), minimize=True)
         assert reply["subMark"] == "success"
         assert reply["payload"]["agent"] == {"name": "a1", "admin": False, "maxSessions": 3}
         assert reply["payload"]["state"] == reply["state"] == "001000"
@@ -66,34 +66,39 @@ async def test_success_answers_the_agent_and_pushes_kefuReady(
 
 
 async def test_wrong_credentials_give_the_servers_message(
-    server: ServerHandle, plugin_factory: PluginFactory
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
 ) -> None:
-    await server.add_agent("a1")
-    plugin = await plugin_factory(server.url)
+    await kefu_server.add_agent("a1")
+    plugin = await plugin_factory(kefu_server.url)
     async with Raw.connect(plugin) as raw:
         await raw.push("client", "ssoReady")
-        for rid, url in (("1", server.login_url("a1", "wrong-pw")), ("2", server.login_url("nobody"))):
+        for rid, url in (
+            ("1", kefu_server.login_url("a1", "wrong-pw")),
+            ("2", kefu_server.login_url("nobody")),
+        ):
             reply = await raw.call(rid, "startLogin", {"data": {"url": url}})
             assert reply["subMark"] == "error"
             assert reply["error"] == {"code": "bad_credentials", "msg": "wrong name or password"}
             assert reply["code"] == "bad_credentials"
-            assert (await raw.push("client", "ssoReady"))["payload"]["server"] == server.url
+            assert (await raw.push("client", "ssoReady"))["payload"]["server"] == kefu_server.url
         assert plugin.link is None and plugin.agent is None
 
 
-async def test_a_disabled_account_is_refused(server: ServerHandle, plugin_factory: PluginFactory) -> None:
-    await server.add_agent("a1")
-    await set_disabled(server.services.store, "a1", True)
-    plugin = await plugin_factory(server.url)
+async def test_a_disabled_account_is_refused(
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
+) -> None:
+    await kefu_server.add_agent("a1")
+    await set_disabled(kefu_server.services.store, "a1", True)
+    plugin = await plugin_factory(kefu_server.url)
     async with Raw.connect(plugin) as raw:
-        reply = await login(raw, server.login_url("a1"))
+        reply = await login(raw, kefu_server.login_url("a1"))
         assert reply["error"]["code"] == "account_disabled"
 
 
 async def test_a_url_off_the_server_is_refused_without_a_fetch(
-    server: ServerHandle, plugin_factory: PluginFactory
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
 ) -> None:
-    plugin = await plugin_factory(server.url)
+    plugin = await plugin_factory(kefu_server.url)
     async with Raw.connect(plugin) as raw:
         reply = await login(raw, "http://127.0.0.1:9/doLogin?name=a&pwd=b")
         assert reply["error"]["code"] == "invalid_field" and reply["error"]["field"] == "params.data.url"
