@@ -21,6 +21,8 @@ from typing import Literal
 from av import VideoFrame
 from PIL import ImageStat
 
+from .frames import to_pil
+
 __all__ = [
     "COLOURS",
     "COUNTER_BITS",
@@ -224,8 +226,6 @@ def read_counter(frame: VideoFrame) -> int:
 
 def sample_rgb(frame: VideoFrame) -> tuple[int, int, int]:
     """The mean RGB colour of :func:`sample_box` in ``frame``."""
-    image = frame.to_image().crop(  # type: ignore[no-untyped-call]
-        sample_box(frame.width, frame.height)
-    )
+    image = to_pil(frame).crop(sample_box(frame.width, frame.height))
     r, g, b = (round(x) for x in ImageStat.Stat(image).mean[:3])
     return r, g, b
