@@ -1,0 +1,221 @@
+"""Every API of SPEC §4.1, §4.2 and §4.6, with its callbacks, from a plain
+synchronous script, in both conventions: server + plugin + ``IMClient``.
+
+The server and the plugin run on a loop in a thread of their own
+(:class:`ThreadedStack`); the test is written as an integrator's script would
+be, with ``IMClient`` running its own thread.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kefu.sdk import IMClient
+from tests.plugin.harness import LIMIT, ThreadedStack
+
+
+@pytest.fixture
+def ts(tmp_path: Path) -> Iterator[ThreadedStack]:
+    with ThreadedStack(tmp_path) as stack:
+        yield stack
+
+
+class Calls:
+    """Records callbacks by name; ``take(name)`` waits for the next of that name."""
+
+    def __init__(self) -> None:
+        self._q: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._kept: list[tuple[str, Any]] = []
+
+    def cb(self, name: str) -> Any:
+        return lambda *args: self._q.put((name, args[0] if len(args) == 1 else args))
+
+    def take(self, name: str) -> Any:
+        for i, (n, value) in enumerate(self._kept):
+            if n == name:
+                del self._kept[i]
+                return value
+        while True:
+            n, value = self._q.get(timeout=LIMIT)
+            if n == name:
+                return value
+            self._kept.append((n, value))
+
+
+def v1204(client: IMClient, api: str, params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """``client.api({...params, success, error})``: which callback ran, with what."""
+    got: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+    options = dict(params or {})
+    options["success"] = lambda data: got.put(("success", data))
+    options["error"] = lambda data: got.put(("error", data))
+    getattr(client, api)(options)
+    return got.get(timeout=LIMIT)
+
+
+def v190307(client: IMClient, api: str, params: dict[str, Any] | None = None) -> tuple[str, Any]:
+    """``client.api(params, function(state, payload))``: the callback's arguments."""
+    got: queue.Queue[tuple[str, Any]] = queue.Queue()
+    getattr(client, api)(params, lambda state, payload: got.put((state, payload)))
+    return got.get(timeout=LIMIT)
+
+
+def connect(ts: ThreadedStack, calls: Calls) -> IMClient:
+    names = ("success", "error", "ssoReady", "kefuReady", "kefuWSClose", "quit")
+    client = IMClient(ts.stack.options(**{n: calls.cb(n) for n in names}))
+    client.initInnerCallBack(
+        {
+            "chatCloseCB": calls.cb("chatCloseCB"),
+            "queue": calls.cb("queue"),
+            "stateChange": calls.cb("stateChange"),
+        }
+    )
+    assert calls.take("success")["mark"] == "hello"
+    assert calls.take("ssoReady")["payload"]["server"] == ts.stack.server.url
+    return client
+
+
+def test_every_api_v1204_callbacks_from_a_script(ts: ThreadedStack) -> None:
+    calls = Calls()
+    client = connect(ts, calls)
+    try:
+        # SPEC §4.1 startLogin
+        sub, data = v1204(client, "startLogin", {"minimize": True, "data": {"url": ts.stack.login_url("a1")}})
+        assert sub == "success" and data["payload"]["agent"]["name"] == "a1"
+        assert calls.take("kefuReady")["payload"]["state"] == "001000" and client.ready is True
+        assert ts.stack.p.window.state.minimized
+        # SPEC §4.1 the window
+        sub, data = v1204(client, "setWindowSize", {"width": "300", "height": "400"})
+        assert sub == "success" and (data["payload"]["width"], data["payload"]["height"]) == (300, 400)
+        assert v1204(client, "restore")[1]["payload"]["minimized"] is False
+        assert v1204(client, "minimize")[1]["payload"]["minimized"] is True
+        sub, data = v1204(client, "startup", {"clientUrl": "pocprotocol://"})
+        assert sub == "success" and data["payload"] == {
+            "width": 300,
+            "height": 400,
+            "minimized": False,
+            "visible": True,
+        }
+        # SPEC §4.6 with nothing open
+        assert v1204(client, "sessionCount")[1]["payload"]["sessionCount"] == 0
+        assert v1204(client, "sessionState")[1]["payload"]["sessions"] == []
+        assert v1204(client, "isMultipleVideo")[1]["data"] is False
+        assert v1204(client, "isShareState")[1]["data"] is False
+        # SPEC §4.2: a visitor waits; the agent (not ready) picks the session up
+        sid = ts.run(ts.stack.visitor_says("v1", "hello"))
+        assert sid in [w["sessionId"] for w in calls.take("queue")["payload"]["waiting"]]
+        sub, data = v1204(client, "pickUpSession", {"session_id": sid})
+        assert (
+            sub == "success"
+            and data["payload"]["sessionId"] == sid
+            and data["payload"]["visitorName"] == "v1"
+        )
+        assert v1204(client, "sessionCount")[1]["payload"]["sessionCount"] == 1
+        sessions = v1204(client, "sessionState")[1]["payload"]["sessions"]
+        assert [s["sessionId"] for s in sessions] == [sid] and sessions[0]["lastMessage"]["text"] == "hello"
+        sub, data = v1204(client, "pickUpSession", {"session_id": "no-such-session"})
+        assert sub == "error" and data["error"]["code"] == "no_such_session" and data["error"]["msg"]
+        sub, data = v1204(client, "chatClose")
+        assert sub == "success" and data["payload"]["sessionId"] == sid
+        assert calls.take("chatCloseCB")["payload"] == {
+            "sessionId": sid,
+            "by": "agent",
+            "reason": "chatClose",
+        }
+        assert v1204(client, "sessionCount")[1]["payload"]["sessionCount"] == 0
+        # additions: ready / not ready, logout
+        sub, data = v1204(client, "setAgentState", {"state": "idle"})
+        assert sub == "success" and data["state"] == "002000"
+        state, push = calls.take("stateChange")  # the state push, in initInnerCallBack
+        assert state == "002000" and push["old"] == "001000" and push["event"] == "setReady"
+        sub, data = v1204(client, "setAgentState", {"state": "busy", "reason": "lunch"})
+        assert data["state"] == "001000"
+        sub, data = v1204(client, "logout")
+        assert sub == "success" and data["state"] == "000000"
+        calls.take("ssoReady")
+        assert client.ready is False
+        # SPEC §4.1 quit
+        assert v1204(client, "quit")[0] == "success"
+        assert calls.take("quit")["payload"]["reason"] == "quit"
+        ts.run(ts.stack.p.wait_stopped())
+    finally:
+        client.close()
+
+
+def test_every_api_v190307_callbacks_from_a_script(ts: ThreadedStack) -> None:
+    calls = Calls()
+    client = connect(ts, calls)
+    try:
+        state, payload = v190307(
+            client, "startLogin", {"minimize": False, "data": {"url": ts.stack.login_url()}}
+        )
+        assert state == "001000" and payload["agent"]["name"] == "a1"
+        calls.take("kefuReady")
+        state, payload = v190307(client, "setWindowSize", {"width": 640, "height": "480"})
+        assert state == "001000" and (payload["width"], payload["height"]) == (640, 480)
+        assert v190307(client, "minimize", None)[1]["minimized"] is True
+        assert v190307(client, "restore", None)[1]["minimized"] is False
+        assert v190307(client, "startup", {"clientUrl": "pocprotocol://"})[1]["visible"] is True
+        assert v190307(client, "sessionCount", None) == ("001000", {"sessionCount": 0})
+        assert v190307(client, "sessionState", None) == ("001000", {"sessions": []})
+        assert v190307(client, "isMultipleVideo", None) == ("001000", {"data": False})
+        assert v190307(client, "isShareState", None) == ("001000", {"data": False})
+        sid = ts.run(ts.stack.visitor_says("v1", "hi"))
+        state, payload = v190307(client, "pickUpSession", {"session_id": sid})
+        assert state == "001000" and payload["sessionId"] == sid
+        assert v190307(client, "sessionCount", None) == ("001000", {"sessionCount": 1})
+        state, payload = v190307(client, "pickUpSession", {"session_id": "nope"})
+        assert payload["error"]["code"] == "no_such_session"
+        state, payload = v190307(client, "chatClose", None)
+        assert payload == {"sessionId": sid, "by": "agent", "reason": "chatClose"}
+        assert calls.take("chatCloseCB")["payload"]["sessionId"] == sid
+        assert v190307(client, "setAgentState", {"state": "idle"})[0] == "002000"
+        assert v190307(client, "setAgentState", {"state": "busy"})[0] == "001000"
+        assert v190307(client, "setAgentState", {"state": "idle", "reason": "back"})[0] == "002000"
+        # ``logout(callback)``: the callback first, no params
+        got: queue.Queue[tuple[str, Any]] = queue.Queue()
+        client.logout(lambda state, payload: got.put((state, payload)))
+        assert got.get(timeout=LIMIT)[0] == "000000"
+        calls.take("ssoReady")
+        assert v190307(client, "quit", None)[1] == {"reason": "quit"}
+        calls.take("quit")
+    finally:
+        client.close()
+
+
+def test_both_conventions_at_once_and_the_call_apis_say_not_yet(ts: ThreadedStack) -> None:
+    calls = Calls()
+    client = connect(ts, calls)
+    try:
+        client.startLogin(
+            {"data": {"url": ts.stack.login_url()}, "success": calls.cb("v1204")}, calls.cb("v190307")
+        ).result(LIMIT)
+        assert calls.take("v1204")["subMark"] == "success"
+        assert calls.take("v190307")[0] == "001000"
+        # SPEC §4.3–4.5 go to the call orchestration and the media layer: not built yet
+        for api, params in (
+            ("videoPickUp", {"session_id": "s1"}),
+            ("callbackToVisitor", {"visitorName": "v1", "startVideo": True}),
+            ("videoInviteCurrentVisitor", None),
+            ("videoInviteVisitor", {"visitorName": "v1"}),
+            ("videoInviteAgent", {"agentName": "a2"}),
+            ("multipleVideoPickUp", None),
+            ("videoDisconnect", None),
+            ("takePhoto", None),
+            ("snapshot", None),
+            ("inviteShare", None),
+        ):
+            options = dict(params or {})
+            options["error"] = calls.cb("error-" + api)
+            client_api = getattr(client, api)
+            client_api(options, calls.cb("state-" + api)).result(LIMIT)
+            data = calls.take("error-" + api)
+            assert data["error"]["code"] == "not_available_yet" and data["error"]["msg"], api
+            state, payload = calls.take("state-" + api)
+            assert state == "001000" and payload["error"]["code"] == "not_available_yet"
+    finally:
+        client.close()
