@@ -77,6 +77,9 @@ def test_sources_that_cannot_open_say_what_to_do(settings: MediaSettings, tmp_pa
     s = replace(settings, source="device:/dev/video-kefu-test-absent")
     with pytest.raises(MediaError, match="cannot open the camera"):
         open_source(s, "v1")
+    if not any("pulse" in name for name in av.formats_available):  # PyAV's wheels have none
+        with pytest.raises(MediaError, match="alsa:pulse"):
+            open_source(replace(s, audio_input="pulse:default"), "v1")
     not_media = tmp_path / "notes.txt"
     not_media.write_text("not a video")
     with pytest.raises(MediaError, match="cannot open the media file"):

@@ -101,6 +101,8 @@ def open_source(
         return _pattern_source(settings, member, colour)
     assert spec.path is not None
     if spec.kind == "device":
+        if settings.audio_input is not None:  # before touching any device
+            _check_input(settings.audio_input.partition(":")[0], "microphone")
         size = f"{settings.photo_width}x{settings.photo_height}"
         options = {"video_size": size, "framerate": str(settings.fps), **settings.input_options}
         camera = _player(spec.path, "v4l2", options, what="camera")
@@ -149,14 +151,19 @@ def _pattern_source(settings: MediaSettings, member: str, rgb: tuple[int, int, i
     return MediaSource(member, settings, video, audio, still)
 
 
-def _player(
-    path: str, fmt: str | None, options: dict[str, str], *, what: str, loop: bool = False
-) -> MediaPlayer:
-    if fmt is not None and not any(fmt in name.split(",") for name in av.formats_available):
+def _check_input(fmt: str, what: str) -> None:
+    if not any(fmt in name.split(",") for name in av.formats_available):
         raise MediaError(
             f"this PyAV build has no {fmt!r} input for the {what}; "
             "use alsa:<device> (alsa:pulse reaches PulseAudio through its ALSA plugin)"
         )
+
+
+def _player(
+    path: str, fmt: str | None, options: dict[str, str], *, what: str, loop: bool = False
+) -> MediaPlayer:
+    if fmt is not None:
+        _check_input(fmt, what)
     try:
         return MediaPlayer(path, format=fmt, options=options, loop=loop)
     except (OSError, av.FFmpegError) as exc:
