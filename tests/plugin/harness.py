@@ -62,15 +62,16 @@ async def wait_for(aw: Awaitable[Any], limit: float = LIMIT) -> Any:
 class ServerHandle:
     """The real server on 127.0.0.1, stoppable and restartable on the same port."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.settings = Settings(
-            port=0,
-            data_dir=data_dir,
-            scrypt_n=2**10,
-            auth_timeout=5.0,
-            graceful_shutdown=0.5,
-            log_level="warning",
-        )
+    def __init__(self, data_dir: Path, **overrides: Any) -> None:
+        base: dict[str, Any] = {
+            "port": 0,
+            "data_dir": data_dir,
+            "scrypt_n": 2**10,
+            "auth_timeout": 5.0,
+            "graceful_shutdown": 0.5,
+            "log_level": "warning",
+        }
+        self.settings = Settings(**{**base, **overrides})
         self.runner: ServerRunner | None = None
         self.url = ""
         self.port = 0
@@ -383,11 +384,14 @@ class Proxy:
 
 class Stack:
     """The real server with agents ``a1`` and ``a2``, and a plugin linked to it,
-    on the running loop: ``async with Stack(tmp_path) as stack``."""
+    on the running loop: ``async with Stack(tmp_path) as stack``. ``server``
+    overrides the server's settings, the other keywords the plugin's."""
 
-    def __init__(self, tmp_path: Path, **plugin_settings: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, *, server: dict[str, Any] | None = None, **plugin_settings: Any
+    ) -> None:
         self.tmp_path = tmp_path
-        self.server = ServerHandle(tmp_path / "server")
+        self.server = ServerHandle(tmp_path / "server", **(server or {}))
         self.plugin_settings = plugin_settings
         self.plugin: Plugin | None = None
         self._visitors = contextlib.AsyncExitStack()
@@ -444,9 +448,9 @@ class ThreadedStack:
     """A :class:`Stack` on an event loop in a thread of its own, so that a
     test can be a plain synchronous script, as an integrator's would be."""
 
-    def __init__(self, tmp_path: Path, **plugin_settings: Any) -> None:
+    def __init__(self, tmp_path: Path, **kw: Any) -> None:
         self.loop = asyncio.new_event_loop()
-        self.stack = Stack(tmp_path, **plugin_settings)
+        self.stack = Stack(tmp_path, **kw)
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-stack", daemon=True)
 
     def run(self, coro: Coroutine[Any, Any, Any], limit: float = LIMIT) -> Any:
