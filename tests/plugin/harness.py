@@ -231,17 +231,23 @@ class Visitor:
         self._n = 0
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.key = ""
         self._task = asyncio.create_task(self._read())
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def connect(cls, server: ServerHandle, name: str) -> AsyncIterator[Visitor]:
+    async def connect(cls, server: ServerHandle, name: str, key: str | None = None) -> AsyncIterator[Visitor]:
+        """Connect as ``name``; with ``key`` (a :attr:`key` of before), as the same visitor again."""
         ws_url = server.url.replace("http://", "ws://") + "/ws/visitor"
         async with connect(ws_url) as ws:
             v = cls(ws)
             try:
-                hello = await v.request("hello", {"name": name})
+                params: dict[str, Any] = {"name": name}
+                if key is not None:
+                    params["visitorKey"] = key
+                hello = await v.request("hello", params)
                 assert hello["subMark"] == "success", hello
+                v.key = hello["payload"]["visitorKey"]
                 yield v
             finally:
                 v._task.cancel()
@@ -388,19 +394,31 @@ class Stack:
     overrides the server's settings, the other keywords the plugin's."""
 
     def __init__(
-        self, tmp_path: Path, *, server: dict[str, Any] | None = None, **plugin_settings: Any
+        self,
+        tmp_path: Path,
+        *,
+        server: dict[str, Any] | None = None,
+        via_proxy: bool = False,
+        **plugin_settings: Any,
     ) -> None:
         self.tmp_path = tmp_path
         self.server = ServerHandle(tmp_path / "server", **(server or {}))
         self.plugin_settings = plugin_settings
         self.plugin: Plugin | None = None
+        self.via_proxy = via_proxy
+        self.proxy: Proxy | None = None
         self._visitors = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Stack:
         await self.server.start()
         await self.server.add_agent("a1")
         await self.server.add_agent("a2")
-        self.plugin = Plugin(fast_settings(self.server.url, self.tmp_path / "plugin", **self.plugin_settings))
+        url = self.server.url
+        if self.via_proxy:  # the plugin reaches the server through a cuttable proxy
+            self.proxy = Proxy(self.server.port)
+            await self.proxy.start()
+            url = self.proxy.url
+        self.plugin = Plugin(fast_settings(url, self.tmp_path / "plugin", **self.plugin_settings))
         await self.plugin.start()
         return self
 
@@ -408,6 +426,8 @@ class Stack:
         await self._visitors.aclose()
         if self.plugin is not None:
             await self.plugin.aclose()
+        if self.proxy is not None:
+            await self.proxy.aclose()
         await self.server.stop()
 
     @property
@@ -420,7 +440,8 @@ class Stack:
         return self.p.token._value
 
     def login_url(self, name: str = "a1", password: str = PASSWORD) -> str:
-        return self.server.login_url(name, password)
+        """The spec's login URL on the plugin's server (the proxy, if there is one)."""
+        return login_url(self.p.settings.server_origin, name, password)
 
     def options(self, **extra: Any) -> dict[str, Any]:
         """``new IMClient`` options for this stack (the token read from its plugin's folder)."""

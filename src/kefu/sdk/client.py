@@ -76,6 +76,17 @@ class EventStream:
             raise StopAsyncIteration
         return event
 
+    def pending(self) -> list[PluginEvent]:
+        """The events that arrived and were not taken yet, without waiting."""
+        out: list[PluginEvent] = []
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            if event is None:
+                self._queue.put_nowait(None)  # the end stays the end
+                break
+            out.append(event)
+        return out
+
     async def aclose(self) -> None:
         self._done = True
         self._client._streams.discard(self)
