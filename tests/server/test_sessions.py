@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -200,3 +202,27 @@ async def test_visitor_name_needs_its_key(server: ServerHandle) -> None:
     hello = await again.connect()
     assert hello["visitorId"] == v.visitor_id and hello["session"]["status"] == "queued"
     await again.aclose()
+
+
+async def test_many_visitors_at_once_are_routed_fifo_within_capacity(server: ServerHandle) -> None:
+    agents = [await server.agent(f"a{i}", max_sessions=3, ready=True) for i in range(3)]
+    visitors = [await server.visitor(f"v{i:02d}") for i in range(12)]
+    replies = await asyncio.gather(*(v.send_message(f"hi from {v.name}") for v in visitors))
+    sids = [r["sessionId"] for r in replies]
+    assert len(set(sids)) == 12
+    assigned = [
+        (await a.next_event("sessionAssigned"))["payload"]["sessionId"] for a in agents for _ in range(3)
+    ]
+    assert len(assigned) == len(set(assigned)) == 9
+    # FIFO: the three left waiting are the three that were queued last
+    await server.add_agent("boss", admin=True)
+    every = (await rest(server, "/api/sessions", await server.login("boss"))).json()
+    assert [s["status"] for s in every] == ["open"] * 9 + ["queued"] * 3
+    assert {s["sessionId"] for s in every[:9]} == set(assigned)
+    # each waiting visitor is told its place: its position pushes end at it
+    for place, w in enumerate(every[9:], start=1):
+        v = next(v for v in visitors if v.name == w["visitorName"])
+        while (await v.next_event("queue"))["payload"]["position"] != place:
+            pass
+    for a in agents:
+        assert (await a.call("sessionCount"))["payload"]["sessionCount"] == 3

@@ -18,7 +18,8 @@ a session closes (capacity freed): :meth:`Router.kick` starts one in the
 background, coalescing kicks that come while a pass runs. Every waiting
 visitor is told its position when it changes (``queue {"position": n}``), and
 every logged-in agent gets the waiting list (``queue {"waiting": [...]}``).
-On PostgreSQL, an advisory lock makes passes of several nodes take turns.
+On PostgreSQL, an advisory lock (:meth:`Router.serialise`) makes the
+transactions that change the queue take turns, across nodes too.
 """
 
 from __future__ import annotations
@@ -103,13 +104,18 @@ class Router:
                 assigned += 1
         return assigned
 
-    async def _serialise(self, tx: Tx) -> None:
+    async def serialise(self, tx: Tx) -> None:
+        """Take turns with every transaction that changes the queue (first thing in it).
+
+        SQLite has one writer anyway. On PostgreSQL such transactions lock
+        several recipients' push rows (everyone's ``queue`` push); taking this
+        advisory lock first keeps two of them from waiting on each other."""
         if not self.hub.store.is_sqlite:
             await tx.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ROUTING_LOCK})
 
     async def _route_one(self) -> bool:
         async with self.hub.transaction() as tx:
-            await self._serialise(tx)
+            await self.serialise(tx)
             head = (
                 await tx.conn.execute(
                     select(sessions.c.id, sessions.c.num)
@@ -167,7 +173,7 @@ class Router:
     async def pick_up(self, agent: Agent, session_id: str) -> dict[str, Any]:
         """``pickUpSession`` (SPEC §4.2): take a waiting session from the queue."""
         async with self._lock, self.hub.transaction() as tx:
-            await self._serialise(tx)
+            await self.serialise(tx)
             row = await fetch_session(tx.conn, session_id)
             if row is None:
                 raise ApiError(code=ErrorCode.no_such_session)

@@ -92,6 +92,7 @@ class Sessions:
     async def _visitor_send(self, visitor: Visitor, text: str, client_msg_id: str | None) -> dict[str, Any]:
         queued = False
         async with self.hub.transaction() as tx:
+            await self.router.serialise(tx)  # it may queue a session
             first = await self._repeat(tx, visitor.recipient, client_msg_id)
             if first is not None:
                 return first
@@ -182,6 +183,7 @@ class Sessions:
     async def close_by_agent(self, agent: Agent, session_id: str | None) -> dict[str, Any]:
         """``chatClose`` (SPEC §4.2): the named session, or the agent's most recent open one."""
         async with self.hub.transaction() as tx:
+            await self.router.serialise(tx)
             if session_id is None:
                 sid = (
                     await tx.conn.execute(
@@ -201,6 +203,7 @@ class Sessions:
 
     async def close_by_visitor(self, visitor: Visitor) -> dict[str, Any]:
         async with self.hub.transaction() as tx:
+            await self.router.serialise(tx)
             sid = (
                 await tx.conn.execute(
                     select(sessions.c.id).where(
