@@ -96,6 +96,7 @@ def run(
         rate=50 if quick else 200,
         duration=1.5 if quick else 10.0,
         workers=workers or 1,
+        setup_timeout=20.0 if quick else 300.0,
     )
     res.params = {**load.__dict__}
     with tempfile.TemporaryDirectory(prefix="kefu-bench-") as tmp:

@@ -143,7 +143,7 @@ class Row:
     """One figure: kefu's value, the baseline's, their ratio, and the goal if any."""
 
     figure: str
-    value: float | int | str | None
+    value: float | int | str | None = None
     unit: str = ""
     baseline: float | int | None = None
     ratio: float | None = None

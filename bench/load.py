@@ -325,6 +325,9 @@ class Worker:
                         sid = payload.get("sessionId")
                         if sid and sid not in a.sessions:
                             a.sessions.append(sid)
+                        # messages sent while the session waited come as its history
+                        for h in payload.get("messages") or ():
+                            self._delivered(str(h.get("text", "")), now)
                         continue
                     if sub == "sessionClosed":
                         sid = payload.get("sessionId")
@@ -334,14 +337,7 @@ class Worker:
                     if sub != "message":
                         continue
                     text = payload.get("text", "")
-                if text.startswith("b|"):
-                    parts = text.split("|", 5)
-                    phase, vi, n, t = parts[1], int(parts[2]), int(parts[3]), int(parts[4])
-                    self.received[(vi, n)] += 1
-                    self.latency[phase].append(now - t)
-                    self.recv_at[phase].append(now)
-                else:
-                    self.unparsed += 1
+                self._delivered(text, now)
         except ConnectionClosed:
             pass
         finally:
@@ -349,6 +345,17 @@ class Worker:
                 if p.fut is not None and not p.fut.done():
                     p.fut.set_exception(ConnectionError("closed"))
             a.pending.clear()
+
+    def _delivered(self, text: str, now: int) -> None:
+        """A visitor's message reached an agent: count it, and its latency by phase."""
+        if not text.startswith("b|"):
+            self.unparsed += 1
+            return
+        parts = text.split("|", 5)
+        phase, vi, n, t = parts[1], int(parts[2]), int(parts[3]), int(parts[4])
+        self.received[(vi, n)] += 1
+        self.latency[phase].append(now - t)
+        self.recv_at[phase].append(now)
 
     # --- sending ----------------------------------------------------------------------
 
@@ -423,18 +430,32 @@ class Worker:
         t0 = time.monotonic()
         if self.cfg.target == "kefu":
             sem = asyncio.Semaphore(self.cfg.connect_concurrency)
+            retried = [0]
 
             async def one(v: _Visitor) -> None:
                 if v.assigned.is_set() or v.ws is None:
                     return
-                async with sem:
-                    await self._visitor_send(v, "open", idempotent=True)
+                for attempt in range(3):  # an error answer (e.g. internal) is retried, as a client would
+                    async with sem:
+                        p = await self._visitor_send(v, "open", idempotent=True)
+                    if p is None or p.fut is None:
+                        return
+                    try:
+                        reply = await asyncio.wait_for(p.fut, wait_s)
+                    except (TimeoutError, ConnectionError):
+                        return
+                    if reply.get("subMark") != "error":
+                        break
+                    retried[0] += 1
+                    v.outbox.clear()
+                    await asyncio.sleep(0.2 * (attempt + 1))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(v.assigned.wait(), wait_s)
 
             await asyncio.gather(*(one(v) for v in self.visitors if v.idx < active))
         assigned = sum(1 for v in self.visitors if v.assigned.is_set() and v.idx < active)
         return {
+            "retried": retried[0] if self.cfg.target == "kefu" else 0,
             "assigned": assigned,
             "visitors": len(self.visitors),
             "agent_sessions": sum(len(a.sessions) for a in self.agents),
@@ -443,7 +464,7 @@ class Worker:
 
     async def rate(self, phase: str, rate: float, duration: float, active: int) -> dict[str, Any]:
         """Open loop: ``rate`` messages/s from this worker's active visitors, round-robin."""
-        live = [v for v in self.visitors if v.ws is not None and v.idx < active]
+        live = [v for v in self.visitors if v.ws is not None and v.idx < active and v.assigned.is_set()]
         if not live or rate <= 0:
             return {"sent": 0, "lag_max_ms": 0.0}
         start = time.monotonic()
@@ -465,7 +486,7 @@ class Worker:
 
     async def saturate(self, phase: str, duration: float, active: int) -> dict[str, Any]:
         """Closed loop: each active visitor sends, awaits its acknowledgement, sends again."""
-        live = [v for v in self.visitors if v.ws is not None and v.idx < active]
+        live = [v for v in self.visitors if v.ws is not None and v.idx < active and v.assigned.is_set()]
         start = time.monotonic()
         end = start + duration
         stalled = 0
@@ -499,16 +520,19 @@ class Worker:
         agent_rate: float,
         reconnect_concurrency: int,
         reconnect_timeout: float,
+        active: int,
     ) -> dict[str, Any]:
-        """Traffic both ways; every visitor drops its connection at once and reconnects."""
+        """Traffic both ways (the ``active`` visitors chat); every visitor drops its
+        connection at once and reconnects."""
         stop = asyncio.Event()
         live = [v for v in self.visitors if v.ws is not None]
+        chatting = [v for v in live if v.idx < active and v.assigned.is_set()]
 
         async def visitor_pacer() -> None:
-            order = itertools.cycle(live)
+            order = itertools.cycle(chatting)
             start = time.monotonic()
             sent = 0
-            while not stop.is_set() and live:
+            while not stop.is_set() and chatting:
                 due = int((time.monotonic() - start) * visitor_rate) - sent
                 for _ in range(max(0, due)):
                     await self._visitor_send(next(order), "storm", idempotent=True)

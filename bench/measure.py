@@ -145,6 +145,7 @@ def measure(server: ServerProcess, cfg: LoadConfig, load: Load, *, echo_only: bo
                 timeout=load.setup_timeout + 60,
             )
             f["sessions_assigned"] = sum(o["assigned"] for o in opened)
+            f["session_open_retries"] = sum(o["retried"] for o in opened)
             f["session_open_s"] = time.monotonic() - t0
         # 5. rate
         if not echo_only and load.rate > 0:

@@ -17,7 +17,7 @@ from rich.console import Console
 
 __all__ = ["bench", "main", "register"]
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 130)
 
 
 def _repo_root() -> Path:

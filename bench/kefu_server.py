@@ -1,0 +1,108 @@
+"""``kefu server`` as the process under test, with its agents.
+
+The server is started as its own process (``python -m kefu.cli server --port 0
+--data-dir <tmp>``) so that its CPU and memory are measured alone; the URL is
+read from its line ``kefu server listening on http://127.0.0.1:PORT``.
+
+Agents are made before the server starts, with the function ``kefu agent add``
+calls (:func:`kefu.server.accounts.add_agent`) in one process: hundreds of
+``kefu agent add`` processes would take minutes of interpreter start-up. Their
+passwords are hashed with a small scrypt cost (the login's cost is not what
+is measured here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import ServerProcess
+
+__all__ = ["AGENT_PASSWORD", "KefuServer", "add_agents", "agent_names", "kefu_process"]
+
+AGENT_PASSWORD = "bench-password"
+#: Options of the server for the benchmarks, and why.
+SERVER_OPTIONS = (
+    # the per-connection flood guard (100 messages / 10 s) would throttle the closed-loop
+    # phases; the benchmarks measure capacity, not the guard
+    "--rate-limit-messages",
+    "1000000",
+    "--log-level",
+    "warning",
+)
+
+
+def agent_names(m: int) -> tuple[str, ...]:
+    return tuple(f"bench-agent-{k}" for k in range(m))
+
+
+async def _add(
+    data_dir: Path, db_url: str | None, db_schema: str | None, names: tuple[str, ...], cap: int
+) -> None:
+    from datetime import UTC, datetime
+
+    from kefu.server.accounts import add_agent
+    from kefu.server.settings import Settings
+    from kefu.server.store import Store
+
+    store = Store(Settings(data_dir=data_dir, db_url=db_url, db_schema=db_schema))
+    await store.open()
+    try:
+        for name in names:
+            await add_agent(
+                store, name, AGENT_PASSWORD, max_sessions=cap, now=datetime.now(UTC), scrypt_n=2**8
+            )
+    finally:
+        await store.close()
+
+
+def add_agents(
+    data_dir: Path,
+    names: tuple[str, ...],
+    *,
+    capacity: int,
+    db_url: str | None = None,
+    db_schema: str | None = None,
+) -> None:
+    """Create the agents (each may hold ``capacity`` open sessions)."""
+    asyncio.run(_add(data_dir, db_url, db_schema, names, capacity))
+
+
+@dataclass
+class KefuServer:
+    proc: ServerProcess
+
+    @property
+    def http_url(self) -> str:
+        return self.proc.url
+
+    @property
+    def ws_url(self) -> str:
+        return "ws://" + self.proc.url.split("://", 1)[1]
+
+
+def kefu_process(
+    workdir: Path,
+    *,
+    db_url: str | None = None,
+    db_schema: str | None = None,
+    log_name: str = "kefu-server.log",
+) -> ServerProcess:
+    argv = [sys.executable, "-m", "kefu.cli", "server", "--port", "0", "--data-dir", str(workdir / "data")]
+    if db_url:
+        argv += ["--db", db_url]
+    if db_schema:
+        argv += ["--db-schema", db_schema]
+    argv += list(SERVER_OPTIONS)
+    return ServerProcess(
+        argv, pattern=r"kefu server listening on (http://127\.0\.0\.1:\d+)", log=workdir / log_name
+    )
+
+
+def ws_of(http_url: str) -> str:
+    return "ws://" + http_url.split("://", 1)[1]
+
+
+__all__ += ["SERVER_OPTIONS", "ws_of"]
