@@ -2,10 +2,16 @@
 
 The first message is ``hello`` with the visitor's name (the ``visitorName``
 that the spec's call APIs use) and, when reconnecting, the ``visitorKey`` the
-server gave it and the last ``seq`` it saw; the server replays what it missed
-and gives back the visitor's open session, if any. Pushes carry ``seq``:
-``event`` with ``subMark`` ``queue`` (position), ``sessionAssigned``,
-``message``, ``sessionClosed``, and the call events of the call issue.
+server gave it and the last ``seq`` it saw; the server answers with
+``{visitorId, visitorName, visitorKey, session, lastSeq}`` (``session``: the
+visitor's open or queued session, or null), then replays what it missed. A
+name that exists needs its key (else ``forbidden``).
+
+``sendMessage`` opens a session (queued, FIFO) when the visitor has none;
+``clientMsgId`` makes a retry store nothing new. ``closeSession`` closes it.
+Pushes carry ``seq``: ``event`` with ``subMark`` ``queue`` (``{"position": n}``,
+when it changes), ``sessionAssigned``, ``message``, ``sessionClosed``, and the
+call events of the call issue. See ``docs/protocol.md``, "Server sockets".
 """
 
 from __future__ import annotations
