@@ -4,6 +4,8 @@ candidates (as a browser sends them) work."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -168,3 +170,20 @@ async def test_a_member_asks_the_hub_to_offer(settings: MediaSettings) -> None:
         await member.close()
         member.source.stop()
         await hub_side.close()
+
+
+@pytest.mark.media
+async def test_closing_is_bounded_when_aiortc_hangs(settings: MediaSettings) -> None:
+    """After a peer crashed, ``RTCPeerConnection.close()`` can hang: ours returns
+    after ``close_timeout`` all the same."""
+    peer = MediaPeer(replace(settings, close_timeout=0.05), local="agent", remote="v1", offerer=True)
+    real_close = peer.pc.close
+    never = asyncio.Event()
+
+    async def hang() -> None:
+        await never.wait()
+
+    peer.pc.close = hang  # type: ignore[method-assign]
+    await asyncio.wait_for(peer.close(), 2)
+    assert peer.closed
+    await real_close()
