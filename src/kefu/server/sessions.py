@@ -150,7 +150,7 @@ class Sessions:
 
     async def _own_session(self, tx: Tx, agent: Agent, session_id: str) -> Any:
         """The agent's open session ``session_id``, or the error that says why not."""
-        row = await fetch_session(tx.conn, session_id)
+        row = (await tx.conn.execute(select(sessions).where(sessions.c.id == session_id))).first()
         if row is None:
             raise ApiError(code=ErrorCode.no_such_session)
         if row.agent_id != agent.id:
@@ -213,7 +213,7 @@ class Sessions:
             ).scalar_one_or_none()
             if sid is None:
                 raise ApiError("the visitor has no open session", code=ErrorCode.no_such_session)
-            row = await fetch_session(tx.conn, sid)
+            row = (await tx.conn.execute(select(sessions).where(sessions.c.id == sid))).first()
             payload = await self._close(tx, row, "visitor", "closeSession")
         self.router.kick()
         return payload
