@@ -94,7 +94,7 @@ def run(
         agents=agents or (10 if quick else 100),
         active=min(visitors or (200 if quick else 10_000), 50 if quick else 500),
         rate=50 if quick else 200,
-        duration=1.5 if quick else 10.0,
+        duration=1.0 if quick else 10.0,
         workers=workers or 1,
         setup_timeout=20.0 if quick else 300.0,
     )

@@ -176,7 +176,7 @@ def run(
             agents=m,
             active=active,
             rate=per_visitor * active,
-            duration=1.5 if quick else 10.0,
+            duration=1.0 if quick else 10.0,
             workers=workers or 1,
             setup_timeout=20.0 if quick else 300.0,
         )

@@ -21,6 +21,17 @@ __all__ = ["REPO", "ServerProcess", "python_env"]
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: be killed when the benchmark process dies (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def python_env() -> dict[str, str]:
     """The environment for a child Python: ``bench`` importable, no asyncio debug mode
     (it would slow the server under test by an order of magnitude)."""
@@ -63,7 +74,12 @@ class ServerProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

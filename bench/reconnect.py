@@ -123,6 +123,8 @@ def storm(
         f["rss_after_kib"] = kib(s1.rss_bytes)
 
         def settled(c: dict[str, int]) -> bool:
+            if cfg.target != "kefu":  # the echo has no agents: its acknowledgements are all there is
+                return c["visitor_outbox"] == 0
             return (
                 c["visitor_outbox"] == 0
                 and c["agent_received"] >= c["visitor_acked"]

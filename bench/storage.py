@@ -80,7 +80,7 @@ def run(
         agents=m,
         active=active,
         rate=(1.0 if quick else 0.2) * active,
-        duration=1.5 if quick else 10.0,
+        duration=1.0 if quick else 10.0,
         workers=workers or 1,
         setup_timeout=20.0 if quick else 300.0,
     )

@@ -1,0 +1,106 @@
+"""`kefu bench --quick`: every built scenario runs end to end against a real
+`kefu server` process and a real baseline server, and its figures are sane.
+Small sizes keep each test to about ten seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bench.common import Result, machine_info, percentiles, proc_sample, save
+from bench.registry import SCENARIOS, Scenario, run_scenario
+from typer.testing import CliRunner
+
+from kefu.cli import app
+from tests.conftest import POSTGRES_URL
+
+pytestmark = pytest.mark.timeout(120)
+runner = CliRunner()
+
+
+def _saved(result: Result, folder: Path) -> dict:
+    data = json.loads(save(result, folder).read_text())
+    assert data["quick"] is True and data["date"] and data["machine"]["cores"] >= 1
+    assert data["machine"]["python"] and data["machine"]["ram_gib"] > 0
+    return data
+
+
+def test_im_quick(tmp_path: Path) -> None:
+    r = run_scenario("im", True, visitors=60, agents=4)
+    assert r.status == "ok", r.notes
+    k, b = r.raw["60x4"]["kefu"], r.raw["60x4"]["baseline"]
+    assert k["visitors_connected"] == 60 and k["agents_connected"] == 4
+    assert k["sessions_assigned"] == 20  # 4 agents × 5 sessions
+    assert k["sat_acked_per_s"] > 0 and k["sat_delivered_per_s"] > 0
+    loss = k["loss"]
+    assert loss["acked"] > 20 and loss["lost"] == 0 and loss["duplicated"] == 0
+    lat = k["rate_latency_ms"]
+    assert lat["count"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"] < 10_000
+    assert 0 < k["kib_per_idle_connection"] < 1024
+    assert b["echo"]["sat_acked_per_s"] > 0 and b["relay"]["loss"]["lost"] == 0
+    ratios = [row.ratio for row in r.rows if row.figure.startswith("messages/s, closed loop")]
+    assert ratios and 0 < ratios[0] < 10
+    data = _saved(r, tmp_path)
+    assert any(row["figure"] == "lost / duplicated messages" for row in data["rows"])
+
+
+def test_reconnect_quick() -> None:
+    r = run_scenario("reconnect", True, visitors=60, agents=4)
+    assert r.status == "ok", r.notes
+    k, b = r.raw["kefu"], r.raw["baseline"]
+    assert k["dropped"] == k["back"] == 60 and b["back"] == 60
+    assert k["all_back_s"] is not None and 0 < k["all_back_s"] < 60
+    c = k["check"]
+    assert c["visitor_acked"] > 0 and c["agent_acked"] > 0
+    assert c["visitor_lost"] == c["visitor_duplicated"] == c["visitor_unacked"] == 0
+    assert c["agent_lost"] == c["agent_duplicated"] == c["seq_gaps"] == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(POSTGRES_URL is None, reason="KEFU_TEST_POSTGRES_URL is not set")
+def test_storage_quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert POSTGRES_URL is not None
+    monkeypatch.setenv("KEFU_BENCH_POSTGRES_URL", POSTGRES_URL)
+    r = run_scenario("storage", True, visitors=40, agents=2)
+    assert r.status == "ok", r.notes
+    for db in ("sqlite", "postgres"):
+        k = r.raw[db]
+        assert k["sessions_assigned"] == 10 and k["sat_acked_per_s"] > 0
+        assert k["loss"]["lost"] == 0 and k["loss"]["duplicated"] == 0 and k["loss"]["acked"] > 0
+
+
+def test_unbuilt_scenarios_say_so(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["bench", "signalling", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "not built yet" in r.output
+    (path,) = tmp_path.glob("signalling-*.json")
+    assert json.loads(path.read_text())["status"] == "not built"
+    for name in ("state", "plugin"):
+        assert run_scenario(name, True).status == "not built"
+
+
+def test_a_missing_module_does_not_break_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    ghost = Scenario("ghost", "-", "a scenario whose file is missing", "bench.no_such_module", raw_dict=True)
+    monkeypatch.setitem(SCENARIOS, "ghost", ghost)
+    r = run_scenario("ghost", True)
+    assert r.status == "not built" and "bench/no_such_module.py is missing" in str(r.rows[0].value)
+
+
+def test_cli_lists_every_scenario_and_refuses_unknown_ones() -> None:
+    r = runner.invoke(app, ["bench", "--list"])
+    assert r.exit_code == 0
+    for name in ("baseline", "im", "signalling", "state", "plugin", "reconnect", "storage", "media"):
+        assert name in r.output
+    r = runner.invoke(app, ["bench", "nope"])
+    assert r.exit_code == 2 and "kefu bench --list" in r.output
+
+
+def test_helpers() -> None:
+    assert percentiles([3.0, 1.0, 2.0, 4.0]) == {"p50": 2.0, "p99": 4.0, "max": 4.0, "count": 4}
+    assert percentiles([])["p50"] is None
+    import os
+
+    s = proc_sample(os.getpid())
+    assert s.rss_bytes > 1_000_000 and s.cpu_s > 0
+    assert machine_info()["cores"] >= 1
