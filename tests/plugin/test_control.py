@@ -93,7 +93,7 @@ async def test_unknown_paths_are_404(lone: tuple[Plugin, str]) -> None:
     status, body = await http_handshake(
         plugin.port, {"Host": f"localhost:{plugin.port}"}, path="/imclient.js"
     )
-    assert status == 404 and body["error"]["code"] == "not_found"
+    assert status == 404 and body["error"]["code"] == "bad_request"
 
 
 async def test_an_allowed_origin_needs_no_token(lone: tuple[Plugin, str]) -> None:

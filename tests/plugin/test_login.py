@@ -121,3 +121,26 @@ async def test_a_server_that_is_down_is_upstream_down(plugin_factory: PluginFact
         reply = await login(raw, "http://127.0.0.1:9/doLogin?name=a1&pwd=x&returnTo=")
         assert reply["error"]["code"] == "upstream_down"
         assert "pwd" not in reply["error"]["msg"]
+
+
+async def test_another_agent_logging_in_logs_the_first_out(
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
+) -> None:
+    await kefu_server.add_agent("a1")
+    await kefu_server.add_agent("a2")
+    plugin = await plugin_factory(kefu_server.url)
+    async with Raw.connect(plugin) as raw:
+        assert (await login(raw, kefu_server.login_url("a1")))["subMark"] == "success"
+        again = await raw.call("L2", "startLogin", {"data": {"url": kefu_server.login_url("a2")}})
+        assert again["payload"]["agent"]["name"] == "a2"
+        assert (await raw.call("s", "getState"))["state"] == "001000"
+    agents = {a["name"]: a for a in await agent_rows(kefu_server)}
+    assert agents["a1"]["state"] == "000000" and agents["a2"]["state"] == "001000"
+
+
+async def agent_rows(kefu_server: ServerHandle) -> list[dict[str, Any]]:
+    from kefu.server.accounts import list_agents
+
+    async with kefu_server.services.store.read() as conn:
+        rows: list[dict[str, Any]] = await list_agents(conn)
+        return rows

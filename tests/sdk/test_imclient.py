@@ -258,3 +258,22 @@ def test_startup_launches_the_plugin_when_nothing_answers(tmp_path: Path) -> Non
             client.plugin_process.kill()
             client.plugin_process.wait(30)
         client.close()
+
+
+def test_close_from_a_callback_and_calls_after_close(ts: ThreadedStack) -> None:
+    inbox = Inbox()
+    holder: list[IMClient] = []
+
+    def close_from_the_callback(data: Any) -> None:
+        holder[0].close()  # on the client's own thread: must not deadlock
+        inbox.cb("closed")(data)
+
+    client = IMClient(ts.stack.options(ssoReady=close_from_the_callback))
+    holder.append(client)
+    assert inbox.next("closed")[1]["subMark"] == "ssoReady"
+    client._thread.join(LIMIT)  # type: ignore[union-attr]
+    assert not client._thread.is_alive()  # type: ignore[union-attr]
+    reply = client.sessionCount({"error": inbox.cb("after")}).result(0)
+    assert reply["error"]["code"] == "plugin_unreachable" and "closed" in reply["error"]["msg"]
+    assert inbox.next("after")[2] == threading.current_thread().name
+    client.close()  # twice is fine

@@ -273,11 +273,8 @@ class Plugin:
             return self._http_error(conn, 403, {"error": error_body(verdict.refused, verdict.msg)})
         path = request.path.split("?", 1)[0]
         if path != "/":
-            return self._http_error(
-                conn,
-                404,
-                {"error": {"code": "not_found", "msg": f"no such page; the control socket is {self.url}/"}},
-            )
+            body = error_body(ErrorCode.bad_request, f"no such page; the control socket is {self.url}/")
+            return self._http_error(conn, 404, {"error": body})
         if len(self._connections) >= self.settings.max_connections or self._quitting or self._closed:
             return self._http_error(
                 conn, 503, {"error": error_body(ErrorCode.rate_limited, "too many connections")}
@@ -402,8 +399,14 @@ class Plugin:
         try:
             async with asyncio.timeout(self.settings.login_timeout):
                 result = await fetch_login(url, http_timeout=self.settings.login_timeout)
-                old, self.link, self.agent = self.link, None, None
+                old, old_agent = self.link, self.agent
+                self.link, self.agent = None, None
                 if old is not None:
+                    if old.up and (old_agent or {}).get("name") != result.agent.get("name"):
+                        # another agent logs in on this plugin: the first one leaves properly
+                        with contextlib.suppress(ApiError, TimeoutError):
+                            async with asyncio.timeout(self.settings.quit_logout_timeout):
+                                await self._upstream(old, "logout", {})
                     await old.close()
                 self.state = TopState.notLogin.value
                 listener = _LinkEvents(self)

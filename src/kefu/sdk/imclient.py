@@ -145,7 +145,10 @@ class IMClient:
             def run() -> None:
                 asyncio.set_event_loop(self._loop)
                 self._loop.call_soon(ready.set)
-                self._loop.run_forever()
+                try:
+                    self._loop.run_forever()
+                finally:
+                    self._loop.close()
 
             self._thread = threading.Thread(target=run, name="kefu-imclient", daemon=True)
             self._thread.start()
@@ -263,6 +266,11 @@ class IMClient:
         callbacks = {k: v for k, v in opts.items() if callable(v)}
         params = {k: v for k, v in opts.items() if not callable(v)}
         pending = Pending()
+        if self._closed or self._loop.is_closed():
+            # a closed client answers at once, on the caller's thread
+            msg = error_message(mark, ErrorCode.plugin_unreachable, "this IMClient is closed", rid="local")
+            self._handler(callbacks, callback, pending)(msg)
+            return pending
         self._submit(self._request(mark, params, callbacks, callback, pending))
         return pending
 
@@ -392,15 +400,21 @@ class IMClient:
     def close(self, timeout: float = 5.0) -> None:
         """Close the connection and stop the client's own thread, if any.
         (From asyncio code, ``await client.aclose()``.)"""
+        if self._loop.is_closed():
+            return  # closed already
         if self._thread is None:
             self._submit(self.aclose())
             return
+        if threading.current_thread() is self._thread:
+            # from a callback: the loop cannot wait for itself; close, then stop it
+            task = self._loop.create_task(self.aclose())
+            task.add_done_callback(lambda _t: self._loop.stop())
+            return
         with contextlib.suppress(concurrent.futures.TimeoutError):
             self._submit(self.aclose()).result(timeout)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
-        if not self._loop.is_running():
-            self._loop.close()
 
     # --- SPEC §4.1 the plugin's window
 
