@@ -31,6 +31,10 @@ async def test_queue_positions_then_assignment_to_a_ready_agent(server: ServerHa
     q = await agent.next_event("queue")
     assert [(w["visitorName"], w["position"]) for w in q["payload"]["waiting"]] == [("v1", 1), ("v2", 2)]
 
+    # an agent who logs in now sees the queue in its auth answer
+    late = await server.agent("a2")
+    snapshot = late.auth["payload"]["queue"]
+    assert snapshot["total"] == 2 and [w["visitorName"] for w in snapshot["waiting"]] == ["v1", "v2"]
     ready = await agent.call("setAgentState", {"state": "idle"})
     assert ready["state"] == "002000"
     got = await agent.next_event("sessionAssigned")
@@ -201,6 +205,7 @@ async def test_visitor_name_needs_its_key(server: ServerHandle) -> None:
     again = Visitor(server.url, "v1", visitor_key=v.visitor_key, timeout=5.0)
     hello = await again.connect()
     assert hello["visitorId"] == v.visitor_id and hello["session"]["status"] == "queued"
+    assert hello["session"]["position"] == 1
     await again.aclose()
 
 

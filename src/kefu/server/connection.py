@@ -314,6 +314,7 @@ class AgentConnection(Connection):
             "agent": agent.profile(),
             "lastSeq": latest,
             "sessions": await sv.sessions.open_of_agent(agent.id),
+            "queue": await sv.router.queue_snapshot(),
         }
         self.ok(req, payload, state=agent.state.code.value)
         if self.authenticated:

@@ -29,6 +29,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.codes import Code
@@ -199,8 +200,12 @@ class Router:
     # --- queue pushes
 
     async def _waiting(self, tx: Tx) -> list[Any]:
+        return await self._waiting_rows(tx.conn)
+
+    @staticmethod
+    async def _waiting_rows(conn: AsyncConnection) -> list[Any]:
         return list(
-            await tx.conn.execute(
+            await conn.execute(
                 select(
                     sessions.c.id,
                     sessions.c.num,
@@ -230,12 +235,20 @@ class Router:
                 await tx.push(visitor_key(w.visitor_id), event("queue", {"position": i + 1}))
         await self._tell_agents(tx, waiting)
 
-    async def _tell_agents(self, tx: Tx, waiting: list[Any]) -> None:
+    def _queue_payload(self, waiting: list[Any]) -> dict[str, Any]:
         listed = [
             {"sessionId": w.id, "visitorName": w.name, "since": iso(w.created_at), "position": i + 1}
             for i, w in enumerate(waiting[: self.s.queue_push_limit])
         ]
-        payload = {"waiting": listed, "total": len(waiting)}
+        return {"waiting": listed, "total": len(waiting)}
+
+    async def queue_snapshot(self) -> dict[str, Any]:
+        """The waiting list as the agents' ``queue`` push shows it."""
+        async with self.hub.store.read() as conn:
+            return self._queue_payload(await self._waiting_rows(conn))
+
+    async def _tell_agents(self, tx: Tx, waiting: list[Any]) -> None:
+        payload = self._queue_payload(waiting)
         ids = await tx.conn.execute(
             select(agents.c.id).where(agents.c.state != Code.notLogin.value).order_by(agents.c.id)
         )

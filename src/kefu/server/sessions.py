@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kefu.protocol import ApiError, ErrorCode
@@ -236,4 +236,13 @@ class Sessions:
             if sid is None:
                 return None
             row = await fetch_session(conn, sid)
-        return session_view(row) if row is not None else None
+            if row is None:
+                return None
+            view = session_view(row)
+            if row.status == "queued":
+                view["position"] = (
+                    await conn.execute(
+                        select(func.count()).where(sessions.c.status == "queued", sessions.c.num <= row.num)
+                    )
+                ).scalar_one()
+        return view
