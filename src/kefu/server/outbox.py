@@ -109,6 +109,12 @@ class Outbox:
                     return
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             log.debug("outbox of %s stopped: %r", self.recipient, exc)
+        except Exception:
+            # e.g. the database failed while filling a gap: the client resumes from its last seq
+            log.exception("outbox of %s failed; closing the connection", self.recipient)
+            self._stopped = True
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await self.ws.close(1011, "internal error")
 
     async def stop(self) -> None:
         self._stopped = True
