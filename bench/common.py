@@ -36,12 +36,14 @@ __all__ = [
     "Result",
     "Row",
     "kib",
+    "machine_busy_pct",
     "machine_info",
     "percentiles",
     "proc_sample",
     "raise_fd_limit",
     "render",
     "save",
+    "system_cpu",
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -117,6 +119,22 @@ def proc_sample(pid: int) -> ProcSample:
         elif line.startswith("Threads:"):
             threads = int(line.split()[1])
     return ProcSample(at=now, cpu_s=(utime + stime) / _CLK_TCK, rss_bytes=rss, threads=threads)
+
+
+def system_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from ``/proc/stat``."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return (0, 0)
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields) - idle, sum(fields))
+
+
+def machine_busy_pct(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """How busy all cores were between two :func:`system_cpu` readings (100 = every core)."""
+    total = after[1] - before[1]
+    return 100.0 * (after[0] - before[0]) / total if total > 0 else None
 
 
 def percentiles(values: Sequence[float], ps: Iterable[float] = (50, 99)) -> dict[str, float | None]:

@@ -132,6 +132,12 @@ def im_rows(k: dict[str, Any], b: dict[str, Any], load: Load, *, goals: bool = T
         Row("server CPU at saturation", k["sat_server_cpu_pct"], "%", r["sat_server_cpu_pct"]),
         Row("load generator CPU at saturation", k["sat_load_cpu_pct"], "%", r["sat_load_cpu_pct"]),
         Row(
+            "whole machine busy at saturation",
+            k.get("sat_machine_busy_pct"),
+            "% of all cores",
+            r.get("sat_machine_busy_pct"),
+        ),
+        Row(
             "server RSS, connections held",
             k["rss_connected_kib"] / 1024,
             "MiB",

@@ -425,37 +425,45 @@ class Worker:
             "s": time.monotonic() - t0,
         }
 
-    async def open_sessions(self, active: int, wait_s: float) -> dict[str, Any]:
-        """Each visitor's first message opens its session; wait until every one is assigned."""
+    async def open_sessions(self, active: int, wait_s: float, concurrency: int) -> dict[str, Any]:
+        """Each active visitor's first message opens its session; wait until it is assigned.
+
+        ``concurrency`` visitors at a time (send → assigned): kefu pushes every queue change
+        to every agent, so a long queue costs O(queue × agents); this keeps it short."""
         t0 = time.monotonic()
+        deadline = t0 + wait_s
+        retried = 0
         if self.cfg.target == "kefu":
-            sem = asyncio.Semaphore(self.cfg.connect_concurrency)
-            retried = [0]
+            sem = asyncio.Semaphore(max(1, concurrency))
+
+            def left() -> float:
+                return max(0.01, deadline - time.monotonic())
 
             async def one(v: _Visitor) -> None:
+                nonlocal retried
                 if v.assigned.is_set() or v.ws is None:
                     return
-                for attempt in range(3):  # an error answer (e.g. internal) is retried, as a client would
-                    async with sem:
+                async with sem:
+                    for attempt in range(3):  # an error answer (e.g. internal) is retried, as a client would
                         p = await self._visitor_send(v, "open", idempotent=True)
-                    if p is None or p.fut is None:
-                        return
-                    try:
-                        reply = await asyncio.wait_for(p.fut, wait_s)
-                    except (TimeoutError, ConnectionError):
-                        return
-                    if reply.get("subMark") != "error":
-                        break
-                    retried[0] += 1
-                    v.outbox.clear()
-                    await asyncio.sleep(0.2 * (attempt + 1))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(v.assigned.wait(), wait_s)
+                        if p is None or p.fut is None:
+                            return
+                        try:
+                            reply = await asyncio.wait_for(p.fut, left())
+                        except (TimeoutError, ConnectionError):
+                            return
+                        if reply.get("subMark") != "error":
+                            break
+                        retried += 1
+                        v.outbox.clear()
+                        await asyncio.sleep(0.2 * (attempt + 1))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(v.assigned.wait(), left())
 
             await asyncio.gather(*(one(v) for v in self.visitors if v.idx < active))
         assigned = sum(1 for v in self.visitors if v.assigned.is_set() and v.idx < active)
         return {
-            "retried": retried[0] if self.cfg.target == "kefu" else 0,
+            "retried": retried,
             "assigned": assigned,
             "visitors": len(self.visitors),
             "agent_sessions": sum(len(a.sessions) for a in self.agents),

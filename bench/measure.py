@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import ProcSample, kib, percentiles, proc_sample
+from bench.common import ProcSample, kib, machine_busy_pct, percentiles, proc_sample, system_cpu
 from bench.load import LoadConfig, Pool
 from bench.procs import ServerProcess
 
@@ -48,6 +48,7 @@ class Load:
     workers: int = 1
     msg_size: int = 100
     connect_concurrency: int = 200
+    open_concurrency: int = 4  # sessions being opened at a time (see Worker.open_sessions)
     setup_timeout: float = 300.0
 
 
@@ -141,6 +142,7 @@ def measure(server: ServerProcess, cfg: LoadConfig, load: Load, *, echo_only: bo
             opened = pool.call(
                 "open_sessions",
                 active=load.active,
+                concurrency=max(1, load.open_concurrency // load.workers),
                 wait_s=load.setup_timeout,
                 timeout=load.setup_timeout + 60,
             )
@@ -168,6 +170,7 @@ def measure(server: ServerProcess, cfg: LoadConfig, load: Load, *, echo_only: bo
         # 6. saturation (closed loop)
         srv = [server.sample()]
         wk = [_samples(wpids)]
+        busy0 = system_cpu()
         start_ns = time.monotonic_ns()
         sat = pool.call(
             "saturate",
@@ -178,6 +181,7 @@ def measure(server: ServerProcess, cfg: LoadConfig, load: Load, *, echo_only: bo
         )
         srv.append(server.sample())
         wk.append(_samples(wpids))
+        f["sat_machine_busy_pct"] = machine_busy_pct(busy0, system_cpu())
         f["sat_concurrency"] = sum(s["visitors"] for s in sat)
         f["sat_stalled"] = sum(s["stalled"] for s in sat)
         f.update({f"sat_{k}": v for k, v in _cpu(srv, [list(x) for x in zip(*wk, strict=True)]).items()})

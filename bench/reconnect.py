@@ -93,7 +93,11 @@ def storm(
             f["notes"] += x["errors"]
         if cfg.target == "kefu":
             opened = pool.call(
-                "open_sessions", active=active, wait_s=setup_timeout, timeout=setup_timeout + 60
+                "open_sessions",
+                active=active,
+                concurrency=max(1, 4 // workers),
+                wait_s=setup_timeout,
+                timeout=setup_timeout + 60,
             )
             f["sessions_assigned"] = sum(o["assigned"] for o in opened)
         s0 = srv.sample()
