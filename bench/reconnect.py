@@ -38,6 +38,7 @@ from bench.procs import ServerProcess, baseline_process
 __all__ = ["run", "storm"]
 
 CAPACITY = 5
+CHATTING = 100  # see bench.im.CHATTING
 
 
 def _check(reports: list[dict[str, Any]]) -> dict[str, int]:
@@ -157,7 +158,7 @@ def run(
     res = Result("reconnect", "reconnect storm: every visitor drops and reconnects at once", quick=quick)
     n = visitors or (200 if quick else 5000)
     m = agents or (10 if quick else 100)
-    active = min(n, m * CAPACITY)
+    active = min(n, m * CAPACITY) if quick else min(n, m * CAPACITY, CHATTING)
     w = workers or 1
     p: dict[str, Any] = {
         "visitors": n,
