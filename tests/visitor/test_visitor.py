@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from kefu.visitor import LinkClosed, RequestFailed, Visitor, ws_url
-from kefu.visitor.cli import describe
+from kefu.visitor.events import from_push
 from tests.conftest import ServerHandle
 
 
@@ -48,6 +48,11 @@ async def test_errors_are_raised_with_their_code(server: ServerHandle) -> None:
     with pytest.raises(RequestFailed) as info:
         await v.close_session()
     assert info.value.code.value == "no_such_session" and info.value.reply["subMark"] == "error"
+
+
+def describe(push: dict[str, object]) -> str | None:
+    event = from_push(push)
+    return None if event is None else event.describe()
 
 
 def test_describe_prints_readable_lines() -> None:

@@ -8,6 +8,10 @@ past a gap is counted in :attr:`Link.gaps`; the rest wait in an inbox that
 :meth:`Link.next_event` takes from, by ``subMark`` or any test, in arrival
 order. :attr:`Link.last_seq` survives :meth:`Link.connect` again, so a
 reconnect resumes where the last connection stopped.
+
+Listeners (:meth:`Link.on_push`, :meth:`Link.on_close`) see every push as it
+is delivered and every end of a connection; they are synchronous, and one
+that raises is logged (the reader goes on).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +30,8 @@ from kefu.protocol import ApiError, ErrorCode, ProtocolError, encode, loads_stri
 from kefu.protocol.wire import Json
 
 __all__ = ["Link", "LinkClosed", "RequestFailed"]
+
+log = logging.getLogger(__name__)
 
 
 class LinkClosed(ConnectionError):
@@ -67,6 +74,27 @@ class Link:
         self._inbox: list[Json] = []
         self._arrived = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        self._push_listeners: list[Callable[[Json], None]] = []
+        self._close_listeners: list[Callable[[int | None, str], None]] = []
+
+    def on_push(self, listener: Callable[[Json], None]) -> Callable[[], None]:
+        """Call ``listener(msg)`` for every push delivered (after duplicates are
+        dropped), before it waits in the inbox. Returns an unsubscribe function."""
+        self._push_listeners.append(listener)
+        return lambda: self._push_listeners.remove(listener) if listener in self._push_listeners else None
+
+    def on_close(self, listener: Callable[[int | None, str], None]) -> Callable[[], None]:
+        """Call ``listener(code, reason)`` whenever a connection ends (the server
+        closed it, the network dropped it, or :meth:`disconnect`)."""
+        self._close_listeners.append(listener)
+        return lambda: self._close_listeners.remove(listener) if listener in self._close_listeners else None
+
+    def _notify(self, listeners: list[Callable[..., None]], *args: object) -> None:
+        for listener in list(listeners):
+            try:
+                listener(*args)
+            except Exception:
+                log.exception("a link listener failed")
 
     @property
     def connected(self) -> bool:
@@ -185,6 +213,7 @@ class Link:
                         self.gaps += 1
                     self.last_seq = seq
                     self.history.append(msg)
+                self._notify(self._push_listeners, msg)
                 self._inbox.append(msg)
                 self._arrived.set()
         except ConnectionClosed:
@@ -197,6 +226,7 @@ class Link:
                 if not f.done():
                     f.set_exception(LinkClosed(self.close_code, self.close_reason))
             self._arrived.set()
+            self._notify(self._close_listeners, self.close_code, self.close_reason)
 
     async def wait_closed(self) -> int | None:
         """Wait (at most the link's ``timeout``) until the server closes the socket; return its code."""
