@@ -22,45 +22,69 @@ from tests.plugin.harness import LIMIT, Stack, ThreadedStack
 SLOW_FAILURES = {"login_delay_after": 0, "login_delay": 3.0, "graceful_shutdown": 0.1}
 
 
-def test_login_from_a_script(tmp_path: Path) -> None:
-    with ThreadedStack(tmp_path, server=SLOW_FAILURES, login_timeout=0.3) as ts:
-        got: queue.Queue[tuple[str, Any]] = queue.Queue()
-        client = IMClient(
+class Script:
+    """An ``IMClient`` as a script uses it, recording its callbacks."""
+
+    def __init__(self, ts: ThreadedStack) -> None:
+        self.got: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.client = IMClient(
             ts.stack.options(
-                ssoReady=lambda data: got.put(("ssoReady", data)),
-                kefuReady=lambda data: got.put(("kefuReady", data)),
+                ssoReady=lambda data: self.got.put(("ssoReady", data)),
+                kefuReady=lambda data: self.got.put(("kefuReady", data)),
             )
         )
 
-        def login(url: str) -> tuple[str, Any]:
-            client.startLogin(
-                {
-                    "minimize": True,
-                    "data": {"url": url},
-                    "success": lambda data: got.put(("success", data)),
-                    "error": lambda err: got.put(("error", err)),
-                }
-            )
-            while True:
-                name, data = got.get(timeout=LIMIT)
-                if name in ("success", "error"):
-                    return name, data
+    def next(self) -> tuple[str, Any]:
+        return self.got.get(timeout=LIMIT)
 
+    def login(self, url: str) -> tuple[str, Any]:
+        """``startLogin`` as the spec's sample calls it: which callback ran, with what."""
+        self.client.startLogin(
+            {
+                "minimize": True,
+                "data": {"url": url},
+                "success": lambda data: self.got.put(("success", data)),
+                "error": lambda err: self.got.put(("error", err)),
+            }
+        )
+        while True:
+            name, data = self.next()
+            if name in ("success", "error"):
+                return name, data
+
+
+def test_login_from_a_script(tmp_path: Path) -> None:
+    with ThreadedStack(tmp_path) as ts:
+        script = Script(ts)
         try:
-            assert got.get(timeout=LIMIT)[0] == "ssoReady"
+            assert script.next()[0] == "ssoReady"
+            name, err = script.login(ts.stack.login_url("a1", "wrong-password"))
+            assert name == "error"
+            assert err["error"] == {"code": "bad_credentials", "msg": "wrong name or password"}
+            assert script.next()[0] == "ssoReady"  # ready for another try
+            name, data = script.login(ts.stack.login_url("a1"))
+            assert name == "success" and data["payload"]["agent"]["name"] == "a1"
+            ready_name, ready = script.next()
+            assert ready_name == "kefuReady" and ready["payload"]["state"] == "001000"
+            assert script.client.ready is True and ts.stack.p.window.state.minimized
+        finally:
+            script.client.close()
+
+
+def test_login_timeout_from_a_script(tmp_path: Path) -> None:
+    with ThreadedStack(tmp_path, server=SLOW_FAILURES, login_timeout=0.3) as ts:
+        script = Script(ts)
+        try:
+            assert script.next()[0] == "ssoReady"
             # a wrong password is slowed down past the login timeout: the spec's -1
-            name, err = login(ts.stack.login_url("a1", "wrong-password"))
+            name, err = script.login(ts.stack.login_url("a1", "wrong-password"))
             assert name == "error"
             assert err["code"] == -1  # SPEC §4.1: if (err && err.code == -1) — the login timed out
-            assert err["error"]["code"] == -1 and err["error"]["msg"] == "login timed out"
-            assert got.get(timeout=LIMIT)[0] == "ssoReady"  # ready for another try
-            name, data = login(ts.stack.login_url("a1"))
-            assert name == "success" and data["payload"]["agent"]["name"] == "a1"
-            ready_name, ready = got.get(timeout=LIMIT)
-            assert ready_name == "kefuReady" and ready["payload"]["state"] == "001000"
-            assert client.ready is True
+            assert err["error"] == {"code": -1, "msg": "login timed out"}
+            assert script.next()[0] == "ssoReady"
+            assert script.client.ready is False
         finally:
-            client.close()
+            script.client.close()
 
 
 async def test_login_from_asyncio(tmp_path: Path) -> None:
