@@ -145,6 +145,7 @@ class Visitor:
         self._medias: set[CallMedia] = set()  # open, until closed
         self._lock = asyncio.Lock()
         self._closed = False
+        self._finished = False  # closed, and the last event emitted
         self.link.on_push(self._on_push)
         self.link.on_close(lambda code, reason: self._emit(Disconnected(code, reason)))
 
@@ -208,7 +209,7 @@ class Visitor:
             while i < len(self.timeline):
                 yield self.timeline[i]
                 i += 1
-            if self._closed:
+            if self._finished:
                 return
             await self._grown.wait()
 
@@ -357,6 +358,14 @@ class Visitor:
             except Exception as exc:  # the worker must outlive any one push
                 log.exception("visitor %s: handling a %s failed", self.name, what)
                 self._problem(what, exc)
+            finally:
+                self._work.task_done()
+
+    async def settled(self, within: float | None = None) -> None:
+        """Wait until the visitor has acted on every call push received so far
+        (at most ``within``, default: the visitor's timeout)."""
+        async with asyncio.timeout(self.timeout if within is None else within):
+            await self._work.join()
 
     async def _dispatch(self, msg: Json) -> None:
         sub = msg.get("subMark")
@@ -618,6 +627,7 @@ class Visitor:
         await asyncio.gather(*(m.close() for m in self._medias))
         await self.link.disconnect()
         self._invitations.put_nowait(None)
+        self._finished = True
         grown, self._grown = self._grown, asyncio.Event()
         grown.set()
 
