@@ -167,21 +167,24 @@ async def test_no_auth_in_time_closes_1008(server: ServerHandle) -> None:
         assert await link.wait_closed() == 1008
 
 
-async def test_call_apis_answer_not_available_yet(server: ServerHandle) -> None:
+async def test_call_apis_not_allowed_now_change_nothing(server: ServerHandle) -> None:
     agent = await server.agent("a1")
-    for mark, params in [
-        ("videoPickUp", {"session_id": "s1"}),
-        ("callbackToVisitor", {"visitorName": "v1", "startVideo": True}),
-        ("videoInviteAgent", {"agentName": "a2"}),
-        ("videoInviteVisitor", {"visitorName": "v2"}),
-        ("videoInviteCurrentVisitor", None),
-        ("multipleVideoPickUp", None),
-        ("multipleVideoRefuse", None),
-        ("videoDisconnect", None),
+    before = (await agent.call("getState"))["state"]
+    for mark, params, code in [
+        ("videoPickUp", {"session_id": "s1"}, "invalid_state"),
+        ("videoInviteAgent", {"agentName": "a2"}, "invalid_state"),
+        ("videoInviteVisitor", {"visitorName": "v2"}, "invalid_state"),
+        ("multipleVideoPickUp", None, "invalid_state"),
+        ("multipleVideoRefuse", None, "invalid_state"),
+        ("videoDisconnect", None, "not_in_call"),
+        ("takePhoto", None, "not_in_call"),
+        ("inviteShare", None, "not_in_call"),
     ]:
         reply = await agent.request(mark, params)
-        assert reply["subMark"] == "error" and reply["error"]["code"] == "not_available_yet", mark
+        assert reply["subMark"] == "error" and reply["error"]["code"] == code, (mark, reply)
+        assert "state" not in reply, mark
         await still_works(agent.link)
+    assert (await agent.call("getState"))["state"] == before
 
 
 async def test_requests_after_logout_need_a_login(server: ServerHandle) -> None:

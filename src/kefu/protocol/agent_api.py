@@ -28,6 +28,7 @@ from .plugin_api import (
     VideoInviteAgentParams,
     VisitorNameParams,
 )
+from .visitor_api import SignalParams
 from .wire import Api, NoParams, Params
 
 __all__ = ["AGENT_API", "AuthParams"]
@@ -62,5 +63,9 @@ AGENT_API = Api(
         "videoInviteCurrentVisitor": NoParams,
         "videoInviteVisitor": VisitorNameParams,
         "videoDisconnect": NoParams,
+        # calls: signalling and the visitor's side of the media APIs (docs/calls.md)
+        "signal": SignalParams,
+        "inviteShare": NoParams,
+        "takePhoto": NoParams,
     },
 )

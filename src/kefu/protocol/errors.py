@@ -73,6 +73,7 @@ class ErrorCode(enum.Enum):
     no_such_call = "no_such_call"
     no_such_agent = "no_such_agent"
     no_such_visitor = "no_such_visitor"
+    visitor_offline = "visitor_offline"
     not_in_call = "not_in_call"
     no_capacity = "no_capacity"
     not_available_yet = "not_available_yet"
@@ -301,6 +302,13 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
             "访客不存在",
             "a visitor name or id that does not exist",
             404,
+        ),
+        ErrorInfo(
+            E.visitor_offline,
+            "the visitor is not connected",
+            "访客不在线",
+            "a call API names a visitor whose page or app is not connected",
+            409,
         ),
         ErrorInfo(
             E.not_in_call,

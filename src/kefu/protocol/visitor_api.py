@@ -16,13 +16,23 @@ call events of the call issue. See ``docs/protocol.md``, "Server sockets".
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
 from .wire import Api, NoParams, Params
 
-__all__ = ["VISITOR_API", "VisitorHelloParams", "VisitorMessageParams"]
+__all__ = [
+    "VISITOR_API",
+    "AnswerCallParams",
+    "CallIdParams",
+    "MemberRef",
+    "PhotoAnswerParams",
+    "ShareAnswerParams",
+    "SignalParams",
+    "VisitorHelloParams",
+    "VisitorMessageParams",
+]
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
@@ -38,6 +48,53 @@ class VisitorMessageParams(Params):
     clientMsgId: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class CallIdParams(Params):
+    """``joinCall`` and ``hangup``: the call (docs/calls.md)."""
+
+    callId: Id
+
+
+class AnswerCallParams(Params):
+    """``answerCall``: a visitor answers an invitation."""
+
+    callId: Id
+    answer: Literal["accept", "refuse", "busy"]
+
+
+class MemberRef(Params):
+    kind: Literal["agent", "visitor"]
+    name: Name
+
+
+class SignalParams(Params):
+    """``signal`` (both sockets): WebRTC signalling for one member, opaque to the server."""
+
+    callId: Id
+    to: MemberRef
+    data: dict[str, Any]
+
+
+class ShareAnswerParams(Params):
+    """``shareAnswer``: the visitor's screen share started, stopped, or was refused."""
+
+    callId: Id
+    answer: Literal["open", "close", "refuse", "error"]
+    reason: Reason | None = None
+
+
+class PhotoAnswerParams(Params):
+    """``photoAnswer``: no photo for this request (the photo itself is uploaded over HTTP)."""
+
+    callId: Id
+    requestId: Id
+    answer: Literal["disabled", "refuse", "error"]
+    reason: Reason | None = None
+
+
 VISITOR_API = Api(
     "visitor",
     {
@@ -45,5 +102,13 @@ VISITOR_API = Api(
         "sendMessage": VisitorMessageParams,
         "closeSession": NoParams,
         "ping": NoParams,
+        # calls (docs/calls.md)
+        "requestVideo": NoParams,
+        "answerCall": AnswerCallParams,
+        "joinCall": CallIdParams,
+        "hangup": CallIdParams,
+        "signal": SignalParams,
+        "shareAnswer": ShareAnswerParams,
+        "photoAnswer": PhotoAnswerParams,
     },
 )

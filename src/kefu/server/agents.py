@@ -26,7 +26,7 @@ from sqlalchemy import insert, select, update
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.codes import Code, TopState
-from kefu.protocol.machine import Event, Flow, Transition, process
+from kefu.protocol.machine import API_OF_FLOW, Event, Flow, Transition, process
 from kefu.protocol.wire import state_message
 
 from .accounts import Agent, find_agent
@@ -74,15 +74,19 @@ class AgentService:
         reason: str | None = None,
         call_id: str | None = None,
         tx: Tx | None = None,
+        request_id: str | None = None,
     ) -> Change:
         """Apply one event to one agent (see the module's docstring).
 
         Pass ``tx`` to make the change part of a larger transaction (a call
-        record and the states of its members commit together)."""
+        record and the states of its members commit together). ``request_id``
+        names the agent's request whose handling made the change (its reply
+        already reports it); the push carries it so the plugin does not report
+        it twice."""
         if tx is not None:
-            return await self._apply(tx, agent_id, flow, event, reason, call_id)
+            return await self._apply(tx, agent_id, flow, event, reason, call_id, request_id=request_id)
         async with self.hub.transaction() as own:
-            return await self._apply(own, agent_id, flow, event, reason, call_id)
+            return await self._apply(own, agent_id, flow, event, reason, call_id, request_id=request_id)
 
     async def _apply(
         self,
@@ -93,6 +97,7 @@ class AgentService:
         reason: str | None,
         call_id: str | None,
         only_since: datetime | None = None,
+        request_id: str | None = None,
     ) -> Change:
         before = await find_agent(tx.conn, agent_id=agent_id, lock=True)
         if before is None:
@@ -129,6 +134,10 @@ class AgentService:
             "event": event.value,
             "reason": reason,
             "callId": call_id,
+            # the API and the v1204 callback this change is reported to (DESIGN §4)
+            "mark": API_OF_FLOW[flow],
+            "subMark": t.sub_mark,
+            "requestId": request_id,
             "at": tx.now.isoformat(),
         }
         await tx.push(agent_key(agent_id), state_message(new.code.value, payload))

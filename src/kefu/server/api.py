@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol import CODE_INFO, ApiError, Code, ErrorCode
 
 from .accounts import Agent, find_agent, list_agents
 from .auth import Login
@@ -342,3 +342,68 @@ async def session_messages(
     await _visible_session(sv, agent, session_id)
     async with sv.store.read() as conn:
         return await fetch_messages(conn, session_id, limit=limit, offset=offset)
+
+
+# --- calls (SPEC §4.3; docs/calls.md)
+
+
+@router.get("/api/calls", tags=["calls"], responses=_ERRORS)
+async def calls_list(
+    request: Request,
+    agent: Me,
+    status: Literal["ringing", "joining", "calling", "connected", "ended"] | None = None,
+    agentName: str | None = None,
+    visitorName: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:
+    """Calls, newest first, with their members (invited, joined, left, outcome) and
+    who ended them and why. An agent sees the calls it was in; an admin sees all."""
+    sv = services_of(request)
+    if agentName is not None and not agent.admin and agentName != agent.name:
+        raise ApiError("an agent sees only its own calls", code=ErrorCode.forbidden)
+    agent_id: int | None = None if agent.admin else agent.id
+    if agentName is not None:
+        async with sv.store.read() as conn:
+            agent_id = (await conn.execute(select(agents.c.id).where(agents.c.name == agentName))).scalar()
+        if agent_id is None:
+            return []
+    return await sv.calls.list_calls(
+        agent_id=agent_id,
+        visitor=visitorName,
+        status=status,
+        since=_utc(since),
+        until=_utc(until),
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/api/calls/{call_id}", tags=["calls"], responses=_ERRORS)
+async def call_one(request: Request, call_id: str, agent: Me) -> Any:
+    """One call with its members."""
+    sv = services_of(request)
+    if not agent.admin and not await sv.calls.involves_agent(call_id, agent.id):
+        raise ApiError(code=ErrorCode.no_such_call)  # another's call: not even its existence
+    record = await sv.calls.get_call(call_id)
+    if record is None:
+        raise ApiError(code=ErrorCode.no_such_call)
+    return record
+
+
+@router.get("/api/states", tags=["reference"])
+async def states_table() -> Any:
+    """Every agent state code with its name, top-level state and meaning (public)."""
+    return [
+        {
+            "code": c.value,
+            "name": c.name,
+            "state": c.top.value,
+            "meaning": CODE_INFO[c].meaning,
+            "meaning_zh": CODE_INFO[c].meaning_zh,
+            "addition": CODE_INFO[c].addition,
+        }
+        for c in Code
+    ]

@@ -84,6 +84,10 @@ def server(
     wrap_up_timeout: float = typer.Option(
         0.0, help="seconds of after-call work before ready; 0: the agent decides"
     ),
+    ring_timeout: float = typer.Option(30.0, help="seconds an invitation or a video request rings"),
+    call_grace: float = typer.Option(
+        10.0, help="seconds a call member whose connection dropped has to come back before it is hung up"
+    ),
     max_message_bytes: int = typer.Option(64 * 1024, help="largest socket message"),
     rate_limit_messages: int = typer.Option(100, help="socket messages per --rate-limit-window"),
     rate_limit_window: float = typer.Option(10.0, help="seconds of the rate window"),
@@ -111,6 +115,8 @@ def server(
         login_window=login_window,
         login_lock=login_lock,
         wrap_up_timeout=wrap_up_timeout,
+        ring_timeout=ring_timeout,
+        call_grace=call_grace,
         max_message_bytes=max_message_bytes,
         rate_limit_messages=rate_limit_messages,
         rate_limit_window=rate_limit_window,

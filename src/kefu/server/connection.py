@@ -33,6 +33,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from kefu.protocol import ApiError, ErrorCode, InvalidTransition, ProtocolError
 from kefu.protocol.agent_api import AGENT_API, AuthParams
+from kefu.protocol.call import MemberKind
 from kefu.protocol.machine import Event, Flow
 from kefu.protocol.plugin_api import (
     CALL_MARKS,
@@ -41,7 +42,16 @@ from kefu.protocol.plugin_api import (
     SessionParams,
     SetAgentStateParams,
 )
-from kefu.protocol.visitor_api import VISITOR_API, VisitorHelloParams, VisitorMessageParams
+from kefu.protocol.visitor_api import (
+    VISITOR_API,
+    AnswerCallParams,
+    CallIdParams,
+    PhotoAnswerParams,
+    ShareAnswerParams,
+    SignalParams,
+    VisitorHelloParams,
+    VisitorMessageParams,
+)
 from kefu.protocol.wire import (
     Api,
     Json,
@@ -280,8 +290,14 @@ class AgentConnection(Connection):
             "getState": self.on_get_state,
             "ping": self.on_ping,
         }
-        for mark in CALL_MARKS:
+        for mark in (*CALL_MARKS, "signal", "inviteShare", "takePhoto"):
             self.handlers[mark] = self.on_call
+        self.agent_name: str | None = None
+
+    async def closed(self) -> None:
+        await super().closed()
+        if self.agent_name is not None and self.authenticated:
+            await self.services.calls.member_gone(MemberKind.agent, self.agent_name)
 
     async def _me(self, *, logged_in: bool = True) -> Agent:
         assert self.agent_id is not None
@@ -321,7 +337,9 @@ class AgentConnection(Connection):
             self.outbox.catch_up()
             return
         self.agent_id = agent.id
+        self.agent_name = agent.name
         self.attach(key, min(p.lastSeq, latest))
+        sv.calls.member_back(MemberKind.agent, agent.name)
         log.info("agent %s connected (lastSeq %d, server %d)", agent.name, p.lastSeq, latest)
         sv.router.kick()  # a ready agent can take waiting sessions now
 
@@ -389,7 +407,55 @@ class VisitorConnection(Connection):
             "sendMessage": self.on_send,
             "closeSession": self.on_close,
             "ping": self.on_ping,
+            "requestVideo": self.on_request_video,
+            "answerCall": self.on_answer_call,
+            "joinCall": self.on_join_call,
+            "hangup": self.on_hangup,
+            "signal": self.on_signal,
+            "shareAnswer": self.on_share_answer,
+            "photoAnswer": self.on_photo_answer,
         }
+
+    async def closed(self) -> None:
+        await super().closed()
+        if self.visitor is not None and self.authenticated:
+            await self.services.calls.member_gone(MemberKind.visitor, self.visitor.name)
+
+    async def on_request_video(self, req: Request) -> None:
+        self.ok(req, await self.services.calls.request_video(self._me()))
+
+    async def on_answer_call(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, AnswerCallParams)
+        self.ok(req, await self.services.calls.answer(self._me(), p))
+
+    async def on_join_call(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, CallIdParams)
+        self.ok(req, await self.services.calls.join(self._me(), p))
+
+    async def on_hangup(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, CallIdParams)
+        self.ok(req, await self.services.calls.hangup_visitor(self._me(), p))
+
+    async def on_signal(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, SignalParams)
+        await self.services.calls.visitor_signal(self._me(), p)
+        self.ok(req)
+
+    async def on_share_answer(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, ShareAnswerParams)
+        await self.services.calls.share_answer(self._me(), p)
+        self.ok(req)
+
+    async def on_photo_answer(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, PhotoAnswerParams)
+        await self.services.calls.photo_answer(self._me(), p)
+        self.ok(req)
 
     def _me(self) -> Visitor:
         assert self.visitor is not None
@@ -413,6 +479,7 @@ class VisitorConnection(Connection):
         self.ok(req, payload)
         self.visitor = visitor
         self.attach(visitor.recipient, min(p.lastSeq, latest))
+        sv.calls.member_back(MemberKind.visitor, visitor.name)
         log.info("visitor %s connected", visitor.id)
 
     async def on_send(self, req: Request) -> None:

@@ -164,6 +164,11 @@ calls = Table(
     Column("answered_at", TS),
     Column("ended_at", TS),
     Column("end_reason", String(64)),
+    # r0002: the call issue
+    Column("visitor_id", String(32), ForeignKey("visitors.id"), index=True),  # the first visitor
+    Column("ended_by", String(64)),
+    Column("ring_deadline", TS),  # the ringing timer, rebuilt from here on start
+    Column("snapshot", JSON),  # kefu.protocol.call.Call.to_dict()
 )
 
 call_members = Table(
@@ -179,6 +184,10 @@ call_members = Table(
     Column("joined_at", TS),
     Column("left_at", TS),
     Column("outcome", String(32)),
+    # r0002: the call issue
+    Column("name", String(64)),
+    Column("status", String(16)),
+    Column("reason", String(128)),
 )
 
 # --- filled by the media issue

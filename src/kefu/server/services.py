@@ -48,9 +48,10 @@ class Services:
             agents=agents,
             router=router,
             sessions=Sessions(hub, settings, router),
-            calls=CallService(),
+            calls=CallService(hub, settings, agents),
         )
         await agents.start()
+        await services.calls.start()
         return services
 
     async def close(self) -> None:

@@ -70,6 +70,9 @@ class Settings:
     ready_on_login: bool = False  # logging in makes the agent ready (002000), not busy (001000)
     max_sessions: int = 5  # default capacity of a new agent
     wrap_up_timeout: float = 0.0  # seconds of after-call work before ready; 0: until the agent says
+    # --- calls
+    ring_timeout: float = 30.0  # seconds an invitation or a visitor's video request rings
+    call_grace: float = 10.0  # seconds a call member's lost connection has to come back
     # --- sockets
     auth_timeout: float = 10.0  # first message (auth / hello) within this, else close 1008
     max_message_bytes: int = 64 * 1024  # larger: error too_large, repeated: close 1009
