@@ -28,6 +28,7 @@ async def visitor(server: Any, name: str) -> Link:
     await link.connect()
     reply = await link.request("hello", {"name": name})
     assert reply["subMark"] == "success", reply
+    link.visitor_key = reply["payload"]["visitorKey"]  # type: ignore[attr-defined]
     return link
 
 

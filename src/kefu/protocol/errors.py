@@ -78,6 +78,7 @@ class ErrorCode(enum.Enum):
     no_capacity = "no_capacity"
     not_available_yet = "not_available_yet"
     no_media = "no_media"
+    no_such_media = "no_such_media"
     share_refused = "share_refused"
     photo_refused = "photo_refused"
     redirect_refused = "redirect_refused"
@@ -337,6 +338,13 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
             "尚未收到访客视频",
             "snapshot before any frame of the visitor's video arrived",
             409,
+        ),
+        ErrorInfo(
+            E.no_such_media,
+            "no such photo, snapshot or recording",
+            "照片、截图或录像不存在",
+            "a media artifact that does not exist or that the caller may not see",
+            404,
         ),
         ErrorInfo(
             E.share_refused,

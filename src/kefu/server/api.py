@@ -23,6 +23,7 @@ from kefu.protocol import CODE_INFO, ApiError, Code, ErrorCode
 from .accounts import Agent, find_agent, list_agents
 from .auth import Login
 from .hub import agent_key
+from .media import MAX_IMAGE_BYTES
 from .schema import agents, visitors
 from .services import Services
 from .store import aware
@@ -407,3 +408,72 @@ async def states_table() -> Any:
         }
         for c in Code
     ]
+
+
+# --- media artifacts: photos, snapshots, recordings (SPEC §4.4; server/media.py)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise ApiError(f"at most {limit} bytes", code=ErrorCode.too_large)
+    data = await request.body()
+    if len(data) > limit:
+        raise ApiError(f"at most {limit} bytes", code=ErrorCode.too_large)
+    return data
+
+
+@router.post("/api/visitor/photo", tags=["media"], responses=_ERRORS)
+async def visitor_photo(
+    request: Request,
+    callId: Annotated[str, Query(min_length=1, max_length=64)],
+    requestId: Annotated[str, Query(min_length=1, max_length=64)],
+) -> Any:
+    """A visitor's photo for the agent's ``takePhoto`` (body: the JPEG; headers
+    ``X-Visitor-Name`` and ``X-Visitor-Key``)."""
+    name = request.headers.get("x-visitor-name", "")
+    key = request.headers.get("x-visitor-key", "")
+    data = await _body(request, MAX_IMAGE_BYTES)
+    return await services_of(request).media.visitor_photo(name, key, callId, requestId, data)
+
+
+@router.post("/api/media/snapshot", tags=["media"], responses=_ERRORS)
+async def agent_snapshot(
+    request: Request, agent: Me, callId: Annotated[str, Query(min_length=1, max_length=64)]
+) -> Any:
+    """A snapshot the agent's plugin took of the visitor's video (body: the JPEG)."""
+    data = await _body(request, MAX_IMAGE_BYTES)
+    return await services_of(request).media.agent_snapshot(agent, callId, data)
+
+
+@router.put("/api/calls/{call_id}/recording", tags=["media"], responses=_ERRORS)
+async def recording_chunk(
+    request: Request,
+    call_id: str,
+    agent: Me,
+    offset: Annotated[int, Query(ge=0)],
+    final: bool = False,
+) -> Any:
+    """A chunk of the call's recording, written at ``offset``; ``final`` closes it (checksum)."""
+    data = await _body(request, 64 * 1024 * 1024)
+    return await services_of(request).media.recording_chunk(agent, call_id, offset, data, final)
+
+
+@router.get("/api/calls/{call_id}/recording", tags=["media"], responses=_ERRORS)
+async def recording(request: Request, call_id: str, agent: Me) -> Response:
+    """The call's recording (WebM), for the call's agents and admins; every read is audited."""
+    art, data = await services_of(request).media.recording_of(agent, call_id)
+    return Response(data, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})
+
+
+@router.get("/api/calls/{call_id}/media", tags=["media"], responses=_ERRORS)
+async def call_media(request: Request, call_id: str, agent: Me) -> Any:
+    """The photos, snapshots and recording of a call."""
+    return await services_of(request).media.of_call(agent, call_id)
+
+
+@router.get("/api/media/{artifact_id}", tags=["media"], responses=_ERRORS)
+async def media_one(request: Request, artifact_id: str, agent: Me) -> Response:
+    """One photo, snapshot or recording; every read is audited."""
+    art, data = await services_of(request).media.read(agent, artifact_id)
+    return Response(data, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})

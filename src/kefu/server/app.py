@@ -16,11 +16,13 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,7 +34,17 @@ from .connection import AgentConnection, VisitorConnection
 from .services import Services
 from .settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["WEB", "create_app"]
+
+#: The static pages and imclient.js (no build step).
+WEB = Path(__file__).resolve().parent.parent / "web"
+# the pages may use the camera and the screen; they are never framed by others
+_PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; "
+    "media-src 'self' blob: mediastream:; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
 
 access_log = logging.getLogger("kefu.server.access")
 
@@ -109,6 +121,21 @@ def create_app(settings: Settings) -> FastAPI:
         return _error(code, str(exc.detail), status=exc.status_code)
 
     app.include_router(api.router)
+
+    # the pages: the visitor page, the agent console (the spec's ssoTo), imclient.js
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+    @app.get("/visitor", include_in_schema=False)
+    async def visitor_page() -> FileResponse:
+        return FileResponse(WEB / "visitor.html", headers=_PAGE_HEADERS)
+
+    @app.get("/agent", include_in_schema=False)
+    async def agent_page() -> FileResponse:
+        return FileResponse(WEB / "agent.html", headers=_PAGE_HEADERS)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        return RedirectResponse("/visitor")
 
     @app.websocket("/ws/agent")
     async def ws_agent(websocket: WebSocket) -> None:

@@ -13,6 +13,7 @@ from .agents import AgentService
 from .auth import Auth
 from .calls import CallService
 from .hub import Bus, Hub
+from .media import Media
 from .routing import Router
 from .sessions import Sessions
 from .settings import Settings
@@ -31,6 +32,7 @@ class Services:
     router: Router
     sessions: Sessions
     calls: CallService
+    media: Media
 
     @classmethod
     async def open(cls, settings: Settings, *, bus: Bus | None = None) -> Services:
@@ -49,6 +51,7 @@ class Services:
             router=router,
             sessions=Sessions(hub, settings, router),
             calls=CallService(hub, settings, agents),
+            media=Media(hub, settings),
         )
         await agents.start()
         await services.calls.start()
