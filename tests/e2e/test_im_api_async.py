@@ -141,8 +141,11 @@ async def test_every_api_from_the_async_client(stack: Stack) -> None:
         assert change.code is Code.busy and change.reason == "meeting"
         assert await client.get_state() is Code.busy
         with pytest.raises(RequestError) as call_api:
-            await client.callback_to_visitor("v1")
-        assert call_api.value.code is ErrorCode.not_available_yet
+            await client.callback_to_visitor("nobody")
+        assert call_api.value.code is ErrorCode.SDK_08 and call_api.value.state == "002004"
+        with pytest.raises(RequestError) as media:
+            await client.take_photo()
+        assert media.value.code is ErrorCode.not_available_yet
         assert await client.logout() is Code.notLogin
         assert (await anext(events)).name == "ssoReady"
         await client.quit()

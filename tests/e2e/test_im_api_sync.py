@@ -187,7 +187,10 @@ def test_every_api_v190307_callbacks_from_a_script(ts: ThreadedStack) -> None:
         client.close()
 
 
-def test_both_conventions_at_once_and_the_call_apis_say_not_yet(ts: ThreadedStack) -> None:
+def test_call_apis_reach_the_call_orchestration_in_both_conventions(ts: ThreadedStack) -> None:
+    """SPEC §4.3: a call API's reply and its later progress reach the v1204
+    callbacks by name and the v190307 callback with each state code; the
+    photo and share APIs (§4.4, §4.5) wait for the media layer."""
     calls = Calls()
     client = connect(ts, calls)
     try:
@@ -196,26 +199,49 @@ def test_both_conventions_at_once_and_the_call_apis_say_not_yet(ts: ThreadedStac
         ).result(LIMIT)
         assert calls.take("v1204")["subMark"] == "success"
         assert calls.take("v190307")[0] == "001000"
-        # SPEC §4.3–4.5 go to the call orchestration and the media layer: not built yet
-        for api, params in (
-            ("videoPickUp", {"session_id": "s1"}),
-            ("callbackToVisitor", {"visitorName": "v1", "startVideo": True}),
-            ("videoInviteCurrentVisitor", None),
-            ("videoInviteVisitor", {"visitorName": "v1"}),
-            ("videoInviteAgent", {"agentName": "a2"}),
-            ("multipleVideoPickUp", None),
-            ("videoDisconnect", None),
-            ("takePhoto", None),
-            ("snapshot", None),
-            ("inviteShare", None),
-        ):
-            options = dict(params or {})
-            options["error"] = calls.cb("error-" + api)
+        client.setAgentState({"state": "idle"}).result(LIMIT)
+        visitor = ts.run(ts.stack.visitor("v1"))
+
+        def call_out(tag: str) -> str:
+            names = ("inviteSuccess", "acceptSuccess", "visitorRefuse", "kefuCloseVideoSuccess", "error")
+            options: dict[str, Any] = {"visitorName": "v1", "startVideo": True}
+            options.update({n: calls.cb(f"{tag}.{n}") for n in names})
+            client.callbackToVisitor(options, calls.cb(f"{tag}.state")).result(LIMIT)
+            assert calls.take(f"{tag}.inviteSuccess")["state"] == "003001"
+            assert calls.take(f"{tag}.state")[0] == "003001"
+            invited = ts.run(visitor.event("call"))
+            call_id: str = invited["payload"]["callId"]
+            return call_id
+
+        # the visitor refuses: visitorRefuse / 002001
+        call_id = call_out("one")
+        ts.run(visitor.request("answerCall", {"callId": call_id, "answer": "refuse"}))
+        assert calls.take("one.visitorRefuse")["payload"]["callId"] == call_id
+        state, payload = calls.take("one.state")
+        assert state == "002001" and payload["subMark"] == "visitorRefuse"
+        # the visitor accepts, the agent hangs up: acceptSuccess / 006011, kefuCloseVideoSuccess / 005004
+        call_id = call_out("two")
+        ts.run(visitor.request("answerCall", {"callId": call_id, "answer": "accept"}))
+        assert calls.take("two.acceptSuccess")["state"] == "006011"
+        assert calls.take("two.state")[0] == "006011"
+        hangup = client.videoDisconnect(None, calls.cb("hangup")).result(LIMIT)
+        assert hangup["subMark"] == "success" and calls.take("hangup")[0] == "005004"
+        assert calls.take("two.kefuCloseVideoSuccess")["state"] == "005004"
+        assert calls.take("two.state")[0] == "005004"
+        # the spec's own error sample (SPEC §4.3): SDK_08 in both conventions
+        sub, data = v1204(client, "callbackToVisitor", {"visitorName": "nobody", "startVideo": True})
+        assert sub == "error" and data["error"]["code"] == "SDK_08" and data["state"] == "002004"
+        state, payload = v190307(client, "callbackToVisitor", {"visitorName": "nobody", "startVideo": True})
+        assert (
+            state == "002004" and payload["error"]["msg"] == "id lookup failed; check the visitor's details"
+        )
+        # SPEC §4.4–4.5 go to the media layer: not built yet
+        for api in ("takePhoto", "snapshot", "inviteShare"):
             client_api = getattr(client, api)
-            client_api(options, calls.cb("state-" + api)).result(LIMIT)
+            client_api({"error": calls.cb("error-" + api)}, calls.cb("state-" + api)).result(LIMIT)
             data = calls.take("error-" + api)
             assert data["error"]["code"] == "not_available_yet" and data["error"]["msg"], api
             state, payload = calls.take("state-" + api)
-            assert state == "001000" and payload["error"]["code"] == "not_available_yet"
+            assert payload["error"]["code"] == "not_available_yet"
     finally:
         client.close()

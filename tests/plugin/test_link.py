@@ -306,7 +306,7 @@ async def test_history_duplicates_are_dropped_and_the_resume_point_is_sent() -> 
         await link.close()
 
 
-async def test_a_request_without_an_answer_times_out_and_a_break_fails_the_rest() -> None:
+async def test_one_answer_per_request_a_timeout_and_a_break() -> None:
     cs = ContractServer()
     async with cs.running():
         link = AgentLink(cs.url, "tok", Listener(), request_timeout=0.05, backoff_min=5, backoff_max=5)
@@ -321,13 +321,19 @@ async def test_a_request_without_an_answer_times_out_and_a_break_fails_the_rest(
         await ws.send(json.dumps({"v": 1, "id": req["id"], "mark": "sessionCount", "subMark": "success"}))
         await link.request("videoPickUp", {"session_id": "s"}, answers.put_nowait)
         call = await wait_for(cs.requests.get())
-        progress = {"v": 1, "id": call["id"], "mark": "videoPickUp", "subMark": "success", "state": "006013"}
-        await ws.send(json.dumps(progress))
-        assert (await wait_for(answers.get()))["subMark"] == "success"
+        reply = {"v": 1, "id": call["id"], "mark": "videoPickUp", "subMark": "success", "state": "004001"}
+        await ws.send(json.dumps(reply))
+        got = await wait_for(answers.get())
+        assert (
+            got["subMark"] == "success" and got["id"] == call["id"]
+        )  # the link's id: the server's requestId
+        await ws.send(json.dumps({**reply, "state": "006013"}))  # a second answer: not the contract, dropped
+        await link.request("pickUpSession", {"session_id": "s"}, answers.put_nowait)
+        await wait_for(cs.requests.get())
         await ws.close(1011)
         broken = await wait_for(answers.get())
-        assert broken["error"]["code"] == "upstream_down"
-        assert answers.empty()  # the late answer of the timed-out request was dropped
+        assert broken["error"]["code"] == "upstream_down" and broken["mark"] == "pickUpSession"
+        assert answers.empty()  # the late answer of the timed-out request and the second answer were dropped
         with pytest.raises(ApiError) as info:
             await link.request("sessionCount", {}, answers.put_nowait)
         assert info.value.code is ErrorCode.upstream_down

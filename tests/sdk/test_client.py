@@ -81,12 +81,20 @@ async def test_events_and_state_changes_as_async_iterators(stack: Stack) -> None
         await asyncio.wait_for(anext(states), LIMIT)
 
 
-async def test_stream_follows_a_request_to_its_last_message(stack: Stack) -> None:
+async def test_stream_follows_a_call_to_its_last_message(stack: Stack) -> None:
     async with client_of(stack) as client:
         await client.start_login(stack.login_url())
-        replies = [r async for r in client.stream("videoPickUp", {"session_id": "s1"})]
-        assert len(replies) == 1 and replies[0].is_error
-        assert replies[0].raw["error"]["code"] == "not_available_yet"
+        await client.set_agent_state("idle")
+        visitor = await stack.visitor("v1")
+        replies = client.stream("callbackToVisitor", {"visitorName": "v1", "startVideo": True})
+        first = await asyncio.wait_for(anext(replies), LIMIT)
+        assert (first.sub_mark, first.state) == ("inviteSuccess", "003001")
+        invited = await visitor.event("call")
+        await visitor.request("answerCall", {"callId": invited["payload"]["callId"], "answer": "refuse"})
+        rest = [r async for r in replies]
+        assert [(r.sub_mark, r.state) for r in rest] == [("visitorRefuse", "002001")]
+        errors = [r async for r in client.stream("videoPickUp", {"session_id": "s1"})]
+        assert len(errors) == 1 and errors[0].is_error and errors[0].raw["error"]["code"] == "invalid_state"
 
 
 async def test_no_answer_in_time_is_a_timeout(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -83,6 +84,20 @@ log = logging.getLogger("kefu.plugin")
 def client_event(sub_mark: str, payload: Any = None) -> Json:
     """A connection event: ``{"v":1,"mark":"client","subMark":...}``."""
     return event_message(sub_mark, payload, mark="client")
+
+
+@dataclass
+class _OpenCall:
+    """An SDK's call API request that goes on after its reply (SPEC §4.3)."""
+
+    conn: ControlConnection
+    rid: str  # the SDK's request id
+    mark: str
+    upstream: str  # the link's request id (the server's ``requestId``)
+    done: asyncio.Event
+
+    def close(self) -> None:
+        self.done.set()
 
 
 class _LinkEvents:
@@ -147,6 +162,7 @@ class Plugin:
         self.agent: dict[str, Any] | None = None
         #: The agent's state code as the plugin last heard it (000000 when not logged in).
         self.state: str = TopState.notLogin.value
+        self._open_calls: list[_OpenCall] = []
         self._logging_in = False
         self._quitting = False
         self._closed = False
@@ -308,6 +324,12 @@ class Plugin:
     def detach(self, conn: ControlConnection) -> None:
         if conn in self.controllers:
             self.controllers.remove(conn)
+        self._close_calls(lambda c: c.conn is conn)
+
+    def _close_calls(self, which: Callable[[_OpenCall], bool]) -> None:
+        for call in [c for c in self._open_calls if which(c)]:
+            self._open_calls.remove(call)
+            call.close()
 
     def greet(self, conn: ControlConnection) -> None:
         """Tell a new controller where the agent is: logged in (``kefuReady``,
@@ -471,6 +493,7 @@ class Plugin:
         self.link = None
         self.agent = None
         self.state = TopState.notLogin.value
+        self._close_calls(lambda c: True)
         await link.close()
         self.broadcast(self._sso_ready())
 
@@ -499,6 +522,10 @@ class Plugin:
                 self.spawn(self._logged_out(link))
             if is_final(req.mark, sub_mark if isinstance(sub_mark, str) else None):
                 done.set()
+            else:
+                # a call API goes on: its progress comes as state pushes (docs/calls.md)
+                upstream = msg.get("id")
+                self._open_calls.append(_OpenCall(conn, req.id, req.mark, str(upstream), done))
 
         try:
             await link.request(req.mark, params, on_message)
@@ -535,9 +562,30 @@ class Plugin:
         self.link = None
         self.agent = None
         self.state = TopState.notLogin.value
+        self._close_calls(lambda c: True)
         self.spawn(link.close())
         self.broadcast(client_event("kefuWSClose", {"reason": reason, "code": code, "reconnecting": False}))
         self.broadcast(self._sso_ready())
+
+    def _call_progress(self, state: Any, payload: dict[str, Any]) -> None:
+        """A state push that names a call API and its callback (docs/calls.md)
+        is also that API's progress: the SDK's open request of that API hears
+        it under its own id (the latest such request, when there are several).
+        A change the server already answered in the request's reply
+        (``requestId`` is the request's) is not told twice."""
+        mark, sub_mark = payload.get("mark"), payload.get("subMark")
+        if not isinstance(mark, str) or not isinstance(sub_mark, str):
+            return
+        call = next((c for c in reversed(self._open_calls) if c.mark == mark), None)
+        if call is None or payload.get("requestId") == call.upstream:
+            return
+        progress: Json = {"v": 1, "id": call.rid, "mark": mark, "subMark": sub_mark}
+        if isinstance(state, str):
+            progress["state"] = state
+        progress["payload"] = payload
+        call.conn.reply(progress)
+        if is_final(mark, sub_mark):
+            self._close_calls(lambda c: c is call)
 
     def _on_link_push(self, msg: Json) -> None:
         mark = msg.get("mark")
@@ -548,6 +596,8 @@ class Plugin:
             out = {"v": 1, "mark": "state", "state": msg.get("state")}
             if payload is not None:
                 out["payload"] = payload
+            if isinstance(payload, dict):
+                self._call_progress(msg.get("state"), payload)
         elif mark == "event" and msg.get("subMark") == "sessionClosed":
             out = event_message("chatCloseCB", payload)  # SPEC §3.2
         else:

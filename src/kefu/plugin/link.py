@@ -7,9 +7,8 @@ opens the socket, sends ``auth`` with the token and the last ``seq`` seen,
 and waits for ``auth``/``success``. From then on one task reads the socket:
 
 - a message with an ``id`` answers a request sent by :meth:`AgentLink.request`;
-  it goes to that request's handler, which stays registered until
-  :func:`~kefu.protocol.plugin_api.is_final` (one reply for most APIs,
-  progress until the end for the call APIs);
+  the server answers each request once (docs/calls.md: a call's later
+  progress comes as ``state`` pushes naming the API and the callback);
 - a message with a ``seq`` is a push; a ``seq`` at or below the last one seen
   is a duplicate and is dropped, so a push reaches the plugin exactly once.
 
@@ -39,7 +38,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from kefu.protocol import ApiError, ErrorCode, ProtocolError, encode, error_message, loads_strict
-from kefu.protocol.plugin_api import is_final
 from kefu.protocol.wire import Json
 
 __all__ = ["CLOSE_REPLACED", "AgentLink", "LinkListener"]
@@ -171,7 +169,9 @@ class AgentLink:
     # --- requests
 
     async def request(self, mark: str, params: dict[str, Any], on_message: Callable[[Json], None]) -> None:
-        """Send ``mark`` to the server; every answer goes to ``on_message``.
+        """Send ``mark`` to the server; its answer goes to ``on_message`` (with
+        the link's own request id, which the server's later ``state`` pushes
+        name as ``requestId``).
 
         Raises :class:`ApiError` ``upstream_down`` when the link is down.
         Without a first answer within the request timeout, ``on_message``
@@ -332,12 +332,10 @@ class AgentLink:
                 pending.timer.cancel()
                 pending.timer = None
             pending.answered = True
-            sub_mark = msg.get("subMark")
-            if pending.mark == "logout" and sub_mark == "success":
+            if pending.mark == "logout" and msg.get("subMark") == "success":
                 # the server may close the socket right after: that is the end, not a break
                 self._ended = "logout"
-            if is_final(pending.mark, sub_mark if isinstance(sub_mark, str) else None):
-                del self._pending[rid]
+            del self._pending[rid]
             pending.on_message(msg)
             return
         seq = msg.get("seq")
