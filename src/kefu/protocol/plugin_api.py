@@ -13,7 +13,10 @@ Where a mark is answered: :data:`LOCAL_MARKS` by the plugin itself,
 :data:`FORWARDED_MARKS` by the server (the plugin forwards them on the
 agent's link), :data:`MEDIA_MARKS` by the media layer. A request has one
 reply, except the call APIs (:data:`CALL_MARKS`) whose progress messages
-share the request's id until :func:`is_final` says the request is over.
+share the request's id until :func:`is_final` says the request is over (the
+server answers each request once and reports a call's later changes as
+``state`` pushes naming the API and the callback; the plugin turns those
+into progress messages of the SDK's request).
 """
 
 from __future__ import annotations
@@ -242,7 +245,9 @@ CLIENT_EVENTS = frozenset({"ssoReady", "kefuReady", "kefuWSClose", "kefuWSOpen",
 #: these no more progress comes under that request's id.
 CALL_FINAL_SUBMARKS: dict[str, frozenset[str]] = {
     "videoPickUp": frozenset({"error", "timeoutDisconnect", "visitorDisconnect", "kefuCloseVideoSuccess"}),
-    "multipleVideoPickUp": frozenset({"error", "exitSuccess", "kefuCloseVideoSuccess", "timeoutDisconnect"}),
+    "multipleVideoPickUp": frozenset(
+        {"error", "exitSuccess", "kefuCloseVideoSuccess", "timeoutDisconnect", "refuseSuccess"}
+    ),
     "multipleVideoRefuse": frozenset({"error", "success"}),
     "videoInviteAgent": frozenset(
         {
