@@ -51,7 +51,6 @@ class ScriptedServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         self.ws = ws
-        self._connected.set()
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
                 msg = loads_strict(raw)
@@ -63,6 +62,7 @@ class ScriptedServer:
                     await ws.send(
                         encode({"v": 1, "id": rid, "mark": mark, "subMark": "success", "payload": payload})
                     )
+                    self._connected.set()  # pushes wait for this
                     continue
                 self.requests.append(msg)
                 self._changed.set()
@@ -72,8 +72,9 @@ class ScriptedServer:
                     reply = {"subMark": "success", "payload": {}}
                 await ws.send(encode({"v": 1, "id": rid, "mark": mark, **reply}))
 
-    async def push(self, sub_mark: str, payload: Any) -> None:
-        await asyncio.wait_for(self._connected.wait(), 5)
+    async def push(self, sub_mark: str, payload: Any, within: float = 30.0) -> None:
+        """Push to the visitor, once it has said hello (waiting at most ``within``)."""
+        await asyncio.wait_for(self._connected.wait(), within)
         assert self.ws is not None
         msg = {"v": 1, "seq": next(self._seq), "mark": "event", "subMark": sub_mark, "payload": payload}
         await self.ws.send(encode(msg))

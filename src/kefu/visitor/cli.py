@@ -123,6 +123,7 @@ class _Script:
         self.engaged: set[str] = set()  # calls we took part in
         self.over: set[str] = set()
         self.hangups: set[asyncio.Task[None]] = set()
+        self.printed = 0  # events of the timeline printed so far
 
     async def request_video(self) -> None:
         self.want_video = False
@@ -140,6 +141,7 @@ class _Script:
         if self.want_video and session is not None and session.get("status") == "open":
             await self.request_video()
         async for ev in self.v.events():
+            self.printed += 1
             self.say(ev.describe(), "red" if isinstance(ev, Disconnected) else None)
             if isinstance(ev, Disconnected):
                 raise _Failed("the server closed the connection; run again to come back (with --key)")
@@ -187,7 +189,7 @@ class _Say:
     def __call__(self, line: str, style: str | None = None) -> None:
         t = asyncio.get_running_loop().time() - self.start
         text = f"[{style}]{line}[/{style}]" if style else line
-        console.print(f"[dim]{t:7.2f}s[/dim]  {text}")
+        console.print(f"[dim]{t:7.2f}s[/dim]  {text}", soft_wrap=True)  # one line each, never wrapped
 
 
 async def run(opts: Options) -> int:
@@ -253,6 +255,9 @@ async def run(opts: Options) -> int:
         if v.in_call:
             say("hanging up before leaving")
         await v.leave()
+        for ev in v.timeline[script.printed :]:  # what leaving did (our own close is no news)
+            if not isinstance(ev, Disconnected):
+                say(ev.describe())
         calls = summarise(v.timeline)
         if calls:
             console.print(_table(calls))

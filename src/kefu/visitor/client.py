@@ -45,6 +45,7 @@ event (and a log line); the worker goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -602,6 +603,8 @@ class Visitor:
         """Leave as a person would: hang up any call, optionally close the
         session, and close the connection."""
         try:
+            with contextlib.suppress(TimeoutError):
+                await self.settled()  # act on what has come first (the call may be over already)
             if self.call is not None and self.call.call_id is not None and self.link.connected:
                 try:
                     await self.hangup()
