@@ -187,7 +187,6 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
                     "0",
                     "--data-dir",
                     str(data_dir / f"plugin-{name}"),
-                    "--headless",
                     *extra,
                 ),
                 r"ready (ws://\S+)",
