@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+import httpx
+
 from kefu.media import MediaError, MediaMember, MediaSettings
 from kefu.protocol import ApiError, ErrorCode, KefuError
 from kefu.protocol.wire import Json
@@ -70,7 +72,7 @@ from .events import (
 )
 from .link import Link, LinkClosed
 from .media import CallMedia
-from .photo import upload_photo
+from .photo import http_client, upload_photo
 
 __all__ = ["INVITE_POLICIES", "InvitePolicy", "Visitor", "VisitorCall", "ws_url"]
 
@@ -144,6 +146,7 @@ class Visitor:
         self._worker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._medias: set[CallMedia] = set()  # open, until closed
+        self._http: httpx.AsyncClient | None = None  # photo uploads, made on the first
         self._lock = asyncio.Lock()
         self._closed = False
         self._finished = False  # closed, and the last event emitted
@@ -556,14 +559,16 @@ class Visitor:
             try:
                 image = await media.take_photo()
                 assert self.visitor_key is not None
+                if self._http is None:
+                    self._http = http_client(self.timeout)
                 answer = await upload_photo(
+                    self._http,
                     self.server,
                     name=self.name,
                     key=self.visitor_key,
                     call_id=call_id,
                     request_id=request_id,
                     jpeg=image.jpeg,
-                    limit=self.timeout,
                 )
             except ApiError as exc:
                 await self._photo_answer(call_id, request_id, "error", exc.msg)
@@ -629,6 +634,8 @@ class Visitor:
         # also a media whose closing the cancelled worker left half-way
         await asyncio.gather(*(m.close() for m in self._medias))
         await self.link.disconnect()
+        if self._http is not None:
+            await self._http.aclose()
         self._invitations.put_nowait(None)
         self._finished = True
         grown, self._grown = self._grown, asyncio.Event()
