@@ -337,3 +337,20 @@ async def test_the_cli_takes_a_call_refuses_a_photo_and_leaves_when_it_ends(serv
     ):
         assert line in text
     assert text.index("invites you") < text.index("ended by a1")
+
+
+async def test_leave_hangs_up_closes_the_session_and_the_connection(server: ServerHandle) -> None:
+    agent = await server.agent("a1", ready=True)
+    v = await visitor(server)
+    await v.send_message("hello")
+    session_id = (await v.wait_for(SessionAssigned)).session_id
+    await v.request_video()
+    await until_state(agent, "004001")
+    await agent.call("videoPickUp", {"session_id": session_id})
+    await v.wait_for(CallAction, lambda e: e.action == "joined")
+    await v.leave(close_session=True)
+    assert (await until_state(agent, "005007"))["payload"]["subMark"] == "visitorDisconnect"
+    closed = await agent.next_event("sessionClosed")
+    assert closed["payload"]["by"] == "visitor"
+    assert not v.link.connected and v.call is None
+    assert [e.action for e in v.timeline if isinstance(e, CallAction)] == ["requested", "joined", "hungUp"]

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 from av import AudioFrame
 
 from kefu.media import (
+    MediaError,
     MediaEvent,
     MediaHub,
     MediaSettings,
@@ -27,6 +29,7 @@ from kefu.media import (
     sample_rgb,
 )
 from kefu.visitor import CallAction, CallUpdate, MediaStatus, MediaTrack, PhotoAnswer, ShareAnswer, Visitor
+from tests.media.test_sources import ORANGE, write_clip
 
 from .peer import HubRelay, ScriptedServer
 
@@ -196,3 +199,18 @@ async def test_a_photo_whose_upload_fails_is_answered_with_the_reason(
         assert len(req["params"]["reason"]) <= 128
         answer = await c.v.wait_for(PhotoAnswer)
         assert answer.answer == "error"
+
+
+async def test_a_media_file_as_the_visitors_camera(
+    scripted: ScriptedServer, media_settings: MediaSettings, tmp_path: Path
+) -> None:
+    clip = tmp_path / "clip.webm"
+    write_clip(clip, 480, 360)
+    settings = replace(media_settings, source=f"file:{clip}")
+    async with media_call(scripted, settings) as c:
+        frame = await c.relay.side.next_frame()
+        assert (frame.width, frame.height) == (320, 240) and near(sample_rgb(frame), ORANGE, 25)  # type: ignore[union-attr, arg-type]
+        with pytest.raises(MediaError, match="synthetic source only"):
+            c.v.pause_video(1.0)  # a file or a device cannot be paused
+        assert c.v.media is not None
+        assert (await c.v.media.take_photo()).width == 480  # a still at the file's own size
