@@ -354,3 +354,23 @@ async def test_leave_hangs_up_closes_the_session_and_the_connection(server: Serv
     assert closed["payload"]["by"] == "visitor"
     assert not v.link.connected and v.call is None
     assert [e.action for e in v.timeline if isinstance(e, CallAction)] == ["requested", "joined", "hungUp"]
+
+
+@pytest.mark.server_settings(ring_timeout=0.3)
+async def test_a_video_request_nobody_picks_up_is_cancelled(server: ServerHandle) -> None:
+    agent = await server.agent("a1", ready=True)
+    v = await visitor(server, on_invite="accept")
+    await v.send_message("hello")
+    await v.wait_for(SessionAssigned)
+    call_id = await v.request_video()
+    assert (await until_state(agent, "001001"))["payload"]["subMark"] == "timeoutDisconnect"
+    cancelled = await v.wait_for(CallUpdate, lambda e: e.what == "cancelled")
+    assert (cancelled.call_id, cancelled.reason) == (call_id, "timeout")
+    await v.settled()
+    assert v.call is None
+    # free again: the next invitation is taken, not answered busy
+    await agent.call("setAgentState", {"state": "idle"})
+    next_call = await call_out(server, agent)
+    assert await v.wait_for(CallAction, lambda e: e.call_id == next_call) == CallAction(
+        next_call, "accepted", auto=True
+    )

@@ -121,3 +121,11 @@ async def test_the_visitor_cli_says_when_the_server_is_not_there() -> None:
         out, _ = await proc.communicate()
     assert proc.returncode == 1
     assert "cannot reach http://127.0.0.1:9" in out.decode()
+
+
+def test_the_package_exports_what_it_lists() -> None:
+    import kefu.visitor as pkg
+    from kefu.visitor import events
+
+    assert all(hasattr(pkg, name) for name in pkg.__all__)
+    assert set(events.__all__) - set(pkg.__all__) == {"CALL_PUSHES"}  # every event type is exported
