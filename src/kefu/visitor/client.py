@@ -110,6 +110,14 @@ class VisitorCall:
 
 
 class Visitor:
+    """Visitor ``name`` of the kefu server at ``server`` (see the module's docstring).
+
+    ``timeout`` bounds every request's reply and every wait of its own;
+    ``on_invite`` is what it answers an agent's invitation; ``allow_photo`` and
+    ``allow_share`` are the page's settings; ``media`` says where its camera and
+    microphone come from (the synthetic pattern by default) and ``media_timeout``
+    how long its media connection may take to come up."""
+
     def __init__(
         self,
         server: str,
