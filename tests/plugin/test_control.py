@@ -299,7 +299,9 @@ async def test_the_rate_limit_answers_and_keeps_the_connection(tmp_path: Any) ->
             async with Raw.connect(plugin) as raw:  # pairing is not counted
                 assert (await raw.call("1", "getWindow"))["subMark"] == "success"
                 assert (await raw.call("2", "getWindow"))["subMark"] == "success"
-                await raw.send({"v": 1, "id": "3", "mark": "getWindow"})
+                limited = await raw.call("3", "getWindow")
+                assert limited["error"]["code"] == "rate_limited" and limited["mark"] == "getWindow"
+                await raw.send("not json")
                 assert (await raw.reply(None))["error"]["code"] == "rate_limited"
                 assert raw.ws.protocol.close_rcvd is None
 

@@ -244,14 +244,20 @@ class ControlConnection:
         if isinstance(raw, bytes):
             self.send(error_message(None, ErrorCode.binary_frame))
             return
-        if not self._limiter.allow():
-            self.send(error_message(None, ErrorCode.rate_limited))
-            return
+        allowed = self._limiter.allow()
         try:
             req = decode_request(raw, PLUGIN_API)
         except ProtocolError as exc:
+            if not allowed:
+                self.send(error_message(exc.mark, ErrorCode.rate_limited, rid=exc.request_id))
+                return
             log.info("%r: bad request: %s %s", self, exc.code.value, exc.msg)
             self.send(protocol_error_message(exc))
+            return
+        if not allowed:  # answered, with the request's id, so the caller is not left waiting
+            s = self.plugin.settings
+            msg = f"more than {s.rate_limit} messages in {s.rate_window:g} s; slow down"
+            self.reply(error_message(req.mark, ErrorCode.rate_limited, msg, rid=req.id))
             return
         if req.mark == "hello":
             self.send(self._hello_reply(req.id))

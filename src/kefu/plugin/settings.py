@@ -83,9 +83,10 @@ class PluginSettings:
     max_frame: int = 2 * 1024 * 1024
     #: Connections at once (pending pairing included); more get HTTP 503.
     max_connections: int = 8
-    #: Per connection: at most ``rate_limit`` messages in ``rate_window`` seconds.
-    rate_limit: int = 300
-    rate_window: float = 60.0
+    #: Per connection: at most ``rate_limit`` messages in ``rate_window`` seconds
+    #: (the server's own limit on the agent's link is 100 in 10 s).
+    rate_limit: int = 100
+    rate_window: float = 10.0
     #: Pairing: this many wrong tokens within ``pairing_window`` lock pairing for ``pairing_lock``.
     pairing_failures: int = 5
     pairing_window: float = 60.0
