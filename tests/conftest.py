@@ -22,10 +22,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from kefu.cli import register_parts
 from kefu.server import ServerRunner, Services, Settings
 from kefu.server.accounts import Agent, add_agent
 from kefu.server.settings import normalize_db_url
 from kefu.visitor import Visitor, ws_url
+
+register_parts()  # `kefu.cli.app` with every command, as `kefu --help` shows it
 
 POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -23,14 +23,17 @@ app = typer.Typer(
 )
 console = Console()
 
-#: Modules that add their commands to :data:`app` with ``register(app)``.
-PARTS = (
-    "kefu.server.cli",
-    "kefu.plugin.cli",
-    "kefu.visitor.cli",
-    "kefu.demo",
-    "kefu.bench_cli",
-)
+#: The commands each part adds with its ``register(app)``. A command's part is
+#: imported only when that command runs (``kefu server`` never loads the media
+#: stack, ``kefu visitor`` never loads the web framework); ``kefu --help`` loads all.
+PARTS: dict[str, str] = {
+    "server": "kefu.server.cli",
+    "agent": "kefu.server.cli",
+    "plugin": "kefu.plugin.cli",
+    "visitor": "kefu.visitor.cli",
+    "demo": "kefu.demo",
+    "bench": "kefu.bench_cli",
+}
 
 
 @app.command()
@@ -100,22 +103,22 @@ def docs(
     console.print(f"wrote {out / 'states.md'} and {out / 'errors.md'}")
 
 
-def _register_parts() -> None:
-    for name in PARTS:
-        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None:
-            continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except ModuleNotFoundError:
-            spec = None
-        if spec is not None:
+_registered: set[str] = set()
+
+
+def register_parts(only: str | None = None) -> None:
+    """Add the parts' commands to :data:`app`: the one ``only`` names, or all (once each)."""
+    names = [PARTS[only]] if only in PARTS else list(dict.fromkeys(PARTS.values()))
+    for name in names:
+        if name not in _registered:
+            _registered.add(name)
             importlib.import_module(name).register(app)
 
 
-_register_parts()
-
-
 def main() -> None:
+    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if first not in ("states", "docs"):
+        register_parts(first if first in PARTS else None)
     app()
 
 

@@ -58,8 +58,9 @@ class Timeline:
         self.rows.append(row)
         meaning = CODE_INFO[Code(code)].meaning if code and code in Code._value2member_map_ else ""
         console.print(
-            f"[dim]{row.t:7.2f}s[/dim]  [bold]{who:<3}[/bold]  [cyan]{row.code:<6}[/cyan]  "
-            f"{meaning:<48.48}  [green]{callback}[/green] {note}"
+            f"[dim]{row.t:6.2f}s[/dim] [bold]{who:<3}[/bold] [cyan]{row.code or '·':<6}[/cyan] "
+            f"[green]{callback:<24}[/green] {meaning}{' — ' + note if note else ''}",
+            overflow="fold",
         )
         for w in list(self.waiters):
             if w[0] == who and w[1] == row.code and not w[2].done():
@@ -153,10 +154,6 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
     console.rule("[bold]kefu demo[/bold]")
     console.print(f"data directory: {data_dir} (SQLite, in-process bus; logs in {logs})")
     try:
-        for name in ("a1", "a2"):
-            await _run(
-                _kefu("agent", "add", name, "--password", PASSWORD, "--data-dir", str(data_dir / "server"))
-            )
         server, url = await _start(
             _kefu(
                 "server",
@@ -175,9 +172,12 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
         )
         procs.append(server)
         console.print(f"server:   {url}")
-        ports = {}
-        for name in ("a1", "a2"):
-            extra = [] if media else ["--no-media"]
+        extra = [] if media else ["--no-media"]
+
+        async def plugin_of(name: str) -> str:
+            await _run(
+                _kefu("agent", "add", name, "--password", PASSWORD, "--data-dir", str(data_dir / "server"))
+            )
             plugin, purl = await _start(
                 _kefu(
                     "plugin",
@@ -194,8 +194,10 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
                 logs / f"plugin-{name}.log",
             )
             procs.append(plugin)
-            ports[name] = purl
             console.print(f"plugin of {name}: {purl}")
+            return purl
+
+        ports = dict(zip(("a1", "a2"), await asyncio.gather(plugin_of("a1"), plugin_of("a2")), strict=True))
         console.rule("timeline: time, agent, state code, meaning, callback")
 
         def make_client(name: str) -> Any:
@@ -248,13 +250,21 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
             if state == "004002" and a2_state.get("last") != "004002":
                 a2.multipleVideoPickUp(
                     {
-                        "acceptSuccess": lambda data: tl.add("a2", data.get("state"), "acceptSuccess"),
-                        "exitSuccess": lambda data: tl.add("a2", data.get("state"), "exitSuccess"),
+                        "acceptSuccess": lambda data: tl.add("a2", None, "multipleVideoPickUp.acceptSuccess"),
+                        "exitSuccess": lambda data: tl.add("a2", None, "multipleVideoPickUp.exitSuccess"),
                     }
                 )
             a2_state["last"] = state
 
         a2.initInnerCallBack({"stateChange": a2_on_state})
+        assigned: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+        def on_assigned(data: dict[str, Any]) -> None:
+            p = data.get("payload") or {}
+            if not assigned.done():
+                assigned.set_result(p.get("session", p))
+
+        a1.initInnerCallBack({"sessionAssigned": on_assigned})
         await a1.setAgentState({"state": "idle"}, lambda state, payload: None)
         await a2.setAgentState({"state": "idle"}, lambda state, payload: None)
 
@@ -266,16 +276,11 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
         visitors.append(v1)
         await v1.connect()
         await v1.send_message("Hello, I would like to check my policy.")
-        sessions = None
-        for _ in range(100):
-            got = await a1.sessionCount({"success": lambda data: None})
-            if got["payload"]["sessionCount"] >= 1:
-                sessions = await a1.sessionState({"success": lambda data: None})
-                break
-            await asyncio.sleep(0.05)
-        if sessions is None:
-            raise DemoFailed("the chat was never assigned to a1")
-        session_id = sessions["payload"]["sessions"][0]["sessionId"]
+        try:
+            session = await asyncio.wait_for(assigned, 20)
+        except TimeoutError:
+            raise DemoFailed("the chat was never assigned to a1") from None
+        session_id = session["sessionId"]
         tl.add("a1", None, "sessionState", f"session {session_id[:8]}… with visitor-1")
         await a1.sendMessage({"session_id": session_id, "text": "Hello, this is a1. How can I help?"})
 
@@ -323,6 +328,10 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
         ok = True
     except (DemoFailed, TimeoutError) as exc:
         console.print(f"[red]demo failed: {exc}[/red]")
+        ok = False
+    except Exception as exc:  # show what broke, then clean up all the same
+        console.print_exception()
+        console.print(f"[red]demo failed: {type(exc).__name__}: {exc}[/red]")
         ok = False
     finally:
         for v in visitors:
