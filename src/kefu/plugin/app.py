@@ -42,6 +42,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -79,6 +80,9 @@ from .window import Window
 __all__ = ["Plugin", "client_event"]
 
 log = logging.getLogger("kefu.plugin")
+
+#: The browser SDK the plugin serves at ``/imclient.js`` (the same file the server serves).
+IMCLIENT_JS = Path(__file__).resolve().parent.parent / "web" / "imclient.js"
 
 
 def client_event(sub_mark: str, payload: Any = None) -> Json:
@@ -288,6 +292,13 @@ class Plugin:
             log.warning("handshake refused: %s", verdict.refused.value)
             return self._http_error(conn, 403, {"error": error_body(verdict.refused, verdict.msg)})
         path = request.path.split("?", 1)[0]
+        if path == "/imclient.js":
+            # the browser SDK (SPEC §3), for pages that load it from the plugin
+            response = conn.respond(200, IMCLIENT_JS.read_text(encoding="utf-8"))
+            response.headers["Content-Type"] = "application/javascript; charset=utf-8"
+            response.headers["Cache-Control"] = "no-cache"
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            return response
         if path != "/":
             body = error_body(ErrorCode.bad_request, f"no such page; the control socket is {self.url}/")
             return self._http_error(conn, 404, {"error": body})
