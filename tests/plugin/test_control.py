@@ -91,7 +91,7 @@ async def test_a_foreign_origin_is_refused_before_the_upgrade(lone: tuple[Plugin
 async def test_unknown_paths_are_404(lone: tuple[Plugin, str]) -> None:
     plugin, _ = lone
     status, body = await http_handshake(
-        plugin.port, {"Host": f"localhost:{plugin.port}"}, path="/imclient.js"
+        plugin.port, {"Host": f"localhost:{plugin.port}"}, path="/install.exe"
     )
     assert status == 404 and body["error"]["code"] == "bad_request"
 
