@@ -168,10 +168,27 @@ class AgentLink:
 
     # --- requests
 
-    async def request(self, mark: str, params: dict[str, Any], on_message: Callable[[Json], None]) -> None:
+    @property
+    def token(self) -> str:
+        """The agent's login token (the REST API takes it as ``Authorization: Bearer``)."""
+        return self._token
+
+    def new_id(self) -> str:
+        """A fresh request id, for a caller that must know it before the answer can come."""
+        self._next_id += 1
+        return f"p{self._next_id}"
+
+    async def request(
+        self,
+        mark: str,
+        params: dict[str, Any],
+        on_message: Callable[[Json], None],
+        *,
+        uid: str | None = None,
+    ) -> str:
         """Send ``mark`` to the server; its answer goes to ``on_message`` (with
-        the link's own request id, which the server's later ``state`` pushes
-        name as ``requestId``).
+        the link's own request id ``uid``, which the server's later ``state``
+        pushes name as ``requestId``). Returns that id.
 
         Raises :class:`ApiError` ``upstream_down`` when the link is down.
         Without a first answer within the request timeout, ``on_message``
@@ -180,8 +197,8 @@ class AgentLink:
         ws = self._ws
         if ws is None or self._closing:
             raise ApiError(code=ErrorCode.upstream_down)
-        self._next_id += 1
-        uid = f"p{self._next_id}"
+        if uid is None:
+            uid = self.new_id()
         pending = _Pending(mark, on_message)
         pending.timer = asyncio.get_running_loop().call_later(self._request_timeout, self._expire, uid)
         self._pending[uid] = pending
@@ -192,6 +209,7 @@ class AgentLink:
             if pending.timer is not None:
                 pending.timer.cancel()
             raise ApiError(code=ErrorCode.upstream_down) from None
+        return uid
 
     def _expire(self, uid: str) -> None:
         pending = self._pending.get(uid)

@@ -10,7 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # the SDK imports this module: it must not load aiortc
+    from kefu.media import MediaSettings
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -18,6 +22,7 @@ __all__ = [
     "TOKEN_FILE",
     "PluginSettings",
     "default_data_dir",
+    "default_media",
     "origin_of",
 ]
 
@@ -53,6 +58,14 @@ def origin_of(url: str) -> str:
     port = parts.port
     default = 443 if scheme in ("https", "wss") else 80
     return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
+
+
+def default_media() -> MediaSettings:
+    """The plugin's media by default: the embedded default of DESIGN §6
+    (loopback host candidates, no ICE server, the test pattern), recording on."""
+    from kefu.media import MediaSettings
+
+    return MediaSettings(record=True)
 
 
 @dataclass(frozen=True)
@@ -95,11 +108,21 @@ class PluginSettings:
     quit_logout_timeout: float = 2.0
     #: Messages queued for one SDK connection before it is closed as too slow.
     max_outbound: int = 1000
+    #: WebRTC media of the calls (``None``: ``--no-media``, calls are signalling only).
+    #: ``media.record`` records every call the agent leads and uploads it in chunks.
+    media: MediaSettings | None = field(default_factory=default_media)
+    #: How long ``takePhoto`` waits for the photo, and ``inviteShare`` for the
+    #: visitor's answer, before answering ``timeout``.
+    media_timeout: float = 25.0
+    #: Bounds each HTTP upload or download (snapshot, photo, recording chunk).
+    http_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         origin_of(self.server_url)  # raises on a bad URL
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not a TCP port")
+        if self.media_timeout <= 0 or self.http_timeout <= 0:
+            raise ValueError("media_timeout and http_timeout must be positive")
 
     @property
     def server_origin(self) -> str:
@@ -111,6 +134,13 @@ class PluginSettings:
         origin = self.server_origin
         scheme, rest = origin.split("://", 1)
         return ("wss" if scheme == "https" else "ws") + "://" + rest + "/ws/agent"
+
+    @property
+    def http_base(self) -> str:
+        """``http(s)://host:port`` of the server's REST API."""
+        origin = self.server_origin
+        scheme, rest = origin.split("://", 1)
+        return ("https" if scheme in ("https", "wss") else "http") + "://" + rest
 
     @property
     def token_path(self) -> Path:

@@ -218,7 +218,9 @@ LOCAL_MARKS = frozenset(
 #: Replies of the form ``{"subMark": "success", "data": <bool>}`` (SPEC §4.6, v1211).
 DATA_MARKS = frozenset({"isMultipleVideo", "isShareState"})
 
-#: Answered by the media layer (SPEC §4.4, §4.5).
+#: Answered by the plugin's media part (SPEC §4.4, §4.5): ``snapshot`` in the
+#: plugin itself; ``takePhoto`` and ``inviteShare`` through the server, whose
+#: ``photo`` / ``share`` events the plugin turns into the request's answers.
 MEDIA_MARKS = frozenset({"takePhoto", "snapshot", "inviteShare"})
 
 #: Forwarded to the server on the agent's link (``kefu.protocol.agent_api``).
@@ -290,14 +292,18 @@ CALL_FINAL_SUBMARKS: dict[str, frozenset[str]] = {
         }
     ),
     "videoDisconnect": frozenset({"error", "success"}),
+    # SPEC §4.5: ``open`` when the visitor's share is on, ``close`` when it stops
+    # (or the call ends), ``error`` when the invitation failed
+    "inviteShare": frozenset({"error", "close"}),
 }
 
 
 def is_final(mark: str, sub_mark: str | None) -> bool:
     """Whether a reply with ``sub_mark`` is the last message of a ``mark`` request.
 
-    Every API but the call APIs answers once. A call API's request lives on
-    through its progress callbacks until one in :data:`CALL_FINAL_SUBMARKS`.
+    Every API but the call APIs and ``inviteShare`` answers once. Those
+    live on through their progress callbacks until one in
+    :data:`CALL_FINAL_SUBMARKS`.
     """
     finals = CALL_FINAL_SUBMARKS.get(mark)
     if finals is None:
