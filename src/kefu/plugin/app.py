@@ -171,6 +171,8 @@ class Plugin:
         self._quitting = False
         self._closed = False
         self._stopped = asyncio.Event()
+        #: Told every message the SDKs are told, and each state change (the desktop window).
+        self.observers: list[Callable[[Json], None]] = []
         self._local: dict[str, Callable[[ControlConnection, Request], Awaitable[None]]] = {
             "startLogin": self._start_login,
             "setWindowSize": self._window_api,
@@ -355,6 +357,14 @@ class Plugin:
     def broadcast(self, msg: Json) -> None:
         for conn in list(self.controllers):
             conn.send(dict(msg))
+        self._observe(msg)
+
+    def _observe(self, msg: Json) -> None:
+        for observer in list(self.observers):
+            try:
+                observer(msg)
+            except Exception:
+                log.exception("plugin observer failed")
 
     def _sso_ready(self) -> Json:
         return client_event("ssoReady", {"server": self.settings.server_origin})
@@ -494,9 +504,13 @@ class Plugin:
 
     def _set_state(self, value: object) -> None:
         try:
-            self.state = parse_code(value).value
+            state = parse_code(value).value
         except ValueError:
             log.warning("the server sent a state that is not a code: %r", value)
+            return
+        if state != self.state:
+            self.state = state
+            self._observe({"v": 1, "mark": "state", "state": state})
 
     async def _logged_out(self, link: AgentLink) -> None:
         if self.link is not link:

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .app import Plugin
+from .qtloop import desktop_unavailable, run_qt
 from .settings import DEFAULT_PORT, PluginSettings, default_data_dir, origin_of
 
 __all__ = ["DESKTOP_FILE", "SCHEME", "install_url_handler", "register", "run_plugin"]
@@ -77,8 +78,11 @@ def install_url_handler(command: list[str], *, data_home: Path | None = None) ->
     return path
 
 
-async def run_plugin(settings: PluginSettings, *, launched_by_url: bool = False) -> int:
-    """Run until ``quit`` or a signal; the exit status."""
+async def run_plugin(
+    settings: PluginSettings, *, launched_by_url: bool = False, desktop: bool = False, video_bar: bool = True
+) -> int:
+    """Run until ``quit`` or a signal; the exit status. ``desktop``: with its
+    window (in a loop of :func:`kefu.plugin.qtloop.run_qt`)."""
     plugin = Plugin(settings)
     try:
         await plugin.start()
@@ -97,6 +101,10 @@ async def run_plugin(settings: PluginSettings, *, launched_by_url: bool = False)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, lambda: plugin.spawn(plugin.quit("signal")))
+    if desktop:
+        from .desktop import Desktop
+
+        Desktop(plugin, video_bar=video_bar).start()
     table = Table(title="kefu plugin", show_header=False)
     table.add_row("control socket", plugin.url)
     table.add_row("server", settings.server_origin)
@@ -104,6 +112,7 @@ async def run_plugin(settings: PluginSettings, *, launched_by_url: bool = False)
     table.add_row("pairing token", str(settings.token_path))
     table.add_row("login timeout", f"{settings.login_timeout:g} s")
     table.add_row("controllers", "many" if settings.allow_many else "one at a time")
+    table.add_row("window", ("shown" + (", control bar" if video_bar else "")) if desktop else "none (headless)")
     err.print(table)
     print(f"ready {plugin.url}", flush=True)
     try:
@@ -134,6 +143,10 @@ def register(app: typer.Typer) -> None:
             False, "--install-url-handler", help="register pocprotocol:// for this user, then exit"
         ),
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error"),
+        headless: bool = typer.Option(False, "--headless", help="run without a window"),
+        video_bar: bool = typer.Option(
+            True, "--video-bar/--no-video-bar", help="show the window's control bar (videoBarVisible)"
+        ),
     ) -> None:
         """Run the agent's plugin: the control socket on 127.0.0.1 for the SDKs (SPEC §3–4)."""
         logging.basicConfig(
@@ -169,6 +182,13 @@ def register(app: typer.Typer) -> None:
             allow_many=allow_many,
             login_timeout=login_timeout,
         )
-        code = asyncio.run(run_plugin(settings, launched_by_url=launch_url is not None))
+        by_url = launch_url is not None
+        reason = None if headless else desktop_unavailable()
+        if headless or reason is not None:
+            if reason is not None:
+                err.print(f"[yellow]no window[/yellow]: {reason}")
+            code = asyncio.run(run_plugin(settings, launched_by_url=by_url))
+        else:
+            code = run_qt(lambda: run_plugin(settings, launched_by_url=by_url, desktop=True, video_bar=video_bar))
         if code:
             raise typer.Exit(code)

@@ -1,0 +1,642 @@
+"""The plugin's desktop window (SPEC §3.1 ``videoBarVisible``, §4.1), with PySide6.
+
+Theory of operation
+-------------------
+The window draws the plugin; it keeps no state of its own that the plugin
+does not have. :class:`Desktop` binds one :class:`~kefu.plugin.app.Plugin`
+to one :class:`DesktopWindow`:
+
+- **Geometry.** The plugin's :class:`~kefu.plugin.window.Window` model is the
+  truth: ``setWindowSize``/``minimize``/``restore``/``startup``/``quit`` change
+  the model (as in headless mode) and the model's listener applies the change
+  to the Qt window. What the person does by hand (resize, minimise) is written
+  back into the model, so ``getWindow`` tells the page what is on screen.
+- **What is shown.** The agent's name, the state code and its meaning, and the
+  number of sessions in progress, refreshed on every message the SDKs are told
+  (``Plugin.observers``); the sessions count is asked with ``sessionCount``
+  through the same request path as an SDK's.
+- **Video.** During a call the media hub (``media()``, by default the plugin's
+  ``hub`` attribute, set while a call has media) gives each member's latest
+  frame. A refresh task pulls the latest frame of each tile ``fps`` times a
+  second, converts only frames it has not seen (``MediaHub.latest_rgb``'s
+  packed RGB straight into a ``QImage``, no copy), and asks Qt to repaint.
+  Nothing waits for a paint: frames that arrive between two refreshes are
+  dropped, a slow paint coalesces repaints, and signalling never waits.
+  Layout: one remote member large with the agent small on top; three or more
+  members as tiles; a screen share large, the cameras as a strip.
+- **Control bar** (shown when ``videoBarVisible``): hang up, snapshot, photo and
+  ask-for-share run the SDK's own marks (``videoDisconnect``, ``snapshot``,
+  ``takePhoto``, ``inviteShare``) through :meth:`Plugin.handle`, so the server,
+  the state codes and every SDK's callbacks are exactly those of the API. The
+  outcome is told to the SDKs as a ``client``/``windowAction`` event. Mute and
+  camera pause and resume the hub's local tracks (no SDK API has them).
+- **Closing by hand** asks first when a call is in progress, hangs up
+  (``videoDisconnect``), then quits the plugin (``client``/``quit`` to the SDKs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QImage, QPainter, QPaintEvent, QResizeEvent
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSizePolicy,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from kefu.protocol import CODE_INFO, Request, TopState, decode_request, encode, parse_code
+from kefu.protocol.plugin_api import PLUGIN_API
+from kefu.protocol.wire import Json
+
+from .app import Plugin, client_event
+from .window import WindowState
+
+if TYPE_CHECKING:
+    from kefu.media import MediaHub
+
+__all__ = ["BAR_ACTIONS", "CALL_STATES", "Desktop", "DesktopWindow", "Tile", "VideoView", "layout_tiles"]
+
+log = logging.getLogger("kefu.plugin.desktop")
+
+#: Top-level states in which a call is in progress (closing by hand asks first).
+CALL_STATES = frozenset({TopState.callingOut, TopState.twoParty, TopState.inviting, TopState.threeParty})
+
+#: The control bar: (object name, label, what it does).
+BAR_ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("mute", "Mute", "mute / unmute the microphone"),
+    ("camera", "Camera off", "turn the camera off / on"),
+    ("snapshot", "Snapshot", "snapshot: a still of the visitor's video"),
+    ("takePhoto", "Photo", "takePhoto: a photo from the visitor's camera"),
+    ("inviteShare", "Share", "inviteShare: ask the visitor to share the screen"),
+    ("videoDisconnect", "Hang up", "videoDisconnect: hang up"),
+)
+
+
+def state_text(code: str) -> str:
+    """``"002000 idle / ready (闲)"``: a code and its meaning."""
+    try:
+        info = CODE_INFO[parse_code(code)]
+    except (ValueError, KeyError):
+        return code
+    return f"{code} {info.meaning} ({info.meaning_zh})"
+
+
+# --------------------------------------------------------------------- video
+
+
+@dataclass
+class Tile:
+    """One video on screen: a member's camera or screen."""
+
+    member: str
+    role: str  # "camera" or "screen"
+    label: str
+    frame: object = None  # the av.VideoFrame last converted (identity: is it new?)
+    image: QImage | None = None
+    keep: object = None  # the RGB bytes the QImage points into
+    frames: int = 0  # frames converted
+
+
+def layout_tiles(kinds: list[str], width: int, height: int) -> list[QRect]:
+    """Where each tile goes in a ``width`` x ``height`` view.
+
+    ``kinds[i]`` is ``"main"`` (the large one: a remote member, or a share),
+    ``"self"`` (the agent's own camera) or ``"tile"``. One main and the rest
+    small: the main fills the view, the others a strip along the bottom right
+    (the agent's self view in a two-party call). No main: a grid of equal tiles.
+    """
+    n = len(kinds)
+    if n == 0 or width <= 0 or height <= 0:
+        return []
+    if kinds.count("main") == 1:
+        rects: list[QRect] = []
+        small_w, small_h = max(1, width // 4), max(1, height // 4)
+        margin = max(2, width // 100)
+        k = 0
+        for kind in kinds:
+            if kind == "main":
+                rects.append(QRect(0, 0, width, height))
+            else:
+                x = width - margin - (k + 1) * (small_w + margin) + margin
+                rects.append(QRect(max(0, x), height - small_h - margin, small_w, small_h))
+                k += 1
+        return rects
+    cols = 1
+    while cols * cols < n:
+        cols += 1
+    rows = (n + cols - 1) // cols
+    tw, th = width // cols, height // rows
+    return [QRect((i % cols) * tw, (i // cols) * th, tw, th) for i in range(n)]
+
+
+class VideoView(QWidget):
+    """Paints the tiles it is given; never waits for a frame."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.tiles: list[Tile] = []
+        self.kinds: list[str] = []
+        self.idle_text = "no call"
+        self.paints = 0
+        self.paint_seconds = 0.0
+        self.setMinimumSize(1, 1)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def show_tiles(self, tiles: list[Tile], kinds: list[str]) -> None:
+        self.tiles, self.kinds = tiles, kinds
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        started = time.perf_counter()
+        p = QPainter(self)
+        try:
+            p.fillRect(self.rect(), QColor(16, 16, 16))
+            if not self.tiles:
+                p.setPen(QColor(200, 200, 200))
+                p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.idle_text)
+                return
+            for tile, rect in zip(
+                self.tiles, layout_tiles(self.kinds, self.width(), self.height()), strict=True
+            ):
+                p.fillRect(rect, QColor(40, 40, 40))
+                if tile.image is not None:
+                    size = tile.image.size().scaled(rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
+                    target = QRect(0, 0, size.width(), size.height())
+                    target.moveCenter(rect.center())
+                    p.drawImage(target, tile.image)
+                p.setPen(QColor(255, 255, 255))
+                p.drawText(
+                    rect.adjusted(4, 2, -4, -2),
+                    Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
+                    tile.label,
+                )
+                p.setPen(QColor(90, 90, 90))
+                p.drawRect(rect.adjusted(0, 0, -1, -1))
+        finally:
+            p.end()
+            self.paints += 1
+            self.paint_seconds += time.perf_counter() - started
+
+
+# --------------------------------------------------------------------- the window
+
+
+class DesktopWindow(QMainWindow):
+    """The Qt window; :class:`Desktop` drives it."""
+
+    def __init__(self, desktop: Desktop) -> None:
+        super().__init__()
+        self.desktop = desktop
+        self.setWindowTitle("kefu plugin")
+        self.setMinimumSize(1, 1)
+        central = QWidget(self)
+        central.setMinimumSize(1, 1)
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(2)
+        self.agent_label = self._label("agent", central)
+        self.state_label = self._label("state", central)
+        self.sessions_label = self._label("sessions", central)
+        self.message_label = self._label("message", central)
+        for label in (self.agent_label, self.state_label, self.sessions_label):
+            layout.addWidget(label)
+        self.video = VideoView(central)
+        layout.addWidget(self.video, 1)
+        layout.addWidget(self.message_label)
+        self.setCentralWidget(central)
+        self.bar = QToolBar("controls", self)
+        self.bar.setObjectName("controlBar")
+        self.bar.setMovable(False)
+        self.actions_by_name: dict[str, QAction] = {}
+        for name, text, tip in BAR_ACTIONS:
+            action = QAction(text, self)
+            action.setObjectName(name)
+            action.setToolTip(tip)
+            if name in ("mute", "camera"):
+                action.setCheckable(True)
+            action.triggered.connect(lambda _checked=False, n=name: desktop.bar_action(n))
+            self.bar.addAction(action)
+            self.actions_by_name[name] = action
+        self.addToolBar(Qt.ToolBarArea.BottomToolBarArea, self.bar)
+
+    @staticmethod
+    def _label(name: str, parent: QWidget) -> QLabel:
+        label = QLabel("", parent)
+        label.setObjectName(name)
+        label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        label.setMinimumWidth(1)
+        return label
+
+    def sizeHint(self) -> QSize:
+        s = self.desktop.plugin.window.state
+        return QSize(s.width, s.height)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.desktop.window_resized(event.size().width(), event.size().height())
+
+    def changeEvent(self, event: Any) -> None:
+        super().changeEvent(event)
+        from PySide6.QtCore import QEvent
+
+        if event.type() == QEvent.Type.WindowStateChange:
+            self.desktop.window_state_changed(bool(self.windowState() & Qt.WindowState.WindowMinimized))
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.desktop.closing_allowed:
+            event.accept()
+            return
+        event.ignore()
+        self.desktop.close_requested()
+
+
+# --------------------------------------------------------------------- the binding
+
+
+@dataclass
+class _Outcome:
+    """The answers to one request of the window."""
+
+    mark: str
+    messages: list[Json] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _WindowConnection:
+    """The window as a client of :meth:`Plugin.handle`: the answers to its own
+    requests come back here (duck-typed as a ``ControlConnection``)."""
+
+    controller = True
+    browser = False
+
+    def __init__(self, desktop: Desktop) -> None:
+        self.desktop = desktop
+
+    def reply(self, msg: Json) -> None:
+        if "state" not in msg:
+            msg["state"] = self.desktop.plugin.state
+        self.desktop._answer(msg)
+
+    send = reply
+
+    def __repr__(self) -> str:
+        return "<the desktop window>"
+
+
+class Desktop:
+    """Binds a :class:`Plugin` to its :class:`DesktopWindow` (see the module's docstring)."""
+
+    def __init__(
+        self,
+        plugin: Plugin,
+        *,
+        video_bar: bool = True,
+        fps: float = 15.0,
+        media: Callable[[], MediaHub | None] | None = None,
+        answer_timeout: float = 10.0,
+    ) -> None:
+        self.plugin = plugin
+        self.fps = fps
+        self.answer_timeout = answer_timeout
+        self.media = media if media is not None else (lambda: getattr(plugin, "hub", None))
+        self.sessions: int | None = None
+        self.closing_allowed = False
+        self.question: QMessageBox | None = None
+        self.outcomes: list[Json] = []  # every final answer of a bar action, in order
+        self.muted = False
+        self.camera_off = False
+        self._ids = itertools.count(1)
+        self._pending: dict[str, _Outcome] = {}
+        self._conn = _WindowConnection(self)
+        self._tiles: dict[tuple[str, str], Tile] = {}
+        self._sessions_task: asyncio.Task[None] | None = None
+        self._sessions_dirty = False
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._frame_seen = asyncio.Event()
+        self._shown = asyncio.Event()
+        self.window = DesktopWindow(self)
+        self.set_video_bar_visible(video_bar)
+        plugin.window.on_change(self._model_changed)
+        plugin.observers.append(self._observe)
+        self._apply(plugin.window.state)
+        self.show_status()
+
+    # --- life
+
+    def start(self) -> None:
+        """Show the window and start refreshing its video."""
+        self._apply(self.plugin.window.state)
+        if self._refresh_task is None:
+            self._refresh_task = self.plugin.spawn(self._refresh_loop())
+        if self.plugin.agent is not None:
+            self._want_sessions()
+
+    def set_video_bar_visible(self, visible: bool) -> None:
+        """``videoBarVisible`` (SPEC §3.1): show or hide the control bar."""
+        self.window.bar.setVisible(visible)
+
+    @property
+    def video_bar_visible(self) -> bool:
+        return not self.window.bar.isHidden()
+
+    # --- the model → the Qt window
+
+    def _model_changed(self, old: WindowState, new: WindowState) -> None:
+        self._apply(new)
+
+    def _apply(self, s: WindowState) -> None:
+        w = self.window
+        if s.closed:
+            self.closing_allowed = True
+            w.close()
+            return
+        if (w.width(), w.height()) != (s.width, s.height):
+            w.resize(s.width, s.height)
+        if not s.visible:
+            w.hide()
+        elif s.minimized:
+            if not w.isMinimized():
+                w.showMinimized()
+        elif w.isMinimized() or not w.isVisible():
+            w.showNormal()
+
+    # --- the person → the model
+
+    def window_resized(self, width: int, height: int) -> None:
+        s = self.plugin.window.state
+        if not s.closed and (width, height) != (s.width, s.height) and not self.window.isMinimized():
+            self.plugin.window.set_size(max(1, width), max(1, height))
+
+    def window_state_changed(self, minimized: bool) -> None:
+        s = self.plugin.window.state
+        if s.closed or minimized == s.minimized:
+            return
+        if minimized:
+            self.plugin.window.minimize()
+        else:
+            self.plugin.window.restore()
+
+    def close_requested(self) -> None:
+        """The person closed the window: ask first during a call, then hang up and quit."""
+        if self.plugin.window.state.closed:
+            return
+        if not self.in_call():
+            self.plugin.spawn(self.plugin.quit("window closed"))
+            return
+        if self.question is not None:
+            return
+        box = QMessageBox(self.window)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("kefu plugin")
+        box.setText("A call is in progress. Hang up and quit?")
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.finished.connect(lambda result: self._answered(box, result))
+        self.question = box
+        box.open()
+
+    def _answered(self, box: QMessageBox, result: int) -> None:
+        self.question = None
+        if box.clickedButton() is box.button(QMessageBox.StandardButton.Yes):
+            self.plugin.spawn(self._hang_up_and_quit())
+
+    async def _hang_up_and_quit(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await self.request("videoDisconnect")
+        await self.plugin.quit("window closed")
+
+    def in_call(self) -> bool:
+        try:
+            top = TopState(self.plugin.state[:3] + "000")
+        except ValueError:
+            return False
+        return top in CALL_STATES or self.media() is not None
+
+    # --- what is shown
+
+    def _observe(self, msg: Json) -> None:
+        self.show_status()
+        mark, sub = msg.get("mark"), msg.get("subMark")
+        if (mark == "client" and sub == "kefuReady") or (
+            mark in ("event", "initInnerCallBack")
+            and sub in ("sessionAssigned", "chatCloseCB", "sessionClosed")
+        ):
+            self._want_sessions()
+        elif mark == "client" and sub == "ssoReady":
+            self.sessions = None
+            self.show_status()
+
+    def show_status(self) -> None:
+        agent = self.plugin.agent
+        name = agent.get("name") if isinstance(agent, dict) else None
+        self.window.agent_label.setText(f"agent: {name}" if name else "agent: not logged in")
+        self.window.state_label.setText(f"state: {state_text(self.plugin.state)}")
+        count = "—" if self.sessions is None else str(self.sessions)
+        self.window.sessions_label.setText(f"sessions in progress: {count}")
+        self._shown.set()
+
+    async def until(self, check: Callable[[], bool]) -> None:
+        """Until ``check()`` holds, looked at after each change of what is shown."""
+        while not check():
+            self._shown.clear()
+            await self._shown.wait()
+
+    def _want_sessions(self) -> None:
+        self._sessions_dirty = True
+        if self._sessions_task is None or self._sessions_task.done():
+            self._sessions_task = self.plugin.spawn(self._ask_sessions())
+
+    async def _ask_sessions(self) -> None:
+        while self._sessions_dirty and self.plugin.agent is not None:
+            self._sessions_dirty = False
+            try:
+                answer = await self.request("sessionCount")
+            except TimeoutError:
+                continue
+            payload = answer.get("payload")
+            count = payload.get("sessionCount") if isinstance(payload, dict) else None
+            if isinstance(count, int) and not isinstance(count, bool):
+                self.sessions = count
+                self.show_status()
+
+    # --- requests through the SDK's path
+
+    async def request(self, mark: str, params: Json | None = None) -> Json:
+        """Run ``mark`` as an SDK would (decoded by the same rules, answered by
+        :meth:`Plugin.handle`); the final answer. Raises TimeoutError."""
+        rid = f"window-{next(self._ids)}"
+        raw = {"v": 1, "id": rid, "mark": mark, "params": params or {}}
+        req: Request = decode_request(encode(raw), PLUGIN_API)
+        outcome = _Outcome(mark)
+        self._pending[rid] = outcome
+        try:
+            async with asyncio.timeout(self.answer_timeout):
+                await self.plugin.handle(self._conn, req)  # type: ignore[arg-type]
+                await outcome.done.wait()
+        finally:
+            self._pending.pop(rid, None)
+        return outcome.messages[-1]
+
+    def _answer(self, msg: Json) -> None:
+        outcome = self._pending.get(str(msg.get("id")))
+        if outcome is None:
+            return
+        outcome.messages.append(msg)
+        outcome.done.set()
+
+    def bar_action(self, name: str) -> None:
+        """A button of the control bar."""
+        if name == "mute":
+            self.set_muted(not self.muted)
+        elif name == "camera":
+            self.set_camera_off(not self.camera_off)
+        else:
+            self.plugin.spawn(self.run_action(name))
+
+    async def run_action(self, mark: str) -> Json:
+        """Run the SDK API ``mark`` for a button; tell the SDKs and the window the outcome."""
+        self.window.message_label.setText(f"{mark}…")
+        try:
+            answer = await self.request(mark)
+        except TimeoutError:
+            answer = {
+                "v": 1,
+                "mark": mark,
+                "subMark": "error",
+                "error": {"code": "timeout", "msg": "no answer"},
+            }
+        outcome = {k: v for k, v in answer.items() if k not in ("v", "id")}
+        self.outcomes.append(outcome)
+        self.plugin.broadcast(client_event("windowAction", outcome))
+        sub = outcome.get("subMark")
+        error = outcome.get("error")
+        if isinstance(error, dict):
+            self.window.message_label.setText(f"{mark}: {error.get('msg') or error.get('code')}")
+        else:
+            self.window.message_label.setText(f"{mark}: {sub}")
+        return answer
+
+    def _local_tracks(self) -> tuple[Any, Any]:
+        hub = self.media()
+        source = hub.source if hub is not None else None
+        if source is None:
+            return None, None
+        return source.audio, source.video
+
+    def set_muted(self, muted: bool) -> None:
+        self.muted = muted
+        self.window.actions_by_name["mute"].setChecked(muted)
+        self.window.actions_by_name["mute"].setText("Unmute" if muted else "Mute")
+        self._apply_tracks()
+
+    def set_camera_off(self, off: bool) -> None:
+        self.camera_off = off
+        self.window.actions_by_name["camera"].setChecked(off)
+        self.window.actions_by_name["camera"].setText("Camera on" if off else "Camera off")
+        self._apply_tracks()
+
+    def _apply_tracks(self) -> None:
+        audio, video = self._local_tracks()
+        for track, off in ((audio, self.muted), (video, self.camera_off)):
+            if track is None or not hasattr(track, "pause"):
+                continue
+            if off and not track.paused:
+                track.pause()
+            elif not off and track.paused:
+                track.resume()
+
+    # --- video
+
+    def _wanted_tiles(self, hub: MediaHub) -> tuple[list[tuple[str, str, str]], list[str]]:
+        """(member, role, label) of each tile, and its kind for :func:`layout_tiles`."""
+        remotes = list(hub.members)
+        shares: list[str] = []
+        for member in remotes:
+            peer = hub.peer(member)
+            for rec in peer.received:
+                if rec.label.role == "screen" and rec.latest is not None and rec.label.member not in shares:
+                    shares.append(rec.label.member)
+        wanted: list[tuple[str, str, str]] = []
+        kinds: list[str] = []
+        for member in shares[:1]:
+            wanted.append((member, "screen", f"{member} — screen"))
+            kinds.append("main")
+        for member in remotes:
+            wanted.append((member, "camera", member))
+            kinds.append("main" if not shares and len(remotes) == 1 else "tile")
+        wanted.append((hub.local, "camera", f"{hub.local} (you)"))
+        kinds.append("self" if kinds.count("main") == 1 else "tile")
+        return wanted, kinds
+
+    def refresh_video(self) -> bool:
+        """Pull the latest frame of each tile; True when a new one was converted."""
+        from kefu.media import MediaError, to_rgb
+
+        hub = self.media()
+        if hub is None:
+            if self._tiles:
+                self._tiles.clear()
+                self.window.video.show_tiles([], [])
+            return False
+        self._apply_tracks()
+        wanted, kinds = self._wanted_tiles(hub)
+        tiles: list[Tile] = []
+        changed = False
+        for member, role, label in wanted:
+            tile = self._tiles.get((member, role))
+            if tile is None:
+                tile = self._tiles[(member, role)] = Tile(member, role, label)
+            tiles.append(tile)
+            try:
+                frame = hub.latest_frame(member, role)  # type: ignore[arg-type]
+            except MediaError:
+                continue
+            if frame is tile.frame:
+                continue  # nothing new: no conversion
+            rgb = to_rgb(frame)
+            tile.frame, tile.keep = frame, rgb.data
+            tile.image = QImage(rgb.data, rgb.width, rgb.height, rgb.stride, QImage.Format.Format_RGB888)
+            tile.frames += 1
+            changed = True
+        gone = set(self._tiles) - {(m, r) for m, r, _ in wanted}
+        for key in gone:
+            del self._tiles[key]
+        if changed or gone or kinds != self.window.video.kinds:
+            self.window.video.show_tiles(tiles, kinds)
+        if changed:
+            self._frame_seen.set()
+        return changed
+
+    async def frame_shown(self) -> None:
+        """Until the next refresh that converted a new frame."""
+        self._frame_seen.clear()
+        await self._frame_seen.wait()
+
+    def tile(self, member: str, role: str = "camera") -> Tile | None:
+        return self._tiles.get((member, role))
+
+    async def _refresh_loop(self) -> None:
+        period = 1.0 / self.fps
+        while True:
+            try:
+                self.refresh_video()
+            except Exception:
+                log.exception("video refresh failed")
+            await asyncio.sleep(period)
+
+    def grab(self) -> QImage:
+        """The window as an image (what a person sees)."""
+        return self.window.grab().toImage()
