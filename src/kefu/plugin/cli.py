@@ -112,7 +112,9 @@ async def run_plugin(
     table.add_row("pairing token", str(settings.token_path))
     table.add_row("login timeout", f"{settings.login_timeout:g} s")
     table.add_row("controllers", "many" if settings.allow_many else "one at a time")
-    table.add_row("window", ("shown" + (", control bar" if video_bar else "")) if desktop else "none (headless)")
+    table.add_row(
+        "window", ("shown" + (", control bar" if video_bar else "")) if desktop else "none (headless)"
+    )
     err.print(table)
     print(f"ready {plugin.url}", flush=True)
     try:
@@ -189,6 +191,8 @@ def register(app: typer.Typer) -> None:
                 err.print(f"[yellow]no window[/yellow]: {reason}")
             code = asyncio.run(run_plugin(settings, launched_by_url=by_url))
         else:
-            code = run_qt(lambda: run_plugin(settings, launched_by_url=by_url, desktop=True, video_bar=video_bar))
+            code = run_qt(
+                lambda: run_plugin(settings, launched_by_url=by_url, desktop=True, video_bar=video_bar)
+            )
         if code:
             raise typer.Exit(code)
