@@ -39,7 +39,7 @@
   var INVITES = ["error", "visitorRefuse", "videoBusyMark", "timeoutDisconnect", "visitorDisconnect", "kefuCloseVideoSuccess"];
   var FINAL = {
     videoPickUp: HANGUPS,
-    multipleVideoPickUp: ["error", "exitSuccess", "kefuCloseVideoSuccess", "timeoutDisconnect"],
+    multipleVideoPickUp: ["error", "exitSuccess", "kefuCloseVideoSuccess", "timeoutDisconnect", "refuseSuccess"],
     multipleVideoRefuse: ["error", "success"],
     videoInviteAgent: ["error", "exitSuccess", "kefuCloseVideoSuccess", "visitorRefuse", "videoBusyMark", "timeoutDisconnect"],
     callbackToVisitor: INVITES,
@@ -106,6 +106,7 @@
     this._inner = {};
     this._pending = {};
     this._waiting = []; // requests made before the connection is up
+    this._early = []; // pushes that came before the hello reply
     this._nextId = 0;
     this._ws = null;
     this._paired = false;
@@ -132,6 +133,7 @@
     }
     this._ws = ws;
     this._paired = false;
+    this._early = [];
     ws.onopen = function () {
       var params = { client: "imclient.js" };
       if (self.options.token) params.token = self.options.token;
@@ -181,20 +183,28 @@
   };
 
   IMClient.prototype._dispatch = function (msg) {
-    if (msg.id === "hello" && !this._paired) {
-      if (msg.subMark !== "success") {
+    if (!this._paired) {
+      if (msg.id === "hello" && msg.subMark === "success") {
+        this._paired = true;
+        this._reportedDown = false;
+        this._backoff = 500;
+        this.linkStatus = true;
+        this._option("success", msg);
+        // what the plugin pushed before its reply (a browser is greeted at once) follows success
+        var early = this._early;
+        this._early = [];
+        for (var j = 0; j < early.length; j++) this._dispatch(early[j]);
+        var waiting = this._waiting;
+        this._waiting = [];
+        for (var i = 0; i < waiting.length; i++) this._send(waiting[i]);
+      } else if (msg.subMark === "error" && (msg.id === "hello" || msg.mark === "client" || !msg.id)) {
+        // refused (controller_busy, unauthenticated ...): one error, not another for the close
         if (msg.error && !("code" in msg)) msg.code = msg.error.code;
+        this._reportedDown = true;
         this._option("error", msg);
-        return;
+      } else {
+        this._early.push(msg);
       }
-      this._paired = true;
-      this._reportedDown = false;
-      this._backoff = 500;
-      this.linkStatus = true;
-      this._option("success", msg);
-      var waiting = this._waiting;
-      this._waiting = [];
-      for (var i = 0; i < waiting.length; i++) this._send(waiting[i]);
       return;
     }
     if (msg.id && this._pending[msg.id]) {

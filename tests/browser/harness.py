@@ -1,0 +1,161 @@
+"""What the browser tests share: Debian's chromium through Playwright, a tiny
+page server for the test pages, waiting on a page, artifacts.
+
+Chromium is the system's (``/usr/bin/chromium``, ``apt-get install -y
+chromium``), never one Playwright downloads. It runs headless with fake media
+devices (a generated camera picture and a beep) and fake permission prompts,
+and with loopback ICE candidates allowed: without
+``--allow-loopback-in-peer-connection`` it offers none on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import mimetypes
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from playwright.async_api import Page
+
+__all__ = [
+    "ARTIFACTS",
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "LIMIT",
+    "PAGES",
+    "PageServer",
+    "calls",
+    "screenshot",
+    "states",
+    "wait_js",
+]
+
+CHROMIUM = os.environ.get("KEFU_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # tests run as root in CI
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # a fake screen for getDisplayMedia, without a picker
+    "--auto-select-desktop-capture-source=Entire screen",
+    "--enable-usermedia-screen-capturing",
+]
+PAGES = Path(__file__).resolve().parent / "pages"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+#: Every wait in a browser test is bounded by this many seconds (never a sleep).
+LIMIT = 15.0
+
+
+class PageServer:
+    """A static HTTP server on 127.0.0.1 for ``tests/browser/pages``, plus a
+    generated ``/config.js`` (``window.KEFU_TEST = {...}``). Its origin is
+    ``http://127.0.0.1:<port>``; two servers are two origins."""
+
+    def __init__(self, root: Path = PAGES, config: dict[str, Any] | None = None) -> None:
+        self.root = root.resolve()
+        self.config: dict[str, Any] = dict(config or {})
+        self.port = 0
+        self.requests: list[str] = []
+        self._server: asyncio.Server | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.origin + path
+
+    async def start(self) -> PageServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> PageServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _file(self, path: str) -> tuple[int, str, bytes]:
+        if path == "/config.js":
+            body = f"window.KEFU_TEST = {json.dumps(self.config)};\n".encode()
+            return 200, "application/javascript; charset=utf-8", body
+        target = (self.root / unquote(path).lstrip("/")).resolve()
+        if not target.is_relative_to(self.root) or not target.is_file():
+            return 404, "text/plain; charset=utf-8", b"not found\n"
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if ctype.startswith("text/") or ctype.endswith("javascript"):
+            ctype += "; charset=utf-8"
+        return 200, ctype, target.read_bytes()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+                path = urlsplit(target).path
+                self.requests.append(path)
+                status, ctype, body = self._file(path) if method == "GET" else (405, "text/plain", b"")
+                reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}[status]
+                writer.write(
+                    f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                    f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n\r\n".encode("latin-1")
+                    + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+async def wait_js(page: Page, expression: str, arg: Any = None, limit: float = LIMIT) -> Any:
+    """Wait until ``expression`` (a JS function of ``arg``) returns a truthy value; return it."""
+    handle = await page.wait_for_function(expression, arg=arg, timeout=limit * 1000)
+    return await handle.json_value()
+
+
+async def calls(
+    page: Page, api: str, name: str | None = None, *, count: int = 1, limit: float = LIMIT
+) -> list[dict[str, Any]]:
+    """The recorded callbacks of ``api`` (named ``name``), once at least ``count`` came."""
+    found: list[dict[str, Any]] = await wait_js(
+        page,
+        """([api, name, count]) => {
+            const found = window.__calls.filter(c => c.api === api && (name === null || c.name === name));
+            return found.length >= count ? found : null;
+        }""",
+        [api, name, count],
+        limit,
+    )
+    return found
+
+
+def states(records: list[dict[str, Any]]) -> list[str]:
+    """The states of recorded v190307 callbacks."""
+    return [r["args"][0] for r in records if r["name"] == "callback"]
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    """Write ``test-artifacts/<name>.png`` (the whole page) and return its path."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path

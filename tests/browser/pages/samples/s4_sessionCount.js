@@ -1,0 +1,5 @@
+client.sessionCount({
+success: function(data) {
+console.log(data.payload.sessionCount)
+}
+})

@@ -1,0 +1,5 @@
+client.sessionState({
+success: function(data) {
+console.log(data)
+}
+})

@@ -1,0 +1,4 @@
+client.setWindowSize({
+width: "300",
+height: "400"
+});
