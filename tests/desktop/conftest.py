@@ -29,10 +29,17 @@ __all__ = ["desktop", "kefu_server", "plugin", "plugin_factory", "qapp"]
 
 @pytest.fixture(scope="session")
 def qapp() -> Any:
-    os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from kefu.plugin.qtloop import qt_application
 
-    return qt_application()
+    before = os.environ.get("QT_QPA_PLATFORM")
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"  # read once, when the application is made
+    try:
+        return qt_application()
+    finally:  # the other tests' processes do not inherit it
+        if before is None:
+            del os.environ["QT_QPA_PLATFORM"]
+        else:
+            os.environ["QT_QPA_PLATFORM"] = before
 
 
 @pytest_asyncio.fixture

@@ -101,10 +101,13 @@ async def run_plugin(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, lambda: plugin.spawn(plugin.quit("signal")))
+    shown = "none (headless)"
     if desktop:
         from .desktop import Desktop
 
-        Desktop(plugin, video_bar=video_bar).start()
+        window = Desktop(plugin, video_bar=video_bar)
+        window.start()
+        shown = f"shown on {window.platform}" + (", with its control bar" if video_bar else "")
     table = Table(title="kefu plugin", show_header=False)
     table.add_row("control socket", plugin.url)
     table.add_row("server", settings.server_origin)
@@ -112,9 +115,7 @@ async def run_plugin(
     table.add_row("pairing token", str(settings.token_path))
     table.add_row("login timeout", f"{settings.login_timeout:g} s")
     table.add_row("controllers", "many" if settings.allow_many else "one at a time")
-    table.add_row(
-        "window", ("shown" + (", control bar" if video_bar else "")) if desktop else "none (headless)"
-    )
+    table.add_row("window", shown)
     err.print(table)
     print(f"ready {plugin.url}", flush=True)
     try:

@@ -349,6 +349,13 @@ class Desktop:
         self.window.bar.setVisible(visible)
 
     @property
+    def platform(self) -> str:
+        """Qt's platform: ``xcb``, ``wayland``, ``offscreen`` ..."""
+        from PySide6.QtGui import QGuiApplication
+
+        return str(QGuiApplication.platformName())
+
+    @property
     def video_bar_visible(self) -> bool:
         return not self.window.bar.isHidden()
 
