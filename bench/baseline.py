@@ -15,15 +15,16 @@ under the same load generator, message sizes and concurrency as kefu.
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, Row
-from bench.load import LoadConfig
+from bench.common import Result, Row, percentiles
+from bench.load import LoadConfig, Pool
 from bench.measure import Load, measure
 from bench.procs import baseline_process
 
-__all__ = ["baseline_rows", "measure_baseline", "run"]
+__all__ = ["baseline_rows", "measure_baseline", "measure_broadcast", "run"]
 
 
 def measure_baseline(load: Load, workdir: Path) -> dict[str, Any]:
@@ -52,6 +53,40 @@ def measure_baseline(load: Load, workdir: Path) -> dict[str, Any]:
         out["relay"] = relay.figures
         out["notes"] += relay.notes
     return out
+
+
+def measure_broadcast(
+    n: int, workdir: Path, *, duration: float, workers: int, msg_size: int = 100
+) -> dict[str, Any]:
+    """N clients on ``/broadcast``; one publishes; each message reaches all N.
+
+    The rate is chosen for about 20,000 deliveries/s (what the load generator can read),
+    so the figure is the fan-out latency at that load, not a maximum."""
+    rate = max(1.0, 20_000 / n)
+    with baseline_process(workdir / "broadcast.log") as srv:
+        cfg = LoadConfig(target="broadcast", base_url=srv.url, visitors=n, msg_size=msg_size)
+        with Pool(cfg, workers) as pool:
+            vis = pool.call("connect_visitors", timeout=600)
+            s0 = srv.sample()
+            start_ns = time.monotonic_ns()
+            sent = sum(x["sent"] for x in pool.call("broadcast", phase="bc", rate=rate, duration=duration))
+            s1 = srv.sample()
+            time.sleep(0.5)  # the last fan-out is on its way: bounded, then counted
+            reports = pool.call("report", timeout=120)
+            pool.call("close", timeout=120)
+    lat = [x / 1e6 for r in reports for x in r["latency_ns"].get("bc", [])]
+    end = start_ns + int(duration * 1e9)
+    in_window = sum(1 for r in reports for t in r["recv_at_ns"].get("bc", []) if t <= end)
+    return {
+        "clients": sum(v["visitors"] - v["failed"] for v in vis),
+        "rate": rate,
+        "sent": sent,
+        "delivered": len(lat),
+        "expected": sent * n,
+        "deliveries_per_s": in_window / duration,
+        "latency_ms": percentiles(lat),
+        "server_cpu_pct": s1.cpu_percent_since(s0),
+    }
 
 
 def _p(d: dict[str, Any] | None, key: str) -> float | None:
@@ -101,7 +136,17 @@ def run(
     res.params = {**load.__dict__}
     with tempfile.TemporaryDirectory(prefix="kefu-bench-") as tmp:
         b = measure_baseline(load, Path(tmp))
-    res.raw = b
+        bc = measure_broadcast(load.visitors, Path(tmp), duration=load.duration, workers=load.workers)
+    res.raw = {**b, "broadcast": bc}
     res.notes += b["notes"][:10]
     res.add(*baseline_rows(b))
+    lat = bc["latency_ms"]
+    res.add(
+        Row(f"— broadcast: 1 publisher, {bc['clients']:,} clients, {bc['rate']:g} msg/s"),
+        Row("deliveries per second", bc["deliveries_per_s"], "msg/s"),
+        Row("delivered / expected", f"{bc['delivered']:,} / {bc['expected']:,}"),
+        Row("fan-out latency p50", lat["p50"], "ms"),
+        Row("fan-out latency p99", lat["p99"], "ms"),
+        Row("server CPU", bc["server_cpu_pct"], "%"),
+    )
     return res

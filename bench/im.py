@@ -150,7 +150,7 @@ def im_rows(k: dict[str, Any], b: dict[str, Any], load: Load, *, goals: bool = T
         ),
         Row("server RSS at the end", k["rss_after_kib"] / 1024, "MiB", r["rss_after_kib"] / 1024),
         Row(
-            "lost / duplicated messages",
+            "not delivered 10 s after the end / duplicated",
             f"{loss.get('lost', '?')} / {loss.get('duplicated', '?')}",
             f"of {loss.get('acked', 0):,}",
             goal="0 / 0" if goals else "",

@@ -118,6 +118,15 @@ class _Agent:
     reader: asyncio.Task[None] | None = None
 
 
+def _fail_pending(pending: dict[str, _Pending]) -> None:
+    """The connection closed: whoever waits for an answer hears so (nobody may wait)."""
+    for p in pending.values():
+        if p.fut is not None and not p.fut.done():
+            p.fut.set_exception(ConnectionError("closed"))
+            p.fut.exception()  # retrieved: no "never retrieved" log for open-loop sends
+    pending.clear()
+
+
 def _pad(head: str, size: int) -> str:
     return head + "x" * (size - len(head)) if len(head) < size else head
 
@@ -171,7 +180,12 @@ class Worker:
 
     async def _connect_visitor(self, v: _Visitor) -> None:
         t = self.cfg.target
-        path = {"kefu": "/ws/visitor", "echo": "/echo", "relay": f"/relay/v/{v.idx}"}[t]
+        path = {
+            "kefu": "/ws/visitor",
+            "echo": "/echo",
+            "relay": f"/relay/v/{v.idx}",
+            "broadcast": "/broadcast",
+        }[t]
         v.ws = await self._open(path)
         v.reader = asyncio.create_task(self._visitor_reader(v, v.ws))
         if t == "kefu":
@@ -254,6 +268,12 @@ class Worker:
             async for raw in ws:
                 now = time.monotonic_ns()
                 msg = json.loads(raw)
+                if self.cfg.target == "broadcast":  # one publisher's messages, to everyone
+                    parts = str((msg.get("params") or {}).get("text", "")).split("|", 5)
+                    if len(parts) > 4 and parts[0] == "b":
+                        self.latency[parts[1]].append(now - int(parts[4]))
+                        self.recv_at[parts[1]].append(now)
+                    continue
                 if "id" in msg:
                     p = self._reply(v.pending, msg, now)
                     if p is not None and p.n >= 0:
@@ -289,10 +309,7 @@ class Worker:
         except ConnectionClosed:
             pass
         finally:
-            for p in v.pending.values():
-                if p.fut is not None and not p.fut.done():
-                    p.fut.set_exception(ConnectionError("closed"))
-            v.pending.clear()
+            _fail_pending(v.pending)
             if v.ws is ws:
                 v.connected.clear()
 
@@ -341,10 +358,7 @@ class Worker:
         except ConnectionClosed:
             pass
         finally:
-            for p in a.pending.values():
-                if p.fut is not None and not p.fut.done():
-                    p.fut.set_exception(ConnectionError("closed"))
-            a.pending.clear()
+            _fail_pending(a.pending)
 
     def _delivered(self, text: str, now: int) -> None:
         """A visitor's message reached an agent: count it, and its latency by phase."""
@@ -518,6 +532,25 @@ class Worker:
             "s": time.monotonic() - start,
             "start_ns": int(start * _NS),
         }
+
+    async def broadcast(self, phase: str, rate: float, duration: float) -> dict[str, Any]:
+        """The first visitor of worker 0 publishes ``rate`` messages/s; the baseline's
+        ``/broadcast`` sends each to every connected client."""
+        if self.index != 0 or not self.visitors or self.visitors[0].ws is None:
+            await asyncio.sleep(duration)
+            return {"sent": 0}
+        v = self.visitors[0]
+        assert v.ws is not None
+        start = time.monotonic()
+        sent = 0
+        while (elapsed := time.monotonic() - start) < duration:
+            for _ in range(max(0, int(elapsed * rate) - sent)):
+                t = time.monotonic_ns()
+                text = _pad(f"b|{phase}|{v.idx}|{sent}|{t}|", self.cfg.msg_size)
+                await v.ws.send(_envelope(f"m{sent}", "sendMessage", {"text": text}))
+                sent += 1
+            await asyncio.sleep(0.002)
+        return {"sent": sent}
 
     async def storm(
         self,
