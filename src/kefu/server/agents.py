@@ -11,7 +11,9 @@ Other services hear of changes through :attr:`AgentService.listeners`
 (routing runs when an agent becomes ready), called after the commit.
 After-call work (005xxx) ends when the agent sets ready / not ready, or after
 ``wrap_up_timeout`` seconds when that is set; the timer is rebuilt from the
-database on start, so a restart does not lose it.
+database on start, so a restart does not lose it, and with several nodes
+:meth:`AgentService.sweep` ends overdue ones on any node, so a node that
+died does not lose them either.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -178,6 +180,34 @@ class AgentService:
                 )
         except ApiError:
             log.debug("agent %s left after-call work before its timeout", agent_id)
+
+    async def sweep(self, limit: int = 50) -> int:
+        """End the after-call work that is overdue, whichever node's timer it was (several nodes).
+
+        Run every ``sweep_interval`` on every node: the agents are taken with
+        ``FOR UPDATE SKIP LOCKED``, so two nodes never end the same one, and
+        an agent whose state changed meanwhile is not selected."""
+        if self.s.wrap_up_timeout <= 0:
+            return 0
+        cutoff = self.s.now() - timedelta(seconds=self.s.wrap_up_timeout)
+        ended = 0
+        async with self.hub.transaction() as tx:
+            q = (
+                select(agents.c.id, agents.c.state_since)
+                .where(agents.c.state.like("005%"), agents.c.state_since <= cutoff)
+                .order_by(agents.c.id)
+                .limit(limit)
+            )
+            if not self.hub.store.is_sqlite:
+                q = q.with_for_update(skip_locked=True)
+            for r in list(await tx.conn.execute(q)):
+                since = aware(r.state_since)
+                assert since is not None
+                await self._apply(
+                    tx, r.id, Flow.agent, Event.wrapUpTimeout, "wrapUpTimeout", None, only_since=since
+                )
+                ended += 1
+        return ended
 
     async def start(self) -> None:
         """Rebuild the wrap-up timers of agents in after-call work; end the overdue ones now."""

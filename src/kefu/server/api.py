@@ -209,7 +209,7 @@ async def _agent_rows(sv: Services, name: str | None = None) -> list[dict[str, A
     async with sv.store.read() as conn:
         rows = await list_agents(conn, name=name)
     for r in rows:
-        r["connected"] = sv.hub.bus.connected(agent_key(r.pop("id")))
+        r["connected"] = await sv.hub.bus.present(agent_key(r.pop("id")))
     return rows
 
 

@@ -298,7 +298,7 @@ class CallService:
         if await self._call_of(VI, visitor.name) is not None:
             await self._refuse(agent, req, conn, flow, Event.busy, None)
             return
-        if not self.hub.bus.connected(visitor.recipient):
+        if not await self.hub.bus.present(visitor.recipient):
             await self._refuse(agent, req, conn, flow, Event.error, ErrorCode.visitor_offline)
             return
         call_id = new_id()
@@ -331,7 +331,7 @@ class CallService:
         if await self._call_of(VI, visitor.name) is not None:
             await self._refuse(agent, req, conn, flow, Event.busy, None)
             return
-        if not self.hub.bus.connected(visitor.recipient):
+        if not await self.hub.bus.present(visitor.recipient):
             await self._refuse(agent, req, conn, flow, Event.error, ErrorCode.visitor_offline)
             return
         out = await self._run(
@@ -354,7 +354,7 @@ class CallService:
                 agent, req, conn, flow, Event.error, ErrorCode.SDK_08, "no such agent: check the agent's name"
             )
             return
-        if allowed(target.state, Flow.agentInvite, Event.ring) is None or not self.hub.bus.connected(
+        if allowed(target.state, Flow.agentInvite, Event.ring) is None or not await self.hub.bus.present(
             agent_key(target.id)
         ):
             await self._refuse(agent, req, conn, flow, Event.busy, None)
@@ -438,7 +438,7 @@ class CallService:
             raise ApiError("ask for video in a conversation with an agent", code=ErrorCode.no_such_session)
         if await self._call_of(VI, visitor.name) is not None:
             raise ApiError("already in a call", code=ErrorCode.invalid_state)
-        if allowed(agent.state, Flow.visitorInvite, Event.ring) is None or not self.hub.bus.connected(
+        if allowed(agent.state, Flow.visitorInvite, Event.ring) is None or not await self.hub.bus.present(
             agent_key(agent.id)
         ):
             raise ApiError(
@@ -572,7 +572,7 @@ class CallService:
         if self._grace.get((kind.value, name)) is asyncio.current_task():
             del self._grace[(kind.value, name)]
         recipient = await self._recipient(kind, name)
-        if self.hub.bus.connected(recipient):
+        if await self.hub.bus.present(recipient):
             return
         call_id = await self._call_of(kind, name)
         if call_id is None:
@@ -617,13 +617,16 @@ class CallService:
         op: Callable[[Call], list[Effect]],
         *,
         requester: tuple[str, str] | None = None,
+        skip_locked: bool = False,
     ) -> _Outcome:
         async with self._lock, self.hub.transaction() as tx:
             q = select(calls.c.snapshot, calls.c.status).where(calls.c.id == call_id)
             if not self.s.is_sqlite:
-                q = q.with_for_update()
+                q = q.with_for_update(skip_locked=skip_locked)
             row = (await tx.conn.execute(q)).first()
             if row is None:
+                if skip_locked:
+                    return _Outcome(None)  # another node is on it
                 raise ApiError(code=ErrorCode.no_such_call)
             call = Call.from_dict(row.snapshot)
             fx = op(call)  # ApiError: nothing changed
@@ -781,6 +784,38 @@ class CallService:
         task = self._timers.pop(call_id, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+
+    async def sweep(self, limit: int = 50) -> int:
+        """Fire the ringing timers that are due, whichever node set them (several nodes).
+
+        A node schedules only the timers it set; this, run every
+        ``sweep_interval`` on every node, fires those of a node that died. A
+        call another node is working on is skipped (``SKIP LOCKED``), and a
+        timer that fired already changes nothing (its generation is stale)."""
+        async with self.hub.store.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(calls.c.id, calls.c.snapshot)
+                    .where(calls.c.status != CallPhase.ended.value, calls.c.ring_deadline <= self.s.now())
+                    .order_by(calls.c.ring_deadline)
+                    .limit(limit)
+                )
+            ).all()
+        fired = 0
+        for r in rows:
+            gen = int(r.snapshot["timerGen"])
+
+            def fire(call: Call, gen: int = gen) -> list[Effect]:
+                return call.timeout(gen)
+
+            try:
+                out = await self._run(r.id, fire, skip_locked=True)
+            except ApiError:
+                continue
+            if out.call is not None:
+                fired += 1
+                log.info("ringing timer of call %s fired by the sweeper", r.id)
+        return fired
 
     async def _ring_over(self, call_id: str, gen: int, delay: float) -> None:
         await asyncio.sleep(delay)

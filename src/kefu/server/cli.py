@@ -94,9 +94,23 @@ def server(
     rate_limit_strikes: int = typer.Option(20, help="rate_limited answers in a window before close 1008"),
     ping_interval: float = typer.Option(20.0, help="seconds between WebSocket pings"),
     ping_timeout: float = typer.Option(20.0, help="seconds to wait for a pong"),
+    redis: str = typer.Option(
+        None, "--redis", help="redis://host:port/db shared by several nodes (needs --db postgresql://…)"
+    ),
+    node_id: str = typer.Option("1", "--node-id", help="this node's name, unique among the nodes"),
+    redis_prefix: str = typer.Option("kefu:", help="prefix of this deployment's Redis keys and channel"),
+    presence_ttl: float = typer.Option(5.0, help="seconds a dead node's connections still count"),
+    gap_poll: float = typer.Option(1.0, help="idle seconds before a connection looks for lost pushes"),
+    sweep_interval: float = typer.Option(1.0, help="seconds between looks for any node's due timers"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
 ) -> None:
-    """Run the kefu server: login, agent and visitor sockets, REST API (docs at /docs)."""
+    """Run the kefu server: login, agent and visitor sockets, REST API (docs at /docs).
+
+    Several nodes: give each the same --db postgresql://… and --redis redis://…,
+    and its own --node-id (docs/deploy.md)."""
+    if redis and not (db and db.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://"))):
+        err.print("[red]--redis needs --db postgresql://…[/red]: the nodes share one PostgreSQL database.")
+        raise typer.Exit(2)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
@@ -124,6 +138,12 @@ def server(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
         log_level=log_level.lower(),
+        redis_url=redis,
+        node_id=node_id,
+        redis_prefix=redis_prefix,
+        presence_ttl=presence_ttl,
+        gap_poll=gap_poll,
+        sweep_interval=sweep_interval,
         **_base(data_dir, db, db_schema),
     )
 
@@ -138,6 +158,8 @@ def server(
             raise typer.Exit(1) from None
         typer.echo(f"kefu server listening on {url}", err=False)
         typer.echo(f"data: {_where(s)}; API docs: {url}/docs", err=False)
+        if s.redis_url:
+            typer.echo(f"node {s.node_id}: live events through Redis ({s.redis_prefix}*)", err=False)
         await runner.wait()
 
     asyncio.run(main())

@@ -95,7 +95,8 @@ class Connection:
         self.ws = ws
         self.services = services
         self.s = services.settings
-        self.outbox = Outbox(ws, services, self.s.outbound_queue)
+        poll = self.s.gap_poll if self.s.redis_url else 0.0  # pub/sub may lose a push: look now and then
+        self.outbox = Outbox(ws, services, self.s.outbound_queue, gap_poll=poll)
         self.authenticated = False
         self.handlers: dict[str, Handler] = {}
         self._window_start = 0.0
@@ -325,6 +326,8 @@ class AgentConnection(Connection):
             event = Event.loginReady if self.s.ready_on_login else Event.login
             agent = (await sv.agents.apply(agent.id, Flow.agent, event, reason="login")).after
         key = agent_key(agent.id)
+        if not self.authenticated:
+            await sv.hub.bus.announce(key)  # present on every node before the reply
         latest = await sv.hub.latest_seq(key)
         payload = {
             "agent": agent.profile(),
@@ -468,6 +471,7 @@ class VisitorConnection(Connection):
             raise ApiError(f"already identified as {self.visitor.name!r}", code=ErrorCode.invalid_state)
         sv = self.services
         visitor, key = await identify(sv.hub, p.name, p.visitorKey)
+        await sv.hub.bus.announce(visitor.recipient)  # present on every node before the reply
         latest = await sv.hub.latest_seq(visitor.recipient)
         payload = {
             "visitorId": visitor.id,

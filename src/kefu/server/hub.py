@@ -20,9 +20,11 @@ duplicate), one past a gap makes it read the gap from ``events`` first
 (see :class:`kefu.server.connection.Outbox`).
 
 The :class:`Bus` is the seam for more than one server node: the in-process
-:class:`LocalBus` hands pushes to connections of this process; a Redis bus
-would publish them to every node, and the gap filling above makes its
-at-most-once delivery safe.
+:class:`LocalBus` hands pushes to connections of this process;
+:class:`kefu.server.redisbus.RedisBus` publishes them to every node, and the
+gap filling above (plus the outbox's idle poll of ``latest_seq``) makes its
+at-most-once delivery safe. ``present`` is the bus's answer to "is this
+recipient connected to some node" (routing, call checks, the call grace).
 """
 
 from __future__ import annotations
@@ -80,7 +82,19 @@ class Bus(Protocol):
         """Forget ``sink`` if it is still the recipient's connection."""
         ...
 
-    def connected(self, recipient: str) -> bool: ...
+    def connected(self, recipient: str) -> bool:
+        """Connected to this node."""
+        ...
+
+    async def present(self, recipient: str) -> bool:
+        """Connected to some node."""
+        ...
+
+    async def announce(self, recipient: str) -> None:
+        """This node is about to hold the recipient's connection (before its first reply)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class LocalBus:
@@ -105,6 +119,15 @@ class LocalBus:
 
     def connected(self, recipient: str) -> bool:
         return recipient in self._sinks
+
+    async def present(self, recipient: str) -> bool:
+        return recipient in self._sinks
+
+    async def announce(self, recipient: str) -> None:
+        """One node: attaching is all there is."""
+
+    async def close(self) -> None:
+        self._sinks.clear()
 
 
 @dataclass

@@ -3,7 +3,9 @@
 Pushes leave strictly in ``seq`` order: one at or below the last sent is a
 duplicate (a replay overlapped a live push) and is dropped; one past a gap
 makes the outbox read the gap from the database first (see
-:mod:`kefu.server.hub`). A client that does not read fills the bounded queue
+:mod:`kefu.server.hub`). With several nodes (a bus that may lose a push and
+nothing after it), an outbox idle for ``gap_poll`` seconds compares its last
+``seq`` with the stored one and sends what it missed. A client that does not read fills the bounded queue
 and is closed with 1008; it resumes from its last ``seq`` when it reconnects.
 """
 
@@ -33,8 +35,9 @@ CLOSE_REPLACED = 4001
 class Outbox:
     """One connection's outgoing messages, sent in order by one task."""
 
-    def __init__(self, ws: WebSocket, services: Services, limit: int) -> None:
+    def __init__(self, ws: WebSocket, services: Services, limit: int, *, gap_poll: float = 0.0) -> None:
         self.ws = ws
+        self.gap_poll = gap_poll
         self.hub = services.hub
         self.limit = limit
         self.recipient: str | None = None
@@ -88,10 +91,28 @@ class Outbox:
                 await self.ws.send_text(p.text)
                 self.last_sent = p.seq
 
+    async def _next(self) -> tuple[str, Any] | None:
+        """The next item; ``None`` after ``gap_poll`` idle seconds (when polling is on)."""
+        if self.gap_poll <= 0:
+            return await self._queue.get()
+        try:
+            return await asyncio.wait_for(self._queue.get(), self.gap_poll)
+        except TimeoutError:
+            return None
+
     async def _run(self) -> None:
         try:
             while True:
-                kind, item = await self._queue.get()
+                got = await self._next()
+                if got is None:
+                    if (
+                        self.recipient is not None
+                        and await self.hub.latest_seq(self.recipient) > self.last_sent
+                    ):
+                        log.info("%s: pushes lost on the bus; sending them from the database", self.recipient)
+                        await self._fill(None)
+                    continue
+                kind, item = got
                 if kind == "text":
                     await self.ws.send_text(item)
                 elif kind == "push":

@@ -4,7 +4,7 @@ A new session waits in a FIFO queue (``status = 'queued'``, ordered by its
 ``num``). A routing pass gives the oldest waiting session to an agent who is
 
 - ready: top-level state ``002000`` (SPEC §5.1),
-- connected to this server (a ready agent whose link is down would leave the
+- connected to a server node (a ready agent whose link is down would leave the
   visitor waiting; it is routed to as soon as it reconnects), and
 - below its capacity (``max_sessions`` open sessions),
 
@@ -19,7 +19,11 @@ background, coalescing kicks that come while a pass runs. Every waiting
 visitor is told its position when it changes (``queue {"position": n}``), and
 every logged-in agent gets the waiting list (``queue {"waiting": [...]}``).
 On PostgreSQL, an advisory lock (:meth:`Router.serialise`) makes the
-transactions that change the queue take turns, across nodes too.
+transactions that change the queue take turns, across nodes too: a pass reads
+the queue's head only after it holds the lock (READ COMMITTED: each statement
+sees what committed before it), and the assignment's ``UPDATE … WHERE status =
+'queued'`` would find nothing if the session had left the queue anyway. Two
+nodes racing for one session assign it once (``tests/multinode``).
 """
 
 from __future__ import annotations
@@ -147,7 +151,7 @@ class Router:
             )
         )
         for r in rows:
-            if r.n < r.max_sessions and self.hub.bus.connected(agent_key(r.id)):
+            if r.n < r.max_sessions and await self.hub.bus.present(agent_key(r.id)):
                 return await find_agent(tx.conn, agent_id=r.id, lock=True)
         return None
 

@@ -3,11 +3,19 @@
 ``Services.open(settings)`` opens the database (migrating it), and makes the
 hub, login, the agent state authority, routing, sessions and calls. The web
 app holds one; tests and the demo can drive it directly too.
+
+With ``Settings.redis_url`` the node is one of several (PostgreSQL only): the
+hub's bus is a :class:`~kefu.server.redisbus.RedisBus`, and a sweeper fires,
+every ``sweep_interval``, the timers (ringing, after-call work) that are due
+whichever node set them, so a node that dies loses none.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
 
 from .agents import AgentService
 from .auth import Auth
@@ -21,6 +29,8 @@ from .store import Store
 
 __all__ = ["Services"]
 
+log = logging.getLogger("kefu.server.services")
+
 
 @dataclass
 class Services:
@@ -33,11 +43,30 @@ class Services:
     sessions: Sessions
     calls: CallService
     media: Media
+    sweeper: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
     async def open(cls, settings: Settings, *, bus: Bus | None = None) -> Services:
+        if settings.redis_url and settings.is_sqlite:
+            raise ValueError("several nodes (--redis) share a PostgreSQL database: give --db postgresql://…")
         store = Store(settings)
         await store.open()
+        if bus is None and settings.redis_url:
+            from .redisbus import RedisBus
+
+            redis_bus = RedisBus(
+                settings.redis_url,
+                node_id=settings.node_id,
+                prefix=settings.redis_prefix,
+                presence_ttl=settings.presence_ttl,
+            )
+            try:
+                await redis_bus.start()
+            except BaseException:
+                await redis_bus.close()
+                await store.close()
+                raise
+            bus = redis_bus
         hub = Hub(store, settings, bus)
         agents = AgentService(hub, settings)
         router = Router(hub, settings)
@@ -55,10 +84,28 @@ class Services:
         )
         await agents.start()
         await services.calls.start()
+        if settings.redis_url:
+            services.sweeper = asyncio.create_task(services._sweep(), name="kefu-sweeper")
         return services
 
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                await self.calls.sweep()
+                await self.agents.sweep()
+            except Exception:
+                log.exception(
+                    "sweeping due timers failed; trying again in %.1f s", self.settings.sweep_interval
+                )
+
     async def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sweeper
         await self.calls.close()
         await self.router.close()
         await self.agents.close()
+        await self.hub.bus.close()
         await self.store.close()

@@ -86,6 +86,13 @@ class Settings:
     ping_timeout: float = 20.0
     queue_push_limit: int = 50  # waiting sessions listed in an agent's queue push
     history_in_assignment: int = 100  # messages included when a session is assigned
+    # --- several nodes (issue 9): PostgreSQL + Redis; None: one node, the in-process bus
+    redis_url: str | None = None
+    node_id: str = "1"  # unique among the nodes sharing a database
+    redis_prefix: str = "kefu:"  # keys and channel names in Redis (tests use one per test)
+    presence_ttl: float = 5.0  # seconds a dead node's connections still count as present
+    gap_poll: float = 1.0  # idle seconds before a connection checks for pushes lost on the bus
+    sweep_interval: float = 1.0  # seconds between looks for due timers (ringing, wrap-up) of any node
     # --- process
     graceful_shutdown: float = 5.0
     log_level: str = "info"
