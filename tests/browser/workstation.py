@@ -89,6 +89,11 @@ class Workstation:
         found: list[dict[str, Any]] = await self.page.evaluate("() => window.__calls")
         return found
 
+    async def logs(self) -> list[list[Any]]:
+        """Every console.log of the page, its arguments as JSON."""
+        found: list[list[Any]] = await self.page.evaluate("() => window.__logs")
+        return found
+
     async def js(self, expression: str, arg: Any = None) -> Any:
         return await self.page.evaluate(expression, arg)
 
