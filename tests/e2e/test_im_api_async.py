@@ -145,7 +145,7 @@ async def test_every_api_from_the_async_client(stack: Stack) -> None:
         assert call_api.value.code is ErrorCode.SDK_08 and call_api.value.state == "002004"
         with pytest.raises(RequestError) as media:
             await client.take_photo()
-        assert media.value.code is ErrorCode.not_available_yet
+        assert media.value.code is ErrorCode.not_in_call  # logged in, but in no call
         assert await client.logout() is Code.notLogin
         assert (await anext(events)).name == "ssoReady"
         await client.quit()

@@ -235,13 +235,13 @@ def test_call_apis_reach_the_call_orchestration_in_both_conventions(ts: Threaded
         assert (
             state == "002004" and payload["error"]["msg"] == "id lookup failed; check the visitor's details"
         )
-        # SPEC §4.4–4.5 go to the media layer: not built yet
+        # SPEC §4.4–4.5 need a call: the agent is in none now
         for api in ("takePhoto", "snapshot", "inviteShare"):
             client_api = getattr(client, api)
             client_api({"error": calls.cb("error-" + api)}, calls.cb("state-" + api)).result(LIMIT)
             data = calls.take("error-" + api)
-            assert data["error"]["code"] == "not_available_yet" and data["error"]["msg"], api
+            assert data["error"]["code"] == "not_in_call" and data["error"]["msg"], api
             state, payload = calls.take("state-" + api)
-            assert payload["error"]["code"] == "not_available_yet"
+            assert payload["error"]["code"] == "not_in_call" and state == data["state"]
     finally:
         client.close()

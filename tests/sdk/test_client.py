@@ -48,7 +48,7 @@ async def test_errors_are_typed(stack: Stack, tmp_path: Path) -> None:
         assert bad.value.code is ErrorCode.invalid_field and bad.value.field == "params.width"
         with pytest.raises(RequestError) as media:
             await client.take_photo()
-        assert media.value.code is ErrorCode.not_available_yet
+        assert media.value.code is ErrorCode.not_logged_in
     with pytest.raises(RequestError) as no_token:
         await Client(stack.p.url, data_dir=tmp_path / "nowhere").connect()
     assert no_token.value.code is ErrorCode.plugin_unreachable and "plugin.token" in no_token.value.msg

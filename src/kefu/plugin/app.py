@@ -15,8 +15,16 @@ An SDK's request is answered in one of three places (``plugin_api``):
   the window APIs, and ``isMultipleVideo`` / ``isShareState`` from the
   mirror of the agent's state;
 - ``FORWARDED_MARKS`` on the link: the plugin sends the server the same mark
-  under a fresh id and maps every answer back to the SDK's id and mark;
-- ``MEDIA_MARKS``: ``not_available_yet`` until the media layer lands.
+  under a fresh id and maps every answer back to the SDK's id and mark; a
+  call API's later progress (``state`` pushes naming it) reaches the SDK's
+  request too, until its final callback (:mod:`kefu.plugin.calls`);
+- ``MEDIA_MARKS``: ``snapshot`` from the plugin's own media (a JPEG of the
+  visitor's latest frame, stored on the server too); ``takePhoto`` and
+  ``inviteShare`` through the server, answered when the visitor's photo or
+  share arrives (``event``/``photo``, ``event``/``share``).
+
+The media of the calls is :mod:`kefu.plugin.media` (``--no-media``: none; a
+call is then signalling only).
 
 Every reply carries ``state``, the agent's code as the plugin knows it (the
 server's, when the server sent one), so the v190307 ``callback(state,
@@ -24,8 +32,10 @@ payload)`` always gets a code.
 
 The server's pushes become SDK pushes: ``state`` as is, ``sessionClosed`` as
 ``initInnerCallBack``/``chatCloseCB`` (SPEC §3.2), other events as
-``event``/<subMark>; the link's own life as ``client`` events
-(``ssoReady``, ``kefuReady``, ``kefuWSClose``, ``kefuWSOpen``, ``quit``).
+``event``/<subMark> (but ``signal``, which is the media's); the end of each
+call also as the deprecated ``initInnerCallBack``/``videoCloseCB`` (SPEC §2);
+the link's own life as ``client`` events (``ssoReady``, ``kefuReady``,
+``kefuWSClose``, ``kefuWSOpen``, ``quit``).
 
 The agent's login belongs to the plugin, not to an SDK connection: a page
 reload closes one controller and opens the next, which is greeted with
@@ -35,15 +45,17 @@ reload closes one controller and opens the next, which is greeted with
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request as HttpRequest
@@ -62,20 +74,27 @@ from kefu.protocol import (
     reply_message,
 )
 from kefu.protocol.plugin_api import (
+    CALL_MARKS,
     FORWARDED_MARKS,
-    MEDIA_MARKS,
     SetWindowSizeParams,
     StartLoginParams,
     is_final,
 )
 from kefu.protocol.wire import Json
 
+from .calls import CallMirror, CallRequests, CallView, OpenRequest, call_ended
 from .connection import CLOSE_GOING_AWAY, ControlConnection
 from .link import AgentLink
 from .login import check_login_url, fetch_login
 from .security import PairingGuard, PairingToken, check_handshake
 from .settings import PluginSettings
+from .uploads import ServerApi
 from .window import Window
+
+if TYPE_CHECKING:  # kefu.media loads aiortc: only a plugin with media imports it
+    from kefu.media import MediaHub
+
+    from .media import PluginMedia
 
 __all__ = ["Plugin", "client_event"]
 
@@ -90,18 +109,14 @@ def client_event(sub_mark: str, payload: Any = None) -> Json:
     return event_message(sub_mark, payload, mark="client")
 
 
-@dataclass
-class _OpenCall:
-    """An SDK's call API request that goes on after its reply (SPEC §4.3)."""
+@dataclass(eq=False)
+class _ShareWait:
+    """An ``inviteShare`` request: ``open`` when the share is on, ``close`` when it stops."""
 
-    conn: ControlConnection
-    rid: str  # the SDK's request id
-    mark: str
-    upstream: str  # the link's request id (the server's ``requestId``)
-    done: asyncio.Event
-
-    def close(self) -> None:
-        self.done.set()
+    req: OpenRequest
+    call_id: str
+    timer: asyncio.TimerHandle | None = None
+    opened: bool = False
 
 
 class _LinkEvents:
@@ -166,7 +181,22 @@ class Plugin:
         self.agent: dict[str, Any] | None = None
         #: The agent's state code as the plugin last heard it (000000 when not logged in).
         self.state: str = TopState.notLogin.value
-        self._open_calls: list[_OpenCall] = []
+        #: The calls as the server's ``call`` pushes describe them, and the share of each.
+        self.mirror = CallMirror()
+        #: The SDKs' call API requests still going on (their progress comes later).
+        self.requests = CallRequests()
+        self.api = ServerApi(settings.http_base, self._token_now, timeout=settings.http_timeout)
+        #: The media of the calls; None with ``--no-media``.
+        self.media: PluginMedia | None = None
+        if settings.media is not None:
+            from .media import PluginMedia
+
+            self.media = PluginMedia(self, settings.media, self.api, settings.data_dir)
+        self._photos: dict[str, asyncio.Future[Json]] = {}  # takePhoto: server requestId → event
+        self._early_photos: OrderedDict[str, Json] = OrderedDict()  # photo events before their reply
+        self._shares: list[_ShareWait] = []
+        self._closed_calls: OrderedDict[str, None] = OrderedDict()  # videoCloseCB told once per call
+        self._api_token: str | None = None  # the agent's token for the REST API (uploads)
         self._logging_in = False
         self._quitting = False
         self._closed = False
@@ -183,6 +213,9 @@ class Plugin:
             "quit": self._quit_api,
             "isMultipleVideo": self._data_api,
             "isShareState": self._data_api,
+            "snapshot": self._snapshot_api,
+            "takePhoto": self._take_photo_api,
+            "inviteShare": self._invite_share_api,
         }
 
     # --- lifetime
@@ -190,6 +223,17 @@ class Plugin:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def hub(self) -> MediaHub | None:
+        """The media hub of the call this agent leads now, if it has media (the window paints it)."""
+        call = self.mirror.current()
+        if self.media is None or call is None:
+            return None
+        from .media import HubCall
+
+        media = self.media.calls.get(call.call_id)
+        return media.hub if isinstance(media, HubCall) else None
 
     async def start(self) -> None:
         """Listen on 127.0.0.1, then write a fresh pairing token (not before:
@@ -243,9 +287,11 @@ class Plugin:
         if self._closed:
             return
         self._closed = True
+        await self._end_calls()  # recordings finish and upload while the token is good
         link, self.link = self.link, None
         if link is not None:
             await link.close()
+        await self.api.aclose()
         for conn in list(self._connections):
             conn.close(CLOSE_GOING_AWAY, "the plugin stopped")
         with contextlib.suppress(TimeoutError):
@@ -337,12 +383,8 @@ class Plugin:
     def detach(self, conn: ControlConnection) -> None:
         if conn in self.controllers:
             self.controllers.remove(conn)
-        self._close_calls(lambda c: c.conn is conn)
-
-    def _close_calls(self, which: Callable[[_OpenCall], bool]) -> None:
-        for call in [c for c in self._open_calls if which(c)]:
-            self._open_calls.remove(call)
-            call.close()
+        self.requests.close_where(lambda r: getattr(r.send, "__self__", None) is conn)
+        self._shares = [w for w in self._shares if not w.req.closed]
 
     def greet(self, conn: ControlConnection) -> None:
         """Tell a new controller where the agent is: logged in (``kefuReady``,
@@ -376,15 +418,6 @@ class Plugin:
         local = self._local.get(req.mark)
         if local is not None:
             await local(conn, req)
-        elif req.mark in MEDIA_MARKS:
-            conn.reply(
-                error_message(
-                    req.mark,
-                    ErrorCode.not_available_yet,
-                    f"{req.mark} is not available yet: it comes with the media layer",
-                    rid=req.id,
-                )
-            )
         elif req.mark in FORWARDED_MARKS:
             await self._forward(conn, req)
         else:  # a mark of PLUGIN_API that nobody answers is a bug of this table
@@ -405,11 +438,11 @@ class Plugin:
 
     async def _data_api(self, conn: ControlConnection, req: Request) -> None:
         if req.mark == "isMultipleVideo":
-            # SPEC §4.6 (v1211): true in a three-party video, i.e. in 008xxx
-            value = self.state.startswith(TopState.threeParty.value[:3])
+            # SPEC §4.6 (v1211): true in a three-party video (008xxx; the invited agent's, see calls.py)
+            value = self.mirror.is_multiple_video(self.state)
         else:
-            # isShareState: a share needs the media layer, which is not built yet
-            value = False
+            # isShareState: between the share's open and close
+            value = self.mirror.is_share_state()
         conn.reply(reply_message(req.mark, "success", rid=req.id, data=value))
 
     async def _quit_api(self, conn: ControlConnection, req: Request) -> None:
@@ -475,8 +508,12 @@ class Plugin:
         agent = payload.get("agent") if isinstance(payload, dict) else None
         if not isinstance(agent, dict):
             agent = result.agent
+        if self.mirror.me is not None and self.mirror.me != agent.get("name"):
+            await self._end_calls()  # another agent: the first one's calls are not ours
         self.link = link
         self.agent = agent
+        self._api_token = link.token
+        self.mirror.me = agent.get("name") if isinstance(agent.get("name"), str) else None
         self._set_state(auth.get("state"))
         log.info("agent logged in")
         ready = {"agent": agent, "state": self.state}
@@ -518,9 +555,26 @@ class Plugin:
         self.link = None
         self.agent = None
         self.state = TopState.notLogin.value
-        self._close_calls(lambda c: True)
         await link.close()
+        await self._end_calls()
+        self._api_token = None
         self.broadcast(self._sso_ready())
+
+    async def _end_calls(self) -> None:
+        """The agent is gone (logout, another login, the plugin stops): its
+        requests end without a word, its calls' media closes."""
+        self.requests.close_where(lambda r: True)
+        for wait in self._shares:
+            self._end_share_wait(wait)
+        self._shares.clear()
+        for fut in self._photos.values():
+            if not fut.done():
+                fut.set_exception(ApiError("the agent logged out", code=ErrorCode.not_logged_in))
+        self._photos.clear()
+        self._early_photos.clear()
+        self.mirror.clear()
+        if self.media is not None:
+            await self.media.close()
 
     # --- forwarding to the server
 
@@ -531,6 +585,14 @@ class Plugin:
             return
         params = req.params.model_dump(exclude_none=True)
         done = asyncio.Event()
+        uid = link.new_id()
+        # a call API goes on after its reply: its progress comes as state pushes
+        # (docs/calls.md), possibly before the reply, so it is registered first
+        call = (
+            self.requests.open(conn.reply, req.id, req.mark, uid, done.set)
+            if req.mark in CALL_MARKS
+            else None
+        )
 
         def on_message(msg: Json) -> None:
             out: Json = {"v": 1, "id": req.id, "mark": req.mark}
@@ -542,19 +604,20 @@ class Plugin:
                 and "state" in msg
             ):
                 self._set_state(msg["state"])
-            conn.reply(out)
+            if call is not None:
+                call.reply(out)
+            else:
+                conn.reply(out)
+                if is_final(req.mark, sub_mark if isinstance(sub_mark, str) else None):
+                    done.set()
             if req.mark == "logout" and sub_mark == "success":
                 self.spawn(self._logged_out(link))
-            if is_final(req.mark, sub_mark if isinstance(sub_mark, str) else None):
-                done.set()
-            else:
-                # a call API goes on: its progress comes as state pushes (docs/calls.md)
-                upstream = msg.get("id")
-                self._open_calls.append(_OpenCall(conn, req.id, req.mark, str(upstream), done))
 
         try:
-            await link.request(req.mark, params, on_message)
+            await link.request(req.mark, params, on_message, uid=uid)
         except ApiError as exc:
+            if call is not None:
+                call.close()
             conn.reply(error_message(req.mark, exc.code, exc.msg, rid=req.id))
             return
         await done.wait()
@@ -587,44 +650,309 @@ class Plugin:
         self.link = None
         self.agent = None
         self.state = TopState.notLogin.value
-        self._close_calls(lambda c: True)
         self.spawn(link.close())
+        self.spawn(self._end_calls())
         self.broadcast(client_event("kefuWSClose", {"reason": reason, "code": code, "reconnecting": False}))
         self.broadcast(self._sso_ready())
 
-    def _call_progress(self, state: Any, payload: dict[str, Any]) -> None:
-        """A state push that names a call API and its callback (docs/calls.md)
-        is also that API's progress: the SDK's open request of that API hears
-        it under its own id (the latest such request, when there are several).
-        A change the server already answered in the request's reply
-        (``requestId`` is the request's) is not told twice."""
-        mark, sub_mark = payload.get("mark"), payload.get("subMark")
-        if not isinstance(mark, str) or not isinstance(sub_mark, str):
-            return
-        call = next((c for c in reversed(self._open_calls) if c.mark == mark), None)
-        if call is None or payload.get("requestId") == call.upstream:
-            return
-        progress: Json = {"v": 1, "id": call.rid, "mark": mark, "subMark": sub_mark}
-        if isinstance(state, str):
-            progress["state"] = state
-        progress["payload"] = payload
-        call.conn.reply(progress)
-        if is_final(mark, sub_mark):
-            self._close_calls(lambda c: c is call)
-
     def _on_link_push(self, msg: Json) -> None:
         mark = msg.get("mark")
+        sub_mark = msg.get("subMark")
         payload = msg.get("payload")
         out: Json
         if mark == "state":
-            self._set_state(msg.get("state"))
-            out = {"v": 1, "mark": "state", "state": msg.get("state")}
-            if payload is not None:
-                out["payload"] = payload
-            if isinstance(payload, dict):
-                self._call_progress(msg.get("state"), payload)
-        elif mark == "event" and msg.get("subMark") == "sessionClosed":
+            self._on_state(msg.get("state"), payload)
+            return
+        if mark == "event" and isinstance(payload, dict):
+            if sub_mark == "signal":
+                if self.media is not None:
+                    self.media.on_signal(payload)
+                return  # WebRTC signalling is the media's, not the SDKs'
+            if sub_mark == "call":
+                self._on_call(payload)
+            elif sub_mark == "share":
+                self._on_share(payload)
+            elif sub_mark == "photo":
+                self._on_photo(payload)
+        if mark == "event" and sub_mark == "sessionClosed":
             out = event_message("chatCloseCB", payload)  # SPEC §3.2
         else:
             out = {k: v for k, v in msg.items() if k != "seq"}
         self.broadcast(out)
+
+    # --- calls (docs/calls.md, "The plugin")
+
+    def _on_state(self, state: object, payload: object) -> None:
+        """A state push: to the SDKs as is; to the request of the API it names;
+        and when it ends the agent's call, the end of every call request."""
+        before = self.state
+        self._set_state(state)
+        out: Json = {"v": 1, "mark": "state", "state": state}
+        if payload is not None:
+            out["payload"] = payload
+        self.broadcast(out)
+        if not isinstance(payload, dict):
+            return
+        self.requests.progress(state, payload)
+        old = payload.get("old") if isinstance(payload.get("old"), str) else before
+        if call_ended(old, state):
+            self.requests.call_over(state, payload)
+            call_id = payload.get("callId")
+            if isinstance(call_id, str):
+                self._share_over(call_id, "call ended")
+            self._video_closed(call_id if isinstance(call_id, str) else None, state, payload)
+
+    def _video_closed(self, call_id: str | None, state: object, payload: Json) -> None:
+        """``initInnerCallBack``/``videoCloseCB``, once per ended call (SPEC §2:
+        deprecated since v1204, kept for old integrations)."""
+        if call_id is not None:
+            if call_id in self._closed_calls:
+                return
+            self._closed_calls[call_id] = None
+            while len(self._closed_calls) > 256:
+                self._closed_calls.popitem(last=False)
+        info = {k: payload.get(k) for k in ("callId", "mark", "subMark", "reason", "flow")}
+        self.broadcast(event_message("videoCloseCB", {**info, "state": state}))
+
+    def _on_call(self, payload: Json) -> None:
+        view = self.mirror.update(payload)
+        if view is None:
+            return
+        me = self.mirror.me
+        if view.ended or (me is not None and view.status_of("agent", me) not in ("joined", "invited")):
+            self._share_over(view.call_id, "call ended")
+        if self.media is not None and me is not None:
+            self.media.on_call(me, view)
+
+    # --- media (SPEC §4.4, §4.5)
+
+    def _token_now(self) -> str | None:
+        return self._api_token
+
+    async def send_signal(self, call_id: str, kind: str, name: str, data: Json) -> None:
+        """WebRTC signalling to a member of the call, through the server (docs/calls.md)."""
+        link = self.link
+        if link is None:
+            raise ApiError("no link to the server", code=ErrorCode.upstream_down)
+
+        def on_answer(msg: Json) -> None:
+            if msg.get("subMark") == "error":
+                error = msg.get("error") or {}
+                log.warning("call %s: signal to %s %s refused: %s", call_id, kind, name, error.get("msg"))
+
+        params = {"callId": call_id, "to": {"kind": kind, "name": name}, "data": data}
+        await link.request("signal", params, on_answer)
+
+    def _current_call(self, conn: ControlConnection, req: Request) -> CallView | None:
+        """The call the agent is in, or an error answered (not logged in, not in a call)."""
+        if self.link is None or self.agent is None:
+            conn.reply(error_message(req.mark, ErrorCode.not_logged_in, rid=req.id))
+            return None
+        call = self.mirror.current()
+        me = self.mirror.me
+        if call is None or me is None or call.status_of("agent", me) != "joined":
+            conn.reply(
+                error_message(req.mark, ErrorCode.not_in_call, "the agent is not in a call", rid=req.id)
+            )
+            return None
+        return call
+
+    async def _snapshot_api(self, conn: ControlConnection, req: Request) -> None:
+        """snapshot (SPEC §4.4): a JPEG of the visitor's latest received frame,
+        taken here, stored on the server as a media artifact, returned to the SDK."""
+        call = self._current_call(conn, req)
+        if call is None:
+            return
+        if self.media is None:
+            msg = "this plugin runs without media (--no-media): no video to take a snapshot of"
+            conn.reply(error_message(req.mark, ErrorCode.no_media, msg, rid=req.id))
+            return
+        try:
+            image = await self.media.snapshot(call)
+            stored = await self.api.upload_snapshot(call.call_id, image.jpeg)
+        except ApiError as exc:
+            conn.reply(error_message(req.mark, exc.code, exc.msg, rid=req.id))
+            return
+        payload = {
+            **image.to_payload(),
+            "artifactId": stored.get("artifactId"),
+            "sha256": stored.get("sha256"),
+            "size": len(image.jpeg),
+            "callId": call.call_id,
+            "visitorName": call.first_visitor,
+            "createdAt": stored.get("createdAt"),
+        }
+        conn.reply(reply_message(req.mark, "success", payload, rid=req.id))
+
+    async def _take_photo_api(self, conn: ControlConnection, req: Request) -> None:
+        """takePhoto (SPEC §4.4): the visitor's client takes a full-resolution
+        still and uploads it; the agent gets the artifact (``event``/``photo``),
+        fetched here and answered with the image."""
+        call = self._current_call(conn, req)
+        if call is None:
+            return
+        if call.primary != self.mirror.me:
+            msg = "only the call's primary agent asks the visitor for a photo"
+            conn.reply(error_message(req.mark, ErrorCode.invalid_state, msg, rid=req.id))
+            return
+        link = self.link
+        assert link is not None
+        request_id: str | None = None
+        try:
+            async with asyncio.timeout(self.settings.media_timeout):
+                answer = await self._upstream(link, "takePhoto", {})
+                if answer.get("subMark") == "error":
+                    answer.pop("id", None)
+                    conn.reply({**answer, "id": req.id, "mark": req.mark, "v": 1})
+                    return
+                body = answer.get("payload") or {}
+                request_id = body.get("requestId") if isinstance(body, dict) else None
+                if not isinstance(request_id, str):
+                    raise ApiError("the server's takePhoto answer has no requestId", code=ErrorCode.internal)
+                event = self._early_photos.pop(request_id, None)
+                if event is None:
+                    fut: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
+                    self._photos[request_id] = fut
+                    event = await fut
+                error = event.get("error")
+                if isinstance(error, dict):
+                    # SPEC §4.4: photos disabled is exactly {"type":"snapShotDisabled","msg":"snapShotDisabled"}
+                    conn.reply({"v": 1, "id": req.id, "mark": req.mark, "subMark": "error", "error": error})
+                    return
+                artifact_id = event.get("artifactId")
+                if not isinstance(artifact_id, str):
+                    raise ApiError("the photo event has no artifact", code=ErrorCode.internal)
+                jpeg = await self.api.fetch_artifact(artifact_id)
+        except TimeoutError:
+            msg = f"no photo from the visitor within {self.settings.media_timeout:g} s"
+            conn.reply(error_message(req.mark, ErrorCode.timeout, msg, rid=req.id))
+            return
+        except ApiError as exc:
+            conn.reply(error_message(req.mark, exc.code, exc.msg, rid=req.id))
+            return
+        finally:
+            if request_id is not None:
+                self._photos.pop(request_id, None)
+        raw_meta = event.get("meta")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        payload = {
+            "base64": base64.b64encode(jpeg).decode("ascii"),
+            "width": meta.get("width"),
+            "height": meta.get("height"),
+            "mime": event.get("contentType", "image/jpeg"),
+            "artifactId": artifact_id,
+            "sha256": event.get("sha256"),
+            "size": len(jpeg),
+            "callId": event.get("callId"),
+            "requestId": request_id,
+            "visitorName": meta.get("visitorName"),
+            "createdAt": event.get("createdAt"),
+        }
+        conn.reply(reply_message(req.mark, "success", payload, rid=req.id))
+
+    def _on_photo(self, payload: Json) -> None:
+        request_id = payload.get("requestId")
+        if not isinstance(request_id, str):
+            return
+        fut = self._photos.pop(request_id, None)
+        if fut is not None:
+            if not fut.done():
+                fut.set_result(payload)
+            return
+        self._early_photos[request_id] = payload  # before takePhoto's reply
+        while len(self._early_photos) > 32:
+            self._early_photos.popitem(last=False)
+
+    async def _invite_share_api(self, conn: ControlConnection, req: Request) -> None:
+        """inviteShare (SPEC §4.5): the visitor is asked; ``open`` when its share
+        is on, ``close`` when it stops (or the call ends), ``error`` when it
+        refuses or does not answer within the media timeout."""
+        call = self._current_call(conn, req)
+        if call is None:
+            return
+        if call.primary != self.mirror.me:
+            msg = "only the call's primary agent asks the visitor to share the screen"
+            conn.reply(error_message(req.mark, ErrorCode.invalid_state, msg, rid=req.id))
+            return
+        link = self.link
+        assert link is not None
+        done = asyncio.Event()
+        uid = link.new_id()
+        wait = _ShareWait(self.requests.open(conn.reply, req.id, req.mark, uid, done.set), call.call_id)
+        self._shares.append(wait)
+
+        def on_answer(msg: Json) -> None:
+            if msg.get("subMark") == "error":
+                msg.pop("id", None)
+                wait.req.reply({**msg, "id": req.id, "mark": req.mark, "v": 1})
+                return
+            # the visitor was asked: the spec has no callback for that; its answer follows
+            wait.req.accepted()
+
+        wait.timer = asyncio.get_running_loop().call_later(
+            self.settings.media_timeout, self._share_timeout, wait
+        )
+        try:
+            await link.request("inviteShare", {}, on_answer, uid=uid)
+        except ApiError as exc:
+            wait.req.reply(error_message(req.mark, exc.code, exc.msg, rid=req.id))
+        try:
+            await done.wait()
+        finally:
+            self._end_share_wait(wait)
+            if wait in self._shares:
+                self._shares.remove(wait)
+
+    def _share_timeout(self, wait: _ShareWait) -> None:
+        wait.timer = None
+        if not wait.opened:
+            msg = f"the visitor did not answer within {self.settings.media_timeout:g} s"
+            wait.req.tell("error", None, error=error_body(ErrorCode.timeout, msg))
+
+    @staticmethod
+    def _end_share_wait(wait: _ShareWait) -> None:
+        if wait.timer is not None:
+            wait.timer.cancel()
+            wait.timer = None
+        wait.req.close()
+
+    def _on_share(self, payload: Json) -> None:
+        """The visitor's answer to ``inviteShare``, and the end of its share (``event``/``share``)."""
+        call_id, state = payload.get("callId"), payload.get("state")
+        if not isinstance(call_id, str):
+            return
+        reason = payload.get("reason")
+        if state == "open":
+            self.share_changed(call_id, True, "visitor")
+        elif state == "close":
+            self.share_changed(call_id, False, "visitor")
+        elif state in ("refused", "error"):
+            code = ErrorCode.share_refused if state == "refused" else ErrorCode.no_media
+            msg = reason if isinstance(reason, str) and reason else None
+            for wait in [w for w in self._shares if w.call_id == call_id and not w.opened]:
+                wait.req.tell("error", None, error=error_body(code, msg))
+
+    def share_changed(self, call_id: str, on: bool, why: str) -> None:
+        """The visitor's screen share opened or closed (its answer, or the hub saw the track)."""
+        view = self.mirror.calls.get(call_id)
+        changed = view is not None and view.share != on
+        if view is not None:
+            view.share = on
+        info = {"callId": call_id, "by": why}
+        for wait in [w for w in self._shares if w.call_id == call_id]:
+            if on and not wait.opened:
+                wait.opened = True
+                if wait.timer is not None:
+                    wait.timer.cancel()
+                    wait.timer = None
+                wait.req.tell("open", None, info)
+            elif not on and wait.opened:
+                wait.req.tell("close", None, info)
+        if changed:
+            log.info("call %s: the visitor's screen share is %s (%s)", call_id, "on" if on else "off", why)
+
+    def _share_over(self, call_id: str, why: str) -> None:
+        """The call ended: its share is over; a request still waiting for an answer fails."""
+        self.share_changed(call_id, False, why)
+        for wait in [w for w in self._shares if w.call_id == call_id and not w.opened]:
+            wait.req.tell("error", None, error=error_body(ErrorCode.not_in_call, "the call ended"))

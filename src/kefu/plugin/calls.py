@@ -95,13 +95,21 @@ class OpenRequest:
         """The server's reply (the first answer); then what was held."""
         if self.closed:
             return
-        self.replied = True
         self.send(msg)
         sub_mark = msg.get("subMark")
-        held, self.held = self.held, []
         if is_final(self.mark, sub_mark if isinstance(sub_mark, str) else None):
             self.close()
             return
+        self._release()
+
+    def accepted(self) -> None:
+        """The server took the request, with nothing to tell the SDK yet: tell what was held."""
+        if not self.closed:
+            self._release()
+
+    def _release(self) -> None:
+        self.replied = True
+        held, self.held = self.held, []
         for m in held:
             if self.closed:
                 break
