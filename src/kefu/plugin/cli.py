@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -26,7 +27,7 @@ from .app import Plugin
 from .qtloop import desktop_unavailable, run_qt
 from .settings import DEFAULT_PORT, PluginSettings, default_data_dir, origin_of
 
-__all__ = ["DESKTOP_FILE", "SCHEME", "install_url_handler", "register", "run_plugin"]
+__all__ = ["DESKTOP_FILE", "SCHEME", "install_url_handler", "media_settings", "register", "run_plugin"]
 
 err = Console(stderr=True)
 
@@ -78,6 +79,48 @@ def install_url_handler(command: list[str], *, data_home: Path | None = None) ->
     return path
 
 
+def media_settings(
+    *,
+    source: str = "pattern",
+    ice_servers: list[str] | None = None,
+    ice_username: str | None = None,
+    ice_credential: str | None = None,
+    candidate_addresses: list[str] | None = None,
+    stream_offline: float = 3.0,
+    record: bool = True,
+    video_size: str = "640x480",
+    fps: int = 30,
+    audio_input: str | None = None,
+) -> Any:
+    """The plugin's :class:`~kefu.media.MediaSettings` from its options.
+    Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one."""
+    from kefu.media import IceServer, MediaError, MediaSettings
+
+    width, sep, height = video_size.partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise MediaError(f"video size {video_size!r}: give WIDTHxHEIGHT, e.g. 640x480")
+    servers = tuple(
+        IceServer(
+            (url,),
+            ice_username if url.startswith("turn") else None,
+            ice_credential if url.startswith("turn") else None,
+        )
+        for url in ice_servers or []
+    )
+    addresses = tuple(candidate_addresses or ["127.0.0.1"])
+    return MediaSettings(
+        ice_servers=servers,
+        host_addresses=None if addresses == ("auto",) else addresses,
+        source=source,
+        audio_input=audio_input,
+        offline_threshold=stream_offline,
+        record=record,
+        video_width=int(width),
+        video_height=int(height),
+        fps=fps,
+    )
+
+
 async def run_plugin(
     settings: PluginSettings, *, launched_by_url: bool = False, desktop: bool = False, video_bar: bool = True
 ) -> int:
@@ -116,6 +159,16 @@ async def run_plugin(
     table.add_row("login timeout", f"{settings.login_timeout:g} s")
     table.add_row("controllers", "many" if settings.allow_many else "one at a time")
     table.add_row("window", shown)
+    m = settings.media
+    if m is None:
+        table.add_row("media", "none (--no-media): calls are signalling only")
+    else:
+        ice = ", ".join(u for server in m.ice_servers for u in server.urls) or "none"
+        hosts = ", ".join(m.host_addresses) if m.host_addresses is not None else "every interface"
+        table.add_row("media", f"{m.source}, {m.video_width}x{m.video_height} at {m.fps} fps")
+        table.add_row("ICE", f"host candidates on {hosts}; STUN/TURN: {ice}")
+        table.add_row("stream offline", f"after {m.offline_threshold:g} s without a frame")
+        table.add_row("recording", "on (uploaded in chunks)" if m.record else "off")
     err.print(table)
     print(f"ready {plugin.url}", flush=True)
     try:
@@ -150,6 +203,36 @@ def register(app: typer.Typer) -> None:
         video_bar: bool = typer.Option(
             True, "--video-bar/--no-video-bar", help="show the window's control bar (videoBarVisible)"
         ),
+        no_media: bool = typer.Option(
+            False, "--no-media", help="no WebRTC at all: calls are signalling only (load tests, demos)"
+        ),
+        media_source: str = typer.Option(
+            "pattern", "--media-source", help="the agent's camera: pattern, device:/dev/videoN or file:PATH"
+        ),
+        audio_input: str = typer.Option(
+            None, "--audio-input", help="the microphone of a device source: alsa:DEV, pulse:SRC or oss:DEV"
+        ),
+        ice_server: list[str] = typer.Option(
+            [],
+            "--ice-server",
+            help="a STUN or TURN server URL, e.g. turn:turn.example:3478 (repeatable; none by default)",
+        ),
+        ice_username: str = typer.Option(None, "--ice-username", help="the TURN servers' username"),
+        ice_credential: str = typer.Option(None, "--ice-credential", help="the TURN servers' credential"),
+        candidate_address: list[str] = typer.Option(
+            ["127.0.0.1"],
+            "--candidate-address",
+            help="an address to offer media on (repeatable; 'auto': every interface but loopback)",
+        ),
+        stream_offline: float = typer.Option(
+            3.0, "--stream-offline", help="seconds without a member's video before visitorStreamOffline"
+        ),
+        no_record: bool = typer.Option(False, "--no-record", help="do not record the calls"),
+        video_size: str = typer.Option("640x480", "--video-size", help="the video sent, WIDTHxHEIGHT"),
+        fps: int = typer.Option(30, "--fps", help="frames per second of the video sent"),
+        media_timeout: float = typer.Option(
+            25.0, "--media-timeout", help="seconds takePhoto and inviteShare wait for the visitor"
+        ),
     ) -> None:
         """Run the agent's plugin: the control socket on 127.0.0.1 for the SDKs (SPEC §3–4)."""
         logging.basicConfig(
@@ -177,14 +260,40 @@ def register(app: typer.Typer) -> None:
             path = install_url_handler(command)
             err.print(f"registered {SCHEME}:// for this user: {path}")
             return
-        settings = PluginSettings(
-            server_url=server,
-            port=port,
-            data_dir=data_dir if data_dir is not None else default_data_dir(),
-            allow_origins=tuple(allow_origin),
-            allow_many=allow_many,
-            login_timeout=login_timeout,
-        )
+        media = None
+        if not no_media:
+            from kefu.media import MediaError
+
+            try:
+                media = media_settings(
+                    source=media_source,
+                    ice_servers=ice_server,
+                    ice_username=ice_username,
+                    ice_credential=ice_credential,
+                    candidate_addresses=candidate_address,
+                    stream_offline=stream_offline,
+                    record=not no_record,
+                    video_size=video_size,
+                    fps=fps,
+                    audio_input=audio_input,
+                )
+            except MediaError as exc:
+                err.print(f"[red]{exc.msg}[/red]")
+                raise typer.Exit(2) from None
+        try:
+            settings = PluginSettings(
+                server_url=server,
+                port=port,
+                data_dir=data_dir if data_dir is not None else default_data_dir(),
+                allow_origins=tuple(allow_origin),
+                allow_many=allow_many,
+                login_timeout=login_timeout,
+                media=media,
+                media_timeout=media_timeout,
+            )
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
         by_url = launch_url is not None
         reason = None if headless else desktop_unavailable()
         if headless or reason is not None:
