@@ -200,8 +200,8 @@ def register(app: typer.Typer) -> None:
         ),
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error"),
         headless: bool = typer.Option(False, "--headless", help="run without a window"),
-        video_bar: bool = typer.Option(
-            True, "--video-bar/--no-video-bar", help="show the window's control bar (videoBarVisible)"
+        no_video_bar: bool = typer.Option(
+            False, "--no-video-bar", help="hide the window's control bar (videoBarVisible false)"
         ),
         no_media: bool = typer.Option(
             False, "--no-media", help="no WebRTC at all: calls are signalling only (load tests, demos)"
@@ -302,7 +302,7 @@ def register(app: typer.Typer) -> None:
             code = asyncio.run(run_plugin(settings, launched_by_url=by_url))
         else:
             code = run_qt(
-                lambda: run_plugin(settings, launched_by_url=by_url, desktop=True, video_bar=video_bar)
+                lambda: run_plugin(settings, launched_by_url=by_url, desktop=True, video_bar=not no_video_bar)
             )
         if code:
             raise typer.Exit(code)
