@@ -13,6 +13,8 @@ import pytest
 from playwright.async_api import BrowserContext
 
 from kefu.plugin.window import WindowState
+from kefu.protocol.wire import Json
+from tests.server.clients import AgentClient
 
 from .harness import LIMIT, wait_js
 from .workstation import SPEC_AGENT, Workstation
@@ -99,3 +101,175 @@ async def test_window_im_and_query_samples(context: BrowserContext, tmp_path: Pa
         await asyncio.wait_for(ws.stack.p.wait_stopped(), LIMIT)
         await wait_js(ws.page, "() => client.linkStatus === false")
         assert [c for c in await ws.recorded() if c["api"] == "IMClient" and c["name"] == "error"] == []
+
+
+async def call_event(agent: AgentClient, what: str) -> Json:
+    """The agent's next ``call`` push about ``what``."""
+    while True:
+        msg = await agent.next_event("call")
+        if msg["payload"]["what"] == what:
+            payload: Json = msg["payload"]
+            return payload
+
+
+async def agent_state(agent: AgentClient, code: str) -> None:
+    """Until the agent's state push of ``code``."""
+    while (await agent.next_event(mark="state"))["state"] != code:
+        pass
+
+
+def only(records: list[Json]) -> list[tuple[str, str | None]]:
+    """(callback, state) of each record, in order."""
+    return [(r["name"], r["args"][0].get("state")) for r in records]
+
+
+async def test_call_samples_v1204(context: BrowserContext, tmp_path: Path) -> None:
+    async with Workstation.open(context, tmp_path) as ws:
+        await ws.init()
+        await ws.login()
+        assert await ws.set_state("idle") == "002000"
+
+        # callbackToVisitor: the visitor named in the sample, "XXXX", accepts
+        await ws.visitor("XXXX")
+        await ws.run_ok("s4_callbackToVisitor")
+        got = await ws.calls("callbackToVisitor", count=2)
+        assert only(got) == [("inviteSuccess", "003001"), ("acceptSuccess", "006011")]
+        assert ["外呼-访客接受邀请", got[1]["args"][0]] in await ws.logs()
+
+        # videoInviteAgent: the agent named in the sample, "XXXX", joins, then leaves
+        xxxx = await ws.agent("XXXX")
+        await ws.run_ok("s4_videoInviteAgent")
+        assert only(await ws.calls("videoInviteAgent")) == [("inviteSuccess", "007002")]
+        await call_event(xxxx, "invited")
+        assert (await xxxx.call("multipleVideoPickUp"))["state"] == "006014"
+        await ws.calls("videoInviteAgent", "acceptSuccess")
+        await ws.run_ok("s4_isMultipleVideo")  # SPEC §4.6 (v1211): true in a three-party video
+        assert (await ws.calls("isMultipleVideo", "success"))[0]["args"][0]["data"] is True
+        assert (await xxxx.call("videoDisconnect"))["state"] == "005010"
+        got = await ws.calls("videoInviteAgent", count=3)
+        assert only(got) == [
+            ("inviteSuccess", "007002"),
+            ("acceptSuccess", "008002"),
+            ("exitSuccess", "006010"),
+        ]
+
+        # videoInviteVisitor: "XXXX" is in this very call: busy
+        await ws.run_ok("s4_videoInviteVisitor")
+        assert only(await ws.calls("videoInviteVisitor")) == [("videoBusyMark", "006002")]
+
+        # videoDisconnect: the call-out ends with the agent's hang-up
+        await ws.run_ok("s4_videoDisconnect")
+        got = await ws.calls("callbackToVisitor", count=3)
+        assert only(got)[2] == ("kefuCloseVideoSuccess", "005004")
+
+        # videoInviteCurrentVisitor: the visitor of the session picked up by `serviceSessionId`
+        v1 = await ws.visitor("v1")
+        await ws.set_global("serviceSessionId", (await v1.send_message("hello"))["sessionId"])
+        await ws.run_ok("s4_pickUpSession")
+        await ws.run_ok("s4_videoInviteCurrentVisitor")
+        await ws.calls("videoInviteCurrentVisitor", "acceptSuccess")
+        await v1.hangup()
+        got = await ws.calls("videoInviteCurrentVisitor", count=3)
+        assert only(got) == [
+            ("inviteSuccess", "003002"),
+            ("acceptSuccess", "006012"),
+            ("visitorDisconnect", "005005"),
+        ]
+
+        # videoPickUp: v1 asks for video; the sample picks it up; v1 hangs up after joining
+        assert await ws.set_state("idle") == "002000"
+        await v1.request_video()
+        await ws.wait_state("004001")
+        await ws.run_ok("s4_videoPickUp")
+        await ws.wait_state("006013")  # v1 joined by itself
+        await v1.hangup()
+        got = await ws.calls("videoPickUp", count=2)
+        assert only(got) == [("success", "004001"), ("visitorDisconnect", "005007")]
+        assert ["音视频接通后访客端引起的挂断", got[1]["args"][0]] in await ws.logs()
+
+        # multipleVideoPickUp: another agent calls v2 and invites this one
+        assert await ws.set_state("idle") == "002000"
+        boss = await ws.agent("boss")
+        await ws.visitor("v2")
+        await boss.call("callbackToVisitor", {"visitorName": "v2", "startVideo": True})
+        await agent_state(boss, "006011")
+        assert (await boss.call("videoInviteAgent", {"agentName": SPEC_AGENT}))["state"] == "007002"
+        await ws.wait_state("004002")
+        await ws.run_ok("s4_multipleVideoPickUp")
+        await ws.calls("multipleVideoPickUp", "acceptSuccess")
+        await boss.call("videoDisconnect")
+        got = await ws.calls("multipleVideoPickUp", count=2)
+        assert only(got) == [("acceptSuccess", "006014"), ("kefuCloseVideoSuccess", "005010")]
+
+
+async def test_call_samples_v190307(context: BrowserContext, tmp_path: Path) -> None:
+    async with Workstation.open(context, tmp_path) as ws:
+        await ws.init()
+        await ws.login()
+
+        # Two samples of SPEC §5 are not JavaScript: run unchanged, they raise a SyntaxError
+        # and send nothing (pages/samples/*.fixed.js differ by the one character or line).
+        for broken in ("s5_callbackToVisitor", "s5_videoPickUp"):
+            errors = await ws.run(broken)
+            assert len(errors) == 1 and "SyntaxError" in errors[0]["message"], errors
+        assert [c for c in await ws.recorded() if c["api"] in ("callbackToVisitor", "videoPickUp")] == []
+
+        # videoPickUp: v1's session (picked up), v1 asks for video, the sample picks it up
+        v1 = await ws.visitor("v1")
+        sid = (await v1.send_message("hello"))["sessionId"]
+        await ws.set_global("serviceSessionId", sid)
+        await ws.js("sid => client.pickUpSession({session_id: sid})", sid)
+        assert await ws.set_state("idle") == "002000"
+        await v1.request_video()
+        await ws.wait_state("004001")
+        await ws.run_ok("s5_videoPickUp.fixed")
+        assert await ws.states("videoPickUp", 2) == ["004001", "006013"]
+
+        # videoInviteVisitor: "XXXX" joins as the third visitor; the agent hangs up
+        await ws.visitor("XXXX")
+        await ws.run_ok("s5_videoInviteVisitor")
+        assert await ws.states("videoInviteVisitor", 2) == ["007001", "008001"]
+        await ws.js("() => client.videoDisconnect()")
+        assert await ws.states("videoInviteVisitor", 3) == ["007001", "008001", "005001"]
+        # SPEC §5.3.1: `if (state = 006001)` assigns, so the sample logs its first line every time
+        assert (await ws.logs()).count(["邀请三方访客-访客拒接邀请"]) == 3
+
+        # callbackToVisitor (the corrected copy) to "XXXX", who accepts
+        assert await ws.set_state("idle") == "002000"
+        await ws.run_ok("s5_callbackToVisitor.fixed")
+        assert await ws.states("callbackToVisitor", 2) == ["003001", "006011"]
+
+        # videoInviteAgent: the agent "XXXX" joins, then leaves (006010)
+        xxxx = await ws.agent("XXXX")
+        await ws.run_ok("s5_videoInviteAgent")
+        await ws.states("videoInviteAgent", 1)
+        await call_event(xxxx, "invited")
+        await xxxx.call("multipleVideoPickUp")
+        await ws.states("videoInviteAgent", 2)
+        await xxxx.call("videoDisconnect")
+        assert await ws.states("videoInviteAgent", 3) == ["007002", "008002", "006010"]
+
+        # the visitor hangs up: the call-out's callback hears 005003
+        await ws.wait_state("006010")
+        await next(v for v in ws.visitors if v.name == "XXXX").hangup()
+        assert await ws.states("callbackToVisitor", 3) == ["003001", "006011", "005003"]
+
+        # videoInviteCurrentVisitor(null, cb): v1, the visitor of the current session
+        assert await ws.set_state("idle") == "002000"
+        await ws.run_ok("s5_videoInviteCurrentVisitor")
+        assert await ws.states("videoInviteCurrentVisitor", 2) == ["003002", "006012"]
+        await ws.js("() => client.videoDisconnect()")
+        assert await ws.states("videoInviteCurrentVisitor", 3) == ["003002", "006012", "005006"]
+
+        # multipleVideoPickUp(null, cb): another agent calls v2 and invites this one; v2 hangs up
+        assert await ws.set_state("idle") == "002000"
+        boss = await ws.agent("boss")
+        v2 = await ws.visitor("v2")
+        await boss.call("callbackToVisitor", {"visitorName": "v2", "startVideo": True})
+        await agent_state(boss, "006011")
+        await boss.call("videoInviteAgent", {"agentName": SPEC_AGENT})
+        await ws.wait_state("004002")
+        await ws.run_ok("s5_multipleVideoPickUp")
+        assert await ws.states("multipleVideoPickUp", 1) == ["006014"]
+        await v2.hangup()
+        assert await ws.states("multipleVideoPickUp", 2) == ["006014", "005009"]

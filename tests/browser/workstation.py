@@ -37,6 +37,7 @@ class Workstation:
         self.page = page
         self.stack = stack
         self.pages = pages
+        self.visitors: list[Visitor] = []
         self._exit = contextlib.AsyncExitStack()
 
     @classmethod
@@ -117,6 +118,10 @@ class Workstation:
         )
         return code
 
+    async def wait_state(self, code: str) -> None:
+        """Until the client's state (``client.state``, an addition of imclient.js) is ``code``."""
+        await wait_js(self.page, "code => client.state === code", code)
+
     async def set_global(self, name: str, value: Any) -> None:
         await self.page.evaluate("([k, v]) => { window[k] = v; }", [name, value])
 
@@ -126,6 +131,7 @@ class Workstation:
         kw.setdefault("on_invite", "accept")
         v = Visitor(self.stack.server.url, name, timeout=LIMIT, **kw)
         await self._exit.enter_async_context(v)
+        self.visitors.append(v)
         return v
 
     async def agent(self, name: str, *, ready: bool = True) -> AgentClient:
