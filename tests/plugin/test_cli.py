@@ -26,11 +26,28 @@ runner = CliRunner()
 
 
 def test_help_lists_the_options() -> None:
-    r = runner.invoke(app, ["plugin", "--help"], terminal_width=200)
+    r = runner.invoke(app, ["plugin", "--help"], env={"COLUMNS": "200"}, terminal_width=200)
     assert r.exit_code == 0
     for option in ("--server", "--port", "--data-dir", "--allow-origin", "--login-timeout", "--allow-many"):
         assert option in r.output
     assert "--install-url-handler" in r.output
+    for option in ("--no-media", "--media-source", "--ice-server", "--candidate-address", "--stream-offline"):
+        assert option in r.output
+    assert "--no-record" in r.output and "--media-timeout" in r.output
+
+
+def test_bad_media_options_say_what_to_give() -> None:
+    base = ["plugin", "--server", "http://127.0.0.1:8600", "--headless"]
+    r = runner.invoke(app, [*base, "--media-source", "camera"])
+    assert r.exit_code == 2 and "device:/dev/videoN" in r.output
+    r = runner.invoke(app, [*base, "--ice-server", "http://stun.example"])
+    assert r.exit_code == 2 and "stun:" in r.output
+    r = runner.invoke(app, [*base, "--ice-server", "turn:turn.example:3478"])
+    assert r.exit_code == 2 and "username" in r.output
+    r = runner.invoke(app, [*base, "--video-size", "big"])
+    assert r.exit_code == 2 and "640x480" in r.output
+    r = runner.invoke(app, [*base, "--stream-offline", "0"])
+    assert r.exit_code == 2 and "offline_threshold" in r.output
 
 
 def test_bad_urls_say_what_to_give() -> None:
