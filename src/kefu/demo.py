@@ -172,7 +172,7 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
         )
         procs.append(server)
         console.print(f"server:   {url}")
-        extra = [] if media else ["--no-media"]
+        extra = ["--headless"] if media else ["--headless", "--no-media"]
 
         async def plugin_of(name: str) -> str:
             await _run(
