@@ -304,7 +304,11 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
             await asyncio.sleep(1.0)  # a moment of three-party media
             shot = await a1.snapshot({"success": lambda data: None, "error": lambda data: None})
             p = shot.get("payload") or {}
-            tl.add("a1", None, "snapshot." + shot.get("subMark", "?"), f"{p.get('width')}x{p.get('height')}")
+            if shot.get("subMark") == "success":
+                note = f"{p.get('width')}x{p.get('height')} JPEG of the visitor's video"
+            else:
+                note = (shot.get("error") or {}).get("msg", "")
+            tl.add("a1", None, "snapshot." + str(shot.get("subMark")), note)
         multi = await a1.isMultipleVideo({"success": lambda data: None})
         tl.add("a1", None, "isMultipleVideo", str(multi.get("data")))
         # the third agent leaves, then the visitor hangs up
