@@ -1,0 +1,307 @@
+"""The call tests' kit: the real server (the ``server`` fixture of
+``tests/conftest.py``), real plugins on loopback ports, and each agent driven
+through ``IMClient`` on the test's loop — every API called with **both
+conventions at once** (SPEC §5: a v1204 object of named callbacks and a
+v190307 ``callback(state, payload)``), so every check sees both.
+
+:class:`AgentSide` is one agent: its plugin, its ``IMClient``, its state
+pushes (``stateChange``) and ``initInnerCallBack`` events. :class:`ApiCall`
+is one API request and every callback it got. :class:`Reach` checks that a
+code was reached in both conventions and records it against
+:data:`CODE_TABLE`, the scenario meant to reach each code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from kefu.media import MediaSettings
+from kefu.plugin import Plugin
+from kefu.sdk import IMClient
+from tests.conftest import PASSWORD, ServerHandle
+from tests.plugin.harness import LIMIT
+from tests.plugin.harness import fast_settings as plugin_settings
+
+__all__ = [
+    "CALLBACKS",
+    "CODE_TABLE",
+    "SMALL_MEDIA",
+    "AgentSide",
+    "ApiCall",
+    "Log",
+    "Reach",
+    "login_url",
+    "payload_of",
+]
+
+Json = dict[str, Any]
+T = TypeVar("T")
+
+#: Small video for tests: 320x240 at 15 fps; short waits; no recording unless asked.
+SMALL_MEDIA = MediaSettings(
+    video_width=320,
+    video_height=240,
+    fps=15,
+    photo_width=640,
+    photo_height=360,
+    close_timeout=1.0,
+    watchdog_interval=0.05,
+    record=False,
+    record_video_bitrate=200_000,
+)
+
+#: Every v1204 callback name a call or media API can get (SPEC §4.3–4.5, additions).
+CALLBACKS = (
+    "success",
+    "error",
+    "ringing",
+    "inviteSuccess",
+    "acceptSuccess",
+    "visitorJoin",
+    "visitorRefuse",
+    "videoBusyMark",
+    "timeoutDisconnect",
+    "visitorDisconnect",
+    "kefuCloseVideoSuccess",
+    "exitSuccess",
+    "refuseSuccess",
+    "open",
+    "close",
+)
+
+
+def login_url(server: ServerHandle, name: str) -> str:
+    return f"{server.url}/doLogin?name={name}&pwd={PASSWORD}&returnTo="
+
+
+def payload_of(msg: Json) -> Any:
+    """What the v190307 ``callback(state, payload)`` gets for ``msg`` (kefu.sdk.imclient)."""
+    if "payload" in msg:
+        return msg["payload"]
+    if "error" in msg:
+        return {"error": msg["error"]}
+    if "data" in msg:
+        return {"data": msg["data"]}
+    return None
+
+
+class Log(Generic[T]):
+    """Things that happen, in order, and a bounded wait for one."""
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self._grown = asyncio.Event()
+
+    def add(self, item: T) -> None:
+        self.items.append(item)
+        grown, self._grown = self._grown, asyncio.Event()
+        grown.set()
+
+    async def find(self, test: Callable[[T], bool], within: float = LIMIT, *, start: int = 0) -> T:
+        async def scan() -> T:
+            i = start
+            while True:
+                while i < len(self.items):
+                    if test(self.items[i]):
+                        return self.items[i]
+                    i += 1
+                await self._grown.wait()
+
+        return await asyncio.wait_for(scan(), within)
+
+    def count(self, test: Callable[[T], bool]) -> int:
+        return sum(1 for item in self.items if test(item))
+
+
+@dataclasses.dataclass
+class ApiCall:
+    """One API request and every message its callbacks got, in both conventions."""
+
+    api: str
+    v1204: Log[tuple[str, Json]] = dataclasses.field(default_factory=Log)
+    v190307: Log[tuple[Any, Any]] = dataclasses.field(default_factory=Log)
+
+    async def callback(self, name: str, state: str | None = None, within: float = LIMIT) -> Json:
+        """The v1204 callback ``name`` (with ``state``), after checking that the
+        v190307 callback got the same message: ``(data["state"], payload)``."""
+        _, data = await self.v1204.find(
+            lambda e: e[0] == name and (state is None or e[1].get("state") == state), within
+        )
+        assert data["subMark"] == name and data["mark"] == self.api, data
+        expected = (data.get("state"), payload_of(data))
+        await self.v190307.find(lambda e: e == expected, 1.0)
+        return data
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.v1204.items]
+
+
+class AgentSide:
+    """One agent: its plugin (in this process) and its ``IMClient`` on the test's loop."""
+
+    def __init__(self, server: ServerHandle, name: str, data_dir: Path, **plugin_kw: Any) -> None:
+        self.server = server
+        self.name = name
+        kw: dict[str, Any] = {"media": None, "media_timeout": 5.0, **plugin_kw}
+        self.plugin = Plugin(plugin_settings(server.url, data_dir, **kw))
+        self.client: IMClient | None = None
+        self.states: Log[tuple[str, Json]] = Log()  # stateChange(state, payload)
+        self.inner: Log[tuple[str, Json]] = Log()  # initInnerCallBack events by name
+
+    @property
+    def sdk(self) -> IMClient:
+        assert self.client is not None
+        return self.client
+
+    async def start(self, *, ready: bool = False) -> AgentSide:
+        await self.plugin.start()
+        connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.client = IMClient(
+            {
+                "baseWsUrl": self.plugin.url,
+                "ssoTo": f"{self.server.url}/agent",
+                "token": self.plugin.token._value,
+                "ssoReady": lambda data: None if connected.done() else connected.set_result(None),
+            }
+        )
+        names = ("videoCloseCB", "visitorStreamOffline", "visitorStreamOnline", "chatCloseCB")
+        callbacks: dict[str, Any] = {n: (lambda data, n=n: self.inner.add((n, data))) for n in names}
+        callbacks["stateChange"] = lambda state, payload: self.states.add((state, payload or {}))
+        self.client.initInnerCallBack(callbacks)
+        await asyncio.wait_for(connected, LIMIT)
+        login = self.call("startLogin", {"data": {"url": login_url(self.server, self.name)}})
+        await login.callback("success")
+        if ready:
+            await self.set_ready()
+        return self
+
+    def call(self, api: str, params: Json | None = None) -> ApiCall:
+        """``client.api({...params, <every callback>}, function(state, payload))``."""
+        record = ApiCall(api)
+        options: dict[str, Any] = dict(params or {})
+        for name in CALLBACKS:
+            options[name] = lambda data, name=name: record.v1204.add((name, data))
+        getattr(self.sdk, api)(options, lambda state, payload: record.v190307.add((state, payload)))
+        return record
+
+    async def set_ready(self) -> None:
+        c = self.call("setAgentState", {"state": "idle"})
+        await c.callback("success", "002000")
+
+    async def state(self, code: str, within: float = LIMIT, *, start: int = 0) -> Json:
+        """The payload of the state push with ``code`` (v190307's ``stateChange``)."""
+        _, payload = await self.states.find(lambda e: e[0] == code, within, start=start)
+        return payload
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+        await self.plugin.aclose()
+
+
+#: Every code of SPEC §5.2 and the two ringing codes (SPEC §5.3.5), the
+#: scenario (a test of test_call_codes.py) that reaches it, and the v1204
+#: callback it reaches. ``push``: the agent has no request open then (it rings,
+#: or its invitation ends before it answered): the code arrives as a state
+#: push — ``stateChange(state, payload)`` and ``payload.subMark``.
+CODE_TABLE: dict[str, tuple[str, str, str]] = {
+    "000000": ("login", "success", "logout"),
+    "001001": ("visitorInvite", "timeoutDisconnect", "videoPickUp, the visitor never joins"),
+    "001002": ("thirdAgent", "push:timeoutDisconnect", "the invited agent lets the invitation ring out"),
+    "002001": ("callVisitor", "visitorRefuse", "callbackToVisitor, the visitor refuses"),
+    "002002": ("callVisitor", "timeoutDisconnect", "callbackToVisitor, nobody answers"),
+    "002003": ("callVisitor", "videoBusyMark", "callbackToVisitor, the visitor answers busy"),
+    "002004": (
+        "callVisitor",
+        "error",
+        "callbackToVisitor to nobody (SDK_08) / another agent's visitor (SDK_11)",
+    ),
+    "002005": (
+        "callVisitor",
+        "kefuCloseVideoSuccess",
+        "callbackToVisitor, the agent hangs up while it rings",
+    ),
+    "002006": ("callCurrentVisitor", "visitorRefuse", "videoInviteCurrentVisitor, refused"),
+    "002007": ("callCurrentVisitor", "timeoutDisconnect", "videoInviteCurrentVisitor, not answered"),
+    "002008": ("callCurrentVisitor", "videoBusyMark", "videoInviteCurrentVisitor, busy"),
+    "002009": ("callCurrentVisitor", "error", "videoInviteCurrentVisitor without a session"),
+    "002010": (
+        "callCurrentVisitor",
+        "kefuCloseVideoSuccess",
+        "videoInviteCurrentVisitor, hung up while ringing",
+    ),
+    "002011": ("visitorInvite", "error", "videoPickUp, the visitor withdraws before joining"),
+    "002012": ("thirdAgent", "push:error", "the invited agent's link dies while it rings"),
+    "003001": ("callVisitor", "inviteSuccess", "callbackToVisitor"),
+    "003002": ("callCurrentVisitor", "inviteSuccess", "videoInviteCurrentVisitor"),
+    "004001": ("visitorInvite", "success", "the visitor asks for video; videoPickUp"),
+    "004002": ("thirdAgent", "push:ringing", "videoInviteAgent rings the second agent"),
+    "005001": ("thirdVisitor", "kefuCloseVideoSuccess", "three-party with two visitors, the agent hangs up"),
+    "005002": ("thirdAgent", "kefuCloseVideoSuccess", "three-party with two agents, the primary hangs up"),
+    "005003": ("callVisitor", "visitorDisconnect", "callbackToVisitor connected, the visitor hangs up"),
+    "005004": ("callVisitor", "kefuCloseVideoSuccess", "callbackToVisitor connected, the agent hangs up"),
+    "005005": ("callCurrentVisitor", "visitorDisconnect", "current visitor connected, it hangs up"),
+    "005006": (
+        "callCurrentVisitor",
+        "kefuCloseVideoSuccess",
+        "current visitor connected, the agent hangs up",
+    ),
+    "005007": ("visitorInvite", "visitorDisconnect", "videoPickUp connected, the visitor hangs up"),
+    "005008": ("visitorInvite", "kefuCloseVideoSuccess", "videoPickUp connected, the agent hangs up"),
+    "005009": ("thirdAgent", "kefuCloseVideoSuccess", "the invited agent's call ends: the visitor hangs up"),
+    "005010": ("thirdAgent", "exitSuccess", "the invited agent leaves (and: the primary hangs up)"),
+    "006001": ("thirdVisitor", "visitorRefuse", "videoInviteVisitor, refused"),
+    "006002": ("thirdVisitor", "videoBusyMark", "videoInviteVisitor, busy"),
+    "006003": ("thirdVisitor", "timeoutDisconnect", "videoInviteVisitor, not answered"),
+    "006004": ("thirdVisitor", "error", "videoInviteVisitor to nobody (SDK_08)"),
+    "006005": ("thirdVisitor", "visitorDisconnect", "the third visitor hangs up"),
+    "006006": ("thirdAgent", "visitorRefuse", "videoInviteAgent, the agent refuses (multipleVideoRefuse)"),
+    "006007": ("thirdAgent", "videoBusyMark", "videoInviteAgent to a not-ready agent"),
+    "006008": ("thirdAgent", "timeoutDisconnect", "videoInviteAgent, not answered"),
+    "006009": ("thirdAgent", "error", "videoInviteAgent to nobody (SDK_08); the invitee's link dies"),
+    "006010": ("thirdAgent", "exitSuccess", "the third agent leaves (videoDisconnect)"),
+    "006011": ("callVisitor", "acceptSuccess", "callbackToVisitor, accepted"),
+    "006012": ("callCurrentVisitor", "acceptSuccess", "videoInviteCurrentVisitor, accepted"),
+    "006013": ("visitorInvite", "visitorJoin", "videoPickUp, the visitor joins"),
+    "006014": ("thirdAgent", "acceptSuccess", "multipleVideoPickUp"),
+    "007001": ("thirdVisitor", "inviteSuccess", "videoInviteVisitor"),
+    "007002": ("thirdAgent", "inviteSuccess", "videoInviteAgent"),
+    "008001": ("thirdVisitor", "acceptSuccess", "videoInviteVisitor, accepted"),
+    "008002": ("thirdAgent", "acceptSuccess", "videoInviteAgent, accepted (multipleVideoPickUp)"),
+}
+
+
+class Reach:
+    """Checks codes of one scenario in both conventions, and that none was missed."""
+
+    def __init__(self, scenario: str) -> None:
+        self.scenario = scenario
+        self.seen: set[str] = set()
+
+    async def call(self, call: ApiCall, code: str, within: float = LIMIT) -> Json:
+        """``code`` reached ``call``'s v1204 callback named in the table and its v190307 callback."""
+        scenario, callback, _ = CODE_TABLE[code]
+        assert scenario == self.scenario, (code, scenario)
+        data = await call.callback(callback.removeprefix("push:"), code, within)
+        assert data["state"] == code
+        self.seen.add(code)
+        return data
+
+    async def push(self, agent: AgentSide, code: str, within: float = LIMIT, *, start: int = 0) -> Json:
+        """``code`` reached the agent as a state push: ``stateChange(code, payload)`` with
+        ``payload.subMark`` the table's callback (no request of this agent was open)."""
+        scenario, callback, _ = CODE_TABLE[code]
+        assert scenario == self.scenario, (code, scenario)
+        payload = await agent.state(code, within, start=start)
+        assert payload["subMark"] == callback.removeprefix("push:"), payload
+        self.seen.add(code)
+        return payload
+
+    def done(self) -> None:
+        wanted = {code for code, (scenario, _, _) in CODE_TABLE.items() if scenario == self.scenario}
+        assert wanted <= self.seen, f"{self.scenario}: not reached {sorted(wanted - self.seen)}"
