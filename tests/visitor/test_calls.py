@@ -10,6 +10,7 @@ import asyncio
 import io
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ from kefu.visitor import (
     CallUpdate,
     MediaStatus,
     PhotoAnswer,
+    Problem,
     SessionAssigned,
     ShareAnswer,
     Visitor,
@@ -75,6 +77,7 @@ class AgentHub:
         self.hub.events.subscribe(self.events)
         self.errors: list[BaseException] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self._spawn(self._incoming())
 
     def add(self, member: str) -> None:
@@ -112,11 +115,15 @@ class AgentHub:
                 self.errors.append(exc)
 
     def _spawn(self, coro: Any) -> None:
+        if self._closing:  # closing the hub renegotiates with the members left: no more
+            coro.close()
+            return
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -374,3 +381,37 @@ async def test_a_video_request_nobody_picks_up_is_cancelled(server: ServerHandle
     assert await v.wait_for(CallAction, lambda e: e.call_id == next_call) == CallAction(
         next_call, "accepted", auto=True
     )
+
+
+async def test_a_third_visitor_sees_the_other_through_the_hub(
+    server: ServerHandle, media_settings: MediaSettings
+) -> None:
+    media_settings = replace(media_settings, fps=10)  # three connections and forwarding: less CPU
+    agent = await server.agent("a1", ready=True)
+    v1 = await visitor(server, "v1", on_invite="accept", media=media_settings)
+    v2 = await visitor(server, "v2", on_invite="accept", media=media_settings)
+    call_id = await call_out(server, agent)
+    await until_state(agent, "006011")
+    side = AgentHub(agent, media_settings, call_id)
+    try:
+        side.add("v1")
+        await v1.wait_for(MediaStatus, lambda e: e.status == "connected")
+        reply = await agent.call("videoInviteVisitor", {"visitorName": "v2"})
+        assert reply["subMark"] == "inviteSuccess" and reply["state"] == "007001"
+        assert (await v2.wait_for(CallAction)).action == "accepted"
+        await until_state(agent, "008001")
+        side.add("v2")
+        await v2.wait_for(MediaStatus, lambda e: e.status == "connected")
+        await v1.wait_for(CallUpdate, lambda e: (e.what, e.name) == ("memberJoined", "v2"))
+        # each visitor receives the other's camera, forwarded by the agent's hub
+        assert v1.media is not None and v2.media is not None
+        assert near(sample_rgb(await v2.media.peer.next_frame("v1")), colour_for("v1"))  # type: ignore[arg-type]
+        assert near(sample_rgb(await v1.media.peer.next_frame("v2")), colour_for("v2"))  # type: ignore[arg-type]
+        assert near(sample_rgb(await v2.media.peer.next_frame("a1")), BLUE)  # type: ignore[arg-type]
+        assert [e for e in (*v1.timeline, *v2.timeline) if isinstance(e, Problem)] == []
+        await agent.call("videoDisconnect")
+        for v in (v1, v2):
+            await v.wait_for(MediaStatus, lambda e: e.status == "closed")
+        assert side.errors == []
+    finally:
+        await side.close()
