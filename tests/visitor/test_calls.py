@@ -415,3 +415,17 @@ async def test_a_third_visitor_sees_the_other_through_the_hub(
         assert side.errors == []
     finally:
         await side.close()
+
+
+async def test_hanging_up_a_ringing_request_withdraws_it(server: ServerHandle) -> None:
+    agent = await server.agent("a1", ready=True)
+    v = await visitor(server)
+    await v.send_message("hello")
+    await v.wait_for(SessionAssigned)
+    call_id = await v.request_video()
+    await until_state(agent, "004001")
+    assert await v.hangup() == call_id and v.call is None
+    gone = await agent.next_event(mark="state")  # the server's code for a withdrawn request
+    assert (gone["state"], gone["payload"]["reason"]) == ("002011", "hangup")
+    record = await server.services.calls.get_call(call_id)
+    assert record["status"] == "ended" and record["endedBy"] == "v1"

@@ -309,6 +309,7 @@ class Visitor:
             await self._accept(call_id, auto=False)
 
     async def refuse(self, call_id: str) -> None:
+        """Refuse an invitation."""
         async with self._lock:
             await self._answer(call_id, "refuse", "refused", auto=False)
 
@@ -401,6 +402,7 @@ class Visitor:
     async def _on_call(self, call_id: str, p: Json) -> None:
         what, call = p.get("what"), self.call
         agent = p.get("agentName") if isinstance(p.get("agentName"), str) else None
+        role = p.get("role") if isinstance(p.get("role"), str) else None
         if what == "ringing":
             if call is None:  # requested on the link directly
                 self.call = VisitorCall(call_id, "request", "ringing", agent)
@@ -409,7 +411,7 @@ class Visitor:
                 if call.phase == "requesting":
                     call.phase = "ringing"
         elif what == "invited":
-            await self._on_invited(Invitation(call_id, agent, p.get("role")), call)
+            await self._on_invited(Invitation(call_id, agent, role), call)
         elif what == "accepted":
             if call is not None and call.call_id not in (None, call_id):
                 raise ApiError(
