@@ -61,6 +61,8 @@ class Deployment:
             presence_ttl=1.0,
             gap_poll=0.2,
             sweep_interval=0.1,
+            # what is tested is who decides, not what survives a power cut: no fsync per commit
+            db_settings=(("synchronous_commit", "off"),),
         )
         return replace(base, **overrides)
 

@@ -56,6 +56,8 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     db_url: str | None = None  # None: SQLite file kefu.db in data_dir
     db_schema: str | None = None  # PostgreSQL only: the schema to use (created if missing)
+    # PostgreSQL only: session settings of every connection, e.g. (("synchronous_commit", "off"),) in tests
+    db_settings: tuple[tuple[str, str], ...] = ()
     # --- accounts and login
     token_ttl: float = 12 * 3600.0  # seconds a login token lives
     allowed_origins: tuple[str, ...] = ()  # returnTo targets and browser Origins besides our own

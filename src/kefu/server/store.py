@@ -94,11 +94,14 @@ class Store:
             self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         else:
             schema = self.settings.db_schema
+            server_settings = dict(self.settings.db_settings)
             if schema is not None:
                 if not _SCHEMA_NAME.fullmatch(schema):
                     raise ValueError(f"schema name {schema!r}: use lower-case letters, digits and _")
                 await self._create_schema(schema)
-                kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+                server_settings["search_path"] = schema
+            if server_settings:
+                kwargs["connect_args"] = {"server_settings": server_settings}
         engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
