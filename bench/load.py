@@ -604,22 +604,30 @@ class Worker:
         sem = asyncio.Semaphore(reconnect_concurrency)
         deadline = time.monotonic() + reconnect_timeout
 
+        def left() -> float:
+            return max(0.05, deadline - time.monotonic())
+
         async def reconnect(v: _Visitor) -> None:
             if v.reader is not None:
                 with contextlib.suppress(BaseException):
-                    await v.reader
+                    await asyncio.wait_for(v.reader, 5)
             delay = 0.05
             while time.monotonic() < deadline:
                 async with sem:
                     try:
-                        await self._connect_visitor(v)
+                        await asyncio.wait_for(self._connect_visitor(v), left())
                     except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, RuntimeError) as exc:
                         attempts[type(exc).__name__ if not isinstance(exc, InvalidStatus) else "http"] += 1
+                        if v.ws is not None:
+                            v.ws.transport.abort()
                         v.ws = None
                     else:
                         back_at[v.idx] = time.monotonic_ns()
                         for cid, (n, text) in list(v.outbox.items()):
-                            await self._send_text(v, n, text, cid, time.monotonic_ns(), "retry")
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(
+                                    self._send_text(v, n, text, cid, time.monotonic_ns(), "retry"), left()
+                                )
                         return
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
@@ -627,7 +635,11 @@ class Worker:
         await asyncio.gather(*(reconnect(v) for v in live))
         await asyncio.sleep(after)
         stop.set()
-        await asyncio.gather(*pacers)
+        # a send blocks while the server does not read: give the pacers a bounded time to stop
+        _, late = await asyncio.wait(pacers, timeout=5)
+        for t in late:
+            t.cancel()
+        await asyncio.gather(*pacers, return_exceptions=True)
         return {
             "dropped": len(live),
             "back": len(back_at),

@@ -170,7 +170,7 @@ def run(
         "visitor_rate": 0.5 * active,
         "agent_rate": 1.0 * m,
         "reconnect_concurrency": 500,
-        "reconnect_timeout_s": 60.0,
+        "reconnect_timeout_s": 30.0 if quick else 180.0,
         "server_options": list(SERVER_OPTIONS),
     }
     res.params = p
