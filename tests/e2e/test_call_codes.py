@@ -19,7 +19,7 @@ import pytest
 
 from kefu.visitor import CallUpdate, SessionAssigned, Visitor
 from tests.conftest import ServerHandle
-from tests.plugin.harness import LIMIT
+from tests.plugin.harness import LIMIT, Proxy
 from tests.plugin.harness import Visitor as RawVisitor
 
 from .callkit import CODE_TABLE, AgentSide, Reach
@@ -154,4 +154,226 @@ async def test_call_visitor_codes(scene: Scene) -> None:
     assert a1.inner.count(lambda e: e[0] == "videoCloseCB") == closes + 2  # once per ended call
     # each call request got exactly one final callback, and nothing after it
     assert c.names == ["inviteSuccess", "acceptSuccess", "visitorDisconnect"]
+    reach.done()
+
+
+async def test_call_current_visitor_codes(scene: Scene) -> None:
+    """videoInviteCurrentVisitor (params may be None, SPEC §5): every outcome."""
+    reach = Reach("callCurrentVisitor")
+    a1 = await scene.agent("a1")
+    err = await reach.call(a1.call("videoInviteCurrentVisitor"), "002009")
+    assert err["error"]["code"] == "no_such_session"
+    v = await scene.visitor("v1", on_invite="refuse")
+    sid = (await v.send_message("hello"))["sessionId"]  # queued: a1 takes it by hand
+    await a1.call("pickUpSession", {"session_id": sid}).callback("success")
+    await v.wait_for(SessionAssigned, lambda e: e.agent_name == "a1")
+    c = a1.call("videoInviteCurrentVisitor")
+    assert (await reach.call(c, "003002"))["payload"]["callId"]
+    await reach.call(c, "002006")
+    v.on_invite = "ignore"
+    c = a1.call("videoInviteCurrentVisitor")
+    await reach.call(c, "003002")
+    await reach.call(c, "002007", within=RING + LIMIT)
+    c = a1.call("videoInviteCurrentVisitor")
+    await reach.call(c, "003002")
+    assert (await a1.call("videoDisconnect").callback("success"))["state"] == "002010"
+    await reach.call(c, "002010")
+    v.on_invite = "accept"
+    c = a1.call("videoInviteCurrentVisitor")
+    await reach.call(c, "006012")
+    assert (await a1.call("videoDisconnect").callback("success"))["state"] == "005006"
+    await reach.call(c, "005006")
+    c = a1.call("videoInviteCurrentVisitor")
+    accepted = await reach.call(c, "006012")
+    await v.wait_for(CallUpdate, lambda e: e.what == "invited" and e.call_id == accepted["payload"]["callId"])
+    await v.settled()
+    await v.hangup()
+    await reach.call(c, "005005")
+    # a visitor whose page answers busy becomes the current one (a1 takes its session by hand)
+    raw = await scene.raw("v-raw")
+    sid = (await raw.say("hi"))["payload"]["sessionId"]
+    await a1.call("pickUpSession", {"session_id": sid}).callback("success")
+    c = a1.call("videoInviteCurrentVisitor")
+    await reach.call(c, "003002")
+    await raw.request("answerCall", {"callId": await invited(raw), "answer": "busy"})
+    await reach.call(c, "002008")
+    reach.done()
+
+
+async def test_visitor_invite_codes(scene: Scene) -> None:
+    """The visitor asks for video, the agent rings (004001) and picks up (videoPickUp)."""
+    reach = Reach("visitorInvite")
+    a1 = await scene.agent("a1", ready=True)
+    v = await scene.visitor("v1")
+    await v.send_message("hello")
+    sid = (await v.wait_for(SessionAssigned, lambda e: e.agent_name == "a1")).session_id
+    mark = len(a1.states.items)
+    await v.request_video()
+    ring = await a1.state("004001", start=mark)  # the ring is a push: no request is open yet
+    assert ring["subMark"] == "ringing" and ring["mark"] == "videoPickUp"
+    c = a1.call("videoPickUp", {"session_id": sid})
+    await reach.call(c, "004001")  # picked up: the meeting is made, the visitor joins by itself
+    await reach.call(c, "006013")
+    await v.hangup()
+    await reach.call(c, "005007")
+    await a1.set_ready()
+    await v.request_video()
+    await a1.state("004001", start=len(a1.states.items) - 1)
+    c = a1.call("videoPickUp", {"session_id": sid})
+    await reach.call(c, "006013")
+    assert (await a1.call("videoDisconnect").callback("success"))["state"] == "005008"
+    await reach.call(c, "005008")
+    assert c.names == ["success", "visitorJoin", "kefuCloseVideoSuccess"]
+    # a page that never joins the meeting: the ring timeout
+    await a1.set_ready()
+    raw = await scene.raw("v-raw")
+    sid = (await raw.say("hi"))["payload"]["sessionId"]
+    await raw.event("sessionAssigned")
+    assert (await raw.request("requestVideo"))["subMark"] == "success"
+    c = a1.call("videoPickUp", {"session_id": sid})
+    await reach.call(c, "004001")
+    await reach.call(c, "001001", within=RING + LIMIT)
+    # the visitor withdraws its request after the pickup, before joining
+    call_id = (await raw.request("requestVideo"))["payload"]["callId"]
+    c = a1.call("videoPickUp", {"session_id": sid})
+    await reach.call(c, "004001")
+    await raw.request("hangup", {"callId": call_id})
+    err = await reach.call(c, "002011")
+    assert err["payload"]["reason"] == "cancelled" or err["payload"]["event"] == "cancel"
+    reach.done()
+
+
+async def test_third_visitor_codes(scene: Scene) -> None:
+    """videoInviteVisitor from a two-party call: every outcome; three-party; shrinking; ending."""
+    reach = Reach("thirdVisitor")
+    a1 = await scene.agent("a1", ready=True)
+    await scene.visitor("v1", on_invite="accept")
+    first = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    await first.callback("acceptSuccess", "006011")
+    err = await reach.call(a1.call("videoInviteVisitor", {"visitorName": "nobody"}), "006004")
+    assert err["error"]["code"] == "SDK_08"
+    v2 = await scene.visitor("v2", on_invite="refuse")
+    c = a1.call("videoInviteVisitor", {"visitorName": "v2"})
+    await reach.call(c, "007001")
+    await reach.call(c, "006001")
+    v2.on_invite = "ignore"
+    c = a1.call("videoInviteVisitor", {"visitorName": "v2"})
+    await reach.call(c, "007001")
+    await reach.call(c, "006003", within=RING + LIMIT)
+    raw = await scene.raw("v-raw")
+    c = a1.call("videoInviteVisitor", {"visitorName": "v-raw"})
+    await reach.call(c, "007001")
+    await raw.request("answerCall", {"callId": await invited(raw), "answer": "busy"})
+    await reach.call(c, "006002")
+    v2.on_invite = "accept"
+    multi = a1.call("isMultipleVideo")
+    assert (await multi.callback("success"))["data"] is False
+    c = a1.call("videoInviteVisitor", {"visitorName": "v2"})
+    await reach.call(c, "008001")
+    assert (await a1.call("isMultipleVideo").callback("success"))["data"] is True
+    await v2.wait_for(CallUpdate, lambda e: e.what == "invited")
+    await v2.settled()
+    await v2.hangup()
+    await reach.call(c, "006005")  # the call goes on with v1
+    assert (await a1.call("isMultipleVideo").callback("success"))["data"] is False
+    c = a1.call("videoInviteVisitor", {"visitorName": "v2"})
+    await reach.call(c, "008001")
+    assert (await a1.call("videoDisconnect").callback("success"))["state"] == "005001"
+    await reach.call(c, "005001")
+    # the first call API's request ends with the meeting too (v1204 kefuCloseVideoSuccess)
+    assert (await first.callback("kefuCloseVideoSuccess"))["state"] == "005001"
+    assert first.names[-1] == "kefuCloseVideoSuccess" and first.names.count("kefuCloseVideoSuccess") == 1
+    reach.done()
+
+
+async def test_third_agent_codes(scene: Scene) -> None:
+    """videoInviteAgent and multipleVideoPickUp: two plugins, every outcome on both sides."""
+    reach = Reach("thirdAgent")
+    a1 = await scene.agent("a1", ready=True)
+    # a2's plugin reaches the server through a proxy the test can cut
+    await scene.server.add_agent("a2")
+    proxy = Proxy(int(scene.server.url.rsplit(":", 1)[1]))
+    await proxy.start()
+    scene.stack.push_async_callback(proxy.aclose)
+    a2 = AgentSide(scene.server, "a2", scene.tmp_path / "plugin-a2", server_url=proxy.url)
+    scene.stack.push_async_callback(a2.close)
+    await a2.start()
+    v1 = await scene.visitor("v1", on_invite="accept")
+    first = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    await first.callback("acceptSuccess", "006011")
+    err = await reach.call(a1.call("videoInviteAgent", {"agentName": "nobody"}), "006009")
+    assert err["error"]["code"] == "SDK_08"
+    await reach.call(a1.call("videoInviteAgent", {"agentName": "a2"}), "006007")  # a2 is not ready
+    await a2.set_ready()
+    # a2 refuses
+    mark = len(a2.states.items)
+    c = a1.call("videoInviteAgent", {"agentName": "a2"})
+    await reach.call(c, "007002")
+    ring = await reach.push(a2, "004002", start=mark)
+    assert ring["mark"] == "multipleVideoPickUp"
+    refused = a2.call("multipleVideoRefuse")
+    assert (await refused.callback("success"))["state"] == "002000"
+    await reach.call(c, "006006")
+    # a2 lets it ring out
+    mark = len(a2.states.items)
+    c = a1.call("videoInviteAgent", {"agentName": "a2"})
+    await reach.call(c, "007002")
+    await reach.push(a2, "004002", start=mark)
+    await reach.call(c, "006008", within=RING + LIMIT)
+    await reach.push(a2, "001002", start=mark)
+    # a2 joins, then leaves: exitSuccess on both sides
+    await a2.set_ready()
+    c = a1.call("videoInviteAgent", {"agentName": "a2"})
+    await reach.call(c, "007002")
+    await a2.state("004002", start=len(a2.states.items) - 1)
+    pickup = a2.call("multipleVideoPickUp")
+    await reach.call(pickup, "006014")
+    await reach.call(c, "008002")
+    assert (await a1.call("isMultipleVideo").callback("success"))["data"] is True
+    assert (await a2.call("isMultipleVideo").callback("success"))["data"] is True  # 006014, three joined
+    left = a2.call("videoDisconnect")
+    assert (await left.callback("success"))["state"] == "005010"
+    await reach.call(pickup, "005010")
+    await reach.call(c, "006010")
+    assert (await a2.call("isMultipleVideo").callback("success"))["data"] is False
+    # the primary agent hangs up a three-party call: 005002 for it, 005010 for the third agent
+    await a2.set_ready()
+    c = a1.call("videoInviteAgent", {"agentName": "a2"})
+    await reach.call(c, "007002")
+    await a2.state("004002", start=len(a2.states.items) - 1)
+    pickup = a2.call("multipleVideoPickUp")
+    await pickup.callback("acceptSuccess", "006014")
+    await reach.call(c, "008002")
+    assert (await a1.call("videoDisconnect").callback("success"))["state"] == "005002"
+    await reach.call(c, "005002")
+    assert (await pickup.callback("kefuCloseVideoSuccess", "005010"))["payload"]["event"] == "agentHangup"
+    # the visitor hangs up a call with two agents: 005009 for the third agent
+    await a1.set_ready()
+    await a2.set_ready()
+    first = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    await first.callback("acceptSuccess", "006011")
+    c = a1.call("videoInviteAgent", {"agentName": "a2"})
+    await a2.state("004002", start=len(a2.states.items) - 1)
+    pickup = a2.call("multipleVideoPickUp")
+    await pickup.callback("acceptSuccess", "006014")
+    await reach.call(c, "008002")
+    await v1.settled()
+    await v1.hangup()
+    await reach.call(pickup, "005009")
+    assert (await first.callback("visitorDisconnect"))["state"] == "005003"
+    assert (await c.callback("kefuCloseVideoSuccess"))["state"] == "005003"  # the call ended
+    # the invited agent's link dies while it rings: the invitation fails (006009 / 002012)
+    await a1.set_ready()
+    await a2.set_ready()
+    first = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    await first.callback("acceptSuccess", "006011")
+    mark = len(a2.states.items)
+    c = a1.call("videoInviteAgent", {"agentName": "a2"})
+    await reach.call(c, "007002")
+    await a2.state("004002", start=mark)
+    await proxy.cut()
+    err = await reach.call(c, "006009", within=LIMIT)
+    assert err["payload"]["reason"] == "agent_disconnected"
+    await proxy.restore()  # the plugin comes back and hears what it missed
+    await reach.push(a2, "002012", start=mark)
     reach.done()

@@ -579,8 +579,16 @@ class CallService:
             return
         reason = f"{kind.value}_disconnected"
         log.info("%s %s did not come back within %.1f s: hanging up", kind.value, name, self.s.call_grace)
+
+        def gone(call: Call) -> list[Effect]:
+            m = call.member(kind, name)
+            if kind is AG and m is not None and m.status is MemberStatus.invited:
+                # an invited agent that is gone: the invitation failed (006009 / 002012)
+                return call.fail(reason)
+            return call.hangup(kind, name, reason)
+
         with contextlib.suppress(ApiError):
-            await self._run(call_id, lambda call: call.hangup(kind, name, reason))
+            await self._run(call_id, gone)
 
     # --- running an operation
 
