@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 
 async def test_init_window_login_im_and_queries(context: BrowserContext, tmp_path: Path) -> None:
-    async with Workstation.open(context, tmp_path) as ws:
+    async with Workstation.open(context, tmp_path, media=None) as ws:
         await ws.init()
         assert await ws.js("() => window.__sockets") == ["ws://127.0.0.1:1040"]  # the sample's own URL
         success = (await ws.calls("IMClient", "success"))[0]["args"][0]
@@ -49,7 +49,7 @@ async def test_init_window_login_im_and_queries(context: BrowserContext, tmp_pat
 
 
 async def test_window_im_and_query_samples(context: BrowserContext, tmp_path: Path) -> None:
-    async with Workstation.open(context, tmp_path) as ws:
+    async with Workstation.open(context, tmp_path, media=None) as ws:
         await ws.init()
         await ws.login()
         window = ws.stack.p.window
@@ -124,7 +124,7 @@ def only(records: list[Json]) -> list[tuple[str, str | None]]:
 
 
 async def test_call_samples_v1204(context: BrowserContext, tmp_path: Path) -> None:
-    async with Workstation.open(context, tmp_path) as ws:
+    async with Workstation.open(context, tmp_path, media=None) as ws:
         await ws.init()
         await ws.login()
         assert await ws.set_state("idle") == "002000"
@@ -203,7 +203,7 @@ async def test_call_samples_v1204(context: BrowserContext, tmp_path: Path) -> No
 
 
 async def test_call_samples_v190307(context: BrowserContext, tmp_path: Path) -> None:
-    async with Workstation.open(context, tmp_path) as ws:
+    async with Workstation.open(context, tmp_path, media=None) as ws:
         await ws.init()
         await ws.login()
 

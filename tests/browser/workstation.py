@@ -43,11 +43,18 @@ class Workstation:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, context: BrowserContext, tmp_path: Path, *, server: dict[str, Any] | None = None
+        cls,
+        context: BrowserContext,
+        tmp_path: Path,
+        *,
+        server: dict[str, Any] | None = None,
+        **plugin: Any,
     ) -> AsyncIterator[Workstation]:
+        """The page on an allowed origin. ``plugin`` overrides the plugin's settings
+        (``media=None``: calls are signalling only, as ``kefu plugin --no-media``)."""
         async with (
             PageServer() as pages,
-            Stack(tmp_path, allow_origins=(pages.origin,), server=server) as stack,
+            Stack(tmp_path, allow_origins=(pages.origin,), server=server, **plugin) as stack,
         ):
             await stack.server.add_agent(SPEC_AGENT, SPEC_PASSWORD)
             pages.config.update(

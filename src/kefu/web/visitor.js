@@ -1,24 +1,35 @@
 /* kefu visitor page: chat with an agent, video calls, screen share, photos.
- * Speaks the visitor socket (/ws/visitor, docs/protocol.md). No build step, no dependency.
- * The agent's plugin is the media hub: it sends the offers; this page answers them.
+ *
+ * Speaks the visitor socket (/ws/visitor, docs/protocol.md and docs/calls.md).
+ * Media (docs/media.md): the primary agent's plugin is the hub and makes every
+ * offer; this page answers. It puts its camera and microphone on the offered
+ * slots the hub can receive on, and asks for a new offer ({"type":
+ * "renegotiate"}) when it starts or stops sharing its screen, as the Python
+ * visitor does. Who each incoming track belongs to is read from the offer's
+ * a=msid (the hub labels every track kefu.<role>.<member>).
+ * No build step, no dependency.
  */
 (function () {
   "use strict";
 
   var $ = function (id) { return document.getElementById(id); };
-  var store = window.localStorage;
   var params = new URLSearchParams(location.search);
+  var store = (function () {
+    try { return window.localStorage; } catch (e) { return null; }
+  })();
+
   var state = {
     ws: null, name: null, key: null, lastSeq: 0, session: null, call: null,
-    nextId: 1, pending: {}, backoff: 500, closing: false,
-    pc: null, localStream: null, screenTrack: null, allowPhoto: true,
-    remoteTiles: {}, iceServers: [],
+    nextId: 1, pending: {}, backoff: 500, stopped: false, allowPhoto: true,
+    shareRequest: null, photoRequest: null
   };
-  window.kefuVisitor = state; // for tests and debugging
+  var media = {
+    pc: null, hub: null, local: null, screen: null, screenStream: null, screenState: null,
+    used: [], tiles: {}, chain: Promise.resolve(), signals: [], offers: 0
+  };
+  window.kefuVisitor = { state: state, media: media }; // for tests and debugging
 
-  function wsUrl(path) {
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
-  }
+  // ------------------------------------------------------------ small UI helpers
 
   function setConn(text, cls) {
     var el = $("conn");
@@ -26,32 +37,53 @@
     el.className = "pill " + (cls || "");
   }
 
+  function status(text) { $("status").textContent = text; }
+
+  function initials(name) {
+    return (name || "?").trim().slice(0, 2).toUpperCase();
+  }
+
   function say(text, who, at) {
     var div = document.createElement("div");
     div.className = "msg " + who;
-    div.textContent = text;
+    var p = document.createElement("span");
+    p.textContent = text;
+    div.appendChild(p);
     if (at && who !== "system") {
       var t = document.createElement("time");
-      t.textContent = new Date(at).toLocaleTimeString();
+      t.dateTime = at;
+      t.textContent = new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
       div.appendChild(t);
     }
     $("log").appendChild(div);
     $("log").scrollTop = $("log").scrollHeight;
   }
 
-  function status(text) { $("status").textContent = text; }
+  function callStatus(text, cls) {
+    var el = $("call-status");
+    el.textContent = text;
+    el.className = "pill " + (cls || "");
+  }
 
-  function request(mark, params) {
+  // ------------------------------------------------------------ the socket
+
+  function wsUrl(path) {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  }
+
+  function request(mark, p) {
     return new Promise(function (resolve, reject) {
-      if (!state.ws || state.ws.readyState !== 1) { reject(new Error("not connected")); return; }
+      if (!state.ws || state.ws.readyState !== 1) { reject({ code: "offline", msg: "not connected" }); return; }
       var id = "w" + state.nextId++;
       state.pending[id] = { resolve: resolve, reject: reject };
-      state.ws.send(JSON.stringify({ v: 1, id: id, mark: mark, params: params || {} }));
+      state.ws.send(JSON.stringify({ v: 1, id: id, mark: mark, params: p || {} }));
     });
   }
 
+  function quietly(promise) { promise.catch(function () {}); }
+
   function connect() {
-    setConn("connecting…", "warn");
+    setConn(state.lastSeq ? "reconnecting…" : "connecting…", "warn");
     var ws = new WebSocket(wsUrl("/ws/visitor"));
     state.ws = ws;
     ws.onopen = function () {
@@ -62,312 +94,585 @@
     ws.onmessage = function (ev) {
       var msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      handle(msg);
+      if (msg && typeof msg === "object") handle(msg);
     };
     ws.onclose = function () {
-      setConn("reconnecting…", "bad");
-      state.ws = null;
+      if (state.ws === ws) state.ws = null;
       Object.keys(state.pending).forEach(function (id) {
-        state.pending[id].reject(new Error("connection lost"));
+        state.pending[id].reject({ code: "offline", msg: "connection lost" });
       });
       state.pending = {};
-      if (!state.closing) {
-        setTimeout(connect, state.backoff);
-        state.backoff = Math.min(state.backoff * 2, 10000);
-      }
+      if (state.stopped) return;
+      setConn("reconnecting…", "bad");
+      setTimeout(connect, state.backoff);
+      state.backoff = Math.min(state.backoff * 2, 10000);
     };
   }
 
   function handle(msg) {
     if (msg.id === "hello") {
-      if (msg.subMark === "error") {
-        setConn("refused", "bad");
-        say("Could not connect: " + msg.error.msg, "system");
-        state.closing = true;
-        return;
-      }
+      if (msg.subMark === "error") { refused(msg.error || {}); return; }
       var p = msg.payload || {};
       state.key = p.visitorKey;
-      store.setItem("kefu.visitor." + state.name, JSON.stringify({ key: state.key }));
+      if (store) store.setItem("kefu.visitor." + state.name, JSON.stringify({ key: state.key }));
       state.backoff = 500;
       setConn("connected", "ok");
-      if (p.iceServers) state.iceServers = p.iceServers;
       setSession(p.session || null);
       return;
     }
     if (msg.id && state.pending[msg.id]) {
       var req = state.pending[msg.id];
       delete state.pending[msg.id];
-      if (msg.subMark === "error") req.reject(msg.error); else req.resolve(msg);
+      if (msg.subMark === "error") req.reject(msg.error || {}); else req.resolve(msg);
       return;
     }
     if (typeof msg.seq === "number") {
-      if (msg.seq <= state.lastSeq) return; // already seen
+      if (msg.seq <= state.lastSeq) return; // seen already (a replay after reconnecting)
       state.lastSeq = msg.seq;
     }
     if (msg.mark === "event") onEvent(msg.subMark, msg.payload || {});
+    else if (msg.subMark === "error" && msg.error) say("The service refused a message: " + msg.error.msg, "system");
   }
 
+  function refused(error) {
+    state.stopped = true;
+    if (state.ws) state.ws.close();
+    setConn("offline", "bad");
+    $("desk").classList.add("hidden");
+    $("start").classList.remove("hidden");
+    $("start-error").textContent = error.code === "forbidden"
+      ? "This name is already in use. Please choose another one."
+      : "Could not connect: " + (error.msg || error.code);
+  }
+
+  // ------------------------------------------------------------ the conversation
+
   function setSession(session) {
-    state.session = session;
-    var open = session && session.status !== "closed";
-    $("end-btn").disabled = !open;
-    $("video-btn").disabled = !(open && session.status === "open");
-    if (!session) status("Type a message to reach an agent.");
-    else if (session.status === "queued") status("Waiting for an agent…");
-    else if (session.status === "open") status("You are talking to " + (session.agentName || "an agent") + ".");
+    state.session = session && session.status !== "closed" ? session : null;
+    var s = state.session;
+    var open = !!s && s.status === "open";
+    $("end-btn").disabled = !s;
+    $("video-btn").disabled = !(open && !state.call);
+    $("queue-box").classList.toggle("hidden", !(s && s.status === "queued"));
+    if (s && s.status === "queued" && s.position) $("queue-position").textContent = "#" + s.position;
+    $("agent-line").textContent = open ? (s.agentName || "Your agent") : "No agent yet";
+    $("agent-avatar").textContent = open ? initials(s.agentName) : "?";
+    $("agent-avatar").classList.toggle("on", open);
+    if (!s) status("Type a message to reach an agent.");
+    else if (s.status === "queued") status("Waiting for an agent…");
+    else status("You are chatting with " + (s.agentName || "an agent") + ".");
   }
 
   function onEvent(kind, p) {
     switch (kind) {
       case "queue":
-        status(p.position ? "You are number " + p.position + " in the queue." : "Waiting for an agent…");
+        if (state.session && state.session.status === "queued") {
+          state.session.position = p.position;
+          setSession(state.session);
+        }
         break;
       case "sessionAssigned":
-        setSession(p.session || p);
-        say((p.agentName || (p.session && p.session.agentName) || "An agent") + " joined the conversation.", "system");
+        setSession(p);
+        say((p.agentName || "An agent") + " joined the conversation.", "system");
         break;
       case "message":
-        if (p.from === "visitor") return; // our own, already shown
-        say(p.text, "them", p.at);
+        if (p.from === "visitor") return; // our own, shown when sent
+        say(p.text, p.from === "system" ? "system" : "them", p.at);
         break;
       case "sessionClosed":
-        say("The conversation was closed.", "system");
+        say(p.by === "visitor" ? "You ended the conversation." : "The conversation was closed.", "system");
         setSession(null);
         break;
       case "call": onCall(p); break;
       case "signal": onSignal(p); break;
-      case "shareRequest": $("share-dialog").showModal(); state.shareRequest = p; break;
+      case "shareRequest": onShareRequest(p); break;
       case "photoRequest": onPhotoRequest(p); break;
+      case "replaced":
+        state.stopped = true;
+        setConn("opened elsewhere", "bad");
+        say("This conversation was opened in another window.", "system");
+        break;
       default: break;
     }
   }
 
-  // --- calls
+  // ------------------------------------------------------------ calls
 
   function onCall(p) {
-    var what = p.what;
-    if (what === "ringing") { status("Calling " + (p.agentName || "the agent") + "…"); state.call = { id: p.callId }; }
-    else if (what === "invited") {
-      state.call = { id: p.callId, invited: true };
-      $("invite-text").textContent = (p.agentName || "An agent") + " invites you to a video call.";
-      $("invite-dialog").showModal();
-    } else if (what === "accepted") {
-      // the agent picked up our request: join the meeting
-      state.call = { id: p.callId };
-      openCallView();
-      request("joinCall", { callId: p.callId }).catch(function (e) { say("Could not join: " + e.msg, "system"); });
-    } else if (what === "cancelled") {
-      if ($("invite-dialog").open) $("invite-dialog").close();
-      say("The video call did not take place (" + (p.reason || "cancelled") + ").", "system");
-      endCallView();
-    } else if (what === "memberJoined") {
-      say((p.name || "Someone") + " joined the call.", "system");
-    } else if (what === "memberLeft") {
-      say((p.name || "Someone") + " left the call.", "system");
-      removeTile(p.kind + ":" + p.name);
-    } else if (what === "ended") {
-      say("The video call ended.", "system");
-      endCallView();
+    var call = state.call;
+    switch (p.what) {
+      case "ringing":
+        state.call = { id: p.callId, agentName: p.agentName, phase: "ringing" };
+        openCallView();
+        callStatus("calling " + (p.agentName || "the agent") + "…", "warn");
+        break;
+      case "invited":
+        if (call && call.id !== p.callId) { // one call at a time
+          quietly(request("answerCall", { callId: p.callId, answer: "busy" }));
+          return;
+        }
+        state.call = { id: p.callId, agentName: p.agentName, phase: "invited" };
+        $("invite-text").textContent = (p.agentName || "An agent") + " invites you to a video call.";
+        if (!$("invite-dialog").open) $("invite-dialog").showModal();
+        break;
+      case "accepted": // the agent picked up our request: join the meeting
+        if (!call || call.id !== p.callId) state.call = { id: p.callId, agentName: p.agentName };
+        state.call.phase = "joining";
+        openCallView();
+        callStatus("connecting…", "warn");
+        request("joinCall", { callId: p.callId }).catch(function (e) {
+          say("Could not join the call: " + (e.msg || e.code), "system");
+          endCall();
+        });
+        break;
+      case "cancelled":
+        if (!call || call.id !== p.callId) return;
+        if ($("invite-dialog").open) $("invite-dialog").close();
+        say(call.phase === "ringing" ? "The agent could not take the video call." : "The video call was cancelled.", "system");
+        endCall();
+        break;
+      case "memberJoined":
+        if (call && p.kind === "visitor" && p.name !== state.name) say(p.name + " joined the call.", "system");
+        else if (call && p.kind === "agent" && p.name !== call.agentName) say("Agent " + p.name + " joined the call.", "system");
+        break;
+      case "memberLeft":
+        if (call && p.name !== state.name) say(p.name + " left the call.", "system");
+        break;
+      case "ended":
+        if (!call || call.id !== p.callId) return;
+        say(p.by === state.name ? "You hung up." : "The video call ended.", "system");
+        endCall();
+        break;
+      default: break;
     }
   }
 
   function answer(kind) {
-    $("invite-dialog").close();
-    if (!state.call) return;
-    if (kind === "accept") openCallView();
-    request("answerCall", { callId: state.call.id, answer: kind }).catch(function (e) {
-      say("Could not answer: " + e.msg, "system");
-      endCallView();
+    if ($("invite-dialog").open) $("invite-dialog").close();
+    var call = state.call;
+    if (!call || call.phase !== "invited") return;
+    if (kind === "accept") {
+      call.phase = "joining";
+      openCallView();
+      callStatus("connecting…", "warn");
+      ensureLocalMedia(); // the camera starts while the agent's offer is on its way
+    }
+    request("answerCall", { callId: call.id, answer: kind }).catch(function (e) {
+      say("Could not answer: " + (e.msg || e.code), "system");
+      endCall();
     });
+    if (kind !== "accept") { state.call = null; setSession(state.session); }
   }
 
   function openCallView() {
     $("call-panel").classList.remove("hidden");
-    ensureLocalMedia();
+    $("video-btn").disabled = true;
+    $("stage-empty").classList.remove("hidden");
   }
 
-  function endCallView() {
+  function endCall() {
     $("call-panel").classList.add("hidden");
-    if (state.pc) { state.pc.close(); state.pc = null; }
-    if (state.screenTrack) { state.screenTrack.stop(); state.screenTrack = null; }
-    if (state.localStream) { state.localStream.getTracks().forEach(function (t) { t.stop(); }); state.localStream = null; }
-    $("local-video").srcObject = null;
-    Object.keys(state.remoteTiles).forEach(removeTile);
-    $("share-stop-btn").classList.add("hidden");
+    closeMedia();
     state.call = null;
     setSession(state.session);
   }
 
+  // ------------------------------------------------------------ media
+
   function ensureLocalMedia() {
-    if (state.localStream) return Promise.resolve(state.localStream);
-    return navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } })
-      .then(function (stream) {
-        state.localStream = stream;
-        $("local-video").srcObject = stream;
-        return stream;
-      })
-      .catch(function (e) {
-        say("Camera or microphone unavailable: " + e.message, "system");
-        state.localStream = new MediaStream();
-        return state.localStream;
+    if (media.local) return Promise.resolve(media.local);
+    if (media.localPromise) return media.localPromise;
+    var constraints = { audio: true, video: { width: { ideal: 1280 }, height: { ideal: 720 } } };
+    media.localPromise = navigator.mediaDevices.getUserMedia(constraints).then(function (stream) {
+      media.local = stream;
+      $("local-video").srcObject = stream;
+      return stream;
+    }).catch(function (e) {
+      say("Your camera or microphone is not available (" + (e.name || e.message) + "): the agent will not see or hear you.", "system");
+      media.local = new MediaStream();
+      return media.local;
+    }).then(function (stream) {
+      media.localPromise = null;
+      return stream;
+    });
+    return media.localPromise;
+  }
+
+  function closeMedia() {
+    if (media.pc) { media.pc.close(); media.pc = null; }
+    if (media.screen) { media.screen.stop(); media.screen = null; }
+    media.screenState = null;
+    if (media.local) { media.local.getTracks().forEach(function (t) { t.stop(); }); media.local = null; }
+    $("local-video").srcObject = null;
+    Object.keys(media.tiles).forEach(removeTile);
+    media.used = [];
+    media.hub = null;
+    $("share-stop-btn").classList.add("hidden");
+    $("sharing-note").classList.add("hidden");
+    $("mute-btn").textContent = "Mute"; $("mute-btn").setAttribute("aria-pressed", "false");
+    $("camera-btn").textContent = "Camera off"; $("camera-btn").setAttribute("aria-pressed", "false");
+  }
+
+  /** SDP helpers: the sections of a description, by mid. */
+  function sections(sdp) {
+    var out = {};
+    sdp.split(/\r\n/).reduce(function (cur, line) {
+      if (line.indexOf("m=") === 0) { cur = { kind: line.slice(2).split(" ")[0], lines: [] }; }
+      if (!cur) return cur;
+      cur.lines.push(line);
+      if (line.indexOf("a=mid:") === 0) out[line.slice(6)] = cur;
+      return cur;
+    }, null);
+    Object.keys(out).forEach(function (mid) {
+      var s = out[mid];
+      s.direction = "sendrecv";
+      s.lines.forEach(function (l) {
+        if (/^a=(sendrecv|sendonly|recvonly|inactive)$/.test(l)) s.direction = l.slice(2);
+        if (l.indexOf("a=msid:") === 0) s.trackId = l.split(" ")[1];
       });
+    });
+    return out;
   }
 
-  function addTile(key, stream, label) {
-    var v = state.remoteTiles[key];
-    if (!v) {
-      v = document.createElement("video");
-      v.autoplay = true; v.playsInline = true;
-      v.setAttribute("aria-label", label);
-      $("remote-tiles").appendChild(v);
-      state.remoteTiles[key] = v;
+  /** kefu.<role>.<member> (docs/media.md): whose track, and which of theirs. */
+  function parseLabel(id) {
+    var m = /^kefu\.(camera|mic|screen)\.(.+)$/.exec(id || "");
+    if (!m) return null;
+    var member = m[2];
+    if (member.charAt(0) === "~") {
+      try {
+        var b64 = member.slice(1).replace(/-/g, "+").replace(/_/g, "/");
+        while (b64.length % 4) b64 += "=";
+        var bytes = Uint8Array.from(atob(b64), function (c) { return c.charCodeAt(0); });
+        member = new TextDecoder().decode(bytes);
+      } catch (e) { return null; }
     }
-    v.srcObject = stream;
+    return { role: m[1], member: member };
   }
 
-  function removeTile(key) {
-    var v = state.remoteTiles[key];
-    if (v) { v.remove(); delete state.remoteTiles[key]; }
+  function isLoopback(address) { return /^127\./.test(address) || address === "::1"; }
+
+  function candidateAddress(line) { return line.split(" ")[4] || ""; }
+
+  /** A hub that offers loopback candidates only is on this very machine (the
+   * single-machine setup): answer with loopback UDP candidates only, so that
+   * the media never leaves 127.0.0.1. Otherwise the answer is left as it is. */
+  function fitCandidates(answerSdp, offerSdp) {
+    var offered = offerSdp.split(/\r\n/).filter(function (l) { return l.indexOf("a=candidate:") === 0; });
+    if (!offered.length || !offered.every(function (l) { return isLoopback(candidateAddress(l)); })) return answerSdp;
+    return answerSdp.split(/\r\n/).filter(function (l) {
+      if (l.indexOf("a=candidate:") !== 0) return true;
+      return isLoopback(candidateAddress(l)) && l.split(" ")[2].toLowerCase() === "udp";
+    }).join("\r\n");
   }
 
-  function waitIce(pc) {
+  function waitIce(pc, limit) {
     if (pc.iceGatheringState === "complete") return Promise.resolve();
     return new Promise(function (resolve) {
-      var done = function () { if (pc.iceGatheringState === "complete") { pc.removeEventListener("icegatheringstatechange", done); resolve(); } };
+      var done = function () {
+        if (pc.iceGatheringState !== "complete") return;
+        pc.removeEventListener("icegatheringstatechange", done);
+        resolve();
+      };
       pc.addEventListener("icegatheringstatechange", done);
-      setTimeout(resolve, 3000); // gather what we have
+      setTimeout(resolve, limit); // answer with what was gathered so far
     });
   }
 
-  function peer(from) {
-    if (state.pc) return state.pc;
-    var pc = new RTCPeerConnection({ iceServers: state.iceServers });
-    state.pc = pc;
-    state.hub = from;
-    pc.ontrack = function (ev) {
-      var stream = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
-      addTile(stream.id, stream, "Video of the call");
+  function peer() {
+    if (media.pc) return media.pc;
+    var pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
+    media.pc = pc;
+    pc.ontrack = function (ev) { media.incoming = true; reconcileTiles(); ev.track.onunmute = reconcileTiles; };
+    pc.onconnectionstatechange = function () {
+      var s = pc.connectionState;
+      if (s === "connected") { callStatus("connected", "ok"); if (state.call) state.call.phase = "connected"; }
+      else if (s === "disconnected") callStatus("reconnecting…", "warn");
+      else if (s === "failed") callStatus("no media connection", "bad");
+      else if (s === "connecting" || s === "new") callStatus("connecting…", "warn");
     };
     return pc;
   }
 
+  /** Our tracks waiting for a slot: the camera, the microphone, the screen. */
+  function localTracks() {
+    var out = [];
+    if (media.local) {
+      media.local.getVideoTracks().forEach(function (t) { out.push({ track: t, kind: "video" }); });
+      media.local.getAudioTracks().forEach(function (t) { out.push({ track: t, kind: "audio" }); });
+    }
+    if (media.screen) out.push({ track: media.screen, kind: "video", screen: true });
+    return out;
+  }
+
+  /** Put each unsent local track on a fresh slot the offer can receive on. */
+  function bindLocal(pc, offered) {
+    var sending = pc.getTransceivers().map(function (t) { return t.sender.track; });
+    var work = [];
+    localTracks().forEach(function (item) {
+      if (sending.indexOf(item.track) >= 0) return;
+      var slot = pc.getTransceivers().filter(function (t) {
+        var sec = t.mid !== null ? offered[t.mid] : null;
+        return sec && sec.kind === item.kind && !t.sender.track && media.used.indexOf(t) < 0 &&
+          (sec.direction === "sendrecv" || sec.direction === "recvonly") && t.currentDirection !== "stopped";
+      })[0];
+      if (!slot) return; // no room yet: a renegotiate asks for it
+      media.used.push(slot);
+      sending.push(item.track);
+      slot.direction = offered[slot.mid].direction === "sendrecv" ? "sendrecv" : "sendonly";
+      work.push(slot.sender.replaceTrack(item.track));
+      if (item.screen) media.screenState = "bound";
+    });
+    return Promise.all(work);
+  }
+
   function onSignal(p) {
-    if (!state.call || p.callId !== state.call.id) return;
+    var call = state.call;
+    if (!call || p.callId !== call.id || !p.from || p.from.kind !== "agent") return; // only the hub signals us
     var data = p.data || {};
-    if (data.type === "offer") {
-      var pc = peer(p.from);
-      ensureLocalMedia().then(function (stream) {
-        var senders = pc.getSenders();
-        stream.getTracks().forEach(function (t) {
-          if (!senders.some(function (s) { return s.track === t; })) pc.addTrack(t, stream);
-        });
-        return pc.setRemoteDescription({ type: "offer", sdp: data.sdp });
-      }).then(function () { return pc.createAnswer(); })
-        .then(function (a) { return pc.setLocalDescription(a); })
-        .then(function () { return waitIce(pc); })
-        .then(function () {
-          return request("signal", { callId: state.call.id, to: p.from, data: { type: "answer", sdp: pc.localDescription.sdp } });
-        })
-        .catch(function (e) { say("Media error: " + (e.message || e.msg), "system"); });
-    } else if (data.type === "answer" && state.pc) {
-      state.pc.setRemoteDescription({ type: "answer", sdp: data.sdp });
+    media.signals.push({ from: p.from, type: data.type });
+    if (data.type === "offer" && typeof data.sdp === "string") {
+      media.chain = media.chain.then(function () { return answerOffer(p.from, data.sdp); })
+        .catch(function (e) { say("Media problem: " + (e.message || e.msg || e), "system"); });
+    } else if (data.type === "answer" && media.pc) {
+      media.chain = media.chain.then(function () {
+        return media.pc.setRemoteDescription({ type: "answer", sdp: data.sdp });
+      }).catch(function () {});
     }
   }
 
-  function renegotiate() {
-    var pc = state.pc;
-    return pc.createOffer()
-      .then(function (o) { return pc.setLocalDescription(o); })
-      .then(function () { return waitIce(pc); })
-      .then(function () {
-        return request("signal", { callId: state.call.id, to: state.hub, data: { type: "offer", sdp: pc.localDescription.sdp } });
-      });
+  function answerOffer(from, sdp) {
+    var call = state.call;
+    if (!call) return Promise.resolve();
+    media.hub = from;
+    var pc = peer();
+    var offered = sections(sdp);
+    return ensureLocalMedia().then(function () {
+      return pc.setRemoteDescription({ type: "offer", sdp: sdp });
+    }).then(function () {
+      return bindLocal(pc, offered);
+    }).then(function () {
+      return pc.createAnswer();
+    }).then(function (a) {
+      return pc.setLocalDescription(a);
+    }).then(function () {
+      return waitIce(pc, 2000);
+    }).then(function () {
+      media.offers += 1;
+      reconcileTiles();
+      var reply = { type: "answer", sdp: fitCandidates(pc.localDescription.sdp, sdp) };
+      return request("signal", { callId: call.id, to: from, data: reply });
+    }).then(function () {
+      if (media.screenState === "bound" && state.call) {
+        media.screenState = "open";
+        return request("shareAnswer", { callId: state.call.id, answer: "open" });
+      }
+    });
+  }
+
+  // the tiles: one per member (camera + microphone), one per screen
+  function reconcileTiles() {
+    var pc = media.pc;
+    if (!pc || !pc.remoteDescription) return;
+    var offered = sections(pc.remoteDescription.sdp);
+    var wanted = {};
+    pc.getTransceivers().forEach(function (t) {
+      var sec = t.mid !== null ? offered[t.mid] : null;
+      if (!sec || !t.receiver.track) return;
+      var ours = t.currentDirection || t.direction;
+      var theySend = sec.direction === "sendrecv" || sec.direction === "sendonly";
+      if (!theySend || (ours !== "sendrecv" && ours !== "recvonly")) return;
+      var label = parseLabel(sec.trackId) || { role: t.receiver.track.kind === "audio" ? "mic" : "camera", member: "agent" };
+      var key = (label.role === "screen" ? "screen:" : "member:") + label.member;
+      var tile = wanted[key] || (wanted[key] = { member: label.member, screen: label.role === "screen", tracks: [] });
+      tile.tracks.push(t.receiver.track);
+    });
+    Object.keys(media.tiles).forEach(function (key) { if (!wanted[key]) removeTile(key); });
+    Object.keys(wanted).forEach(function (key) { showTile(key, wanted[key]); });
+    $("stage-empty").classList.toggle("hidden", Object.keys(media.tiles).length > 0);
+  }
+
+  function showTile(key, want) {
+    var tile = media.tiles[key];
+    if (!tile) {
+      var fig = document.createElement("figure");
+      fig.className = "tile" + (want.screen ? " screen" : "");
+      var v = document.createElement("video");
+      v.autoplay = true; v.playsInline = true;
+      var who = want.member === (state.call && state.call.agentName) ? "Agent " + want.member : want.member;
+      v.setAttribute("aria-label", want.screen ? "Screen of " + want.member : "Video of " + who);
+      var cap = document.createElement("figcaption");
+      cap.textContent = want.screen ? want.member + " · screen" : who;
+      fig.appendChild(v); fig.appendChild(cap);
+      $("remote-tiles").appendChild(fig);
+      tile = media.tiles[key] = { fig: fig, video: v, stream: new MediaStream() };
+      v.srcObject = tile.stream;
+    }
+    var have = tile.stream.getTracks();
+    have.forEach(function (t) { if (want.tracks.indexOf(t) < 0) tile.stream.removeTrack(t); });
+    want.tracks.forEach(function (t) { if (have.indexOf(t) < 0) tile.stream.addTrack(t); });
+    var play = tile.video.play();
+    if (play && play.catch) play.catch(function () {});
+  }
+
+  function removeTile(key) {
+    var tile = media.tiles[key];
+    if (!tile) return;
+    tile.fig.remove();
+    delete media.tiles[key];
+  }
+
+  // ------------------------------------------------------------ screen share (inviteShare)
+
+  function renegotiate(send) {
+    if (!state.call || !media.hub) return Promise.reject(new Error("no media connection"));
+    return request("signal", { callId: state.call.id, to: media.hub, data: { type: "renegotiate", send: send } });
+  }
+
+  function onShareRequest(p) {
+    state.shareRequest = p;
+    if (!state.call || p.callId !== state.call.id || !media.pc) {
+      quietly(request("shareAnswer", { callId: p.callId, answer: "error", reason: "no media connection yet" }));
+      return;
+    }
+    if (media.screen) { // already shared: say so again
+      quietly(request("shareAnswer", { callId: p.callId, answer: "open" }));
+      return;
+    }
+    if (!$("share-dialog").open) $("share-dialog").showModal();
   }
 
   function startShare() {
     $("share-dialog").close();
     var req = state.shareRequest || {};
-    if (!state.pc || !state.call) { request("shareAnswer", { callId: req.callId, answer: "error" }); return; }
-    navigator.mediaDevices.getDisplayMedia({ video: true }).then(function (stream) {
+    if (!navigator.mediaDevices.getDisplayMedia) {
+      quietly(request("shareAnswer", { callId: req.callId, answer: "error", reason: "this browser cannot share its screen" }));
+      return;
+    }
+    navigator.mediaDevices.getDisplayMedia({ video: true, audio: false }).then(function (stream) {
+      if (!state.call || !media.pc) { stream.getTracks().forEach(function (t) { t.stop(); }); throw new Error("the call ended"); }
       var track = stream.getVideoTracks()[0];
-      state.screenTrack = track;
-      state.pc.addTrack(track, stream);
-      track.onended = stopShare;
+      media.screen = track;
+      media.screenStream = stream;
+      media.screenState = "asked";
+      track.onended = stopShare; // the browser's own "Stop sharing"
       $("share-stop-btn").classList.remove("hidden");
-      return renegotiate().then(function () {
-        return request("shareAnswer", { callId: state.call.id, answer: "open", trackId: track.id });
-      });
-    }).catch(function () {
-      request("shareAnswer", { callId: req.callId, answer: "refuse" });
+      $("sharing-note").classList.remove("hidden");
+      return renegotiate({ video: 1, audio: 0 });
+    }).catch(function (e) {
+      var refusedByUser = e && (e.name === "NotAllowedError" || e.name === "AbortError");
+      quietly(request("shareAnswer", {
+        callId: req.callId, answer: refusedByUser ? "refuse" : "error",
+        reason: refusedByUser ? undefined : String(e.message || e).slice(0, 120)
+      }));
     });
   }
 
   function stopShare() {
-    var track = state.screenTrack;
+    var track = media.screen;
     if (!track) return;
-    state.screenTrack = null;
+    media.screen = null;
+    media.screenState = null;
+    track.onended = null;
     track.stop();
     $("share-stop-btn").classList.add("hidden");
-    if (state.pc) {
-      state.pc.getSenders().forEach(function (s) { if (s.track === track) state.pc.removeTrack(s); });
+    $("sharing-note").classList.add("hidden");
+    if (media.pc) {
+      media.pc.getTransceivers().forEach(function (t) {
+        if (t.sender.track === track) { t.sender.replaceTrack(null); t.direction = "inactive"; }
+      });
     }
-    if (state.call) request("shareAnswer", { callId: state.call.id, answer: "close" }).catch(function () {});
+    if (state.call) {
+      quietly(renegotiate({ video: 0, audio: 0 }));
+      quietly(request("shareAnswer", { callId: state.call.id, answer: "close" }));
+    }
   }
+
+  // ------------------------------------------------------------ photo (takePhoto)
 
   function onPhotoRequest(p) {
     state.photoRequest = p;
     if (!state.allowPhoto) {
-      request("photoAnswer", { callId: p.callId, requestId: p.requestId, answer: "disabled" }).catch(function () {});
+      quietly(request("photoAnswer", { callId: p.callId, requestId: p.requestId, answer: "disabled" }));
       return;
     }
-    $("photo-dialog").showModal();
+    if (!state.call || p.callId !== state.call.id) {
+      quietly(request("photoAnswer", { callId: p.callId, requestId: p.requestId, answer: "error", reason: "not in this call" }));
+      return;
+    }
+    if (!$("photo-dialog").open) $("photo-dialog").showModal();
+  }
+
+  function toJpeg(source, width, height) {
+    var canvas = document.createElement("canvas");
+    canvas.width = width; canvas.height = height;
+    canvas.getContext("2d").drawImage(source, 0, 0, width, height);
+    return new Promise(function (resolve, reject) {
+      canvas.toBlob(function (blob) {
+        if (blob) resolve({ blob: blob, width: width, height: height }); else reject(new Error("no image"));
+      }, "image/jpeg", 0.92);
+    });
+  }
+
+  /** A still of the camera at its full resolution (ImageCapture where the browser has it). */
+  function capture(track) {
+    if (window.ImageCapture) {
+      var ic = new window.ImageCapture(track);
+      return ic.takePhoto().then(createImageBitmap).catch(function () { return ic.grabFrame(); })
+        .then(function (bitmap) { return toJpeg(bitmap, bitmap.width, bitmap.height); });
+    }
+    var v = document.createElement("video");
+    v.muted = true; v.playsInline = true; v.srcObject = new MediaStream([track]);
+    return v.play().then(function () { return toJpeg(v, v.videoWidth, v.videoHeight); });
+  }
+
+  function headerValue(text) {
+    return /^[\x20-\x7e]*$/.test(text) ? { value: text, encoded: false } : { value: encodeURIComponent(text), encoded: true };
   }
 
   function takePhoto() {
     $("photo-dialog").close();
     var p = state.photoRequest;
-    ensureLocalMedia().then(function (stream) {
-      var track = stream.getVideoTracks()[0];
-      if (!track) throw new Error("no camera");
-      var video = document.createElement("video");
-      video.muted = true; video.playsInline = true; video.srcObject = new MediaStream([track]);
-      return video.play().then(function () {
-        var canvas = document.createElement("canvas");
-        canvas.width = video.videoWidth; canvas.height = video.videoHeight;
-        canvas.getContext("2d").drawImage(video, 0, 0);
-        return new Promise(function (resolve) { canvas.toBlob(resolve, "image/jpeg", 0.92); });
-      });
-    }).then(function (blob) {
+    if (!p) return;
+    var track = media.local && media.local.getVideoTracks()[0];
+    var work = track ? capture(track) : Promise.reject(new Error("no camera"));
+    work.then(function (shot) {
+      var name = headerValue(state.name);
+      var headers = { "Content-Type": "image/jpeg", "X-Visitor-Key": state.key, "X-Visitor-Name": name.value };
+      if (name.encoded) headers["X-Visitor-Name-Encoding"] = "percent";
       return fetch("/api/visitor/photo?callId=" + encodeURIComponent(p.callId) + "&requestId=" + encodeURIComponent(p.requestId), {
-        method: "POST", body: blob,
-        headers: { "Content-Type": "image/jpeg", "X-Visitor-Key": state.key, "X-Visitor-Name": state.name },
+        method: "POST", body: shot.blob, headers: headers
+      }).then(function (r) {
+        if (!r.ok) throw new Error("upload failed (HTTP " + r.status + ")");
+        say("Photo sent to the agent (" + shot.width + "×" + shot.height + ").", "system");
       });
-    }).then(function (r) {
-      if (!r.ok) throw new Error("upload failed (" + r.status + ")");
-      say("Photo sent to the agent.", "system");
     }).catch(function (e) {
-      request("photoAnswer", { callId: p.callId, requestId: p.requestId, answer: "error", reason: e.message }).catch(function () {});
+      say("The photo could not be sent: " + e.message, "system");
+      quietly(request("photoAnswer", { callId: p.callId, requestId: p.requestId, answer: "error", reason: String(e.message).slice(0, 120) }));
     });
   }
 
-  // --- wiring
+  // ------------------------------------------------------------ wiring
+
+  function start(name) {
+    if (!name) return;
+    state.name = name;
+    state.stopped = false;
+    state.allowPhoto = $("allow-photo").checked;
+    $("start-error").textContent = "";
+    var saved = store && store.getItem("kefu.visitor." + name);
+    state.key = null;
+    if (saved) { try { state.key = JSON.parse(saved).key; } catch (e) { state.key = null; } }
+    $("start").classList.add("hidden");
+    $("desk").classList.remove("hidden");
+    $("text").focus();
+    connect();
+  }
 
   $("start-form").addEventListener("submit", function (ev) {
     ev.preventDefault();
     start($("name").value.trim());
   });
-
-  function start(name) {
-    if (!name) return;
-    state.name = name;
-    state.allowPhoto = $("allow-photo").checked && params.get("photo") !== "off";
-    var saved = store.getItem("kefu.visitor." + name);
-    if (saved) { try { state.key = JSON.parse(saved).key; } catch (e) { state.key = null; } }
-    $("start").classList.add("hidden");
-    $("desk").classList.remove("hidden");
-    connect();
-  }
 
   $("chat-form").addEventListener("submit", function (ev) {
     ev.preventDefault();
@@ -377,45 +682,80 @@
     say(text, "me", new Date().toISOString());
     $("text").value = "";
     request("sendMessage", { text: text, clientMsgId: clientMsgId }).then(function (r) {
-      if (r.payload && r.payload.session) setSession(r.payload.session);
-    }).catch(function (e) { say("Not sent: " + (e.msg || e.message), "system"); });
+      var p = r.payload || {};
+      if (!state.session || state.session.sessionId !== p.sessionId) {
+        setSession({ sessionId: p.sessionId, status: p.status, position: p.position });
+      } else if (p.status === "queued" && p.position) {
+        state.session.position = p.position;
+        setSession(state.session);
+      }
+    }).catch(function (e) { say("Not sent: " + (e.msg || e.code), "system"); });
   });
+
   $("video-btn").addEventListener("click", function () {
-    request("requestVideo", {}).catch(function (e) { say("Video not available: " + (e.msg || e.message), "system"); });
+    $("video-btn").disabled = true;
+    ensureLocalMedia();
+    request("requestVideo", {}).then(function (r) {
+      var id = r.payload && r.payload.callId;
+      if (id && !state.call) {
+        state.call = { id: id, agentName: state.session && state.session.agentName, phase: "ringing" };
+        openCallView();
+        callStatus("calling " + (state.call.agentName || "the agent") + "…", "warn");
+      }
+    }).catch(function (e) {
+      say("Video is not available right now: " + (e.msg || e.code), "system");
+      closeMedia();
+      setSession(state.session);
+    });
   });
   $("end-btn").addEventListener("click", function () {
-    request("closeSession", {}).then(function () { say("You ended the conversation.", "system"); setSession(null); });
+    quietly(request("closeSession", {}).then(function () { setSession(null); }));
   });
   $("accept-btn").addEventListener("click", function () { answer("accept"); });
   $("refuse-btn").addEventListener("click", function () { answer("refuse"); });
+  $("invite-dialog").addEventListener("cancel", function (ev) { ev.preventDefault(); answer("refuse"); });
   $("hangup-btn").addEventListener("click", function () {
-    if (state.call) request("hangup", { callId: state.call.id }).catch(function () {});
-    endCallView();
+    var call = state.call;
+    if (call) quietly(request("hangup", { callId: call.id }));
+    if (call) say("You hung up.", "system");
+    endCall();
   });
   $("mute-btn").addEventListener("click", function () {
-    if (!state.localStream) return;
-    var tracks = state.localStream.getAudioTracks();
-    var muted = tracks.length && !tracks[0].enabled;
-    tracks.forEach(function (t) { t.enabled = muted; });
-    $("mute-btn").textContent = muted ? "Mute" : "Unmute";
+    var tracks = media.local ? media.local.getAudioTracks() : [];
+    if (!tracks.length) return;
+    var muted = tracks[0].enabled;
+    tracks.forEach(function (t) { t.enabled = !muted; });
+    $("mute-btn").textContent = muted ? "Unmute" : "Mute";
+    $("mute-btn").setAttribute("aria-pressed", String(muted));
+  });
+  $("camera-btn").addEventListener("click", function () {
+    var tracks = media.local ? media.local.getVideoTracks() : [];
+    if (!tracks.length) return;
+    var off = tracks[0].enabled;
+    tracks.forEach(function (t) { t.enabled = !off; });
+    $("camera-btn").textContent = off ? "Camera on" : "Camera off";
+    $("camera-btn").setAttribute("aria-pressed", String(off));
   });
   $("share-yes").addEventListener("click", startShare);
   $("share-no").addEventListener("click", function () {
     $("share-dialog").close();
     var req = state.shareRequest || {};
-    request("shareAnswer", { callId: req.callId, answer: "refuse" }).catch(function () {});
+    quietly(request("shareAnswer", { callId: req.callId, answer: "refuse" }));
   });
+  $("share-dialog").addEventListener("cancel", function (ev) { ev.preventDefault(); $("share-no").click(); });
   $("share-stop-btn").addEventListener("click", stopShare);
   $("photo-yes").addEventListener("click", takePhoto);
   $("photo-no").addEventListener("click", function () {
     $("photo-dialog").close();
     var p = state.photoRequest || {};
-    request("photoAnswer", { callId: p.callId, requestId: p.requestId, answer: "refuse" }).catch(function () {});
+    quietly(request("photoAnswer", { callId: p.callId, requestId: p.requestId, answer: "refuse" }));
   });
+  $("photo-dialog").addEventListener("cancel", function (ev) { ev.preventDefault(); $("photo-no").click(); });
 
+  // ?name=Ann starts at once; ?photo=off unticks the photo consent
+  if (params.get("photo") === "off") $("allow-photo").checked = false;
   if (params.get("name")) {
     $("name").value = params.get("name");
-    if (params.get("photo") === "off") $("allow-photo").checked = false;
     start(params.get("name"));
   }
 })();
