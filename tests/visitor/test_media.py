@@ -51,10 +51,12 @@ class HubEvents:
         self.seen.append(event)
         self.changed.set()
 
-    async def wait_for(self, kind: type, within: float = 5.0, **attrs: object) -> MediaEvent:
+    async def wait_for(self, kind: type, within: float = 5.0, since: int = 0, **attrs: object) -> MediaEvent:
+        """The first event of ``kind`` (with ``attrs``) from ``seen[since]`` on."""
+
         async def scan() -> MediaEvent:
             while True:
-                for e in self.seen:
+                for e in self.seen[since:]:
                     if isinstance(e, kind) and all(getattr(e, k) == v for k, v in attrs.items()):
                         return e
                 self.changed.clear()
@@ -62,8 +64,8 @@ class HubEvents:
 
         return await asyncio.wait_for(scan(), within)
 
-    def of(self, kind: type) -> list[MediaEvent]:
-        return [e for e in self.seen if isinstance(e, kind)]
+    def of(self, kind: type, since: int = 0) -> list[MediaEvent]:
+        return [e for e in self.seen[since:] if isinstance(e, kind)]
 
 
 @dataclass
@@ -163,24 +165,27 @@ async def test_share_request_opens_a_screen_and_stop_share_closes_it(
 async def test_a_paused_camera_is_one_stream_offline_at_the_hub(
     scripted: ScriptedServer, media_settings: MediaSettings
 ) -> None:
-    threshold = media_settings.offline_threshold
-    async with media_call(scripted, media_settings) as c:
+    # a threshold well above what a loaded test machine stalls a loop for
+    settings = replace(media_settings, offline_threshold=0.5, watchdog_interval=0.05)
+    threshold = settings.offline_threshold
+    async with media_call(scripted, settings) as c:
         await c.relay.side.next_frame()
-        c.v.pause_video(threshold / 3)  # shorter than the threshold: nothing
+        c.v.pause_video(threshold / 4)  # shorter than the threshold: nothing
         await c.v.wait_for(MediaStatus, lambda e: e.status == "resumed")
-        for _ in range(int(media_settings.fps * threshold * 2)):  # frames for twice the threshold
+        for _ in range(int(settings.fps * threshold * 2)):  # frames for twice the threshold
             await c.relay.side.next_frame()
         assert c.events.of(StreamOffline) == []
 
+        since = len(c.events.seen)
         c.v.pause_video(threshold * 3)  # the visitor stops sending video for a while
-        offline = await c.events.wait_for(StreamOffline)
-        online = await c.events.wait_for(StreamOnline)
+        offline = await c.events.wait_for(StreamOffline, since=since)
+        online = await c.events.wait_for(StreamOnline, since=since)
         assert isinstance(offline, StreamOffline) and isinstance(online, StreamOnline)
         assert (offline.call_id, offline.member) == ("c1", "v1")
         assert online.offline_for > 2 * threshold
         for _ in range(3):
             await c.relay.side.next_frame()
-        assert len(c.events.of(StreamOffline)) == 1 and len(c.events.of(StreamOnline)) == 1
+        assert len(c.events.of(StreamOffline, since)) == 1 and len(c.events.of(StreamOnline, since)) == 1
         paused = [e for e in c.v.timeline if isinstance(e, MediaStatus) and e.status in ("paused", "resumed")]
         assert [e.status for e in paused] == ["paused", "resumed", "paused", "resumed"]
 
