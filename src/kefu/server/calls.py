@@ -295,11 +295,7 @@ class CallService:
                 await self._refuse(agent, req, conn, flow, Event.error, ErrorCode.SDK_11)
                 return
             session_id = other[0] if other is not None else None
-        if await self._call_of(VI, visitor.name) is not None:
-            await self._refuse(agent, req, conn, flow, Event.busy, None)
-            return
-        if not await self.hub.bus.present(visitor.recipient):
-            await self._refuse(agent, req, conn, flow, Event.error, ErrorCode.visitor_offline)
+        if not await self._reachable(agent, req, conn, flow, visitor):
             return
         call_id = new_id()
         is_current = flow is Flow.callCurrentVisitor
@@ -328,16 +324,24 @@ class CallService:
         if other is not None and other[1] != agent.id:
             await self._refuse(agent, req, conn, flow, Event.error, ErrorCode.SDK_11)
             return
-        if await self._call_of(VI, visitor.name) is not None:
-            await self._refuse(agent, req, conn, flow, Event.busy, None)
-            return
-        if not await self.hub.bus.present(visitor.recipient):
-            await self._refuse(agent, req, conn, flow, Event.error, ErrorCode.visitor_offline)
+        if not await self._reachable(agent, req, conn, flow, visitor):
             return
         out = await self._run(
             call_id, lambda call: call.invite_third(VI, visitor.name), requester=(agent.name, req.id)
         )
         self._answer(req, conn, out, agent)
+
+    async def _reachable(
+        self, agent: Agent, req: Request, conn: Replier, flow: Flow, visitor: Visitor
+    ) -> bool:
+        """A visitor in another call is busy; one not connected cannot be called (the flow's code)."""
+        if await self._call_of(VI, visitor.name) is not None:
+            await self._refuse(agent, req, conn, flow, Event.busy, None)
+            return False
+        if not await self.hub.bus.present(visitor.recipient):
+            await self._refuse(agent, req, conn, flow, Event.error, ErrorCode.visitor_offline)
+            return False
+        return True
 
     async def _invite_agent(self, agent: Agent, req: Request, conn: Replier) -> None:
         p = req.params
@@ -392,34 +396,23 @@ class CallService:
             raise ApiError("no visitor is in the call", code=ErrorCode.not_in_call)
         return call_id, joined[0].name
 
-    async def _invite_share(self, agent: Agent, req: Request, conn: Replier) -> None:
+    async def _ask_visitor(
+        self, agent: Agent, req: Request, conn: Replier, sub_mark: str, **extra: str
+    ) -> None:
+        """Push ``sub_mark`` (``shareRequest``, ``photoRequest``) to the call's visitor; reply success."""
         call_id, name = await self._first_visitor(agent)
         visitor = await self._visitor_named(name)
         assert visitor is not None
+        payload = {"callId": call_id, "agentName": agent.name, **extra}
         async with self.hub.transaction() as tx:
-            await tx.push(
-                visitor.recipient, event("shareRequest", {"callId": call_id, "agentName": agent.name})
-            )
-        conn.reply(reply_message(req.mark, "success", {"callId": call_id, "visitorName": name}, rid=req.id))
+            await tx.push(visitor.recipient, event(sub_mark, payload))
+        conn.reply(reply_message(req.mark, "success", {**payload, "visitorName": name}, rid=req.id))
+
+    async def _invite_share(self, agent: Agent, req: Request, conn: Replier) -> None:
+        await self._ask_visitor(agent, req, conn, "shareRequest")
 
     async def _take_photo(self, agent: Agent, req: Request, conn: Replier) -> None:
-        call_id, name = await self._first_visitor(agent)
-        visitor = await self._visitor_named(name)
-        assert visitor is not None
-        request_id = new_id()
-        async with self.hub.transaction() as tx:
-            await tx.push(
-                visitor.recipient,
-                event("photoRequest", {"callId": call_id, "requestId": request_id, "agentName": agent.name}),
-            )
-        conn.reply(
-            reply_message(
-                req.mark,
-                "success",
-                {"callId": call_id, "requestId": request_id, "visitorName": name},
-                rid=req.id,
-            )
-        )
+        await self._ask_visitor(agent, req, conn, "photoRequest", requestId=new_id())
 
     # --- the visitor's side
 
