@@ -224,7 +224,11 @@ def decode_request(data: str | bytes, api: Api) -> Request:
             raise ProtocolError(f"unknown field {name!r}", code=ErrorCode.invalid_field, field=name)
         model = api.marks.get(mark)
         if model is None:
-            raise ProtocolError(f"unknown API {mark[:40]!r}", code=ErrorCode.unknown_mark, field="mark")
+            raise ProtocolError(
+                "unknown API (the mark is not echoed); docs/protocol.md lists them",
+                code=ErrorCode.unknown_mark,
+                field="mark",
+            )
         raw_params = obj.get("params")
         if raw_params is None:
             raw_params = {}
