@@ -170,7 +170,7 @@ class AgentSide:
                 "ssoReady": lambda data: None if connected.done() else connected.set_result(None),
             }
         )
-        names = ("videoCloseCB", "visitorStreamOffline", "visitorStreamOnline", "chatCloseCB")
+        names = ("videoCloseCB", "visitorStreamOffline", "visitorStreamOnline", "chatCloseCB", "call")
         callbacks: dict[str, Any] = {n: (lambda data, n=n: self.inner.add((n, data))) for n in names}
         callbacks["stateChange"] = lambda state, payload: self.states.add((state, payload or {}))
         self.client.initInnerCallBack(callbacks)

@@ -91,6 +91,19 @@ class CallMediaBase:
         if not self.closed:
             self._jobs.put_nowait(job)
 
+    async def settled(self) -> None:
+        """Until the jobs queued so far are done (offers sent, members added or removed)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def mark() -> None:
+            done.set_result(None)
+
+        if self.closed:
+            await asyncio.shield(self._task)
+            return
+        self.do(mark)
+        await done
+
     async def _run(self) -> None:
         while True:
             job = await self._jobs.get()
@@ -235,6 +248,13 @@ class MemberCall(CallMediaBase):
         self.me = me
         self.primary = primary
         self.member: MediaMember | None = None
+        self._has_member = asyncio.Event()
+
+    async def wait_member(self) -> MediaMember:
+        """The media member, once the hub's first offer made it."""
+        await self._has_member.wait()
+        assert self.member is not None
+        return self.member
 
     async def handle(self, kind: str, name: str, data: object) -> None:
         if kind != "agent" or name != self.primary:
@@ -245,6 +265,7 @@ class MemberCall(CallMediaBase):
                 self.owner.settings, local=self.me, hub=self.primary, call_id=self.call_id
             )
             self.member.events.subscribe(self._on_event)
+            self._has_member.set()
         reply = await self.member.handle(data)
         if reply is not None:
             await self.owner.host.send_signal(self.call_id, "agent", self.primary, reply)
