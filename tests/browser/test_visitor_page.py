@@ -5,12 +5,15 @@ SDK's ``Client``) on a real plugin with its media hub."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from PIL import Image
 from playwright.async_api import BrowserContext, Page
 
 from kefu.media import MediaPeer
@@ -159,4 +162,79 @@ async def test_chat_then_the_agent_calls_and_media_flows_both_ways(
     assert (ended.sub_mark, ended.state) == ("visitorDisconnect", "005003")
     await wait_js(page, "() => document.getElementById('call-panel').classList.contains('hidden')")
     assert await page.evaluate("() => window.kefuVisitor.media.pc") is None
+    await page.close()
+
+
+async def in_call(
+    context: BrowserContext, desk: Desk, name: str, query: str = ""
+) -> tuple[Page, AsyncIterator[Reply], str]:
+    """A visitor page in a call the agent made, its media connected: (page, the call's replies, call id)."""
+    page = await open_visitor(context, desk, name, query)
+    call = desk.agent.stream("callbackToVisitor", {"visitorName": name, "startVideo": True})
+    (invite,) = await replies(call, 1)
+    await page.wait_for_selector("#invite-dialog[open]", timeout=LIMIT * 1000)
+    await page.click("#accept-btn")
+    (accepted,) = await replies(call, 1)
+    assert accepted.state == "006011"
+    await stats(page, "s.state === 'connected' && s.inVideo > 0 && s.outVideo > 0")
+    return page, call, str(invite.payload["callId"])
+
+
+async def test_screen_share_from_the_browser_reaches_the_agent(context: BrowserContext, desk: Desk) -> None:
+    page, call, call_id = await in_call(context, desk, "bob")
+    share = desk.agent.stream("inviteShare")
+    first = asyncio.ensure_future(anext(share))  # the request goes out on the first wait
+    await page.wait_for_selector("#share-dialog[open]", timeout=LIMIT * 1000)
+    await page.click("#share-yes")  # getDisplayMedia: Chromium's fake screen
+    opened = await asyncio.wait_for(first, LIMIT)
+    assert opened.sub_mark == "open" and opened.payload["callId"] == call_id
+    peer = desk.hub_peer(call_id, "bob")
+    screen = [await peer.next_frame("bob", "screen", within=LIMIT) for _ in range(3)]
+    camera = await peer.next_frame("bob", "camera", within=LIMIT)  # the camera goes on beside it
+    assert screen[-1].width >= 640 and camera.width >= 320
+    assert (await desk.agent.is_share_state()) is True
+    await page.wait_for_selector("#sharing-note:not(.hidden)", timeout=LIMIT * 1000)
+
+    await page.click("#share-stop-btn")
+    (closed,) = await replies(share, 1)
+    assert closed.sub_mark == "close"
+    assert (await desk.agent.is_share_state()) is False
+    await wait_js(page, "() => window.kefuVisitor.media.screen === null")
+    # the call goes on; the agent hangs up
+    await desk.agent.video_disconnect()
+    (ended,) = await replies(call, 1)
+    assert (ended.sub_mark, ended.state) == ("kefuCloseVideoSuccess", "005004")
+    await wait_js(page, "() => document.getElementById('call-panel').classList.contains('hidden')")
+    await page.close()
+
+
+async def test_a_photo_with_the_visitors_consent(context: BrowserContext, desk: Desk) -> None:
+    page, _call, call_id = await in_call(context, desk, "cat")
+    photo = asyncio.ensure_future(desk.agent.request("takePhoto"))
+    await page.wait_for_selector("#photo-dialog[open]", timeout=LIMIT * 1000)
+    await page.click("#photo-yes")
+    reply = await asyncio.wait_for(photo, LIMIT)
+    jpeg = base64.b64decode(reply.payload["base64"])
+    with Image.open(io.BytesIO(jpeg)) as image:
+        assert image.format == "JPEG" and image.size == (reply.payload["width"], reply.payload["height"])
+        assert image.width >= 640 and image.height >= 480
+    assert reply.payload["visitorName"] == "cat" and reply.payload["callId"] == call_id
+    await page.wait_for_selector(".msg.system >> text=Photo sent to the agent", timeout=LIMIT * 1000)
+
+    # the visitor declines the next one
+    photo = asyncio.ensure_future(desk.agent.stream("takePhoto").__anext__())
+    await page.wait_for_selector("#photo-dialog[open]", timeout=LIMIT * 1000)
+    await page.click("#photo-no")
+    refused = await asyncio.wait_for(photo, LIMIT)
+    assert refused.sub_mark == "error"
+    await page.close()
+
+
+async def test_photos_off_answer_the_specs_snapshot_disabled(context: BrowserContext, desk: Desk) -> None:
+    page, _call, _call_id = await in_call(context, desk, "dan", "&photo=off")
+    reply = await asyncio.wait_for(anext(desk.agent.stream("takePhoto")), LIMIT)
+    # SPEC §4.4: {"mark":"takePhoto","subMark":"error","error":{"type":"snapShotDisabled","msg":"snapShotDisabled"}}
+    assert reply.raw["mark"] == "takePhoto" and reply.sub_mark == "error"
+    assert reply.raw["error"] == {"type": "snapShotDisabled", "msg": "snapShotDisabled"}
+    assert await page.evaluate("() => document.getElementById('photo-dialog').open") is False
     await page.close()
