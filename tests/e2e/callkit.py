@@ -149,10 +149,26 @@ class AgentSide:
         self.name = name
         kw: dict[str, Any] = {"media": None, "media_timeout": 5.0, **plugin_kw}
         url = kw.pop("server_url", server.url)  # e.g. through a proxy the test can cut
-        self.plugin = Plugin(plugin_settings(url, data_dir, **kw))
+        self._plugin: Plugin | None = Plugin(plugin_settings(url, data_dir, **kw))
+        self._external: tuple[str, str] | None = None
         self.client: IMClient | None = None
         self.states: Log[tuple[str, Json]] = Log()  # stateChange(state, payload)
         self.inner: Log[tuple[str, Json]] = Log()  # initInnerCallBack events by name
+
+    @classmethod
+    def of_process(cls, server: ServerHandle, name: str, url: str, token: str) -> AgentSide:
+        """An agent whose plugin is another process (``kefu plugin``), at ``url``."""
+        side = cls.__new__(cls)
+        side.server, side.name = server, name
+        side._plugin, side._external = None, (url, token)
+        side.client = None
+        side.states, side.inner = Log(), Log()
+        return side
+
+    @property
+    def plugin(self) -> Plugin:
+        assert self._plugin is not None, "this agent's plugin runs in another process"
+        return self._plugin
 
     @property
     def sdk(self) -> IMClient:
@@ -160,13 +176,19 @@ class AgentSide:
         return self.client
 
     async def start(self, *, ready: bool = False) -> AgentSide:
-        await self.plugin.start()
+        if self._plugin is not None:
+            await self._plugin.start()
+            url, token = self._plugin.url, self._plugin.token._value
+            origin = self._plugin.settings.server_origin
+        else:
+            assert self._external is not None
+            (url, token), origin = self._external, self.server.url
         connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.client = IMClient(
             {
-                "baseWsUrl": self.plugin.url,
+                "baseWsUrl": url,
                 "ssoTo": f"{self.server.url}/agent",
-                "token": self.plugin.token._value,
+                "token": token,
                 "ssoReady": lambda data: None if connected.done() else connected.set_result(None),
             }
         )
@@ -175,8 +197,8 @@ class AgentSide:
         callbacks["stateChange"] = lambda state, payload: self.states.add((state, payload or {}))
         self.client.initInnerCallBack(callbacks)
         await asyncio.wait_for(connected, LIMIT)
-        url = f"{self.plugin.settings.server_origin}/doLogin?name={self.name}&pwd={PASSWORD}&returnTo="
-        login = self.call("startLogin", {"data": {"url": url}})
+        login_at = f"{origin}/doLogin?name={self.name}&pwd={PASSWORD}&returnTo="
+        login = self.call("startLogin", {"data": {"url": login_at}})
         await login.callback("success")
         if ready:
             await self.set_ready()
@@ -203,7 +225,8 @@ class AgentSide:
     async def close(self) -> None:
         if self.client is not None:
             await self.client.aclose()
-        await self.plugin.aclose()
+        if self._plugin is not None:
+            await self._plugin.aclose()
 
 
 #: Every code of SPEC §5.2 and the two ringing codes (SPEC §5.3.5), the

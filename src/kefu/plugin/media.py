@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +53,7 @@ from kefu.media import (
     open_source,
 )
 from kefu.media.frames import encode_jpeg_async
+from kefu.media.tracks import Label
 from kefu.protocol import ApiError, ErrorCode, event_message
 from kefu.protocol.wire import Json
 
@@ -146,6 +148,7 @@ class HubCall(CallMediaBase):
         self.kinds: dict[str, str] = {}  # member name → kind, as the hub addresses them
         self.recorder: Recorder | None = None
         self.upload: RecordingUpload | None = None
+        self.started = time.monotonic()  # the call connected for this plugin
         self._record_due = False
 
     # --- members
@@ -205,12 +208,41 @@ class HubCall(CallMediaBase):
         return await self.hub.snapshot(member)
 
     async def _start_recording(self) -> None:
+        """Record the agent's camera and mic and the first member's (the tracks
+        there are now: a member who joins later is not in the file).
+
+        The file's time zero is when the call connected for this plugin (the
+        hub was made), not when the first member's media arrived: the
+        recording's timeline is the call's, and its duration the call's."""
         if self.recorder is not None or self.closed:
             return
+        tracks: list[tuple[Label, Any]] = [
+            (Label(self.hub.local, "camera"), self.source.video),
+            (Label(self.hub.local, "mic"), self.source.audio),
+        ]
+        for name in self.hub.members:
+            for rec in self.hub.peer(name).received:
+                if rec.label.role in ("camera", "mic"):
+                    tracks.append((rec.label, rec.track))
         path = self.owner.recording_path(self.call_id)
         self.upload = RecordingUpload(self.owner.api, self.call_id)
+        started = self.started
+        readings = 0
+
+        def clock() -> float:
+            nonlocal readings
+            readings += 1  # the recorder's first reading is its time zero
+            return started if readings == 1 else time.monotonic()
+
         try:
-            self.recorder = self.hub.start_recording(path, on_chunk=self.upload.chunk)
+            self.recorder = Recorder(
+                path,
+                self.owner.settings,
+                tracks,
+                relay=self.hub.relay,
+                clock=clock,
+                on_chunk=self.upload.chunk,
+            )
         except MediaError:
             await self.upload.abort()
             self.upload = None
