@@ -212,6 +212,7 @@
           return;
         }
         state.call = { id: p.callId, agentName: p.agentName, phase: "invited" };
+        setSession(state.session);
         $("invite-text").textContent = (p.agentName || "An agent") + " invites you to a video call.";
         if (!$("invite-dialog").open) $("invite-dialog").showModal();
         break;

@@ -1,0 +1,161 @@
+"""The agent console (``/agent`` on the server, the spec's ssoTo) in Chromium,
+driving a real plugin through imclient.js, with Python visitors and the
+browser visitor page around it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import BrowserContext, Page
+
+from kefu.visitor import ChatMessage, Visitor
+from tests.plugin.harness import PASSWORD, Stack
+
+from .harness import LIMIT, screenshot, wait_js
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
+
+MS = LIMIT * 1000
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with Stack(tmp_path) as s:
+        yield s
+
+
+async def open_console(context: BrowserContext, stack: Stack) -> Page:
+    page = await context.new_page()
+    await page.goto(f"{stack.server.url}/agent?plugin=ws://127.0.0.1:{stack.p.port}")
+    await page.wait_for_selector("#login-btn:not([disabled])", timeout=MS)
+    return page
+
+
+async def sign_in(page: Page, name: str = "a1") -> None:
+    await page.fill("#login-name", name)
+    await page.fill("#login-pwd", PASSWORD)
+    await page.click("#login-btn")
+    await page.wait_for_selector("#console:not(.hidden)", timeout=MS)
+
+
+async def shows_state(page: Page, code: str) -> str:
+    """Until the console shows ``code``; the meaning it shows."""
+    await wait_js(page, "code => document.getElementById('state-code').textContent === code", code)
+    meaning: str = await page.inner_text("#state-meaning")
+    return meaning
+
+
+async def test_sign_in_state_queue_chat_and_a_video_request(context: BrowserContext, stack: Stack) -> None:
+    page = await open_console(context, stack)
+    await page.fill("#login-name", "a1")
+    await page.fill("#login-pwd", "wrong")
+    await page.click("#login-btn")
+    await page.wait_for_selector("#login-error >> text=wrong name or password", timeout=MS)
+    await sign_in(page)
+    assert await shows_state(page, "001000") == "not ready (logged in, or set not ready by hand)"
+    assert "service: connected" in await page.inner_text("#server-pill")
+
+    # a visitor waits in the queue while the agent is not ready; the agent picks the session up
+    async with Visitor(stack.server.url, "vic", timeout=LIMIT, on_invite="accept") as vic:
+        await vic.send_message("Hi, is anyone there?")
+        row = page.locator("#queue tr", has_text="vic")
+        await row.wait_for(timeout=MS)
+        assert await page.inner_text("#queue-count") == "1"
+        await row.get_by_role("button", name="Pick up vic").click()
+        await page.locator("#sessions tr", has_text="vic").wait_for(timeout=MS)
+        await page.wait_for_selector("#log .msg.them >> text=Hi, is anyone there?", timeout=MS)
+        await wait_js(page, "() => document.getElementById('queue-count').textContent === '0'")
+
+        # chat both ways
+        await page.fill("#text", "Yes, how can I help?")
+        await page.click("#send-btn")
+        said = await vic.wait_for(ChatMessage, lambda e: e.text == "Yes, how can I help?", within=LIMIT)
+        assert said.text == "Yes, how can I help?"
+        await vic.send_message("I would like a video call")
+        await page.wait_for_selector("#log .msg.them >> text=I would like a video call", timeout=MS)
+
+        # ready / not ready, live
+        await page.click("#ready-btn")
+        assert await shows_state(page, "002000") == "ready (set by hand, or wrap-up ended)"
+        await page.select_option("#busy-reason", "break")
+        await page.click("#busy-btn")
+        await shows_state(page, "001000")
+        await page.click("#ready-btn")
+        await shows_state(page, "002000")
+
+        # the visitor asks for video: the console rings; the agent picks up
+        await vic.request_video()
+        await page.wait_for_selector("#ringing:not(.hidden) >> text=vic asks for a video call", timeout=MS)
+        await shows_state(page, "004001")
+        await page.click("#pickup-btn")
+        assert await shows_state(page, "006013") == "visitor invite: connected"
+        await page.wait_for_selector("#members >> text=vic", timeout=MS)
+        await vic.hangup()
+        assert await shows_state(page, "005007") == "visitor invite: visitor hung up"
+        timeline = await page.inner_text("#timeline")
+        for code in ("004001", "006013", "005007"):
+            assert code in timeline
+
+        # closing the chat from the console
+        await page.click("#close-chat-btn")
+        await wait_js(page, "() => document.getElementById('session-count').textContent === '0'")
+    await page.close()
+
+
+async def test_console_and_visitor_page_in_a_call(context: BrowserContext, stack: Stack) -> None:
+    console = await open_console(context, stack)
+    await sign_in(console)
+    await console.click("#ready-btn")
+    await shows_state(console, "002000")
+
+    visitor = await context.new_page()
+    await visitor.goto(f"{stack.server.url}/visitor?name=Eve")
+    await visitor.fill("#text", "Hello, I want to open an account")
+    await visitor.click("#chat-form button[type=submit]")
+    await console.wait_for_selector("#log .msg.them >> text=open an account", timeout=MS)
+    await console.fill("#text", "Welcome Eve! Let us do it by video.")
+    await console.click("#send-btn")
+    await visitor.wait_for_selector(".msg.them >> text=Let us do it by video", timeout=MS)
+
+    # the console calls the visitor of the current session (videoInviteCurrentVisitor)
+    await console.click("#video-chat-btn")
+    await shows_state(console, "003002")
+    await visitor.wait_for_selector("#invite-dialog[open]", timeout=MS)
+    await screenshot(visitor, "visitor-invitation")
+    await visitor.click("#accept-btn")
+    assert await shows_state(console, "006012") == "current visitor: accepted"
+    await wait_js(
+        visitor, "() => { const v = document.querySelector('.tile video'); return v && v.videoWidth > 0; }"
+    )
+
+    # snapshot (the plugin's picture of Chromium's camera), then a photo the visitor agrees to
+    await console.click("#snapshot-btn")
+    await console.wait_for_selector("#shot-box:not(.hidden) >> text=Snapshot", timeout=MS)
+    await console.click("#photo-btn")
+    await visitor.wait_for_selector("#photo-dialog[open]", timeout=MS)
+    await visitor.click("#photo-yes")
+    await console.wait_for_selector("#shot-caption >> text=Photo", timeout=MS)
+    shot = await console.evaluate("() => window.kefuConsole.lastImage")
+    assert shot["what"] == "Photo" and shot["width"] >= 640
+
+    # the screen share, asked from the console
+    await console.click("#share-btn")
+    await visitor.wait_for_selector("#share-dialog[open]", timeout=MS)
+    await visitor.click("#share-yes")
+    await console.wait_for_selector("#sharing >> text=on", timeout=MS)
+    await visitor.wait_for_selector(".tile video", timeout=MS)
+
+    await screenshot(console, "agent-console-in-call")
+    await screenshot(visitor, "visitor-page-in-call")
+
+    await visitor.click("#share-stop-btn")
+    await console.wait_for_selector("#sharing >> text=off", timeout=MS)
+    await console.click("#hangup-btn")
+    assert await shows_state(console, "005006") == "current visitor: agent hung up after the answer"
+    await wait_js(visitor, "() => document.getElementById('call-panel').classList.contains('hidden')")
+    await screenshot(console, "agent-console-after-call")
+    await visitor.close()
+    await console.close()
