@@ -266,7 +266,6 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
 
         a1.initInnerCallBack({"sessionAssigned": on_assigned})
         await a1.setAgentState({"state": "idle"}, lambda state, payload: None)
-        await a2.setAgentState({"state": "idle"}, lambda state, payload: None)
 
         # a visitor chats, and the session is assigned to a1
         from kefu.media import MediaSettings
@@ -283,6 +282,8 @@ async def run_demo(data_dir: Path, *, ring_timeout: float = 4.0, media: bool = T
         session_id = session["sessionId"]
         tl.add("a1", None, "sessionState", f"session {session_id[:8]}… with visitor-1")
         await a1.sendMessage({"session_id": session_id, "text": "Hello, this is a1. How can I help?"})
+        # a2 gets ready once the chat is a1's (two ready agents: the router may pick either)
+        await a2.setAgentState({"state": "idle"}, lambda state, payload: None)
 
         # the visitor asks for video; a1 picks it up (v190307 convention)
         await v1.request_video()

@@ -738,7 +738,16 @@ class Plugin:
         def on_answer(msg: Json) -> None:
             if msg.get("subMark") == "error":
                 error = msg.get("error") or {}
-                log.warning("call %s: signal to %s %s refused: %s", call_id, kind, name, error.get("msg"))
+                # no_such_call / forbidden: the call or the member ended while this was on its way
+                ended = error.get("code") in ("no_such_call", "forbidden")
+                log.log(
+                    logging.INFO if ended else logging.WARNING,
+                    "call %s: signal to %s %s refused: %s",
+                    call_id,
+                    kind,
+                    name,
+                    error.get("msg"),
+                )
 
         params = {"callId": call_id, "to": {"kind": kind, "name": name}, "data": data}
         await link.request("signal", params, on_answer)
