@@ -34,7 +34,8 @@
 
   var VERSION = 1;
   var CLIENT_OPTIONS = ["success", "error", "ssoReady", "kefuReady", "kefuWSClose", "kefuWSOpen", "quit"];
-  // The callbacks that end a call API's request (kefu.protocol.plugin_api.CALL_FINAL_SUBMARKS).
+  // The callbacks that end a long request (kefu.protocol.plugin_api.CALL_FINAL_SUBMARKS; a
+  // browser test compares the two); every other API answers once.
   var HANGUPS = ["error", "timeoutDisconnect", "visitorDisconnect", "kefuCloseVideoSuccess"];
   var INVITES = ["error", "visitorRefuse", "videoBusyMark", "timeoutDisconnect", "visitorDisconnect", "kefuCloseVideoSuccess"];
   var FINAL = {
@@ -45,7 +46,9 @@
     callbackToVisitor: INVITES,
     videoInviteCurrentVisitor: INVITES,
     videoInviteVisitor: INVITES,
-    videoDisconnect: ["error", "success"]
+    videoDisconnect: ["error", "success"],
+    // SPEC §4.5: the visitor's share opens, then closes
+    inviteShare: ["error", "close"]
   };
   var APIS = [
     // SPEC §4.1 the window
