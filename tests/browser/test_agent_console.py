@@ -153,6 +153,9 @@ async def test_console_and_visitor_page_in_a_call(context: BrowserContext, stack
 
     await visitor.click("#share-stop-btn")
     await console.wait_for_selector("#sharing >> text=off", timeout=MS)
+    # inviteShare's own callbacks: open, then close (SPEC §4.5)
+    await console.wait_for_selector("#timeline >> text=the screen share ended", timeout=MS)
+    assert await console.locator("#timeline >> text=the visitor shares the screen").count() == 1
     await console.click("#hangup-btn")
     assert await shows_state(console, "005006") == "current visitor: agent hung up after the answer"
     await wait_js(visitor, "() => document.getElementById('call-panel').classList.contains('hidden')")
