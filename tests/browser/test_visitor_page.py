@@ -18,6 +18,7 @@ from playwright.async_api import BrowserContext, Page
 
 from kefu.media import MediaPeer
 from kefu.sdk import Client, Reply
+from kefu.visitor import Visitor
 from tests.plugin.harness import Stack
 
 from .harness import LIMIT, screenshot, wait_js
@@ -238,3 +239,32 @@ async def test_photos_off_answer_the_specs_snapshot_disabled(context: BrowserCon
     assert reply.raw["error"] == {"type": "snapShotDisabled", "msg": "snapShotDisabled"}
     assert await page.evaluate("() => document.getElementById('photo-dialog').open") is False
     await page.close()
+
+
+async def test_queue_position_and_connection_state(context: BrowserContext, tmp_path: Path) -> None:
+    async with Stack(tmp_path) as stack, Visitor(stack.server.url, "pam", timeout=LIMIT) as pam:
+        await pam.send_message("first in line")
+        page = await context.new_page()
+        await page.goto(f"{stack.server.url}/visitor?name=quinn")
+        await wait_js(page, "() => document.getElementById('conn').textContent === 'connected'")
+        await chat(page, "hello?")
+        await page.wait_for_selector("#queue-box:not(.hidden) >> text=#2", timeout=LIMIT * 1000)
+        assert "Waiting for an agent" in await page.inner_text("#status")
+        await pam.close_session()  # the one ahead leaves: quinn moves up, live
+        await page.wait_for_selector("#queue-position >> text=#1", timeout=LIMIT * 1000)
+
+        # the server restarts: the page says so, reconnects by itself, and is still first in line
+        await stack.server.stop()
+        await wait_js(page, "() => document.getElementById('conn').textContent === 'reconnecting…'")
+        await stack.server.start()
+        await wait_js(page, "() => document.getElementById('conn').textContent === 'connected'", limit=LIMIT)
+        await page.wait_for_selector("#queue-position >> text=#1", timeout=LIMIT * 1000)
+
+        # an agent becomes ready: the session is routed to it
+        async with Client(stack.p.url, data_dir=stack.p.settings.data_dir) as agent:
+            await agent.start_login(stack.login_url("a1"))
+            await agent.set_agent_state("idle")
+            await page.wait_for_selector("#agent-line >> text=a1", timeout=LIMIT * 1000)
+            assert await page.is_hidden("#queue-box")
+            assert await page.is_enabled("#video-btn")
+        await page.close()
