@@ -57,3 +57,34 @@ async def test_a_visitor_whose_connection_dies_mid_call_is_hung_up_after_the_gra
         await v.aclose()
         await proxy.aclose()
         await a1.close()
+
+
+async def test_media_requests_the_visitor_never_answers_time_out(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """takePhoto and inviteShare wait for the visitor at most ``--media-timeout``: then ``timeout``."""
+    from tests.plugin.harness import Visitor as RawVisitor
+
+    await server.add_agent("a1")
+    a1 = await AgentSide(server, "a1", tmp_path / "plugin", media_timeout=0.5).start(ready=True)
+    try:
+        async with RawVisitor.connect(server, "v1") as raw:  # type: ignore[arg-type]
+            c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+            while (msg := await raw.event("call"))["payload"]["what"] != "invited":
+                pass
+            await raw.request("answerCall", {"callId": msg["payload"]["callId"], "answer": "accept"})
+            await c.callback("acceptSuccess", "006011")
+            started = time.monotonic()
+            err = await a1.call("takePhoto").callback("error")
+            assert err["error"]["code"] == "timeout" and err["state"] == "006011"
+            assert 0.4 <= time.monotonic() - started < LIMIT
+            assert (await raw.event("photoRequest"))["payload"]["callId"] == msg["payload"]["callId"]
+            share = a1.call("inviteShare")
+            err = await share.callback("error")
+            assert err["error"]["code"] == "timeout" and share.names == ["error"]
+            await raw.event("shareRequest")
+            # the call goes on: the agent hangs up as usual
+            await a1.call("videoDisconnect").callback("success", "005004")
+            await c.callback("kefuCloseVideoSuccess", "005004")
+    finally:
+        await a1.close()

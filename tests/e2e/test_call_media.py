@@ -92,6 +92,10 @@ async def test_two_party_media_both_ways_and_the_snapshot(scene: Scene) -> None:
     assert v.media is not None
     frame = await v.media.peer.next_frame("a1", "camera", within=LIMIT)
     assert near(sample_rgb(frame), colour_for("a1"))  # type: ignore[arg-type]
+    # the hub's offer: host candidates on 127.0.0.1 only (no STUN server by default)
+    offer = v.media.peer.pc.remoteDescription.sdp
+    candidates = [line for line in offer.splitlines() if line.startswith("a=candidate:")]
+    assert candidates and all(" 127.0.0.1 " in c and c.endswith("typ host") for c in candidates), candidates
     # snapshot (SPEC §4.4): taken in the plugin, returned, stored on the server
     shot = await a1.call("snapshot").callback("success")
     p = shot["payload"]

@@ -195,3 +195,28 @@ async def test_launched_by_url_when_one_runs_is_a_no_op(tmp_path: Path) -> None:
         )
         _out, err = await wait_for(second.communicate(), 60)
         assert second.returncode == 0 and b"already answers" in err
+
+
+def test_media_settings_from_the_options() -> None:
+    from kefu.media import IceServer
+    from kefu.plugin.cli import media_settings
+
+    default = media_settings()
+    assert default.ice_servers == () and default.host_addresses == ("127.0.0.1",) and default.record
+    assert (default.offline_threshold, default.source) == (3.0, "pattern")
+    m = media_settings(
+        ice_servers=["stun:stun.example:3478", "turn:turn.example:3478?transport=udp"],
+        ice_username="u",
+        ice_credential="c",
+        candidate_addresses=["auto"],
+        stream_offline=1.5,
+        record=False,
+        video_size="320x240",
+        fps=15,
+    )
+    assert m.ice_servers == (
+        IceServer(("stun:stun.example:3478",)),
+        IceServer(("turn:turn.example:3478?transport=udp",), "u", "c"),
+    )
+    assert m.host_addresses is None and m.offline_threshold == 1.5 and not m.record
+    assert (m.video_width, m.video_height, m.fps) == (320, 240, 15)
