@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -430,8 +431,11 @@ async def visitor_photo(
     requestId: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> Any:
     """A visitor's photo for the agent's ``takePhoto`` (body: the JPEG; headers
-    ``X-Visitor-Name`` and ``X-Visitor-Key``)."""
+    ``X-Visitor-Name`` and ``X-Visitor-Key``; a name that is not ASCII is sent
+    percent-encoded with ``X-Visitor-Name-Encoding: percent``)."""
     name = request.headers.get("x-visitor-name", "")
+    if request.headers.get("x-visitor-name-encoding", "").lower() == "percent":
+        name = unquote(name)  # a header value is ASCII: names such as 访客一 come percent-encoded
     key = request.headers.get("x-visitor-key", "")
     data = await _body(request, MAX_IMAGE_BYTES)
     return await services_of(request).media.visitor_photo(name, key, callId, requestId, data)
