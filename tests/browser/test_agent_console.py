@@ -49,18 +49,18 @@ async def shows_state(page: Page, code: str) -> str:
 
 
 async def test_sign_in_state_queue_chat_and_a_video_request(context: BrowserContext, stack: Stack) -> None:
-    page = await open_console(context, stack)
-    await page.fill("#login-name", "a1")
-    await page.fill("#login-pwd", "wrong")
-    await page.click("#login-btn")
-    await page.wait_for_selector("#login-error >> text=wrong name or password", timeout=MS)
-    await sign_in(page)
-    assert await shows_state(page, "001000") == "not ready (logged in, or set not ready by hand)"
-    assert "service: connected" in await page.inner_text("#server-pill")
-
-    # a visitor waits in the queue while the agent is not ready; the agent picks the session up
     async with Visitor(stack.server.url, "vic", timeout=LIMIT, on_invite="accept") as vic:
-        await vic.send_message("Hi, is anyone there?")
+        await vic.send_message("Hi, is anyone there?")  # waiting before the agent signs in
+        page = await open_console(context, stack)
+        await page.fill("#login-name", "a1")
+        await page.fill("#login-pwd", "wrong")
+        await page.click("#login-btn")
+        await page.wait_for_selector("#login-error >> text=wrong name or password", timeout=MS)
+        await sign_in(page)
+        assert await shows_state(page, "001000") == "not ready (logged in, or set not ready by hand)"
+        assert "service: connected" in await page.inner_text("#server-pill")
+
+        # the visitor who waits is listed from the start; the agent picks the session up
         row = page.locator("#queue tr", has_text="vic")
         await row.wait_for(timeout=MS)
         assert await page.inner_text("#queue-count") == "1"

@@ -179,6 +179,9 @@ class Plugin:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.link: AgentLink | None = None
         self.agent: dict[str, Any] | None = None
+        #: The waiting list as the server last described it (the auth reply, ``queue``
+        #: pushes): pushed after ``kefuReady`` so that a page sees who waits from the start.
+        self.queue: Json | None = None
         #: The agent's state code as the plugin last heard it (000000 when not logged in).
         self.state: str = TopState.notLogin.value
         #: The calls as the server's ``call`` pushes describe them, and the share of each.
@@ -391,6 +394,8 @@ class Plugin:
         and ``kefuWSClose`` while the link is down) or ready for a login."""
         if self.agent is not None:
             conn.send(client_event("kefuReady", {"agent": self.agent, "state": self.state}))
+            if self.queue is not None:
+                conn.send({"v": 1, "mark": "event", "subMark": "queue", "payload": self.queue})
             if self.link is not None and not self.link.up:
                 conn.send(client_event("kefuWSClose", {"reason": "connection lost", "reconnecting": True}))
         elif not self._logging_in:
@@ -519,6 +524,10 @@ class Plugin:
         ready = {"agent": agent, "state": self.state}
         conn.reply(reply_message(req.mark, "success", ready, rid=req.id))
         self.broadcast(client_event("kefuReady", ready))
+        queue = payload.get("queue") if isinstance(payload, dict) else None
+        self.queue = queue if isinstance(queue, dict) else None
+        if self.queue is not None:
+            self.broadcast({"v": 1, "mark": "event", "subMark": "queue", "payload": self.queue})
 
     def _after_failed_login(self) -> None:
         if self.agent is None:
@@ -674,6 +683,8 @@ class Plugin:
                 self._on_share(payload)
             elif sub_mark == "photo":
                 self._on_photo(payload)
+            elif sub_mark == "queue":
+                self.queue = payload
         if mark == "event" and sub_mark == "sessionClosed":
             out = event_message("chatCloseCB", payload)  # SPEC §3.2
         else:
