@@ -25,6 +25,7 @@
   };
   var media = {
     pc: null, hub: null, local: null, screen: null, screenStream: null, screenState: null,
+    loopbackOnly: false, sentCandidates: null, lateCandidates: [],
     used: [], tiles: {}, chain: Promise.resolve(), signals: [], offers: 0
   };
   window.kefuVisitor = { state: state, media: media }; // for tests and debugging
@@ -308,6 +309,8 @@
     Object.keys(media.tiles).forEach(removeTile);
     media.used = [];
     media.hub = null;
+    media.sentCandidates = null;
+    media.lateCandidates = [];
     $("share-stop-btn").classList.add("hidden");
     $("sharing-note").classList.add("hidden");
     $("mute-btn").textContent = "Mute"; $("mute-btn").setAttribute("aria-pressed", "false");
@@ -356,34 +359,69 @@
   function candidateAddress(line) { return line.split(" ")[4] || ""; }
 
   /** A hub that offers loopback candidates only is on this very machine (the
-   * single-machine setup): answer with loopback UDP candidates only, so that
-   * the media never leaves 127.0.0.1. Otherwise the answer is left as it is. */
-  function fitCandidates(answerSdp, offerSdp) {
+   * single-machine setup): we offer it loopback UDP candidates only, so that
+   * our side of the media stays on 127.0.0.1 as far as we can tell it. */
+  function loopbackHub(offerSdp) {
     var offered = offerSdp.split(/\r\n/).filter(function (l) { return l.indexOf("a=candidate:") === 0; });
-    if (!offered.length || !offered.every(function (l) { return isLoopback(candidateAddress(l)); })) return answerSdp;
+    return offered.length > 0 && offered.every(function (l) { return isLoopback(candidateAddress(l)); });
+  }
+
+  /** Whether a candidate line ("candidate:..." or "a=candidate:...") goes to the hub. */
+  function wanted(line) {
+    if (!media.loopbackOnly) return true;
+    return isLoopback(candidateAddress(line)) && (line.split(" ")[2] || "").toLowerCase() === "udp";
+  }
+
+  function fitCandidates(answerSdp) {
     return answerSdp.split(/\r\n/).filter(function (l) {
-      if (l.indexOf("a=candidate:") !== 0) return true;
-      return isLoopback(candidateAddress(l)) && l.split(" ")[2].toLowerCase() === "udp";
+      return l.indexOf("a=candidate:") !== 0 || wanted(l);
     }).join("\r\n");
   }
 
-  function waitIce(pc, limit) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
+  function hasWanted(sdp) {
+    return sdp.split(/\r\n/).some(function (l) { return l.indexOf("a=candidate:") === 0 && wanted(l); });
+  }
+
+  /** Until a candidate the hub can use is in our description (the rest trickles), at most ``limit`` ms. */
+  function firstCandidate(pc, limit) {
     return new Promise(function (resolve) {
-      var done = function () {
-        if (pc.iceGatheringState !== "complete") return;
-        pc.removeEventListener("icegatheringstatechange", done);
-        resolve();
+      var done = false;
+      var check = function () {
+        if (done) return;
+        if (pc.iceGatheringState === "complete" || (pc.localDescription && hasWanted(pc.localDescription.sdp))) {
+          done = true;
+          pc.removeEventListener("icecandidate", check);
+          pc.removeEventListener("icegatheringstatechange", check);
+          resolve();
+        }
       };
-      pc.addEventListener("icegatheringstatechange", done);
-      setTimeout(resolve, limit); // answer with what was gathered so far
+      pc.addEventListener("icecandidate", check);
+      pc.addEventListener("icegatheringstatechange", check);
+      setTimeout(function () { done = true; resolve(); }, limit);
+      check();
     });
+  }
+
+  /** A candidate gathered after our answer went out: sent on its own (trickle ICE). */
+  function trickle(candidate) {
+    var call = state.call;
+    if (!call || !media.hub) return;
+    var text = candidate ? candidate.candidate : "";
+    if (text && (media.sentCandidates.indexOf(text) >= 0 || !wanted(text))) return;
+    var data = { type: "candidate", candidate: text };
+    if (candidate && candidate.sdpMid !== null) data.sdpMid = candidate.sdpMid;
+    if (candidate && candidate.sdpMLineIndex !== null) data.sdpMLineIndex = candidate.sdpMLineIndex;
+    quietly(request("signal", { callId: call.id, to: media.hub, data: data }));
   }
 
   function peer() {
     if (media.pc) return media.pc;
     var pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
     media.pc = pc;
+    pc.onicecandidate = function (ev) {
+      if (media.sentCandidates === null) media.lateCandidates.push(ev.candidate);
+      else trickle(ev.candidate);
+    };
     pc.ontrack = function (ev) { media.incoming = true; reconcileTiles(); ev.track.onunmute = reconcileTiles; };
     pc.onconnectionstatechange = function () {
       var s = pc.connectionState;
@@ -446,6 +484,7 @@
     var call = state.call;
     if (!call) return Promise.resolve();
     media.hub = from;
+    if (!media.pc) media.loopbackOnly = loopbackHub(sdp);
     var pc = peer();
     var offered = sections(sdp);
     return ensureLocalMedia().then(function () {
@@ -457,12 +496,20 @@
     }).then(function (a) {
       return pc.setLocalDescription(a);
     }).then(function () {
-      return waitIce(pc, 2000);
+      return media.sentCandidates === null ? firstCandidate(pc, 2000) : null;
     }).then(function () {
       media.offers += 1;
       reconcileTiles();
-      var reply = { type: "answer", sdp: fitCandidates(pc.localDescription.sdp, sdp) };
-      return request("signal", { callId: call.id, to: from, data: reply });
+      var answerSdp = fitCandidates(pc.localDescription.sdp);
+      var sent = request("signal", { callId: call.id, to: from, data: { type: "answer", sdp: answerSdp } });
+      if (media.sentCandidates === null) { // the first answer: what was not in it trickles
+        media.sentCandidates = answerSdp.split(/\r\n/).filter(function (l) { return l.indexOf("a=candidate:") === 0; })
+          .map(function (l) { return l.slice(2); });
+        var late = media.lateCandidates;
+        media.lateCandidates = [];
+        late.forEach(trickle);
+      }
+      return sent;
     }).then(function () {
       if (media.screenState === "bound" && state.call) {
         media.screenState = "open";
