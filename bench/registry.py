@@ -59,6 +59,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("reconnect", "6", "reconnect storm: visitors drop and reconnect at once", "bench.reconnect"),
         Scenario("storage", "7", "storage: the same IM load on SQLite and PostgreSQL", "bench.storage"),
         Scenario("media", "-", "media: WebRTC between plugin and visitors", "bench.media", raw_dict=True),
+        Scenario(
+            "multinode", "-", "several nodes: the IM load on 1, 2 and 3 nodes behind nginx", "bench.multinode"
+        ),
     )
 }
 

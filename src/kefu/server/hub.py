@@ -74,6 +74,10 @@ class Bus(Protocol):
 
     async def publish(self, push: Push) -> None: ...
 
+    async def publish_many(self, pushes: list[Push]) -> None:
+        """A transaction's pushes, in order (one round trip on a network bus)."""
+        ...
+
     def attach(self, recipient: str, sink: Sink) -> Sink | None:
         """Make ``sink`` the recipient's connection; return the one it replaces."""
         ...
@@ -107,6 +111,10 @@ class LocalBus:
         sink = self._sinks.get(push.recipient)
         if sink is not None:
             sink.offer(push)
+
+    async def publish_many(self, pushes: list[Push]) -> None:
+        for p in pushes:
+            await self.publish(p)
 
     def attach(self, recipient: str, sink: Sink) -> Sink | None:
         old = self._sinks.get(recipient)
@@ -179,8 +187,8 @@ class Hub:
         async with self.store.write() as conn:
             tx = Tx(conn, self.settings.now())
             yield tx
-        for p in tx.pushes:
-            await self.bus.publish(p)
+        if tx.pushes:
+            await self.bus.publish_many(tx.pushes)
         for hook in tx.after_commit:
             result = hook()
             if inspect.isawaitable(result):

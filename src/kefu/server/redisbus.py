@@ -100,6 +100,21 @@ class RedisBus:
             sink.offer(push)
         await self._send({"k": "push", "n": self.node_id, "r": push.recipient, "s": push.seq, "t": push.text})
 
+    async def publish_many(self, pushes: list[Push]) -> None:
+        """A transaction's pushes: to this node's connections, then one pipeline of PUBLISHes."""
+        for push in pushes:
+            sink = self._sinks.get(push.recipient)
+            if sink is not None:
+                sink.offer(push)
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for p in pushes:
+                msg = {"k": "push", "n": self.node_id, "r": p.recipient, "s": p.seq, "t": p.text}
+                pipe.publish(self.channel, json.dumps(msg, separators=(",", ":")))
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("publishing on Redis failed (%r); the other nodes catch up from the database", exc)
+
     def attach(self, recipient: str, sink: Sink) -> Sink | None:
         old = self._sinks.get(recipient)
         self._sinks[recipient] = sink
