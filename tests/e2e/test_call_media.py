@@ -247,13 +247,13 @@ async def test_share_open_close_and_is_share_state(scene: Scene) -> None:
 
 
 async def test_a_stalled_camera_is_one_stream_offline_and_a_short_pause_none(scene: Scene) -> None:
-    threshold = 1.0
+    threshold = 1.5  # short, yet above the frame jitter of a loaded machine
     a1 = await scene.agent("a1", media=replace(SMALL_MEDIA, offline_threshold=threshold))
     v = await scene.visitor("v1", on_invite="accept")
     call_id, _ = await call_visitor(a1, v)
     await hub_of(a1).peer("v1").next_frame("v1", "camera", within=LIMIT)
     mark = len(v.timeline)
-    v.pause_video(threshold * 0.3)
+    v.pause_video(threshold * 0.25)
     await v.wait_for(MediaStatus, lambda e: e.status == "resumed" and v.timeline.index(e) >= mark)
     await hub_of(a1).peer("v1").next_frame("v1", "camera", within=LIMIT)
     v.pause_video(threshold * 2)
