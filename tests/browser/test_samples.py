@@ -6,6 +6,7 @@ and agents around it. Each callback's data is recorded by the page's harness
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from playwright.async_api import BrowserContext
 
 from kefu.plugin.window import WindowState
 from kefu.protocol.wire import Json
+from kefu.visitor import MediaStatus
 from tests.server.clients import AgentClient
 
 from .harness import LIMIT, wait_js
@@ -273,3 +275,57 @@ async def test_call_samples_v190307(context: BrowserContext, tmp_path: Path) -> 
         assert await ws.states("multipleVideoPickUp", 1) == ["006014"]
         await v2.hangup()
         assert await ws.states("multipleVideoPickUp", 2) == ["006014", "005009"]
+
+
+async def test_photo_snapshot_and_share_samples(context: BrowserContext, tmp_path: Path) -> None:
+    async with Workstation.open(context, tmp_path) as ws:  # with the plugin's media
+        await ws.init()
+        await ws.login()
+        assert await ws.set_state("idle") == "002000"
+        xxxx = await ws.visitor("XXXX")
+        await ws.run_ok("s4_callbackToVisitor")
+        accepted = (await ws.calls("callbackToVisitor", "acceptSuccess"))[0]["args"][0]
+        await xxxx.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
+        media = ws.stack.p.media
+        assert media is not None
+        hub = media.calls[accepted["payload"]["callId"]].hub  # type: ignore[union-attr]
+        await hub.peer("XXXX").next_frame("XXXX", within=LIMIT)  # the hub has the visitor's video
+
+        # SPEC §4.4 snapshot: the plugin's JPEG of the visitor's latest frame
+        await ws.run_ok("s4_snapshot")
+        shot = (await ws.calls("snapshot", "success"))[0]["args"][0]["payload"]
+        assert shot["mime"] == "image/jpeg" and shot["visitorName"] == "XXXX"
+        assert base64.b64decode(shot["base64"])[:2] == b"\xff\xd8" and shot["width"] > 0
+        # SPEC §4.4 takePhoto: the visitor's own full-resolution still
+        await ws.run_ok("s4_takePhoto")
+        photo = (await ws.calls("takePhoto", "success"))[0]["args"][0]["payload"]
+        assert (photo["width"], photo["height"]) == (1280, 720) and photo["visitorName"] == "XXXX"
+        logged = [
+            line for line in await ws.logs() if line[1:] == ["拍照数据"]
+        ]  # console.log(data, '拍照数据')
+        assert len(logged) == 1 and logged[0][0]["payload"]["artifactId"] == photo["artifactId"]
+
+        # SPEC §4.5 inviteShare: the visitor shares (a synthetic screen), then stops
+        await ws.run_ok("s4_inviteShare")
+        opened = (await ws.calls("inviteShare", "open"))[0]["args"][0]
+        assert opened["subMark"] == "open"
+        await ws.run_ok("s4_isShareState")
+        assert (await ws.calls("isShareState", "success"))[0]["args"][0]["data"] is True
+        await xxxx.stop_share()
+        closed = (await ws.calls("inviteShare", "close"))[0]["args"][0]
+        assert closed["subMark"] == "close"
+        await ws.run_ok("s4_videoDisconnect")
+        await ws.calls("callbackToVisitor", "kefuCloseVideoSuccess")
+
+        # a visitor who allows no photo: the spec's own error message, exactly
+        assert await ws.set_state("idle") == "002000"
+        await ws.visitor("shy", allow_photo=False)
+        await ws.js("() => client.callbackToVisitor({visitorName: 'shy', startVideo: true})")
+        await ws.wait_state("006011")
+        await ws.run_ok("s4_takePhoto")
+        err = (await ws.calls("takePhoto", "error"))[0]["args"][0]
+        assert {k: err[k] for k in ("mark", "subMark", "error")} == {
+            "mark": "takePhoto",
+            "subMark": "error",
+            "error": {"type": "snapShotDisabled", "msg": "snapShotDisabled"},
+        }
