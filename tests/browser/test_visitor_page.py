@@ -268,3 +268,29 @@ async def test_queue_position_and_connection_state(context: BrowserContext, tmp_
             assert await page.is_hidden("#queue-box")
             assert await page.is_enabled("#video-btn")
         await page.close()
+
+
+async def test_a_third_visitor_appears_as_a_tile_of_its_own(context: BrowserContext, desk: Desk) -> None:
+    page, _call, _call_id = await in_call(context, desk, "fay")
+    async with Visitor(desk.stack.server.url, "gus", timeout=LIMIT, on_invite="accept") as gus:
+        third = desk.agent.stream("videoInviteVisitor", {"visitorName": "gus"})
+        got = await replies(third, 2)
+        assert [(r.sub_mark, r.state) for r in got] == [
+            ("inviteSuccess", "007001"),
+            ("acceptSuccess", "008001"),
+        ]
+        # the hub forwards gus's camera to fay: a second tile, named from the track's label
+        await page.wait_for_selector(".tile figcaption >> text=gus", timeout=LIMIT * 1000)
+        size = await wait_js(
+            page,
+            """() => [...document.querySelectorAll('.tile')]
+                 .filter(t => t.querySelector('figcaption').textContent === 'gus')
+                 .map(t => t.querySelector('video').videoWidth).filter(w => w > 0)[0]""",
+        )
+        assert size == 640  # gus's pattern camera, through the hub
+        captions = await page.locator(".tile figcaption").all_inner_texts()
+        assert sorted(captions) == ["Agent a1", "gus"]
+        await gus.hangup()
+        await page.wait_for_selector(".tile figcaption >> text=gus", state="detached", timeout=LIMIT * 1000)
+    await desk.agent.video_disconnect()
+    await page.close()
