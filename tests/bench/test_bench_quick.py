@@ -45,6 +45,16 @@ def test_im_quick(tmp_path: Path) -> None:
     assert any(row["figure"].startswith("not delivered") and row["met"] for row in data["rows"])
 
 
+def test_baseline_quick() -> None:
+    r = run_scenario("baseline", True, visitors=60, agents=4)
+    assert r.status == "ok", r.notes
+    assert r.raw["echo"]["visitors_connected"] == 60 and r.raw["echo"]["sat_acked_per_s"] > 0
+    assert r.raw["relay"]["loss"]["acked"] > 0 and r.raw["relay"]["loss"]["lost"] == 0
+    bc = r.raw["broadcast"]
+    assert bc["clients"] == 60 and bc["sent"] > 0 and 0 < bc["delivered"] <= bc["expected"] == bc["sent"] * 60
+    assert bc["latency_ms"]["p50"] is not None and bc["latency_ms"]["p50"] >= 0
+
+
 def test_reconnect_quick() -> None:
     r = run_scenario("reconnect", True, visitors=60, agents=4)
     assert r.status == "ok", r.notes
