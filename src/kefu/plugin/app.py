@@ -180,7 +180,8 @@ class Plugin:
         self.link: AgentLink | None = None
         self.agent: dict[str, Any] | None = None
         #: The waiting list as the server last described it (the auth reply, ``queue``
-        #: pushes): pushed after ``kefuReady`` so that a page sees who waits from the start.
+        #: pushes): pushed after ``kefuReady``, when someone waits, so that a page sees
+        #: who waits from the start.
         self.queue: Json | None = None
         #: The agent's state code as the plugin last heard it (000000 when not logged in).
         self.state: str = TopState.notLogin.value
@@ -394,7 +395,7 @@ class Plugin:
         and ``kefuWSClose`` while the link is down) or ready for a login."""
         if self.agent is not None:
             conn.send(client_event("kefuReady", {"agent": self.agent, "state": self.state}))
-            if self.queue is not None:
+            if self._someone_waits():
                 conn.send({"v": 1, "mark": "event", "subMark": "queue", "payload": self.queue})
             if self.link is not None and not self.link.up:
                 conn.send(client_event("kefuWSClose", {"reason": "connection lost", "reconnecting": True}))
@@ -526,8 +527,13 @@ class Plugin:
         self.broadcast(client_event("kefuReady", ready))
         queue = payload.get("queue") if isinstance(payload, dict) else None
         self.queue = queue if isinstance(queue, dict) else None
-        if self.queue is not None:
+        if self._someone_waits():
             self.broadcast({"v": 1, "mark": "event", "subMark": "queue", "payload": self.queue})
+
+    def _someone_waits(self) -> bool:
+        """Whether the waiting list the plugin knows has anyone (else a new page has nothing to learn)."""
+        waiting = self.queue.get("waiting") if isinstance(self.queue, dict) else None
+        return isinstance(waiting, list) and len(waiting) > 0
 
     def _after_failed_login(self) -> None:
         if self.agent is None:

@@ -375,6 +375,7 @@
     $("login").classList.remove("hidden");
     $("agent-name").textContent = "";
     ui.sessions = {}; ui.order = []; ui.current = null; ui.logs = {}; ui.queue = [];
+    renderQueue(); renderSessions(); renderChat();
     showState("000000");
   }
 
