@@ -241,7 +241,7 @@ async def test_photos_off_answer_the_specs_snapshot_disabled(context: BrowserCon
     await page.close()
 
 
-async def test_queue_position_and_connection_state(context: BrowserContext, tmp_path: Path) -> None:
+async def test_queue_connection_state_and_a_video_request(context: BrowserContext, tmp_path: Path) -> None:
     async with Stack(tmp_path) as stack, Visitor(stack.server.url, "pam", timeout=LIMIT) as pam:
         await pam.send_message("first in line")
         page = await context.new_page()
@@ -266,6 +266,22 @@ async def test_queue_position_and_connection_state(context: BrowserContext, tmp_
             await agent.set_agent_state("idle")
             await page.wait_for_selector("#agent-line >> text=a1", timeout=LIMIT * 1000)
             assert await page.is_hidden("#queue-box")
+
+            # the visitor asks for video; the agent picks up; the page joins with its media
+            states = agent.states()
+            await page.click("#video-btn")
+            await page.wait_for_selector("#call-status >> text=calling a1", timeout=LIMIT * 1000)
+            while (await asyncio.wait_for(anext(states), LIMIT)).code.value != "004001":
+                pass
+            sid = (await agent.session_state())[0]["sessionId"]
+            pick = agent.stream("videoPickUp", {"session_id": sid})
+            got = await replies(pick, 2)
+            assert [(r.sub_mark, r.state) for r in got] == [("success", "004001"), ("visitorJoin", "006013")]
+            await stats(page, "s.state === 'connected' && s.inVideo > 0 && s.outVideo > 0")
+            await agent.video_disconnect()
+            (ended,) = await replies(pick, 1)
+            assert (ended.sub_mark, ended.state) == ("kefuCloseVideoSuccess", "005008")
+            await wait_js(page, "() => document.getElementById('call-panel').classList.contains('hidden')")
             assert await page.is_enabled("#video-btn")
         await page.close()
 
