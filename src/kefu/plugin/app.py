@@ -959,10 +959,23 @@ class Plugin:
                 wait.req.tell("error", None, error=error_body(code, msg))
 
     def share_changed(self, call_id: str, on: bool, why: str) -> None:
-        """The visitor's screen share opened or closed (its answer, or the hub saw the track)."""
+        """The visitor's screen share opened or closed (its answer, or the hub saw the track).
+
+        A screen track's removal closes only the share its arrival belonged to:
+        the track of a share the visitor closed already may go after the next
+        share opened (the renegotiation that removes it is on its way)."""
         view = self.mirror.calls.get(call_id)
+        if why == "track":
+            if view is None:
+                return
+            if on:
+                view.screen_epoch = view.share_epoch + (0 if view.share else 1)
+            elif view.screen_epoch != view.share_epoch:
+                return  # the end of a share that is over already
         changed = view is not None and view.share != on
         if view is not None:
+            if on and not view.share:
+                view.share_epoch += 1
             view.share = on
         info = {"callId": call_id, "by": why}
         for wait in [w for w in self._shares if w.call_id == call_id]:

@@ -187,6 +187,8 @@ class CallView:
     phase: str | None
     members: list[Json]
     share: bool = False  # the visitor's screen share is on (inviteShare open … close)
+    share_epoch: int = 0  # counts the shares: one more each time a share opens
+    screen_epoch: int = -1  # the share during which the hub last saw a screen track arrive
 
     def status_of(self, kind: str, name: str) -> str | None:
         for m in self.members:
