@@ -257,7 +257,10 @@ class HubCall(CallMediaBase):
                 result = await recorder.stop()
             except MediaError as exc:
                 log.warning("call %s: the recording failed: %s", self.call_id, exc.msg)
-        await self.hub.close()
+        try:
+            await self.hub.close()
+        except Exception:  # the upload below must still finish
+            log.exception("call %s: closing the media failed", self.call_id)
         self.source.stop()
         if upload is not None:
             stored = await upload.finish(result.size if result is not None else None)
