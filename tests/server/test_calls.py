@@ -139,7 +139,8 @@ async def test_spec_errors_sdk_08_sdk_11_and_offline(server: Any) -> None:
     reply = await agent.request("callbackToVisitor", {"visitorName": "nobody"})
     assert reply["error"]["code"] == "SDK_08" and reply["state"] == "002004"
     assert reply["error"]["msg"] == "id lookup failed; check the visitor's details"
-    # v2 chats with a2: a1 may not call v2
+    # v2 chats with a2 (a1 not ready, so the chat is a2's): a1 may not call v2
+    await agent.call("setAgentState", {"state": "busy"})
     _a2, _v2 = await chatting(server, "a2", "v2")
     reply = await agent.request("callbackToVisitor", {"visitorName": "v2"})
     assert reply["error"]["code"] == "SDK_11" and reply["state"] == "002004"

@@ -36,7 +36,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
-from kefu.protocol.codes import Code
+from kefu.protocol.codes import Code, TopState
 from kefu.protocol.wire import event_message
 
 from .accounts import Agent, find_agent
@@ -96,7 +96,7 @@ class Router:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def on_agent_change(self, change: Change) -> None:
-        if change.after.state.code is Code.idle:
+        if change.after.state.top is TopState.idle:  # 002000 and every 002xxx outcome
             self.kick()
 
     # --- passes
@@ -145,7 +145,7 @@ class Router:
         )
         rows = await tx.conn.execute(
             select(agents.c.id, open_count.label("n"), agents.c.max_sessions, agents.c.last_assigned_at)
-            .where(agents.c.state == Code.idle.value, agents.c.disabled.is_(False))
+            .where(agents.c.state.like("002%"), agents.c.disabled.is_(False))  # ready: top-level 002000
             .order_by(
                 open_count, agents.c.last_assigned_at.is_not(None), agents.c.last_assigned_at, agents.c.id
             )
