@@ -42,3 +42,14 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
         yield ctx
     finally:
         await ctx.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def other_context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A second person's browser (its own window: a page in a background tab of the
+    same window would have its timers and animation frames throttled)."""
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        yield ctx
+    finally:
+        await ctx.close()

@@ -21,11 +21,14 @@ from urllib.parse import unquote, urlsplit
 
 from playwright.async_api import Page
 
+from kefu.media import MediaSettings
+
 __all__ = [
     "ARTIFACTS",
     "CHROMIUM",
     "CHROMIUM_ARGS",
     "LIMIT",
+    "MEDIA",
     "PAGES",
     "PageServer",
     "calls",
@@ -51,6 +54,10 @@ CHROMIUM_ARGS = [
 ]
 PAGES = Path(__file__).resolve().parent / "pages"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+#: The plugin's media in these tests: its default (loopback, the test pattern) without
+#: recording. Server, plugin, hub and Python visitors share the test's one process and
+#: event loop; recording (tested in tests/e2e) would encode every stream once more there.
+MEDIA = MediaSettings(record=False)
 #: Every wait in a browser test is bounded by this many seconds (never a sleep).
 LIMIT = 15.0
 

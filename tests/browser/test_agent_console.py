@@ -14,7 +14,7 @@ from playwright.async_api import BrowserContext, Page
 from kefu.visitor import ChatMessage, Visitor
 from tests.plugin.harness import PASSWORD, Stack
 
-from .harness import LIMIT, screenshot, wait_js
+from .harness import LIMIT, MEDIA, screenshot, wait_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -23,7 +23,7 @@ MS = LIMIT * 1000
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with Stack(tmp_path) as s:
+    async with Stack(tmp_path, media=MEDIA) as s:
         yield s
 
 
@@ -105,13 +105,15 @@ async def test_sign_in_state_queue_chat_and_a_video_request(context: BrowserCont
     await page.close()
 
 
-async def test_console_and_visitor_page_in_a_call(context: BrowserContext, stack: Stack) -> None:
+async def test_console_and_visitor_page_in_a_call(
+    context: BrowserContext, other_context: BrowserContext, stack: Stack
+) -> None:
     console = await open_console(context, stack)
     await sign_in(console)
     await console.click("#ready-btn")
     await shows_state(console, "002000")
 
-    visitor = await context.new_page()
+    visitor = await other_context.new_page()  # the visitor's own browser
     await visitor.goto(f"{stack.server.url}/visitor?name=Eve")
     await visitor.fill("#text", "Hello, I want to open an account")
     await visitor.click("#chat-form button[type=submit]")
@@ -132,6 +134,10 @@ async def test_console_and_visitor_page_in_a_call(context: BrowserContext, stack
     )
 
     # snapshot (the plugin's picture of Chromium's camera), then a photo the visitor agrees to
+    media = stack.p.media
+    assert media is not None
+    (hub_call,) = media.calls.values()
+    await hub_call.hub.peer("Eve").next_frame("Eve", within=LIMIT)  # type: ignore[union-attr]
     await console.click("#snapshot-btn")
     await console.wait_for_selector("#shot-box:not(.hidden) >> text=Snapshot", timeout=MS)
     await console.click("#photo-btn")

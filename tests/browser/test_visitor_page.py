@@ -21,7 +21,7 @@ from kefu.sdk import Client, Reply
 from kefu.visitor import Visitor
 from tests.plugin.harness import Stack
 
-from .harness import LIMIT, screenshot, wait_js
+from .harness import LIMIT, MEDIA, screenshot, wait_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -67,7 +67,7 @@ class Desk:
 @pytest_asyncio.fixture(loop_scope="session")
 async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
     async with (
-        Stack(tmp_path) as stack,
+        Stack(tmp_path, media=MEDIA) as stack,
         Client(stack.p.url, data_dir=stack.p.settings.data_dir) as agent,
     ):
         await agent.start_login(stack.login_url("a1"))
@@ -242,7 +242,7 @@ async def test_photos_off_answer_the_specs_snapshot_disabled(context: BrowserCon
 
 
 async def test_queue_connection_state_and_a_video_request(context: BrowserContext, tmp_path: Path) -> None:
-    async with Stack(tmp_path) as stack, Visitor(stack.server.url, "pam", timeout=LIMIT) as pam:
+    async with Stack(tmp_path, media=MEDIA) as stack, Visitor(stack.server.url, "pam", timeout=LIMIT) as pam:
         await pam.send_message("first in line")
         page = await context.new_page()
         await page.goto(f"{stack.server.url}/visitor?name=quinn")

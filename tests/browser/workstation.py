@@ -21,7 +21,7 @@ from kefu.visitor import Visitor
 from tests.plugin.harness import PASSWORD, Stack
 from tests.server.clients import AgentClient
 
-from .harness import LIMIT, PageServer, calls, wait_js
+from .harness import LIMIT, MEDIA, PageServer, calls, wait_js
 
 __all__ = ["SPEC_AGENT", "SPEC_PASSWORD", "Workstation"]
 
@@ -51,7 +51,9 @@ class Workstation:
         **plugin: Any,
     ) -> AsyncIterator[Workstation]:
         """The page on an allowed origin. ``plugin`` overrides the plugin's settings
-        (``media=None``: calls are signalling only, as ``kefu plugin --no-media``)."""
+        (``media=None``: calls are signalling only, as ``kefu plugin --no-media``; by
+        default :data:`~tests.browser.harness.MEDIA`, no recording)."""
+        plugin.setdefault("media", MEDIA)
         async with (
             PageServer() as pages,
             Stack(tmp_path, allow_origins=(pages.origin,), server=server, **plugin) as stack,
