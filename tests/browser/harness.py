@@ -54,10 +54,12 @@ CHROMIUM_ARGS = [
 ]
 PAGES = Path(__file__).resolve().parent / "pages"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-#: The plugin's media in these tests: its default (loopback, the test pattern) without
-#: recording. Server, plugin, hub and Python visitors share the test's one process and
-#: event loop; recording (tested in tests/e2e) would encode every stream once more there.
-MEDIA = MediaSettings(record=False)
+#: The media of the plugin and of the Python visitors in these tests: the default
+#: (loopback, the test pattern) at 320x240, 15 fps, without recording. Server, plugin,
+#: hub and Python visitors share the test's one process and event loop, where every
+#: stream is encoded: at 640x480 and 30 fps, with recording, a three-party call there
+#: took 13 s to show the third member's video (4 s now). Recording is tested in tests/e2e.
+MEDIA = MediaSettings(record=False, video_width=320, video_height=240, fps=15)
 #: Every wait in a browser test is bounded by this many seconds (never a sleep).
 LIMIT = 15.0
 

@@ -49,7 +49,7 @@ async def shows_state(page: Page, code: str) -> str:
 
 
 async def test_sign_in_state_queue_chat_and_a_video_request(context: BrowserContext, stack: Stack) -> None:
-    async with Visitor(stack.server.url, "vic", timeout=LIMIT, on_invite="accept") as vic:
+    async with Visitor(stack.server.url, "vic", timeout=LIMIT, on_invite="accept", media=MEDIA) as vic:
         await vic.send_message("Hi, is anyone there?")  # waiting before the agent signs in
         page = await open_console(context, stack)
         await page.fill("#login-name", "a1")

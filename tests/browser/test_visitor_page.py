@@ -152,7 +152,7 @@ async def test_chat_then_the_agent_calls_and_media_flows_both_ways(
         page,
         "() => { const v = document.querySelector('.tile video'); return v && v.videoWidth > 0 && v.videoWidth; }",
     )
-    assert playing == 640  # the plugin's camera (a test pattern), 640x480
+    assert playing == 320  # the plugin's camera (a test pattern), 320x240 in these tests
     assert "a1" in await page.inner_text(".tile figcaption")
 
     await screenshot(page, "visitor-in-call")
@@ -288,7 +288,7 @@ async def test_queue_connection_state_and_a_video_request(context: BrowserContex
 
 async def test_a_third_visitor_appears_as_a_tile_of_its_own(context: BrowserContext, desk: Desk) -> None:
     page, _call, _call_id = await in_call(context, desk, "fay")
-    async with Visitor(desk.stack.server.url, "gus", timeout=LIMIT, on_invite="accept") as gus:
+    async with Visitor(desk.stack.server.url, "gus", timeout=LIMIT, on_invite="accept", media=MEDIA) as gus:
         third = desk.agent.stream("videoInviteVisitor", {"visitorName": "gus"})
         got = await replies(third, 2)
         assert [(r.sub_mark, r.state) for r in got] == [
@@ -303,7 +303,7 @@ async def test_a_third_visitor_appears_as_a_tile_of_its_own(context: BrowserCont
                  .filter(t => t.querySelector('figcaption').textContent === 'gus')
                  .map(t => t.querySelector('video').videoWidth).filter(w => w > 0)[0]""",
         )
-        assert size == 640  # gus's pattern camera, through the hub
+        assert size == 320  # gus's pattern camera, through the hub
         captions = await page.locator(".tile figcaption").all_inner_texts()
         assert sorted(captions) == ["Agent a1", "gus"]
         await gus.hangup()

@@ -138,6 +138,7 @@ class Workstation:
 
     async def visitor(self, name: str, **kw: Any) -> Visitor:
         kw.setdefault("on_invite", "accept")
+        kw.setdefault("media", MEDIA)
         v = Visitor(self.stack.server.url, name, timeout=LIMIT, **kw)
         await self._exit.enter_async_context(v)
         self.visitors.append(v)
