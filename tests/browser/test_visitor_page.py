@@ -156,6 +156,8 @@ async def test_chat_then_the_agent_calls_and_media_flows_both_ways(
     assert "a1" in await page.inner_text(".tile figcaption")
 
     await screenshot(page, "visitor-in-call")
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    await screenshot(page, "visitor-phone-in-call")
 
     # the visitor hangs up: the agent hears visitorDisconnect, 005003
     await page.click("#hangup-btn")
