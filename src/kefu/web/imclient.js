@@ -23,17 +23,20 @@
  * (addition: `reconnect: false` turns that off); requests made before the
  * connection is up wait for it.
  *
+ * A call API's request (and inviteShare's) lives on until one of its final
+ * callbacks (IMClient.isFinal); every other API answers once.
+ *
  * Additions: options `token`, `kefuWSOpen`, `quit`, `reconnect`;
  * initInnerCallBack also takes `stateChange(state, payload)` and the server's
- * events by name (`sessionAssigned`, `message`, `queue`, ...); APIs
- * sendMessage, setAgentState, logout, getState, getWindow, multipleVideoRefuse.
- * No dependency, no build step.
+ * events by name (`sessionAssigned`, `message`, `queue`, `call`, `share`, ...);
+ * APIs sendMessage, setAgentState, logout, getState, getWindow,
+ * multipleVideoRefuse; client.state (the latest state code), client.close().
+ * No dependency, no build step. See docs/web.md.
  */
 (function (global) {
   "use strict";
 
   var VERSION = 1;
-  var CLIENT_OPTIONS = ["success", "error", "ssoReady", "kefuReady", "kefuWSClose", "kefuWSOpen", "quit"];
   // The callbacks that end a long request (kefu.protocol.plugin_api.CALL_FINAL_SUBMARKS; a
   // browser test compares the two); every other API answers once.
   var HANGUPS = ["error", "timeoutDisconnect", "visitorDisconnect", "kefuCloseVideoSuccess"];
