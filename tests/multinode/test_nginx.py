@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from bench.multinode import nginx_config  # the one nginx configuration, as docs/deploy.md shows it
 
 from kefu.server.accounts import add_agent
 from kefu.visitor.link import Link
@@ -22,41 +23,6 @@ from tests.server.clients import AgentClient
 from .conftest import Cluster, Deployment
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-
-
-def nginx_conf(tmp: Path, port: int, upstreams: list[str]) -> Path:
-    servers = "".join(f"        server {u.removeprefix('http://')};\n" for u in upstreams)
-    conf = tmp / "nginx.conf"
-    conf.write_text(
-        f"""daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    upstream kefu {{
-{servers}    }}
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://kefu;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_read_timeout 3600s;
-        }}
-    }}
-}}
-"""
-    )
-    return conf
 
 
 def free_port() -> int:
@@ -72,7 +38,7 @@ async def test_agent_and_visitor_chat_through_nginx_on_different_nodes(deploymen
     cluster = Cluster(deployment, 2)
     await cluster.start()
     port = free_port()
-    conf = nginx_conf(deployment.tmp, port, cluster.urls)
+    conf = nginx_config(deployment.tmp, port, cluster.urls)
     assert NGINX is not None
     proc = await asyncio.create_subprocess_exec(NGINX, "-p", str(deployment.tmp), "-c", str(conf))
     lb = f"ws://127.0.0.1:{port}"
