@@ -682,7 +682,7 @@ class RigWorker:
         first = await asyncio.wait_for(
             a.sdk.callbackToVisitor({"visitorName": v.name, "startVideo": True}, callback), timeout
         )
-        if first.get("state") != INVITE_SENT:
+        if first.get("state") not in (INVITE_SENT, ACCEPTED):  # the first answer; its progress follows
             err = first.get("error") or {}
             if accepted.done():
                 accepted.exception()  # retrieved: the reason is raised here

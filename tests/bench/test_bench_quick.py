@@ -80,14 +80,15 @@ def test_storage_quick(monkeypatch: pytest.MonkeyPatch) -> None:
         assert k["loss"]["lost"] == 0 and k["loss"]["duplicated"] == 0 and k["loss"]["acked"] > 0
 
 
-def test_unbuilt_scenarios_say_so(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["bench", "signalling", "--out", str(tmp_path)])
+def test_unbuilt_scenarios_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unbuilt = Scenario("unbuilt", "-", "a scenario waiting for a part", None, "a part not built yet")
+    monkeypatch.setitem(SCENARIOS, "unbuilt", unbuilt)
+    r = runner.invoke(app, ["bench", "unbuilt", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert "not built yet" in r.output
-    (path,) = tmp_path.glob("signalling-*.json")
+    (path,) = tmp_path.glob("unbuilt-*.json")
     assert json.loads(path.read_text())["status"] == "not built"
-    for name in ("state", "plugin"):
-        assert run_scenario(name, True).status == "not built"
+    assert run_scenario("unbuilt", True).status == "not built"
 
 
 def test_a_missing_module_does_not_break_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,3 +115,56 @@ def test_helpers() -> None:
     s = proc_sample(os.getpid())
     assert s.rss_bytes > 1_000_000 and s.cpu_s > 0
     assert machine_info()["cores"] >= 1
+
+
+def _sane(lat: dict | None, count: int) -> None:
+    """Latency percentiles of ``count`` samples, in order, none absurd (not a speed check)."""
+    assert lat is not None and lat["count"] == count > 0, lat
+    assert 0 <= lat["p50"] <= lat["p99"] <= lat["max"] < 60_000, lat
+
+
+def test_signalling_quick() -> None:
+    r = run_scenario("signalling", True, agents=4)
+    assert r.status == "ok", r.notes
+    k, b = r.raw["kefu"], r.raw["baseline"]
+    assert k["pairs_ready"] == b["pairs_ready"] == 4 and not k["setup_errors"]
+    assert set(k["phases"]) == set(b["phases"]) == {"light", "goal"}
+    for name, ph in k["phases"].items():
+        bp = b["phases"][name]
+        assert ph["calls_done"] == ph["calls_offered"] == bp["calls_done"] == bp["calls_offered"] > 0
+        assert ph["call_errors"] == {} and bp["call_errors"] == {}
+        for key in ("invite_ms", "accept_ms", "reply_ms", "hangup_ms", "ready_ms", "cycle_ms"):
+            _sane(ph[key], ph["calls_done"])
+            _sane(bp[key], bp["calls_done"])
+        assert ph["calls_per_s"] > 0 and ph["server_cpu_pct"] >= 0 and ph["push_ms"] is None
+    figures = [row.figure for row in r.rows]
+    assert "invite → invitation event p99" in figures and "accept → SDK state callback p99" in figures
+
+
+def test_state_quick() -> None:
+    r = run_scenario("state", True, agents=4)
+    assert r.status == "ok", r.notes
+    k, b = r.raw["kefu"], r.raw["baseline"]
+    assert k["pairs_ready"] == b["pairs_ready"] == 4 and k["wrap_up_s"] > 0
+    for name, ph in k["phases"].items():
+        bp = b["phases"][name]
+        assert ph["calls_done"] == ph["calls_offered"] == bp["calls_done"] > 0
+        assert ph["call_errors"] == {} and bp["call_errors"] == {}
+        _sane(ph["push_ms"], ph["calls_done"])  # every wrap-up reached the SDK's stateChange
+        _sane(ph["due_ms"], ph["calls_done"])
+        _sane(bp["push_ms"], bp["calls_done"])
+        assert ph["ready_ms"] is None  # the server made the agents ready, not the agents
+
+
+def test_plugin_quick() -> None:
+    r = run_scenario("plugin", True, agents=3)
+    assert r.status == "ok", r.notes
+    k = r.raw
+    assert k["ready"] == 3 and not k["setup_errors"]
+    for loop in ("open", "closed"):
+        for path in ("direct", "plugin", "sdk"):
+            x = k[f"{loop}_{path}"]
+            assert x["errors"] == {} and x["requests"] > 0 and x["per_s"] > 0, (loop, path, x)
+            _sane(x["rtt_ms"], x["requests"])
+    ratios = [row.ratio for row in r.rows if row.figure.endswith("round trip p50")]
+    assert len(ratios) == 4 and all(x is not None and x > 0 for x in ratios)
