@@ -58,6 +58,7 @@ def fast_settings(data_dir: Path, clock: Clock, **overrides: Any) -> Settings:
         ping_interval=5.0,
         ping_timeout=5.0,
         graceful_shutdown=1.0,
+        queue_push_interval=0.0,
         log_level="warning",
         clock=clock,
     )

@@ -26,10 +26,12 @@ async def test_queue_positions_then_assignment_to_a_ready_agent(server: ServerHa
     r2 = await v2.send_message("me too")
     assert r2["position"] == 2
     assert (await v2.next_event("queue"))["payload"] == {"position": 2}
+    # the agent's queue pushes are snapshots, coalesced: the last one it gets lists both
     q = await agent.next_event("queue")
-    assert [w["visitorName"] for w in q["payload"]["waiting"]] == ["v1"]
-    q = await agent.next_event("queue")
+    while q["payload"]["total"] < 2:
+        q = await agent.next_event("queue")
     assert [(w["visitorName"], w["position"]) for w in q["payload"]["waiting"]] == [("v1", 1), ("v2", 2)]
+    assert "seq" not in q  # volatile: a state shown, not an event stored
 
     # an agent who logs in now sees the queue in its auth answer
     late = await server.agent("a2")
@@ -231,3 +233,27 @@ async def test_many_visitors_at_once_are_routed_fifo_within_capacity(server: Ser
             pass
     for a in agents:
         assert (await a.call("sessionCount"))["payload"]["sessionCount"] == 3
+
+
+@pytest.mark.server_settings(queue_push_interval=0.3)
+async def test_queue_pushes_are_volatile_and_coalesced(server: ServerHandle) -> None:
+    """Twelve visitors queue at once: the agent is shown the queue a few times, not twelve,
+    and the last showing is the whole queue; nothing of it is stored for a replay."""
+    agent = await server.agent("a1")  # logged in, not ready: the sessions stay queued
+    visitors = [await server.visitor(f"v{i}") for i in range(12)]
+    replies = await asyncio.gather(*(v.send_message(f"hello {i}") for i, v in enumerate(visitors)))
+    assert sorted(r["position"] for r in replies) == list(range(1, 13))
+    shown = [await agent.next_event("queue")]
+    while shown[-1]["payload"]["total"] < 12:
+        shown.append(await agent.next_event("queue"))
+    assert len(shown) < 12
+    assert [w["position"] for w in shown[-1]["payload"]["waiting"]] == list(range(1, 13))
+    assert all("seq" not in q for q in shown)
+    # each visitor is told its place (a volatile push too)
+    for v, r in zip(visitors, replies, strict=True):
+        pos = await v.next_event("queue")
+        assert "seq" not in pos and pos["payload"]["position"] == r["position"]
+    # an agent reconnecting with lastSeq 0 is not replayed stale queues: its auth answer has the queue
+    late = await server.agent("a2")
+    assert late.auth["payload"]["queue"]["total"] == 12
+    assert server.services.router.notifier.flushes < 12

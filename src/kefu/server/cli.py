@@ -102,6 +102,9 @@ def server(
     presence_ttl: float = typer.Option(5.0, help="seconds a dead node's connections still count"),
     gap_poll: float = typer.Option(1.0, help="idle seconds before a connection looks for lost pushes"),
     sweep_interval: float = typer.Option(1.0, help="seconds between looks for any node's due timers"),
+    queue_push_interval: float = typer.Option(
+        0.2, help="seconds between two rounds of queue pushes (changes meanwhile are shown together)"
+    ),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
 ) -> None:
     """Run the kefu server: login, agent and visitor sockets, REST API (docs at /docs).
@@ -144,6 +147,7 @@ def server(
         presence_ttl=presence_ttl,
         gap_poll=gap_poll,
         sweep_interval=sweep_interval,
+        queue_push_interval=queue_push_interval,
         **_base(data_dir, db, db_schema),
     )
 

@@ -45,15 +45,30 @@ from .schema import events, mailboxes
 from .settings import Settings
 from .store import Store
 
-__all__ = ["Bus", "Hub", "LocalBus", "Push", "Sink", "Tx", "agent_key", "visitor_key"]
+__all__ = [
+    "AGENT_PREFIX",
+    "VISITOR_PREFIX",
+    "Bus",
+    "Hub",
+    "LocalBus",
+    "Push",
+    "Sink",
+    "Tx",
+    "agent_key",
+    "visitor_key",
+]
+
+
+AGENT_PREFIX = "a:"
+VISITOR_PREFIX = "v:"
 
 
 def agent_key(agent_id: int) -> str:
-    return f"a:{agent_id}"
+    return f"{AGENT_PREFIX}{agent_id}"
 
 
 def visitor_key(visitor_id: str) -> str:
-    return f"v:{visitor_id}"
+    return f"{VISITOR_PREFIX}{visitor_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,10 @@ class Sink(Protocol):
     """A connection that takes pushes (never blocks: it queues them)."""
 
     def offer(self, push: Push) -> None: ...
+
+    def reply(self, msg: dict[str, Any]) -> None:
+        """Send ``msg`` as it is, in order with the rest (a volatile push: no ``seq``)."""
+        ...
 
 
 class Bus(Protocol):
@@ -94,6 +113,21 @@ class Bus(Protocol):
         """Connected to some node."""
         ...
 
+    def local_recipients(self, prefix: str) -> list[str]:
+        """The recipients connected to this node whose key starts with ``prefix``."""
+        ...
+
+    def send_volatile(self, recipient: str, msg: dict[str, Any]) -> None:
+        """Send a volatile push (no ``seq``, not stored) to the recipient's connection here."""
+        ...
+
+    #: Called when another node says the queue changed (set by the router).
+    on_queue_changed: Callable[[], None] | None
+
+    def queue_changed(self) -> None:
+        """Tell the other nodes that the queue changed."""
+        ...
+
     async def announce(self, recipient: str) -> None:
         """This node is about to hold the recipient's connection (before its first reply)."""
         ...
@@ -106,6 +140,7 @@ class LocalBus:
 
     def __init__(self) -> None:
         self._sinks: dict[str, Sink] = {}
+        self.on_queue_changed: Callable[[], None] | None = None
 
     async def publish(self, push: Push) -> None:
         sink = self._sinks.get(push.recipient)
@@ -130,6 +165,17 @@ class LocalBus:
 
     async def present(self, recipient: str) -> bool:
         return recipient in self._sinks
+
+    def local_recipients(self, prefix: str) -> list[str]:
+        return [r for r in self._sinks if r.startswith(prefix)]
+
+    def send_volatile(self, recipient: str, msg: dict[str, Any]) -> None:
+        sink = self._sinks.get(recipient)
+        if sink is not None:
+            sink.reply(msg)
+
+    def queue_changed(self) -> None:
+        """One node: nobody else to tell."""
 
     async def announce(self, recipient: str) -> None:
         """One node: attaching is all there is."""

@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -59,6 +60,7 @@ class RedisBus:
         self.presence_ttl = presence_ttl
         self.channel = f"{prefix}bus"
         self._sinks: dict[str, Sink] = {}
+        self.on_queue_changed: Callable[[], None] | None = None
         self._redis: aioredis.Redis = aioredis.from_url(url)
         self._pubsub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -141,6 +143,19 @@ class RedisBus:
         now = self._now_ms()
         return any(int(v) > now for v in fields.values())
 
+    def local_recipients(self, prefix: str) -> list[str]:
+        return [r for r in self._sinks if r.startswith(prefix)]
+
+    def send_volatile(self, recipient: str, msg: dict[str, Any]) -> None:
+        sink = self._sinks.get(recipient)
+        if sink is not None:
+            sink.reply(msg)
+
+    def queue_changed(self) -> None:
+        """Every other node shows the queue anew (at-most-once is enough: the next change,
+        or a reconnect, shows the queue as it is)."""
+        self._spawn(self._send({"k": "queue", "n": self.node_id}))
+
     async def announce(self, recipient: str) -> None:
         """This node is about to hold the recipient's connection: present everywhere, now."""
         await self._mark(recipient)
@@ -218,6 +233,10 @@ class RedisBus:
         try:
             msg = json.loads(data)
             if msg["n"] == self.node_id:
+                return
+            if msg["k"] == "queue":
+                if self.on_queue_changed is not None:
+                    self.on_queue_changed()
                 return
             recipient = msg["r"]
             sink = self._sinks.get(recipient)

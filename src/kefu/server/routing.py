@@ -15,9 +15,21 @@ capacity.
 
 A pass runs when a session is queued, an agent becomes ready or connects, and
 a session closes (capacity freed): :meth:`Router.kick` starts one in the
-background, coalescing kicks that come while a pass runs. Every waiting
-visitor is told its position when it changes (``queue {"position": n}``), and
-every logged-in agent gets the waiting list (``queue {"waiting": [...]}``).
+background, coalescing kicks that come while a pass runs.
+
+The queue is *shown* by ``queue`` pushes: every waiting visitor is told its
+position when it changes (``queue {"position": n}``), and every connected
+agent gets the waiting list (``queue {"waiting": [...], "total": n}``). These
+describe a state, not events: each replaces the one before, so they are
+**volatile** (no ``seq``, not stored) and **coalesced** by the
+:class:`QueueNotifier`: a change marks the queue dirty after its commit, and
+one read of the queue then tells everyone connected to this node what changed,
+at most every ``queue_push_interval`` seconds however many sessions moved
+meanwhile (other nodes hear "the queue changed" on the bus). A client that
+(re)connects gets the state itself: an agent's ``auth`` answer has the
+waiting list, a visitor's ``hello`` answer its session with its position.
+Stored, per-recipient pushes for each change cost O(queue + agents) writes
+per session opened; see docs/decisions.md (D10).
 On PostgreSQL, an advisory lock (:meth:`Router.serialise`) makes the
 transactions that change the queue take turns, across nodes too: a pass reads
 the queue's head only after it holds the lock (READ COMMITTED: each statement
@@ -36,18 +48,18 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
-from kefu.protocol.codes import Code, TopState
+from kefu.protocol.codes import TopState
 from kefu.protocol.wire import event_message
 
 from .accounts import Agent, find_agent
 from .agents import Change
-from .hub import Hub, Tx, agent_key, visitor_key
+from .hub import AGENT_PREFIX, Hub, Tx, agent_key, visitor_key
 from .schema import agents, sessions, visitors
 from .settings import Settings
 from .store import iso
 from .views import fetch_messages, fetch_session, session_view
 
-__all__ = ["ROUTING_LOCK", "Router"]
+__all__ = ["ROUTING_LOCK", "QueueNotifier", "Router"]
 
 log = logging.getLogger("kefu.server.routing")
 ROUTING_LOCK = 0x6B656676
@@ -61,6 +73,7 @@ class Router:
     def __init__(self, hub: Hub, settings: Settings) -> None:
         self.hub = hub
         self.s = settings
+        self.notifier = QueueNotifier(self, settings.queue_push_interval)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._again = False
@@ -91,6 +104,7 @@ class Router:
 
     async def close(self) -> None:
         self._closed = True
+        await self.notifier.close()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -156,7 +170,7 @@ class Router:
         return None
 
     async def _assign(self, tx: Tx, session_id: str, agent: Agent) -> dict[str, Any]:
-        num = (
+        (  # raises if the session left the queue meanwhile
             await tx.conn.execute(
                 update(sessions)
                 .where(sessions.c.id == session_id, sessions.c.status == "queued")
@@ -171,7 +185,7 @@ class Router:
         history = await fetch_messages(tx.conn, session_id, last=self.s.history_in_assignment)
         await tx.push(agent_key(agent.id), event("sessionAssigned", {**view, "messages": history}))
         await tx.push(visitor_key(row.visitor_id), event("sessionAssigned", view))
-        await self.left_queue(tx, num)
+        self.queue_changed(tx)
         log.info("session %s assigned to %s", session_id, agent.name)
         return view
 
@@ -203,9 +217,6 @@ class Router:
 
     # --- queue pushes
 
-    async def _waiting(self, tx: Tx) -> list[Any]:
-        return await self._waiting_rows(tx.conn)
-
     @staticmethod
     async def _waiting_rows(conn: AsyncConnection) -> list[Any]:
         return list(
@@ -223,21 +234,9 @@ class Router:
             )
         )
 
-    async def joined_queue(self, tx: Tx, session_num: int) -> None:
-        """A session was queued: tell its visitor its position, and the agents the queue."""
-        waiting = await self._waiting(tx)
-        for i, w in enumerate(waiting):
-            if w.num == session_num:
-                await tx.push(visitor_key(w.visitor_id), event("queue", {"position": i + 1}))
-        await self._tell_agents(tx, waiting)
-
-    async def left_queue(self, tx: Tx, session_num: int) -> None:
-        """A session left the queue: everyone behind it moved up one place."""
-        waiting = await self._waiting(tx)
-        for i, w in enumerate(waiting):
-            if w.num > session_num:
-                await tx.push(visitor_key(w.visitor_id), event("queue", {"position": i + 1}))
-        await self._tell_agents(tx, waiting)
+    def queue_changed(self, tx: Tx) -> None:
+        """The queue changed in ``tx``: show it once ``tx`` has committed."""
+        tx.after_commit.append(self.notifier.changed)
 
     def _queue_payload(self, waiting: list[Any]) -> dict[str, Any]:
         listed = [
@@ -251,17 +250,75 @@ class Router:
         async with self.hub.store.read() as conn:
             return self._queue_payload(await self._waiting_rows(conn))
 
-    async def _tell_agents(self, tx: Tx, waiting: list[Any]) -> None:
-        payload = self._queue_payload(waiting)
-        ids = await tx.conn.execute(
-            select(agents.c.id).where(agents.c.state != Code.notLogin.value).order_by(agents.c.id)
-        )
-        for r in list(ids):
-            await tx.push(agent_key(r.id), event("queue", payload))
-
     async def position(self, tx: Tx, session_num: int) -> int:
         return (
             await tx.conn.execute(
                 select(func.count()).where(sessions.c.status == "queued", sessions.c.num <= session_num)
             )
         ).scalar_one()
+
+
+class QueueNotifier:
+    """Shows the queue to whoever is connected to this node: volatile, coalesced pushes.
+
+    :meth:`changed` marks the queue dirty; one task reads the queue and sends
+    each connected agent the waiting list and each connected waiting visitor
+    whose place moved its new position, then waits ``interval`` seconds
+    before it looks again (changes meanwhile are shown together). On several
+    nodes, :meth:`changed` also tells the other nodes through the bus."""
+
+    def __init__(self, router: Router, interval: float) -> None:
+        self.router = router
+        self.interval = interval
+        self.flushes = 0  # how many times the queue was read and shown (tests, benchmarks)
+        self._dirty = False
+        self._task: asyncio.Task[None] | None = None
+        self._told: dict[str, int] = {}  # visitor recipient → the position it was last told
+        self._closed = False
+        router.hub.bus.on_queue_changed = self._heard
+
+    def changed(self) -> None:
+        """The queue changed here: show it, and tell the other nodes."""
+        self._heard()
+        self.router.hub.bus.queue_changed()
+
+    def _heard(self) -> None:
+        if self._closed:
+            return
+        self._dirty = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="kefu-queue-pushes")
+
+    async def _run(self) -> None:
+        while self._dirty and not self._closed:
+            self._dirty = False
+            try:
+                await self._show()
+            except Exception:
+                log.exception("showing the queue failed; the next change shows it")
+            if self.interval > 0:
+                await asyncio.sleep(self.interval)  # a rate, not a wait for an event
+
+    async def _show(self) -> None:
+        router = self.router
+        bus = router.hub.bus
+        async with router.hub.store.read() as conn:
+            waiting = await router._waiting_rows(conn)
+        self.flushes += 1
+        for recipient in bus.local_recipients(AGENT_PREFIX):
+            bus.send_volatile(recipient, event("queue", router._queue_payload(waiting)))
+        told: dict[str, int] = {}
+        for i, w in enumerate(waiting):
+            key = visitor_key(w.visitor_id)
+            if not bus.connected(key):
+                continue
+            told[key] = i + 1
+            if self._told.get(key) != i + 1:
+                bus.send_volatile(key, event("queue", {"position": i + 1}))
+        self._told = told
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -117,7 +117,7 @@ class Sessions:
                 sid, num, status, agent_id = row.id, row.num, row.status, row.agent_id
             msg = await self._store(tx, sid, "visitor", visitor.recipient, text, client_msg_id)
             if row is None:
-                await self.router.joined_queue(tx, num)
+                self.router.queue_changed(tx)
                 queued = True
             elif status == "open" and agent_id is not None:
                 await tx.push(agent_key(agent_id), event("message", msg))
@@ -176,7 +176,7 @@ class Sessions:
         if row.agent_id is not None:
             await tx.push(agent_key(row.agent_id), event("sessionClosed", payload))
         if row.status == "queued":
-            await self.router.left_queue(tx, row.num)
+            self.router.queue_changed(tx)
         log.info("session %s closed by %s (%s)", row.id, by, reason)
         return payload
 

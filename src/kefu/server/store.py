@@ -19,13 +19,15 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from .onehop import connector
 from .settings import Settings
 
 __all__ = ["MIGRATION_LOCK", "Store", "aware", "iso", "new_id"]
@@ -102,6 +104,10 @@ class Store:
                 server_settings["search_path"] = schema
             if server_settings:
                 kwargs["connect_args"] = {"server_settings": server_settings}
+        if self.is_sqlite:
+            path = make_url(self.url).database
+            if path and path != ":memory:":
+                kwargs["async_creator"] = connector(Path(path))  # one trip a statement (onehop.py)
         engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

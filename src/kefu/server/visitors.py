@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,9 +21,9 @@ from kefu.protocol import ApiError, ErrorCode
 
 from .hub import Hub, open_mailbox, visitor_key
 from .schema import visitors
-from .store import new_id
+from .store import aware, new_id
 
-__all__ = ["Visitor", "identify"]
+__all__ = ["LAST_SEEN_RESOLUTION", "Visitor", "identify"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,32 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+#: ``last_seen_at`` is kept to this resolution: a visitor reconnecting within it (a
+#: reconnect storm, a flaky phone) is identified by a read alone, with no write.
+LAST_SEEN_RESOLUTION = timedelta(seconds=60)
+
+
+async def _known(hub: Hub, name: str, key: str | None) -> Visitor | None:
+    async with hub.store.read() as conn:
+        row = (
+            await conn.execute(
+                select(visitors.c.id, visitors.c.name, visitors.c.key_hash, visitors.c.last_seen_at).where(
+                    visitors.c.name == name
+                )
+            )
+        ).first()
+    if row is None:
+        return None
+    if key is None or not hmac.compare_digest(_hash(key), row.key_hash):
+        raise ApiError("this visitor name is taken; send its visitorKey", code=ErrorCode.forbidden)
+    now = hub.settings.now()
+    seen = aware(row.last_seen_at)
+    if seen is None or now - seen >= LAST_SEEN_RESOLUTION:
+        async with hub.transaction() as tx:
+            await tx.conn.execute(update(visitors).where(visitors.c.id == row.id).values(last_seen_at=tx.now))
+    return Visitor(row.id, row.name)
+
+
 async def identify(hub: Hub, name: str, key: str | None) -> tuple[Visitor, str]:
     """The visitor called ``name`` (created if new) and its key.
 
@@ -46,17 +73,10 @@ async def identify(hub: Hub, name: str, key: str | None) -> tuple[Visitor, str]:
     if not name.isprintable() or name != name.strip():
         raise ApiError("a visitor name is printable, without spaces around it", code=ErrorCode.invalid_field)
     for _ in range(2):  # a second round if another connection created the name meanwhile
-        async with hub.transaction() as tx:
-            row = (await tx.conn.execute(select(visitors).where(visitors.c.name == name))).first()
-            if row is not None:
-                if key is None or not hmac.compare_digest(_hash(key), row.key_hash):
-                    raise ApiError(
-                        "this visitor name is taken; send its visitorKey", code=ErrorCode.forbidden
-                    )
-                await tx.conn.execute(
-                    update(visitors).where(visitors.c.id == row.id).values(last_seen_at=tx.now)
-                )
-                return Visitor(row.id, row.name), key
+        known = await _known(hub, name, key)
+        if known is not None:
+            assert key is not None
+            return known, key
         new_key = secrets.token_urlsafe(24)
         vid = new_id()
         try:

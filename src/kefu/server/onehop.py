@@ -1,0 +1,116 @@
+"""SQLite for asyncio in one trip per statement.
+
+SQLAlchemy's ``sqlite+aiosqlite`` dialect runs each statement as four trips
+to aiosqlite's database thread (make a cursor, execute, fetch the rows, close
+the cursor), and every trip costs a queue hand-off, a future and a wake-up of
+the event loop: about 70–90 µs each here, so three quarters of a statement's
+cost was the trips, not SQLite (measured in docs/decisions.md, D11).
+
+:class:`OneHopConnection` is aiosqlite's connection with a cursor that does
+all of it in **one** trip: the worker thread creates the cursor, executes,
+fetches every row, reads ``rowcount`` / ``lastrowid`` / ``description`` and
+closes the cursor; the event-loop side then only hands those back. It is
+given to SQLAlchemy through ``create_async_engine(async_creator=…)``
+(:func:`connector`), so the dialect, the pool, the transactions and every
+query stay SQLAlchemy's. Reading all rows at once is what the dialect does
+anyway for non-streaming cursors; kefu never streams SQLite results.
+
+The ``sqlite3`` connection is used only in aiosqlite's thread, as before.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+__all__ = ["OneHopConnection", "OneHopCursor", "connector"]
+
+_Outcome = tuple[Any, list[Any], int, int | None]
+
+
+class OneHopCursor:
+    """An aiosqlite-compatible cursor: ``execute`` is one trip, the rest none."""
+
+    __slots__ = ("_conn", "_rows", "arraysize", "description", "lastrowid", "rowcount")
+
+    def __init__(self, conn: OneHopConnection) -> None:
+        self._conn = conn
+        self._rows: list[Any] = []
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self.arraysize = 1
+
+    async def __aenter__(self) -> OneHopCursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._rows = []
+
+    def __await__(self) -> Any:
+        async def me() -> OneHopCursor:
+            return self
+
+        return me().__await__()
+
+    async def _run(self, call: Callable[[sqlite3.Cursor], Any]) -> OneHopCursor:
+        raw = self._conn._conn  # used only inside the database thread
+
+        def work() -> _Outcome:
+            cur = raw.cursor()
+            try:
+                call(cur)
+                desc = cur.description
+                rows = cur.fetchall() if desc is not None else []
+                return desc, rows, cur.rowcount, cur.lastrowid
+            finally:
+                cur.close()
+
+        outcome: _Outcome = await self._conn._execute(work)  # type: ignore[no-untyped-call]
+        self.description, self._rows, self.rowcount, self.lastrowid = outcome
+        return self
+
+    async def execute(self, sql: str, parameters: Any = ()) -> OneHopCursor:
+        return await self._run(lambda cur: cur.execute(sql, parameters))
+
+    async def executemany(self, sql: str, parameters: Iterable[Any]) -> OneHopCursor:
+        seq = list(parameters)
+        return await self._run(lambda cur: cur.executemany(sql, seq))
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> Sequence[Any]:
+        n = self.arraysize if size is None else size
+        rows, self._rows = self._rows[:n], self._rows[n:]
+        return rows
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+class OneHopConnection(aiosqlite.Connection):
+    """aiosqlite's connection whose cursors take one trip a statement."""
+
+    def cursor(self) -> OneHopCursor:  # type: ignore[override]
+        return OneHopCursor(self)
+
+
+def connector(path: Path) -> Callable[[], Awaitable[OneHopConnection]]:
+    """The ``async_creator`` of an engine on the SQLite file ``path``."""
+
+    async def connect() -> OneHopConnection:
+        conn = OneHopConnection(lambda: sqlite3.connect(str(path)), iter_chunk_size=64)
+        conn._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
+        await conn
+        return conn
+
+    return connect
