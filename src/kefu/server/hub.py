@@ -221,6 +221,14 @@ async def open_mailbox(conn: AsyncConnection, recipient: str) -> None:
     await conn.execute(insert(mailboxes).values(recipient=recipient, last_seq=0))
 
 
+async def latest_seq(conn: AsyncConnection, recipient: str) -> int:
+    """The recipient's last push ``seq`` (0 before its first)."""
+    seq = (
+        await conn.execute(select(mailboxes.c.last_seq).where(mailboxes.c.recipient == recipient))
+    ).scalar_one_or_none()
+    return seq or 0
+
+
 class Hub:
     def __init__(self, store: Store, settings: Settings, bus: Bus | None = None) -> None:
         self.store = store
@@ -242,10 +250,7 @@ class Hub:
 
     async def latest_seq(self, recipient: str) -> int:
         async with self.store.read() as conn:
-            seq = (
-                await conn.execute(select(mailboxes.c.last_seq).where(mailboxes.c.recipient == recipient))
-            ).scalar_one_or_none()
-        return seq or 0
+            return await latest_seq(conn, recipient)
 
     async def pushes_after(self, recipient: str, after: int, limit: int = 500) -> list[Push]:
         """Stored pushes with ``seq > after``, oldest first, at most ``limit``."""
@@ -259,4 +264,4 @@ class Hub:
             return [Push(recipient, r.seq, r.message) for r in rows]
 
 
-__all__ += ["open_mailbox"]
+__all__ += ["latest_seq", "open_mailbox"]

@@ -17,11 +17,12 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
 
 from .accounts import Agent
-from .hub import Hub, Tx, agent_key, visitor_key
+from .hub import Hub, Tx, agent_key, latest_seq, visitor_key
 from .routing import Router, event
 from .schema import messages, sessions
 from .settings import Settings
@@ -226,23 +227,34 @@ class Sessions:
 
     async def active_of_visitor(self, visitor_id: str) -> dict[str, Any] | None:
         async with self.hub.store.read() as conn:
-            sid = (
-                await conn.execute(
-                    select(sessions.c.id).where(
-                        sessions.c.visitor_id == visitor_id, sessions.c.status != "closed"
-                    )
+            return await self._active(conn, visitor_id)
+
+    async def resume(self, visitor: Visitor) -> tuple[int, dict[str, Any] | None]:
+        """What a visitor's ``hello`` answer tells: its latest push ``seq`` and its active
+        session (with its place when queued), read together."""
+        async with self.hub.store.read() as conn:
+            latest = await latest_seq(conn, visitor.recipient)
+            return latest, await self._active(conn, visitor.id)
+
+    @staticmethod
+    async def _active(conn: AsyncConnection, visitor_id: str) -> dict[str, Any] | None:
+        sid = (
+            await conn.execute(
+                select(sessions.c.id).where(
+                    sessions.c.visitor_id == visitor_id, sessions.c.status != "closed"
                 )
-            ).scalar_one_or_none()
-            if sid is None:
-                return None
-            row = await fetch_session(conn, sid)
-            if row is None:
-                return None
-            view = session_view(row)
-            if row.status == "queued":
-                view["position"] = (
-                    await conn.execute(
-                        select(func.count()).where(sessions.c.status == "queued", sessions.c.num <= row.num)
-                    )
-                ).scalar_one()
+            )
+        ).scalar_one_or_none()
+        if sid is None:
+            return None
+        row = await fetch_session(conn, sid)
+        if row is None:
+            return None
+        view = session_view(row)
+        if row.status == "queued":
+            view["position"] = (
+                await conn.execute(
+                    select(func.count()).where(sessions.c.status == "queued", sessions.c.num <= row.num)
+                )
+            ).scalar_one()
         return view

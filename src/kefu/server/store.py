@@ -108,6 +108,10 @@ class Store:
             path = make_url(self.url).database
             if path and path != ":memory:":
                 kwargs["async_creator"] = connector(Path(path))  # one trip a statement (onehop.py)
+            # each connection is a thread and a file handle: keep enough open for the readers of a
+            # busy node rather than opening and closing overflow connections under load
+            kwargs["pool_size"] = 20
+            kwargs["max_overflow"] = 20
         engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
