@@ -798,25 +798,27 @@ class RigWorker:
         return t1 - t0
 
     async def requests(
-        self, *, path: str, mark: str, start_ns: int, duration: float, rate: float | None = None
+        self, *, paths: list[str], mark: str, start_ns: int, duration: float, rate: float | None = None
     ) -> Json:
-        """``mark`` by ``path`` (``sdk``: IMClient → plugin → server; ``plugin``: a raw client →
-        plugin → server; ``direct``: a raw client → server). With ``rate``: open loop, the
-        requests of all workers evenly spaced at ``rate`` per second; without: closed loop,
-        each client sends its next request when the last one is answered."""
-        lat: list[int] = []
+        """``mark`` by ``paths`` (``sdk``: IMClient → plugin → server; ``plugin``: a raw client →
+        plugin → server; ``direct``: a raw client → server), request *j* of agent *k* by
+        ``paths[(j + k) mod len(paths)]``: several paths interleave, so they are measured in
+        the same conditions. With ``rate``: open loop, the requests of all workers evenly
+        spaced at ``rate`` per second; without: closed loop, each agent sends its next
+        request when the last one is answered."""
+        records: list[Json] = []
         errors: Counter[str] = Counter()
         n = self.cfg.pairs
         end_ns = start_ns + int(duration * 1e9)
         inflight: set[asyncio.Task[None]] = set()
 
-        async def one(p: _Pair) -> None:
+        async def one(p: _Pair, path: str) -> None:
             try:
-                lat.append(await self._one_request(p, path, mark))
+                records.append({"rtt_ns": await self._one_request(p, path, mark), "path": path})
             except _CallError as exc:
-                errors[exc.code] += 1
+                errors[f"{path}: {exc.code}"] += 1
             except (TimeoutError, ConnectionError, ConnectionClosed) as exc:
-                errors[type(exc).__name__] += 1
+                errors[f"{path}: {type(exc).__name__}"] += 1
 
         async def open_loop(p: _Pair) -> None:
             assert rate is not None
@@ -827,13 +829,15 @@ class RigWorker:
                 delay = (slot - time.monotonic_ns()) / 1e9
                 if delay > 0:
                     await asyncio.sleep(delay)
-                task = asyncio.create_task(one(p))
+                task = asyncio.create_task(one(p, paths[(j + p.k) % len(paths)]))
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
 
         async def closed_loop(p: _Pair) -> None:
-            while time.monotonic_ns() < end_ns:
-                await one(p)
+            for j in itertools.count():
+                if time.monotonic_ns() >= end_ns:
+                    return
+                await one(p, paths[(j + p.k) % len(paths)])
 
         delay = (start_ns - time.monotonic_ns()) / 1e9
         if delay > 0:
@@ -843,7 +847,7 @@ class RigWorker:
         if inflight:
             await asyncio.wait(set(inflight), timeout=self.cfg.timeout + 5)
         return {
-            "records": [{"rtt_ns": x} for x in lat],
+            "records": records,
             "errors": dict(errors),
             "failed": sum(errors.values()),
             "s": time.monotonic() - t0,

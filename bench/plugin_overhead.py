@@ -3,8 +3,8 @@
 The request is ``getState``: the plugin forwards it to the server unchanged
 (``FORWARDED_MARKS``), the server reads the agent's state and answers, the
 plugin maps the answer back to the SDK's id. Three paths, each with its own
-client per agent, measured one after the other against the same
-``kefu server`` process (agents as in :mod:`bench.agents_rig`):
+client per agent, against the same ``kefu server`` process (agents as in
+:mod:`bench.agents_rig`):
 
 - **sdk**: a real ``IMClient`` → a real plugin (``--no-media``) → server;
   timed from the API call to its ``callback(state, payload)``;
@@ -15,11 +15,20 @@ client per agent, measured one after the other against the same
   ``/ws/agent`` (another agent account: ``POST /api/login``, ``auth``)
   sending the same ``getState``.
 
-Phases: an open loop at a set rate over all agents (latency: p50 / p99 /
-max), then a closed loop (each client sends its next request when the last
-is answered: requests/s). The ratio column is path ÷ direct: the overhead.
-The plugin's flood guard (100 messages / 10 s per SDK connection) is lifted,
-as the server's is (``--rate-limit-messages``): what is measured is the path.
+Phases, after a short warm-up that is not counted:
+
+1. **open loop**: ``rate`` requests/s over all agents, evenly spaced, the
+   three paths **interleaved** (request *j* of agent *k* goes by path
+   ``(j + k) mod 3``), so each path is measured under the same server load
+   and the same noise of a shared machine: round trip p50 / p99 / max;
+2. **closed loop**, each path alone in turn (every client sends its next
+   request when the last is answered): requests/s, and the CPU of the
+   server and of the client side (plugins and SDKs run on the same two
+   cores as the server).
+
+The ratio column is path ÷ direct: the overhead. The plugin's flood guard
+(100 messages / 10 s per SDK connection) is lifted, as the server's is
+(``--rate-limit-messages``): what is measured is the path, not the guard.
 """
 
 from __future__ import annotations
@@ -36,18 +45,54 @@ from bench.kefu_server import AGENT_PASSWORD, add_agents, agent_names, kefu_proc
 __all__ = ["PATHS", "measure", "run"]
 
 PATHS = ("direct", "plugin", "sdk")
+LABELS = {"sdk": "IMClient → plugin → server", "plugin": "raw client → plugin → server", "direct": "direct"}
 MARK = "getState"
 AGENTS = 100
 RATE = 100.0  # requests/s over all agents in the open loop
 
 
+def _phase(
+    pool: RigPool, srv: Any, paths: list[str], *, rate: float | None, duration: float
+) -> dict[str, Any]:
+    s0, l0, m0 = srv.sample(), [proc_sample(p) for p in pool.pids], system_cpu()
+    start_ns = time.monotonic_ns() + 300_000_000
+    m = merge(
+        pool.call(
+            "requests",
+            timeout=duration + 120,
+            paths=paths,
+            mark=MARK,
+            start_ns=start_ns,
+            duration=duration,
+            rate=rate,
+        )
+    )
+    s1, l1, m1 = srv.sample(), [proc_sample(p) for p in pool.pids], system_cpu()
+    span = (m["end_ns"] - m["start_ns"]) / 1e9
+    out: dict[str, Any] = {
+        "errors": m["errors"],
+        "server_cpu_pct": s1.cpu_percent_since(s0),
+        "load_cpu_pct": sum(b.cpu_percent_since(a) for a, b in zip(l0, l1, strict=True)),
+        "machine_busy_pct": machine_busy_pct(m0, m1),
+    }
+    for path in paths:
+        recs = [r for r in m["records"] if r["path"] == path]
+        out[path] = {
+            "requests": len(recs),
+            "per_s": len(recs) / span if span > 0 else None,
+            "rtt_ms": percentiles(latency_ms(recs, "rtt_ns")),
+            "errors": {c: n for c, n in m["errors"].items() if c.startswith(f"{path}:")},
+        }
+    return out
+
+
 def measure(
-    workdir: Path, *, agents: int, workers: int, rate: float, duration: float, closed: float
+    workdir: Path, *, agents: int, workers: int, rate: float, duration: float, closed: float, warmup: float
 ) -> dict[str, Any]:
     names = agent_names(agents)
     direct = tuple(f"bench-direct-{k}" for k in range(agents))
     add_agents(workdir / "data", names + direct, capacity=5)
-    out: dict[str, Any] = {"agents": agents, "rate": rate, "duration_s": duration, "closed_s": closed}
+    out: dict[str, Any] = {"agents": agents, "rate": rate, "open_s": duration, "closed_s": closed}
     with kefu_process(workdir) as srv:
         cfg = RigConfig(
             target="kefu",
@@ -66,64 +111,64 @@ def measure(
             out["ready"] = sum(r["pairs"] - r["failed"] for r in setup)
             out["setup_s"] = max(r["s"] for r in setup)
             out["setup_errors"] = [e for r in setup for e in r["errors"]][:5]
-            for loop, r, d in (("open", rate, duration), ("closed", None, closed)):
-                for path in PATHS:
-                    s0, l0, m0 = srv.sample(), [proc_sample(p) for p in pool.pids], system_cpu()
-                    start_ns = time.monotonic_ns() + 300_000_000
-                    m = merge(
-                        pool.call(
-                            "requests",
-                            timeout=d + 120,
-                            path=path,
-                            mark=MARK,
-                            start_ns=start_ns,
-                            duration=d,
-                            rate=r,
-                        )
-                    )
-                    s1, l1, m1 = srv.sample(), [proc_sample(p) for p in pool.pids], system_cpu()
-                    span = (m["end_ns"] - m["start_ns"]) / 1e9
-                    out[f"{loop}_{path}"] = {
-                        "requests": len(m["records"]),
-                        "errors": m["errors"],
-                        "per_s": len(m["records"]) / span if span > 0 else None,
-                        "rtt_ms": percentiles(latency_ms(m["records"], "rtt_ns")),
-                        "server_cpu_pct": s1.cpu_percent_since(s0),
-                        "load_cpu_pct": sum(b.cpu_percent_since(a) for a, b in zip(l0, l1, strict=True)),
-                        "machine_busy_pct": machine_busy_pct(m0, m1),
-                    }
+            out["warmup"] = _phase(pool, srv, list(PATHS), rate=rate, duration=warmup)  # not shown
+            out["open"] = _phase(pool, srv, list(PATHS), rate=rate, duration=duration)
+            out["closed"] = {path: _phase(pool, srv, [path], rate=None, duration=closed) for path in PATHS}
             pool.call("close", timeout=120)
         out["server_log_tail"] = srv.tail(1500)
     return out
 
 
-def _rows(k: dict[str, Any], loop: str) -> list[Row]:
-    d = k[f"{loop}_direct"]
+def _errors(errs: dict[str, int]) -> str:
+    return ", ".join(f"{c}×{n}" for c, n in errs.items()) if errs else "0"
+
+
+def _open_rows(k: dict[str, Any]) -> list[Row]:
+    o = k["open"]
+    d = o["direct"]["rtt_ms"]
     rows: list[Row] = []
-    for path, label in (("sdk", "IMClient → plugin → server"), ("plugin", "raw client → plugin → server")):
-        x = k[f"{loop}_{path}"]
+    for path in ("sdk", "plugin"):
+        x = o[path]["rtt_ms"]
         rows += [
-            Row(f"{label}: round trip p50", x["rtt_ms"]["p50"], "ms", d["rtt_ms"]["p50"]),
-            Row(f"{label}: round trip p99", x["rtt_ms"]["p99"], "ms", d["rtt_ms"]["p99"]),
-            Row(f"{label}: round trip max", x["rtt_ms"]["max"], "ms", d["rtt_ms"]["max"]),
+            Row(f"{LABELS[path]}: round trip p50", x["p50"], "ms", d["p50"]),
+            Row(f"{LABELS[path]}: round trip p99", x["p99"], "ms", d["p99"]),
+            Row(f"{LABELS[path]}: round trip max", x["max"], "ms", d["max"]),
         ]
-        if x["rtt_ms"]["p50"] is not None and d["rtt_ms"]["p50"] is not None:
-            rows.append(
-                Row(f"{label}: added to the p50", x["rtt_ms"]["p50"] - d["rtt_ms"]["p50"], "ms", ratio=None)
-            )
+        if x["p50"] is not None and d["p50"] is not None:
+            rows.append(Row(f"{LABELS[path]}: added to the p50", x["p50"] - d["p50"], "ms"))
+    rows += [
+        Row("requests answered (sdk / plugin / direct)", " / ".join(f"{o[p]['requests']:,}" for p in PATHS)),
+        Row("server CPU (the three paths together)", o["server_cpu_pct"], "%"),
+        Row("client side CPU: plugins, SDKs, clients", o["load_cpu_pct"], "%"),
+        Row("error answers", _errors(o["errors"])),
+    ]
+    return rows
+
+
+def _closed_rows(k: dict[str, Any]) -> list[Row]:
+    c = k["closed"]
+    d = c["direct"]
+    rows: list[Row] = []
+    for path in ("sdk", "plugin"):
+        x = c[path]
         rows += [
-            Row(f"{label}: requests/s", x["per_s"], "/s", d["per_s"]),
-            Row(f"{label}: server CPU", x["server_cpu_pct"], "%", d["server_cpu_pct"]),
-            Row(f"{label}: client side CPU (workers)", x["load_cpu_pct"], "%", d["load_cpu_pct"]),
+            Row(f"{LABELS[path]}: requests/s", x[path]["per_s"], "/s", d["direct"]["per_s"]),
+            Row(
+                f"{LABELS[path]}: round trip p50",
+                x[path]["rtt_ms"]["p50"],
+                "ms",
+                d["direct"]["rtt_ms"]["p50"],
+            ),
+            Row(
+                f"{LABELS[path]}: round trip p99",
+                x[path]["rtt_ms"]["p99"],
+                "ms",
+                d["direct"]["rtt_ms"]["p99"],
+            ),
+            Row(f"{LABELS[path]}: server CPU", x["server_cpu_pct"], "%", d["server_cpu_pct"]),
+            Row(f"{LABELS[path]}: client side CPU", x["load_cpu_pct"], "%", d["load_cpu_pct"]),
         ]
-    errs = {f"{p}: {c}": n for p in PATHS for c, n in k[f"{loop}_{p}"]["errors"].items()}
-    rows.append(
-        Row(
-            "requests / error answers",
-            f"{sum(k[f'{loop}_{p}']['requests'] for p in PATHS):,} / {sum(errs.values())}",
-            ", ".join(f"{c}×{n}" for c, n in errs.items()),
-        )
-    )
+    rows.append(Row("error answers", _errors({e: n for p in PATHS for e, n in c[p]["errors"].items()})))
     return rows
 
 
@@ -135,7 +180,7 @@ def run(
     n = agents or (6 if quick else AGENTS)
     w = workers or 2
     rate = 30.0 if quick else RATE
-    duration, closed = (2.0, 1.0) if quick else (10.0, 5.0)
+    duration, closed, warmup = (2.0, 1.0, 0.5) if quick else (15.0, 5.0, 2.0)
     res.params = {
         "agents": n,
         "workers": w,
@@ -143,17 +188,22 @@ def run(
         "rate": rate,
         "open_s": duration,
         "closed_s": closed,
+        "warmup_s": warmup,
     }
     with tempfile.TemporaryDirectory(prefix="kefu-bench-") as tmp:
-        k = measure(Path(tmp), agents=n, workers=w, rate=rate, duration=duration, closed=closed)
+        k = measure(
+            Path(tmp), agents=n, workers=w, rate=rate, duration=duration, closed=closed, warmup=warmup
+        )
     res.raw = k
     if k["setup_errors"] or k["ready"] < n:
         res.notes.append(f"{k['ready']} of {n} agents set up: {k['setup_errors']}")
     res.add(Row("agents ready (plugin + IMClient + raw + direct)", k["ready"], f"of {n}"))
-    res.add(Row(f"— open loop: {rate:g} {MARK}/s over {n} agents, {duration:g} s each path"))
-    res.add(*_rows(k, "open"))
-    res.add(Row(f"— closed loop: {n} clients, {closed:g} s each path"))
-    res.add(*_rows(k, "closed"))
+    res.add(
+        Row(f"— open loop: {rate:g} {MARK}/s over {n} agents, the three paths interleaved, {duration:g} s")
+    )
+    res.add(*_open_rows(k))
+    res.add(Row(f"— closed loop: {n} clients, each path alone for {closed:g} s"))
+    res.add(*_closed_rows(k))
     res.notes.append(
         f"baseline column: an SDK-like raw client on the server's /ws/agent sending the same {MARK}; "
         "ratio = via the plugin ÷ direct"

@@ -161,10 +161,14 @@ def test_plugin_quick() -> None:
     assert r.status == "ok", r.notes
     k = r.raw
     assert k["ready"] == 3 and not k["setup_errors"]
-    for loop in ("open", "closed"):
-        for path in ("direct", "plugin", "sdk"):
-            x = k[f"{loop}_{path}"]
-            assert x["errors"] == {} and x["requests"] > 0 and x["per_s"] > 0, (loop, path, x)
+    phases = [(k["open"], ("direct", "plugin", "sdk"))] + [
+        (k["closed"][p], (p,)) for p in ("direct", "plugin", "sdk")
+    ]
+    for phase, paths in phases:
+        assert phase["errors"] == {}, phase["errors"]
+        for path in paths:
+            x = phase[path]
+            assert x["requests"] > 0 and x["per_s"] > 0, (path, x)
             _sane(x["rtt_ms"], x["requests"])
     ratios = [row.ratio for row in r.rows if row.figure.endswith("round trip p50")]
     assert len(ratios) == 4 and all(x is not None and x > 0 for x in ratios)
