@@ -87,6 +87,7 @@ class Settings:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     queue_push_limit: int = 50  # waiting sessions listed in an agent's queue push
+    listen_backlog: int = 4096  # connections waiting to be accepted (the kernel caps it at somaxconn)
     queue_push_interval: float = 0.2  # at most one round of (volatile) queue pushes per interval
     history_in_assignment: int = 100  # messages included when a session is assigned
     # --- several nodes (issue 9): PostgreSQL + Redis; None: one node, the in-process bus
