@@ -1,4 +1,4 @@
-"""One connection's outgoing messages: replies and pushes, in order, by one task.
+"""One connection's outgoing messages: replies and pushes, in order, by one task at a time.
 
 Pushes leave strictly in ``seq`` order: one at or below the last sent is a
 duplicate (a replay overlapped a live push) and is dropped; one past a gap
@@ -7,6 +7,11 @@ makes the outbox read the gap from the database first (see
 nothing after it), an outbox idle for ``gap_poll`` seconds compares its last
 ``seq`` with the stored one and sends what it missed. A client that does not read fills the bounded queue
 and is closed with 1008; it resumes from its last ``seq`` when it reconnects.
+
+Memory: an idle connection holds no queue and no task of its own (most
+visitors are idle; each would cost ~4 KiB). The first message queued starts a
+sending task, which sends until the queue is empty and ends; messages queued
+meanwhile join its queue, so they still leave in order and one at a time.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -33,7 +39,22 @@ CLOSE_REPLACED = 4001
 
 
 class Outbox:
-    """One connection's outgoing messages, sent in order by one task."""
+    """One connection's outgoing messages, sent in order by one task at a time."""
+
+    __slots__ = (
+        "_dead",
+        "_items",
+        "_started",
+        "_stopped",
+        "_task",
+        "_timer",
+        "gap_poll",
+        "hub",
+        "last_sent",
+        "limit",
+        "recipient",
+        "ws",
+    )
 
     def __init__(self, ws: WebSocket, services: Services, limit: int, *, gap_poll: float = 0.0) -> None:
         self.ws = ws
@@ -42,22 +63,49 @@ class Outbox:
         self.limit = limit
         self.recipient: str | None = None
         self.last_sent = 0
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._stopped = False
+        self._items: deque[tuple[str, Any]] | None = None  # None while empty
+        self._task: asyncio.Task[None] | None = None  # the sending task, while there is something to send
+        self._timer: asyncio.TimerHandle | None = None  # the idle poll (gap_poll > 0)
+        self._started = False
+        self._stopped = False  # closing: nothing more is queued
+        self._dead = False  # a send failed: nothing more is sent
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="kefu-outbox")
+        """The socket is accepted: send what is queued, and from now on."""
+        self._started = True
+        self._wake()
+
+    def _wake(self) -> None:
+        """Start the sending task if there is something to send and none runs."""
+        if self._task is not None or not self._started or self._dead:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._items:
+            self._task = asyncio.create_task(self._run(poll=False), name="kefu-outbox")
+        elif self.gap_poll > 0 and not self._stopped:
+            self._timer = asyncio.get_running_loop().call_later(self.gap_poll, self._idle_poll)
+
+    def _idle_poll(self) -> None:
+        self._timer = None
+        if self._task is None and not self._stopped and not self._dead:
+            self._task = asyncio.create_task(self._run(poll=True), name="kefu-outbox")
 
     def _put(self, kind: str, item: Any) -> None:
-        if self._stopped:
+        if self._stopped or self._dead:
             return
-        if self._queue.qsize() >= self.limit and kind != "close":
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        elif len(items) >= self.limit and kind != "close":
             log.warning("%s reads too slowly: closing it (it resumes from its last seq)", self.recipient)
             self._stopped = True
-            self._queue.put_nowait(("close", (CLOSE_POLICY, "too slow")))
+            items.append(("close", (CLOSE_POLICY, "too slow")))
+            self._wake()
             return
-        self._queue.put_nowait((kind, item))
+        items.append((kind, item))
+        self._wake()
 
     def reply(self, msg: Json) -> None:
         self._put("text", encode(msg))
@@ -91,58 +139,67 @@ class Outbox:
                 await self.ws.send_text(p.text)
                 self.last_sent = p.seq
 
-    async def _next(self) -> tuple[str, Any] | None:
-        """The next item; ``None`` after ``gap_poll`` idle seconds (when polling is on)."""
-        if self.gap_poll <= 0:
-            return await self._queue.get()
-        try:
-            return await asyncio.wait_for(self._queue.get(), self.gap_poll)
-        except TimeoutError:
-            return None
+    async def _send(self, kind: str, item: Any) -> bool:
+        """Send one queued item; ``True`` once the connection is closed."""
+        if kind == "text":
+            await self.ws.send_text(item)
+        elif kind == "push":
+            if item.seq <= self.last_sent:
+                return False  # sent already (a replay overlapped a live push)
+            if item.seq > self.last_sent + 1:
+                await self._fill(item.seq - 1)
+            await self.ws.send_text(item.text)
+            self.last_sent = item.seq
+        elif kind == "catchup":
+            await self._fill(None)
+        else:
+            code, reason = item
+            await self.ws.close(code, reason)
+            return True
+        return False
 
-    async def _run(self) -> None:
+    async def _run(self, *, poll: bool) -> None:
+        """Send until the queue is empty (after the idle poll's look, when ``poll``)."""
         try:
-            while True:
-                got = await self._next()
-                if got is None:
-                    if (
-                        self.recipient is not None
-                        and await self.hub.latest_seq(self.recipient) > self.last_sent
-                    ):
-                        log.info("%s: pushes lost on the bus; sending them from the database", self.recipient)
-                        await self._fill(None)
-                    continue
-                kind, item = got
-                if kind == "text":
-                    await self.ws.send_text(item)
-                elif kind == "push":
-                    if item.seq <= self.last_sent:
-                        continue  # sent already (a replay overlapped a live push)
-                    if item.seq > self.last_sent + 1:
-                        await self._fill(item.seq - 1)
-                    await self.ws.send_text(item.text)
-                    self.last_sent = item.seq
-                elif kind == "catchup":
-                    await self._fill(None)
-                else:
-                    code, reason = item
-                    await self.ws.close(code, reason)
-                    return
+            if (
+                poll
+                and self.recipient is not None
+                and await self.hub.latest_seq(self.recipient) > self.last_sent
+            ):
+                log.info("%s: pushes lost on the bus; sending them from the database", self.recipient)
+                await self._fill(None)
+            while self._items:
+                kind, item = self._items.popleft()
+                if await self._send(kind, item):
+                    self._dead = True  # closed: nothing more to send
+                    break
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             log.debug("outbox of %s stopped: %r", self.recipient, exc)
+            self._dead = True
         except Exception:
             # e.g. the database failed while filling a gap: the client resumes from its last seq
             log.exception("outbox of %s failed; closing the connection", self.recipient)
             self._stopped = True
+            self._dead = True
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await self.ws.close(1011, "internal error")
+        # no await between the queue's last look and here: nothing is left queued without a task
+        self._task = None
+        self._items = None
+        self._wake()  # the idle poll's timer
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
+        self._dead = True
+        self._items = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     @property
     def closing(self) -> bool:
