@@ -2,13 +2,12 @@
 
 Theory of operation
 -------------------
-A connection has two tasks. The handler's task reads: every frame is
-rate-limited, size-checked and decoded by
-:func:`kefu.protocol.wire.decode_request` against the socket's API; a bad one
-is answered with an error in the spec's form and the connection stays up.
-The :class:`~kefu.server.outbox.Outbox` task writes: replies and pushes go
-through one bounded queue, so they leave in order, and pushes leave strictly
-in ``seq`` order.
+The handler's task reads: every frame is rate-limited, size-checked and
+decoded by :func:`kefu.protocol.wire.decode_request` against the socket's API;
+a bad one is answered with an error in the spec's form and the connection
+stays up. The :class:`~kefu.server.outbox.Outbox` writes: replies and pushes
+go through one bounded queue, sent by a task of its own while the queue is not
+empty, so they leave in order, and pushes leave strictly in ``seq`` order.
 
 Until the first message (``auth`` / ``hello``) succeeds, only that message is
 accepted; without it within ``auth_timeout`` the connection closes with 1008.
@@ -26,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
 
 from starlette.websockets import WebSocket, WebSocketState
 
@@ -82,14 +81,31 @@ __all__ = [
 
 log = logging.getLogger("kefu.server.connection")
 
-Handler = Callable[[Request], Awaitable[None]]
+#: A request's handler: a method of the connection's class, called with the connection.
+Handler = Callable[[Any, Request], Awaitable[None]]
 
 
 class Connection:
-    """What both sockets share: limits, decoding, dispatch, errors."""
+    """What both sockets share: limits, decoding, dispatch, errors.
 
-    api: Api
-    first_mark: str
+    Memory (thousands of idle visitors): ``__slots__``, and the handlers are one
+    table per class, not bound methods per connection."""
+
+    __slots__ = (
+        "_oversize",
+        "_strikes",
+        "_window_count",
+        "_window_start",
+        "authenticated",
+        "outbox",
+        "s",
+        "services",
+        "ws",
+    )
+
+    api: ClassVar[Api]
+    first_mark: ClassVar[str]
+    handlers: ClassVar[Mapping[str, Handler]] = {}
 
     def __init__(self, ws: WebSocket, services: Services) -> None:
         self.ws = ws
@@ -98,7 +114,6 @@ class Connection:
         poll = self.s.gap_poll if self.s.redis_url else 0.0  # pub/sub may lose a push: look now and then
         self.outbox = Outbox(ws, services, self.s.outbound_queue, gap_poll=poll)
         self.authenticated = False
-        self.handlers: dict[str, Handler] = {}
         self._window_start = 0.0
         self._window_count = 0
         self._strikes = 0
@@ -153,7 +168,8 @@ class Connection:
         while not self.outbox.closing:
             if self.authenticated:
                 deadline = None
-            msg = await self._receive(deadline)
+            # idle (most connections, most of the time): one coroutine frame less
+            msg = dict(await self.ws.receive()) if deadline is None else await self._receive(deadline)
             if msg is None:
                 log.info("no %s within %.1f s: closing", self.first_mark, self.s.auth_timeout)
                 self.outbox.close(CLOSE_POLICY, f"send {self.first_mark} first")
@@ -162,6 +178,7 @@ class Connection:
             if msg["type"] == "websocket.disconnect":
                 return
             await self._frame(msg.get("text"), msg.get("bytes"))
+            msg = None  # not kept while waiting for the next one
         await self._drain_until_closed()
 
     async def _drain_until_closed(self) -> None:
@@ -233,7 +250,7 @@ class Connection:
     async def dispatch(self, req: Request) -> None:
         handler = self.handlers[req.mark]  # decode_request only lets the API's marks through
         try:
-            await handler(req)
+            await handler(self, req)
         except InvalidTransition as exc:
             self.outbox.reply(error_message(req.mark, exc.code, exc.msg, rid=req.id, state=exc.state))
         except ApiError as exc:
@@ -273,26 +290,14 @@ class Connection:
 class AgentConnection(Connection):
     """``/ws/agent``: the plugin's link (see :mod:`kefu.protocol.agent_api`)."""
 
+    __slots__ = ("agent_id", "agent_name")
+
     api = AGENT_API
     first_mark = "auth"
 
     def __init__(self, ws: WebSocket, services: Services) -> None:
         super().__init__(ws, services)
         self.agent_id: int | None = None
-        self.handlers = {
-            "auth": self.on_auth,
-            "pickUpSession": self.on_pick_up,
-            "chatClose": self.on_chat_close,
-            "sendMessage": self.on_send,
-            "setAgentState": self.on_set_state,
-            "logout": self.on_logout,
-            "sessionCount": self.on_session_count,
-            "sessionState": self.on_session_state,
-            "getState": self.on_get_state,
-            "ping": self.on_ping,
-        }
-        for mark in (*CALL_MARKS, "signal", "inviteShare", "takePhoto"):
-            self.handlers[mark] = self.on_call
         self.agent_name: str | None = None
 
     async def closed(self) -> None:
@@ -395,9 +400,25 @@ class AgentConnection(Connection):
     async def on_call(self, req: Request) -> None:
         await self.services.calls.handle(await self._me(), req, self)
 
+    handlers: ClassVar[Mapping[str, Handler]] = {
+        "auth": on_auth,
+        "pickUpSession": on_pick_up,
+        "chatClose": on_chat_close,
+        "sendMessage": on_send,
+        "setAgentState": on_set_state,
+        "logout": on_logout,
+        "sessionCount": on_session_count,
+        "sessionState": on_session_state,
+        "getState": on_get_state,
+        "ping": on_ping,
+        **dict.fromkeys((*CALL_MARKS, "signal", "inviteShare", "takePhoto"), on_call),
+    }
+
 
 class VisitorConnection(Connection):
     """``/ws/visitor``: a visitor's page or :class:`kefu.visitor.Visitor`."""
+
+    __slots__ = ("visitor",)
 
     api = VISITOR_API
     first_mark = "hello"
@@ -405,19 +426,6 @@ class VisitorConnection(Connection):
     def __init__(self, ws: WebSocket, services: Services) -> None:
         super().__init__(ws, services)
         self.visitor: Visitor | None = None
-        self.handlers = {
-            "hello": self.on_hello,
-            "sendMessage": self.on_send,
-            "closeSession": self.on_close,
-            "ping": self.on_ping,
-            "requestVideo": self.on_request_video,
-            "answerCall": self.on_answer_call,
-            "joinCall": self.on_join_call,
-            "hangup": self.on_hangup,
-            "signal": self.on_signal,
-            "shareAnswer": self.on_share_answer,
-            "photoAnswer": self.on_photo_answer,
-        }
 
     async def closed(self) -> None:
         await super().closed()
@@ -496,3 +504,17 @@ class VisitorConnection(Connection):
 
     async def on_ping(self, req: Request) -> None:
         self.ok(req, sub_mark="pong")
+
+    handlers: ClassVar[Mapping[str, Handler]] = {
+        "hello": on_hello,
+        "sendMessage": on_send,
+        "closeSession": on_close,
+        "ping": on_ping,
+        "requestVideo": on_request_video,
+        "answerCall": on_answer_call,
+        "joinCall": on_join_call,
+        "hangup": on_hangup,
+        "signal": on_signal,
+        "shareAnswer": on_share_answer,
+        "photoAnswer": on_photo_answer,
+    }
