@@ -5,6 +5,14 @@ migrates the database) and closes them on shutdown. Routes: ``/doLogin`` and
 ``/api/…`` (:mod:`kefu.server.api`), ``/ws/agent`` and ``/ws/visitor``
 (:mod:`kefu.server.connection`), OpenAPI docs at ``/docs``.
 
+The two WebSockets go straight from the ASGI call to their connection
+(:class:`KefuApp`), past FastAPI's middleware stack and router: a socket lives
+for hours, and every layer of the stack keeps a frame, an exit stack or an
+exception-handler closure alive for as long as it does (~10 KiB of the
+~40 KiB an idle visitor cost, docs/benchmarks.md). They use none of it: no
+dependencies, no HTTP middleware, no exception handlers (a failure is logged
+by uvicorn, as before).
+
 Logging: uvicorn's access log is off, because it would print ``/doLogin``'s
 query string, which holds the password (reliability T14). The app logs each
 request's method, path (never the query), status and time instead.
@@ -34,7 +42,7 @@ from .connection import AgentConnection, VisitorConnection
 from .services import Services
 from .settings import Settings
 
-__all__ = ["WEB", "create_app"]
+__all__ = ["WEB", "KefuApp", "create_app"]
 
 #: The static pages and imclient.js (no build step).
 WEB = Path(__file__).resolve().parent.parent / "web"
@@ -81,7 +89,30 @@ def _error(code: ErrorCode, msg: str | None = None, status: int | None = None, *
     return JSONResponse({"error": body}, status_code=status or CATALOGUE[code].http_status)
 
 
-def create_app(settings: Settings) -> FastAPI:
+#: The WebSocket paths and the connection class serving each.
+SOCKETS: dict[str, type[AgentConnection | VisitorConnection]] = {
+    "/ws/agent": AgentConnection,
+    "/ws/visitor": VisitorConnection,
+}
+
+
+class KefuApp(FastAPI):
+    """FastAPI, with :data:`SOCKETS` served directly (see the module's docstring)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            conn = SOCKETS.get(path)
+            if conn is not None:
+                await conn(WebSocket(scope, receive, send), self.state.services).serve()
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings) -> KefuApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await Services.open(settings)
@@ -90,7 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await app.state.services.close()
 
-    app = FastAPI(
+    app = KefuApp(
         title="kefu server",
         summary="Video customer service: agents, visitors, IM sessions, calls.",
         version="1",
@@ -137,12 +168,4 @@ def create_app(settings: Settings) -> FastAPI:
     async def index() -> RedirectResponse:
         return RedirectResponse("/visitor")
 
-    @app.websocket("/ws/agent")
-    async def ws_agent(websocket: WebSocket) -> None:
-        await AgentConnection(websocket, app.state.services).serve()
-
-    @app.websocket("/ws/visitor")
-    async def ws_visitor(websocket: WebSocket) -> None:
-        await VisitorConnection(websocket, app.state.services).serve()
-
-    return app
+    return app  # /ws/agent and /ws/visitor: KefuApp.__call__
