@@ -480,12 +480,12 @@ class VisitorConnection(Connection):
         sv = self.services
         visitor, key = await identify(sv.hub, p.name, p.visitorKey)
         await sv.hub.bus.announce(visitor.recipient)  # present on every node before the reply
-        latest = await sv.hub.latest_seq(visitor.recipient)
+        latest, session = await sv.sessions.resume(visitor)
         payload = {
             "visitorId": visitor.id,
             "visitorName": visitor.name,
             "visitorKey": key,
-            "session": await sv.sessions.active_of_visitor(visitor.id),
+            "session": session,
             "lastSeq": latest,
         }
         self.ok(req, payload)

@@ -225,10 +225,6 @@ class Sessions:
         async with self.hub.store.read() as conn:
             return await fetch_sessions(conn, status="open", agent_id=agent_id, limit=10_000)
 
-    async def active_of_visitor(self, visitor_id: str) -> dict[str, Any] | None:
-        async with self.hub.store.read() as conn:
-            return await self._active(conn, visitor_id)
-
     async def resume(self, visitor: Visitor) -> tuple[int, dict[str, Any] | None]:
         """What a visitor's ``hello`` answer tells: its latest push ``seq`` and its active
         session (with its place when queued), read together."""
