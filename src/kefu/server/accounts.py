@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -101,14 +101,22 @@ def agent_from_row(row: Any) -> Agent:
     return Agent(row.id, row.name, bool(row.admin), row.max_sessions, bool(row.disabled), state, since)
 
 
+_AGENT_BY = {
+    (by, lock): (
+        select(agents).where(agents.c[by] == bindparam("k")).with_for_update()
+        if lock
+        else select(agents).where(agents.c[by] == bindparam("k"))
+    )
+    for by in ("name", "id")
+    for lock in (False, True)
+}
+
+
 async def find_agent(
     conn: AsyncConnection, *, name: str | None = None, agent_id: int | None = None, lock: bool = False
 ) -> Agent | None:
-    q = select(agents)
-    q = q.where(agents.c.name == name) if name is not None else q.where(agents.c.id == agent_id)
-    if lock:
-        q = q.with_for_update()
-    row = (await conn.execute(q)).first()
+    by, key = ("name", name) if name is not None else ("id", agent_id)
+    row = (await conn.execute(_AGENT_BY[by, lock], {"k": key})).first()
     return agent_from_row(row) if row is not None else None
 
 

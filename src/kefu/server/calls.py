@@ -43,7 +43,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import desc, insert, select, update
+from sqlalchemy import bindparam, desc, insert, select, update
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.call import (
@@ -108,6 +108,21 @@ class _Outcome:
     def first(self, name: str) -> Change | None:
         got = self.changes.get(name)
         return got[0] if got else None
+
+
+# asked on every member's disconnect (is it in a call?): built once
+_CALL_OF = (
+    select(calls.c.id)
+    .join(call_members, call_members.c.call_id == calls.c.id)
+    .where(
+        calls.c.status != CallPhase.ended.value,
+        call_members.c.kind == bindparam("kind"),
+        call_members.c.name == bindparam("name"),
+        call_members.c.status.in_(bindparam("wanted", expanding=True)),
+    )
+    .order_by(desc(calls.c.created_at))
+    .limit(1)
+)
 
 
 class CallService:
@@ -854,20 +869,8 @@ class CallService:
         """The call in progress in which this member rings or is (or has ``status``)."""
         wanted = (status.value,) if status is not None else ACTIVE
         async with self.hub.store.read() as c:
-            return (
-                await c.execute(
-                    select(calls.c.id)
-                    .join(call_members, call_members.c.call_id == calls.c.id)
-                    .where(
-                        calls.c.status != CallPhase.ended.value,
-                        call_members.c.kind == kind.value,
-                        call_members.c.name == name,
-                        call_members.c.status.in_(wanted),
-                    )
-                    .order_by(desc(calls.c.created_at))
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
+            params = {"kind": kind.value, "name": name, "wanted": list(wanted)}
+            return (await c.execute(_CALL_OF, params)).scalar_one_or_none()
 
     async def _visitor_named(self, name: str) -> Visitor | None:
         async with self.hub.store.read() as c:

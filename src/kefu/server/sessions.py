@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,6 +35,25 @@ __all__ = ["Sessions"]
 log = logging.getLogger("kefu.server.sessions")
 
 
+# The statements of the hot paths, built once (see kefu.server.hub).
+_REPEAT = select(messages).where(
+    messages.c.sender_key == bindparam("k"), messages.c.client_msg_id == bindparam("c")
+)
+_STORE = insert(messages).values(
+    id=bindparam("id"),
+    session_id=bindparam("sid"),
+    sender=bindparam("sender"),
+    sender_key=bindparam("k"),
+    text=bindparam("text"),
+    client_msg_id=bindparam("c"),
+    created_at=bindparam("t"),
+)
+_ACTIVE_OF = select(sessions.c.id, sessions.c.num, sessions.c.status, sessions.c.agent_id).where(
+    sessions.c.visitor_id == bindparam("vid"), sessions.c.status != "closed"
+)
+_PLACE = select(func.count()).where(sessions.c.status == "queued", sessions.c.num <= bindparam("num"))
+
+
 class Sessions:
     def __init__(self, hub: Hub, settings: Settings, router: Router) -> None:
         self.hub = hub
@@ -46,13 +65,7 @@ class Sessions:
     async def _repeat(self, tx: Tx, sender_key: str, client_msg_id: str | None) -> dict[str, Any] | None:
         if client_msg_id is None:
             return None
-        row = (
-            await tx.conn.execute(
-                select(messages).where(
-                    messages.c.sender_key == sender_key, messages.c.client_msg_id == client_msg_id
-                )
-            )
-        ).first()
+        row = (await tx.conn.execute(_REPEAT, {"k": sender_key, "c": client_msg_id})).first()
         if row is None:
             return None
         return {
@@ -66,15 +79,16 @@ class Sessions:
     ) -> dict[str, Any]:
         mid = new_id()
         await tx.conn.execute(
-            insert(messages).values(
-                id=mid,
-                session_id=session_id,
-                sender=sender,
-                sender_key=sender_key,
-                text=text,
-                client_msg_id=client_msg_id,
-                created_at=tx.now,
-            )
+            _STORE,
+            {
+                "id": mid,
+                "sid": session_id,
+                "sender": sender,
+                "k": sender_key,
+                "text": text,
+                "c": client_msg_id,
+                "t": tx.now,
+            },
         )
         return message_view(session_id, mid, sender, text, tx.now)
 
@@ -97,13 +111,7 @@ class Sessions:
             first = await self._repeat(tx, visitor.recipient, client_msg_id)
             if first is not None:
                 return first
-            row = (
-                await tx.conn.execute(
-                    select(sessions.c.id, sessions.c.num, sessions.c.status, sessions.c.agent_id).where(
-                        sessions.c.visitor_id == visitor.id, sessions.c.status != "closed"
-                    )
-                )
-            ).first()
+            row = (await tx.conn.execute(_ACTIVE_OF, {"vid": visitor.id})).first()
             if row is None:
                 sid = new_id()
                 num = (
@@ -248,9 +256,5 @@ class Sessions:
             return None
         view = session_view(row)
         if row.status == "queued":
-            view["position"] = (
-                await conn.execute(
-                    select(func.count()).where(sessions.c.status == "queued", sessions.c.num <= row.num)
-                )
-            ).scalar_one()
+            view["position"] = (await conn.execute(_PLACE, {"num": row.num})).scalar_one()
         return view

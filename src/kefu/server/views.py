@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .schema import agents, messages, sessions, visitors
@@ -81,8 +81,11 @@ def session_view(row: Any) -> dict[str, Any]:
     }
 
 
+_ONE_SESSION = session_query().where(sessions.c.id == bindparam("sid"))  # built once: a hot path
+
+
 async def fetch_session(conn: AsyncConnection, session_id: str) -> Any | None:
-    return (await conn.execute(session_query().where(sessions.c.id == session_id))).first()
+    return (await conn.execute(_ONE_SESSION, {"sid": session_id})).first()
 
 
 async def fetch_sessions(

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kefu.protocol import ApiError, ErrorCode
@@ -45,15 +45,14 @@ def _hash(key: str) -> str:
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 
 
+_BY_NAME = select(visitors.c.id, visitors.c.name, visitors.c.key_hash, visitors.c.last_seen_at).where(
+    visitors.c.name == bindparam("name")
+)
+
+
 async def _known(hub: Hub, name: str, key: str | None) -> Visitor | None:
     async with hub.store.read() as conn:
-        row = (
-            await conn.execute(
-                select(visitors.c.id, visitors.c.name, visitors.c.key_hash, visitors.c.last_seen_at).where(
-                    visitors.c.name == name
-                )
-            )
-        ).first()
+        row = (await conn.execute(_BY_NAME, {"name": name})).first()
     if row is None:
         return None
     if key is None or not hmac.compare_digest(_hash(key), row.key_hash):
