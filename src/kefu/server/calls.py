@@ -561,8 +561,12 @@ class CallService:
     # --- connections that come and go (reliability F3, F5)
 
     async def member_gone(self, kind: MemberKind, name: str) -> None:
-        """A member's connection closed: hang it up unless it is back within ``call_grace``."""
-        if self._closed or await self._call_of(kind, name) is None:
+        """A member's connection closed: hang it up unless it is back within ``call_grace``.
+
+        Whether it is in a call is asked when the grace is over, not now: most connections
+        that close are in no call, and in a reconnect storm all come back within the grace,
+        so none of them costs a query."""
+        if self._closed:
             return
         key = (kind.value, name)
         old = self._grace.pop(key, None)
