@@ -69,6 +69,7 @@ class OneHopCursor:
                 return desc, rows, cur.rowcount, cur.lastrowid
             finally:
                 cur.close()
+                self._conn.in_tx = raw.in_transaction
 
         outcome: _Outcome = await self._conn._execute(work)  # type: ignore[no-untyped-call]
         self.description, self._rows, self.rowcount, self.lastrowid = outcome
@@ -98,10 +99,25 @@ class OneHopCursor:
 
 
 class OneHopConnection(aiosqlite.Connection):
-    """aiosqlite's connection whose cursors take one trip a statement."""
+    """aiosqlite's connection whose cursors take one trip a statement.
+
+    It also remembers whether SQLite has a transaction open (read in the
+    database thread after each statement): a rollback with none open — every
+    read-only connection going back to the pool — takes no trip at all."""
+
+    in_tx = False
 
     def cursor(self) -> OneHopCursor:  # type: ignore[override]
         return OneHopCursor(self)
+
+    async def rollback(self) -> None:
+        if self.in_tx:
+            await super().rollback()
+            self.in_tx = False
+
+    async def commit(self) -> None:
+        await super().commit()
+        self.in_tx = False
 
 
 def connector(path: Path) -> Callable[[], Awaitable[OneHopConnection]]:
