@@ -46,3 +46,34 @@ async def test_statements_results_and_transactions(tmp_path: Path, monkeypatch: 
         assert rows == ["a", "b"]
     finally:
         await engine.dispose()
+
+
+async def test_a_write_transaction_runs_its_statements_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In ``Store.write`` only the commit goes to the thread; reads always do."""
+    from kefu.server.settings import Settings
+    from kefu.server.store import Store
+
+    store = Store(Settings(data_dir=tmp_path))
+    await store.open()
+    trips: list[str] = []
+    real = OneHopConnection._execute
+
+    async def counted(self: OneHopConnection, fn: object, *a: object, **k: object) -> object:
+        trips.append(getattr(fn, "__name__", "?"))
+        return await real(self, fn, *a, **k)
+
+    try:
+        monkeypatch.setattr(OneHopConnection, "_execute", counted)
+        async with store.write() as c:
+            await c.execute(text("CREATE TABLE w (id INTEGER PRIMARY KEY, v TEXT)"))
+            await c.execute(text("INSERT INTO w (v) VALUES ('x')"))
+            assert (await c.execute(text("SELECT count(*) FROM w"))).scalar_one() == 1
+        assert trips == ["commit"]
+        trips.clear()
+        async with store.read() as c:
+            assert (await c.execute(text("SELECT v FROM w"))).scalar_one() == "x"
+        assert trips == ["work"]
+    finally:
+        await store.close()

@@ -27,7 +27,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .onehop import connector
+from .onehop import OneHopConnection, connector
 from .settings import Settings
 
 __all__ = ["MIGRATION_LOCK", "Store", "aware", "iso", "new_id"]
@@ -142,7 +142,15 @@ class Store:
                 yield conn
             return
         async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+            driver = (await conn.get_raw_connection()).driver_connection
+            writer = driver if isinstance(driver, OneHopConnection) else None
+            if writer is not None:
+                writer.inline = True  # statements on the loop, the commit in the thread (onehop.py)
+            try:
+                yield conn
+            finally:
+                if writer is not None:
+                    writer.inline = False
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
