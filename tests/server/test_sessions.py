@@ -44,8 +44,8 @@ async def test_queue_positions_then_assignment_to_a_ready_agent(server: ServerHa
     assert s1["visitorName"] == "v1" and s1["status"] == "open" and s1["agentName"] == "a1"
     assert [m["text"] for m in s1["messages"]] == ["hello, I need help"]
     assert (await v1.next_event("sessionAssigned"))["payload"]["sessionId"] == s1["sessionId"]
-    # v2 moved up; FIFO: it is the next one, and the agent (capacity 5) takes it too
-    assert (await v2.next_event("queue"))["payload"] == {"position": 1}
+    # FIFO: v2 is the next one, and the agent (capacity 5) takes it too (v2 may be shown
+    # position 1 on the way, or be assigned before the queue is shown again: pushes coalesce)
     s2 = (await agent.next_event("sessionAssigned"))["payload"]
     assert s2["visitorName"] == "v2"
     assert (await v2.next_event("sessionAssigned"))["payload"]["sessionId"] == s2["sessionId"]

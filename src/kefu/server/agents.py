@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.codes import Code, TopState
@@ -58,6 +58,30 @@ class Change:
 
 
 Listener = Callable[[Change], Awaitable[None]]
+
+
+# every state change runs these two: built once (see kefu.server.hub)
+_SET_STATE = (
+    update(agents)
+    .where(agents.c.id == bindparam("aid"))
+    .values(
+        state=bindparam("state"),
+        call_flow=bindparam("call_flow"),
+        third_flow=bindparam("third_flow"),
+        picked_up=bindparam("picked_up"),
+        state_since=bindparam("since"),
+    )
+)
+_LOG_CHANGE = insert(state_changes).values(
+    agent_id=bindparam("aid"),
+    old_code=bindparam("old"),
+    new_code=bindparam("new"),
+    flow=bindparam("flow"),
+    event=bindparam("event"),
+    reason=bindparam("reason"),
+    call_id=bindparam("call_id"),
+    at=bindparam("at"),
+)
 
 
 class AgentService:
@@ -108,27 +132,28 @@ class AgentService:
             raise ApiError("the state changed meanwhile", code=ErrorCode.invalid_state)
         new, t = process(before.state, flow, event)  # InvalidTransition: nothing written
         await tx.conn.execute(
-            update(agents)
-            .where(agents.c.id == agent_id)
-            .values(
-                state=new.code.value,
-                call_flow=new.call_flow.value if new.call_flow else None,
-                third_flow=new.third_flow.value if new.third_flow else None,
-                picked_up=new.picked_up,
-                state_since=tx.now,
-            )
+            _SET_STATE,
+            {
+                "aid": agent_id,
+                "state": new.code.value,
+                "call_flow": new.call_flow.value if new.call_flow else None,
+                "third_flow": new.third_flow.value if new.third_flow else None,
+                "picked_up": new.picked_up,
+                "since": tx.now,
+            },
         )
         await tx.conn.execute(
-            insert(state_changes).values(
-                agent_id=agent_id,
-                old_code=before.state.code.value,
-                new_code=new.code.value,
-                flow=flow.value,
-                event=event.value,
-                reason=reason,
-                call_id=call_id,
-                at=tx.now,
-            )
+            _LOG_CHANGE,
+            {
+                "aid": agent_id,
+                "old": before.state.code.value,
+                "new": new.code.value,
+                "flow": flow.value,
+                "event": event.value,
+                "reason": reason,
+                "call_id": call_id,
+                "at": tx.now,
+            },
         )
         payload = {
             "old": before.state.code.value,
