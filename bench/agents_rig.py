@@ -56,7 +56,6 @@ import contextlib
 import itertools
 import json
 import logging
-import multiprocessing as mp
 import os
 import time
 import traceback
@@ -71,6 +70,8 @@ from typing import Any, Generic, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+
+from bench.procs import WorkerPool
 
 __all__ = ["CallPhase", "RigConfig", "RigPool", "RigWorker", "iso_ns", "latency_ms", "merge", "run_calls"]
 
@@ -894,55 +895,11 @@ def _worker_main(conn: Connection, index: int, count: int, cfg: RigConfig) -> No
     asyncio.run(_serve(conn, index, count, cfg))  # asyncio's own loop, as kefu plugin runs
 
 
-class RigPool:
+class RigPool(WorkerPool):
     """``workers`` rig processes running the same phase at once."""
 
     def __init__(self, cfg: RigConfig, workers: int = 1) -> None:
-        ctx = mp.get_context("spawn")
-        self.cfg = cfg
-        self.conns: list[Connection] = []
-        self.procs: list[Any] = []
-        for i in range(workers):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker_main, args=(child, i, workers, cfg), daemon=True)
-            p.start()
-            child.close()
-            self.conns.append(parent)
-            self.procs.append(p)
-
-    @property
-    def pids(self) -> list[int]:
-        return [int(p.pid) for p in self.procs]
-
-    def call(self, cmd: str, timeout: float = 600.0, **kwargs: Any) -> list[Json]:
-        for c in self.conns:
-            c.send((cmd, kwargs))
-        out = []
-        deadline = time.monotonic() + timeout
-        for c in self.conns:
-            if not c.poll(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"rig worker did not finish {cmd!r} within {timeout:.0f} s")
-            r = c.recv()
-            if "error" in r:
-                raise RuntimeError(f"rig worker failed in {cmd!r}:\n{r['error']}")
-            out.append(r)
-        return out
-
-    def close(self) -> None:
-        for c in self.conns:
-            with contextlib.suppress(OSError, BrokenPipeError):
-                c.send(("exit", {}))
-        for p in self.procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join(5)
-
-    def __enter__(self) -> RigPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(_worker_main, cfg, workers, what="rig worker")
 
 
 # --- one run of calls: a server (kefu or the baseline), a pool, the phases ------------------

@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import multiprocessing as mp
 import os
 import random
 import time
@@ -46,6 +45,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from bench.procs import WorkerPool
 
 __all__ = ["LoadConfig", "Pool"]
 
@@ -739,52 +740,8 @@ def worker_main(conn: Connection, index: int, count: int, cfg: LoadConfig) -> No
         asyncio.run(_serve(conn, index, count, cfg))
 
 
-class Pool:
+class Pool(WorkerPool):
     """``workers`` load processes running the same phase at once."""
 
     def __init__(self, cfg: LoadConfig, workers: int = 1) -> None:
-        ctx = mp.get_context("spawn")
-        self.cfg = cfg
-        self.conns: list[Connection] = []
-        self.procs: list[Any] = []
-        for i in range(workers):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=worker_main, args=(child, i, workers, cfg), daemon=True)
-            p.start()
-            child.close()
-            self.conns.append(parent)
-            self.procs.append(p)
-
-    @property
-    def pids(self) -> list[int]:
-        return [int(p.pid) for p in self.procs]
-
-    def call(self, cmd: str, timeout: float = 600.0, **kwargs: Any) -> list[dict[str, Any]]:
-        for c in self.conns:
-            c.send((cmd, kwargs))
-        out = []
-        deadline = time.monotonic() + timeout
-        for c in self.conns:
-            if not c.poll(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"load worker did not finish {cmd!r} within {timeout:.0f} s")
-            r = c.recv()
-            if "error" in r:
-                raise RuntimeError(f"load worker failed in {cmd!r}:\n{r['error']}")
-            out.append(r)
-        return out
-
-    def close(self) -> None:
-        for c in self.conns:
-            with contextlib.suppress(OSError, BrokenPipeError):
-                c.send(("exit", {}))
-        for p in self.procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join(5)
-
-    def __enter__(self) -> Pool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(worker_main, cfg, workers, what="load worker")

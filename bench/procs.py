@@ -4,19 +4,23 @@ could fill up and stall them under load)."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from bench.common import ProcSample, proc_sample, raise_fd_limit
 
-__all__ = ["REPO", "ServerProcess", "python_env"]
+__all__ = ["REPO", "ServerProcess", "WorkerPool", "python_env"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,3 +137,62 @@ def baseline_process(log: Path) -> ServerProcess:
 
 
 __all__ += ["baseline_process"]
+
+
+class WorkerPool:
+    """``workers`` spawned processes running the same phase at once.
+
+    Each runs ``target(conn, index, workers, cfg)`` and answers every
+    ``(command, kwargs)`` it is sent on its pipe with a dict (``{"error": …}``
+    when the command failed); ``("exit", {})`` ends it."""
+
+    def __init__(
+        self, target: Callable[..., None], cfg: Any, workers: int = 1, *, what: str = "worker"
+    ) -> None:
+        ctx = mp.get_context("spawn")
+        self.cfg = cfg
+        self.what = what
+        self.conns: list[Connection] = []
+        self.procs: list[Any] = []
+        for i in range(workers):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=target, args=(child, i, workers, cfg), daemon=True)
+            p.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(p)
+
+    @property
+    def pids(self) -> list[int]:
+        return [int(p.pid) for p in self.procs]
+
+    def call(self, cmd: str, timeout: float = 600.0, **kwargs: Any) -> list[dict[str, Any]]:
+        """Run ``cmd`` in every worker; their answers, in worker order."""
+        for c in self.conns:
+            c.send((cmd, kwargs))
+        out = []
+        deadline = time.monotonic() + timeout
+        for c in self.conns:
+            if not c.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"{self.what} did not finish {cmd!r} within {timeout:.0f} s")
+            r = c.recv()
+            if "error" in r:
+                raise RuntimeError(f"{self.what} failed in {cmd!r}:\n{r['error']}")
+            out.append(r)
+        return out
+
+    def close(self) -> None:
+        for c in self.conns:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                c.send(("exit", {}))
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
