@@ -51,6 +51,7 @@ __all__ = [
     "Bus",
     "Hub",
     "LocalBus",
+    "LocalSinks",
     "Push",
     "Sink",
     "Tx",
@@ -135,12 +136,34 @@ class Bus(Protocol):
     async def close(self) -> None: ...
 
 
-class LocalBus:
-    """The in-process bus: one server node."""
+class LocalSinks:
+    """This node's connections by recipient: what every bus keeps of its own node."""
 
     def __init__(self) -> None:
         self._sinks: dict[str, Sink] = {}
         self.on_queue_changed: Callable[[], None] | None = None
+
+    def attach(self, recipient: str, sink: Sink) -> Sink | None:
+        """Make ``sink`` the recipient's connection; return the one it replaces."""
+        old = self._sinks.get(recipient)
+        self._sinks[recipient] = sink
+        return old if old is not sink else None
+
+    def connected(self, recipient: str) -> bool:
+        """Connected to this node."""
+        return recipient in self._sinks
+
+    def local_recipients(self, prefix: str) -> list[str]:
+        return [r for r in self._sinks if r.startswith(prefix)]
+
+    def send_volatile(self, recipient: str, msg: dict[str, Any]) -> None:
+        sink = self._sinks.get(recipient)
+        if sink is not None:
+            sink.reply(msg)
+
+
+class LocalBus(LocalSinks):
+    """The in-process bus: one server node."""
 
     async def publish(self, push: Push) -> None:
         sink = self._sinks.get(push.recipient)
@@ -151,28 +174,12 @@ class LocalBus:
         for p in pushes:
             await self.publish(p)
 
-    def attach(self, recipient: str, sink: Sink) -> Sink | None:
-        old = self._sinks.get(recipient)
-        self._sinks[recipient] = sink
-        return old if old is not sink else None
-
     def detach(self, recipient: str, sink: Sink) -> None:
         if self._sinks.get(recipient) is sink:
             del self._sinks[recipient]
 
-    def connected(self, recipient: str) -> bool:
-        return recipient in self._sinks
-
     async def present(self, recipient: str) -> bool:
         return recipient in self._sinks
-
-    def local_recipients(self, prefix: str) -> list[str]:
-        return [r for r in self._sinks if r.startswith(prefix)]
-
-    def send_volatile(self, recipient: str, msg: dict[str, Any]) -> None:
-        sink = self._sinks.get(recipient)
-        if sink is not None:
-            sink.reply(msg)
 
     def queue_changed(self) -> None:
         """One node: nobody else to tell."""

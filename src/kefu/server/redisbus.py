@@ -37,20 +37,19 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .hub import Push, Sink
+from .hub import LocalSinks, Push, Sink
 
 __all__ = ["RedisBus"]
 
 log = logging.getLogger("kefu.server.redisbus")
 
 
-class RedisBus:
+class RedisBus(LocalSinks):
     """The :class:`~kefu.server.hub.Bus` of a node among several (see the module docstring)."""
 
     def __init__(self, url: str, *, node_id: str, prefix: str = "kefu:", presence_ttl: float = 5.0) -> None:
@@ -59,8 +58,7 @@ class RedisBus:
         self.prefix = prefix
         self.presence_ttl = presence_ttl
         self.channel = f"{prefix}bus"
-        self._sinks: dict[str, Sink] = {}
-        self.on_queue_changed: Callable[[], None] | None = None
+        super().__init__()
         self._redis: aioredis.Redis = aioredis.from_url(url)
         self._pubsub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -117,19 +115,10 @@ class RedisBus:
         except (RedisError, OSError) as exc:
             log.warning("publishing on Redis failed (%r); the other nodes catch up from the database", exc)
 
-    def attach(self, recipient: str, sink: Sink) -> Sink | None:
-        old = self._sinks.get(recipient)
-        self._sinks[recipient] = sink
-        return old if old is not sink else None
-
     def detach(self, recipient: str, sink: Sink) -> None:
         if self._sinks.get(recipient) is sink:
             del self._sinks[recipient]
             self._spawn(self._forget(recipient))
-
-    def connected(self, recipient: str) -> bool:
-        """Connected to this node."""
-        return recipient in self._sinks
 
     async def present(self, recipient: str) -> bool:
         """Connected to some node (a live field in the recipient's presence hash)."""
@@ -142,14 +131,6 @@ class RedisBus:
             return False
         now = self._now_ms()
         return any(int(v) > now for v in fields.values())
-
-    def local_recipients(self, prefix: str) -> list[str]:
-        return [r for r in self._sinks if r.startswith(prefix)]
-
-    def send_volatile(self, recipient: str, msg: dict[str, Any]) -> None:
-        sink = self._sinks.get(recipient)
-        if sink is not None:
-            sink.reply(msg)
 
     def queue_changed(self) -> None:
         """Every other node shows the queue anew (at-most-once is enough: the next change,
