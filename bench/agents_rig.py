@@ -58,7 +58,6 @@ import json
 import logging
 import os
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,7 +70,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from bench.procs import WorkerPool
+from bench.procs import WorkerPool, serve_worker
 
 __all__ = ["CallPhase", "RigConfig", "RigPool", "RigWorker", "iso_ns", "latency_ms", "merge", "run_calls"]
 
@@ -866,22 +865,7 @@ class RigWorker:
 
 
 async def _serve(conn: Connection, index: int, count: int, cfg: RigConfig) -> None:
-    from bench.common import raise_fd_limit
-
-    raise_fd_limit()
-    worker = RigWorker(index, count, cfg)
-    loop = asyncio.get_running_loop()
-    while True:
-        cmd, kwargs = await loop.run_in_executor(None, conn.recv)
-        if cmd == "exit":
-            conn.send({"ok": True})
-            return
-        try:
-            result = await getattr(worker, cmd)(**kwargs)
-        except Exception:
-            conn.send({"error": traceback.format_exc()})
-        else:
-            conn.send(result)
+    await serve_worker(conn, RigWorker(index, count, cfg))
 
 
 def _worker_main(conn: Connection, index: int, count: int, cfg: RigConfig) -> None:

@@ -37,7 +37,6 @@ import json
 import os
 import random
 import time
-import traceback
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -46,7 +45,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from bench.procs import WorkerPool
+from bench.procs import WorkerPool, serve_worker
 
 __all__ = ["LoadConfig", "Pool"]
 
@@ -712,22 +711,7 @@ class Worker:
 
 
 async def _serve(conn: Connection, index: int, count: int, cfg: LoadConfig) -> None:
-    from bench.common import raise_fd_limit
-
-    raise_fd_limit()
-    worker = Worker(index, count, cfg)
-    loop = asyncio.get_running_loop()
-    while True:
-        cmd, kwargs = await loop.run_in_executor(None, conn.recv)
-        if cmd == "exit":
-            conn.send({"ok": True})
-            return
-        try:
-            result = await getattr(worker, cmd)(**kwargs)
-        except Exception:
-            conn.send({"error": traceback.format_exc()})
-        else:
-            conn.send(result)
+    await serve_worker(conn, Worker(index, count, cfg))
 
 
 def worker_main(conn: Connection, index: int, count: int, cfg: LoadConfig) -> None:

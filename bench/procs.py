@@ -4,6 +4,7 @@ could fill up and stall them under load)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing as mp
 import os
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 
 from bench.common import ProcSample, proc_sample, raise_fd_limit
 
-__all__ = ["REPO", "ServerProcess", "WorkerPool", "python_env"]
+__all__ = ["REPO", "ServerProcess", "WorkerPool", "python_env", "serve_worker"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -137,6 +139,25 @@ def baseline_process(log: Path) -> ServerProcess:
 
 
 __all__ += ["baseline_process"]
+
+
+async def serve_worker(conn: Connection, worker: Any) -> None:
+    """A worker process's loop: run each ``(command, kwargs)`` from the pipe as
+    ``await worker.<command>(**kwargs)`` and send back its dict (or ``{"error": …}``),
+    until ``exit``."""
+    raise_fd_limit()
+    loop = asyncio.get_running_loop()
+    while True:
+        cmd, kwargs = await loop.run_in_executor(None, conn.recv)
+        if cmd == "exit":
+            conn.send({"ok": True})
+            return
+        try:
+            result = await getattr(worker, cmd)(**kwargs)
+        except Exception:
+            conn.send({"error": traceback.format_exc()})
+        else:
+            conn.send(result)
 
 
 class WorkerPool:
