@@ -125,6 +125,22 @@ _CALL_OF = (
 )
 
 
+async def _member_id(tx: Tx, kind: MemberKind, name: str) -> Any:
+    """The id of the agent or visitor called ``name`` (``None`` if there is none), looked up
+    once per transaction: an operation names the same members in several effects."""
+    key = (kind.value, name)
+    if key not in tx.memo:
+        if kind is AG:
+            found = await find_agent(tx.conn, name=name)
+            tx.memo[key] = found.id if found is not None else None
+        else:
+            tx.memo[key] = (await tx.conn.execute(_VISITOR_ID, {"name": name})).scalar_one_or_none()
+    return tx.memo[key]
+
+
+_VISITOR_ID = select(visitors.c.id).where(visitors.c.name == bindparam("name"))
+
+
 class CallService:
     def __init__(self, hub: Hub, settings: Settings, agents: AgentService) -> None:
         self.hub = hub
@@ -658,15 +674,11 @@ class CallService:
         self, tx: Tx, call: Call, fx: list[Effect], requester: tuple[str, str] | None
     ) -> _Outcome:
         out = _Outcome(call)
-        agent_ids: dict[str, int] = {}
         for f in fx:
             if isinstance(f, AgentEffect):
-                aid = agent_ids.get(f.agent)
+                aid = await _member_id(tx, AG, f.agent)
                 if aid is None:
-                    found = await find_agent(tx.conn, name=f.agent)
-                    if found is None:
-                        raise ApiError(code=ErrorCode.no_such_agent)
-                    aid = agent_ids[f.agent] = found.id
+                    raise ApiError(code=ErrorCode.no_such_agent)
                 rid = requester[1] if requester is not None and requester[0] == f.agent else None
                 change = await self.agents.apply(
                     aid, f.flow, f.event, reason=f.reason, call_id=call.id, tx=tx, request_id=rid
@@ -726,15 +738,7 @@ class CallService:
             values["outcome"] = f.status.value
             values["reason"] = f.reason
         if num is None:
-            ids: dict[str, Any] = {}
-            if f.kind is AG:
-                found = await find_agent(tx.conn, name=f.name)
-                ids["agent_id"] = found.id if found is not None else None
-            else:
-                vid = (
-                    await tx.conn.execute(select(visitors.c.id).where(visitors.c.name == f.name))
-                ).scalar_one_or_none()
-                ids["visitor_id"] = vid
+            ids = {"agent_id" if f.kind is AG else "visitor_id": await _member_id(tx, f.kind, f.name)}
             await tx.conn.execute(
                 insert(call_members).values(
                     call_id=call.id,
@@ -770,9 +774,9 @@ class CallService:
             payload = {**view, "what": what}
             if what == "invited":
                 payload["inviter"] = call.primary
-            found = await find_agent(tx.conn, name=m.name)
-            if found is not None:
-                await tx.push(agent_key(found.id), event("call", payload))
+            aid = await _member_id(tx, AG, m.name)
+            if aid is not None:
+                await tx.push(agent_key(aid), event("call", payload))
 
     def view(self, call: Call) -> dict[str, Any]:
         return {
@@ -849,6 +853,12 @@ class CallService:
     # --- lookups
 
     async def _recipient(self, kind: MemberKind, name: str, *, tx: Tx | None = None) -> str:
+        if tx is not None:
+            found = await _member_id(tx, kind, name)
+            if found is None:
+                raise ApiError(code=ErrorCode.no_such_agent if kind is AG else ErrorCode.no_such_visitor)
+            return agent_key(found) if kind is AG else visitor_key(str(found))
+
         async def look(conn: Any) -> str:
             if kind is AG:
                 found = await find_agent(conn, name=name)
@@ -862,8 +872,6 @@ class CallService:
                 raise ApiError(code=ErrorCode.no_such_visitor)
             return visitor_key(vid)
 
-        if tx is not None:
-            return await look(tx.conn)
         async with self.hub.store.read() as c:
             return await look(c)
 

@@ -220,6 +220,8 @@ class Tx:
     now: datetime
     pushes: list[Push] = field(default_factory=list)
     after_commit: list[Callable[[], Any]] = field(default_factory=list)
+    #: What the transaction looked up and may need again (e.g. a call member's id by name).
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     async def push(self, recipient: str, message: dict[str, Any]) -> int:
         """Store ``message`` as the recipient's next push; return its ``seq``."""
