@@ -52,7 +52,7 @@ async def test_two_nodes_racing_never_assign_a_session_twice(deployment: Deploym
 
         outcomes: dict[str, int] = {"route": 0, "a1": 0, "a2": 0, "forbidden": 0}
         for i in range(ROUNDS):
-            visitor, _ = await identify(n1.hub, f"v{i}", None)
+            visitor, _, _ = await identify(n1.hub, f"v{i}", None)
             sid = (await n1.sessions.visitor_send(visitor, "hello", None))["sessionId"]
 
             async def pick(node: Any, agent: Any, who: str, sid: str = sid) -> None:

@@ -478,9 +478,10 @@ class VisitorConnection(Connection):
         if self.visitor is not None:
             raise ApiError(f"already identified as {self.visitor.name!r}", code=ErrorCode.invalid_state)
         sv = self.services
-        visitor, key = await identify(sv.hub, p.name, p.visitorKey)
+        visitor, key, (latest, session) = await identify(
+            sv.hub, p.name, p.visitorKey, read_also=sv.sessions.resume
+        )
         await sv.hub.bus.announce(visitor.recipient)  # present on every node before the reply
-        latest, session = await sv.sessions.resume(visitor)
         payload = {
             "visitorId": visitor.id,
             "visitorName": visitor.name,

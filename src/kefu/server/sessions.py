@@ -233,12 +233,11 @@ class Sessions:
         async with self.hub.store.read() as conn:
             return await fetch_sessions(conn, status="open", agent_id=agent_id, limit=10_000)
 
-    async def resume(self, visitor: Visitor) -> tuple[int, dict[str, Any] | None]:
+    @staticmethod
+    async def resume(conn: AsyncConnection, visitor: Visitor) -> tuple[int, dict[str, Any] | None]:
         """What a visitor's ``hello`` answer tells: its latest push ``seq`` and its active
-        session (with its place when queued), read together."""
-        async with self.hub.store.read() as conn:
-            latest = await latest_seq(conn, visitor.recipient)
-            return latest, await self._active(conn, visitor.id)
+        session (with its place when queued), read on the connection that identified it."""
+        return await latest_seq(conn, visitor.recipient), await Sessions._active(conn, visitor.id)
 
     @staticmethod
     async def _active(conn: AsyncConnection, visitor_id: str) -> dict[str, Any] | None:

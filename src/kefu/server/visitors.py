@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
 
@@ -50,32 +53,48 @@ _BY_NAME = select(visitors.c.id, visitors.c.name, visitors.c.key_hash, visitors.
 )
 
 
-async def _known(hub: Hub, name: str, key: str | None) -> Visitor | None:
+#: Reads more on the same connection once the visitor is known (``identify(read_also=…)``).
+ReadAlso = Callable[[AsyncConnection, "Visitor"], Awaitable[Any]]
+
+
+async def _known(
+    hub: Hub, name: str, key: str | None, read_also: ReadAlso | None
+) -> tuple[Visitor, Any] | None:
+    also: Any = None
     async with hub.store.read() as conn:
         row = (await conn.execute(_BY_NAME, {"name": name})).first()
-    if row is None:
-        return None
-    if key is None or not hmac.compare_digest(_hash(key), row.key_hash):
-        raise ApiError("this visitor name is taken; send its visitorKey", code=ErrorCode.forbidden)
-    now = hub.settings.now()
-    seen = aware(row.last_seen_at)
-    if seen is None or now - seen >= LAST_SEEN_RESOLUTION:
+        if row is None:
+            return None
+        if key is None or not hmac.compare_digest(_hash(key), row.key_hash):
+            raise ApiError("this visitor name is taken; send its visitorKey", code=ErrorCode.forbidden)
+        visitor = Visitor(row.id, row.name)
+        seen = aware(row.last_seen_at)
+        stale = seen is None or hub.settings.now() - seen >= LAST_SEEN_RESOLUTION
+        if read_also is not None and not stale:
+            also = await read_also(conn, visitor)  # the usual reconnect: one connection, no write
+    if stale:
         async with hub.transaction() as tx:
             await tx.conn.execute(update(visitors).where(visitors.c.id == row.id).values(last_seen_at=tx.now))
-    return Visitor(row.id, row.name)
+        if read_also is not None:
+            async with hub.store.read() as conn:
+                also = await read_also(conn, visitor)
+    return visitor, also
 
 
-async def identify(hub: Hub, name: str, key: str | None) -> tuple[Visitor, str]:
-    """The visitor called ``name`` (created if new) and its key.
+async def identify(
+    hub: Hub, name: str, key: str | None, *, read_also: ReadAlso | None = None
+) -> tuple[Visitor, str, Any]:
+    """The visitor called ``name`` (created if new), its key, and what ``read_also``
+    read for it (``None`` without it).
 
     Raises ``forbidden`` when the name exists and ``key`` is not its key."""
     if not name.isprintable() or name != name.strip():
         raise ApiError("a visitor name is printable, without spaces around it", code=ErrorCode.invalid_field)
     for _ in range(2):  # a second round if another connection created the name meanwhile
-        known = await _known(hub, name, key)
+        known = await _known(hub, name, key, read_also)
         if known is not None:
             assert key is not None
-            return known, key
+            return known[0], key, known[1]
         new_key = secrets.token_urlsafe(24)
         vid = new_id()
         try:
@@ -88,5 +107,9 @@ async def identify(hub: Hub, name: str, key: str | None) -> tuple[Visitor, str]:
                 await open_mailbox(tx.conn, visitor_key(vid))
         except IntegrityError:
             continue
-        return Visitor(vid, name), new_key
+        visitor = Visitor(vid, name)
+        if read_also is None:
+            return visitor, new_key, None
+        async with hub.store.read() as conn:
+            return visitor, new_key, await read_also(conn, visitor)
     raise ApiError("this visitor name is taken; send its visitorKey", code=ErrorCode.forbidden)
