@@ -64,12 +64,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from bench.common import Log
 from bench.procs import WorkerPool, serve_worker
 
 __all__ = ["CallPhase", "RigConfig", "RigPool", "RigWorker", "iso_ns", "latency_ms", "merge", "run_calls"]
@@ -133,31 +134,6 @@ def merge(reports: list[Json]) -> Json:
                 out[key] = pick(out.get(key, r[key]), r[key])
     out["errors"] = dict(out["errors"])
     return out
-
-
-class _Log(Generic[T]):
-    """Things that happen, in order, and a bounded wait for one (no polling)."""
-
-    def __init__(self) -> None:
-        self.items: list[T] = []
-        self._grown = asyncio.Event()
-
-    def add(self, item: T) -> None:
-        self.items.append(item)
-        grown, self._grown = self._grown, asyncio.Event()
-        grown.set()
-
-    async def find(self, test: Callable[[T], bool], within: float, *, start: int = 0) -> T:
-        async def scan() -> T:
-            i = start
-            while True:
-                while i < len(self.items):
-                    if test(self.items[i]):
-                        return self.items[i]
-                    i += 1
-                await self._grown.wait()
-
-        return await asyncio.wait_for(scan(), within)
 
 
 def _envelope(rid: str, mark: str, params: Json | None = None) -> str:
@@ -298,7 +274,7 @@ class _KefuAgent:
         self.data_dir = data_dir
         self.plugin: Any = None
         self.sdk: Any = None
-        self.states: _Log[tuple[int, int, str, Json]] = _Log()  # stateChange: mono, wall, code, payload
+        self.states: Log[tuple[int, int, str, Json]] = Log()  # stateChange: mono, wall, code, payload
         self.raw: _RawClient | None = None  # scenario 5: a raw client of the plugin
 
     async def start(self, cfg: RigConfig) -> None:
@@ -456,7 +432,7 @@ class _BaselinePair:
         self.v_send: ClientConnection | None = None
         self.acks: dict[str, asyncio.Future[int]] = {}
         self.accepted: dict[str, asyncio.Future[int]] = {}
-        self.pushes: _Log[tuple[int, Json]] = _Log()
+        self.pushes: Log[tuple[int, Json]] = Log()
         self.invited: dict[str, int] = {}
         self.answered: dict[str, int] = {}
         self.arrived: dict[str, asyncio.Future[None]] = {}

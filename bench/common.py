@@ -14,6 +14,7 @@ their ratio, and the goal of issue 8 when it has one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -21,17 +22,18 @@ import platform
 import resource
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from rich.console import Console
 from rich.table import Table
 
 __all__ = [
     "RESULTS_DIR",
+    "Log",
     "ProcSample",
     "Result",
     "Row",
@@ -263,3 +265,37 @@ def render(result: Result, console: Console | None = None) -> Table:
         for note in result.notes:
             console.print(f"  [dim]• {note}[/dim]")
     return table
+
+
+T = TypeVar("T")
+
+
+class Log(Generic[T]):
+    """Things that happen, in order, and a bounded wait for one (no polling): the
+    benchmark rig's events, and the end-to-end tests' callbacks."""
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self._grown = asyncio.Event()
+
+    def add(self, item: T) -> None:
+        self.items.append(item)
+        grown, self._grown = self._grown, asyncio.Event()
+        grown.set()
+
+    async def find(self, test: Callable[[T], bool], within: float, *, start: int = 0) -> T:
+        """The first item from ``start`` on that passes ``test``, waiting at most ``within`` s."""
+
+        async def scan() -> T:
+            i = start
+            while True:
+                while i < len(self.items):
+                    if test(self.items[i]):
+                        return self.items[i]
+                    i += 1
+                await self._grown.wait()
+
+        return await asyncio.wait_for(scan(), within)
+
+    def count(self, test: Callable[[T], bool]) -> int:
+        return sum(1 for item in self.items if test(item))

@@ -25,7 +25,7 @@ from bench.kefu_server import AGENT_PASSWORD, SERVER_OPTIONS, add_agents, agent_
 from bench.load import LoadConfig
 from bench.measure import Load, measure
 
-__all__ = ["SIZES", "im_rows", "measure_kefu", "run"]
+__all__ = ["SIZES", "im_rows", "load_of", "measure_kefu", "measure_server", "run"]
 
 SIZES = [(1000, 100), (5000, 100), (10_000, 100), (1000, 500), (5000, 500), (10_000, 500)]
 QUICK_SIZES = [(200, 10)]
@@ -48,20 +48,39 @@ def measure_kefu(
     names = agent_names(load.agents)
     add_agents(workdir / "data", names, capacity=capacity, db_url=db_url, db_schema=db_schema)
     with kefu_process(workdir, db_url=db_url, db_schema=db_schema) as srv:
-        cfg = LoadConfig(
-            target="kefu",
-            base_url=ws_of(srv.url),
-            http_url=srv.url,
-            visitors=load.visitors,
-            agents=load.agents,
-            agent_names=names,
-            agent_password=AGENT_PASSWORD,
-            msg_size=load.msg_size,
-            connect_concurrency=load.connect_concurrency,
-        )
-        m = measure(srv, cfg, load)
-        m.figures["server_log_tail"] = srv.tail(1500)
+        return measure_server(srv, load, names)
+
+
+def measure_server(srv: Any, load: Load, names: tuple[str, ...]) -> dict[str, Any]:
+    """The IM load against a running kefu (one process, or nodes behind a balancer)."""
+    cfg = LoadConfig(
+        target="kefu",
+        base_url=ws_of(srv.url),
+        http_url=srv.url,
+        visitors=load.visitors,
+        agents=load.agents,
+        agent_names=names,
+        agent_password=AGENT_PASSWORD,
+        msg_size=load.msg_size,
+        connect_concurrency=load.connect_concurrency,
+    )
+    m = measure(srv, cfg, load)
+    m.figures["server_log_tail"] = srv.tail(1500)
     return {**m.figures, "notes": m.notes}
+
+
+def load_of(n: int, m: int, *, quick: bool, workers: int | None) -> Load:
+    """The IM load of one size: who chats, at what rate, for how long."""
+    active = min(n, m * CAPACITY) if quick else min(n, m * CAPACITY, CHATTING)
+    return Load(
+        visitors=n,
+        agents=m,
+        active=active,
+        rate=RATE_PER_CHATTING * active,
+        duration=1.0 if quick else 10.0,
+        workers=workers or 1,
+        setup_timeout=20.0 if quick else 300.0,
+    )
 
 
 def _p(d: dict[str, Any] | None, key: str) -> float | None:
@@ -173,25 +192,16 @@ def run(
     sizes = QUICK_SIZES if quick else SIZES
     if visitors or agents:
         sizes = [(visitors or sizes[0][0], agents or sizes[0][1])]
-    per_visitor = RATE_PER_CHATTING
     res.params = {
         "sizes": sizes,
         "chatting": "M × capacity" if quick else CHATTING,
         "capacity": CAPACITY,
-        "rate_per_chatting_visitor": per_visitor,
+        "rate_per_chatting_visitor": RATE_PER_CHATTING,
         "server_options": list(SERVER_OPTIONS),
     }
     for n, m in sizes:
-        active = min(n, m * CAPACITY) if quick else min(n, m * CAPACITY, CHATTING)
-        load = Load(
-            visitors=n,
-            agents=m,
-            active=active,
-            rate=per_visitor * active,
-            duration=1.0 if quick else 10.0,
-            workers=workers or 1,
-            setup_timeout=20.0 if quick else 300.0,
-        )
+        load = load_of(n, m, quick=quick, workers=workers)
+        active = load.active
         with tempfile.TemporaryDirectory(prefix="kefu-bench-") as tmp:
             b = measure_baseline(load, Path(tmp))
             k = measure_kefu(load, Path(tmp))

@@ -28,9 +28,9 @@ from typing import Any
 
 from bench.baseline import measure_baseline
 from bench.common import ProcSample, Result, Row
-from bench.im import CAPACITY, CHATTING, RATE_PER_CHATTING, im_rows
-from bench.kefu_server import AGENT_PASSWORD, SERVER_OPTIONS, add_agents, agent_names, ws_of
-from bench.measure import Load, LoadConfig, measure
+from bench.im import CAPACITY, im_rows, load_of, measure_server
+from bench.kefu_server import SERVER_OPTIONS, add_agents, agent_names
+from bench.measure import Load
 from bench.procs import ServerProcess
 from bench.storage import _pg, _pg_reachable, postgres_url
 
@@ -166,20 +166,7 @@ def _measure(load: Load, workdir: Path, n: int, db: str, redis: str, nginx: str 
                     except OSError:
                         time.sleep(0.05)
                 server = Nodes(procs, f"http://127.0.0.1:{port}")
-            cfg = LoadConfig(
-                target="kefu",
-                base_url=ws_of(server.url),
-                http_url=server.url,
-                visitors=load.visitors,
-                agents=load.agents,
-                agent_names=names,
-                agent_password=AGENT_PASSWORD,
-                msg_size=load.msg_size,
-                connect_concurrency=load.connect_concurrency,
-            )
-            m = measure(server, cfg, load)
-            m.figures["server_log_tail"] = server.tail(1500)
-            return {**m.figures, "notes": m.notes}
+            return measure_server(server, load, names)
     finally:
         asyncio.run(_pg(db, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
@@ -190,16 +177,8 @@ def run(
     res = Result("multinode", "the IM load on 1, 2 and 3 nodes (PostgreSQL + Redis + nginx)", quick=quick)
     n = visitors or (100 if quick else 1000)
     m = agents or (5 if quick else 100)
-    active = min(n, m * CAPACITY) if quick else min(n, m * CAPACITY, CHATTING)
-    load = Load(
-        visitors=n,
-        agents=m,
-        active=active,
-        rate=RATE_PER_CHATTING * active,
-        duration=1.0 if quick else 10.0,
-        workers=workers or 1,
-        setup_timeout=20.0 if quick else 300.0,
-    )
+    load = load_of(n, m, quick=quick, workers=workers)
+    active = load.active
     db, redis = postgres_url(), redis_url()
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     res.params = {**load.__dict__, "postgres": db.split("@")[-1], "redis": redis.split("@")[-1]}

@@ -21,8 +21,7 @@ from typing import Any
 
 from bench.baseline import measure_baseline
 from bench.common import Result, Row
-from bench.im import CAPACITY, CHATTING, RATE_PER_CHATTING, im_rows, measure_kefu
-from bench.measure import Load
+from bench.im import im_rows, load_of, measure_kefu
 
 __all__ = ["postgres_url", "run"]
 
@@ -74,16 +73,8 @@ def run(
     res = Result("storage", "the same IM load on SQLite and on PostgreSQL", quick=quick)
     n = visitors or (100 if quick else 1000)
     m = agents or (5 if quick else 100)
-    active = min(n, m * CAPACITY) if quick else min(n, m * CAPACITY, CHATTING)
-    load = Load(
-        visitors=n,
-        agents=m,
-        active=active,
-        rate=RATE_PER_CHATTING * active,
-        duration=1.0 if quick else 10.0,
-        workers=workers or 1,
-        setup_timeout=20.0 if quick else 300.0,
-    )
+    load = load_of(n, m, quick=quick, workers=workers)
+    active = load.active
     url = postgres_url()
     res.params = {**load.__dict__, "postgres": url.split("@")[-1]}
     with tempfile.TemporaryDirectory(prefix="kefu-bench-") as tmp:

@@ -17,8 +17,9 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
+from bench import common
 from kefu.media import MediaSettings
 from kefu.plugin import Plugin
 from kefu.sdk import IMClient
@@ -89,32 +90,11 @@ def payload_of(msg: Json) -> Any:
     return None
 
 
-class Log(Generic[T]):
-    """Things that happen, in order, and a bounded wait for one."""
-
-    def __init__(self) -> None:
-        self.items: list[T] = []
-        self._grown = asyncio.Event()
-
-    def add(self, item: T) -> None:
-        self.items.append(item)
-        grown, self._grown = self._grown, asyncio.Event()
-        grown.set()
+class Log(common.Log[T]):
+    """The rig's log of things that happen, with the tests' default bound."""
 
     async def find(self, test: Callable[[T], bool], within: float = LIMIT, *, start: int = 0) -> T:
-        async def scan() -> T:
-            i = start
-            while True:
-                while i < len(self.items):
-                    if test(self.items[i]):
-                        return self.items[i]
-                    i += 1
-                await self._grown.wait()
-
-        return await asyncio.wait_for(scan(), within)
-
-    def count(self, test: Callable[[T], bool]) -> int:
-        return sum(1 for item in self.items if test(item))
+        return await super().find(test, within, start=start)
 
 
 @dataclasses.dataclass
