@@ -208,7 +208,7 @@ class RedisBus(LocalSinks):
                 await asyncio.sleep(0.2)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     def _heard(self, data: bytes | str) -> None:
         try:
