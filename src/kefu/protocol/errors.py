@@ -65,6 +65,9 @@ class ErrorCode(enum.Enum):
     host_refused = "host_refused"
     controller_busy = "controller_busy"
     account_disabled = "account_disabled"
+    token_revoked = "token_revoked"
+    too_many_connections = "too_many_connections"
+    local_network_denied = "local_network_denied"
     # --- what you asked
     not_logged_in = "not_logged_in"
     invalid_state = "invalid_state"
@@ -82,10 +85,14 @@ class ErrorCode(enum.Enum):
     share_refused = "share_refused"
     photo_refused = "photo_refused"
     redirect_refused = "redirect_refused"
+    recording_finished = "recording_finished"
+    no_such_request = "no_such_request"
     # --- the system
     rate_limited = "rate_limited"
     upstream_down = "upstream_down"
     plugin_unreachable = "plugin_unreachable"
+    storage_full = "storage_full"
+    media_server_unavailable = "media_server_unavailable"
     timeout = "timeout"
     internal = "internal"
 
@@ -386,6 +393,58 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
             "the plugin does not answer; start it (IMClient.startup or `kefu plugin`)",
             "插件无响应,请先启动插件",
             "an SDK whose connection to the plugin failed or broke",
+            503,
+        ),
+        ErrorInfo(
+            E.token_revoked,
+            "this token was revoked (logged out, or the account was changed); log in again",
+            "令牌已失效(已退出登录或账号已变更),请重新登录",
+            "a request or socket that presents a token revoked by logout, disabling or an admin",
+            401,
+        ),
+        ErrorInfo(
+            E.too_many_connections,
+            "too many connections from this address; close some and try again",
+            "该地址的连接数过多,请关闭部分连接后重试",
+            "a new connection from an address that already holds the configured maximum",
+            429,
+        ),
+        ErrorInfo(
+            E.local_network_denied,
+            "the browser refused this page access to the local network (the plugin on 127.0.0.1): "
+            "allow 'local network access' for this site, or ask IT to set the "
+            "LocalNetworkAccessAllowedForUrls policy for the workstation origin",
+            "浏览器拒绝了本页面访问本地网络(127.0.0.1 上的插件):请为本站点允许"
+            "「本地网络访问」,或请IT为坐席页面的来源配置 LocalNetworkAccessAllowedForUrls 策略",
+            "imclient.js on a page whose Local Network Access permission is denied or not granted",
+            403,
+        ),
+        ErrorInfo(
+            E.recording_finished,
+            "the recording is finished and cannot be changed",
+            "录像已完成,不可修改",
+            "a recording upload after the final chunk (evidence is immutable)",
+            409,
+        ),
+        ErrorInfo(
+            E.no_such_request,
+            "no open request with this id",
+            "没有该id对应的待处理请求",
+            "a photo or answer for a request id that was never made, or is already answered",
+            404,
+        ),
+        ErrorInfo(
+            E.storage_full,
+            "the server's storage is full; nothing was stored. Free disk space and try again",
+            "服务器存储空间已满,未保存任何内容。请释放磁盘空间后重试",
+            "a write that failed for lack of space (disk or quota); the request was not acknowledged",
+            507,
+        ),
+        ErrorInfo(
+            E.media_server_unavailable,
+            "the media server is unavailable; the call cannot be placed now",
+            "媒体服务器不可用,暂时无法建立通话",
+            "a call while the data centre's media server (Janus) does not answer",
             503,
         ),
         ErrorInfo(
