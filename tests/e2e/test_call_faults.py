@@ -15,7 +15,7 @@ from kefu.visitor import CallUpdate, MediaStatus, Visitor
 from tests.conftest import ServerHandle
 from tests.plugin.harness import LIMIT, Proxy
 
-from .callkit import SMALL_MEDIA, AgentSide, plugin_process
+from .callkit import SMALL_MEDIA, AgentSide, login_url, plugin_process
 
 GRACE = 0.5
 pytestmark = pytest.mark.server_settings(ring_timeout=5.0, call_grace=GRACE)
@@ -157,3 +157,29 @@ async def test_a_plugin_killed_mid_call_and_back_within_the_grace_ends_the_call_
         for side in (first, second):
             if side is not None:
                 await side.close()
+
+
+@pytest.mark.media
+async def test_a_plugin_that_logs_in_again_keeps_its_call_and_media(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """The same plugin process logging in again during a call holds the call's media:
+    it says so (``mediaCalls``), and the call goes on, frames and all."""
+    await server.add_agent("a1")
+    a1 = AgentSide(server, "a1", tmp_path / "plugin", media=SMALL_MEDIA)
+    try:
+        await a1.start(ready=True)
+        v = await server.visitor("v1", on_invite="accept", media=SMALL_MEDIA)
+        c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+        call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
+        await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
+        assert v.media is not None
+        await v.media.peer.next_frame("a1", "camera", within=LIMIT)
+        login = a1.call("startLogin", {"data": {"url": login_url(server, "a1")}})
+        assert (await login.callback("success"))["state"] == "006011"
+        await v.media.peer.next_frame("a1", "camera", within=LIMIT)  # the media goes on
+        await a1.call("videoDisconnect").callback("success", "005004")  # still in the call
+        ended = await v.wait_for(CallUpdate, lambda e: e.what == "ended", within=LIMIT)
+        assert (ended.call_id, ended.reason) == (call_id, "hangup")
+    finally:
+        await a1.close()

@@ -251,3 +251,49 @@ async def test_calls_are_listed_for_their_agents(server: Any) -> None:
     rows = await server.services.calls.list_calls(agent_id=None, visitor="v1")
     assert [r["callId"] for r in rows] == [call_id]
     assert rows[0]["members"][1]["outcome"] == "refused"
+
+
+async def test_a_plugin_logging_in_without_the_calls_media_ends_it(server: Any) -> None:
+    """``auth`` with ``mediaCalls`` (docs/calls.md): a connected call the plugin does
+    not hold lost its media with the previous plugin process and ends at once
+    (``agent_media_lost``); one it holds, or an ``auth`` that does not say, goes on;
+    a malformed ``mediaCalls`` is refused and changes nothing."""
+    from tests.server.clients import AgentClient
+
+    agent = await server.agent("a1", ready=True)
+    v = await visitor(server, "v1")
+    call_id = (await agent.call("callbackToVisitor", {"visitorName": "v1"}))["payload"]["callId"]
+    await v.call("answerCall", {"callId": call_id, "answer": "accept"})
+    await state(agent, "003001")
+    await state(agent, "006011")
+
+    async def login(params: dict[str, Any]) -> tuple[Any, Json]:
+        """A new connection of a1 (it replaces the last, so no grace runs)."""
+        client = AgentClient(server.ws("/ws/agent"), await server.login("a1"))
+        server._clients.append(client)
+        await client.link.connect()
+        auth = {"token": client.token, "lastSeq": agent.last_seq, **params}
+        return client, await client.link.request("auth", auth)
+
+    for params in ({"mediaCalls": [call_id, "another"]}, {}):  # it holds the call; it does not say
+        again, reply = await login(params)
+        assert reply["subMark"] == "success" and reply["state"] == "006011"
+        assert (await again.call("getState"))["state"] == "006011"  # after the check: still in the call
+    for bad in ("c1", [""], [1], ["x" * 65], ["c"] * 17):
+        _, reply = await login({"mediaCalls": bad})
+        assert reply["subMark"] == "error" and reply["error"]["code"] == "invalid_field", reply
+        assert reply["error"]["field"].startswith("params.mediaCalls"), reply
+    assert (await again.call("getState"))["state"] == "006011"
+    record = await server.services.calls.get_call(call_id)
+    assert record["status"] == "connected"
+
+    fresh, reply = await login({"mediaCalls": []})  # a new plugin process: no media
+    assert reply["subMark"] == "success" and reply["state"] == "006011"
+    left = await state(fresh, "005004")
+    assert left["payload"]["reason"] == "agent_media_lost" and left["payload"]["callId"] == call_id
+    ended = await call_event(v, "ended")
+    assert (ended["callId"], ended["by"], ended["reason"]) == (call_id, "a1", "agent_media_lost")
+    record = await server.services.calls.get_call(call_id)
+    assert (record["status"], record["endedBy"], record["endReason"]) == ("ended", "a1", "agent_media_lost")
+    members = {m["name"]: m for m in record["members"]}
+    assert members["a1"]["reason"] == members["v1"]["reason"] == "agent_media_lost"
