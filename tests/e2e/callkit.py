@@ -14,8 +14,11 @@ code was reached in both conventions and records it against
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,9 +37,11 @@ __all__ = [
     "AgentSide",
     "ApiCall",
     "Log",
+    "PluginProcess",
     "Reach",
     "login_url",
     "payload_of",
+    "plugin_process",
 ]
 
 Json = dict[str, Any]
@@ -119,6 +124,57 @@ class ApiCall:
     @property
     def names(self) -> list[str]:
         return [n for n, _ in self.v1204.items]
+
+
+@dataclasses.dataclass
+class PluginProcess:
+    """A plugin running as its own process (``kefu plugin``): the test may ``kill -9`` it."""
+
+    proc: asyncio.subprocess.Process
+    url: str  # its control socket
+    token: str  # its pairing token
+
+
+@contextlib.asynccontextmanager
+async def plugin_process(
+    server: ServerHandle, data_dir: Path, log_path: Path, *options: str
+) -> AsyncIterator[PluginProcess]:
+    """``kefu plugin --headless`` on a free port, with media (320x240 at 15 fps) and
+    ``options``, until it printed ``ready``; killed at the end if still running."""
+    log = log_path.open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kefu.cli",
+        "plugin",
+        "--server",
+        server.url,
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--headless",
+        "--video-size",
+        "320x240",
+        "--fps",
+        "15",
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
+        stdin=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONASYNCIODEBUG": "0"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.startswith(b"ready ws://127.0.0.1:"), line
+        token = (data_dir / "plugin.token").read_text().strip()
+        yield PluginProcess(proc, line.split()[1].decode(), token)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        log.close()
 
 
 class AgentSide:

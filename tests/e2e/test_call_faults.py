@@ -4,16 +4,18 @@ seconds for it, then hangs it up; the agent gets its 005xxx with
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from kefu.visitor import CallUpdate, Visitor
+from kefu.visitor import CallUpdate, MediaStatus, Visitor
 from tests.conftest import ServerHandle
 from tests.plugin.harness import LIMIT, Proxy
 
-from .callkit import AgentSide
+from .callkit import SMALL_MEDIA, AgentSide, login_url, plugin_process
 
 GRACE = 0.5
 pytestmark = pytest.mark.server_settings(ring_timeout=5.0, call_grace=GRACE)
@@ -86,5 +88,98 @@ async def test_media_requests_the_visitor_never_answers_time_out(
             # the call goes on: the agent hangs up as usual
             await a1.call("videoDisconnect").callback("success", "005004")
             await c.callback("kefuCloseVideoSuccess", "005004")
+    finally:
+        await a1.close()
+
+
+@pytest.mark.media
+@pytest.mark.server_settings(ring_timeout=5.0, call_grace=60.0)
+async def test_a_plugin_killed_mid_call_and_back_within_the_grace_ends_the_call_at_once(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """``kill -9`` of the agent's plugin during a media call, a new plugin logged in
+    well within the grace: the new process has none of the call's media, so the
+    call ends at once with ``agent_media_lost`` — the agent leaves 006011, the
+    visitor is told, the record blames the agent's side — instead of staying
+    connected and silent until someone hangs up."""
+    await server.add_agent("a1")
+    media = ("--no-record",)
+    v = await server.visitor("v1", on_invite="accept", media=SMALL_MEDIA)
+    first: AgentSide | None = None
+    second: AgentSide | None = None
+    try:
+        async with plugin_process(server, tmp_path / "p1", tmp_path / "p1.log", *media) as p1:
+            first = await AgentSide.of_process(server, "a1", p1.url, p1.token).start(ready=True)
+            c = first.call("callbackToVisitor", {"visitorName": "v1"})
+            call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
+            await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
+            assert v.media is not None
+            await v.media.peer.next_frame("a1", "camera", within=LIMIT)
+            p1.proc.send_signal(signal.SIGKILL)
+            assert await asyncio.wait_for(p1.proc.wait(), LIMIT) == -signal.SIGKILL
+            await first.close()
+            first = None
+        async with plugin_process(server, tmp_path / "p2", tmp_path / "p2.log", *media) as p2:
+            second = AgentSide.of_process(server, "a1", p2.url, p2.token)
+            await second.start()  # logs in: the grace is cancelled
+            logged_in = time.monotonic()
+            # the agent leaves 006011 as a hang-up (SPEC §5.2 005004), with the reason
+            left = await second.state("005004")
+            assert (left["old"], left["reason"], left["callId"]) == ("006011", "agent_media_lost", call_id)
+            assert left["subMark"] == "kefuCloseVideoSuccess"
+            _, closed = await second.inner.find(lambda e: e[0] == "videoCloseCB")
+            assert (closed["payload"]["callId"], closed["payload"]["reason"]) == (call_id, "agent_media_lost")
+            # the visitor is told, and its media closes
+            ended = await v.wait_for(CallUpdate, lambda e: e.what == "ended", within=LIMIT)
+            assert (ended.call_id, ended.by, ended.reason) == (call_id, "a1", "agent_media_lost")
+            await v.wait_for(MediaStatus, lambda e: e.status == "closed", within=LIMIT)
+            assert time.monotonic() - logged_in < LIMIT  # at once, not after the 60 s grace
+            record = await server.services.calls.get_call(call_id)
+            assert record is not None
+            assert (record["status"], record["endedBy"], record["endReason"]) == (
+                "ended",
+                "a1",
+                "agent_media_lost",
+            )
+            members = {m["name"]: m for m in record["members"]}
+            assert (members["a1"]["outcome"], members["a1"]["reason"]) == ("left", "agent_media_lost")
+            assert (members["v1"]["outcome"], members["v1"]["reason"]) == ("left", "agent_media_lost")
+            # the new plugin takes the next call, with media
+            await second.set_ready()
+            c2 = second.call("callbackToVisitor", {"visitorName": "v1"})
+            call2 = (await c2.callback("acceptSuccess", "006011"))["payload"]["callId"]
+            assert call2 != call_id
+            await v.wait_for(
+                MediaStatus, lambda e: e.status == "connected" and e.call_id == call2, within=LIMIT
+            )
+            await second.call("videoDisconnect").callback("success", "005004")
+    finally:
+        for side in (first, second):
+            if side is not None:
+                await side.close()
+
+
+@pytest.mark.media
+async def test_a_plugin_that_logs_in_again_keeps_its_call_and_media(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """The same plugin process logging in again during a call holds the call's media:
+    it says so (``mediaCalls``), and the call goes on, frames and all."""
+    await server.add_agent("a1")
+    a1 = AgentSide(server, "a1", tmp_path / "plugin", media=SMALL_MEDIA)
+    try:
+        await a1.start(ready=True)
+        v = await server.visitor("v1", on_invite="accept", media=SMALL_MEDIA)
+        c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+        call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
+        await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
+        assert v.media is not None
+        await v.media.peer.next_frame("a1", "camera", within=LIMIT)
+        login = a1.call("startLogin", {"data": {"url": login_url(server, "a1")}})
+        assert (await login.callback("success"))["state"] == "006011"
+        await v.media.peer.next_frame("a1", "camera", within=LIMIT)  # the media goes on
+        await a1.call("videoDisconnect").callback("success", "005004")  # still in the call
+        ended = await v.wait_for(CallUpdate, lambda e: e.what == "ended", within=LIMIT)
+        assert (ended.call_id, ended.reason) == (call_id, "hangup")
     finally:
         await a1.close()

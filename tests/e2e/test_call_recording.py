@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -26,7 +24,7 @@ from kefu.visitor import MediaStatus
 from tests.conftest import ServerHandle
 from tests.plugin.harness import LIMIT
 
-from .callkit import SMALL_MEDIA, AgentSide
+from .callkit import SMALL_MEDIA, AgentSide, plugin_process
 
 pytestmark = [
     pytest.mark.media,
@@ -129,72 +127,43 @@ async def test_a_plugin_killed_mid_call_leaves_a_playable_recording(
     server: ServerHandle, tmp_path: Path
 ) -> None:
     await server.add_agent("a1")
-    data_dir = tmp_path / "plugin"
-    log = (tmp_path / "plugin.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "kefu.cli",
-        "plugin",
-        "--server",
-        server.url,
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        "--headless",
-        "--video-size",
-        "320x240",
-        "--fps",
-        "15",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,
-        stdin=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONASYNCIODEBUG": "0"},
-    )
     a1: AgentSide | None = None
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        assert line.startswith(b"ready ws://127.0.0.1:"), line
-        url = line.split()[1].decode()
-        token = (data_dir / "plugin.token").read_text().strip()
-        a1 = await AgentSide.of_process(server, "a1", url, token).start(ready=True)
-        v = await server.visitor("v1", on_invite="accept", media=SMALL_MEDIA)
-        c = a1.call("callbackToVisitor", {"visitorName": "v1"})
-        call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
-        connected = time.monotonic()
-        await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
-        assert v.media is not None
-        await v.media.peer.next_frame("a1", "camera", within=LIMIT)
-        api_token = await server.login("a1")
-        # the call goes on; the server receives the recording as it is made
-        await asyncio.sleep(3.0)
-        deadline = time.monotonic() + LIMIT
-        while True:  # until a few chunks are in (the upload has no event the test could await)
+    async with plugin_process(server, tmp_path / "plugin", tmp_path / "plugin.log") as plugin:
+        proc = plugin.proc
+        try:
+            a1 = await AgentSide.of_process(server, "a1", plugin.url, plugin.token).start(ready=True)
+            v = await server.visitor("v1", on_invite="accept", media=SMALL_MEDIA)
+            c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+            call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
+            connected = time.monotonic()
+            await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
+            assert v.media is not None
+            await v.media.peer.next_frame("a1", "camera", within=LIMIT)
+            api_token = await server.login("a1")
+            # the call goes on; the server receives the recording as it is made
+            await asyncio.sleep(3.0)
+            deadline = time.monotonic() + LIMIT
+            while True:  # until a few chunks are in (the upload has no event the test could await)
+                arts = (await fetch(server, f"/api/calls/{call_id}/media", api_token)).json()
+                rec = next((a for a in arts if a["kind"] == "recording"), None)
+                if rec is not None and rec["size"] > 20_000:
+                    break
+                assert time.monotonic() < deadline, arts
+                await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            assert await asyncio.wait_for(proc.wait(), LIMIT) == -signal.SIGKILL
+            response = await fetch(server, f"/api/calls/{call_id}/recording", api_token)
+            assert response.status_code == 200
             arts = (await fetch(server, f"/api/calls/{call_id}/media", api_token)).json()
-            rec = next((a for a in arts if a["kind"] == "recording"), None)
-            if rec is not None and rec["size"] > 20_000:
-                break
-            assert time.monotonic() < deadline, arts
-            await asyncio.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        assert await asyncio.wait_for(proc.wait(), LIMIT) == -signal.SIGKILL
-        response = await fetch(server, f"/api/calls/{call_id}/recording", api_token)
-        assert response.status_code == 200
-        arts = (await fetch(server, f"/api/calls/{call_id}/media", api_token)).json()
-        assert next(a for a in arts if a["kind"] == "recording")["meta"]["complete"] is False
-        path = tmp_path / "killed.webm"
-        path.write_bytes(response.content)
-        info = ffprobe(path)  # playable: ffprobe reads it, every stream is there
-        assert {s["codec_name"] for s in info["streams"]} == {"vp8", "opus"} and len(info["streams"]) == 4
-        lasted = killed - connected
-        assert info["last_packet"] >= lasted - 3.0, (info["last_packet"], lasted)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        log.close()
-        if a1 is not None:
-            await a1.close()
+            assert next(a for a in arts if a["kind"] == "recording")["meta"]["complete"] is False
+            path = tmp_path / "killed.webm"
+            path.write_bytes(response.content)
+            info = ffprobe(path)  # playable: ffprobe reads it, every stream is there
+            assert {s["codec_name"] for s in info["streams"]} == {"vp8", "opus"}
+            assert len(info["streams"]) == 4
+            lasted = killed - connected
+            assert info["last_packet"] >= lasted - 3.0, (info["last_packet"], lasted)
+        finally:
+            if a1 is not None:
+                await a1.close()

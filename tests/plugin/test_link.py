@@ -306,6 +306,23 @@ async def test_history_duplicates_are_dropped_and_the_resume_point_is_sent() -> 
         await link.close()
 
 
+async def test_what_the_plugin_holds_goes_in_the_login_auth_only() -> None:
+    """``mediaCalls`` is said as the plugin logs in; a reconnect (same process, its
+    media alive) does not say it, so the server never ends a call for a reconnect."""
+    cs = ContractServer()
+    async with cs.running():
+        listener = Listener()
+        link = AgentLink(cs.url, "tok", listener, backoff_min=0.01, backoff_max=0.02)
+        await link.start({"mediaCalls": ["c1"], "token": "not this", "lastSeq": 5})
+        assert cs.auths[0]["params"] == {"mediaCalls": ["c1"], "token": "tok", "lastSeq": 0}
+        ws = await wait_for(cs.conns.get())
+        await ws.close(1012)
+        assert await listener.next() == ("down", 1012)
+        assert await listener.next() == ("up", True)
+        assert cs.auths[1]["params"] == {"token": "tok", "lastSeq": link.last_seq}
+        await link.close()
+
+
 async def test_one_answer_per_request_a_timeout_and_a_break() -> None:
     cs = ContractServer()
     async with cs.running():

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from kefu.protocol import AgentState, ApiError, Code, TopState, process
 from kefu.protocol.call import (
+    MEDIA_LOST,
     AgentEffect,
     Call,
     CallPhase,
@@ -154,6 +155,42 @@ def test_primary_hangup_while_inviting_withdraws_the_invitation() -> None:
     w.apply(call.hangup(AG, "a1"))
     assert w.codes("a1")[-1] == "005002"
     assert w.codes("a2") == ["004002", "002000"]
+
+
+def test_a_primary_whose_media_is_lost_ends_the_call_for_everyone() -> None:
+    w = World("a1")
+    call, fx = Call.call_out("c1", "a1", "v1")
+    w.apply(fx)
+    w.apply(call.visitor_answer("v1", "accept"))
+    assert w.codes("a1") == ["003001", "006011"]
+    w.apply(call.media_lost("a1"))
+    assert call.ended and w.log[-1] == ("a1", "005004", "kefuCloseVideoSuccess")
+    assert w.ended == EndEffect("a1", MEDIA_LOST) == EndEffect("a1", "agent_media_lost")
+    assert ("v1", "ended") in w.visitor_log
+    assert (call.ended_by, call.end_reason) == ("a1", MEDIA_LOST)
+
+
+def test_a_third_agent_whose_media_is_lost_leaves_the_call_to_the_others() -> None:
+    w = World("a1", "a2")
+    call = visitor_invite(w)
+    w.apply(call.invite_third(AG, "a2"))
+    w.apply(call.agent_answer("a2", "accept"))
+    w.apply(call.media_lost("a2"))
+    assert not call.ended and w.codes("a1")[-1] == "006010"
+    assert w.log[-1] == ("a2", "005010", "exitSuccess")
+    assert ("v1", "memberLeft") in w.visitor_log
+
+
+def test_no_media_to_lose_before_the_call_connects() -> None:
+    w = World("a1", "a2")
+    call, fx = Call.call_out("c1", "a1", "v1")
+    w.apply(fx)
+    assert call.media_lost("a1") == [] and call.phase is CallPhase.calling
+    call = visitor_invite(World("a1", "a2"))
+    call.invite_third(AG, "a2")  # it rings: a2 has no media in the call yet
+    assert call.media_lost("a2") == [] and call.media_lost("nobody") == []
+    call.hangup(AG, "a1")
+    assert call.media_lost("a1") == []  # ended
 
 
 def test_requests_the_call_does_not_allow_change_nothing() -> None:

@@ -251,3 +251,80 @@ async def test_calls_are_listed_for_their_agents(server: Any) -> None:
     rows = await server.services.calls.list_calls(agent_id=None, visitor="v1")
     assert [r["callId"] for r in rows] == [call_id]
     assert rows[0]["members"][1]["outcome"] == "refused"
+
+
+async def plugin_login(server: Any, name: str, last_seq: int, params: dict[str, Any]) -> tuple[Any, Json]:
+    """A new connection of agent ``name`` with ``auth`` ``params`` (it replaces the
+    last one, so no grace runs); its auth reply."""
+    from tests.server.clients import AgentClient
+
+    client = AgentClient(server.ws("/ws/agent"), await server.login(name))
+    server._clients.append(client)
+    await client.link.connect()
+    auth = {"token": client.token, "lastSeq": last_seq, **params}
+    return client, await client.link.request("auth", auth)
+
+
+async def test_a_plugin_logging_in_without_the_calls_media_ends_it(server: Any) -> None:
+    """``auth`` with ``mediaCalls`` (docs/calls.md): a connected call the plugin does
+    not hold lost its media with the previous plugin process and ends at once
+    (``agent_media_lost``); one it holds, or an ``auth`` that does not say, goes on;
+    a malformed ``mediaCalls`` is refused and changes nothing."""
+    agent = await server.agent("a1", ready=True)
+    v = await visitor(server, "v1")
+    call_id = (await agent.call("callbackToVisitor", {"visitorName": "v1"}))["payload"]["callId"]
+    await v.call("answerCall", {"callId": call_id, "answer": "accept"})
+    await state(agent, "003001")
+    await state(agent, "006011")
+
+    async def login(params: dict[str, Any]) -> tuple[Any, Json]:
+        return await plugin_login(server, "a1", agent.last_seq, params)
+
+    for params in ({"mediaCalls": [call_id, "another"]}, {}):  # it holds the call; it does not say
+        again, reply = await login(params)
+        assert reply["subMark"] == "success" and reply["state"] == "006011"
+        assert (await again.call("getState"))["state"] == "006011"  # after the check: still in the call
+    for bad in ("c1", [""], [1], ["x" * 65], ["c"] * 17):
+        _, reply = await login({"mediaCalls": bad})
+        assert reply["subMark"] == "error" and reply["error"]["code"] == "invalid_field", reply
+        assert reply["error"]["field"].startswith("params.mediaCalls"), reply
+    assert (await again.call("getState"))["state"] == "006011"
+    record = await server.services.calls.get_call(call_id)
+    assert record["status"] == "connected"
+
+    fresh, reply = await login({"mediaCalls": []})  # a new plugin process: no media
+    assert reply["subMark"] == "success" and reply["state"] == "006011"
+    left = await state(fresh, "005004")
+    assert left["payload"]["reason"] == "agent_media_lost" and left["payload"]["callId"] == call_id
+    ended = await call_event(v, "ended")
+    assert (ended["callId"], ended["by"], ended["reason"]) == (call_id, "a1", "agent_media_lost")
+    record = await server.services.calls.get_call(call_id)
+    assert (record["status"], record["endedBy"], record["endReason"]) == ("ended", "a1", "agent_media_lost")
+    members = {m["name"]: m for m in record["members"]}
+    assert members["a1"]["reason"] == members["v1"]["reason"] == "agent_media_lost"
+
+
+async def test_a_third_agent_back_without_the_media_leaves_the_call_to_the_others(server: Any) -> None:
+    a1 = await server.agent("a1", ready=True)
+    a2 = await server.agent("a2", ready=True)
+    v = await visitor(server, "v1")
+    call_id = (await a1.call("callbackToVisitor", {"visitorName": "v1"}))["payload"]["callId"]
+    await v.call("answerCall", {"callId": call_id, "answer": "accept"})
+    await state(a1, "003001")
+    await state(a1, "006011")
+    await a1.call("videoInviteAgent", {"agentName": "a2"})
+    await state(a2, "004002")
+    assert (await a2.call("multipleVideoPickUp"))["state"] == "006014"
+    await state(a1, "007002")
+    await state(a1, "008002")
+    a2_again, reply = await plugin_login(server, "a2", a2.last_seq, {"mediaCalls": []})
+    assert reply["subMark"] == "success" and reply["state"] == "006014"
+    left = await state(a2_again, "005010")
+    assert left["payload"]["reason"] == "agent_media_lost"
+    assert (await state(a1, "006010"))["payload"]["subMark"] == "exitSuccess"
+    gone = await call_event(v, "memberLeft")
+    assert (gone["kind"], gone["name"]) == ("agent", "a2")
+    record = await server.services.calls.get_call(call_id)
+    members = {m["name"]: m for m in record["members"]}
+    assert record["status"] == "connected" and members["a2"]["reason"] == "agent_media_lost"
+    assert (await a1.call("videoDisconnect"))["state"] == "005004"  # the call went on

@@ -494,7 +494,7 @@ class Plugin:
                 listener = _LinkEvents(self)
                 link = self._new_link(result.token, listener)
                 listener.link = link
-                auth = await link.start()
+                auth = await link.start(self._login_params())
         except TimeoutError:
             if link is not None:
                 await link.close()
@@ -529,6 +529,15 @@ class Plugin:
         self.queue = queue if isinstance(queue, dict) else None
         if self._someone_waits():
             self.broadcast({"v": 1, "mark": "event", "subMark": "queue", "payload": self.queue})
+
+    def _login_params(self) -> Json:
+        """What the plugin holds as it logs in: the calls whose media it has.
+        A connected call of the agent not among them lost its media with a
+        previous plugin process: the server ends it (``agent_media_lost``,
+        docs/calls.md). Without media (``--no-media``) there is none to lose."""
+        if self.media is None:
+            return {}
+        return {"mediaCalls": sorted(self.media.calls)}
 
     def _someone_waits(self) -> bool:
         """Whether the waiting list the plugin knows has anyone (else a new page has nothing to learn)."""

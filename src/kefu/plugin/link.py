@@ -129,15 +129,17 @@ class AgentLink:
 
     # --- lifecycle
 
-    async def start(self) -> Json:
+    async def start(self, login: Json | None = None) -> Json:
         """Connect and authenticate once; raise :class:`ApiError` on failure.
 
         Returns the server's ``auth`` reply. The pushes the server replays for
         ``lastSeq`` 0 are history (the reply carries the present: state,
-        sessions), so the link starts from the reply's ``lastSeq``.
+        sessions), so the link starts from the reply's ``lastSeq``. ``login``
+        adds to this first ``auth`` only (not to a reconnect's): what the
+        plugin holds as it logs in (``mediaCalls``, docs/calls.md).
         """
         try:
-            ws, auth = await self._open()
+            ws, auth = await self._open(login)
         except _AuthRefused as exc:
             raise _api_error(exc.error) from None
         except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, ProtocolError) as exc:
@@ -230,7 +232,7 @@ class AgentLink:
 
     # --- the socket
 
-    async def _open(self) -> tuple[ClientConnection, Json]:
+    async def _open(self, login: Json | None = None) -> tuple[ClientConnection, Json]:
         ws = await connect(
             self.url,
             open_timeout=self._open_timeout,
@@ -241,7 +243,7 @@ class AgentLink:
             user_agent_header="kefu-plugin",
         )
         try:
-            auth = {"token": self._token, "lastSeq": self.last_seq}
+            auth = {**(login or {}), "token": self._token, "lastSeq": self.last_seq}
             await ws.send(encode({"v": 1, "id": _AUTH_ID, "mark": "auth", "params": auth}))
             async with asyncio.timeout(self._open_timeout):
                 raw = await ws.recv()

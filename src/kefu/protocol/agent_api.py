@@ -3,7 +3,10 @@
 The plugin is the agent's link to the server. Its first message is ``auth``
 with the token from login (never in the URL) and the last ``seq`` it saw;
 the server answers ``auth``/``success`` with the agent's profile and state,
-then replays every push after that ``seq`` exactly once. Requests use the
+then replays every push after that ``seq`` exactly once. A plugin that makes
+media also says, when it logs in, which calls' media it holds
+(``mediaCalls``): a connected call of the agent that is not among them lost
+its media with the previous plugin process and ends (``agent_media_lost``). Requests use the
 SDK's own marks where one exists (the plugin forwards them), so a call API
 reaches the server under the name the spec gives it.
 
@@ -39,6 +42,16 @@ class AuthParams(Params):
 
     token: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     lastSeq: Annotated[int, Field(ge=0, description="the last push seq seen; 0 for none")] = 0
+    mediaCalls: (
+        Annotated[
+            list[Annotated[str, StringConstraints(min_length=1, max_length=64)]],
+            Field(
+                max_length=16,
+                description="a plugin that makes media, on login: the calls whose media it holds now",
+            ),
+        ]
+        | None
+    ) = None
 
 
 AGENT_API = Api(

@@ -30,7 +30,13 @@ state codes they lead to, in ``docs/states.md``:
 - the primary agent hanging up ends the call for everyone, withdrawing a
   pending invitation;
 - the invited third agent leaving returns the call to two parties (006010 for
-  the primary, 005010 with ``exitSuccess`` for itself).
+  the primary, 005010 with ``exitSuccess`` for itself);
+- an agent whose plugin comes back without the call's media (a new plugin
+  process after a crash or a ``kill -9``: the peer connections died with the
+  old one) leaves the call at once with reason :data:`MEDIA_LOST`
+  (:meth:`Call.media_lost`): the primary's call ends for everyone, an invited
+  third agent's goes on without it. A call with no media is never left
+  running.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from .errors import ApiError, ErrorCode
 from .machine import CALL_FLOWS, Event, Flow
 
 __all__ = [
+    "MEDIA_LOST",
     "AgentEffect",
     "Call",
     "CallPhase",
@@ -55,6 +62,10 @@ __all__ = [
     "TimerEffect",
     "VisitorEffect",
 ]
+
+
+#: The end reason of an agent whose plugin came back without the call's media.
+MEDIA_LOST = "agent_media_lost"
 
 
 class CallPhase(enum.StrEnum):
@@ -353,6 +364,20 @@ class Call:
         if kind is MemberKind.agent:
             return self._third_agent_leaves(m, reason)
         return self._visitor_leaves(m, reason)
+
+    def media_lost(self, agent: str) -> list[Effect]:
+        """The plugin of ``agent`` logged in again without this call's media.
+
+        The media of a connected call lives in the plugins (the primary's is
+        the hub): a new plugin process has none, and the call would go on
+        silent. The agent leaves with :data:`MEDIA_LOST`, as a hang-up: the
+        primary ends the call for everyone (its 005xxx, every visitor told
+        ``ended``), a third agent leaves it to the others. An agent not joined
+        in a connected call had no media to lose: nothing happens."""
+        m = self.members.get((MemberKind.agent, agent))
+        if m is None or m.status is not MemberStatus.joined or self.phase is not CallPhase.connected:
+            return []
+        return self.hangup(MemberKind.agent, agent, MEDIA_LOST)
 
     def timeout(self, gen: int) -> list[Effect]:
         """The ringing timer of generation ``gen`` fired. A stale timer changes nothing."""

@@ -618,6 +618,31 @@ class CallService:
         with contextlib.suppress(ApiError):
             await self._run(call_id, gone)
 
+    async def media_back(self, name: str, held: frozenset[str]) -> None:
+        """A plugin logged in as agent ``name``, holding the media of the calls ``held``.
+
+        The media of a call lives in the plugins (the primary's is the hub):
+        a plugin process that died (a crash, ``kill -9``) took it along, and a
+        new one that logs in within ``call_grace`` cancels the grace but has no
+        peer connection. A connected call the agent is joined in that the
+        plugin does not hold would go on silent: the agent leaves it at once
+        with ``agent_media_lost`` (:meth:`Call.media_lost`), every member told.
+        A plugin that reconnects its link (same process, media alive) says
+        nothing, and a call the plugin holds goes on."""
+        call_id = await self._call_of(AG, name, status=MemberStatus.joined)
+        if call_id is None or call_id in held:
+            return
+        async with self.hub.store.read() as c:
+            snap = (await c.execute(select(calls.c.snapshot).where(calls.c.id == call_id))).scalar_one()
+        if not Call.from_dict(snap).media_lost(name):
+            return  # not connected yet: no media to lose (the plugin makes it when the call connects)
+        try:
+            out = await self._run(call_id, lambda call: call.media_lost(name))
+        except ApiError:
+            return  # the call ended meanwhile
+        if out.changes:
+            log.warning("agent %s came back without the media of call %s: it leaves the call", name, call_id)
+
     # --- running an operation
 
     async def _create(

@@ -349,6 +349,8 @@ class AgentConnection(Connection):
         self.attach(key, min(p.lastSeq, latest))
         sv.calls.member_back(MemberKind.agent, agent.name)
         log.info("agent %s connected (lastSeq %d, server %d)", agent.name, p.lastSeq, latest)
+        if p.mediaCalls is not None:
+            await sv.calls.media_back(agent.name, frozenset(p.mediaCalls))
         sv.router.kick()  # a ready agent can take waiting sessions now
 
     async def on_pick_up(self, req: Request) -> None:
