@@ -116,6 +116,10 @@ class PluginSettings:
     media_timeout: float = 25.0
     #: Bounds each HTTP upload or download (snapshot, photo, recording chunk).
     http_timeout: float = 10.0
+    #: TLS of the control socket (``--tls-cert``/``--tls-key``): ``wss://`` and
+    #: ``https://…/imclient.js`` on the port, the certificate's DNS names allowed as Host.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         origin_of(self.server_url)  # raises on a bad URL
@@ -123,6 +127,12 @@ class PluginSettings:
             raise ValueError(f"port {self.port} is not a TCP port")
         if self.media_timeout <= 0 or self.http_timeout <= 0:
             raise ValueError("media_timeout and http_timeout must be positive")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def server_origin(self) -> str:
