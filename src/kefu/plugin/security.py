@@ -43,20 +43,21 @@ Clock = Callable[[], float]
 
 
 def allowed_hosts(port: int, names: Iterable[str] = ()) -> frozenset[str]:
-    """The exact ``Host`` headers allowed: loopback, and each of ``names`` (the
-    TLS certificate's DNS names; a wildcard ``*.x`` is matched by :func:`host_allowed`)."""
-    return frozenset({f"127.0.0.1:{port}", f"localhost:{port}"} | {f"{n}:{port}" for n in names})
+    """The exact ``Host`` headers allowed: loopback, and each DNS name of the TLS
+    certificate but its wildcards (those are matched by :func:`host_allowed`)."""
+    exact = {f"{n}:{port}" for n in names if "*" not in n}
+    return frozenset({f"127.0.0.1:{port}", f"localhost:{port}"} | exact)
 
 
 def host_allowed(host: str, port: int, names: Iterable[str] = ()) -> bool:
     """``host`` is allowed: exactly one of :func:`allowed_hosts`, or one label
     under a wildcard name of the certificate (``a.bank.example`` for ``*.bank.example``).
     Exact bytes, as the loopback names: browsers send the Host in lower case."""
-    allowed = allowed_hosts(port, names)
-    if host in allowed:
+    names = tuple(names)
+    if host in allowed_hosts(port, names):
         return True
     label, dot, rest = host.partition(".")
-    return bool(dot and label and "*" not in label and f"*.{rest}" in allowed)
+    return bool(dot and label and "*" not in label and f"*.{rest}" in {f"{n}:{port}" for n in names})
 
 
 @dataclass(frozen=True, slots=True)
