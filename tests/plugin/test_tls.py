@@ -108,3 +108,32 @@ def test_the_command_line_refuses_half_a_pair_and_a_readable_key(leaf: Leaf, tmp
         app, [*base, "--no-media", "--tls-cert", str(leaf.cert), "--tls-key", str(leaf.key)]
     )
     assert run.exit_code == 2 and "chmod 600" in " ".join(run.output.split())
+
+
+async def test_the_link_to_an_https_server_trusts_the_server_ca(
+    tmp_path: Path, plugin_factory: PluginFactory, ca: TestCA
+) -> None:
+    """Both ends on TLS: the plugin logs in over https (``startLogin``'s fetch) and links
+    over wss to a server whose certificate comes from the bank's CA (``--server-ca``)."""
+    server_cert = ca.issue("127.0.0.1", file="server")
+    server = ServerHandle(tmp_path / "server", tls_cert=server_cert.cert, tls_key=server_cert.key)
+    await server.start()
+    try:
+        assert server.url.startswith("https://")
+        await server.add_agent("a1")
+        trusting = await plugin_factory(server.url, server_ca=ca.cert)
+        async with Raw.connect(trusting) as raw:
+            await raw.push("client", "ssoReady")
+            reply = await raw.call("L", "startLogin", {"data": {"url": server.login_url("a1")}})
+            assert reply["subMark"] == "success", reply
+            await raw.push("client", "kefuReady")
+            state = await raw.call("s", "setAgentState", {"state": "idle"})
+            assert state["subMark"] == "success" and state["state"] == "002000"  # over the wss link
+        # without the CA, the system's store does not know the server's certificate
+        other = await plugin_factory(server.url)
+        async with Raw.connect(other) as raw:
+            await raw.push("client", "ssoReady")
+            reply = await raw.call("L", "startLogin", {"data": {"url": server.login_url("a1")}})
+            assert reply["subMark"] == "error" and reply["error"]["code"] == ErrorCode.upstream_down.value
+    finally:
+        await server.stop()

@@ -192,7 +192,11 @@ class Plugin:
         self.mirror = CallMirror()
         #: The SDKs' call API requests still going on (their progress comes later).
         self.requests = CallRequests()
-        self.api = ServerApi(settings.http_base, self._token_now, timeout=settings.http_timeout)
+        #: The TLS context of the links to an https server (``--server-ca``), made once.
+        self.server_ssl = settings.server_ssl()
+        self.api = ServerApi(
+            settings.http_base, self._token_now, timeout=settings.http_timeout, ssl=self.server_ssl
+        )
         #: The media of the calls; None with ``--no-media``.
         self.media: PluginMedia | None = None
         if settings.media is not None:
@@ -499,7 +503,7 @@ class Plugin:
         link: AgentLink | None = None
         try:
             async with asyncio.timeout(self.settings.login_timeout):
-                result = await fetch_login(url, http_timeout=self.settings.login_timeout)
+                result = await fetch_login(url, http_timeout=self.settings.login_timeout, ssl=self.server_ssl)
                 old, old_agent = self.link, self.agent
                 self.link, self.agent = None, None
                 if old is not None:
@@ -570,6 +574,7 @@ class Plugin:
             backoff_max=s.backoff_max,
             ping_interval=s.ping_interval,
             ping_timeout=s.ping_timeout,
+            ssl=self.server_ssl,
             rng=self._rng,
         )
 

@@ -129,10 +129,14 @@ async def run_plugin(
 ) -> int:
     """Run until ``quit`` or a signal; the exit status. ``desktop``: with its
     window (in a loop of :func:`kefu.plugin.qtloop.run_qt`)."""
-    plugin = Plugin(settings)
+    try:
+        plugin = Plugin(settings)
+    except TlsError as exc:  # --server-ca
+        err.print(f"[red]{exc}[/red]")
+        return 2
     try:
         await plugin.start()
-    except TlsError as exc:
+    except TlsError as exc:  # --tls-cert, --tls-key
         err.print(f"[red]{exc}[/red]")
         await plugin.aclose()
         return 2
@@ -246,6 +250,9 @@ def register(app: typer.Typer) -> None:
             None, "--tls-cert", help="serve wss:// with this PEM certificate (its chain after it)"
         ),
         tls_key: Path = typer.Option(None, "--tls-key", help="the certificate's PEM key (mode 0600)"),
+        server_ca: Path = typer.Option(
+            None, "--server-ca", help="trust only this CA file for an https --server (a bank's own CA)"
+        ),
     ) -> None:
         """Run the agent's plugin: the control socket on 127.0.0.1 for the SDKs (SPEC §3–4)."""
         logging.basicConfig(
@@ -305,6 +312,7 @@ def register(app: typer.Typer) -> None:
                 media_timeout=media_timeout,
                 tls_cert=tls_cert,
                 tls_key=tls_key,
+                server_ca=server_ca,
             )
         except ValueError as exc:
             err.print(f"[red]{exc}[/red]")
