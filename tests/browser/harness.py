@@ -15,6 +15,7 @@ import contextlib
 import json
 import mimetypes
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -67,24 +68,39 @@ LIMIT = 15.0
 class PageServer:
     """A static HTTP server on 127.0.0.1 for ``tests/browser/pages``, plus a
     generated ``/config.js`` (``window.KEFU_TEST = {...}``). Its origin is
-    ``http://127.0.0.1:<port>``; two servers are two origins."""
+    ``http://127.0.0.1:<port>``; two servers are two origins.
 
-    def __init__(self, root: Path = PAGES, config: dict[str, Any] | None = None) -> None:
+    With ``tls`` (a server context) it serves https, its origin named ``name``
+    (a test host the browser maps to 127.0.0.1); ``files`` adds paths served
+    from elsewhere (``{"/imclient.js": ...}``)."""
+
+    def __init__(
+        self,
+        root: Path = PAGES,
+        config: dict[str, Any] | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        name: str = "127.0.0.1",
+        files: dict[str, Path] | None = None,
+    ) -> None:
         self.root = root.resolve()
         self.config: dict[str, Any] = dict(config or {})
+        self.tls = tls
+        self.name = name
+        self.files = dict(files or {})
         self.port = 0
         self.requests: list[str] = []
         self._server: asyncio.Server | None = None
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://{self.name}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.origin + path
 
     async def start(self) -> PageServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -104,6 +120,8 @@ class PageServer:
         if path == "/config.js":
             body = f"window.KEFU_TEST = {json.dumps(self.config)};\n".encode()
             return 200, "application/javascript; charset=utf-8", body
+        if path in self.files:
+            return 200, "application/javascript; charset=utf-8", self.files[path].read_bytes()
         target = (self.root / unquote(path).lstrip("/")).resolve()
         if not target.is_relative_to(self.root) or not target.is_file():
             return 404, "text/plain; charset=utf-8", b"not found\n"
@@ -127,7 +145,7 @@ class PageServer:
                     + body
                 )
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, ssl.SSLError):
             pass
         finally:
             writer.close()

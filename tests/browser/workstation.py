@@ -48,19 +48,28 @@ class Workstation:
         tmp_path: Path,
         *,
         server: dict[str, Any] | None = None,
+        pages: PageServer | None = None,
+        imclient_url: str | None = None,
         **plugin: Any,
     ) -> AsyncIterator[Workstation]:
         """The page on an allowed origin. ``plugin`` overrides the plugin's settings
         (``media=None``: calls are signalling only, as ``kefu plugin --no-media``; by
-        default :data:`~tests.browser.harness.MEDIA`, no recording)."""
+        default :data:`~tests.browser.harness.MEDIA`, no recording).
+
+        ``pages``: the page's server (started by the caller; by default one on
+        ``http://127.0.0.1``); ``imclient_url``: where the page loads imclient.js
+        (by default from the plugin, ``<its URL>/imclient.js`` over http or https)."""
         plugin.setdefault("media", MEDIA)
-        async with (
-            PageServer() as pages,
-            Stack(tmp_path, allow_origins=(pages.origin,), server=server, **plugin) as stack,
-        ):
+        async with contextlib.AsyncExitStack() as started:
+            if pages is None:
+                pages = await started.enter_async_context(PageServer())
+            stack = await started.enter_async_context(
+                Stack(tmp_path, allow_origins=(pages.origin,), server=server, **plugin)
+            )
             await stack.server.add_agent(SPEC_AGENT, SPEC_PASSWORD)
+            http_url = stack.p.url.replace("wss://", "https://").replace("ws://", "http://")
             pages.config.update(
-                pluginPort=stack.p.port, imclientUrl=f"http://127.0.0.1:{stack.p.port}/imclient.js"
+                pluginPort=stack.p.port, imclientUrl=imclient_url or f"{http_url}/imclient.js"
             )
             page = await context.new_page()
             ws = cls(page, stack, pages)

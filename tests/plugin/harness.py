@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import replace
@@ -304,9 +305,17 @@ async def silent_server() -> AsyncIterator[str]:
         await srv.wait_closed()
 
 
-async def http_handshake(port: int, headers: dict[str, str], path: str = "/") -> tuple[int, dict[str, Any]]:
-    """Send a WebSocket opening handshake with exactly ``headers``; the status and JSON body."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def http_handshake(
+    port: int,
+    headers: dict[str, str],
+    path: str = "/",
+    *,
+    tls: ssl.SSLContext | None = None,
+    sni: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Send a WebSocket opening handshake with exactly ``headers``; the status and JSON body.
+    ``tls``: over TLS, the certificate checked for the name ``sni``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls, server_hostname=sni)
     lines = [f"GET {path} HTTP/1.1"]
     base = {
         "Upgrade": "websocket",

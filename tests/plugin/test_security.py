@@ -156,3 +156,25 @@ def test_the_rate_limiter_slides() -> None:
     assert [limit.allow() for _ in range(4)] == [True, True, True, False]
     clock.now += 10
     assert limit.allow()
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("lccp-ex.easemob.com:1040", True),
+        ("a.bank.example:1040", True),  # one label under the certificate's *.bank.example
+        ("bank.example:1040", False),
+        ("a.b.bank.example:1040", False),
+        (".bank.example:1040", False),
+        ("*.bank.example:1040", False),
+        ("LCCP-EX.EASEMOB.COM:1040", False),
+        ("lccp-ex.easemob.com:1041", False),
+        ("127.0.0.1:1040", True),
+    ],
+)
+def test_the_tls_certificate_names_are_hosts_too(host: str, ok: bool) -> None:
+    names = ("lccp-ex.easemob.com", "*.bank.example")
+    v = check_handshake(host, [], port=1040, allowlist=ALLOW, names=names)
+    assert (v.refused is None) is ok
+    if not ok:
+        assert v.refused is ErrorCode.host_refused and "lccp-ex.easemob.com:1040" in v.msg

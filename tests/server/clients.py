@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from kefu.protocol.wire import Json
@@ -11,9 +12,11 @@ from kefu.visitor.link import Link
 class AgentClient:
     """``auth`` with a token, then requests and pushes over :class:`Link`."""
 
-    def __init__(self, url: str, token: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 5.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.token = token
-        self.link = Link(url, timeout=timeout)
+        self.link = Link(url, timeout=timeout, ssl=tls)
         self.auth: Json = {}
 
     @property

@@ -81,6 +81,7 @@ from kefu.protocol.plugin_api import (
     is_final,
 )
 from kefu.protocol.wire import Json
+from kefu.tls import dns_names, server_context
 
 from .calls import CallMirror, CallRequests, CallView, OpenRequest, call_ended
 from .connection import CLOSE_GOING_AWAY, ControlConnection
@@ -171,6 +172,8 @@ class Plugin:
         )
         self.port = settings.port
         self._origins: frozenset[str] = frozenset()
+        #: The DNS names of the TLS certificate (``--tls-cert``), allowed as Host.
+        self.tls_names: tuple[str, ...] = ()
         self._server: Server | None = None
         self._connections: set[ControlConnection] = set()
         self._drained = asyncio.Event()
@@ -189,7 +192,11 @@ class Plugin:
         self.mirror = CallMirror()
         #: The SDKs' call API requests still going on (their progress comes later).
         self.requests = CallRequests()
-        self.api = ServerApi(settings.http_base, self._token_now, timeout=settings.http_timeout)
+        #: The TLS context of the links to an https server (``--server-ca``), made once.
+        self.server_ssl = settings.server_ssl()
+        self.api = ServerApi(
+            settings.http_base, self._token_now, timeout=settings.http_timeout, ssl=self.server_ssl
+        )
         #: The media of the calls; None with ``--no-media``.
         self.media: PluginMedia | None = None
         if settings.media is not None:
@@ -226,6 +233,12 @@ class Plugin:
 
     @property
     def url(self) -> str:
+        """``ws://127.0.0.1:<port>``; with TLS ``wss://<the certificate's first name>:<port>``
+        (a name resolving to 127.0.0.1, as ``lccp-ex.easemob.com`` of SPEC §3)."""
+        if self.settings.tls:
+            # a wildcard cannot be a URL's host; it is still accepted as Host (security.host_allowed)
+            host = next((n for n in self.tls_names if "*" not in n), "127.0.0.1")
+            return f"wss://{host}:{self.port}"
         return f"ws://127.0.0.1:{self.port}"
 
     @property
@@ -243,10 +256,19 @@ class Plugin:
         """Listen on 127.0.0.1, then write a fresh pairing token (not before:
         a plugin that cannot bind must not replace a running one's token)."""
         s = self.settings
+        tls = None
+        if s.tls_cert is not None and s.tls_key is not None:
+            tls = server_context(s.tls_cert, s.tls_key)  # raises TlsError, saying what to do
+            self.tls_names = dns_names(s.tls_cert)
+            if not self.tls_names:
+                log.warning(
+                    "the TLS certificate %s has no DNS name: only 127.0.0.1 will match it", s.tls_cert
+                )
         self._server = await serve(
             self._handler,
             "127.0.0.1",
             s.port,
+            ssl=tls,
             process_request=self._process_request,
             compression=None,
             max_size=s.max_frame,
@@ -339,6 +361,7 @@ class Plugin:
             request.headers.get_all("Origin"),
             port=self.port,
             allowlist=self._origins,
+            names=self.tls_names,
         )
         if verdict.refused is not None:
             log.warning("handshake refused: %s", verdict.refused.value)
@@ -480,7 +503,7 @@ class Plugin:
         link: AgentLink | None = None
         try:
             async with asyncio.timeout(self.settings.login_timeout):
-                result = await fetch_login(url, http_timeout=self.settings.login_timeout)
+                result = await fetch_login(url, http_timeout=self.settings.login_timeout, ssl=self.server_ssl)
                 old, old_agent = self.link, self.agent
                 self.link, self.agent = None, None
                 if old is not None:
@@ -560,6 +583,7 @@ class Plugin:
             backoff_max=s.backoff_max,
             ping_interval=s.ping_interval,
             ping_timeout=s.ping_timeout,
+            ssl=self.server_ssl,
             rng=self._rng,
         )
 

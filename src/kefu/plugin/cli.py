@@ -2,7 +2,8 @@
 
 The plugin prints what it does on stderr, and one line on stdout once it
 answers on its port: ``ready ws://127.0.0.1:<port>`` (what
-``IMClient.startup`` waits for when it starts the plugin).
+``IMClient.startup`` waits for when it starts the plugin); with
+``--tls-cert``/``--tls-key``, ``ready wss://<the certificate's name>:<port>``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from kefu.tls import TlsError
 
 from .app import Plugin
 from .qtloop import desktop_unavailable, run_qt
@@ -126,9 +129,17 @@ async def run_plugin(
 ) -> int:
     """Run until ``quit`` or a signal; the exit status. ``desktop``: with its
     window (in a loop of :func:`kefu.plugin.qtloop.run_qt`)."""
-    plugin = Plugin(settings)
+    try:
+        plugin = Plugin(settings)
+    except TlsError as exc:  # --server-ca
+        err.print(f"[red]{exc}[/red]")
+        return 2
     try:
         await plugin.start()
+    except TlsError as exc:  # --tls-cert, --tls-key
+        err.print(f"[red]{exc}[/red]")
+        await plugin.aclose()
+        return 2
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             if launched_by_url:
@@ -153,6 +164,8 @@ async def run_plugin(
         shown = f"shown on {window.platform}" + (", with its control bar" if video_bar else "")
     table = Table(title="kefu plugin", show_header=False)
     table.add_row("control socket", plugin.url)
+    if settings.tls:
+        table.add_row("TLS", f"{settings.tls_cert}; Host may be {', '.join(plugin.tls_names) or '127.0.0.1'}")
     table.add_row("server", settings.server_origin)
     table.add_row("allowed origins", "\n".join(sorted(settings.origins(plugin.port))))
     table.add_row("pairing token", str(settings.token_path))
@@ -233,6 +246,13 @@ def register(app: typer.Typer) -> None:
         media_timeout: float = typer.Option(
             25.0, "--media-timeout", help="seconds takePhoto and inviteShare wait for the visitor"
         ),
+        tls_cert: Path = typer.Option(
+            None, "--tls-cert", help="serve wss:// with this PEM certificate (its chain after it)"
+        ),
+        tls_key: Path = typer.Option(None, "--tls-key", help="the certificate's PEM key (mode 0600)"),
+        server_ca: Path = typer.Option(
+            None, "--server-ca", help="trust only this CA file for an https --server (a bank's own CA)"
+        ),
     ) -> None:
         """Run the agent's plugin: the control socket on 127.0.0.1 for the SDKs (SPEC §3–4)."""
         logging.basicConfig(
@@ -290,6 +310,9 @@ def register(app: typer.Typer) -> None:
                 login_timeout=login_timeout,
                 media=media,
                 media_timeout=media_timeout,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+                server_ca=server_ca,
             )
         except ValueError as exc:
             err.print(f"[red]{exc}[/red]")

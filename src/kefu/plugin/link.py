@@ -32,6 +32,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -101,8 +102,10 @@ class AgentLink:
         backoff_max: float = 10.0,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
+        ssl: SSLContext | None = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
+        self._ssl = ssl
         self.url = url
         self._token = token
         self._listener = listener
@@ -233,8 +236,10 @@ class AgentLink:
     # --- the socket
 
     async def _open(self, login: Json | None = None) -> tuple[ClientConnection, Json]:
+        tls: dict[str, Any] = {"ssl": self._ssl} if self._ssl is not None else {}
         ws = await connect(
             self.url,
+            **tls,
             open_timeout=self._open_timeout,
             ping_interval=self._ping_interval,
             ping_timeout=self._ping_timeout,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from ssl import SSLContext
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,11 +88,16 @@ def _server_error(response: httpx.Response) -> ApiError:
     )
 
 
-async def fetch_login(url: str, *, http_timeout: float) -> LoginResult:
+async def fetch_login(url: str, *, http_timeout: float, ssl: SSLContext | None = None) -> LoginResult:
     """Fetch the login URL; raise :class:`ApiError` with the server's code and
     message, or :class:`TimeoutError` when the server does not answer in time."""
     try:
-        async with httpx.AsyncClient(follow_redirects=False, timeout=http_timeout, trust_env=False) as http:
+        async with httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=http_timeout,
+            trust_env=False,
+            verify=ssl if ssl is not None else True,
+        ) as http:
             response = await http.get(url, headers={"Accept": "application/json"})
     except httpx.TimeoutException:
         raise TimeoutError from None

@@ -3,7 +3,10 @@ browser can reach ``127.0.0.1:1040``, so the handshake and the first message
 decide who may control the plugin.
 
 - :func:`check_handshake` — before the upgrade: the ``Host`` header is
-  ``127.0.0.1:<port>`` or ``localhost:<port>`` exactly (DNS rebinding), and an
+  ``127.0.0.1:<port>`` or ``localhost:<port>`` exactly, or ``<name>:<port>``
+  for a DNS name of the plugin's TLS certificate (DNS rebinding: a page can
+  make any name resolve to 127.0.0.1, but not get a certificate for a name it
+  does not own, and ``wss://`` checks the certificate), and an
   ``Origin``, when sent, is exactly one of the allowlist (cross-site WebSocket
   hijacking). A client without ``Origin`` is not a browser and must pair.
 - :class:`PairingToken` — the per-start secret in ``<data-dir>/plugin.token``
@@ -33,13 +36,28 @@ __all__ = [
     "RateLimiter",
     "allowed_hosts",
     "check_handshake",
+    "host_allowed",
 ]
 
 Clock = Callable[[], float]
 
 
-def allowed_hosts(port: int) -> frozenset[str]:
-    return frozenset({f"127.0.0.1:{port}", f"localhost:{port}"})
+def allowed_hosts(port: int, names: Iterable[str] = ()) -> frozenset[str]:
+    """The exact ``Host`` headers allowed: loopback, and each DNS name of the TLS
+    certificate but its wildcards (those are matched by :func:`host_allowed`)."""
+    exact = {f"{n}:{port}" for n in names if "*" not in n}
+    return frozenset({f"127.0.0.1:{port}", f"localhost:{port}"} | exact)
+
+
+def host_allowed(host: str, port: int, names: Iterable[str] = ()) -> bool:
+    """``host`` is allowed: exactly one of :func:`allowed_hosts`, or one label
+    under a wildcard name of the certificate (``a.bank.example`` for ``*.bank.example``).
+    Exact bytes, as the loopback names: browsers send the Host in lower case."""
+    names = tuple(names)
+    if host in allowed_hosts(port, names):
+        return True
+    label, dot, rest = host.partition(".")
+    return bool(dot and label and "*" not in label and f"*.{rest}" in {f"{n}:{port}" for n in names})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +71,23 @@ class HandshakeVerdict:
 
 
 def check_handshake(
-    host: str | None, origins: Iterable[str | None], *, port: int, allowlist: frozenset[str]
+    host: str | None,
+    origins: Iterable[str | None],
+    *,
+    port: int,
+    allowlist: frozenset[str],
+    names: tuple[str, ...] = (),
 ) -> HandshakeVerdict:
     """Check the ``Host`` and ``Origin`` headers of a handshake.
 
-    ``origins`` is every ``Origin`` header sent (a request with two is refused).
+    ``origins`` is every ``Origin`` header sent (a request with two is refused);
+    ``names`` the DNS names of the plugin's TLS certificate (none without TLS).
     """
-    if host is None or host not in allowed_hosts(port):
+    if host is None or not host_allowed(host, port, names):
+        also = "".join(f" or {n}:{port}" for n in names)
         return HandshakeVerdict(
             ErrorCode.host_refused,
-            f"Host must be 127.0.0.1:{port} or localhost:{port}",
+            f"Host must be 127.0.0.1:{port} or localhost:{port}{also}",
         )
     sent = list(origins)
     if len(sent) > 1:

@@ -8,6 +8,7 @@ builds it from its options. Nothing else reads the environment, except
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,6 +117,13 @@ class PluginSettings:
     media_timeout: float = 25.0
     #: Bounds each HTTP upload or download (snapshot, photo, recording chunk).
     http_timeout: float = 10.0
+    #: TLS of the control socket (``--tls-cert``/``--tls-key``): ``wss://`` and
+    #: ``https://…/imclient.js`` on the port, the certificate's DNS names allowed as Host.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: The CA file the link to an ``https://`` server trusts (``--server-ca``, a bank's own
+    #: CA); None: the system's CAs.
+    server_ca: Path | None = None
 
     def __post_init__(self) -> None:
         origin_of(self.server_url)  # raises on a bad URL
@@ -123,6 +131,21 @@ class PluginSettings:
             raise ValueError(f"port {self.port} is not a TCP port")
         if self.media_timeout <= 0 or self.http_timeout <= 0:
             raise ValueError("media_timeout and http_timeout must be positive")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def server_ssl(self) -> ssl.SSLContext | None:
+        """The TLS context of the link to an https server with ``server_ca``; None: the defaults.
+        Raises :class:`~kefu.tls.TlsError` for a CA file that cannot be loaded."""
+        if self.server_ca is None:
+            return None
+        from kefu.tls import client_context
+
+        return client_context(self.server_ca)
 
     @property
     def server_origin(self) -> str:

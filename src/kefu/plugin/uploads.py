@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from ssl import SSLContext
 from typing import Any
 
 import httpx
@@ -49,8 +50,16 @@ def _error_of(response: httpx.Response) -> ApiError:
 class ServerApi:
     """The server's REST API, as the logged-in agent (``token()`` gives the current token)."""
 
-    def __init__(self, base_url: str, token: Callable[[], str | None], *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: Callable[[], str | None],
+        *,
+        timeout: float = 10.0,
+        ssl: SSLContext | None = None,
+    ) -> None:
         self.base_url = base_url
+        self._ssl = ssl
         self._token = token
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
@@ -58,7 +67,12 @@ class ServerApi:
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             # one client (one connection pool) for the plugin's life: making one costs tens of ms
-            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout, trust_env=False)
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                timeout=self._timeout,
+                trust_env=False,
+                verify=self._ssl if self._ssl is not None else True,
+            )
         return self._client
 
     async def _send(self, method: str, url: str, **kw: Any) -> httpx.Response:

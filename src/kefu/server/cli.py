@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kefu.protocol import CODE_INFO, ApiError, Code
+from kefu.tls import TlsError
 
 from .accounts import add_agent, list_agents, set_disabled
 from .runner import ServerRunner
@@ -105,6 +106,10 @@ def server(
     queue_push_interval: float = typer.Option(
         0.2, help="seconds between two rounds of queue pushes (changes meanwhile are shown together)"
     ),
+    tls_cert: Path = typer.Option(
+        None, "--tls-cert", help="serve https/wss with this PEM certificate (its chain after it)"
+    ),
+    tls_key: Path = typer.Option(None, "--tls-key", help="the certificate's PEM key (mode 0600)"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
 ) -> None:
     """Run the kefu server: login, agent and visitor sockets, REST API (docs at /docs).
@@ -113,6 +118,9 @@ def server(
     and its own --node-id (docs/deploy.md)."""
     if redis and not (db and db.startswith(("postgresql://", "postgres://", "postgresql+asyncpg://"))):
         err.print("[red]--redis needs --db postgresql://…[/red]: the nodes share one PostgreSQL database.")
+        raise typer.Exit(2)
+    if (tls_cert is None) != (tls_key is None):
+        err.print("[red]--tls-cert and --tls-key go together[/red]: the certificate and its key.")
         raise typer.Exit(2)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
@@ -148,11 +156,17 @@ def server(
         gap_poll=gap_poll,
         sweep_interval=sweep_interval,
         queue_push_interval=queue_push_interval,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         **_base(data_dir, db, db_schema),
     )
 
     async def main() -> None:
-        runner = ServerRunner(s)
+        try:
+            runner = ServerRunner(s)
+        except TlsError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
         try:
             url = await runner.start()
         except OSError as exc:

@@ -3,7 +3,9 @@
 :class:`ServerRunner` binds the socket itself, so ``port=0`` gives a free
 port whose URL is known before the first request, then runs uvicorn with the
 settings' limits: ``websockets`` (sans-I/O) for WebSockets, compression off,
-frames up to ``transport_max_bytes``, keepalive pings, no access log.
+frames up to ``transport_max_bytes``, keepalive pings, no access log; with
+``tls_cert``/``tls_key``, https and wss (the key checked by :mod:`kefu.tls`
+first: readable by its user only).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from types import TracebackType
 
 import uvicorn
 
+from kefu.tls import server_context
+
 from .app import create_app
 from .services import Services
 from .settings import Settings
@@ -24,6 +28,9 @@ __all__ = ["ServerRunner", "uvicorn_config"]
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    """Raises :class:`~kefu.tls.TlsError` for a TLS certificate or key that cannot serve."""
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        server_context(settings.tls_cert, settings.tls_key)  # the same checks as the plugin's, early
     return uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -39,6 +46,8 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         timeout_graceful_shutdown=max(1, round(settings.graceful_shutdown)),
         server_header=False,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )
 
 
@@ -100,7 +109,7 @@ class ServerRunner:
         sock = self._bind()
         self.port = sock.getsockname()[1]
         host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{self.settings.scheme}://{host}:{self.port}"
         self._server = server = _Server(self.config)
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="kefu-server")
         ready = asyncio.create_task(server.ready.wait())

@@ -58,6 +58,9 @@ class Settings:
     db_schema: str | None = None  # PostgreSQL only: the schema to use (created if missing)
     # PostgreSQL only: session settings of every connection, e.g. (("synchronous_commit", "off"),) in tests
     db_settings: tuple[tuple[str, str], ...] = ()
+    # TLS (``--tls-cert``/``--tls-key``): https and wss on the port; None: plain (or nginx in front)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     # --- accounts and login
     token_ttl: float = 12 * 3600.0  # seconds a login token lives
     allowed_origins: tuple[str, ...] = ()  # returnTo targets and browser Origins besides our own
@@ -101,6 +104,15 @@ class Settings:
     graceful_shutdown: float = 5.0
     log_level: str = "info"
     clock: Callable[[], datetime] = utcnow
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with TLS, else ``http``."""
+        return "https" if self.tls_cert is not None else "http"
 
     @property
     def database_url(self) -> str:

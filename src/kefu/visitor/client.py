@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -116,7 +117,9 @@ class Visitor:
     ``on_invite`` is what it answers an agent's invitation; ``allow_photo`` and
     ``allow_share`` are the page's settings; ``media`` says where its camera and
     microphone come from (the synthetic pattern by default) and ``media_timeout``
-    how long its media connection may take to come up."""
+    how long its media connection may take to come up; ``ssl`` the TLS context of an
+    ``https://`` server (:func:`kefu.tls.client_context` of a bank's own CA), None:
+    the system's CAs."""
 
     def __init__(
         self,
@@ -130,6 +133,7 @@ class Visitor:
         allow_share: bool = True,
         media: MediaSettings | None = None,
         media_timeout: float = 10.0,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         if on_invite not in INVITE_POLICIES:
             raise ValueError(f"on_invite: one of {', '.join(INVITE_POLICIES)}, not {on_invite!r}")
@@ -144,7 +148,8 @@ class Visitor:
         self.allow_share = allow_share
         self.media_settings = media if media is not None else MediaSettings()
         self.media_timeout = media_timeout
-        self.link = Link(ws_url(server, "/ws/visitor"), timeout=timeout)
+        self.ssl = ssl
+        self.link = Link(ws_url(server, "/ws/visitor"), timeout=timeout, ssl=ssl)
         self.call: VisitorCall | None = None
         self.timeline: list[VisitorEvent] = []  # every event, in order
         self._grown = asyncio.Event()
@@ -570,7 +575,7 @@ class Visitor:
                 image = await media.take_photo()
                 assert self.visitor_key is not None
                 if self._http is None:
-                    self._http = http_client(self.timeout)
+                    self._http = http_client(self.timeout, self.ssl)
                 answer = await upload_photo(
                     self._http,
                     self.server,

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl as ssl_module
 from collections.abc import Callable
 from typing import Any
 
@@ -58,8 +59,19 @@ class RequestFailed(ApiError):
 
 
 class Link:
-    def __init__(self, url: str, *, timeout: float = 10.0, max_size: int = 4 * 1024 * 1024) -> None:
+    """``ssl``: the context of a ``wss://`` URL (a bank's own CA, :func:`kefu.tls.client_context`);
+    None: the system's CAs."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        max_size: int = 4 * 1024 * 1024,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
         self.url = url
+        self.ssl = ssl
         self.timeout = timeout
         self.max_size = max_size
         self.ws: ClientConnection | None = None
@@ -103,8 +115,10 @@ class Link:
     async def connect(self) -> None:
         await self.disconnect()
         self.close_code, self.close_reason = None, ""
+        tls: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
         self.ws = await connect(
             self.url,
+            **tls,
             open_timeout=self.timeout,
             compression=None,
             max_size=self.max_size,

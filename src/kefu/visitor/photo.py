@@ -9,6 +9,7 @@ percent`` says so.
 
 from __future__ import annotations
 
+import ssl as ssl_module
 from typing import Any
 from urllib.parse import quote
 
@@ -40,10 +41,11 @@ def http_url(server: str, path: str) -> str:
     return base + path
 
 
-def http_client(timeout: float) -> httpx.AsyncClient:
+def http_client(timeout: float, ssl: ssl_module.SSLContext | None = None) -> httpx.AsyncClient:
     """The HTTP client of one visitor (made once: making one costs tens of ms).
-    ``trust_env=False``: never through a proxy from the environment."""
-    return httpx.AsyncClient(timeout=timeout, trust_env=False)
+    ``trust_env=False``: never through a proxy from the environment. ``ssl``: the
+    context of an https server (a bank's own CA); None: the system's CAs."""
+    return httpx.AsyncClient(timeout=timeout, trust_env=False, verify=ssl if ssl is not None else True)
 
 
 def name_headers(name: str) -> dict[str, str]:

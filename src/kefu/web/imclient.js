@@ -26,6 +26,15 @@
  * A call API's request (and inviteShare's) lives on until one of its final
  * callbacks (IMClient.isFinal); every other API answers once.
  *
+ * Local Network Access (Chrome 147+): a page that is not itself on loopback
+ * needs the browser's permission to reach the plugin on 127.0.0.1 (or on a name
+ * resolving to it, as wss://lccp-ex.easemob.com:1040); refused, the socket
+ * fails before it opens, with no reason given. Then the client asks the
+ * Permissions API; a state "denied" or "prompt" (the prompt was dismissed or
+ * could not show) makes `error` and every waiting request get
+ * {code: "local_network_denied", msg} saying what to do, instead of
+ * "plugin_unreachable". See docs/deploy.md.
+ *
  * Additions: options `token`, `kefuWSOpen`, `quit`, `reconnect`;
  * initInnerCallBack also takes `stateChange(state, payload)` and the server's
  * events by name (`sessionAssigned`, `message`, `queue`, `call`, `share`, ...);
@@ -93,6 +102,43 @@
     return { v: VERSION, mark: mark, subMark: "error", code: code, error: { code: code, msg: msg } };
   }
 
+  // The permission that lets a page reach 127.0.0.1: Chrome names it "loopback-network" since it
+  // split Local Network Access in two, "local-network-access" before; a name the browser does not
+  // know throws (or rejects), and is skipped.
+  var LNA_PERMISSIONS = ["loopback-network", "local-network-access"];
+  var LNA_HELP = "Allow this site to access apps on this device (the icon left of the address bar, " +
+    "or the bank's policy LocalNetworkAccessAllowedForUrls), then reload the page.";
+
+  function onLoopback() {
+    var host = global.location ? global.location.hostname : "";
+    return host === "127.0.0.1" || host === "localhost" || host === "[::1]" || host === "::1";
+  }
+
+  /** done(state) with the Local Network Access permission's state, or null: not asked
+   * (a page on loopback needs none) or not known to this browser. */
+  function localNetworkState(done) {
+    var perms = global.navigator && global.navigator.permissions;
+    if (!perms || typeof perms.query !== "function" || onLoopback()) {
+      done(null);
+      return;
+    }
+    var i = 0;
+    (function next() {
+      if (i >= LNA_PERMISSIONS.length) {
+        done(null);
+        return;
+      }
+      var asked;
+      try {
+        asked = perms.query({ name: LNA_PERMISSIONS[i++] });
+      } catch (e) {
+        next();
+        return;
+      }
+      Promise.resolve(asked).then(function (status) { done(status && status.state ? status.state : null); }, next);
+    })();
+  }
+
   function IMClient(options) {
     if (!(this instanceof IMClient)) return new IMClient(options);
     options = options || {};
@@ -119,7 +165,8 @@
     this._closed = false;
     this._quitting = false;
     this._backoff = 500;
-    this._reportedDown = false;
+    this._reportedDown = false; // the code last told to `error` while down, or false
+    this._downWhy = "";
     this._connect();
   }
 
@@ -134,13 +181,17 @@
     try {
       ws = new WebSocket(this.baseWsUrl);
     } catch (e) {
-      this._down("cannot open " + this.baseWsUrl + ": " + e.message);
+      var mixed = global.location && global.location.protocol === "https:" && /^ws:/.test(this.baseWsUrl);
+      this._down("cannot open " + this.baseWsUrl + ": " + e.message +
+                 (mixed ? " (a page on https must use wss:// to the plugin, started with --tls-cert)" : ""));
       return;
     }
+    var opened = false;
     this._ws = ws;
     this._paired = false;
     this._early = [];
     ws.onopen = function () {
+      opened = true;
       var params = { client: "imclient.js" };
       if (self.options.token) params.token = self.options.token;
       ws.send(JSON.stringify({ v: VERSION, id: "hello", mark: "hello", params: params }));
@@ -167,23 +218,43 @@
         req.handle(localError(req.mark, "plugin_unreachable", "the connection to the plugin closed"));
       });
       if (self._closed || self._quitting) return;
-      self._down(wasPaired ? "the connection to the plugin closed (" + ev.code + ")"
-                           : "the plugin does not answer on " + self.baseWsUrl);
+      if (wasPaired) {
+        self._down("the connection to the plugin closed (" + ev.code + ")");
+        return;
+      }
+      var unanswered = "the plugin does not answer on " + self.baseWsUrl;
+      if (opened) {
+        self._down(unanswered);
+        return;
+      }
+      // failed before it opened: the browser may have refused this page the local network
+      localNetworkState(function (state) {
+        if (self._closed || self._ws !== null) return;
+        if (state === "denied" || state === "prompt") {
+          self._down("this browser does not let this page reach the plugin on this computer " +
+                     "(Local Network Access permission: " + state + "). " + LNA_HELP, "local_network_denied");
+        } else {
+          self._down(unanswered);
+        }
+      });
     };
   };
 
-  IMClient.prototype._down = function (why) {
+  IMClient.prototype._down = function (why, code) {
     var self = this;
-    if (!this._reportedDown) {
-      this._reportedDown = true;
-      this._option("error", localError("client", "plugin_unreachable", why));
+    code = code || "plugin_unreachable";
+    this._downWhy = why;
+    if (this._reportedDown !== code) {
+      this._reportedDown = code;
+      this._option("error", localError("client", code, why));
     }
-    if (this.options.reconnect === false) {
+    if (this.options.reconnect === false || code === "local_network_denied") {
+      // nothing gets through until the user (or the bank's policy) allows it: fail them now
       var waiting = this._waiting;
       this._waiting = [];
-      waiting.forEach(function (w) { w.handle(localError(w.mark, "plugin_unreachable", why)); });
-      return;
+      waiting.forEach(function (w) { w.handle(localError(w.mark, code, why)); });
     }
+    if (this.options.reconnect === false) return;
     setTimeout(function () { if (!self._closed) self._connect(); }, this._backoff);
     this._backoff = Math.min(this._backoff * 2, 10000);
   };
@@ -206,7 +277,7 @@
       } else if (msg.subMark === "error" && (msg.id === "hello" || msg.mark === "client" || !msg.id)) {
         // refused (controller_busy, unauthenticated ...): one error, not another for the close
         if (msg.error && !("code" in msg)) msg.code = msg.error.code;
-        this._reportedDown = true;
+        this._reportedDown = "plugin_unreachable";
         this._option("error", msg);
       } else {
         this._early.push(msg);
@@ -281,7 +352,9 @@
     if (mark === "quit") this._quitting = true;
     if (this._paired) this._send(req);
     else if (this._closed) req.handle(localError(mark, "plugin_unreachable", "the client is closed"));
-    else this._waiting.push(req);
+    else if (this._reportedDown === "local_network_denied") {
+      req.handle(localError(mark, "local_network_denied", this._downWhy));
+    } else this._waiting.push(req);
   };
 
   IMClient.prototype._send = function (req) {

@@ -2,9 +2,10 @@
  * samples, without touching a character of them.
  *
  * 1. Port mapping. The spec's init sample connects to "ws://127.0.0.1:1040"
- *    (the page is served over http). The test's plugin listens on a free
- *    port, given by /config.js: WebSocket URLs on 127.0.0.1:1040 are mapped
- *    to it here, and every URL asked for is kept in window.__sockets.
+ *    (a page served over http) or "wss://lccp-ex.easemob.com:1040" (over
+ *    https). The test's plugin listens on a free port, given by /config.js:
+ *    WebSocket URLs on port 1040 of those hosts are mapped to it here (same
+ *    scheme and host), and every URL asked for is kept in window.__sockets.
  * 2. Recording. Every callback the samples give IMClient (the constructor's
  *    options, initInnerCallBack's, each API's v1204 callbacks and v190307
  *    callback) is wrapped: before it runs, {api, name, args} goes into
@@ -31,10 +32,10 @@
 
   // --- 1. ws://127.0.0.1:1040 -> the test's plugin
   var NativeWebSocket = window.WebSocket;
-  var SPEC_PLUGIN = /^ws:\/\/127\.0\.0\.1:1040(?=\/|$)/;
+  var SPEC_PLUGIN = /^(ws:\/\/127\.0\.0\.1|wss:\/\/lccp-ex\.easemob\.com):1040(?=\/|$)/;
   function MappedWebSocket(url, protocols) {
     window.__sockets.push(String(url));
-    var target = String(url).replace(SPEC_PLUGIN, "ws://127.0.0.1:" + cfg.pluginPort);
+    var target = String(url).replace(SPEC_PLUGIN, "$1:" + cfg.pluginPort);
     return protocols === undefined ? new NativeWebSocket(target) : new NativeWebSocket(target, protocols);
   }
   MappedWebSocket.prototype = NativeWebSocket.prototype;
