@@ -86,6 +86,7 @@ def media_settings(
     ice_username: str | None = None,
     ice_credential: str | None = None,
     candidate_addresses: list[str] | None = None,
+    server: str = "http://127.0.0.1:8600",
     stream_offline: float = 3.0,
     record: bool = True,
     video_size: str = "640x480",
@@ -93,8 +94,11 @@ def media_settings(
     audio_input: str | None = None,
 ) -> Any:
     """The plugin's :class:`~kefu.media.MediaSettings` from its options.
-    Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one."""
-    from kefu.media import IceServer, MediaError, MediaSettings
+    Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one.
+
+    Without ``candidate_addresses``, host candidates are on 127.0.0.1 when the
+    ``server`` is on loopback, else on every interface but loopback."""
+    from kefu.media import IceServer, MediaError, MediaSettings, default_host_addresses
 
     width, sep, height = video_size.partition("x")
     if not sep or not width.isdigit() or not height.isdigit():
@@ -107,10 +111,11 @@ def media_settings(
         )
         for url in ice_servers or []
     )
-    addresses = tuple(candidate_addresses or ["127.0.0.1"])
+    addresses = tuple(candidate_addresses or ())
+    hosts = default_host_addresses(server) if not addresses else None if addresses == ("auto",) else addresses
     return MediaSettings(
         ice_servers=servers,
-        host_addresses=None if addresses == ("auto",) else addresses,
+        host_addresses=hosts,
         source=source,
         audio_input=audio_input,
         offline_threshold=stream_offline,
@@ -220,9 +225,15 @@ def register(app: typer.Typer) -> None:
         ice_username: str = typer.Option(None, "--ice-username", help="the TURN servers' username"),
         ice_credential: str = typer.Option(None, "--ice-credential", help="the TURN servers' credential"),
         candidate_address: list[str] = typer.Option(
-            ["127.0.0.1"],
+            [],
             "--candidate-address",
-            help="an address to offer media on (repeatable; 'auto': every interface but loopback)",
+            help="an address to offer media on (repeatable; 'auto': every interface but loopback; "
+            "default: 127.0.0.1 when the server is on loopback, else auto)",
+        ),
+        media_connect_timeout: float = typer.Option(
+            15.0,
+            "--media-connect-timeout",
+            help="seconds a member's media may take to connect before the call ends (media_unreachable)",
         ),
         stream_offline: float = typer.Option(
             3.0, "--stream-offline", help="seconds without a member's video before visitorStreamOffline"
@@ -271,6 +282,7 @@ def register(app: typer.Typer) -> None:
                     ice_username=ice_username,
                     ice_credential=ice_credential,
                     candidate_addresses=candidate_address,
+                    server=server,
                     stream_offline=stream_offline,
                     record=not no_record,
                     video_size=video_size,
@@ -290,6 +302,7 @@ def register(app: typer.Typer) -> None:
                 login_timeout=login_timeout,
                 media=media,
                 media_timeout=media_timeout,
+                media_connect_timeout=media_connect_timeout,
             )
         except ValueError as exc:
             err.print(f"[red]{exc}[/red]")

@@ -116,13 +116,16 @@ class PluginSettings:
     media_timeout: float = 25.0
     #: Bounds each HTTP upload or download (snapshot, photo, recording chunk).
     http_timeout: float = 10.0
+    #: A member's media not connected within this (or its ICE failed) is reported
+    #: to the server (``mediaFailed``): the call ends with ``media_unreachable``.
+    media_connect_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         origin_of(self.server_url)  # raises on a bad URL
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not a TCP port")
-        if self.media_timeout <= 0 or self.http_timeout <= 0:
-            raise ValueError("media_timeout and http_timeout must be positive")
+        if self.media_timeout <= 0 or self.http_timeout <= 0 or self.media_connect_timeout <= 0:
+            raise ValueError("media_timeout, http_timeout and media_connect_timeout must be positive")
 
     @property
     def server_origin(self) -> str:
