@@ -171,7 +171,7 @@ async def run_plugin(
         ice = ", ".join(u for server in m.ice_servers for u in server.urls) or "none"
         hosts = ", ".join(m.host_addresses) if m.host_addresses is not None else "every interface"
         table.add_row("media", f"{m.source}, {m.video_width}x{m.video_height} at {m.fps} fps")
-        table.add_row("ICE", f"host candidates on {hosts}; STUN/TURN: {ice}")
+        table.add_row("ICE", f"host candidates on {hosts}; STUN/TURN: the server's (renewed), then {ice}")
         table.add_row("stream offline", f"after {m.offline_threshold:g} s without a frame")
         table.add_row("recording", "on (uploaded in chunks)" if m.record else "off")
     err.print(table)
