@@ -158,20 +158,7 @@ class Network:
         line = await asyncio.wait_for(server.stdout.readline(), LIMIT)
         assert b"listening on" in line, line
         self.server_url = line.decode().split("listening on ", 1)[1].strip()
-        await self._turn_ready()
-
-    async def _turn_ready(self) -> None:
-        """Until coturn answers on its UDP port."""
-        async with asyncio.timeout(LIMIT):
-            # coturn says nothing on stdout: look at its log and sockets
-            while not self._turn_listens():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-
-    def _turn_listens(self) -> bool:
-        log = self.tmp / "turnserver.log"
-        if log.exists() and "listener opened on" in log.read_text(errors="replace"):
-            return True
-        return any(f"{TURN_ADDRESS}:{TURN_PORT}" in line for line in _ss(self.topo.dc.argv("ss", "-lun")))
+        await self.topo.wait_udp("dc", TURN_ADDRESS, TURN_PORT)
 
     async def agent(self, name: str = "a1", *, connect_timeout: float = 20.0) -> Lines:
         """The plugin on the agent host (headless, real media) and an IMClient logged in, ready."""
@@ -238,10 +225,6 @@ class Network:
         """utime + stime of coturn so far (/proc/PID/stat), in seconds."""
         fields = Path(f"/proc/{self.turn_pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _ss(argv: list[str]) -> list[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout.splitlines()
 
 
 @pytest.fixture

@@ -72,6 +72,11 @@ def _run(*argv: str) -> None:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
 
 
+def _listens_udp(host: Host, where: str) -> bool:
+    sockets = subprocess.run(host.argv("ss", "-lun"), capture_output=True, text=True, check=False)
+    return any(where in line for line in sockets.stdout.splitlines())
+
+
 @dataclass
 class Host:
     """A host: its namespace, and its address on its link to ``dc``."""
@@ -155,6 +160,13 @@ class Topology:
             check=False,
         )
         return done.stdout.strip() in ("connected", "refused")
+
+    async def wait_udp(self, role: str, address: str, port: int, within: float = 30.0) -> None:
+        """Until something listens on UDP ``address:port`` in ``role`` (coturn says
+        nothing on stdout when it is ready: look at the sockets)."""
+        async with asyncio.timeout(within):
+            while not _listens_udp(self.hosts[role], f"{address}:{port}"):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
 
     async def spawn(
         self,
