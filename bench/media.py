@@ -27,11 +27,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import secrets
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +94,10 @@ async def _bare_first_frame() -> float:
         await asyncio.wait_for(b.close(), 5)
 
 
-async def _kefu_first_frame() -> tuple[float, float]:
+async def _kefu_first_frame(s: MediaSettings | None = None) -> tuple[float, float]:
     """kefu: the hub's offer → the member's first decoded frame, in ms; and a
     snapshot's latency at the hub, in ms."""
-    s = _settings()
+    s = s if s is not None else _settings()
     source = open_source(s, "agent")
     hub = MediaHub(s, call_id="bench", local="agent", source=source)
     member = MediaMember(s, local="v1", hub="agent")
@@ -119,6 +121,90 @@ async def _kefu_first_frame() -> tuple[float, float]:
         await hub.close()
         await member.close()
         source.stop()
+
+
+# ---------------------------------------------------------------- through a TURN relay (coturn)
+RELAY_ADDRESS = "10.77.0.2"
+
+
+async def _relay_main(url: str, username: str, credential: str, tries: int) -> None:
+    """Child, inside the relay's namespace: first frame direct (host candidates
+    on loopback) and through coturn only (no host candidate: relay to relay),
+    the same number of tries, one JSON line out."""
+    from kefu.media import IceServer
+
+    turn = IceServer((url,), username, credential)
+    direct = [(await _kefu_first_frame())[0] for _ in range(tries)]
+    relayed = [
+        (await _kefu_first_frame(_settings(ice_servers=(turn,), host_addresses=())))[0] for _ in range(tries)
+    ]
+    print(json.dumps({"direct": direct, "relay": relayed}), flush=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _through_relay(tries: int) -> dict[str, Any]:
+    """accept → first frame through coturn against direct, in one namespace of
+    tests/netns/topology.py (root only), and coturn's CPU meanwhile."""
+    try:
+        from tests.netns.topology import Topology, unavailable
+    except ImportError:
+        return {"relay_skipped": "run from the source tree (tests/netns/topology.py)"}
+    why = unavailable()
+    if why is not None:
+        return {"relay_skipped": why}
+    from kefu.server.turn import TurnIssuer
+
+    secret = secrets.token_hex(16)
+    topo = Topology()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            conf = Path(tmp) / "turnserver.conf"
+            conf.write_text(
+                f"listening-ip={RELAY_ADDRESS}\nrelay-ip={RELAY_ADDRESS}\nlistening-port=3478\n"
+                f"min-port=49152\nmax-port=49352\nuse-auth-secret\nstatic-auth-secret={secret}\n"
+                f"realm=kefu.bench\nfingerprint\nno-cli\nno-tls\nno-dtls\nuserdb={tmp}/db\n"
+                f"pidfile={tmp}/pid\nlog-file={tmp}/log\nsimple-log\n"
+            )
+            turn = await topo.spawn("dc", ["turnserver", "-c", str(conf)])
+            url = f"turn:{RELAY_ADDRESS}:3478?transport=udp"
+            (server,) = TurnIssuer((url,), secret, 3600).ice_servers("bench", datetime.now(UTC))
+            await topo.wait_udp("dc", RELAY_ADDRESS, 3478)
+            cpu = _cpu_seconds(turn.pid)
+            started = time.perf_counter()
+            child = await topo.spawn(
+                "dc",
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.media",
+                    "--relay",
+                    url,
+                    server["username"],
+                    server["credential"],
+                    str(tries),
+                ],
+                cwd=ROOT,
+            )
+            assert child.stdout is not None
+            line = await asyncio.wait_for(child.stdout.readline(), 120)
+            wall = time.perf_counter() - started
+            cpu = _cpu_seconds(turn.pid) - cpu
+            got = json.loads(line)
+    finally:
+        await topo.close()
+    direct, relay = statistics.median(got["direct"]), statistics.median(got["relay"])
+    return {
+        "direct_first_frame_ms": round(direct, 1),
+        "relay_first_frame_ms": round(relay, 1),
+        "relay_first_frame_ratio": round(relay / direct, 2),
+        "relay_cpu_pct": round(100 * cpu / wall, 1),
+    }
 
 
 # ---------------------------------------------------------------- members in their own processes
@@ -266,6 +352,7 @@ async def _run(quick: bool) -> dict[str, Any]:
         "recording_dropped_frames": int(rec["recording_dropped"]),
         "hub_cpu_3party_pct": round(three["hub"], 1),
         "member_cpu_3party_pct": round(three["member"], 1),
+        **await _through_relay(tries),
         "cpu_window_s": window,
         "tries": tries,
     }
@@ -292,7 +379,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.media", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3 tries, 3 s windows")
     parser.add_argument("--member", help=argparse.SUPPRESS)  # the child process of the CPU figures
+    parser.add_argument("--relay", nargs=4, help=argparse.SUPPRESS)  # the child of the relay figures
     args = parser.parse_args(argv)
+    if args.relay:
+        url, username, credential, tries = args.relay
+        asyncio.run(_relay_main(url, username, credential, int(tries)))
+        return
     if args.member:
         asyncio.run(_member_main(args.member))
         return

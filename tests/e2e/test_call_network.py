@@ -47,7 +47,9 @@ async def test_unreachable_media_ends_the_call_within_the_bound(server: ServerHa
         record = await server.services.calls.get_call(call_id)
         assert record is not None
         assert record["endReason"] == "media_unreachable" and record["endedBy"] == "system"
-        await agent.plugin.media.wait_closed() if agent.plugin.media is not None else None
-        assert not agent.plugin.media or call_id not in agent.plugin.media.calls
+        media = agent.plugin.media
+        assert media is not None
+        await media.wait_closed()
+        assert call_id not in media.calls
     finally:
         await agent.close()

@@ -20,7 +20,14 @@ from .events import (
 )
 from .frames import Image, RgbImage, encode_jpeg, to_rgb
 from .hub import MediaHub
-from .ice import gathered_addresses, host_addresses, rtc_configuration
+from .ice import (
+    default_host_addresses,
+    gathered_addresses,
+    host_addresses,
+    ice_servers_from_wire,
+    is_loopback_server,
+    rtc_configuration,
+)
 from .member import MediaMember
 from .pattern import PatternPainter, colour_for, read_counter, sample_rgb
 from .peer import MediaPeer, PeerStats, ReceivedTrack
@@ -62,9 +69,12 @@ __all__ = [
     "TrackAdded",
     "TrackRemoved",
     "colour_for",
+    "default_host_addresses",
     "encode_jpeg",
     "gathered_addresses",
     "host_addresses",
+    "ice_servers_from_wire",
+    "is_loopback_server",
     "open_source",
     "parse_source",
     "parse_track_label",

@@ -24,6 +24,8 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
+from urllib.parse import urlsplit
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
@@ -31,7 +33,14 @@ from aiortc import RTCConfiguration, RTCIceServer
 from .errors import MediaError
 from .settings import IceServer, MediaSettings
 
-__all__ = ["gathered_addresses", "host_addresses", "rtc_configuration"]
+__all__ = [
+    "default_host_addresses",
+    "gathered_addresses",
+    "host_addresses",
+    "ice_servers_from_wire",
+    "is_loopback_server",
+    "rtc_configuration",
+]
 
 _ADDRESSES: ContextVar[tuple[str, ...] | None] = ContextVar("kefu_media_host_addresses", default=None)
 _original: Callable[[bool, bool], list[str]] | None = None
@@ -87,3 +96,47 @@ def rtc_configuration(settings: MediaSettings) -> RTCConfiguration:
 
 def _rtc_server(server: IceServer) -> RTCIceServer:
     return RTCIceServer(urls=list(server.urls), username=server.username, credential=server.credential)
+
+
+def is_loopback_server(server_url: str) -> bool:
+    """Whether the kefu server at ``server_url`` is on this machine's loopback."""
+    host = (urlsplit(server_url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def default_host_addresses(server_url: str) -> tuple[str, ...] | None:
+    """Where to offer host candidates by default: loopback only when the server
+    is on loopback (the embedded default, DESIGN §6), else every interface but
+    loopback (``None``: aioice's own list), so a call across networks has host
+    candidates where a peer or the relay can reach them."""
+    return ("127.0.0.1",) if is_loopback_server(server_url) else None
+
+
+def ice_servers_from_wire(data: Any) -> tuple[IceServer, ...]:
+    """The server's ``iceServers`` (auth / hello reply, ``iceServers`` answer) as
+    :class:`IceServer`\\ s. Raises :class:`MediaError` on a malformed list."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise MediaError("iceServers: a list of {urls, username, credential}")
+    out = []
+    for entry in data:
+        if not isinstance(entry, dict):
+            raise MediaError("iceServers: each entry is an object")
+        urls = entry.get("urls")
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise MediaError("iceServers[].urls: a URL or a list of URLs")
+        username, credential = entry.get("username"), entry.get("credential")
+        if not (username is None or isinstance(username, str)) or not (
+            credential is None or isinstance(credential, str)
+        ):
+            raise MediaError("iceServers[].username and credential: strings")
+        out.append(IceServer(tuple(urls), username, credential))
+    return tuple(out)

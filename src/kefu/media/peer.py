@@ -151,6 +151,7 @@ class MediaPeer:
         self._emit_scheduled = False
         self._closed = False
         self._connected = asyncio.Event()
+        self._state_changed = asyncio.Event()
         self._own_watchdog = watchdog is None
         self.watchdog = (
             watchdog if watchdog is not None else FrameWatchdog(call_id, settings.offline_threshold)
@@ -486,17 +487,38 @@ class MediaPeer:
         return str(self.pc.connectionState)
 
     async def wait_connected(self, within: float = 10.0) -> None:
+        """Until the media is connected. Raises :class:`NegotiationError`:
+        ``media_unreachable`` when ICE failed (no candidate pair works) or
+        ``timeout`` when not connected within ``within`` seconds."""
         try:
-            await asyncio.wait_for(self._connected.wait(), within)
+            async with asyncio.timeout(within):
+                while not self._connected.is_set():
+                    if self.pc.connectionState == "failed":
+                        raise NegotiationError(
+                            f"no network path to {self.remote}: ICE failed", code=ErrorCode.media_unreachable
+                        )
+                    await self._state_changed.wait()
         except TimeoutError:
             raise NegotiationError(
                 f"no connection to {self.remote} within {within} s (state {self.connection_state})",
                 code=ErrorCode.timeout,
             ) from None
 
+    def route(self) -> tuple[str, str] | None:
+        """The candidate types (``host``, ``srflx``, ``relay``) of the pair the
+        media flows on, local then remote; ``None`` before ICE chose one."""
+        for transceiver in self.pc.getTransceivers():
+            ice = transceiver.receiver.transport.transport
+            pair = ice._connection._nominated.get(1)  # aioice: the selected pair of RTP
+            if pair is not None:
+                return pair.local_candidate.type, pair.remote_candidate.type
+        return None
+
     def _on_connection_state(self) -> None:
         if self.pc.connectionState == "connected":
             self._connected.set()
+        changed, self._state_changed = self._state_changed, asyncio.Event()
+        changed.set()
 
     @property
     def closed(self) -> bool:

@@ -202,7 +202,14 @@ class Plugin:
         if settings.media is not None:
             from .media import PluginMedia
 
-            self.media = PluginMedia(self, settings.media, self.api, settings.data_dir)
+            self.media = PluginMedia(
+                self,
+                settings.media,
+                self.api,
+                settings.data_dir,
+                connect_timeout=settings.media_connect_timeout,
+            )
+        self._ice_renewal: asyncio.TimerHandle | None = None
         self._photos: dict[str, asyncio.Future[Json]] = {}  # takePhoto: server requestId → event
         self._early_photos: OrderedDict[str, Json] = OrderedDict()  # photo events before their reply
         self._shares: list[_ShareWait] = []
@@ -313,6 +320,8 @@ class Plugin:
         if self._closed:
             return
         self._closed = True
+        if self._ice_renewal is not None:
+            self._ice_renewal.cancel()
         await self._end_calls()  # recordings finish and upload while the token is good
         link, self.link = self.link, None
         if link is not None:
@@ -534,6 +543,7 @@ class Plugin:
             return
         self._logging_in = False
         payload = auth.get("payload")
+        self._use_ice(payload)
         agent = payload.get("agent") if isinstance(payload, dict) else None
         if not isinstance(agent, dict):
             agent = result.agent
@@ -684,6 +694,7 @@ class Plugin:
     # --- the link's events
 
     def _on_link_up(self, auth: Json) -> None:
+        self._use_ice(auth.get("payload"))
         self._set_state(auth.get("state"))
         last = self.link.last_seq if self.link is not None else 0
         self.broadcast(client_event("kefuWSOpen", {"state": self.state, "lastSeq": last}))
@@ -773,6 +784,62 @@ class Plugin:
             self._share_over(view.call_id, "call ended")
         if self.media is not None and me is not None:
             self.media.on_call(me, view)
+
+    # --- the network: TURN credentials from the server, media that cannot connect (issue 16)
+
+    def _use_ice(self, payload: object) -> None:
+        """The server's ``iceServers`` (auth reply or ``iceServers`` answer) for
+        the next calls' media; asked again after ``iceRenewIn`` seconds."""
+        if self.media is None or not isinstance(payload, dict):
+            return
+        from kefu.media import MediaError, ice_servers_from_wire
+
+        try:
+            servers = ice_servers_from_wire(payload.get("iceServers"))
+        except MediaError as exc:
+            log.warning("the server's iceServers are unusable: %s", exc.msg)
+            return
+        self.media.use_ice_servers(servers)
+        renew_in = payload.get("iceRenewIn")
+        if self._ice_renewal is not None:
+            self._ice_renewal.cancel()
+            self._ice_renewal = None
+        if isinstance(renew_in, int | float) and renew_in > 0:
+            self._ice_renewal = asyncio.get_running_loop().call_later(
+                renew_in, lambda: self.spawn(self._renew_ice(float(renew_in)))
+            )
+
+    async def _renew_ice(self, renew_in: float) -> None:
+        link = self.link
+        if link is None or not link.up:
+            return  # the next auth reply brings fresh ones
+        try:
+            answer = await self._upstream(link, "iceServers", {})
+        except (ApiError, TimeoutError) as exc:
+            log.warning("renewing the TURN credential failed: %s; trying again", exc)
+            answer = {}
+        if answer.get("subMark") == "success":
+            self._use_ice(answer.get("payload"))
+        else:
+            retry = max(1.0, renew_in / 10)
+            self._ice_renewal = asyncio.get_running_loop().call_later(
+                retry, lambda: self.spawn(self._renew_ice(renew_in))
+            )
+
+    async def media_failed(self, call_id: str, kind: str, name: str, reason: str) -> None:
+        """Tell the server the media with ``name`` could not connect: it ends that
+        member's part of the call with ``media_unreachable``."""
+        link = self.link
+        if link is None:
+            return
+        params = {"callId": call_id, "member": {"kind": kind, "name": name}, "reason": reason[:128]}
+        try:
+            answer = await self._upstream(link, "mediaFailed", params)
+        except (ApiError, TimeoutError) as exc:
+            log.warning("call %s: reporting the media failure failed: %s", call_id, exc)
+            return
+        if answer.get("subMark") == "error":
+            log.info("call %s: mediaFailed refused: %s", call_id, (answer.get("error") or {}).get("msg"))
 
     # --- media (SPEC §4.4, §4.5)
 

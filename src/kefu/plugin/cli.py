@@ -89,6 +89,7 @@ def media_settings(
     ice_username: str | None = None,
     ice_credential: str | None = None,
     candidate_addresses: list[str] | None = None,
+    server: str = "http://127.0.0.1:8600",
     stream_offline: float = 3.0,
     record: bool = True,
     video_size: str = "640x480",
@@ -96,8 +97,11 @@ def media_settings(
     audio_input: str | None = None,
 ) -> Any:
     """The plugin's :class:`~kefu.media.MediaSettings` from its options.
-    Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one."""
-    from kefu.media import IceServer, MediaError, MediaSettings
+    Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one.
+
+    Without ``candidate_addresses``, host candidates are on 127.0.0.1 when the
+    ``server`` is on loopback, else on every interface but loopback."""
+    from kefu.media import IceServer, MediaError, MediaSettings, default_host_addresses
 
     width, sep, height = video_size.partition("x")
     if not sep or not width.isdigit() or not height.isdigit():
@@ -110,10 +114,11 @@ def media_settings(
         )
         for url in ice_servers or []
     )
-    addresses = tuple(candidate_addresses or ["127.0.0.1"])
+    addresses = tuple(candidate_addresses or ())
+    hosts = default_host_addresses(server) if not addresses else None if addresses == ("auto",) else addresses
     return MediaSettings(
         ice_servers=servers,
-        host_addresses=None if addresses == ("auto",) else addresses,
+        host_addresses=hosts,
         source=source,
         audio_input=audio_input,
         offline_threshold=stream_offline,
@@ -179,7 +184,7 @@ async def run_plugin(
         ice = ", ".join(u for server in m.ice_servers for u in server.urls) or "none"
         hosts = ", ".join(m.host_addresses) if m.host_addresses is not None else "every interface"
         table.add_row("media", f"{m.source}, {m.video_width}x{m.video_height} at {m.fps} fps")
-        table.add_row("ICE", f"host candidates on {hosts}; STUN/TURN: {ice}")
+        table.add_row("ICE", f"host candidates on {hosts}; STUN/TURN: the server's (renewed), then {ice}")
         table.add_row("stream offline", f"after {m.offline_threshold:g} s without a frame")
         table.add_row("recording", "on (uploaded in chunks)" if m.record else "off")
     err.print(table)
@@ -233,9 +238,15 @@ def register(app: typer.Typer) -> None:
         ice_username: str = typer.Option(None, "--ice-username", help="the TURN servers' username"),
         ice_credential: str = typer.Option(None, "--ice-credential", help="the TURN servers' credential"),
         candidate_address: list[str] = typer.Option(
-            ["127.0.0.1"],
+            [],
             "--candidate-address",
-            help="an address to offer media on (repeatable; 'auto': every interface but loopback)",
+            help="an address to offer media on (repeatable; 'auto': every interface but loopback; "
+            "default: 127.0.0.1 when the server is on loopback, else auto)",
+        ),
+        media_connect_timeout: float = typer.Option(
+            15.0,
+            "--media-connect-timeout",
+            help="seconds a member's media may take to connect before the call ends (media_unreachable)",
         ),
         stream_offline: float = typer.Option(
             3.0, "--stream-offline", help="seconds without a member's video before visitorStreamOffline"
@@ -291,6 +302,7 @@ def register(app: typer.Typer) -> None:
                     ice_username=ice_username,
                     ice_credential=ice_credential,
                     candidate_addresses=candidate_address,
+                    server=server,
                     stream_offline=stream_offline,
                     record=not no_record,
                     video_size=video_size,
@@ -313,6 +325,7 @@ def register(app: typer.Typer) -> None:
                 tls_cert=tls_cert,
                 tls_key=tls_key,
                 server_ca=server_ca,
+                media_connect_timeout=media_connect_timeout,
             )
         except ValueError as exc:
             err.print(f"[red]{exc}[/red]")

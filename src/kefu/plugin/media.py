@@ -29,6 +29,7 @@ addition: the frames are back).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -37,11 +38,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kefu.media import (
+    IceServer,
     Image,
     MediaError,
     MediaEvent,
     MediaHub,
     MediaMember,
+    MediaPeer,
     MediaSettings,
     NegotiationNeeded,
     NoFrameError,
@@ -75,6 +78,8 @@ class MediaHost(Protocol):
     def broadcast(self, msg: Json) -> None: ...
 
     def share_changed(self, call_id: str, on: bool, why: str) -> None: ...
+
+    def media_failed(self, call_id: str, kind: str, name: str, reason: str) -> Awaitable[None]: ...
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
@@ -150,6 +155,7 @@ class HubCall(CallMediaBase):
         self.upload: RecordingUpload | None = None
         self.started = time.monotonic()  # the call connected for this plugin
         self._record_due = False
+        self._watch: dict[str, asyncio.Task[Any]] = {}  # member → its connection's watcher
 
     # --- members
 
@@ -162,12 +168,44 @@ class HubCall(CallMediaBase):
                 self.do(functools.partial(self._add, name))
         for name in [n for n in self.kinds if n not in joined]:
             del self.kinds[name]
-            self.do(functools.partial(self.hub.remove_member, name))
+            self.do(functools.partial(self._remove, name))
 
     async def _add(self, name: str) -> None:
         if name in self.hub.members or name not in self.kinds:
             return
-        self.hub.add_member(name)  # emits NegotiationNeeded: the offer goes out then
+        peer = self.hub.add_member(name)  # emits NegotiationNeeded: the offer goes out then
+        self._watch[name] = self.owner.host.spawn(self._watch_connection(name, peer))
+
+    async def _remove(self, name: str) -> None:
+        watch = self._watch.pop(name, None)
+        if watch is not None:
+            watch.cancel()
+        await self.hub.remove_member(name)
+
+    async def _watch_connection(self, name: str, peer: MediaPeer) -> None:
+        """Reliability F15: media that does not connect within the bound (or whose
+        ICE fails) is reported to the server, which ends the member's part of the
+        call with ``media_unreachable`` (never a silent call)."""
+        timeout = self.owner.connect_timeout
+        try:
+            await peer.wait_connected(timeout)
+        except MediaError as exc:
+            if peer.closed or self.closed:
+                return
+            kind = self.kinds.get(name)
+            if kind is None:
+                return
+            log.warning(
+                "call %s: the media with %s %s did not connect: %s", self.call_id, kind, name, exc.msg
+            )
+            reason = (
+                "ice failed"
+                if exc.code is ErrorCode.media_unreachable
+                else f"not connected within {timeout:g} s"
+            )
+            await self.owner.host.media_failed(self.call_id, kind, name, reason)
+            return
+        log.info("call %s: media with %s connected (%s)", self.call_id, name, _route(peer))
 
     def _on_event(self, event: MediaEvent) -> None:
         if isinstance(event, NegotiationNeeded):
@@ -250,6 +288,9 @@ class HubCall(CallMediaBase):
         log.info("call %s: recording to %s", self.call_id, path)
 
     async def _shutdown(self) -> None:
+        for watch in self._watch.values():
+            watch.cancel()
+        self._watch.clear()
         recorder, upload = self.recorder, self.upload
         result = None
         if recorder is not None:
@@ -284,6 +325,18 @@ class MemberCall(CallMediaBase):
         self.primary = primary
         self.member: MediaMember | None = None
         self._has_member = asyncio.Event()
+        self._watch: asyncio.Task[Any] | None = None
+
+    async def _watch_connection(self, peer: MediaPeer) -> None:
+        """An invited agent's own media to the hub: reported like the hub's (F15)."""
+        timeout = self.owner.connect_timeout
+        try:
+            await peer.wait_connected(timeout)
+        except MediaError as exc:
+            if peer.closed or self.closed:
+                return
+            log.warning("call %s: the media with the hub did not connect: %s", self.call_id, exc.msg)
+            await self.owner.host.media_failed(self.call_id, "agent", self.me, exc.msg)
 
     async def wait_member(self) -> MediaMember:
         """The media member, once the hub's first offer made it."""
@@ -301,6 +354,7 @@ class MemberCall(CallMediaBase):
             )
             self.member.events.subscribe(self._on_event)
             self._has_member.set()
+            self._watch = self.owner.host.spawn(self._watch_connection(self.member.peer))
         reply = await self.member.handle(data)
         if reply is not None:
             await self.owner.host.send_signal(self.call_id, "agent", self.primary, reply)
@@ -324,21 +378,43 @@ class MemberCall(CallMediaBase):
         return await encode_jpeg_async(self.member.latest_frame(member), self.owner.settings.jpeg_quality)
 
     async def _shutdown(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         if self.member is not None:
             await self.member.close()
+
+
+def _route(peer: MediaPeer) -> str:
+    route = peer.route()
+    return "through the relay" if route is not None and "relay" in route else f"route {route}"
 
 
 class PluginMedia:
     """Every call's media of the plugin's agent (see the module's docstring)."""
 
-    def __init__(self, host: MediaHost, settings: MediaSettings, api: ServerApi, data_dir: Path) -> None:
+    def __init__(
+        self,
+        host: MediaHost,
+        settings: MediaSettings,
+        api: ServerApi,
+        data_dir: Path,
+        *,
+        connect_timeout: float = 15.0,
+    ) -> None:
         self.host = host
-        self.settings = settings
+        self.base = settings  # as configured (its own --ice-server)
+        self.settings = settings  # for the next peer: the server's ICE servers added
+        self.connect_timeout = connect_timeout
         self.api = api
         self.data_dir = data_dir
         self.calls: dict[str, HubCall | MemberCall] = {}
         self._views: dict[str, CallView] = {}
         self._closing: set[asyncio.Task[Any]] = set()
+
+    def use_ice_servers(self, servers: tuple[IceServer, ...]) -> None:
+        """The server's ICE servers (TURN with a fresh credential) for the peers
+        made from now on, before the plugin's own (DESIGN §6: none hard-coded)."""
+        self.settings = dataclasses.replace(self.base, ice_servers=(*servers, *self.base.ice_servers))
 
     def recording_path(self, call_id: str) -> Path:
         folder = self.data_dir / "recordings"

@@ -124,13 +124,16 @@ class PluginSettings:
     #: The CA file the link to an ``https://`` server trusts (``--server-ca``, a bank's own
     #: CA); None: the system's CAs.
     server_ca: Path | None = None
+    #: A member's media not connected within this (or its ICE failed) is reported
+    #: to the server (``mediaFailed``): the call ends with ``media_unreachable``.
+    media_connect_timeout: float = 15.0
 
     def __post_init__(self) -> None:
         origin_of(self.server_url)  # raises on a bad URL
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not a TCP port")
-        if self.media_timeout <= 0 or self.http_timeout <= 0:
-            raise ValueError("media_timeout and http_timeout must be positive")
+        if self.media_timeout <= 0 or self.http_timeout <= 0 or self.media_connect_timeout <= 0:
+            raise ValueError("media_timeout, http_timeout and media_connect_timeout must be positive")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
 

@@ -31,7 +31,7 @@ from .plugin_api import (
     VideoInviteAgentParams,
     VisitorNameParams,
 )
-from .visitor_api import SignalParams
+from .visitor_api import MediaFailedParams, SignalParams
 from .wire import Api, NoParams, Params
 
 __all__ = ["AGENT_API", "AuthParams"]
@@ -80,5 +80,8 @@ AGENT_API = Api(
         "signal": SignalParams,
         "inviteShare": NoParams,
         "takePhoto": NoParams,
+        # the network (issue 16): fresh TURN credentials; media that cannot connect
+        "iceServers": NoParams,
+        "mediaFailed": MediaFailedParams,
     },
 )

@@ -50,6 +50,7 @@ from .machine import CALL_FLOWS, Event, Flow
 
 __all__ = [
     "MEDIA_LOST",
+    "MEDIA_UNREACHABLE",
     "AgentEffect",
     "Call",
     "CallPhase",
@@ -149,6 +150,10 @@ class EndEffect:
 
 
 Effect = AgentEffect | VisitorEffect | MemberEffect | TimerEffect | EndEffect
+
+
+#: The end reason of a call whose media could not connect (error code ``media_unreachable``).
+MEDIA_UNREACHABLE = ErrorCode.media_unreachable.value
 
 
 def _invalid(msg: str) -> ApiError:
@@ -345,8 +350,25 @@ class Call:
         fx.append(self._start_timer())
         return fx
 
-    def hangup(self, kind: MemberKind, name: str, reason: str = "hangup") -> list[Effect]:
-        """A member hangs up (``videoDisconnect``, the visitor's hang-up, a lost connection)."""
+    def media_unreachable(self, kind: MemberKind, name: str) -> list[Effect]:
+        """The media with member ``name`` could not connect (reliability F15): it
+        leaves with the reason ``media_unreachable``, ended by ``system``. A
+        two-party call ends for everyone; in a three-party call the member
+        leaves and the others go on; a visitor that leaves so is told (``ended``); the
+        primary agent's own media failing ends the call."""
+        m = self.members.get((kind, name))
+        if m is None or self.phase is not CallPhase.connected or m.status is not MemberStatus.joined:
+            raise _invalid(f"{name} is not connected in this call")
+        fx = self.hangup(kind, name, MEDIA_UNREACHABLE, by="system")
+        if kind is MemberKind.visitor:  # it left (status set) before the end told the joined ones
+            fx.append(VisitorEffect(name, "ended", {"by": "system", "reason": MEDIA_UNREACHABLE}))
+        return fx
+
+    def hangup(
+        self, kind: MemberKind, name: str, reason: str = "hangup", *, by: str | None = None
+    ) -> list[Effect]:
+        """A member hangs up (``videoDisconnect``, the visitor's hang-up, a lost connection).
+        ``by``: who the record says ended the call (default: that member)."""
         m = self.members.get((kind, name))
         if m is None or self.phase is CallPhase.ended:
             raise _invalid("not in this call")
@@ -360,10 +382,10 @@ class Call:
         if m.status is not MemberStatus.joined:
             raise _invalid("already left this call")
         if kind is MemberKind.agent and name == self.primary:
-            return self._primary_hangs_up(reason)
+            return self._primary_hangs_up(reason, by)
         if kind is MemberKind.agent:
             return self._third_agent_leaves(m, reason)
-        return self._visitor_leaves(m, reason)
+        return self._visitor_leaves(m, reason, by)
 
     def media_lost(self, agent: str) -> list[Effect]:
         """The plugin of ``agent`` logged in again without this call's media.
@@ -471,7 +493,7 @@ class Call:
             fx.append(VisitorEffect(m.name, "cancelled", {"reason": "call ended"}))
         return fx
 
-    def _primary_hangs_up(self, reason: str) -> list[Effect]:
+    def _primary_hangs_up(self, reason: str, by: str | None = None) -> list[Effect]:
         if self.phase in (CallPhase.ringing, CallPhase.joining):
             fx: list[Effect] = [AgentEffect(self.primary, Flow.visitorInvite, Event.agentHangup, reason)]
             fx += self._set(MemberKind.visitor, self.visitor, MemberStatus.cancelled, "declined")
@@ -494,7 +516,7 @@ class Call:
         for m in self.joined(MemberKind.agent):
             if m.name != self.primary:
                 fx.append(AgentEffect(m.name, Flow.agentInvite, Event.agentHangup, reason))
-        return [*fx, self._stop_timer(), *self._end(self.primary, reason)]
+        return [*fx, self._stop_timer(), *self._end(by or self.primary, reason)]
 
     def _third_agent_leaves(self, m: Member, reason: str) -> list[Effect]:
         fx: list[Effect] = [
@@ -506,7 +528,7 @@ class Call:
             fx.append(VisitorEffect(v.name, "memberLeft", {"kind": "agent", "name": m.name}))
         return fx
 
-    def _visitor_leaves(self, m: Member, reason: str) -> list[Effect]:
+    def _visitor_leaves(self, m: Member, reason: str, by: str | None = None) -> list[Effect]:
         visitors = self.joined(MemberKind.visitor)
         if len(visitors) >= 2:
             # SPEC §6 decision: 006005; the call goes on with the other visitor
@@ -524,7 +546,7 @@ class Call:
         for a in self.joined(MemberKind.agent):
             if a.name != self.primary:
                 fx.append(AgentEffect(a.name, Flow.agentInvite, Event.visitorHangup, reason))
-        return [*fx, self._stop_timer(), *self._end(m.name, reason)]
+        return [*fx, self._stop_timer(), *self._end(by or m.name, reason)]
 
     # --- helpers
 

@@ -93,6 +93,7 @@ class ErrorCode(enum.Enum):
     plugin_unreachable = "plugin_unreachable"
     storage_full = "storage_full"
     media_server_unavailable = "media_server_unavailable"
+    media_unreachable = "media_unreachable"
     timeout = "timeout"
     internal = "internal"
 
@@ -446,6 +447,14 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
             "媒体服务器不可用,暂时无法建立通话",
             "a call while the data centre's media server (Janus) does not answer",
             503,
+        ),
+        ErrorInfo(
+            E.media_unreachable,
+            "the call's media could not connect (no network path, even through the relay)",
+            "通话媒体无法连通(即使经由中继也无可用网络路径)",
+            "a member's WebRTC media did not connect within the bound (ICE failed, TURN unreachable):"
+            " the call ends with this reason",
+            504,
         ),
         ErrorInfo(
             E.timeout,

@@ -26,6 +26,7 @@ __all__ = [
     "VISITOR_API",
     "AnswerCallParams",
     "CallIdParams",
+    "MediaFailedParams",
     "MemberRef",
     "PhotoAnswerParams",
     "ShareAnswerParams",
@@ -78,6 +79,18 @@ class SignalParams(Params):
     data: dict[str, Any]
 
 
+class MediaFailedParams(Params):
+    """``mediaFailed`` (both sockets): the media with ``member`` could not connect
+    (ICE failed, or not connected within the client's bound). The server ends
+    that member's part of the call with the reason ``media_unreachable``
+    (a two-party call ends). A visitor reports its own media (``member`` is
+    itself or absent); the hub (the primary agent's plugin) names the member."""
+
+    callId: Id
+    member: MemberRef | None = None
+    reason: Reason | None = None
+
+
 class ShareAnswerParams(Params):
     """``shareAnswer``: the visitor's screen share started, stopped, or was refused."""
 
@@ -110,5 +123,8 @@ VISITOR_API = Api(
         "signal": SignalParams,
         "shareAnswer": ShareAnswerParams,
         "photoAnswer": PhotoAnswerParams,
+        # the network (issue 16): fresh TURN credentials; media that cannot connect
+        "iceServers": NoParams,
+        "mediaFailed": MediaFailedParams,
     },
 )

@@ -69,6 +69,7 @@ from kefu.protocol.plugin_api import (
 from kefu.protocol.visitor_api import (
     AnswerCallParams,
     CallIdParams,
+    MediaFailedParams,
     PhotoAnswerParams,
     ShareAnswerParams,
     SignalParams,
@@ -193,6 +194,7 @@ class CallService:
             "signal": self._agent_signal,
             "inviteShare": self._invite_share,
             "takePhoto": self._take_photo,
+            "mediaFailed": self._agent_media_failed,
         }[req.mark]
         await handler(agent, req, conn)
 
@@ -414,6 +416,40 @@ class CallService:
         await self._signal(AG, agent.name, p)
         conn.reply(reply_message(req.mark, "success", rid=req.id))
 
+    async def _agent_media_failed(self, agent: Agent, req: Request, conn: Replier) -> None:
+        p = req.params
+        assert isinstance(p, MediaFailedParams)
+        conn.reply(reply_message(req.mark, "success", await self.media_failed(AG, agent.name, p), rid=req.id))
+
+    async def media_failed(self, kind: MemberKind, name: str, p: MediaFailedParams) -> dict[str, Any]:
+        """``mediaFailed``: the media with a member could not connect (reliability F15).
+
+        A member reports its own media; the primary agent (whose plugin is the hub
+        holding a connection with every member) may name any member. That member
+        leaves with the reason ``media_unreachable`` (``Call.media_unreachable``)."""
+        target = (MemberKind(p.member.kind), p.member.name) if p.member is not None else (kind, name)
+
+        def fail(call: Call) -> list[Effect]:
+            me = call.member(kind, name)
+            if me is None or me.status is not MemberStatus.joined:
+                raise ApiError("not a member of this call", code=ErrorCode.forbidden)
+            if target != (kind, name) and not (kind is AG and name == call.primary):
+                raise ApiError("only the call's hub reports another member's media", code=ErrorCode.forbidden)
+            return call.media_unreachable(*target)
+
+        out = await self._run(p.callId, fail)
+        log.info(
+            "call %s: the media with %s %s did not connect (%s, reported by %s %s): it leaves",
+            p.callId,
+            target[0].value,
+            target[1],
+            p.reason or "no reason given",
+            kind.value,
+            name,
+        )
+        assert out.call is not None
+        return {"callId": out.call.id, "member": {"kind": target[0].value, "name": target[1]}}
+
     async def _first_visitor(self, agent: Agent) -> tuple[str, str]:
         """The call of this agent (joined) and the visitor the media APIs address."""
         call_id = await self._call_of(AG, agent.name, status=MemberStatus.joined)
@@ -505,6 +541,10 @@ class CallService:
 
     async def visitor_signal(self, visitor: Visitor, p: SignalParams) -> None:
         await self._signal(VI, visitor.name, p)
+
+    async def visitor_media_failed(self, visitor: Visitor, p: MediaFailedParams) -> dict[str, Any]:
+        await self._visitor_call(visitor, p.callId)
+        return await self.media_failed(VI, visitor.name, p)
 
     async def share_answer(self, visitor: Visitor, p: ShareAnswerParams) -> None:
         primary = await self._primary_of(visitor, p.callId)

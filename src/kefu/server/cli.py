@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from .accounts import add_agent, list_agents, set_disabled
 from .runner import ServerRunner
 from .settings import Settings, default_data_dir
 from .store import Store
+from .turn import TurnIssuer
 
 __all__ = ["register"]
 
@@ -59,6 +61,26 @@ def _run(s: Settings, body: Any) -> Any:
     except OSError as exc:
         err.print(f"[red]cannot open the database at {_where(s)}: {exc}[/red]; check --data-dir / --db.")
         raise typer.Exit(1) from None
+
+
+TURN_SECRET_ENV = "KEFU_TURN_SECRET"
+
+
+def _turn_secret(given: str | None, path: Path | None) -> str | None:
+    """coturn's shared secret: ``--turn-secret``, else ``--turn-secret-file``, else ``$KEFU_TURN_SECRET``."""
+    if given:
+        return given
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            err.print(f"[red]cannot read the TURN secret file {path}: {exc.strerror}[/red]")
+            raise typer.Exit(2) from None
+        if not text:
+            err.print(f"[red]the TURN secret file {path} is empty[/red]")
+            raise typer.Exit(2)
+        return text
+    return os.environ.get(TURN_SECRET_ENV) or None
 
 
 def server(
@@ -110,6 +132,21 @@ def server(
         None, "--tls-cert", help="serve https/wss with this PEM certificate (its chain after it)"
     ),
     tls_key: Path = typer.Option(None, "--tls-key", help="the certificate's PEM key (mode 0600)"),
+    turn: list[str] = typer.Option(
+        [],
+        "--turn",
+        help="a TURN (coturn) URL handed to the plugin and the visitors, e.g. "
+        "turn:turn.bank.example:3478?transport=udp (repeat); none by default",
+    ),
+    turn_secret_file: Path = typer.Option(
+        None,
+        "--turn-secret-file",
+        help=f"a file holding coturn's static-auth-secret (or set ${TURN_SECRET_ENV})",
+    ),
+    turn_secret: str = typer.Option(
+        None, "--turn-secret", help="coturn's static-auth-secret (visible in ps: prefer the file)"
+    ),
+    turn_ttl: float = typer.Option(86400.0, help="seconds a TURN credential lives (cover the longest call)"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
 ) -> None:
     """Run the kefu server: login, agent and visitor sockets, REST API (docs at /docs).
@@ -122,6 +159,12 @@ def server(
     if (tls_cert is None) != (tls_key is None):
         err.print("[red]--tls-cert and --tls-key go together[/red]: the certificate and its key.")
         raise typer.Exit(2)
+    secret = _turn_secret(turn_secret, turn_secret_file)
+    try:
+        TurnIssuer(tuple(turn), secret, turn_ttl)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
@@ -158,6 +201,9 @@ def server(
         queue_push_interval=queue_push_interval,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        turn_urls=tuple(turn),
+        turn_secret=secret,
+        turn_ttl=turn_ttl,
         **_base(data_dir, db, db_schema),
     )
 
@@ -176,6 +222,8 @@ def server(
             raise typer.Exit(1) from None
         typer.echo(f"kefu server listening on {url}", err=False)
         typer.echo(f"data: {_where(s)}; API docs: {url}/docs", err=False)
+        if s.turn_urls:
+            typer.echo(f"TURN: {', '.join(s.turn_urls)} (credentials for {s.turn_ttl:g} s)", err=False)
         if s.redis_url:
             typer.echo(f"node {s.node_id}: live events through Redis ({s.redis_prefix}*)", err=False)
         await runner.wait()

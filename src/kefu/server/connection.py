@@ -45,6 +45,7 @@ from kefu.protocol.visitor_api import (
     VISITOR_API,
     AnswerCallParams,
     CallIdParams,
+    MediaFailedParams,
     PhotoAnswerParams,
     ShareAnswerParams,
     SignalParams,
@@ -339,6 +340,7 @@ class AgentConnection(Connection):
             "lastSeq": latest,
             "sessions": await sv.sessions.open_of_agent(agent.id),
             "queue": await sv.router.queue_snapshot(),
+            **sv.turn.payload(f"agent-{agent.id}", self.s.now()),  # TURN for the hub's media
         }
         self.ok(req, payload, state=agent.state.code.value)
         if self.authenticated:
@@ -402,6 +404,11 @@ class AgentConnection(Connection):
     async def on_call(self, req: Request) -> None:
         await self.services.calls.handle(await self._me(), req, self)
 
+    async def on_ice(self, req: Request) -> None:
+        """``iceServers``: a fresh TURN credential (the plugin asks at ``iceRenewIn``)."""
+        me = await self._me(logged_in=False)
+        self.ok(req, self.services.turn.payload(f"agent-{me.id}", self.s.now()))
+
     handlers: ClassVar[Mapping[str, Handler]] = {
         "auth": on_auth,
         "pickUpSession": on_pick_up,
@@ -413,7 +420,8 @@ class AgentConnection(Connection):
         "sessionState": on_session_state,
         "getState": on_get_state,
         "ping": on_ping,
-        **dict.fromkeys((*CALL_MARKS, "signal", "inviteShare", "takePhoto"), on_call),
+        "iceServers": on_ice,
+        **dict.fromkeys((*CALL_MARKS, "signal", "inviteShare", "takePhoto", "mediaFailed"), on_call),
     }
 
 
@@ -470,6 +478,15 @@ class VisitorConnection(Connection):
         await self.services.calls.photo_answer(self._me(), p)
         self.ok(req)
 
+    async def on_ice(self, req: Request) -> None:
+        """``iceServers``: a fresh TURN credential (the visitor asks at ``iceRenewIn``)."""
+        self.ok(req, self.services.turn.payload(f"visitor-{self._me().id}", self.s.now()))
+
+    async def on_media_failed(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, MediaFailedParams)
+        self.ok(req, await self.services.calls.visitor_media_failed(self._me(), p))
+
     def _me(self) -> Visitor:
         assert self.visitor is not None
         return self.visitor
@@ -490,6 +507,7 @@ class VisitorConnection(Connection):
             "visitorKey": key,
             "session": session,
             "lastSeq": latest,
+            **sv.turn.payload(f"visitor-{visitor.id}", self.s.now()),  # TURN for the call's media
         }
         self.ok(req, payload)
         self.visitor = visitor
@@ -520,4 +538,6 @@ class VisitorConnection(Connection):
         "signal": on_signal,
         "shareAnswer": on_share_answer,
         "photoAnswer": on_photo_answer,
+        "iceServers": on_ice,
+        "mediaFailed": on_media_failed,
     }

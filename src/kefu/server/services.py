@@ -26,6 +26,7 @@ from .routing import Router
 from .sessions import Sessions
 from .settings import Settings
 from .store import Store
+from .turn import TurnIssuer
 
 __all__ = ["Services"]
 
@@ -43,12 +44,14 @@ class Services:
     sessions: Sessions
     calls: CallService
     media: Media
+    turn: TurnIssuer
     sweeper: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
     async def open(cls, settings: Settings, *, bus: Bus | None = None) -> Services:
         if settings.redis_url and settings.is_sqlite:
             raise ValueError("several nodes (--redis) share a PostgreSQL database: give --db postgresql://…")
+        turn = TurnIssuer(settings.turn_urls, settings.turn_secret, settings.turn_ttl)
         store = Store(settings)
         await store.open()
         if bus is None and settings.redis_url:
@@ -81,6 +84,7 @@ class Services:
             sessions=Sessions(hub, settings, router),
             calls=CallService(hub, settings, agents),
             media=Media(hub, settings),
+            turn=turn,
         )
         await agents.start()
         await services.calls.start()

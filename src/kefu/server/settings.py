@@ -78,6 +78,10 @@ class Settings:
     # --- calls
     ring_timeout: float = 30.0  # seconds an invitation or a visitor's video request rings
     call_grace: float = 10.0  # seconds a call member's lost connection has to come back
+    # --- media: TURN (coturn use-auth-secret) handed to the plugin and the visitors (issue 16)
+    turn_urls: tuple[str, ...] = ()  # turn:host:port?transport=udp …; none by default
+    turn_secret: str | None = field(default=None, repr=False)  # coturn's static-auth-secret; never logged
+    turn_ttl: float = 86400.0  # seconds a TURN credential lives; clients renew at 2/3 of it
     # --- sockets
     auth_timeout: float = 10.0  # first message (auth / hello) within this, else close 1008
     max_message_bytes: int = 64 * 1024  # larger: error too_large, repeated: close 1009

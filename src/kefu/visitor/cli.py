@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
-from kefu.media import MediaError, MediaSettings
+from kefu.media import MediaError, MediaSettings, default_host_addresses
 from kefu.protocol import ApiError, ErrorCode
 
 from .client import Visitor
@@ -301,10 +301,23 @@ def visitor(
     audio_input: str = typer.Option(
         None, "--audio-input", help="microphone of a device source: alsa:<dev> (alsa:pulse), pulse:<src>"
     ),
+    candidate_address: list[str] = typer.Option(
+        [],
+        "--candidate-address",
+        help="an address to offer media on (repeatable; 'auto': every interface but loopback; "
+        "default: 127.0.0.1 when the server is on loopback, else auto)",
+    ),
 ) -> None:
     """Be a visitor: chat, take video calls, print what happens."""
+    hosts = (
+        default_host_addresses(server)
+        if not candidate_address
+        else None
+        if candidate_address == ["auto"]
+        else tuple(candidate_address)
+    )
     try:
-        media = MediaSettings(source=source, audio_input=audio_input)
+        media = MediaSettings(source=source, audio_input=audio_input, host_addresses=hosts)
     except MediaError as exc:
         console.print(f"[red]{exc.msg}[/red]")
         raise typer.Exit(2) from None

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -55,7 +56,14 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
-from kefu.media import MediaError, MediaMember, MediaSettings
+from kefu.media import (
+    IceServer,
+    MediaError,
+    MediaMember,
+    MediaSettings,
+    default_host_addresses,
+    ice_servers_from_wire,
+)
 from kefu.protocol import ApiError, ErrorCode, KefuError
 from kefu.protocol.wire import Json
 
@@ -146,7 +154,12 @@ class Visitor:
         self.on_invite: InvitePolicy = on_invite
         self.allow_photo = allow_photo
         self.allow_share = allow_share
-        self.media_settings = media if media is not None else MediaSettings()
+        # host candidates where the server can be reached from: loopback only for a loopback server
+        self.media_settings = (
+            media if media is not None else MediaSettings(host_addresses=default_host_addresses(server))
+        )
+        self.ice_servers: tuple[IceServer, ...] = ()  # the server's (TURN), renewed at iceRenewIn
+        self._ice_renewal: asyncio.TimerHandle | None = None
         self.media_timeout = media_timeout
         self.ssl = ssl
         self.link = Link(ws_url(server, "/ws/visitor"), timeout=timeout, ssl=ssl)
@@ -187,7 +200,34 @@ class Visitor:
         self.visitor_id = payload["visitorId"]
         self.visitor_key = payload["visitorKey"]
         self.session = payload["session"]
+        self._use_ice(payload)
         return payload
+
+    def _use_ice(self, payload: Json) -> None:
+        """The server's ``iceServers`` for the next call's media; asked again
+        (``iceServers``) after ``iceRenewIn`` seconds."""
+        try:
+            self.ice_servers = ice_servers_from_wire(payload.get("iceServers"))
+        except MediaError as exc:
+            self._problem("using the server's iceServers", exc)
+        if self._ice_renewal is not None:
+            self._ice_renewal.cancel()
+            self._ice_renewal = None
+        renew_in = payload.get("iceRenewIn")
+        if isinstance(renew_in, int | float) and renew_in > 0 and not self._closed:
+            self._ice_renewal = asyncio.get_running_loop().call_later(
+                renew_in, lambda: self._spawn(self._renew_ice(float(renew_in)))
+            )
+
+    async def _renew_ice(self, renew_in: float) -> None:
+        try:
+            self._use_ice((await self.link.call("iceServers"))["payload"])
+        except (KefuError, ConnectionError, TimeoutError, LinkClosed) as exc:
+            self._problem("renewing the TURN credential", exc)
+            if self.link.connected and not self._closed:
+                self._ice_renewal = asyncio.get_running_loop().call_later(
+                    max(1.0, renew_in / 10), lambda: self._spawn(self._renew_ice(renew_in))
+                )
 
     async def reconnect(self) -> Json:
         """Connect again as the same visitor, resuming after the last push seen."""
@@ -521,14 +561,21 @@ class Visitor:
                 "signal", {"callId": call_id, "to": {"kind": "agent", "name": hub}, "data": data}
             )
 
+        async def failed(reason: str) -> None:
+            await self.link.call("mediaFailed", {"callId": call_id, "reason": reason[:_REASON_MAX]})
+
+        settings = self.media_settings
+        if self.ice_servers:
+            settings = dataclasses.replace(settings, ice_servers=(*self.ice_servers, *settings.ice_servers))
         media = CallMedia(
-            self.media_settings,
+            settings,
             local=self.name,
             hub=hub,
             call_id=call_id,
             send=send,
             emit=self._emit,
             connect_timeout=self.media_timeout,
+            report_failure=failed,
         )
         self._medias.add(media)
         return media
@@ -641,6 +688,8 @@ class Visitor:
             await self.link.disconnect()
             return
         self._closed = True
+        if self._ice_renewal is not None:
+            self._ice_renewal.cancel()
         tasks = [t for t in (self._worker, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()

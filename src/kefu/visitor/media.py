@@ -52,11 +52,13 @@ class CallMedia:
         send: Send,
         emit: Callable[[VisitorEvent], None],
         connect_timeout: float = 10.0,
+        report_failure: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
         self.call_id = call_id
         self.connect_timeout = connect_timeout
+        self._report_failure = report_failure
         self._send = send
         self._emit = emit
         self.member = MediaMember(settings, local=local, hub=hub, call_id=call_id)
@@ -99,6 +101,12 @@ class CallMedia:
             await self.member.peer.wait_connected(self.connect_timeout)
         except MediaError as exc:
             self._emit(MediaStatus(self.call_id, "error", exc.msg))
+            if self._report_failure is not None and not self._closed:
+                # reliability F15: the server ends our part of the call (media_unreachable)
+                try:
+                    await self._report_failure(exc.msg)
+                except (ApiError, ConnectionError, TimeoutError) as report_exc:
+                    self._problem("reporting the media failure", report_exc)
             return
         self._emit(MediaStatus(self.call_id, "connected", self.hub))
 

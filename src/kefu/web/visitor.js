@@ -21,7 +21,8 @@
   var state = {
     ws: null, name: null, key: null, lastSeq: 0, session: null, call: null,
     nextId: 1, pending: {}, backoff: 500, stopped: false, allowPhoto: true,
-    shareRequest: null, photoRequest: null
+    shareRequest: null, photoRequest: null,
+    iceServers: [], iceTimer: null // the server's TURN (hello reply), asked again at iceRenewIn
   };
   var media = {
     pc: null, hub: null, local: null, screen: null, screenStream: null, screenState: null,
@@ -72,6 +73,18 @@
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
   }
 
+  /** The server's iceServers for the next peer connection; fresh ones after iceRenewIn s. */
+  function useIce(p) {
+    state.iceServers = Array.isArray(p.iceServers) ? p.iceServers : [];
+    if (state.iceTimer) clearTimeout(state.iceTimer);
+    state.iceTimer = null;
+    if (typeof p.iceRenewIn === "number" && p.iceRenewIn > 0) {
+      state.iceTimer = setTimeout(function () {
+        request("iceServers").then(function (msg) { useIce(msg.payload || {}); }, function () {});
+      }, p.iceRenewIn * 1000);
+    }
+  }
+
   function request(mark, p) {
     return new Promise(function (resolve, reject) {
       if (!state.ws || state.ws.readyState !== 1) { reject({ code: "offline", msg: "not connected" }); return; }
@@ -119,6 +132,7 @@
       state.backoff = 500;
       setConn("connected", "ok");
       setSession(p.session || null);
+      useIce(p);
       return;
     }
     if (msg.id && state.pending[msg.id]) {
@@ -416,7 +430,7 @@
 
   function peer() {
     if (media.pc) return media.pc;
-    var pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
+    var pc = new RTCPeerConnection({ iceServers: state.iceServers, bundlePolicy: "max-bundle" });
     media.pc = pc;
     pc.onicecandidate = function (ev) {
       if (media.sentCandidates === null) media.lateCandidates.push(ev.candidate);
@@ -427,7 +441,11 @@
       var s = pc.connectionState;
       if (s === "connected") { callStatus("connected", "ok"); if (state.call) state.call.phase = "connected"; }
       else if (s === "disconnected") callStatus("reconnecting…", "warn");
-      else if (s === "failed") callStatus("no media connection", "bad");
+      else if (s === "failed") {
+        callStatus("no media connection", "bad");
+        // reliability F15: the server ends our part of the call (media_unreachable)
+        if (state.call && state.call.id) quietly(request("mediaFailed", { callId: state.call.id, reason: "ice failed" }));
+      }
       else if (s === "connecting" || s === "new") callStatus("connecting…", "warn");
     };
     return pc;

@@ -1,0 +1,255 @@
+"""Fixtures of the network tests: the topology (tests/netns/topology.py) with
+the data centre's services running in it — coturn (``use-auth-secret``) and
+the kefu server — and helpers that start a plugin with its ``IMClient`` on
+an agent host and Python visitors on visitor hosts (tests/netns/probe.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PASSWORD
+
+from .topology import KEFU_ADDRESS, TURN_ADDRESS, Topology, unavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+KEFU = str(Path(sys.executable).parent / "kefu")
+PYTHON = sys.executable
+SECRET = "netns-turn-secret-" + os.urandom(4).hex()
+TURN_PORT = 3478
+LIMIT = 60.0  # seconds any one step may take on a loaded machine (awaited, never slept)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/netns/" in str(item.fspath):
+            item.add_marker(pytest.mark.netns)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "netns: builds network namespaces (needs root)")
+
+
+class Lines:
+    """The JSON lines of a process, kept; :meth:`find` awaits one that fits."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+        self.proc = proc
+        self.name = name
+        self.seen: list[dict[str, Any]] = []
+        self._grown = asyncio.Event()
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            try:
+                self.seen.append(json.loads(line))
+            except ValueError:
+                self.seen.append({"text": line.decode(errors="replace").strip()})
+            grown, self._grown = self._grown, asyncio.Event()
+            grown.set()
+        grown, self._grown = self._grown, asyncio.Event()
+        grown.set()
+
+    async def find(self, test: Any, within: float = LIMIT, *, start: int = 0) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            i = start
+            while True:
+                while i < len(self.seen):
+                    if test(self.seen[i]):
+                        return self.seen[i]
+                    i += 1
+                if self._task.done():
+                    raise AssertionError(
+                        f"{self.name} ended (exit {self.proc.returncode}) before: {self.seen[-5:]}"
+                    )
+                await self._grown.wait()
+
+    def send(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(obj) + "\n").encode())
+
+
+class Network:
+    """The topology with the data centre running (see the module's docstring)."""
+
+    def __init__(self, topo: Topology, tmp: Path) -> None:
+        self.topo = topo
+        self.tmp = tmp
+        self.server_url = ""
+        self.turn_pid = 0
+        self._calls = 0
+
+    async def start_dc(self, *, connect_timeout: float = 20.0) -> None:
+        conf = self.tmp / "turnserver.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    f"listening-ip={TURN_ADDRESS}",
+                    f"relay-ip={TURN_ADDRESS}",
+                    f"listening-port={TURN_PORT}",
+                    "min-port=49152",
+                    "max-port=49352",
+                    "use-auth-secret",
+                    f"static-auth-secret={SECRET}",
+                    "realm=kefu.test",
+                    "fingerprint",
+                    "no-cli",
+                    "no-tls",
+                    "no-dtls",
+                    "no-tcp-relay",
+                    f"userdb={self.tmp / 'turndb'}",
+                    f"pidfile={self.tmp / 'turnserver.pid'}",
+                    f"log-file={self.tmp / 'turnserver.log'}",
+                    "simple-log",
+                    "",
+                ]
+            )
+        )
+        turn = await self.topo.spawn("dc", ["turnserver", "-c", str(conf)], log=self.tmp / "turn.stderr")
+        self.turn_pid = turn.pid
+        (self.tmp / "turn-secret").write_text(SECRET)
+        data = self.tmp / "server"
+        added = await asyncio.create_subprocess_exec(
+            KEFU,
+            "agent",
+            "add",
+            "a1",
+            "--password",
+            PASSWORD,
+            "--data-dir",
+            str(data),
+            stdout=subprocess.DEVNULL,
+        )
+        assert await added.wait() == 0
+        server = await self.topo.spawn(
+            "dc",
+            [
+                KEFU,
+                "server",
+                "--host",
+                KEFU_ADDRESS,
+                "--port",
+                "8600",
+                "--data-dir",
+                str(data),
+                "--ready-on-login",
+                "--turn",
+                f"turn:{TURN_ADDRESS}:{TURN_PORT}?transport=udp",
+                "--turn-secret-file",
+                str(self.tmp / "turn-secret"),
+                "--turn-ttl",
+                "600",
+                "--log-level",
+                "info",
+            ],
+            log=self.tmp / "server.log",
+        )
+        assert server.stdout is not None
+        line = await asyncio.wait_for(server.stdout.readline(), LIMIT)
+        assert b"listening on" in line, line
+        self.server_url = line.decode().split("listening on ", 1)[1].strip()
+        await self.topo.wait_udp("dc", TURN_ADDRESS, TURN_PORT)
+
+    async def agent(self, name: str = "a1", *, connect_timeout: float = 20.0) -> Lines:
+        """The plugin on the agent host (headless, real media) and an IMClient logged in, ready."""
+        data = self.tmp / f"plugin-{name}"
+        plugin = await self.topo.spawn(
+            "agent",
+            [
+                KEFU,
+                "plugin",
+                "--server",
+                self.server_url,
+                "--headless",
+                "--port",
+                "1040",
+                "--data-dir",
+                str(data),
+                "--no-record",
+                "--video-size",
+                "320x240",
+                "--fps",
+                "15",
+                "--media-connect-timeout",
+                str(connect_timeout),
+                "--log-level",
+                "info",
+            ],
+            log=self.tmp / f"plugin-{name}.log",
+        )
+        assert plugin.stdout is not None
+        line = await asyncio.wait_for(plugin.stdout.readline(), LIMIT)
+        assert line.startswith(b"ready "), line
+        url = line.decode().split()[1]
+        token = (data / "plugin.token").read_text().strip()
+        proc = await self.topo.spawn(
+            "agent",
+            [PYTHON, "-m", "tests.netns.probe", "agent", url, token, self.server_url, name],
+            log=self.tmp / f"probe-{name}.log",
+            stdin=True,
+            cwd=ROOT,
+        )
+        probe = Lines(proc, f"agent {name}")
+        await probe.find(lambda m: m.get("id") == "login" and m.get("callback") == "success")
+        return probe
+
+    async def visitor(self, role: str, name: str) -> Lines:
+        proc = await self.topo.spawn(
+            role,
+            [PYTHON, "-m", "tests.netns.probe", "visitor", self.server_url, name],
+            log=self.tmp / f"probe-{name}.log",
+            stdin=True,
+            cwd=ROOT,
+        )
+        probe = Lines(proc, f"visitor {name}")
+        await probe.find(lambda m: m.get("event") == "hello")
+        return probe
+
+    def call(self, agent: Lines, api: str, params: dict[str, Any] | None = None) -> str:
+        self._calls += 1
+        rid = f"c{self._calls}"
+        agent.send({"id": rid, "api": api, "params": params or {}})
+        return rid
+
+    def turn_cpu_seconds(self) -> float:
+        """utime + stime of coturn so far (/proc/PID/stat), in seconds."""
+        fields = Path(f"/proc/{self.turn_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture
+async def topology() -> AsyncIterator[Topology]:
+    why = unavailable()
+    if why is not None:
+        pytest.skip(why)
+    topo = Topology()
+    try:
+        yield topo
+    finally:
+        await topo.close()
+
+
+@pytest.fixture
+async def network(topology: Topology, tmp_path: Path) -> AsyncIterator[Network]:
+    """agent ─ dc ─ visitor, visitor2; coturn and the kefu server running on dc."""
+    topology.add_host("agent")
+    topology.add_host("visitor")
+    topology.add_host("visitor2")
+    # the fixture's own check: the hosts reach the data centre, never each other
+    agent, visitor = topology.hosts["agent"], topology.hosts["visitor"]
+    assert topology.reaches("agent", KEFU_ADDRESS) and topology.reaches("visitor", TURN_ADDRESS)
+    assert not topology.reaches("agent", visitor.address)
+    assert not topology.reaches("visitor", agent.address)
+    net = Network(topology, tmp_path)
+    await net.start_dc()
+    yield net
