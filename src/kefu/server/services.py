@@ -21,6 +21,7 @@ from .agents import AgentService
 from .auth import Auth
 from .calls import CallService
 from .hub import Bus, Hub
+from .logins import LoginWatch
 from .media import Media
 from .routing import Router
 from .sessions import Sessions
@@ -43,6 +44,7 @@ class Services:
     sessions: Sessions
     calls: CallService
     media: Media
+    logins: LoginWatch
     sweeper: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
@@ -81,9 +83,11 @@ class Services:
             sessions=Sessions(hub, settings, router),
             calls=CallService(hub, settings, agents),
             media=Media(hub, settings),
+            logins=LoginWatch(store, settings),
         )
         await agents.start()
         await services.calls.start()
+        services.logins.start()
         if settings.redis_url:
             services.sweeper = asyncio.create_task(services._sweep(), name="kefu-sweeper")
         return services
@@ -104,6 +108,7 @@ class Services:
             self.sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sweeper
+        await self.logins.close()
         await self.calls.close()
         await self.router.close()
         await self.agents.close()

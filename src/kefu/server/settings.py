@@ -68,6 +68,9 @@ class Settings:
     login_window: float = 300.0
     login_lock: float = 300.0  # seconds a locked name or address is refused
     scrypt_n: int = 2**14  # scrypt cost of new password hashes
+    # seconds between looks at the logins of open agent sockets: an expired or revoked token, or a
+    # disabled account, closes them within this (on every node; docs/server.md)
+    login_check_interval: float = 0.5
     # --- agents
     ready_on_login: bool = False  # logging in makes the agent ready (002000), not busy (001000)
     max_sessions: int = 5  # default capacity of a new agent
