@@ -78,6 +78,11 @@ class Settings:
     # --- calls
     ring_timeout: float = 30.0  # seconds an invitation or a visitor's video request rings
     call_grace: float = 10.0  # seconds a call member's lost connection has to come back
+    # --- connections (before the app: kefu.server.guard)
+    handshake_timeout: float = 5.0  # a request's line and headers within this, else the connection closes
+    max_connections_per_address: int = 200  # open connections per client address; more: 429; 0: no cap
+    # a proxy in front: not capped (it speaks for many clients), and its X-Forwarded-For is believed
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     # --- sockets
     auth_timeout: float = 10.0  # first message (auth / hello) within this, else close 1008
     max_message_bytes: int = 64 * 1024  # larger: error too_large, repeated: close 1009
