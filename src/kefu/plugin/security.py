@@ -3,7 +3,8 @@ browser can reach ``127.0.0.1:1040``, so the handshake and the first message
 decide who may control the plugin.
 
 - :func:`check_handshake` — before the upgrade: the ``Host`` header is
-  ``127.0.0.1:<port>`` or ``localhost:<port>`` exactly (DNS rebinding), and an
+  ``127.0.0.1:<port>`` or ``localhost:<port>`` exactly (DNS rebinding,
+  :mod:`kefu.protocol.hosts`, the server's check too), and an
   ``Origin``, when sent, is exactly one of the allowlist (cross-site WebSocket
   hijacking). A client without ``Origin`` is not a browser and must pair.
 - :class:`PairingToken` — the per-start secret in ``<data-dir>/plugin.token``
@@ -25,21 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kefu.protocol import ErrorCode
+from kefu.protocol.hosts import LOOPBACK_NAMES, host_allowed
 
 __all__ = [
     "HandshakeVerdict",
     "PairingGuard",
     "PairingToken",
     "RateLimiter",
-    "allowed_hosts",
     "check_handshake",
 ]
 
 Clock = Callable[[], float]
-
-
-def allowed_hosts(port: int) -> frozenset[str]:
-    return frozenset({f"127.0.0.1:{port}", f"localhost:{port}"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +56,7 @@ def check_handshake(
 
     ``origins`` is every ``Origin`` header sent (a request with two is refused).
     """
-    if host is None or host not in allowed_hosts(port):
+    if not host_allowed(host, LOOPBACK_NAMES, port=port):
         return HandshakeVerdict(
             ErrorCode.host_refused,
             f"Host must be 127.0.0.1:{port} or localhost:{port}",

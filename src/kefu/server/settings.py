@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["Settings", "default_data_dir", "normalize_db_url", "utcnow"]
+from kefu.protocol.hosts import LOOPBACK_NAMES
+
+__all__ = ["WILDCARDS", "Settings", "default_data_dir", "normalize_db_url", "utcnow"]
+
+#: Bind addresses that mean "every address of this machine" (not a name clients use).
+WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 
 def utcnow() -> datetime:
@@ -78,6 +83,9 @@ class Settings:
     # --- calls
     ring_timeout: float = 30.0  # seconds an invitation or a visitor's video request rings
     call_grace: float = 10.0  # seconds a call member's lost connection has to come back
+    # the names clients reach this server by (its Host header), besides 127.0.0.1, localhost, [::1] and
+    # the bind address; any other Host is refused with host_refused (DNS rebinding)
+    public_names: tuple[str, ...] = ()
     # --- connections (before the app: kefu.server.guard)
     handshake_timeout: float = 5.0  # a request's line and headers within this, else the connection closes
     max_connections_per_address: int = 200  # open connections per client address; more: 429; 0: no cap
@@ -115,6 +123,14 @@ class Settings:
         if self.db_url:
             return normalize_db_url(self.db_url)
         return f"sqlite+aiosqlite:///{self.data_dir / 'kefu.db'}"
+
+    @property
+    def host_names(self) -> frozenset[str]:
+        """The names a request's ``Host`` may carry (:func:`kefu.protocol.hosts.host_allowed`)."""
+        names = {*LOOPBACK_NAMES, "[::1]", *(n.strip().lower() for n in self.public_names)}
+        if self.host not in WILDCARDS:
+            names.add(f"[{self.host}]" if ":" in self.host else self.host.lower())
+        return frozenset(f"[{n}]" if ":" in n and not n.startswith("[") else n for n in names)
 
     @property
     def is_sqlite(self) -> bool:
