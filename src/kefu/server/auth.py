@@ -3,7 +3,10 @@
 A login gives a random 256-bit token (``secrets.token_urlsafe(32)``). Only
 its SHA-256 is stored, with its expiry, so a copy of the database holds no
 usable token. Tokens travel in the first socket message or in an
-``Authorization: Bearer`` header / HttpOnly cookie, never in a URL.
+``Authorization: Bearer`` header / HttpOnly cookie, never in a URL. Logout
+and disabling the account revoke a token (``revoked_at``): it is refused as
+``token_revoked`` from then on, and the sockets that logged in with it are
+closed (:mod:`kefu.server.logins`).
 
 Throttling counts failed logins per name and per client address within
 ``login_window``: past ``login_delay_after`` failures every answer is slowed

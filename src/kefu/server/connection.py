@@ -17,7 +17,8 @@ answers in one window, close 1008. A text over ``max_message_bytes`` →
 ``too_large``; the ``oversize_strikes``-th closes with 1009 (frames over
 ``transport_max_bytes`` are cut by the WebSocket library with 1009). A binary
 frame → ``binary_frame``. A slow reader whose queue overflows is closed with
-1008; it resumes from its last ``seq`` when it reconnects.
+1008; it resumes from its last ``seq`` when it reconnects. An agent's socket
+closes with 4003 when its login ends (:mod:`kefu.server.logins`).
 """
 
 from __future__ import annotations
