@@ -173,7 +173,7 @@ async def test_a_refused_token_on_reconnect_ends_the_login(
             await proxy.restore()
             ended = await raw.push("client", "kefuWSClose")
             assert ended["payload"]["reconnecting"] is False
-            assert ended["payload"]["reason"] in ("unauthenticated", "token_expired", "account_disabled")
+            assert ended["payload"]["reason"] in ("unauthenticated", "token_revoked", "account_disabled")
             await raw.push("client", "ssoReady")
             assert plugin.link is None
     finally:

@@ -11,7 +11,7 @@ from websockets.exceptions import InvalidStatus
 
 from kefu.protocol.wire import Json
 from kefu.visitor import Visitor
-from kefu.visitor.link import Link
+from kefu.visitor.link import Link, LinkClosed
 from tests.conftest import ServerHandle
 from tests.server.clients import AgentClient
 
@@ -188,16 +188,20 @@ async def test_call_apis_not_allowed_now_change_nothing(server: ServerHandle) ->
 
 
 async def test_requests_after_logout_need_a_login(server: ServerHandle) -> None:
+    """Logout answers, revokes the token and closes the socket (docs/protocol.md): a request
+    after it finds the socket closed, and the old token cannot log in again."""
     agent = await server.agent("a1")
     out = await agent.call("logout")
     assert out["state"] == "000000"
-    for mark, params in [("setAgentState", {"state": "idle"}), ("pickUpSession", {"session_id": "s"})]:
-        reply = await agent.request(mark, params)
-        assert reply["error"]["code"] == "not_logged_in"
-    assert (await agent.call("getState"))["state"] == "000000"
-    again = await agent.request("auth", {"token": agent.token, "lastSeq": agent.last_seq})
-    assert again["subMark"] == "success" and again["state"] == "001000"
-    assert (await agent.call("setAgentState", {"state": "idle"}))["state"] == "002000"
+    assert await agent.link.wait_closed() == 4003
+    with pytest.raises(LinkClosed):
+        await agent.request("setAgentState", {"state": "idle"})
+    again = AgentClient(server.ws("/ws/agent"), agent.token)
+    assert (await again.connect())["error"]["code"] == "token_revoked"
+    fresh = AgentClient(server.ws("/ws/agent"), await server.login("a1"))
+    assert (await fresh.connect())["state"] == "001000"
+    assert (await fresh.call("setAgentState", {"state": "idle"}))["state"] == "002000"
+    await fresh.aclose()
 
 
 @pytest.mark.server_settings(oversize_strikes=3)

@@ -188,3 +188,21 @@ def test_server_says_what_to_do_when_the_port_is_taken(tmp_path: Path) -> None:
         r = runner.invoke(app, ["server", "--port", str(port), "--data-dir", str(tmp_path)])
     assert r.exit_code == 1
     assert "cannot listen" in r.output and "--port" in r.output
+
+
+async def test_server_flags_for_the_security_review(tmp_path: Path) -> None:
+    """--handshake-timeout cuts a silent connection; --public-name lets that Host in."""
+    srv = Proc(
+        ["--data-dir", str(tmp_path), "--handshake-timeout", "0.2", "--public-name", "kefu.bank.example"]
+    )
+    url = await srv.start()
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    async with asyncio.timeout(2.0):  # the default (5 s) would not close it in time
+        assert await reader.read() == b""
+    writer.close()
+    async with httpx.AsyncClient(base_url=url) as c:
+        assert (await c.get("/api/states", headers={"Host": "kefu.bank.example"})).status_code == 200
+        r = await c.get("/api/states", headers={"Host": "evil.example"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "host_refused"
+    await srv.stop(signal.SIGTERM)

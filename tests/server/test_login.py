@@ -171,6 +171,7 @@ async def test_a_disabled_account_cannot_log_in_and_its_tokens_stop(server: Serv
         assert r.json()["error"] == {"code": "account_disabled", "msg": "this account is disabled"}
         me = await c.get("/api/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 401  # revoked with the account
+        assert me.json()["error"]["code"] == "token_revoked"
 
 
 async def test_the_password_and_token_never_reach_the_logs_or_the_database(

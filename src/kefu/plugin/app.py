@@ -243,7 +243,7 @@ class Plugin:
         """``ws://127.0.0.1:<port>``; with TLS ``wss://<the certificate's first name>:<port>``
         (a name resolving to 127.0.0.1, as ``lccp-ex.easemob.com`` of SPEC §3)."""
         if self.settings.tls:
-            # a wildcard cannot be a URL's host; it is still accepted as Host (security.host_allowed)
+            # a wildcard cannot be a URL's host; it is still accepted as Host (security.certificate_host_allowed)
             host = next((n for n in self.tls_names if "*" not in n), "127.0.0.1")
             return f"wss://{host}:{self.port}"
         return f"ws://127.0.0.1:{self.port}"

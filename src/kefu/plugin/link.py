@@ -18,7 +18,8 @@ When the socket breaks, every request in flight is answered ``upstream_down``
 exponential backoff. The server replays every push after the ``lastSeq``
 sent; the listener hears :meth:`LinkListener.link_up` (recovered) before the
 replay. The link does not reconnect when the server refuses the token
-(``unauthenticated`` / ``token_expired``, close 1008), when a newer login of
+(``unauthenticated`` / ``token_expired``, close 1008), when the login ends
+while connected (expired, revoked, account disabled: close 4003), when a newer login of
 the same agent replaced it (close 4001: it must not fight over the agent), or
 after a successful ``logout``: the listener hears
 :meth:`LinkListener.link_ended`.
@@ -48,6 +49,8 @@ log = logging.getLogger("kefu.plugin.link")
 #: The server closes the older link of an agent who logged in again elsewhere.
 CLOSE_REPLACED = 4001
 _CLOSE_POLICY = 1008
+#: The server closes a link whose login ended: token expired or revoked, account disabled.
+_CLOSE_LOGIN_ENDED = 4003
 _AUTH_ID = "a1"
 
 
@@ -287,7 +290,7 @@ class AgentLink:
     def _end_reason(code: int | None, reason: str) -> str | None:
         if code == CLOSE_REPLACED:
             return "replaced"
-        if code == _CLOSE_POLICY:
+        if code in (_CLOSE_POLICY, _CLOSE_LOGIN_ENDED):
             return reason or "unauthenticated"
         return None
 

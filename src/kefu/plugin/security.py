@@ -3,10 +3,11 @@ browser can reach ``127.0.0.1:1040``, so the handshake and the first message
 decide who may control the plugin.
 
 - :func:`check_handshake` — before the upgrade: the ``Host`` header is
-  ``127.0.0.1:<port>`` or ``localhost:<port>`` exactly, or ``<name>:<port>``
-  for a DNS name of the plugin's TLS certificate (DNS rebinding: a page can
-  make any name resolve to 127.0.0.1, but not get a certificate for a name it
-  does not own, and ``wss://`` checks the certificate), and an
+  ``127.0.0.1:<port>`` or ``localhost:<port>`` exactly (:mod:`kefu.protocol.hosts`,
+  the server's check too), or ``<name>:<port>`` for a DNS name of the plugin's
+  TLS certificate (DNS rebinding: a page can make any name resolve to
+  127.0.0.1, but not get a certificate for a name it does not own, and
+  ``wss://`` checks the certificate), and an
   ``Origin``, when sent, is exactly one of the allowlist (cross-site WebSocket
   hijacking). A client without ``Origin`` is not a browser and must pair.
 - :class:`PairingToken` — the per-start secret in ``<data-dir>/plugin.token``
@@ -28,36 +29,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kefu.protocol import ErrorCode
+from kefu.protocol.hosts import LOOPBACK_NAMES, host_allowed
 
 __all__ = [
     "HandshakeVerdict",
     "PairingGuard",
     "PairingToken",
     "RateLimiter",
-    "allowed_hosts",
+    "certificate_host_allowed",
     "check_handshake",
-    "host_allowed",
 ]
 
 Clock = Callable[[], float]
 
 
-def allowed_hosts(port: int, names: Iterable[str] = ()) -> frozenset[str]:
-    """The exact ``Host`` headers allowed: loopback, and each DNS name of the TLS
-    certificate but its wildcards (those are matched by :func:`host_allowed`)."""
-    exact = {f"{n}:{port}" for n in names if "*" not in n}
-    return frozenset({f"127.0.0.1:{port}", f"localhost:{port}"} | exact)
-
-
-def host_allowed(host: str, port: int, names: Iterable[str] = ()) -> bool:
-    """``host`` is allowed: exactly one of :func:`allowed_hosts`, or one label
-    under a wildcard name of the certificate (``a.bank.example`` for ``*.bank.example``).
-    Exact bytes, as the loopback names: browsers send the Host in lower case."""
+def certificate_host_allowed(host: str | None, port: int, names: Iterable[str] = ()) -> bool:
+    """``host`` is allowed: a loopback name or a DNS name of the TLS certificate, on
+    ``port`` (:func:`kefu.protocol.hosts.host_allowed`), or one label under a wildcard
+    name of the certificate (``a.bank.example:<port>`` for ``*.bank.example``)."""
     names = tuple(names)
-    if host in allowed_hosts(port, names):
+    exact = (*LOOPBACK_NAMES, *(n for n in names if "*" not in n))
+    if host_allowed(host, exact, port=port):
         return True
-    label, dot, rest = host.partition(".")
-    return bool(dot and label and "*" not in label and f"*.{rest}" in {f"{n}:{port}" for n in names})
+    if not host or host.endswith("]"):
+        return False
+    name, _, _ = host.rpartition(":")
+    label, dot, rest = name.partition(".")
+    return bool(
+        dot and label and "*" not in label and f"*.{rest}" in names and host_allowed(host, (name,), port=port)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ def check_handshake(
     ``origins`` is every ``Origin`` header sent (a request with two is refused);
     ``names`` the DNS names of the plugin's TLS certificate (none without TLS).
     """
-    if host is None or not host_allowed(host, port, names):
+    if not certificate_host_allowed(host, port, names):
         also = "".join(f" or {n}:{port}" for n in names)
         return HandshakeVerdict(
             ErrorCode.host_refused,

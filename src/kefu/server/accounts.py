@@ -27,6 +27,7 @@ from kefu.protocol.machine import AgentState, Flow
 
 from .hub import agent_key, open_mailbox
 from .schema import agents, sessions, tokens
+from .settings import utcnow
 from .store import Store, aware, iso
 
 __all__ = [
@@ -172,8 +173,11 @@ async def add_agent(
     return agent
 
 
-async def set_disabled(store: Store, name: str, disabled: bool = True) -> Agent:
-    """Disable (or enable) an account; disabling also revokes its tokens."""
+async def set_disabled(
+    store: Store, name: str, disabled: bool = True, *, now: datetime | None = None
+) -> Agent:
+    """Disable (or enable) an account; disabling also revokes its tokens, and every node
+    closes the account's open sockets within ``login_check_interval``."""
     async with store.write() as conn:
         res = await conn.execute(update(agents).where(agents.c.name == name).values(disabled=disabled))
         if res.rowcount == 0:
@@ -181,7 +185,11 @@ async def set_disabled(store: Store, name: str, disabled: bool = True) -> Agent:
         agent = await find_agent(conn, name=name)
         assert agent is not None
         if disabled:
-            await conn.execute(tokens.delete().where(tokens.c.agent_id == agent.id))
+            await conn.execute(
+                update(tokens)
+                .where(tokens.c.agent_id == agent.id, tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now or utcnow())
+            )
     return agent
 
 

@@ -130,13 +130,18 @@ def services_of(request: Request) -> Services:
     return sv
 
 
-async def current_agent(
-    request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Agent:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _token(request: Request, cred: HTTPAuthorizationCredentials | None) -> str:
     token = cred.credentials if cred is not None else request.cookies.get(COOKIE)
     if not token:
         raise ApiError("send Authorization: Bearer <token> (from /api/login)", code=ErrorCode.unauthenticated)
-    return await services_of(request).auth.check(token)
+    return token
+
+
+async def current_agent(request: Request, cred: Credentials) -> Agent:
+    return await services_of(request).auth.check(_token(request, cred))
 
 
 Me = Annotated[Agent, Depends(current_agent)]
@@ -201,6 +206,21 @@ async def api_login(request: Request, body: LoginIn) -> Response:
     """Log in with JSON ``{"name", "password"}``; the answer carries the token and its expiry."""
     login = await services_of(request).auth.login(body.name, body.password, _client(request))
     return _login_response(login, request, JSONResponse(login.to_json()))
+
+
+@router.post("/api/logout", tags=["login"], status_code=204, responses=_ERRORS)
+async def api_logout(request: Request, cred: Credentials) -> Response:
+    """Revoke the token presented (header or cookie): it is refused from now on with
+    ``token_revoked``, and the sockets that logged in with it are closed (4003) within
+    ``login_check_interval`` on every node, at once on this one. The cookie is cleared."""
+    sv = services_of(request)
+    grant = await sv.auth.grant(_token(request, cred))
+    await sv.auth.revoke(grant.token_hash)
+    sv.logins.end_token(grant.token_hash, ErrorCode.token_revoked)
+    response = Response(status_code=204)
+    response.headers["Cache-Control"] = "no-store"
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
 
 
 # --- agents

@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kefu.protocol import CATALOGUE, ApiError, ErrorCode, error_body
+from kefu.protocol.hosts import host_allowed
 
 from . import api
 from .auth import LoginLocked
@@ -55,6 +56,7 @@ _PAGE_HEADERS = {
 }
 
 access_log = logging.getLogger("kefu.server.access")
+log = logging.getLogger("kefu.server.app")
 
 
 class AccessLog:
@@ -96,10 +98,35 @@ SOCKETS: dict[str, type[AgentConnection | VisitorConnection]] = {
 }
 
 
+def _host_of(scope: Scope) -> str | None:
+    """The request's one ``Host`` header (None if none, or more than one)."""
+    found = [v for k, v in scope["headers"] if k == b"host"]
+    return found[0].decode("latin-1") if len(found) == 1 else None
+
+
 class KefuApp(FastAPI):
-    """FastAPI, with :data:`SOCKETS` served directly (see the module's docstring)."""
+    """FastAPI, with :data:`SOCKETS` served directly (see the module's docstring), and every
+    request's ``Host`` checked first (DNS rebinding: :func:`kefu.protocol.hosts.host_allowed`)."""
+
+    host_names: frozenset[str] = frozenset()
+
+    async def _refuse_host(self, scope: Scope, receive: Receive, send: Send) -> None:
+        log.info("refused a %s request for another host (DNS rebinding?)", scope["type"])
+        names = ", ".join(sorted(self.host_names))
+        resp = _error(ErrorCode.host_refused, f"this server answers to {names}; see --public-name")
+        if scope["type"] == "http":
+            await resp(scope, receive, send)
+            return
+        ws = WebSocket(scope, receive, send)
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await ws.send_denial_response(resp)  # before the upgrade: HTTP 403 with the error
+        else:
+            await ws.close(1008)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not host_allowed(_host_of(scope), self.host_names):
+            await self._refuse_host(scope, receive, send)
+            return
         if scope["type"] == "websocket":
             path: str = scope["path"]
             root: str = scope.get("root_path", "")
@@ -127,6 +154,7 @@ def create_app(settings: Settings) -> KefuApp:
         version="1",
         lifespan=lifespan,
     )
+    app.host_names = settings.host_names
     app.add_middleware(AccessLog)
 
     @app.exception_handler(ApiError)

@@ -3,7 +3,10 @@
 A login gives a random 256-bit token (``secrets.token_urlsafe(32)``). Only
 its SHA-256 is stored, with its expiry, so a copy of the database holds no
 usable token. Tokens travel in the first socket message or in an
-``Authorization: Bearer`` header / HttpOnly cookie, never in a URL.
+``Authorization: Bearer`` header / HttpOnly cookie, never in a URL. Logout
+and disabling the account revoke a token (``revoked_at``): it is refused as
+``token_revoked`` from then on, and the sockets that logged in with it are
+closed (:mod:`kefu.server.logins`).
 
 Throttling counts failed logins per name and per client address within
 ``login_window``: past ``login_delay_after`` failures every answer is slowed
@@ -25,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select, update
 
 from kefu.protocol import ApiError, ErrorCode
 
@@ -34,7 +37,7 @@ from .schema import tokens
 from .settings import Settings
 from .store import Store, aware
 
-__all__ = ["Auth", "Login", "LoginLocked", "Throttle", "normalize_origin", "token_hash"]
+__all__ = ["Auth", "Grant", "Login", "LoginLocked", "Throttle", "normalize_origin", "token_hash"]
 
 
 def token_hash(token: str) -> str:
@@ -98,6 +101,15 @@ class Login:
 
     def to_json(self) -> dict[str, Any]:
         return {"token": self.token, "expiresAt": self.expires_at.isoformat(), "agent": self.agent.profile()}
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A valid token: whose it is, its hash (what the server keeps) and when it expires."""
+
+    agent: Agent
+    token_hash: str
+    expires_at: datetime
 
 
 def normalize_origin(url: str) -> str | None:
@@ -184,23 +196,37 @@ class Auth:
         return Login(token, expires, agent)
 
     async def check(self, token: str) -> Agent:
-        """The agent a token belongs to. Raises ``unauthenticated``, ``token_expired`` or
-        ``account_disabled``."""
+        """The agent a token belongs to (see :meth:`grant`)."""
+        return (await self.grant(token)).agent
+
+    async def grant(self, token: str) -> Grant:
+        """The login a token stands for. Raises ``unauthenticated`` (unknown),
+        ``token_revoked`` (logged out, or its account disabled), ``account_disabled`` or
+        ``token_expired``."""
+        digest = token_hash(token)
         async with self.store.read() as conn:
-            row = (await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash(token)))).first()
+            row = (await conn.execute(select(tokens).where(tokens.c.token_hash == digest))).first()
             if row is None:
                 raise ApiError(code=ErrorCode.unauthenticated)
-            expires = aware(row.expires_at)
-            assert expires is not None
-            if expires <= self.s.now():
-                raise ApiError(code=ErrorCode.token_expired)
             agent = await find_agent(conn, agent_id=row.agent_id)
         if agent is None:
             raise ApiError(code=ErrorCode.unauthenticated)
+        if row.revoked_at is not None:  # logged out, or revoked with its account
+            raise ApiError(code=ErrorCode.token_revoked)
         if agent.disabled:
             raise ApiError(code=ErrorCode.account_disabled)
-        return agent
+        expires = aware(row.expires_at)
+        assert expires is not None
+        if expires <= self.s.now():
+            raise ApiError(code=ErrorCode.token_expired)
+        return Grant(agent, digest, expires)
 
-    async def revoke(self, token: str) -> None:
+    async def revoke(self, digest: str) -> None:
+        """Revoke the token whose hash is ``digest`` (logout): it is refused from now on, on every
+        node, and the sockets that logged in with it are closed (:class:`LoginWatch`)."""
         async with self.store.write() as conn:
-            await conn.execute(delete(tokens).where(tokens.c.token_hash == token_hash(token)))
+            await conn.execute(
+                update(tokens)
+                .where(tokens.c.token_hash == digest, tokens.c.revoked_at.is_(None))
+                .values(revoked_at=self.s.now())
+            )

@@ -17,7 +17,7 @@ from kefu.tls import TlsError
 
 from .accounts import add_agent, list_agents, set_disabled
 from .runner import ServerRunner
-from .settings import Settings, default_data_dir
+from .settings import WILDCARDS, Settings, default_data_dir
 from .store import Store
 from .turn import TurnIssuer
 
@@ -104,6 +104,26 @@ def server(
     ),
     login_window: float = typer.Option(300.0, help="seconds failed logins are counted"),
     login_lock: float = typer.Option(300.0, help="seconds a locked name or address is refused"),
+    login_check_interval: float = typer.Option(
+        0.5, help="seconds between looks at open agent sockets' logins (expired, revoked, disabled: closed)"
+    ),
+    public_name: list[str] = typer.Option(
+        [],
+        "--public-name",
+        help="a name clients reach this server by (the Host header), besides 127.0.0.1, localhost and "
+        "--host; other Hosts are refused (DNS rebinding) (repeat)",
+    ),
+    handshake_timeout: float = typer.Option(
+        5.0, help="seconds a connection has to send a request's line and headers (slow loris)"
+    ),
+    max_connections_per_address: int = typer.Option(
+        200, help="open connections per client address; more are answered 429 (0: no cap)"
+    ),
+    trusted_proxy: list[str] = typer.Option(
+        ["127.0.0.1", "::1"],
+        "--trusted-proxy",
+        help="address of a proxy in front: not capped, its X-Forwarded-For believed (repeat)",
+    ),
     wrap_up_timeout: float = typer.Option(
         0.0, help="seconds of after-call work before ready; 0: the agent decides"
     ),
@@ -182,6 +202,11 @@ def server(
         login_max_failures_per_address=login_max_failures_per_address,
         login_window=login_window,
         login_lock=login_lock,
+        login_check_interval=login_check_interval,
+        public_names=tuple(public_name),
+        handshake_timeout=handshake_timeout,
+        max_connections_per_address=max_connections_per_address,
+        trusted_proxies=tuple(trusted_proxy),
         wrap_up_timeout=wrap_up_timeout,
         ring_timeout=ring_timeout,
         call_grace=call_grace,
@@ -224,6 +249,11 @@ def server(
         typer.echo(f"data: {_where(s)}; API docs: {url}/docs", err=False)
         if s.turn_urls:
             typer.echo(f"TURN: {', '.join(s.turn_urls)} (credentials for {s.turn_ttl:g} s)", err=False)
+        if s.host in WILDCARDS and not s.public_names:
+            err.print(
+                f"[yellow]listening on every address ({host}): give --public-name <the name clients use>"
+                "[/yellow]; requests for any other Host than 127.0.0.1 / localhost are refused."
+            )
         if s.redis_url:
             typer.echo(f"node {s.node_id}: live events through Redis ({s.redis_prefix}*)", err=False)
         await runner.wait()

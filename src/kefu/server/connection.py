@@ -17,7 +17,8 @@ answers in one window, close 1008. A text over ``max_message_bytes`` →
 ``too_large``; the ``oversize_strikes``-th closes with 1009 (frames over
 ``transport_max_bytes`` are cut by the WebSocket library with 1009). A binary
 frame → ``binary_frame``. A slow reader whose queue overflows is closed with
-1008; it resumes from its last ``seq`` when it reconnects.
+1008; it resumes from its last ``seq`` when it reconnects. An agent's socket
+closes with 4003 when its login ends (:mod:`kefu.server.logins`).
 """
 
 from __future__ import annotations
@@ -66,11 +67,13 @@ from .accounts import Agent
 from .agents import is_logged_in
 from .auth import normalize_origin
 from .hub import agent_key
+from .logins import CLOSE_LOGIN_ENDED
 from .outbox import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_TOO_BIG, Outbox
 from .services import Services
 from .visitors import Visitor, identify
 
 __all__ = [
+    "CLOSE_LOGIN_ENDED",
     "CLOSE_POLICY",
     "CLOSE_REPLACED",
     "CLOSE_TOO_BIG",
@@ -291,7 +294,7 @@ class Connection:
 class AgentConnection(Connection):
     """``/ws/agent``: the plugin's link (see :mod:`kefu.protocol.agent_api`)."""
 
-    __slots__ = ("agent_id", "agent_name")
+    __slots__ = ("agent_id", "agent_name", "token_hash")
 
     api = AGENT_API
     first_mark = "auth"
@@ -300,8 +303,18 @@ class AgentConnection(Connection):
         super().__init__(ws, services)
         self.agent_id: int | None = None
         self.agent_name: str | None = None
+        self.token_hash: str | None = None  # of the token it logged in with (never the token)
+
+    def login_ended(self, code: ErrorCode) -> None:
+        """The token expired or was revoked, or the account was disabled (:mod:`.logins`)."""
+        log.info(
+            "agent %s: login ended (%s); closing with %d", self.agent_name, code.value, CLOSE_LOGIN_ENDED
+        )
+        self.outbox.reply(error_message(None, code))
+        self.outbox.close(CLOSE_LOGIN_ENDED, code.value)
 
     async def closed(self) -> None:
+        self.services.logins.forget(self)
         await super().closed()
         if self.agent_name is not None and self.authenticated:
             await self.services.calls.member_gone(MemberKind.agent, self.agent_name)
@@ -320,7 +333,8 @@ class AgentConnection(Connection):
         assert isinstance(p, AuthParams)
         sv = self.services
         try:
-            agent = await sv.auth.check(p.token)
+            grant = await sv.auth.grant(p.token)
+            agent = grant.agent
             if self.agent_id is not None and agent.id != self.agent_id:
                 raise ApiError("this connection belongs to another agent", code=ErrorCode.forbidden)
         except ApiError as exc:
@@ -343,6 +357,8 @@ class AgentConnection(Connection):
             **sv.turn.payload(f"agent-{agent.id}", self.s.now()),  # TURN for the hub's media
         }
         self.ok(req, payload, state=agent.state.code.value)
+        self.token_hash = grant.token_hash
+        sv.logins.watch(self, grant.token_hash, grant.expires_at)
         if self.authenticated:
             self.outbox.catch_up()
             return
@@ -381,9 +397,14 @@ class AgentConnection(Connection):
         self.ok(req, {"old": change.before.state.code.value, "reason": p.reason}, state=code)
 
     async def on_logout(self, req: Request) -> None:
+        """Log out, revoke the token, then close with 4003 ``token_revoked`` (after the reply)."""
         me = await self._me()
-        change = await self.services.agents.apply(me.id, Flow.agent, Event.logout, reason="logout")
+        sv = self.services
+        change = await sv.agents.apply(me.id, Flow.agent, Event.logout, reason="logout")
+        assert self.token_hash is not None
+        await sv.auth.revoke(self.token_hash)
         self.ok(req, {"old": change.before.state.code.value}, state=change.after.state.code.value)
+        sv.logins.end_token(self.token_hash, ErrorCode.token_revoked)
 
     async def on_session_count(self, req: Request) -> None:
         me = await self._me(logged_in=False)

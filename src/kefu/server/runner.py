@@ -2,10 +2,11 @@
 
 :class:`ServerRunner` binds the socket itself, so ``port=0`` gives a free
 port whose URL is known before the first request, then runs uvicorn with the
-settings' limits: ``websockets`` (sans-I/O) for WebSockets, compression off,
-frames up to ``transport_max_bytes``, keepalive pings, no access log; with
-``tls_cert``/``tls_key``, https and wss (the key checked by :mod:`kefu.tls`
-first: readable by its user only).
+settings' limits: httptools for HTTP with a deadline for a request's head and a cap
+of connections per client address (:mod:`kefu.server.guard`), ``websockets``
+(sans-I/O) for WebSockets, compression off, frames up to ``transport_max_bytes``,
+keepalive pings, no access log; with ``tls_cert``/``tls_key``, https and wss (the
+key checked by :mod:`kefu.tls` first: readable by its user only).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import uvicorn
 from kefu.tls import server_context
 
 from .app import create_app
+from .guard import Gate, GuardedHttp, protocols
 from .services import Services
 from .settings import Settings
 
@@ -31,11 +33,14 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     """Raises :class:`~kefu.tls.TlsError` for a TLS certificate or key that cannot serve."""
     if settings.tls_cert is not None and settings.tls_key is not None:
         server_context(settings.tls_cert, settings.tls_key)  # the same checks as the plugin's, early
+    http, ws = protocols(Gate(settings))
     return uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        http=http,  # httptools, with the handshake deadline and the cap per address (guard.py)
+        ws=ws,  # websockets (sans-I/O)
+        forwarded_allow_ips=list(settings.trusted_proxies),
         ws_max_size=settings.transport_max_bytes,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,
@@ -81,6 +86,11 @@ class ServerRunner:
         self._task: asyncio.Task[None] | None = None
         self.url = ""
         self.port = 0
+
+    @property
+    def gate(self) -> Gate:
+        http: type[GuardedHttp] = self.config.http  # type: ignore[assignment]
+        return http.gate
 
     @property
     def services(self) -> Services:

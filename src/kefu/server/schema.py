@@ -76,6 +76,7 @@ tokens = Table(
     Column("agent_id", Integer, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("created_at", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
+    Column("revoked_at", TS, nullable=True),  # logout, disabling: the token is refused as token_revoked
 )
 
 visitors = Table(

@@ -21,6 +21,7 @@ from .agents import AgentService
 from .auth import Auth
 from .calls import CallService
 from .hub import Bus, Hub
+from .logins import LoginWatch
 from .media import Media
 from .routing import Router
 from .sessions import Sessions
@@ -45,6 +46,7 @@ class Services:
     calls: CallService
     media: Media
     turn: TurnIssuer
+    logins: LoginWatch
     sweeper: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
@@ -85,9 +87,11 @@ class Services:
             calls=CallService(hub, settings, agents),
             media=Media(hub, settings),
             turn=turn,
+            logins=LoginWatch(store, settings),
         )
         await agents.start()
         await services.calls.start()
+        services.logins.start()
         if settings.redis_url:
             services.sweeper = asyncio.create_task(services._sweep(), name="kefu-sweeper")
         return services
@@ -108,6 +112,7 @@ class Services:
             self.sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sweeper
+        await self.logins.close()
         await self.calls.close()
         await self.router.close()
         await self.agents.close()

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["Settings", "default_data_dir", "normalize_db_url", "utcnow"]
+from kefu.protocol.hosts import LOOPBACK_NAMES
+
+__all__ = ["WILDCARDS", "Settings", "default_data_dir", "normalize_db_url", "utcnow"]
+
+#: Bind addresses that mean "every address of this machine" (not a name clients use).
+WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 
 def utcnow() -> datetime:
@@ -71,6 +76,9 @@ class Settings:
     login_window: float = 300.0
     login_lock: float = 300.0  # seconds a locked name or address is refused
     scrypt_n: int = 2**14  # scrypt cost of new password hashes
+    # seconds between looks at the logins of open agent sockets: an expired or revoked token, or a
+    # disabled account, closes them within this (on every node; docs/server.md)
+    login_check_interval: float = 0.5
     # --- agents
     ready_on_login: bool = False  # logging in makes the agent ready (002000), not busy (001000)
     max_sessions: int = 5  # default capacity of a new agent
@@ -82,6 +90,14 @@ class Settings:
     turn_urls: tuple[str, ...] = ()  # turn:host:port?transport=udp …; none by default
     turn_secret: str | None = field(default=None, repr=False)  # coturn's static-auth-secret; never logged
     turn_ttl: float = 86400.0  # seconds a TURN credential lives; clients renew at 2/3 of it
+    # the names clients reach this server by (its Host header), besides 127.0.0.1, localhost, [::1] and
+    # the bind address; any other Host is refused with host_refused (DNS rebinding)
+    public_names: tuple[str, ...] = ()
+    # --- connections (before the app: kefu.server.guard)
+    handshake_timeout: float = 5.0  # a request's line and headers within this, else the connection closes
+    max_connections_per_address: int = 200  # open connections per client address; more: 429; 0: no cap
+    # a proxy in front: not capped (it speaks for many clients), and its X-Forwarded-For is believed
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     # --- sockets
     auth_timeout: float = 10.0  # first message (auth / hello) within this, else close 1008
     max_message_bytes: int = 64 * 1024  # larger: error too_large, repeated: close 1009
@@ -123,6 +139,14 @@ class Settings:
         if self.db_url:
             return normalize_db_url(self.db_url)
         return f"sqlite+aiosqlite:///{self.data_dir / 'kefu.db'}"
+
+    @property
+    def host_names(self) -> frozenset[str]:
+        """The names a request's ``Host`` may carry (:func:`kefu.protocol.hosts.host_allowed`)."""
+        names = {*LOOPBACK_NAMES, "[::1]", *(n.strip().lower() for n in self.public_names)}
+        if self.host not in WILDCARDS:
+            names.add(f"[{self.host}]" if ":" in self.host else self.host.lower())
+        return frozenset(f"[{n}]" if ":" in n and not n.startswith("[") else n for n in names)
 
     @property
     def is_sqlite(self) -> bool:
