@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -24,7 +24,6 @@ from kefu.protocol import CODE_INFO, ApiError, Code, ErrorCode
 from .accounts import Agent, find_agent, list_agents
 from .auth import Login
 from .hub import agent_key
-from .media import MAX_IMAGE_BYTES
 from .schema import agents, visitors
 from .services import Services
 from .store import aware
@@ -432,13 +431,16 @@ async def visitor_photo(
 ) -> Any:
     """A visitor's photo for the agent's ``takePhoto`` (body: the JPEG; headers
     ``X-Visitor-Name`` and ``X-Visitor-Key``; a name that is not ASCII is sent
-    percent-encoded with ``X-Visitor-Name-Encoding: percent``)."""
+    percent-encoded with ``X-Visitor-Name-Encoding: percent``). ``requestId`` is
+    the agent's open request (``photoRequest``); each is answered once."""
     name = request.headers.get("x-visitor-name", "")
     if request.headers.get("x-visitor-name-encoding", "").lower() == "percent":
         name = unquote(name)  # a header value is ASCII: names such as 访客一 come percent-encoded
     key = request.headers.get("x-visitor-key", "")
-    data = await _body(request, MAX_IMAGE_BYTES)
-    return await services_of(request).media.visitor_photo(name, key, callId, requestId, data)
+    sv = services_of(request)
+    upload = await sv.media.photo_allowed(name, key, callId, requestId)  # before the body is read
+    data = await _body(request, sv.settings.max_image_bytes)
+    return await sv.media.visitor_photo(upload, data, _client(request))
 
 
 @router.post("/api/media/snapshot", tags=["media"], responses=_ERRORS)
@@ -446,8 +448,9 @@ async def agent_snapshot(
     request: Request, agent: Me, callId: Annotated[str, Query(min_length=1, max_length=64)]
 ) -> Any:
     """A snapshot the agent's plugin took of the visitor's video (body: the JPEG)."""
-    data = await _body(request, MAX_IMAGE_BYTES)
-    return await services_of(request).media.agent_snapshot(agent, callId, data)
+    sv = services_of(request)
+    data = await _body(request, sv.settings.max_image_bytes)
+    return await sv.media.agent_snapshot(agent, callId, data, _client(request))
 
 
 @router.put("/api/calls/{call_id}/recording", tags=["media"], responses=_ERRORS)
@@ -458,16 +461,21 @@ async def recording_chunk(
     offset: Annotated[int, Query(ge=0)],
     final: bool = False,
 ) -> Any:
-    """A chunk of the call's recording, written at ``offset``; ``final`` closes it (checksum)."""
-    data = await _body(request, 64 * 1024 * 1024)
-    return await services_of(request).media.recording_chunk(agent, call_id, offset, data, final)
+    """A chunk of the call's recording, written at ``offset``; ``final`` closes it (checksum).
+
+    ``offset`` is at most the size stored so far (no holes; the error names the
+    expected offset); after ``final`` the recording never changes (409
+    ``recording_finished``); a recording is at most ``max_recording_bytes``."""
+    sv = services_of(request)
+    data = await _body(request, sv.settings.max_recording_chunk_bytes)
+    return await sv.media.recording_chunk(agent, call_id, offset, data, final, _client(request))
 
 
 @router.get("/api/calls/{call_id}/recording", tags=["media"], responses=_ERRORS)
 async def recording(request: Request, call_id: str, agent: Me) -> Response:
     """The call's recording (WebM), for the call's agents and admins; every read is audited."""
-    art, data = await services_of(request).media.recording_of(agent, call_id)
-    return Response(data, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})
+    art, path = await services_of(request).media.recording_of(agent, call_id, _client(request))
+    return FileResponse(path, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})
 
 
 @router.get("/api/calls/{call_id}/media", tags=["media"], responses=_ERRORS)
@@ -479,5 +487,5 @@ async def call_media(request: Request, call_id: str, agent: Me) -> Any:
 @router.get("/api/media/{artifact_id}", tags=["media"], responses=_ERRORS)
 async def media_one(request: Request, artifact_id: str, agent: Me) -> Response:
     """One photo, snapshot or recording; every read is audited."""
-    art, data = await services_of(request).media.read(agent, artifact_id)
-    return Response(data, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})
+    art, path = await services_of(request).media.read(agent, artifact_id, _client(request))
+    return FileResponse(path, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})

@@ -75,6 +75,12 @@ class Settings:
     # --- calls
     ring_timeout: float = 30.0  # seconds an invitation or a visitor's video request rings
     call_grace: float = 10.0  # seconds a call member's lost connection has to come back
+    # --- media (issue 15): bounds of what a call may store
+    max_image_bytes: int = 8 * 1024 * 1024  # a visitor's photo or an agent's snapshot
+    max_recording_bytes: int = 2 * 1024 * 1024 * 1024  # one call's recording, in all
+    max_recording_chunk_bytes: int = 64 * 1024 * 1024  # one PUT of the recording
+    photo_request_ttl: float = 120.0  # seconds a takePhoto request waits for the visitor's answer
+    photo_max_open: int = 3  # unanswered takePhoto requests per call; more → rate_limited
     # --- sockets
     auth_timeout: float = 10.0  # first message (auth / hello) within this, else close 1008
     max_message_bytes: int = 64 * 1024  # larger: error too_large, repeated: close 1009
