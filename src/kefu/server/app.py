@@ -115,6 +115,21 @@ class KefuApp(FastAPI):
                 return
         await super().__call__(scope, receive, send)
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's schema, made true: invalid input is our 400 ``{"error": …}``
+        (the ``invalid`` handler), never FastAPI's 422, which is removed."""
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            for item in schema.get("paths", {}).values():
+                for op in item.values():
+                    if isinstance(op, dict):
+                        op.get("responses", {}).pop("422", None)
+            comps = schema.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                comps.pop(name, None)
+            self.openapi_schema = schema
+        return self.openapi_schema
+
 
 def create_app(settings: Settings) -> KefuApp:
     @contextlib.asynccontextmanager
