@@ -117,6 +117,13 @@ async def post_photo(http: httpx.AsyncClient, v: Any, call_id: str, request_id: 
 async def test_a_photo_nobody_asked_for_is_refused(server: Any) -> None:
     agent, v, call_id, _token = await in_call(server)
     async with httpx.AsyncClient(base_url=server.url) as http:
+        odd = await http.post(
+            "/api/visitor/photo",
+            params={"callId": call_id, "requestId": "0" * 32},
+            content=b"x",
+            headers={"X-Visitor-Name": "v%001", "X-Visitor-Name-Encoding": "percent", "X-Visitor-Key": "k"},
+        )
+        assert odd.status_code == 401 and odd.json()["error"]["code"] == "unauthenticated", odd.text
         r = await post_photo(http, v, call_id, "0" * 32, jpeg((1, 2, 3)))
         assert r.status_code == 404 and r.json()["error"]["code"] == "no_such_request", r.text
         bad = await v.request("photoAnswer", {"callId": call_id, "requestId": "0" * 32, "answer": "refuse"})
