@@ -206,3 +206,32 @@ async def test_server_flags_for_the_security_review(tmp_path: Path) -> None:
         r = await c.get("/api/states", headers={"Host": "evil.example"})
         assert r.status_code == 403 and r.json()["error"]["code"] == "host_refused"
     await srv.stop(signal.SIGTERM)
+
+
+def test_the_media_bounds_are_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: each bound of what a call may store is a flag of `kefu server`."""
+    got: list[Settings] = []
+
+    class Stop(Exception):
+        pass
+
+    class Runner:  # only catches the settings the flags made; the server itself is tested above
+        def __init__(self, s: Settings) -> None:
+            got.append(s)
+
+        async def start(self) -> str:
+            raise Stop
+
+    monkeypatch.setattr("kefu.server.cli.ServerRunner", Runner)
+    flags = {
+        "--max-image-bytes": "1000",
+        "--max-recording-bytes": "2000",
+        "--max-recording-chunk-bytes": "300",
+        "--photo-request-ttl": "7.5",
+        "--photo-max-open": "1",
+    }
+    r = runner.invoke(app, ["server", "--data-dir", str(tmp_path), *[x for kv in flags.items() for x in kv]])
+    assert isinstance(r.exception, Stop), r.output
+    s = got[0]
+    assert (s.max_image_bytes, s.max_recording_bytes, s.max_recording_chunk_bytes) == (1000, 2000, 300)
+    assert (s.photo_request_ttl, s.photo_max_open) == (7.5, 1)

@@ -9,12 +9,12 @@ form, ``{"error": {"code", "msg"}}``, with the catalogue's HTTP status.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -24,7 +24,6 @@ from kefu.protocol import CODE_INFO, ApiError, Code, ErrorCode
 from .accounts import Agent, find_agent, list_agents
 from .auth import Login
 from .hub import agent_key
-from .media import MAX_IMAGE_BYTES
 from .schema import agents, visitors
 from .services import Services
 from .store import aware
@@ -33,6 +32,8 @@ from .views import fetch_messages, fetch_session, fetch_sessions, session_view
 __all__ = ["COOKIE", "router"]
 
 COOKIE = "kefu_token"
+#: no control characters (PostgreSQL refuses NUL in text)
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 router = APIRouter()
 _bearer = HTTPBearer(auto_error=False, description="the token from /api/login or /doLogin")
 
@@ -61,7 +62,7 @@ class AgentProfile(_Out):
 
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=_PRINTABLE)]
     password: Annotated[str, Field(min_length=1, max_length=256)]
 
 
@@ -114,11 +115,63 @@ class StateChangeOut(_Out):
     at: datetime
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorOut},
-    401: {"model": ErrorOut},
-    403: {"model": ErrorOut},
-    404: {"model": ErrorOut},
+class CallMemberOut(_Out):
+    kind: Literal["agent", "visitor"]
+    name: str | None
+    role: str
+    status: str | None
+    invitedAt: datetime | None
+    joinedAt: datetime | None
+    leftAt: datetime | None
+    outcome: str | None
+    reason: str | None
+
+
+class CallOut(_Out):
+    callId: str
+    flow: str
+    sessionId: str | None
+    status: str
+    createdAt: datetime
+    answeredAt: datetime | None
+    endedAt: datetime | None
+    endedBy: str | None
+    endReason: str | None
+    members: list[CallMemberOut]
+
+
+class StateOut(_Out):
+    code: str
+    name: str
+    state: str
+    meaning: str
+    meaning_zh: str
+    addition: bool = Field(description="a code this system adds to the spec's")
+
+
+class ArtifactOut(_Out):
+    artifactId: str
+    kind: Literal["photo", "snapshot", "recording", "share"]
+    callId: str | None
+    contentType: str
+    size: int
+    sha256: str = Field(description="empty while a recording is not final")
+    createdAt: datetime
+    meta: dict[str, Any] | None
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route, each ``{"error": {"code", "msg"}}`` (docs/errors.md)."""
+    return {status: {"model": ErrorOut} for status in sorted(statuses)}
+
+
+# every route with a token: bad input, no or a bad token, not yours, not found, a bug
+_ERRORS = _errors(400, 401, 403, 404, 500)
+# a route that writes (the audit trail of a read included): also a full disk
+_WRITES = _errors(400, 401, 403, 404, 500, 507)
+_LOGIN = _errors(400, 401, 403, 429, 500, 507)
+_FILE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}, "video/webm": {}}, "description": "the file"}
 }
 
 
@@ -145,8 +198,15 @@ async def current_agent(request: Request, cred: Credentials) -> Agent:
 
 
 Me = Annotated[Agent, Depends(current_agent)]
+# Every parameter is bounded (issue 15): an offset past int64 was an OverflowError, a 500.
+MAX_OFFSET = 1_000_000_000
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+NameQ = Annotated[str | None, Query(min_length=1, max_length=64, pattern=_PRINTABLE)]
+NameP = Annotated[str, Path(min_length=1, max_length=64, pattern=_PRINTABLE)]
+IdP = Annotated[str, Path(min_length=1, max_length=64, pattern=_PRINTABLE)]
+IdQ = Annotated[str, Query(min_length=1, max_length=64, pattern=_PRINTABLE)]
+Time = Annotated[datetime | None, Query(description="ISO 8601; without a zone, UTC")]
 
 
 def _client(request: Request) -> str:
@@ -175,13 +235,13 @@ def _login_response(login: Login, request: Request, response: Response) -> Respo
     "/doLogin",
     tags=["login"],
     response_model=LoginOut,
-    responses={**_ERRORS, 303: {"description": "logged in; redirect to returnTo"}, 429: {"model": ErrorOut}},
+    responses={**_LOGIN, 303: {"description": "logged in; redirect to returnTo"}},
 )
 async def do_login(
     request: Request,
-    name: Annotated[str, Query(min_length=1, max_length=64)],
+    name: Annotated[str, Query(min_length=1, max_length=64, pattern=_PRINTABLE)],
     pwd: Annotated[str, Query(min_length=1, max_length=256)],
-    returnTo: str = "",  # the spec's parameter name
+    returnTo: Annotated[str, Query(max_length=2048)] = "",  # the spec's parameter name
 ) -> Response:
     """The spec's SSO login URL (SPEC §4.1 ``startLogin``): ``/doLogin?name=&pwd=&returnTo=``.
 
@@ -199,9 +259,7 @@ async def do_login(
     return _login_response(login, request, JSONResponse(login.to_json()))
 
 
-@router.post(
-    "/api/login", tags=["login"], response_model=LoginOut, responses={**_ERRORS, 429: {"model": ErrorOut}}
-)
+@router.post("/api/login", tags=["login"], response_model=LoginOut, responses=_LOGIN)
 async def api_login(request: Request, body: LoginIn) -> Response:
     """Log in with JSON ``{"name", "password"}``; the answer carries the token and its expiry."""
     login = await services_of(request).auth.login(body.name, body.password, _client(request))
@@ -256,7 +314,7 @@ async def _visible_agent(sv: Services, me: Agent, name: str) -> dict[str, Any]:
 
 
 @router.get("/api/agents/{name}", tags=["agents"], response_model=AgentOut, responses=_ERRORS)
-async def agent_one(request: Request, name: str, agent: Me) -> Any:
+async def agent_one(request: Request, name: NameP, agent: Me) -> Any:
     return await _visible_agent(services_of(request), agent, name)
 
 
@@ -265,10 +323,10 @@ async def agent_one(request: Request, name: str, agent: Me) -> Any:
 )
 async def agent_states(
     request: Request,
-    name: str,
+    name: NameP,
     agent: Me,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Time = None,
+    until: Time = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Any:
@@ -285,7 +343,13 @@ async def agent_states(
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    return aware(value)
+    """In UTC (the database's zone); a time that has no UTC equivalent is refused."""
+    if value is None or value.tzinfo is None:
+        return aware(value)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ApiError(f"{value.isoformat()} is out of range", code=ErrorCode.invalid_field) from None
 
 
 # --- sessions
@@ -296,10 +360,10 @@ async def sessions_list(
     request: Request,
     agent: Me,
     status: Literal["queued", "open", "closed"] | None = None,
-    agentName: str | None = None,
-    visitorName: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    agentName: NameQ = None,
+    visitorName: NameQ = None,
+    since: Time = None,
+    until: Time = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Any:
@@ -342,7 +406,7 @@ async def _visible_session(sv: Services, me: Agent, session_id: str) -> dict[str
 
 
 @router.get("/api/sessions/{session_id}", tags=["sessions"], response_model=SessionOut, responses=_ERRORS)
-async def session_one(request: Request, session_id: str, agent: Me) -> Any:
+async def session_one(request: Request, session_id: IdP, agent: Me) -> Any:
     return await _visible_session(services_of(request), agent, session_id)
 
 
@@ -354,7 +418,7 @@ async def session_one(request: Request, session_id: str, agent: Me) -> Any:
 )
 async def session_messages(
     request: Request,
-    session_id: str,
+    session_id: IdP,
     agent: Me,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     offset: Offset = 0,
@@ -369,15 +433,15 @@ async def session_messages(
 # --- calls (SPEC §4.3; docs/calls.md)
 
 
-@router.get("/api/calls", tags=["calls"], responses=_ERRORS)
+@router.get("/api/calls", tags=["calls"], response_model=list[CallOut], responses=_ERRORS)
 async def calls_list(
     request: Request,
     agent: Me,
     status: Literal["ringing", "joining", "calling", "connected", "ended"] | None = None,
-    agentName: str | None = None,
-    visitorName: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    agentName: NameQ = None,
+    visitorName: NameQ = None,
+    since: Time = None,
+    until: Time = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Any:
@@ -403,8 +467,8 @@ async def calls_list(
     )
 
 
-@router.get("/api/calls/{call_id}", tags=["calls"], responses=_ERRORS)
-async def call_one(request: Request, call_id: str, agent: Me) -> Any:
+@router.get("/api/calls/{call_id}", tags=["calls"], response_model=CallOut, responses=_ERRORS)
+async def call_one(request: Request, call_id: IdP, agent: Me) -> Any:
     """One call with its members."""
     sv = services_of(request)
     if not agent.admin and not await sv.calls.involves_agent(call_id, agent.id):
@@ -415,7 +479,7 @@ async def call_one(request: Request, call_id: str, agent: Me) -> Any:
     return record
 
 
-@router.get("/api/states", tags=["reference"])
+@router.get("/api/states", tags=["reference"], response_model=list[StateOut], responses=_errors(500))
 async def states_table() -> Any:
     """Every agent state code with its name, top-level state and meaning (public)."""
     return [
@@ -444,60 +508,85 @@ async def _body(request: Request, limit: int) -> bytes:
     return data
 
 
-@router.post("/api/visitor/photo", tags=["media"], responses=_ERRORS)
-async def visitor_photo(
-    request: Request,
-    callId: Annotated[str, Query(min_length=1, max_length=64)],
-    requestId: Annotated[str, Query(min_length=1, max_length=64)],
-) -> Any:
+@router.post(
+    "/api/visitor/photo",
+    tags=["media"],
+    response_model=ArtifactOut,
+    responses=_errors(400, 401, 403, 404, 413, 500, 507),
+)
+async def visitor_photo(request: Request, callId: IdQ, requestId: IdQ) -> Any:
     """A visitor's photo for the agent's ``takePhoto`` (body: the JPEG; headers
     ``X-Visitor-Name`` and ``X-Visitor-Key``; a name that is not ASCII is sent
-    percent-encoded with ``X-Visitor-Name-Encoding: percent``)."""
+    percent-encoded with ``X-Visitor-Name-Encoding: percent``). ``requestId`` is
+    the agent's open request (``photoRequest``); each is answered once."""
     name = request.headers.get("x-visitor-name", "")
     if request.headers.get("x-visitor-name-encoding", "").lower() == "percent":
         name = unquote(name)  # a header value is ASCII: names such as 访客一 come percent-encoded
     key = request.headers.get("x-visitor-key", "")
-    data = await _body(request, MAX_IMAGE_BYTES)
-    return await services_of(request).media.visitor_photo(name, key, callId, requestId, data)
+    sv = services_of(request)
+    upload = await sv.media.photo_allowed(name, key, callId, requestId)  # before the body is read
+    data = await _body(request, sv.settings.max_image_bytes)
+    return await sv.media.visitor_photo(upload, data, _client(request))
 
 
-@router.post("/api/media/snapshot", tags=["media"], responses=_ERRORS)
-async def agent_snapshot(
-    request: Request, agent: Me, callId: Annotated[str, Query(min_length=1, max_length=64)]
-) -> Any:
+@router.post(
+    "/api/media/snapshot",
+    tags=["media"],
+    response_model=ArtifactOut,
+    responses=_errors(400, 401, 403, 404, 413, 500, 507),
+)
+async def agent_snapshot(request: Request, agent: Me, callId: IdQ) -> Any:
     """A snapshot the agent's plugin took of the visitor's video (body: the JPEG)."""
-    data = await _body(request, MAX_IMAGE_BYTES)
-    return await services_of(request).media.agent_snapshot(agent, callId, data)
+    sv = services_of(request)
+    data = await _body(request, sv.settings.max_image_bytes)
+    return await sv.media.agent_snapshot(agent, callId, data, _client(request))
 
 
-@router.put("/api/calls/{call_id}/recording", tags=["media"], responses=_ERRORS)
+@router.put(
+    "/api/calls/{call_id}/recording",
+    tags=["media"],
+    response_model=ArtifactOut,
+    responses=_errors(400, 401, 403, 404, 409, 413, 500, 507),
+)
 async def recording_chunk(
     request: Request,
-    call_id: str,
+    call_id: IdP,
     agent: Me,
-    offset: Annotated[int, Query(ge=0)],
+    offset: Annotated[int, Query(ge=0, le=2**62)],
     final: bool = False,
 ) -> Any:
-    """A chunk of the call's recording, written at ``offset``; ``final`` closes it (checksum)."""
-    data = await _body(request, 64 * 1024 * 1024)
-    return await services_of(request).media.recording_chunk(agent, call_id, offset, data, final)
+    """A chunk of the call's recording, written at ``offset``; ``final`` closes it (checksum).
+
+    ``offset`` is at most the size stored so far (no holes; the error names the
+    expected offset); after ``final`` the recording never changes (409
+    ``recording_finished``); a recording is at most ``max_recording_bytes``."""
+    sv = services_of(request)
+    data = await _body(request, sv.settings.max_recording_chunk_bytes)
+    return await sv.media.recording_chunk(agent, call_id, offset, data, final, _client(request))
 
 
-@router.get("/api/calls/{call_id}/recording", tags=["media"], responses=_ERRORS)
-async def recording(request: Request, call_id: str, agent: Me) -> Response:
+@router.get(
+    "/api/calls/{call_id}/recording",
+    tags=["media"],
+    response_class=FileResponse,
+    responses={**_FILE, **_WRITES},
+)
+async def recording(request: Request, call_id: IdP, agent: Me) -> Response:
     """The call's recording (WebM), for the call's agents and admins; every read is audited."""
-    art, data = await services_of(request).media.recording_of(agent, call_id)
-    return Response(data, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})
+    art, path = await services_of(request).media.recording_of(agent, call_id, _client(request))
+    return FileResponse(path, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})
 
 
-@router.get("/api/calls/{call_id}/media", tags=["media"], responses=_ERRORS)
-async def call_media(request: Request, call_id: str, agent: Me) -> Any:
+@router.get("/api/calls/{call_id}/media", tags=["media"], response_model=list[ArtifactOut], responses=_ERRORS)
+async def call_media(request: Request, call_id: IdP, agent: Me) -> Any:
     """The photos, snapshots and recording of a call."""
     return await services_of(request).media.of_call(agent, call_id)
 
 
-@router.get("/api/media/{artifact_id}", tags=["media"], responses=_ERRORS)
-async def media_one(request: Request, artifact_id: str, agent: Me) -> Response:
+@router.get(
+    "/api/media/{artifact_id}", tags=["media"], response_class=FileResponse, responses={**_FILE, **_WRITES}
+)
+async def media_one(request: Request, artifact_id: IdP, agent: Me) -> Response:
     """One photo, snapshot or recording; every read is audited."""
-    art, data = await services_of(request).media.read(agent, artifact_id)
-    return Response(data, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})
+    art, path = await services_of(request).media.read(agent, artifact_id, _client(request))
+    return FileResponse(path, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,6 +44,7 @@ from .auth import LoginLocked
 from .connection import AgentConnection, VisitorConnection
 from .services import Services
 from .settings import Settings
+from .store import storage_full
 
 __all__ = ["WEB", "KefuApp", "create_app"]
 
@@ -138,6 +141,21 @@ class KefuApp(FastAPI):
                 return
         await super().__call__(scope, receive, send)
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's schema, made true: invalid input is our 400 ``{"error": …}``
+        (the ``invalid`` handler), never FastAPI's 422, which is removed."""
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            for item in schema.get("paths", {}).values():
+                for op in item.values():
+                    if isinstance(op, dict):
+                        op.get("responses", {}).pop("422", None)
+            comps = schema.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                comps.pop(name, None)
+            self.openapi_schema = schema
+        return self.openapi_schema
+
 
 def create_app(settings: Settings) -> KefuApp:
     @contextlib.asynccontextmanager
@@ -178,6 +196,21 @@ def create_app(settings: Settings) -> KefuApp:
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
         code = ErrorCode.unauthenticated if exc.status_code == 401 else ErrorCode.bad_request
         return _error(code, str(exc.detail), status=exc.status_code)
+
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        """An unexpected error: ``storage_full`` (507) when a write found no space, so the
+        caller knows nothing was stored and may try again once space returns; any other,
+        ``internal`` (500) in the spec's form, never a plain-text page."""
+        if storage_full(exc):
+            log.error("%s %s: the storage is full (%s)", request.method, request.url.path, type(exc).__name__)
+            return _error(ErrorCode.storage_full)
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _error(ErrorCode.internal)
+
+    # the database's and the file system's errors are answered here; any other error reaches
+    # Starlette's last handler, which answers with this too and then lets uvicorn log it
+    for kind in (OSError, SQLAlchemyError, sqlite3.Error, Exception):
+        app.add_exception_handler(kind, failed)
 
     app.include_router(api.router)
 

@@ -79,6 +79,7 @@ from kefu.protocol.wire import Request, error_message, reply_message
 from .accounts import Agent, find_agent
 from .agents import AgentService, Change
 from .hub import Hub, Tx, agent_key, visitor_key
+from .media import answer_photo_request, open_photo_request
 from .routing import event
 from .schema import call_members, calls, sessions, visitors
 from .settings import Settings
@@ -463,15 +464,19 @@ class CallService:
             raise ApiError("no visitor is in the call", code=ErrorCode.not_in_call)
         return call_id, joined[0].name
 
-    async def _ask_visitor(
-        self, agent: Agent, req: Request, conn: Replier, sub_mark: str, **extra: str
-    ) -> None:
-        """Push ``sub_mark`` (``shareRequest``, ``photoRequest``) to the call's visitor; reply success."""
+    async def _ask_visitor(self, agent: Agent, req: Request, conn: Replier, sub_mark: str) -> None:
+        """Push ``sub_mark`` (``shareRequest``, ``photoRequest``) to the call's visitor; reply success.
+        A ``photoRequest`` is recorded as the agent's open request, which the visitor's photo or
+        ``photoAnswer`` must name (issue 15)."""
         call_id, name = await self._first_visitor(agent)
         visitor = await self._visitor_named(name)
         assert visitor is not None
-        payload = {"callId": call_id, "agentName": agent.name, **extra}
+        payload = {"callId": call_id, "agentName": agent.name}
         async with self.hub.transaction() as tx:
+            if sub_mark == "photoRequest":
+                payload["requestId"] = await open_photo_request(
+                    tx.conn, self.s, call_id=call_id, agent_id=agent.id, visitor_name=name, now=tx.now
+                )
             await tx.push(visitor.recipient, event(sub_mark, payload))
         conn.reply(reply_message(req.mark, "success", {**payload, "visitorName": name}, rid=req.id))
 
@@ -479,7 +484,7 @@ class CallService:
         await self._ask_visitor(agent, req, conn, "shareRequest")
 
     async def _take_photo(self, agent: Agent, req: Request, conn: Replier) -> None:
-        await self._ask_visitor(agent, req, conn, "photoRequest", requestId=new_id())
+        await self._ask_visitor(agent, req, conn, "photoRequest")
 
     # --- the visitor's side
 
@@ -568,6 +573,16 @@ class CallService:
         else:
             err = {"code": ErrorCode.no_media.value, "msg": p.reason or "the visitor could not take a photo"}
         async with self.hub.transaction() as tx:
+            # one answer per open request of the agent (issue 15)
+            await answer_photo_request(
+                tx.conn,
+                self.s,
+                request_id=p.requestId,
+                call_id=p.callId,
+                visitor_name=visitor.name,
+                answer=p.answer,
+                now=tx.now,
+            )
             await tx.push(
                 agent_key(primary),
                 event(

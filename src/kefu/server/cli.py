@@ -132,6 +132,17 @@ def server(
         10.0, help="seconds a call member whose connection dropped has to come back before it is hung up"
     ),
     max_message_bytes: int = typer.Option(64 * 1024, help="largest socket message"),
+    max_image_bytes: int = typer.Option(8 * 1024 * 1024, help="largest photo or snapshot (bytes)"),
+    max_recording_bytes: int = typer.Option(
+        2 * 1024 * 1024 * 1024, help="largest recording of one call (bytes, all chunks together)"
+    ),
+    max_recording_chunk_bytes: int = typer.Option(
+        64 * 1024 * 1024, help="largest single upload of a recording chunk (bytes)"
+    ),
+    photo_request_ttl: float = typer.Option(
+        120.0, help="seconds an agent's takePhoto request waits for the visitor's photo or answer"
+    ),
+    photo_max_open: int = typer.Option(3, help="unanswered takePhoto requests per call; more are refused"),
     rate_limit_messages: int = typer.Option(100, help="socket messages per --rate-limit-window"),
     rate_limit_window: float = typer.Option(10.0, help="seconds of the rate window"),
     rate_limit_strikes: int = typer.Option(20, help="rate_limited answers in a window before close 1008"),
@@ -211,6 +222,11 @@ def server(
         ring_timeout=ring_timeout,
         call_grace=call_grace,
         max_message_bytes=max_message_bytes,
+        max_image_bytes=max_image_bytes,
+        max_recording_bytes=max_recording_bytes,
+        max_recording_chunk_bytes=max_recording_chunk_bytes,
+        photo_request_ttl=photo_request_ttl,
+        photo_max_open=photo_max_open,
         rate_limit_messages=rate_limit_messages,
         rate_limit_window=rate_limit_window,
         rate_limit_strikes=rate_limit_strikes,

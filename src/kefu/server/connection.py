@@ -70,6 +70,7 @@ from .hub import agent_key
 from .logins import CLOSE_LOGIN_ENDED
 from .outbox import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_TOO_BIG, Outbox
 from .services import Services
+from .store import storage_full
 from .visitors import Visitor, identify
 
 __all__ = [
@@ -259,7 +260,11 @@ class Connection:
             self.outbox.reply(error_message(req.mark, exc.code, exc.msg, rid=req.id, state=exc.state))
         except ApiError as exc:
             self.fail(req, exc)
-        except Exception:
+        except Exception as exc:
+            if storage_full(exc):  # nothing was stored: never an acknowledgement
+                log.error("%s: the storage is full (%s)", req.mark, type(exc).__name__)
+                self.outbox.reply(error_message(req.mark, ErrorCode.storage_full, rid=req.id))
+                return
             log.exception("%s failed", req.mark)
             self.outbox.reply(error_message(req.mark, ErrorCode.internal, rid=req.id))
 

@@ -13,21 +13,38 @@ chooses a path (reliability T6). Each artifact row records who, when, which
 call and the file's SHA-256.
 
 Photos and recordings are sensitive (reliability §4): only the agents of the
-call and admins read them, and every read is logged (``kefu.server.audit``).
+call and admins read them, and every read and write is kept in the ``audit``
+table (who, what, which object, when, from which address) and logged
+(``kefu.server.audit``).
+
+Bounds (issue 15; every one a setting): a photo or snapshot is at most
+``max_image_bytes``; a visitor's photo answers an open ``takePhoto`` request
+of the call's agent, once, within ``photo_request_ttl`` (else
+``no_such_request``), and a call has at most ``photo_max_open`` unanswered
+requests. A recording grows without holes: a chunk starts at or before the
+stored size (the muxer rewrites its header at the end), never after it; it
+is at most ``max_recording_bytes`` in all; once ``final`` it is evidence and
+never changes again (``recording_finished``). Its checksum is computed in a
+thread, reading the file in blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import io
 import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.call import Call, CallPhase, MemberKind, MemberStatus
@@ -35,17 +52,14 @@ from kefu.protocol.call import Call, CallPhase, MemberKind, MemberStatus
 from .accounts import Agent
 from .hub import Hub, agent_key
 from .routing import event
-from .schema import call_members, calls, media_artifacts, visitors
+from .schema import audit, call_members, calls, media_artifacts, photo_requests, visitors
 from .settings import Settings
 from .store import aware, iso, new_id
 
-__all__ = ["MAX_IMAGE_BYTES", "MAX_RECORDING_BYTES", "Media"]
+__all__ = ["Media", "PhotoUpload", "answer_photo_request", "open_photo_request", "record_audit"]
 
 log = logging.getLogger("kefu.server.media")
-audit = logging.getLogger("kefu.server.audit")
-
-MAX_IMAGE_BYTES = 16 * 1024 * 1024
-MAX_RECORDING_BYTES = 4 * 1024 * 1024 * 1024
+audit_log = logging.getLogger("kefu.server.audit")
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
@@ -56,6 +70,126 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             return img.size
     except (UnidentifiedImageError, OSError):
         raise ApiError("the body is not a JPEG image", code=ErrorCode.invalid_field) from None
+
+
+def _sha256_file(path: Path) -> str:
+    """The file's SHA-256, read in blocks (never the whole file in memory); run in a thread."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+async def record_audit(
+    conn: AsyncConnection,
+    *,
+    at: Any,
+    actor: str,
+    action: str,
+    kind: str,
+    address: str,
+    object_id: str | None = None,
+    call_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """One row of the audit trail (in the caller's transaction) and its log line."""
+    await conn.execute(
+        insert(audit).values(
+            at=at,
+            actor=actor,
+            action=action,
+            object_kind=kind,
+            object_id=object_id,
+            call_id=call_id,
+            address=address[:64],
+            detail=detail[:256] if detail else None,
+        )
+    )
+    audit_log.info(
+        "%s %s %s %s of call %s from %s%s",
+        actor,
+        action,
+        kind,
+        object_id or "-",
+        call_id,
+        address,
+        f" ({detail})" if detail else "",
+    )
+
+
+# --- the agent's takePhoto requests (SPEC §4.4): what a visitor's photo or photoAnswer answers
+
+
+async def open_photo_request(
+    conn: AsyncConnection, settings: Settings, *, call_id: str, agent_id: int, visitor_name: str, now: Any
+) -> str:
+    """Record a new takePhoto request of the call's agent; its id. More than
+    ``photo_max_open`` unanswered ones in the call: ``rate_limited``."""
+    since = now - timedelta(seconds=settings.photo_request_ttl)
+    open_now = (
+        await conn.execute(
+            select(func.count())
+            .select_from(photo_requests)
+            .where(
+                photo_requests.c.call_id == call_id,
+                photo_requests.c.answered_at.is_(None),
+                photo_requests.c.created_at >= since,
+            )
+        )
+    ).scalar_one()
+    if open_now >= settings.photo_max_open:
+        raise ApiError(
+            f"{open_now} photo requests of this call are not answered yet; wait for them",
+            code=ErrorCode.rate_limited,
+        )
+    request_id = new_id()
+    await conn.execute(
+        insert(photo_requests).values(
+            id=request_id, call_id=call_id, agent_id=agent_id, visitor_name=visitor_name, created_at=now
+        )
+    )
+    return request_id
+
+
+def _open_request(settings: Settings, request_id: str, call_id: str, visitor_name: str, now: Any) -> Any:
+    return (
+        photo_requests.c.id == request_id,
+        photo_requests.c.call_id == call_id,
+        photo_requests.c.visitor_name == visitor_name,
+        photo_requests.c.answered_at.is_(None),
+        photo_requests.c.created_at >= now - timedelta(seconds=settings.photo_request_ttl),
+    )
+
+
+async def answer_photo_request(
+    conn: AsyncConnection,
+    settings: Settings,
+    *,
+    request_id: str,
+    call_id: str,
+    visitor_name: str,
+    answer: str,
+    now: Any,
+) -> None:
+    """Mark the request answered (once); ``no_such_request`` if it is not open for this visitor."""
+    done = await conn.execute(
+        update(photo_requests)
+        .where(*_open_request(settings, request_id, call_id, visitor_name, now))
+        .values(answered_at=now, answer=answer)
+    )
+    if done.rowcount != 1:
+        raise ApiError(
+            "no open takePhoto request with this id for you in this call", code=ErrorCode.no_such_request
+        )
+
+
+@dataclass(frozen=True)
+class PhotoUpload:
+    """A visitor's photo that may be sent: checked before its body is read."""
+
+    visitor_name: str
+    call_id: str
+    request_id: str
+    session_id: str | None
+    agent_id: int
 
 
 class Media:
@@ -79,112 +213,238 @@ class Media:
 
     # --- photos from the visitor (takePhoto)
 
-    async def visitor_photo(
-        self, name: str, key: str, call_id: str, request_id: str, data: bytes
-    ) -> dict[str, Any]:
-        async with self.hub.store.read() as c:
-            v = (await c.execute(select(visitors).where(visitors.c.name == name))).first()
+    async def photo_allowed(self, name: str, key: str, call_id: str, request_id: str) -> PhotoUpload:
+        """Who sends, in which call, for which open request: all checked before the body is read."""
+        v = None
+        if 0 < len(name) <= 64 and name.isprintable():  # PostgreSQL refuses NUL: no 500 for "%00"
+            async with self.hub.store.read() as c:
+                v = (await c.execute(select(visitors).where(visitors.c.name == name))).first()
         if v is None or not hmac.compare_digest(hashlib.sha256(key.encode()).hexdigest(), v.key_hash):
             raise ApiError("send X-Visitor-Name and X-Visitor-Key", code=ErrorCode.unauthenticated)
         row, call = await self._call(call_id)
         me = call.member(MemberKind.visitor, name)
         if me is None or me.status is not MemberStatus.joined or call.phase is CallPhase.ended:
             raise ApiError("not in this call", code=ErrorCode.forbidden)
-        if len(data) > MAX_IMAGE_BYTES:
-            raise ApiError(code=ErrorCode.too_large)
-        width, height = _jpeg_size(data)
-        meta = {"requestId": request_id, "visitorName": name, "width": width, "height": height}
-        art = await self._store("photo", call_id, row.session_id, row.agent_id, "image/jpeg", data, meta)
-        async with self.hub.transaction() as tx:
-            await tx.push(
-                agent_key(row.agent_id),
-                event("photo", {"callId": call_id, "requestId": request_id, **self.view(art)}),
+        now = self.s.now()
+        async with self.hub.store.read() as c:
+            req = (
+                await c.execute(
+                    select(photo_requests.c.id).where(*_open_request(self.s, request_id, call_id, name, now))
+                )
+            ).first()
+        if req is None:
+            raise ApiError(
+                "no open takePhoto request with this id for you in this call", code=ErrorCode.no_such_request
             )
+        return PhotoUpload(name, call_id, request_id, row.session_id, int(row.agent_id))
+
+    async def visitor_photo(self, up: PhotoUpload, data: bytes, address: str) -> dict[str, Any]:
+        if len(data) > self.s.max_image_bytes:
+            raise ApiError(f"a photo is at most {self.s.max_image_bytes} bytes", code=ErrorCode.too_large)
+        width, height = _jpeg_size(data)
+        meta = {"requestId": up.request_id, "visitorName": up.visitor_name, "width": width, "height": height}
+        art_id = new_id()
+        path = await self._write_new("photo", art_id, data)
+        try:
+            async with self.hub.transaction() as tx:
+                # one answer per request: the claim and the artifact commit together
+                await answer_photo_request(
+                    tx.conn,
+                    self.s,
+                    request_id=up.request_id,
+                    call_id=up.call_id,
+                    visitor_name=up.visitor_name,
+                    answer="photo",
+                    now=tx.now,
+                )
+                art = await self._insert(
+                    tx, art_id, "photo", up.call_id, up.session_id, up.agent_id, path, data, meta
+                )
+                await record_audit(
+                    tx.conn,
+                    at=tx.now,
+                    actor=f"visitor:{up.visitor_name}",
+                    action="write",
+                    kind="photo",
+                    object_id=art_id,
+                    call_id=up.call_id,
+                    address=address,
+                    detail=f"{len(data)} bytes for request {up.request_id}",
+                )
+                await tx.push(
+                    agent_key(up.agent_id),
+                    event("photo", {"callId": up.call_id, "requestId": up.request_id, **self.view(art)}),
+                )
+        except BaseException:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise
         return self.view(art)
 
     # --- snapshots from the agent's plugin
 
-    async def agent_snapshot(self, agent: Agent, call_id: str, data: bytes) -> dict[str, Any]:
+    async def agent_snapshot(self, agent: Agent, call_id: str, data: bytes, address: str) -> dict[str, Any]:
         row, call = await self._call(call_id)
         if call.member(MemberKind.agent, agent.name) is None:
             raise ApiError("not in this call", code=ErrorCode.forbidden)
-        if len(data) > MAX_IMAGE_BYTES:
-            raise ApiError(code=ErrorCode.too_large)
+        if len(data) > self.s.max_image_bytes:
+            raise ApiError(f"a snapshot is at most {self.s.max_image_bytes} bytes", code=ErrorCode.too_large)
         width, height = _jpeg_size(data)
         meta = {"agentName": agent.name, "width": width, "height": height}
-        art = await self._store("snapshot", call_id, row.session_id, agent.id, "image/jpeg", data, meta)
+        art_id = new_id()
+        path = await self._write_new("snapshot", art_id, data)
+        try:
+            async with self.hub.transaction() as tx:
+                art = await self._insert(
+                    tx, art_id, "snapshot", call_id, row.session_id, agent.id, path, data, meta
+                )
+                await record_audit(
+                    tx.conn,
+                    at=tx.now,
+                    actor=f"agent:{agent.name}",
+                    action="write",
+                    kind="snapshot",
+                    object_id=art_id,
+                    call_id=call_id,
+                    address=address,
+                    detail=f"{len(data)} bytes",
+                )
+        except BaseException:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise
         return self.view(art)
 
-    async def _store(
+    async def _write_new(self, kind: str, art_id: str, data: bytes) -> Path:
+        """Write a new image file; a failed write (e.g. the disk is full) leaves no file behind."""
+        path = self._path(kind, f"{art_id}.jpg")
+
+        def write() -> None:
+            try:
+                with open(path, "xb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+
+        await asyncio.to_thread(write)
+        return path
+
+    async def _insert(
         self,
+        tx: Any,
+        art_id: str,
         kind: str,
         call_id: str,
         session_id: str | None,
         agent_id: int | None,
-        ctype: str,
+        path: Path,
         data: bytes,
         meta: dict[str, Any],
     ) -> Any:
-        art_id = new_id()
-        path = self._path(kind, f"{art_id}.jpg")
-        await asyncio.to_thread(path.write_bytes, data)
-        digest = hashlib.sha256(data).hexdigest()
-        async with self.hub.transaction() as tx:
-            await tx.conn.execute(
-                insert(media_artifacts).values(
-                    id=art_id,
-                    kind=kind,
-                    call_id=call_id,
-                    session_id=session_id,
-                    agent_id=agent_id,
-                    content_type=ctype,
-                    path=str(path.relative_to(self.s.data_dir)),
-                    size=len(data),
-                    sha256=digest,
-                    created_at=tx.now,
-                    meta=meta,
-                )
+        await tx.conn.execute(
+            insert(media_artifacts).values(
+                id=art_id,
+                kind=kind,
+                call_id=call_id,
+                session_id=session_id,
+                agent_id=agent_id,
+                content_type="image/jpeg",
+                path=str(path.relative_to(self.s.data_dir)),
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                created_at=tx.now,
+                meta=meta,
             )
-            art = (
-                await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == art_id))
-            ).first()
+        )
         log.info("stored %s %s of call %s (%d bytes)", kind, art_id, call_id, len(data))
-        return art
+        return (await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == art_id))).first()
 
     # --- the recording, in chunks during the call
 
     async def recording_chunk(
-        self, agent: Agent, call_id: str, offset: int, data: bytes, final: bool
+        self, agent: Agent, call_id: str, offset: int, data: bytes, final: bool, address: str
     ) -> dict[str, Any]:
         row, _call = await self._call(call_id)
         if row.agent_id != agent.id:
             raise ApiError("only the call's primary agent records it", code=ErrorCode.forbidden)
-        if offset < 0 or offset + len(data) > MAX_RECORDING_BYTES:
-            raise ApiError("offset out of range", code=ErrorCode.invalid_field)
         lock = self._rec_locks.setdefault(call_id, asyncio.Lock())
         async with lock:
+            existing = await self._recording_art(call_id)
+            if existing is not None and (existing.meta or {}).get("complete"):
+                async with self.hub.transaction() as tx:
+                    await record_audit(
+                        tx.conn,
+                        at=tx.now,
+                        actor=f"agent:{agent.name}",
+                        action="refused",
+                        kind="recording",
+                        object_id=existing.id,
+                        call_id=call_id,
+                        address=address,
+                        detail=f"a write at offset {offset} after the final chunk",
+                    )
+                raise ApiError(code=ErrorCode.recording_finished)
             path = self._path("recording", f"{call_id}.webm")
+            size = await asyncio.to_thread(lambda: path.stat().st_size if path.exists() else 0)
+            if offset > size:
+                raise ApiError(
+                    f"offset {offset} would leave a hole: the recording has {size} bytes, "
+                    f"so the next chunk starts at offset {size}",
+                    code=ErrorCode.invalid_field,
+                )
+            end = max(size, offset + len(data))
+            if end > self.s.max_recording_bytes:
+                raise ApiError(
+                    f"a call's recording is at most {self.s.max_recording_bytes} bytes",
+                    code=ErrorCode.too_large,
+                )
 
-            def write() -> int:
-                mode = "r+b" if path.exists() else "w+b"
-                with open(path, mode) as f:
-                    f.seek(offset)
-                    f.write(data)
-                    f.seek(0, io.SEEK_END)
-                    return f.tell()
+            def write() -> None:
+                with open(path, "r+b" if path.exists() else "w+b") as f:
+                    try:
+                        f.seek(offset)
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    except BaseException:
+                        # e.g. the disk is full: give back what this chunk added, so it can be sent again
+                        with contextlib.suppress(OSError):
+                            f.truncate(size)
+                        raise
 
-            size = await asyncio.to_thread(write)
-            art = await self._recording_row(call_id, row, agent, path, size, final)
+            if data or size == 0:
+                await asyncio.to_thread(write)
+            digest = await asyncio.to_thread(_sha256_file, path) if final else ""
+            art = await self._recording_row(
+                call_id, row, agent, path, end, digest, final, address, f"offset {offset}, {len(data)} bytes"
+            )
         if final:
             self._rec_locks.pop(call_id, None)
         return self.view(art)
 
+    async def _recording_art(self, call_id: str) -> Any:
+        async with self.hub.store.read() as c:
+            return (
+                await c.execute(
+                    select(media_artifacts).where(
+                        media_artifacts.c.call_id == call_id, media_artifacts.c.kind == "recording"
+                    )
+                )
+            ).first()
+
     async def _recording_row(
-        self, call_id: str, row: Any, agent: Agent, path: Path, size: int, final: bool
+        self,
+        call_id: str,
+        row: Any,
+        agent: Agent,
+        path: Path,
+        size: int,
+        digest: str,
+        final: bool,
+        address: str,
+        detail: str,
     ) -> Any:
-        digest = (
-            await asyncio.to_thread(lambda: hashlib.sha256(path.read_bytes()).hexdigest()) if final else ""
-        )
         meta = {"complete": final, "agentName": agent.name}
         async with self.hub.transaction() as tx:
             existing = (
@@ -217,6 +477,17 @@ class Media:
                     .where(media_artifacts.c.id == existing)
                     .values(size=size, sha256=digest, meta=meta)
                 )
+            await record_audit(
+                tx.conn,
+                at=tx.now,
+                actor=f"agent:{agent.name}",
+                action="finish" if final else "write",
+                kind="recording",
+                object_id=existing,
+                call_id=call_id,
+                address=address,
+                detail=detail,
+            )
             return (
                 await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == existing))
             ).first()
@@ -239,7 +510,8 @@ class Media:
                 return
         raise ApiError(code=ErrorCode.no_such_media)
 
-    async def read(self, agent: Agent, artifact_id: str) -> tuple[Any, bytes]:
+    async def read(self, agent: Agent, artifact_id: str, address: str) -> tuple[Any, Path]:
+        """The artifact and its file (sent from disk in blocks, never read whole), the read audited."""
         async with self.hub.store.read() as c:
             art = (
                 await c.execute(select(media_artifacts).where(media_artifacts.c.id == artifact_id))
@@ -247,23 +519,29 @@ class Media:
         if art is None:
             raise ApiError(code=ErrorCode.no_such_media)
         await self._may_read(agent, art.call_id)
-        data = await asyncio.to_thread((Path(self.s.data_dir) / art.path).read_bytes)
-        audit.info("agent %s read %s %s of call %s", agent.name, art.kind, art.id, art.call_id)
-        return art, data
+        path = Path(self.s.data_dir) / art.path
+        if not await asyncio.to_thread(path.is_file):
+            log.error("the file of %s %s is missing: %s", art.kind, art.id, path)
+            raise ApiError("the file of this artifact is missing", code=ErrorCode.no_such_media)
+        async with self.hub.transaction() as tx:
+            await record_audit(
+                tx.conn,
+                at=tx.now,
+                actor=f"agent:{agent.name}",
+                action="read",
+                kind=art.kind,
+                object_id=art.id,
+                call_id=art.call_id,
+                address=address,
+            )
+        return art, path
 
-    async def recording_of(self, agent: Agent, call_id: str) -> tuple[Any, bytes]:
-        async with self.hub.store.read() as c:
-            art_id = (
-                await c.execute(
-                    select(media_artifacts.c.id).where(
-                        media_artifacts.c.call_id == call_id, media_artifacts.c.kind == "recording"
-                    )
-                )
-            ).scalar_one_or_none()
-        if art_id is None:
+    async def recording_of(self, agent: Agent, call_id: str, address: str) -> tuple[Any, Path]:
+        art = await self._recording_art(call_id)
+        if art is None:
             await self._may_read(agent, call_id)
             raise ApiError("this call has no recording", code=ErrorCode.no_such_media)
-        return await self.read(agent, art_id)
+        return await self.read(agent, art.id, address)
 
     async def of_call(self, agent: Agent, call_id: str) -> list[dict[str, Any]]:
         await self._may_read(agent, call_id)

@@ -26,6 +26,7 @@ from sqlalchemy import (
 
 __all__ = [
     "agents",
+    "audit",
     "call_members",
     "calls",
     "events",
@@ -33,6 +34,7 @@ __all__ = [
     "media_artifacts",
     "messages",
     "metadata",
+    "photo_requests",
     "sessions",
     "state_changes",
     "tokens",
@@ -206,4 +208,34 @@ media_artifacts = Table(
     Column("sha256", String(64), nullable=False),
     Column("created_at", TS, nullable=False),
     Column("meta", JSON),
+)
+
+# --- r0004: the security review (issue 15)
+# Every read and write of a photo, snapshot or recording: who, what, which object, when, from where.
+audit = Table(
+    "audit",
+    metadata,
+    Column("num", Integer, primary_key=True, autoincrement=True),
+    Column("at", TS, nullable=False),
+    Column("actor", String(80), nullable=False),  # "agent:<name>" | "visitor:<name>"
+    Column("action", String(32), nullable=False),  # e.g. "write", "read", "finish", "refuse"
+    Column("object_kind", String(16), nullable=False),  # photo | snapshot | recording
+    Column("object_id", String(32)),  # the artifact, when there is one
+    Column("call_id", String(32), index=True),
+    Column("address", String(64), nullable=False),  # the client's address
+    Column("detail", String(256)),  # e.g. "offset 0, 4096 bytes"
+    Index(None, "object_id", "num"),
+)
+
+# The agent's takePhoto requests: a visitor's photo or photoAnswer must answer an open one, once.
+photo_requests = Table(
+    "photo_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("call_id", String(32), ForeignKey("calls.id"), nullable=False, index=True),
+    Column("agent_id", Integer, ForeignKey("agents.id"), nullable=False),
+    Column("visitor_name", String(64), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("answered_at", TS),
+    Column("answer", String(16)),  # photo | disabled | refuse | error
 )

@@ -98,6 +98,12 @@ class Settings:
     max_connections_per_address: int = 200  # open connections per client address; more: 429; 0: no cap
     # a proxy in front: not capped (it speaks for many clients), and its X-Forwarded-For is believed
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # --- media (issue 15): bounds of what a call may store
+    max_image_bytes: int = 8 * 1024 * 1024  # a visitor's photo or an agent's snapshot
+    max_recording_bytes: int = 2 * 1024 * 1024 * 1024  # one call's recording, in all
+    max_recording_chunk_bytes: int = 64 * 1024 * 1024  # one PUT of the recording
+    photo_request_ttl: float = 120.0  # seconds a takePhoto request waits for the visitor's answer
+    photo_max_open: int = 3  # unanswered takePhoto requests per call; more → rate_limited
     # --- sockets
     auth_timeout: float = 10.0  # first message (auth / hello) within this, else close 1008
     max_message_bytes: int = 64 * 1024  # larger: error too_large, repeated: close 1009

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import re
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from .onehop import OneHopConnection, connector
 from .settings import Settings
 
-__all__ = ["MIGRATION_LOCK", "Store", "aware", "iso", "new_id"]
+__all__ = ["MIGRATION_LOCK", "Store", "aware", "iso", "new_id", "storage_full"]
 
 MIGRATION_LOCK = 0x6B656675  # "kefu": PostgreSQL advisory lock id for migrations
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -51,6 +53,39 @@ def aware(value: datetime | None) -> datetime | None:
 def iso(value: datetime | None) -> str | None:
     v = aware(value)
     return v.isoformat() if v is not None else None
+
+
+#: ENOSPC (the disk) and EDQUOT (the user's quota)
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: PostgreSQL's SQLSTATE for disk_full (class 53, insufficient resources)
+_PG_DISK_FULL = "53100"
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a write that failed for lack of space:
+    ``OSError`` ENOSPC / EDQUOT, SQLite's ``SQLITE_FULL`` ("database or disk is
+    full"), PostgreSQL's ``disk_full`` (53100). SQLAlchemy and the drivers wrap
+    the original error, so the chain (``orig``, ``__cause__``, ``__context__``) is
+    followed."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            return True
+        if isinstance(e, sqlite3.Error) and (
+            getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or "database or disk is full" in str(e)
+        ):
+            return True
+        if getattr(e, "sqlstate", None) == _PG_DISK_FULL or getattr(e, "pgcode", None) == _PG_DISK_FULL:
+            return True
+        orig = getattr(e, "orig", None)
+        todo.extend((orig if isinstance(orig, BaseException) else None, e.__cause__, e.__context__))
+    return False
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
