@@ -467,7 +467,7 @@ class Plugin:
             conn.reply(out)
 
         try:
-            url = check_login_url(req.params.data.url, self.settings.server_origin)
+            form = check_login_url(req.params.data.url, self.settings.server_origin)
         except ProtocolError as exc:
             fail(exc.code, exc.msg, exc.field)
             return
@@ -480,7 +480,9 @@ class Plugin:
         link: AgentLink | None = None
         try:
             async with asyncio.timeout(self.settings.login_timeout):
-                result = await fetch_login(url, http_timeout=self.settings.login_timeout)
+                result = await fetch_login(
+                    form, self.settings.http_base, http_timeout=self.settings.login_timeout
+                )
                 old, old_agent = self.link, self.agent
                 self.link, self.agent = None, None
                 if old is not None:

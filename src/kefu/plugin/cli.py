@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import logging
 import os
 import shutil
 import signal
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .app import Plugin
+from .logs import configure_logging
 from .qtloop import desktop_unavailable, run_qt
 from .settings import DEFAULT_PORT, PluginSettings, default_data_dir, origin_of
 
@@ -198,7 +198,12 @@ def register(app: typer.Typer) -> None:
         install: bool = typer.Option(
             False, "--install-url-handler", help="register pocprotocol:// for this user, then exit"
         ),
-        log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error"),
+        log_level: str = typer.Option(
+            "info",
+            "--log-level",
+            envvar="KEFU_PLUGIN_LOG_LEVEL",
+            help="debug, info, warning or error (secrets are masked at every level)",
+        ),
         headless: bool = typer.Option(False, "--headless", help="run without a window"),
         no_video_bar: bool = typer.Option(
             False, "--no-video-bar", help="hide the window's control bar (videoBarVisible false)"
@@ -235,11 +240,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Run the agent's plugin: the control socket on 127.0.0.1 for the SDKs (SPEC §3–4)."""
-        logging.basicConfig(
-            level=getattr(logging, log_level.upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        configure_logging(log_level, sys.stderr)  # every line redacted (kefu.plugin.logs)
         try:
             origin_of(server)
             for o in allow_origin:

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kefu.plugin.security import open_private, private_dir
 from kefu.plugin.settings import DEFAULT_PORT, default_data_dir, origin_of
 from kefu.protocol import ErrorCode, error_body, error_message
 
@@ -99,12 +100,15 @@ def _payload_of(msg: Json) -> Any:
 
 
 def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``kefu plugin`` in its own session; its stderr goes to ``log_path``."""
-    with open(log_path, "ab") as log_file:
-        os.chmod(log_path, 0o600)
+    """Start ``kefu plugin`` in its own session; its stderr goes to ``log_path``
+    (0600, also when it existed with a wider mode)."""
+    fd = open_private(log_path, os.O_WRONLY | os.O_APPEND)
+    try:
         return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file, start_new_session=True
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=fd, start_new_session=True
         )
+    finally:
+        os.close(fd)
 
 
 class IMClient:
@@ -349,7 +353,7 @@ class IMClient:
             )
         port = parts.port or DEFAULT_PORT
         data_dir = self._data_dir if self._data_dir is not None else default_data_dir()
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(data_dir)  # 0700 and its files 0600, also when it existed, wider
         command = [
             sys.executable,
             "-m",
