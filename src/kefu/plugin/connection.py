@@ -234,12 +234,18 @@ class ControlConnection:
         self.close(CLOSE_POLICY, "controller_busy")
 
     def _hello_reply(self, rid: str) -> Json:
-        return reply_message(
-            "hello",
-            "success",
-            {"version": PROTOCOL_VERSION, "plugin": __version__, "browser": self.browser},
-            rid=rid,
-        )
+        """The protocol version, and where the agent is: who (None before a
+        login), its state code and the call it is in (``currentCall``, None out
+        of any), for a page reloaded mid-call."""
+        payload = {
+            "version": PROTOCOL_VERSION,
+            "plugin": __version__,
+            "browser": self.browser,
+            "agent": self.plugin.agent,
+            "state": self.plugin.state,
+            "currentCall": self.plugin.current_call(),
+        }
+        return reply_message("hello", "success", payload, rid=rid, state=self.plugin.state)
 
     async def _on_frame(self, raw: str | bytes) -> None:
         if self._closing:
