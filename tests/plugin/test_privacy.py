@@ -16,6 +16,7 @@ import logging
 import re
 import socket
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ def test_redact_secrets_masks_every_form_of_a_secret() -> None:
     for text, expected in cases.items():
         assert redact_secrets(text) == expected, text
     assert redact_secrets("state 001000 for a1, lastSeq 3") == "state 001000 for a1, lastSeq 3"
+
+
+def test_redaction_is_linear_in_the_lines_length() -> None:
+    # a pattern that may start anywhere inside a long name takes seconds per 10 kB (quadratic);
+    # these take milliseconds: the bound is only against that
+    for line in ("a" * 200_000, "ab-" * 70_000, '"a":' * 50_000, "x=" * 100_000, "bearer " * 30_000):
+        started = time.perf_counter()
+        redact_secrets(line)
+        assert time.perf_counter() - started < 2.0
 
 
 def test_the_filter_redacts_arguments_and_tracebacks() -> None:

@@ -26,44 +26,45 @@ MASK = "***"
 
 #: A name that holds a secret: pwd, password, passwd, token, access_token,
 #: ice_credential, turnCredential, client_secret ...
-_SECRET_NAME = r"[A-Za-z0-9_\-]*(?:pwd|passw(?:or)?d|token|credential|secret)[A-Za-z0-9_\-]*"
+_SECRET_WORD = re.compile(r"pwd|passw(?:or)?d|token|credential|secret", re.IGNORECASE)
 
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # websockets' DEBUG line of a data frame: "> TEXT '{…}' [104 bytes]". Its content is
-    # never logged: it carries tokens and passwords, and websockets cuts a long one in
-    # the middle ("{"token…Xk2f"}"), where no field name is left to mask by.
-    (
-        re.compile(r"^(?P<d>[<>] (?:TEXT|BINARY|CONT)) .*(?P<m>\[[^\[\]]*\bbytes?\b[^\[\]]*\])$", re.S),
-        r"\g<d> (content not logged) \g<m>",
-    ),
-    # "token": "value" and 'token': 'value' (JSON, a Python repr); a value cut short by a
-    # log's truncation ("…") ends at the end of the line
-    (
-        re.compile(
-            rf"""(?P<q>["'])(?P<k>{_SECRET_NAME})(?P=q)(?P<sep>\s*:\s*)(?P<v>["'])"""
-            r"""(?:\\.|(?!(?P=v)).)*(?P=v)?""",
-            re.IGNORECASE,
-        ),
-        rf"\g<q>\g<k>\g<q>\g<sep>\g<v>{MASK}\g<v>",
-    ),
-    # "token": 123 / "token": null (a secret that is not a string)
-    (
-        re.compile(rf"""(?P<q>["'])(?P<k>{_SECRET_NAME})(?P=q)(?P<sep>\s*:\s*)(?P<v>[^\s"',}}\]]+)""", re.I),
-        rf"\g<q>\g<k>\g<q>\g<sep>{MASK}",
-    ),
-    # pwd=value, token=value (a query string, a form, key=value lines); also percent-encoded
-    (re.compile(rf"(?P<k>{_SECRET_NAME})(?P<sep>=|%3D)[^&\s\"'#;,)\]}}]*", re.I), rf"\g<k>\g<sep>{MASK}"),
-    # Authorization: Bearer x / Basic x, and a Bearer token anywhere
-    (re.compile(r"(?P<k>authorization[\"']?\s*[:=]\s*[\"']?)[^\r\n\"']*", re.I), rf"\g<k>{MASK}"),
-    (re.compile(r"\b(?P<k>bearer\s+)[A-Za-z0-9\-._~+/=]+", re.I), rf"\g<k>{MASK}"),
+# Every pattern starts only where a name starts (after a quote, or not after a name's
+# character), and names are checked by _SECRET_WORD afterwards: linear in the line's length.
+_NAME = r"[A-Za-z0-9_\-]+"
+#: websockets' DEBUG line of a data frame: "> TEXT '{…}' [104 bytes]". Its content is never
+#: logged: it carries tokens and passwords, and websockets cuts a long one in the middle
+#: ("{"token…Xk2f"}"), where no name is left to mask by.
+_FRAME = re.compile(r"^(?P<d>[<>] (?:TEXT|BINARY|CONT)) .*(?P<m>\[[^\[\]]*\bbytes?\b[^\[\]]*\])$", re.S)
+#: "name": "value" and 'name': 'value' (JSON, a Python repr); a value cut short ends the line.
+_QUOTED = re.compile(
+    rf"""(?P<q>["'])(?P<k>{_NAME})(?P=q)(?P<sep>\s*:\s*)"""
+    r"""(?:(?P<v>["'])(?:\\.|(?!(?P=v)).)*(?P=v)?|(?P<bare>[^\s"',}\]]+))"""
 )
+#: name=value (a query string, a form, key=value words), also percent-encoded (%3D).
+_ASSIGNED = re.compile(rf"(?<![A-Za-z0-9_\-])(?P<k>{_NAME})(?P<sep>=|%3[Dd])(?P<v>[^&\s\"'#;,)\]}}]*)")
+#: Authorization: Bearer x / Basic x, and a Bearer token anywhere.
+_AUTHORIZATION = re.compile(r"(?P<k>\bauthorization[\"']?\s*[:=]\s*[\"']?)[^\r\n\"']*", re.IGNORECASE)
+_BEARER = re.compile(r"\b(?P<k>bearer\s+)[A-Za-z0-9\-._~+/=]+", re.IGNORECASE)
+
+
+def _quoted(m: re.Match[str]) -> str:
+    if not _SECRET_WORD.search(m["k"]):
+        return m[0]
+    head = f"{m['q']}{m['k']}{m['q']}{m['sep']}"
+    return head + (f"{m['v']}{MASK}{m['v']}" if m["v"] is not None else MASK)
+
+
+def _assigned(m: re.Match[str]) -> str:
+    return f"{m['k']}{m['sep']}{MASK}" if _SECRET_WORD.search(m["k"]) else m[0]
 
 
 def redact_secrets(text: str) -> str:
     """``text`` with the value of every secret field masked (see the module's docstring)."""
-    for pattern, repl in _PATTERNS:
-        text = pattern.sub(repl, text)
-    return text
+    text = _FRAME.sub(r"\g<d> (content not logged) \g<m>", text)
+    text = _QUOTED.sub(_quoted, text)
+    text = _ASSIGNED.sub(_assigned, text)
+    text = _AUTHORIZATION.sub(rf"\g<k>{MASK}", text)
+    return _BEARER.sub(rf"\g<k>{MASK}", text)
 
 
 class RedactingFilter(logging.Filter):
