@@ -223,7 +223,12 @@ def register(app: typer.Typer) -> None:
             help="a STUN or TURN server URL, e.g. turn:turn.example:3478 (repeatable; none by default)",
         ),
         ice_username: str = typer.Option(None, "--ice-username", help="the TURN servers' username"),
-        ice_credential: str = typer.Option(None, "--ice-credential", help="the TURN servers' credential"),
+        ice_credential: str = typer.Option(
+            None,
+            "--ice-credential",
+            envvar="KEFU_ICE_CREDENTIAL",
+            help="the TURN servers' credential (better from $KEFU_ICE_CREDENTIAL: a command line is public)",
+        ),
         candidate_address: list[str] = typer.Option(
             ["127.0.0.1"],
             "--candidate-address",
