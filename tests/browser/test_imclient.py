@@ -15,7 +15,7 @@ from kefu.protocol.plugin_api import CALL_FINAL_SUBMARKS, PLUGIN_API, is_final
 from tests.plugin.harness import ServerHandle, fast_settings
 
 from .harness import PageServer, calls, wait_js
-from .workstation import Workstation
+from .workstation import SPEC_AGENT, Workstation
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -104,3 +104,42 @@ async def test_a_second_page_gets_controller_busy(context: BrowserContext, tmp_p
         await second.close()
         await ws.login()  # the first page still controls the plugin
         assert await ws.set_state("idle") == "002000"
+
+
+async def test_a_page_reloaded_mid_call_gets_the_current_call(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    async with Workstation.open(context, tmp_path, media=None) as ws:
+        await ws.init()
+        await ws.login()
+        assert await ws.set_state("idle") == "002000"
+        assert await ws.js("() => client.currentCall") is None
+        await ws.visitor("v1", media=None)
+        await ws.js(
+            "() => client.callbackToVisitor({visitorName: 'v1', acceptSuccess: d => { window.__accepted = d; }})"
+        )
+        accepted = await wait_js(ws.page, "() => window.__accepted")
+        call_id = accepted["payload"]["callId"]
+        current = await wait_js(
+            ws.page,
+            "() => client.currentCall && client.currentCall.phase === 'connected' && client.currentCall",
+        )
+        assert current["callId"] == call_id
+
+        # the page reloads: a new IMClient, the agent still in its call
+        await ws.page.reload()
+        await wait_js(ws.page, "() => typeof window.initIMClient === 'function'")
+        await ws.init()
+        ready = await calls(ws.page, "IMClient", "kefuReady")
+        told = ready[0]["args"][0]["payload"]
+        assert told["state"] == "006011" and told["currentCall"]["callId"] == call_id
+        current = await ws.js("() => client.currentCall")
+        assert current["callId"] == call_id and current["phase"] == "connected"
+        members = {(m["kind"], m["name"]): m["status"] for m in current["members"]}
+        assert members == {("agent", SPEC_AGENT): "joined", ("visitor", "v1"): "joined"}
+        got = await ws.js("() => new Promise(r => client.getState((state, payload) => r([state, payload])))")
+        assert got[0] == "006011" and got[1]["currentCall"]["callId"] == call_id
+
+        # the call ends: the call event clears it
+        await ws.js("() => client.videoDisconnect({})")
+        await wait_js(ws.page, "() => client.currentCall === null")

@@ -104,7 +104,8 @@ async def test_every_api_from_the_async_client(stack: Stack) -> None:
         states = client.states()
         assert (await anext(events)).name == "ssoReady"
         login = await client.start_login(stack.login_url(), minimize=True)
-        assert login == {"agent": {"name": "a1", "admin": False, "maxSessions": 5}, "state": "001000"}
+        agent = {"name": "a1", "admin": False, "maxSessions": 5}
+        assert login == {"agent": agent, "state": "001000", "currentCall": None}
         assert (await anext(events)).name == "kefuReady"
         assert await client.set_window_size(300, "400") == {
             "width": 300,

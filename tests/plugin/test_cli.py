@@ -57,6 +57,16 @@ def test_bad_urls_say_what_to_give() -> None:
     assert r.exit_code == 2 and "pocprotocol" in r.output
 
 
+def test_the_turn_credential_may_come_from_the_environment() -> None:
+    # a command line is readable by every user of the machine: the credential need not be on it
+    base = ["plugin", "--server", "http://127.0.0.1:8600", "--headless", "--stream-offline", "0"]
+    turn = ["--ice-server", "turn:turn.example:3478", "--ice-username", "u"]
+    r = runner.invoke(app, [*base, *turn])
+    assert r.exit_code == 2 and "credential" in r.output
+    r = runner.invoke(app, [*base, *turn], env={"KEFU_ICE_CREDENTIAL": "c"})
+    assert r.exit_code == 2 and "offline_threshold" in r.output and "credential" not in r.output
+
+
 def test_desktop_exec_quoting() -> None:
     assert _desktop_quote("/usr/bin/python3") == "/usr/bin/python3"
     assert _desktop_quote("/home/a b/py") == '"/home/a b/py"'

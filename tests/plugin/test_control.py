@@ -306,6 +306,20 @@ async def test_the_rate_limit_answers_and_keeps_the_connection(tmp_path: Any) ->
                 assert raw.ws.protocol.close_rcvd is None
 
 
+async def test_binary_frames_count_toward_the_rate_limit(tmp_path: Any) -> None:
+    async with silent_server() as url:
+        async with Plugin(fast_settings(url, tmp_path / "p", rate_limit=5, rate_window=60)) as plugin:
+            async with Raw.connect(plugin) as raw:
+                for _ in range(300):
+                    await raw.send(b"\x00flood")
+                limited = await raw.call("after", "getWindow")  # the flood used up the limit
+                assert limited["error"]["code"] == "rate_limited"
+                codes = [m["error"]["code"] for m in raw.pushes if "error" in m]
+                # five frames within the limit, then one notice for the whole flood
+                assert codes == ["binary_frame"] * 5 + ["rate_limited"], codes
+                assert raw.ws.protocol.close_rcvd is None
+
+
 async def test_too_many_connections_get_503(tmp_path: Any) -> None:
     async with silent_server() as url:
         async with Plugin(fast_settings(url, tmp_path / "p", max_connections=1)) as plugin:

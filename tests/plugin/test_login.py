@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from kefu.plugin.login import check_login_url, redact
+from kefu.plugin.login import LoginForm, check_login_url, redact
+from kefu.plugin.security import canonical_path, path_within
 from kefu.protocol import ErrorCode, ProtocolError
 from kefu.server.accounts import set_disabled
 
@@ -23,28 +24,94 @@ SERVER = "http://127.0.0.1:8600"
 
 def test_the_login_url_must_be_the_servers_doLogin() -> None:
     ok = f"{SERVER}/doLogin?name=a&pwd=b&returnTo="
-    assert check_login_url(ok, SERVER) == ok
-    assert check_login_url("http://127.0.0.1:8600/kefu/doLogin?name=a", SERVER)
+    assert check_login_url(ok, SERVER) == LoginForm("a", "b")
+    assert check_login_url(f"{SERVER}/doLogin?pwd=p%26w%3D&name=%E5%9D%90", SERVER) == LoginForm("坐", "p&w=")
+    assert "b" not in repr(check_login_url(ok, SERVER))  # the password is not in the repr
     for bad in (
-        "http://127.0.0.1:8601/doLogin?name=a",
-        "http://evil.example/doLogin",
-        "http://127.0.0.1:8600/api/agents",
-        "http://user:pw@127.0.0.1:8600/doLogin",
+        "http://127.0.0.1:8601/doLogin?name=a&pwd=b",
+        "http://evil.example/doLogin?name=a&pwd=b",
+        "http://127.0.0.1:8600/api/agents?name=a&pwd=b",
+        "http://127.0.0.1:8600/kefu/doLogin?name=a&pwd=b",  # the server's /doLogin is at its root
+        "http://user:pw@127.0.0.1:8600/doLogin?name=a&pwd=b",
         "file:///etc/passwd",
-        "ws://127.0.0.1:8600/doLogin",
+        "ws://127.0.0.1:8600/doLogin?name=a&pwd=b",
         "javascript:alert(1)",
+        f"{SERVER}/doLogin?name=a",  # no password
+        f"{SERVER}/doLogin?pwd=b",  # no name
+        f"{SERVER}/doLogin?name=a&name=b&pwd=c",  # which name?
+        f"{SERVER}/doLogin?name=&pwd=b",
     ):
         with pytest.raises(ProtocolError) as info:
             check_login_url(bad, SERVER)
         assert info.value.code is ErrorCode.invalid_field and info.value.field == "params.data.url"
 
 
+#: Paths that a server, or a proxy in front of it, may decode and resolve elsewhere.
+DOT_SEGMENTS = (
+    "/%2e%2e/doLogin",
+    "/%2E%2E/doLogin",
+    "/api/%2e%2e/doLogin",
+    "/api/agents/%2e%2e/%2E%2E/doLogin",
+    "/x/..%2fdoLogin",
+    "/x/..%2FdoLogin",
+    "/x/%2e%2e%2fdoLogin",
+    "/%252e%252e/doLogin",
+    "/x/%252e%252e%252fdoLogin",
+    "/x/../doLogin",
+    "/./doLogin",
+    "/doLogin/.",
+    "/doLogin/..",
+    "/do%4cogin",
+    "/doLogin%2f",
+    "/x\\..\\doLogin",
+    "//doLogin",
+    "/doLogin%00",
+    "/%ff/../doLogin",
+)
+
+
+def test_dot_segments_and_encoded_paths_are_refused() -> None:
+    for path in DOT_SEGMENTS:
+        with pytest.raises(ProtocolError) as info:
+            check_login_url(f"{SERVER}{path}?name=a&pwd=b", SERVER)
+        assert info.value.code is ErrorCode.invalid_field, path
+        assert "dot segments" in info.value.msg, path
+
+
+def test_canonical_paths() -> None:
+    assert canonical_path("/a/./b/../c") == "/a/c"
+    assert canonical_path("/a/b/..") == "/a/"
+    assert canonical_path("/x/%252e%252e/doLogin") == "/doLogin"  # decoded twice, then resolved
+    assert canonical_path("/%2e%2e/doLogin") is None  # above the root
+    assert canonical_path("/%25252525252e") is None  # still encoded after every round
+    assert canonical_path("doLogin") is None and canonical_path("/a\\b") is None
+    assert path_within("/api/media/m1", "/api/")
+    assert not path_within("/api/media/../calls/c1/recording", "/api/media/")
+    assert not path_within("/api", "/api/")
+
+
+async def test_an_encoded_path_is_refused_with_a_clear_error_and_nothing_fetched(
+    kefu_server: ServerHandle, plugin_factory: PluginFactory
+) -> None:
+    await kefu_server.add_agent("a1")
+    plugin = await plugin_factory(kefu_server.url)
+    async with Raw.connect(plugin) as raw:
+        await raw.push("client", "ssoReady")
+        for i, path in enumerate(DOT_SEGMENTS):
+            url = f"{kefu_server.url}{path}?name=a1&pwd=secret-pw&returnTo="
+            reply = await login(raw, url, rid=f"d{i}")
+            assert reply["subMark"] == "error", path
+            assert reply["error"]["code"] == "invalid_field" and reply["error"]["field"] == "params.data.url"
+        assert plugin.link is None and plugin.agent is None
+        assert (await login(raw, kefu_server.login_url("a1"), rid="ok"))["subMark"] == "success"
+
+
 def test_the_password_never_reaches_a_log_line() -> None:
     assert redact(f"{SERVER}/doLogin?name=a1&pwd=76160006&returnTo=") == f"{SERVER}/doLogin"
 
 
-async def login(raw: Raw, url: str, **params: Any) -> dict[str, Any]:
-    return await raw.call("L", "startLogin", {"data": {"url": url}, **params})
+async def login(raw: Raw, url: str, rid: str = "L", **params: Any) -> dict[str, Any]:
+    return await raw.call(rid, "startLogin", {"data": {"url": url}, **params})
 
 
 async def test_success_answers_the_agent_and_pushes_kefuReady(

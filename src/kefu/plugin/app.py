@@ -426,13 +426,22 @@ class Plugin:
         """Tell a new controller where the agent is: logged in (``kefuReady``,
         and ``kefuWSClose`` while the link is down) or ready for a login."""
         if self.agent is not None:
-            conn.send(client_event("kefuReady", {"agent": self.agent, "state": self.state}))
+            conn.send(client_event("kefuReady", self._ready_payload()))
             if self._someone_waits():
                 conn.send({"v": 1, "mark": "event", "subMark": "queue", "payload": self.queue})
             if self.link is not None and not self.link.up:
                 conn.send(client_event("kefuWSClose", {"reason": "connection lost", "reconnecting": True}))
         elif not self._logging_in:
             conn.send(self._sso_ready())
+
+    def _ready_payload(self) -> Json:
+        """``kefuReady``'s payload: the agent, its state, and the call it is in
+        (a page reloaded mid-call learns the call, not only the state code)."""
+        return {"agent": self.agent, "state": self.state, "currentCall": self.current_call()}
+
+    def current_call(self) -> Json | None:
+        """The call the agent is in (or rings in), as the SDKs are told it; None out of any."""
+        return self.mirror.current_json() if self.agent is not None else None
 
     def broadcast(self, msg: Json) -> None:
         for conn in list(self.controllers):
@@ -499,7 +508,7 @@ class Plugin:
             conn.reply(out)
 
         try:
-            url = check_login_url(req.params.data.url, self.settings.server_origin)
+            form = check_login_url(req.params.data.url, self.settings.server_origin)
         except ProtocolError as exc:
             fail(exc.code, exc.msg, exc.field)
             return
@@ -512,7 +521,12 @@ class Plugin:
         link: AgentLink | None = None
         try:
             async with asyncio.timeout(self.settings.login_timeout):
-                result = await fetch_login(url, http_timeout=self.settings.login_timeout, ssl=self.server_ssl)
+                result = await fetch_login(
+                    form,
+                    self.settings.http_base,
+                    http_timeout=self.settings.login_timeout,
+                    ssl=self.server_ssl,
+                )
                 old, old_agent = self.link, self.agent
                 self.link, self.agent = None, None
                 if old is not None:
@@ -555,7 +569,7 @@ class Plugin:
         self.mirror.me = agent.get("name") if isinstance(agent.get("name"), str) else None
         self._set_state(auth.get("state"))
         log.info("agent logged in")
-        ready = {"agent": agent, "state": self.state}
+        ready = self._ready_payload()
         conn.reply(reply_message(req.mark, "success", ready, rid=req.id))
         self.broadcast(client_event("kefuReady", ready))
         queue = payload.get("queue") if isinstance(payload, dict) else None
@@ -662,6 +676,12 @@ class Plugin:
                 and "state" in msg
             ):
                 self._set_state(msg["state"])
+            if req.mark == "getState" and sub_mark == "success":
+                payload = out.get("payload")
+                out["payload"] = {
+                    **(payload if isinstance(payload, dict) else {}),
+                    "currentCall": self.current_call(),
+                }
             if call is not None:
                 call.reply(out)
             else:

@@ -211,6 +211,17 @@ class CallView:
     def ended(self) -> bool:
         return self.phase == "ended"
 
+    def to_json(self) -> Json:
+        """The call as an SDK is told it (``currentCall``: docs/sdk.md)."""
+        return {
+            "callId": self.call_id,
+            "flow": self.flow,
+            "phase": self.phase,
+            "primary": self.primary,
+            "members": [dict(m) for m in self.members],
+            "share": self.share,
+        }
+
     @property
     def first_visitor(self) -> str | None:
         visitors = self.joined("visitor")
@@ -253,6 +264,19 @@ class CallMirror:
 
     def forget(self, call_id: str) -> None:
         self.calls.pop(call_id, None)
+
+    def current_json(self) -> Json | None:
+        """:meth:`current` as an SDK is told it, None out of any call."""
+        call = self.current()
+        return call.to_json() if call is not None else None
+
+    def seed(self, current: object) -> None:
+        """Start again from a ``currentCall`` the plugin told (an SDK's mirror)."""
+        self.calls.clear()
+        if isinstance(current, dict):
+            view = self.update(current)
+            if view is not None and not view.ended:
+                view.share = current.get("share") is True
 
     def current(self) -> CallView | None:
         """The call this agent is in (joined), else the one it rings or calls in."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import logging
 import os
 import shutil
 import signal
@@ -27,6 +26,7 @@ from rich.table import Table
 from kefu.tls import TlsError
 
 from .app import Plugin
+from .logs import configure_logging
 from .qtloop import desktop_unavailable, run_qt
 from .settings import DEFAULT_PORT, PluginSettings, default_data_dir, origin_of
 
@@ -216,7 +216,12 @@ def register(app: typer.Typer) -> None:
         install: bool = typer.Option(
             False, "--install-url-handler", help="register pocprotocol:// for this user, then exit"
         ),
-        log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error"),
+        log_level: str = typer.Option(
+            "info",
+            "--log-level",
+            envvar="KEFU_PLUGIN_LOG_LEVEL",
+            help="debug, info, warning or error (secrets are masked at every level)",
+        ),
         headless: bool = typer.Option(False, "--headless", help="run without a window"),
         no_video_bar: bool = typer.Option(
             False, "--no-video-bar", help="hide the window's control bar (videoBarVisible false)"
@@ -236,7 +241,12 @@ def register(app: typer.Typer) -> None:
             help="a STUN or TURN server URL, e.g. turn:turn.example:3478 (repeatable; none by default)",
         ),
         ice_username: str = typer.Option(None, "--ice-username", help="the TURN servers' username"),
-        ice_credential: str = typer.Option(None, "--ice-credential", help="the TURN servers' credential"),
+        ice_credential: str = typer.Option(
+            None,
+            "--ice-credential",
+            envvar="KEFU_ICE_CREDENTIAL",
+            help="the TURN servers' credential (better from $KEFU_ICE_CREDENTIAL: a command line is public)",
+        ),
         candidate_address: list[str] = typer.Option(
             [],
             "--candidate-address",
@@ -266,11 +276,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Run the agent's plugin: the control socket on 127.0.0.1 for the SDKs (SPEC §3–4)."""
-        logging.basicConfig(
-            level=getattr(logging, log_level.upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        configure_logging(log_level, sys.stderr)  # every line redacted (kefu.plugin.logs)
         try:
             origin_of(server)
             for o in allow_origin:

@@ -17,7 +17,9 @@ came from an allowed Origin, any other client sent no Origin. Then:
 3. Every frame is untrusted. A binary frame, a message over 64 KiB, bad JSON,
    a bad envelope or parameters, an unknown mark, a request id still in
    flight, too many messages: each is answered with an error in the spec's
-   form and the connection stays open. Frames over the socket layer's limit
+   form and the connection stays open. Every frame, text or binary, counts
+   toward the rate limit; over it, a request is answered ``rate_limited``
+   under its id, and frames without an id only once per flood. Frames over the socket layer's limit
    (``max_frame``, 2 MiB) close it with 1009.
 4. Each good request runs in its own task (a login may take seconds while
    the window APIs answer at once). Every message to the client goes through
@@ -84,6 +86,7 @@ class ControlConnection:
         self._inflight: set[str] = set()
         s = plugin.settings
         self._limiter = RateLimiter(plugin.clock, limit=s.rate_limit, window=s.rate_window)
+        self._told_limited = False  # a frame without an id was answered rate_limited in this flood
 
     def __repr__(self) -> str:
         kind = "browser" if self.browser else "client"
@@ -231,33 +234,42 @@ class ControlConnection:
         self.close(CLOSE_POLICY, "controller_busy")
 
     def _hello_reply(self, rid: str) -> Json:
-        return reply_message(
-            "hello",
-            "success",
-            {"version": PROTOCOL_VERSION, "plugin": __version__, "browser": self.browser},
-            rid=rid,
-        )
+        """The protocol version, and where the agent is: who (None before a
+        login), its state code and the call it is in (``currentCall``, None out
+        of any), for a page reloaded mid-call."""
+        payload = {
+            "version": PROTOCOL_VERSION,
+            "plugin": __version__,
+            "browser": self.browser,
+            "agent": self.plugin.agent,
+            "state": self.plugin.state,
+            "currentCall": self.plugin.current_call(),
+        }
+        return reply_message("hello", "success", payload, rid=rid, state=self.plugin.state)
 
     async def _on_frame(self, raw: str | bytes) -> None:
         if self._closing:
             return
+        allowed = self._limiter.allow()  # every frame counts, text or binary
+        if allowed:
+            self._told_limited = False
         if isinstance(raw, bytes):
-            self.send(error_message(None, ErrorCode.binary_frame))
+            if allowed:
+                self.send(error_message(None, ErrorCode.binary_frame))
+            else:
+                self._limited(None, None)
             return
-        allowed = self._limiter.allow()
         try:
             req = decode_request(raw, PLUGIN_API)
         except ProtocolError as exc:
             if not allowed:
-                self.send(error_message(exc.mark, ErrorCode.rate_limited, rid=exc.request_id))
+                self._limited(exc.mark, exc.request_id)
                 return
             log.info("%r: bad request: %s %s", self, exc.code.value, exc.msg)
             self.send(protocol_error_message(exc))
             return
-        if not allowed:  # answered, with the request's id, so the caller is not left waiting
-            s = self.plugin.settings
-            msg = f"more than {s.rate_limit} messages in {s.rate_window:g} s; slow down"
-            self.reply(error_message(req.mark, ErrorCode.rate_limited, msg, rid=req.id))
+        if not allowed:
+            self._limited(req.mark, req.id)
             return
         if req.mark == "hello":
             self.send(self._hello_reply(req.id))
@@ -267,6 +279,19 @@ class ControlConnection:
             return
         self._inflight.add(req.id)
         self.plugin.spawn(self._dispatch(req))
+
+    def _limited(self, mark: str | None, rid: str | None) -> None:
+        """A frame over the rate limit. A request with an id is answered (its
+        caller is not left waiting); of the frames without one (binary, not
+        JSON), only the first of each flood is: a flood is not answered frame
+        by frame."""
+        if rid is None:
+            if self._told_limited:
+                return
+            self._told_limited = True
+        s = self.plugin.settings
+        msg = f"more than {s.rate_limit} messages in {s.rate_window:g} s; slow down"
+        self.reply(error_message(mark, ErrorCode.rate_limited, msg, rid=rid))
 
     async def _dispatch(self, req: Request) -> None:
         try:

@@ -32,6 +32,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -61,6 +62,7 @@ from kefu.protocol import ApiError, ErrorCode, event_message
 from kefu.protocol.wire import Json
 
 from .calls import CallView
+from .security import open_private, private_dir
 from .uploads import RecordingUpload, ServerApi
 
 __all__ = ["CallMediaBase", "HubCall", "MediaHost", "MemberCall", "PluginMedia"]
@@ -417,9 +419,11 @@ class PluginMedia:
         self.settings = dataclasses.replace(self.base, ice_servers=(*servers, *self.base.ice_servers))
 
     def recording_path(self, call_id: str) -> Path:
-        folder = self.data_dir / "recordings"
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return folder / f"{call_id}.webm"
+        """The call's recording file, made empty and the user's alone (0600 in a 0700 folder)."""
+        folder = private_dir(self.data_dir / "recordings")
+        path = folder / f"{call_id}.webm"
+        os.close(open_private(path, os.O_WRONLY))
+        return path
 
     def kind_of(self, call_id: str, name: str) -> str | None:
         view = self._views.get(call_id)

@@ -14,6 +14,10 @@ decide who may control the plugin.
   (mode 0600), compared in constant time.
 - :class:`PairingGuard` — too many wrong tokens lock pairing for a while.
 - :class:`RateLimiter` — messages per connection per window.
+- :func:`canonical_path` / :func:`path_within` — a URL path from page input,
+  percent-decoded and its dot segments resolved before it is checked.
+- :func:`private_dir` / :func:`open_private` — the plugin's folder (0700) and
+  files (0600) are the user's alone, also when they existed before, wider.
 
 The clock is passed in (``time.monotonic`` in the plugin), so tests drive it.
 """
@@ -21,12 +25,15 @@ The clock is passed in (``time.monotonic`` in the plugin), so tests drive it.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
+import stat
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from kefu.protocol import ErrorCode
 from kefu.protocol.hosts import LOOPBACK_NAMES, host_allowed
@@ -36,9 +43,15 @@ __all__ = [
     "PairingGuard",
     "PairingToken",
     "RateLimiter",
+    "canonical_path",
     "certificate_host_allowed",
     "check_handshake",
+    "open_private",
+    "path_within",
+    "private_dir",
 ]
+
+log = logging.getLogger("kefu.plugin.security")
 
 Clock = Callable[[], float]
 
@@ -117,11 +130,10 @@ class PairingToken:
         self._value = value if value is not None else secrets.token_urlsafe(32)
 
     def write(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)
         try:
-            os.fchmod(fd, 0o600)
             os.write(fd, self._value.encode("ascii") + b"\n")
         finally:
             os.close(fd)
@@ -190,3 +202,99 @@ class RateLimiter:
             return False
         self._log.append(now)
         return True
+
+
+# --- paths from page input
+
+
+#: Percent-decoding rounds before a path that still decodes is refused (``%252e`` is two).
+_DECODE_ROUNDS = 4
+
+
+def canonical_path(path: str) -> str | None:
+    """``path`` percent-decoded (until nothing changes, so ``%252e`` is a dot
+    too) and its dot segments resolved (RFC 3986 §5.2.4); None when it is not
+    an absolute path, holds a backslash or a control character, or climbs
+    above the root (``/../x``).
+
+    The plugin checks this form, never the raw one: a server (or a proxy in
+    front of it) may decode ``%2e%2e`` or ``..%2f`` and resolve them itself."""
+    decoded = path
+    for _ in range(_DECODE_ROUNDS):
+        try:
+            once = unquote(decoded, errors="strict")
+        except UnicodeDecodeError:
+            return None  # not UTF-8 once decoded
+        if once == decoded:
+            break
+        decoded = once
+    else:
+        return None
+    if not decoded.startswith("/") or "\\" in decoded or any(ord(c) < 0x20 or c == "\x7f" for c in decoded):
+        return None
+    out: list[str] = []
+    segments = decoded[1:].split("/")
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == "..":
+            if not out:
+                return None  # above the root: out of any prefix
+            out.pop()
+            if last:
+                out.append("")
+        elif seg == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/" + "/".join(out)
+
+
+def path_within(path: str, allowed: str) -> bool:
+    """Whether ``path`` is ``allowed`` exactly (or under it, when ``allowed``
+    ends with ``/``), and was written that way: no percent-encoding and no dot
+    segment that a server could resolve elsewhere."""
+    canonical = canonical_path(path)
+    if canonical is None or canonical != path:
+        return False
+    return canonical == allowed or (allowed.endswith("/") and canonical.startswith(allowed))
+
+
+# --- the plugin's files
+
+
+def private_dir(path: Path) -> Path:
+    """Make ``path`` (and its parents) if needed and make it the user's alone:
+    the folder and every folder in it 0700, every file 0600, also when they
+    existed before with wider modes. Symbolic links are left alone (a chmod
+    would follow them out of the folder)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(path, 0o700)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            _tighten(Path(root) / name, 0o700)
+        for name in files:
+            _tighten(Path(root) / name, 0o600)
+    return path
+
+
+def _tighten(path: Path, mode: int) -> None:
+    try:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode) or stat.S_IMODE(st.st_mode) == mode:
+            return
+        os.chmod(path, mode)
+    except OSError as exc:
+        log.warning("cannot make %s private (mode %o): %s", path, mode, exc.strerror)
+
+
+def open_private(path: Path, flags: int) -> int:
+    """``os.open`` a file the user alone may read (0600, also when it existed);
+    ``flags`` add to ``O_CREAT``; a symbolic link is refused (``O_NOFOLLOW``)."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd

@@ -23,6 +23,8 @@ import httpx
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.wire import Json
 
+from .security import path_within
+
 __all__ = ["RecordingUpload", "ServerApi"]
 
 log = logging.getLogger("kefu.plugin.uploads")
@@ -76,6 +78,8 @@ class ServerApi:
         return self._client
 
     async def _send(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        if not path_within(url, "/api/"):  # an id from a message must not lead elsewhere
+            raise ApiError("a path off the server's /api/ refused", code=ErrorCode.bad_request)
         token = self._token()
         if token is None:
             raise ApiError("the agent is not logged in", code=ErrorCode.not_logged_in)

@@ -31,6 +31,7 @@ from typing import Any
 from kefu.protocol import Code, ErrorCode, parse_code
 from kefu.protocol.plugin_api import is_final
 
+from .calls import CallTracker
 from .events import EventEmitter, PluginEvent, Reply, RequestError, StateChange, api_error
 from .token import read_token
 from .transport import Transport
@@ -145,6 +146,7 @@ class Client:
         #: The link between the plugin and the server is up (``kefuWSClose`` / ``kefuWSOpen``).
         self.link_up = False
         self.hello: Json = {}
+        self._calls = CallTracker()
 
     # --- lifetime
 
@@ -162,6 +164,7 @@ class Client:
             open_timeout=self._open_timeout,
         )
         self.hello = await self._transport.open()
+        self._calls.told(self.hello.get("payload"))
         self._opened = True
         return self
 
@@ -197,6 +200,7 @@ class Client:
             payload = event.payload if isinstance(event.payload, dict) else {}
             if event.name == "kefuReady":
                 self.agent = payload.get("agent")
+                self._calls.told(payload)
                 self.link_up = True
                 self._note_state(payload.get("state"))
             elif event.name == "kefuWSClose":
@@ -208,11 +212,19 @@ class Client:
                 self._note_state(payload.get("state"))
             elif event.name == "ssoReady":
                 self.agent = None
+                self._calls.logged_out()
                 self.link_up = False
                 self.state = Code.notLogin
+        elif event.kind == "event" and event.name == "call":
+            self._calls.on_call(event.payload)
         for stream in list(self._streams):
             stream._put(event)
         self.emitter.emit(event.name, event)
+
+    @property
+    def current_call(self) -> Json | None:
+        """The call the agent is in (or rings in): ``currentCall`` (docs/sdk.md); None out of any."""
+        return self._calls.current
 
     def _on_close(self, code: int | None, reason: str) -> None:
         log.info("connection to the plugin closed (%s %s)", code, reason)
@@ -357,7 +369,10 @@ class Client:
         return parse_code((await self.request("logout")).state)
 
     async def get_state(self) -> Code:
-        return parse_code((await self.request("getState")).state)
+        """The agent's state code (and :attr:`current_call` brought up to date)."""
+        reply = await self.request("getState")
+        self._calls.told(reply.payload)
+        return parse_code(reply.state)
 
     # SPEC §4.3–4.5: the call orchestration and the media layer answer these;
     # until they land, each raises ``not_available_yet``. Use ``stream`` to

@@ -61,9 +61,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kefu.plugin.security import open_private, private_dir
 from kefu.plugin.settings import DEFAULT_PORT, default_data_dir, origin_of
 from kefu.protocol import ErrorCode, error_body, error_message
 
+from .calls import CallTracker
 from .events import EventEmitter, RequestError, call_safely
 from .token import read_token
 from .transport import Transport
@@ -99,12 +101,15 @@ def _payload_of(msg: Json) -> Any:
 
 
 def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``kefu plugin`` in its own session; its stderr goes to ``log_path``."""
-    with open(log_path, "ab") as log_file:
-        os.chmod(log_path, 0o600)
+    """Start ``kefu plugin`` in its own session; its stderr goes to ``log_path``
+    (0600, also when it existed with a wider mode)."""
+    fd = open_private(log_path, os.O_WRONLY | os.O_APPEND)
+    try:
         return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file, start_new_session=True
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=fd, start_new_session=True
         )
+    finally:
+        os.close(fd)
 
 
 class IMClient:
@@ -125,6 +130,7 @@ class IMClient:
         self.linkStatus = False
         #: The agent is logged in (``kefuReady``).
         self.ready = False
+        self._calls = CallTracker()
         self._token: str | None = options.get("token")
         data_dir = options.get("dataDir")
         self._data_dir = Path(data_dir) if data_dir is not None else None
@@ -194,6 +200,7 @@ class IMClient:
         self._transport = transport
         self._quitting = False
         self.linkStatus = True
+        self._calls.told(hello.get("payload"))
         fut.set_result(True)
         self._emit_option("success", hello)
         return True
@@ -226,8 +233,10 @@ class IMClient:
         if mark == "client" and isinstance(sub_mark, str):
             if sub_mark == "kefuReady":
                 self.ready = True
+                self._calls.told(msg.get("payload"))
             elif sub_mark == "ssoReady":
                 self.ready = False
+                self._calls.logged_out()
             elif sub_mark == "quit":
                 self._quitting = True
             elif sub_mark == "error":
@@ -240,8 +249,17 @@ class IMClient:
             # an error without a request id: the plugin could not read a frame
             self._emit_option("error", msg)
         elif isinstance(sub_mark, str):
+            if mark == "event" and sub_mark == "call":
+                self._calls.on_call(msg.get("payload"))
             # initInnerCallBack (chatCloseCB, visitorStreamOffline ...) and the server's events
             self._inner.emit(sub_mark, msg)
+
+    @property
+    def currentCall(self) -> Json | None:
+        """The call the agent is in (or rings in), as the plugin last told it
+        (``hello``, ``kefuReady``, ``getState``) and the call events moved it:
+        ``{callId, flow, phase, primary, members, share}``; None out of any call."""
+        return self._calls.current
 
     # --- SPEC §3.2
 
@@ -279,6 +297,8 @@ class IMClient:
     ) -> Callable[[Json], None]:
         def on_message(msg: Json) -> None:
             sub_mark = msg.get("subMark")
+            if msg.get("mark") == "getState" and sub_mark == "success":
+                self._calls.told(msg.get("payload"))
             cb = callbacks.get(sub_mark) if isinstance(sub_mark, str) else None
             if cb is not None:
                 call_safely(cb, msg, what=str(sub_mark))
@@ -349,7 +369,7 @@ class IMClient:
             )
         port = parts.port or DEFAULT_PORT
         data_dir = self._data_dir if self._data_dir is not None else default_data_dir()
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(data_dir)  # 0700 and its files 0600, also when it existed, wider
         command = [
             sys.executable,
             "-m",

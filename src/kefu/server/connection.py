@@ -409,7 +409,11 @@ class AgentConnection(Connection):
         assert self.token_hash is not None
         await sv.auth.revoke(self.token_hash)
         self.ok(req, {"old": change.before.state.code.value}, state=change.after.state.code.value)
+        # this socket asked: its reply says so, and it closes with no error after it;
+        # the token's other sockets (another tab, another node) are told token_revoked
+        sv.logins.forget(self)
         sv.logins.end_token(self.token_hash, ErrorCode.token_revoked)
+        self.outbox.close(CLOSE_LOGIN_ENDED, ErrorCode.token_revoked.value)
 
     async def on_session_count(self, req: Request) -> None:
         me = await self._me(logged_in=False)

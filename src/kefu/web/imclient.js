@@ -39,7 +39,8 @@
  * initInnerCallBack also takes `stateChange(state, payload)` and the server's
  * events by name (`sessionAssigned`, `message`, `queue`, `call`, `share`, ...);
  * APIs sendMessage, setAgentState, logout, getState, getWindow,
- * multipleVideoRefuse; client.state (the latest state code), client.close().
+ * multipleVideoRefuse; client.state (the latest state code), client.currentCall
+ * (the call the agent is in, also after a page reload: docs/sdk.md), client.close().
  * No dependency, no build step. See docs/web.md.
  */
 (function (global) {
@@ -155,6 +156,11 @@
     this.linkStatus = false; // connected to the plugin
     this.ready = false; // the agent is logged in (kefuReady)
     this.state = null; // the agent's latest state code (addition)
+    // addition: the call the agent is in (or rings in), as the plugin told it (hello,
+    // kefuReady, getState) and the call events moved it; null out of any call (docs/sdk.md)
+    this.currentCall = null;
+    this._me = null; // the agent's name (kefuReady)
+    this._calls = {}; // callId -> the call, as kefu.plugin.calls.CallMirror keeps it
     this._inner = {};
     this._pending = {};
     this._waiting = []; // requests made before the connection is up
@@ -266,6 +272,7 @@
         this._reportedDown = false;
         this._backoff = 500;
         this.linkStatus = true;
+        this._callTold(msg.payload);
         this._option("success", msg);
         // what the plugin pushed before its reply (a browser is greeted at once) follows success
         var early = this._early;
@@ -291,8 +298,15 @@
       return;
     }
     if (msg.mark === "client") {
-      if (msg.subMark === "kefuReady") this.ready = true;
-      else if (msg.subMark === "ssoReady") this.ready = false;
+      if (msg.subMark === "kefuReady") {
+        this.ready = true;
+        this._callTold(msg.payload);
+      } else if (msg.subMark === "ssoReady") {
+        this.ready = false;
+        this._me = null;
+        this._calls = {};
+        this._currentNow();
+      }
       else if (msg.subMark === "quit") this._quitting = true;
       if (msg.subMark === "error" && msg.error && !("code" in msg)) msg.code = msg.error.code;
       this._option(msg.subMark, msg);
@@ -307,7 +321,56 @@
       this._option("error", msg);
       return;
     }
+    if (msg.mark === "event" && msg.subMark === "call") this._callEvent(msg.payload);
     if (typeof msg.subMark === "string") this._emit(msg.subMark, [msg]);
+  };
+
+  // currentCall: the same rules as kefu.plugin.calls.CallMirror (update, current)
+  IMClient.prototype._callTold = function (payload) {
+    if (!payload || typeof payload !== "object") return;
+    if (payload.agent && typeof payload.agent.name === "string") this._me = payload.agent.name;
+    if ("currentCall" in payload) {
+      this._calls = {};
+      var told = payload.currentCall;
+      if (told && typeof told === "object") this._callEvent(told, told.share === true);
+    }
+    this._currentNow();
+  };
+
+  IMClient.prototype._callEvent = function (p, share) {
+    if (!p || typeof p.callId !== "string" || typeof p.primary !== "string" || !Array.isArray(p.members)) return;
+    var old = this._calls[p.callId] || {};
+    if (p.what === "ended" || p.phase === "ended") {
+      delete this._calls[p.callId];
+    } else {
+      this._calls[p.callId] = {
+        callId: p.callId,
+        flow: typeof p.flow === "string" ? p.flow : (old.flow || null),
+        phase: typeof p.phase === "string" ? p.phase : (old.phase || null),
+        primary: p.primary,
+        members: p.members.filter(function (m) { return m && typeof m === "object"; }),
+        share: share === undefined ? !!old.share : share
+      };
+    }
+    this._currentNow();
+  };
+
+  IMClient.prototype._currentNow = function () {
+    var me = this._me;
+    var joined = null;
+    var invited = null;
+    for (var id in this._calls) {
+      if (!Object.prototype.hasOwnProperty.call(this._calls, id)) continue;
+      var call = this._calls[id];
+      for (var i = 0; i < call.members.length; i++) {
+        var m = call.members[i];
+        if (m.kind !== "agent" || m.name !== me) continue;
+        if (m.status === "joined") joined = call;
+        else if (m.status === "invited") invited = call;
+        break;
+      }
+    }
+    this.currentCall = me === null ? null : (joined || invited);
   };
 
   IMClient.prototype._emit = function (name, args) {
@@ -344,6 +407,7 @@
       params: params,
       handle: function (msg) {
         if (msg.subMark === "error" && msg.error && !("code" in msg)) msg.code = msg.error.code;
+        if (mark === "getState" && msg.subMark === "success") self._callTold(msg.payload);
         var cb = callbacks[msg.subMark];
         if (typeof cb === "function") safely(cb, self, [msg], msg.subMark);
         if (typeof callback === "function") safely(callback, self, [msg.state, payloadOf(msg)], "state");
