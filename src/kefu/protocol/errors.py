@@ -87,6 +87,7 @@ class ErrorCode(enum.Enum):
     redirect_refused = "redirect_refused"
     recording_finished = "recording_finished"
     no_such_request = "no_such_request"
+    no_such_webhook = "no_such_webhook"
     # --- the system
     rate_limited = "rate_limited"
     upstream_down = "upstream_down"
@@ -431,6 +432,13 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
             "no open request with this id",
             "没有该id对应的待处理请求",
             "a photo or answer for a request id that was never made, or is already answered",
+            404,
+        ),
+        ErrorInfo(
+            E.no_such_webhook,
+            "no such webhook",
+            "该回调地址(webhook)不存在",
+            "a webhook id that was never registered, or was deleted",
             404,
         ),
         ErrorInfo(

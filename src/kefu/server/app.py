@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kefu.protocol import CATALOGUE, ApiError, ErrorCode, error_body
 
-from . import api
+from . import api, integrations
 from .auth import LoginLocked
 from .connection import AgentConnection, VisitorConnection
 from .services import Services
@@ -152,6 +152,7 @@ def create_app(settings: Settings) -> KefuApp:
         return _error(code, str(exc.detail), status=exc.status_code)
 
     app.include_router(api.router)
+    app.include_router(integrations.router)  # webhooks and the event stream (issue 21)
 
     # the pages: the visitor page, the agent console (the spec's ssoTo), imclient.js
     app.mount("/static", StaticFiles(directory=WEB), name="static")

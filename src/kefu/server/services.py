@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from .agents import AgentService
 from .auth import Auth
 from .calls import CallService
+from .events import Journal
 from .hub import Bus, Hub
 from .media import Media
 from .routing import Router
 from .sessions import Sessions
 from .settings import Settings
 from .store import Store
+from .webhooks import Webhooks
 
 __all__ = ["Services"]
 
@@ -43,6 +45,8 @@ class Services:
     sessions: Sessions
     calls: CallService
     media: Media
+    journal: Journal
+    webhooks: Webhooks
     sweeper: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
@@ -71,6 +75,7 @@ class Services:
         agents = AgentService(hub, settings)
         router = Router(hub, settings)
         agents.listeners.append(router.on_agent_change)
+        journal = Journal(hub, settings)
         services = cls(
             settings=settings,
             store=store,
@@ -81,9 +86,13 @@ class Services:
             sessions=Sessions(hub, settings, router),
             calls=CallService(hub, settings, agents),
             media=Media(hub, settings),
+            journal=journal,
+            webhooks=Webhooks(hub, settings, journal),
         )
         await agents.start()
         await services.calls.start()
+        await journal.start()
+        await services.webhooks.start()
         if settings.redis_url:
             services.sweeper = asyncio.create_task(services._sweep(), name="kefu-sweeper")
         return services
@@ -104,6 +113,8 @@ class Services:
             self.sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sweeper
+        await self.webhooks.close()
+        await self.journal.close()
         await self.calls.close()
         await self.router.close()
         await self.agents.close()
