@@ -8,6 +8,7 @@ from pathlib import Path
 import kefu.protocol
 from kefu.protocol import CATALOGUE, ErrorCode, KefuError, ProtocolError
 from kefu.protocol.docs import errors_md, states_md
+from kefu.protocol.integrations import integrations_md
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "src" / "kefu" / "protocol"
@@ -38,6 +39,8 @@ def test_generated_docs_are_current() -> None:
     assert states == states_md(), "docs/states.md is stale: run `bin/kefu docs`"
     assert errors == errors_md(), "docs/errors.md is stale: run `bin/kefu docs`"
     assert "```mermaid" in states and "decision" in states
+    integrations = (ROOT / "docs" / "integrations.md").read_text(encoding="utf-8")
+    assert integrations == integrations_md(), "docs/integrations.md is stale: run `bin/kefu docs`"
 
 
 FORBIDDEN = {
