@@ -402,6 +402,10 @@ class Plugin:
         elif not self._logging_in:
             conn.send(self._sso_ready())
 
+    def set_video_bar(self, visible: bool) -> None:
+        """The page's ``videoBarVisible`` (its client's hello): the window shows or hides its bar."""
+        self.window.set_video_bar(visible)
+
     def broadcast(self, msg: Json) -> None:
         for conn in list(self.controllers):
             conn.send(dict(msg))

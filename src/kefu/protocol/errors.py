@@ -34,7 +34,13 @@ __all__ = [
     "KefuError",
     "ProtocolError",
     "error_body",
+    "localize",
 ]
+
+#: The languages of error messages: Chinese by default (as the seed prints them), English on request.
+LANGS = ("zh", "en")
+DEFAULT_LANG = "zh"
+__all__ += ["DEFAULT_LANG", "LANGS"]
 
 
 class ErrorCode(enum.Enum):
@@ -481,6 +487,23 @@ def error_body(code: ErrorCode, msg: str | None = None) -> dict[str, Any]:
         # SPEC §4.4 prints this one with "type", not "code": keep it exact.
         return {"type": code.value, "msg": text}
     return {"code": code.value, "msg": text}
+
+
+def localize(error: dict[str, Any], lang: str) -> dict[str, Any]:
+    """``error`` (the wire's ``{"code", "msg"}``) in ``lang``. In Chinese, ``msg`` is the
+    catalogue's Chinese message and a specific English message moves to ``detail``; in English,
+    or for a code outside the catalogue, ``error`` is returned as it is."""
+    if lang == "en":
+        return error
+    try:
+        info = CATALOGUE[ErrorCode(error.get("code", error.get("type")))]
+    except ValueError:
+        return error
+    out = {**error, "msg": info.msg_zh}
+    msg = error.get("msg")
+    if msg and msg not in (info.msg, info.msg_zh):
+        out["detail"] = msg
+    return out
 
 
 class KefuError(Exception):
