@@ -14,6 +14,7 @@ from rich.table import Table
 
 from kefu.protocol import CODE_INFO, Code, parse_code
 from kefu.protocol.docs import errors_md, explain_code, states_md
+from kefu.protocol.integrations import integrations_md
 
 app = typer.Typer(
     name="kefu",
@@ -94,13 +95,14 @@ def states(
 
 @app.command()
 def docs(
-    out: Path = typer.Option(Path("docs"), help="folder to write states.md and errors.md in"),
+    out: Path = typer.Option(Path("docs"), help="folder to write states.md, errors.md, integrations.md in"),
 ) -> None:
-    """Write docs/states.md and docs/errors.md from the code."""
+    """Write docs/states.md, docs/errors.md and docs/integrations.md from the code."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "states.md").write_text(states_md(), encoding="utf-8")
     (out / "errors.md").write_text(errors_md(), encoding="utf-8")
-    console.print(f"wrote {out / 'states.md'} and {out / 'errors.md'}")
+    (out / "integrations.md").write_text(integrations_md(), encoding="utf-8")
+    console.print(f"wrote {out / 'states.md'}, {out / 'errors.md'} and {out / 'integrations.md'}")
 
 
 _registered: set[str] = set()

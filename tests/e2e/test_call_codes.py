@@ -93,7 +93,10 @@ async def test_call_visitor_codes(scene: Scene) -> None:
     err = await reach.call(
         a1.call("callbackToVisitor", {"visitorName": "nobody", "startVideo": True}), "002004"
     )
-    assert err["error"] == {"code": "SDK_08", "msg": "id lookup failed; check the visitor's details"}
+    assert err["error"] == {
+        "code": "SDK_08",
+        "msg": "查询id出错,请检查访客信息是否正确",
+    }  # the seed's language
     err = await reach.call(a1.call("callbackToVisitor", {"visitorName": "v-theirs"}), "002004")
     assert err["error"]["code"] == "SDK_11" and err["error"]["msg"]
     # refused
@@ -377,3 +380,26 @@ async def test_third_agent_codes(scene: Scene) -> None:
     await proxy.restore()  # the plugin comes back and hears what it missed
     await reach.push(a2, "002012", start=mark)
     reach.done()
+
+
+async def test_close_video_success_is_the_release_notes_name_of_kefu_close_video_success(
+    scene: Scene,
+) -> None:
+    """v1204's release note names the hang-up callback closeVideoSuccess: a page that
+    registers only that name hears the agent's hang-up there."""
+    from .callkit import ApiCall
+
+    a1 = await scene.agent("a1", ready=True)
+    await scene.visitor("v1", on_invite="accept")
+    record = ApiCall("callbackToVisitor")
+    options = {
+        "visitorName": "v1",
+        "acceptSuccess": lambda data: record.v1204.add(("acceptSuccess", data)),
+        "closeVideoSuccess": lambda data: record.v1204.add(("closeVideoSuccess", data)),
+    }
+    a1.sdk.callbackToVisitor(options)
+    await record.v1204.find(lambda e: e[0] == "acceptSuccess", LIMIT)
+    hangup = a1.call("videoDisconnect")
+    assert (await hangup.callback("success"))["state"] == "005004"
+    _, closed = await record.v1204.find(lambda e: e[0] == "closeVideoSuccess", LIMIT)
+    assert closed["subMark"] == "kefuCloseVideoSuccess" and closed["state"] == "005004"

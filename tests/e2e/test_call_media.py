@@ -138,7 +138,7 @@ async def test_snapshot_before_any_frame_and_without_media(scene: Scene) -> None
     c = a2.call("callbackToVisitor", {"visitorName": "v2"})
     await c.callback("acceptSuccess", "006011")
     err = await a2.call("snapshot").callback("error")
-    assert err["error"]["code"] == "no_media" and "--no-media" in err["error"]["msg"]
+    assert err["error"]["code"] == "no_media" and "--no-media" in err["error"]["detail"]
     assert a2.plugin.hub is None and v2.media is None
 
 

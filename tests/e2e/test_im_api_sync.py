@@ -235,7 +235,8 @@ def test_call_apis_reach_the_call_orchestration_in_both_conventions(ts: Threaded
         assert sub == "error" and data["error"]["code"] == "SDK_08" and data["state"] == "002004"
         state, payload = v190307(client, "callbackToVisitor", {"visitorName": "nobody", "startVideo": True})
         assert (
-            state == "002004" and payload["error"]["msg"] == "id lookup failed; check the visitor's details"
+            state == "002004"
+            and payload["error"]["msg"] == "查询id出错,请检查访客信息是否正确"  # the seed's words
         )
         # SPEC §4.4–4.5 need a call: the agent is in none now
         for api in ("takePhoto", "snapshot", "inviteShare"):

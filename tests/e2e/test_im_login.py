@@ -60,7 +60,7 @@ def test_login_from_a_script(tmp_path: Path) -> None:
             assert script.next()[0] == "ssoReady"
             name, err = script.login(ts.stack.login_url("a1", "wrong-password"))
             assert name == "error"
-            assert err["error"] == {"code": "bad_credentials", "msg": "wrong name or password"}
+            assert err["error"] == {"code": "bad_credentials", "msg": "用户名或密码错误"}
             assert script.next()[0] == "ssoReady"  # ready for another try
             name, data = script.login(ts.stack.login_url("a1"))
             assert name == "success" and data["payload"]["agent"]["name"] == "a1"
@@ -80,7 +80,7 @@ def test_login_timeout_from_a_script(tmp_path: Path) -> None:
             name, err = script.login(ts.stack.login_url("a1", "wrong-password"))
             assert name == "error"
             assert err["code"] == -1  # SPEC §4.1: if (err && err.code == -1) — the login timed out
-            assert err["error"] == {"code": -1, "msg": "login timed out"}
+            assert err["error"] == {"code": -1, "msg": "登录超时"}
             assert script.next()[0] == "ssoReady"
             assert script.client.ready is False
         finally:
@@ -95,7 +95,7 @@ async def test_login_from_asyncio(tmp_path: Path) -> None:
             with pytest.raises(RequestError) as wrong:
                 await client.start_login(stack.login_url("a1", "wrong-password"))
             assert wrong.value.code is ErrorCode.bad_credentials
-            assert wrong.value.msg == "wrong name or password"  # the server's message
+            assert wrong.value.msg == "用户名或密码错误"  # the catalogue's, in Chinese by default
             assert (await anext(ready)).name == "ssoReady"
             got = await client.start_login(stack.login_url("a1"))
             assert got["agent"]["name"] == "a1" and got["state"] == "001000"

@@ -86,7 +86,7 @@ async def test_a_second_controller_gets_a_clear_error_and_the_first_keeps_workin
     try:
         with pytest.raises(RequestError) as busy:
             await Client(stack.p.url, data_dir=stack.p.settings.data_dir).connect()
-        assert busy.value.code is ErrorCode.controller_busy and "--allow-many" in busy.value.msg
+        assert busy.value.code is ErrorCode.controller_busy and "--allow-many" in (busy.value.detail or "")
         # a page of an allowed origin is a controller too: refused the same way
         async with connect(stack.p.url, additional_headers={"Origin": stack.server.url}) as page:
             refused = json.loads(await wait_for(page.recv()))
@@ -109,7 +109,7 @@ def test_a_second_imclient_is_told_why(tmp_path: Path) -> None:
             assert second.wait_connected() is False
             data = errors.get(timeout=LIMIT)
             assert data["error"]["code"] == "controller_busy"
-            assert "another client controls the plugin" in data["error"]["msg"]
+            assert "another client controls the plugin" in data["error"]["detail"]
             assert first.getWindow().result(LIMIT)["subMark"] == "success"
         finally:
             second.close()

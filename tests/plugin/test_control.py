@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from kefu.plugin import Plugin
-from kefu.protocol import MAX_MESSAGE_BYTES
+from kefu.protocol import CATALOGUE, MAX_MESSAGE_BYTES, ErrorCode
 
 from .harness import Raw, fast_settings, http_handshake, silent_server, wait_for
 
@@ -142,7 +142,7 @@ async def test_five_wrong_tokens_lock_pairing_but_not_the_controller(lone: tuple
         async with Raw.connect(plugin, hello=False) as raw:
             reply = await raw.call("h", "hello", {"token": plugin.token._value})
             assert reply["error"]["code"] == "rate_limited"
-            assert "locked" in reply["error"]["msg"]
+            assert "locked" in reply["error"]["detail"]  # in Chinese by default: the English detail
         assert (await controller.call("w", "getWindow"))["subMark"] == "success"
 
 
@@ -155,7 +155,7 @@ async def test_a_second_controller_is_refused_and_the_first_keeps_working(lone: 
         async with Raw.connect(plugin, hello=False) as second:
             reply = await second.call("h", "hello", {"token": plugin.token._value})
             assert reply["error"]["code"] == "controller_busy"
-            assert "--allow-many" in reply["error"]["msg"]
+            assert "--allow-many" in reply["error"]["detail"]
             assert await closed_with(second) == 1008
         async with Raw.connect(plugin, origin=server_url, hello=False) as page:
             assert await closed_with(page) == 1008
@@ -344,3 +344,35 @@ async def test_quit_answers_tells_the_sdks_and_stops_the_plugin(lone: tuple[Plug
     assert plugin.window.state.closed
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", plugin.port)
+
+
+# --- the language of errors (issue 21): Chinese by default, English when the hello asks
+
+
+@pytest.mark.parametrize("lang", [None, "zh", "en"])
+async def test_errors_are_chinese_unless_the_hello_asks_for_english(
+    lone: tuple[Plugin, str], lang: str | None
+) -> None:
+    plugin, _ = lone
+    async with Raw.connect(plugin, hello=False) as raw:
+        params: dict[str, Any] = {"token": plugin.token._value}
+        if lang is not None:
+            params["lang"] = lang
+        assert (await raw.call("h", "hello", params))["subMark"] == "success"
+        err = (await raw.call("b", "setWindowSize", {"width": "wide"}))["error"]
+        assert err["code"] == "invalid_field"
+        if lang == "en":
+            assert err["msg"].startswith("params.width") and "detail" not in err
+        else:
+            assert err["msg"] == CATALOGUE[ErrorCode.invalid_field].msg_zh
+            assert err["detail"].startswith("params.width")  # the specific English detail is kept
+
+
+async def test_a_bad_lang_in_the_hello_does_not_pair(lone: tuple[Plugin, str]) -> None:
+    plugin, _ = lone
+    async with Raw.connect(plugin, hello=False) as raw:
+        await raw.send(
+            {"v": 1, "id": "h", "mark": "hello", "params": {"token": plugin.token._value, "lang": "fr"}}
+        )
+        assert (await raw.reply(None))["error"]["code"] == "unauthenticated"
+        assert await closed_with(raw) == 1008

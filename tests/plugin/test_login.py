@@ -145,7 +145,7 @@ async def test_wrong_credentials_give_the_servers_message(
         ):
             reply = await raw.call(rid, "startLogin", {"data": {"url": url}})
             assert reply["subMark"] == "error"
-            assert reply["error"] == {"code": "bad_credentials", "msg": "wrong name or password"}
+            assert reply["error"] == {"code": "bad_credentials", "msg": "用户名或密码错误"}  # zh by default
             assert reply["code"] == "bad_credentials"
             assert (await raw.push("client", "ssoReady"))["payload"]["server"] == kefu_server.url
         assert plugin.link is None and plugin.agent is None
@@ -178,7 +178,7 @@ async def test_no_answer_within_the_login_timeout_is_code_minus_one(plugin_facto
             reply = await login(raw, login_url(url, "a1"))
             # SPEC §4.1: ``if (err && err.code == -1)``; v1204: ``data.error.msg``
             assert reply["code"] == -1
-            assert reply["error"] == {"code": -1, "msg": "login timed out"}
+            assert reply["error"] == {"code": -1, "msg": "登录超时"}
             assert plugin.link is None
 
 

@@ -6,8 +6,9 @@ import ast
 from pathlib import Path
 
 import kefu.protocol
-from kefu.protocol import CATALOGUE, ErrorCode, KefuError, ProtocolError
+from kefu.protocol import CATALOGUE, ErrorCode, KefuError, ProtocolError, error_body
 from kefu.protocol.docs import errors_md, states_md
+from kefu.protocol.integrations import integrations_md
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "src" / "kefu" / "protocol"
@@ -38,6 +39,8 @@ def test_generated_docs_are_current() -> None:
     assert states == states_md(), "docs/states.md is stale: run `bin/kefu docs`"
     assert errors == errors_md(), "docs/errors.md is stale: run `bin/kefu docs`"
     assert "```mermaid" in states and "decision" in states
+    integrations = (ROOT / "docs" / "integrations.md").read_text(encoding="utf-8")
+    assert integrations == integrations_md(), "docs/integrations.md is stale: run `bin/kefu docs`"
 
 
 FORBIDDEN = {
@@ -90,3 +93,26 @@ def test_the_protocol_core_imports_no_io_and_no_adapter() -> None:
 def test_public_surface_is_complete() -> None:
     for name in kefu.protocol.__all__:
         assert hasattr(kefu.protocol, name), name
+
+
+def test_every_catalogue_entry_speaks_both_languages() -> None:
+    from kefu.protocol.errors import localize
+
+    for code, info in CATALOGUE.items():
+        assert info.msg.strip() and info.msg_zh.strip(), code
+        if code is not ErrorCode.snapShotDisabled:  # the spec prints that one as it is, in both
+            assert any("\u4e00" <= ch <= "\u9fff" for ch in info.msg_zh), (code, info.msg_zh)
+        wire = error_body(code)
+        assert localize(wire, "en") == wire
+        zh = localize(wire, "zh")
+        assert zh["msg"] == info.msg_zh and "detail" not in zh  # the generic message has no detail
+    # the seed's own words
+    assert localize(error_body(ErrorCode.SDK_11), "zh")["msg"] == "当前访客正在进行会话,无法外呼"
+    assert localize(error_body(ErrorCode.SDK_08), "zh")["msg"] == "查询id出错,请检查访客信息是否正确"
+    specific = localize(error_body(ErrorCode.SDK_11, "v1 talks with a2"), "zh")
+    assert specific == {
+        "code": "SDK_11",
+        "msg": "当前访客正在进行会话,无法外呼",
+        "detail": "v1 talks with a2",
+    }
+    assert localize({"code": "not_a_code", "msg": "x"}, "zh") == {"code": "not_a_code", "msg": "x"}

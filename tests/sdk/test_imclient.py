@@ -199,7 +199,7 @@ def test_a_broken_connection_calls_error(ts: ThreadedStack) -> None:
         assert client.wait_connected()
         ts.run(ts.stack.p.aclose())
         data = inbox.next("error")[1]
-        assert data["error"]["code"] == "plugin_unreachable" and "closed" in data["error"]["msg"]
+        assert data["error"]["code"] == "plugin_unreachable" and "closed" in data["error"]["detail"]
     finally:
         client.close()
 
@@ -274,6 +274,6 @@ def test_close_from_a_callback_and_calls_after_close(ts: ThreadedStack) -> None:
     client._thread.join(LIMIT)  # type: ignore[union-attr]
     assert not client._thread.is_alive()  # type: ignore[union-attr]
     reply = client.sessionCount({"error": inbox.cb("after")}).result(0)
-    assert reply["error"]["code"] == "plugin_unreachable" and "closed" in reply["error"]["msg"]
+    assert reply["error"]["code"] == "plugin_unreachable" and "closed" in reply["error"]["detail"]
     assert inbox.next("after")[2] == threading.current_thread().name
     client.close()  # twice is fine

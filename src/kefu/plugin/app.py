@@ -443,6 +443,10 @@ class Plugin:
         """The call the agent is in (or rings in), as the SDKs are told it; None out of any."""
         return self.mirror.current_json() if self.agent is not None else None
 
+    def set_video_bar(self, visible: bool) -> None:
+        """The page's ``videoBarVisible`` (its client's hello): the window shows or hides its bar."""
+        self.window.set_video_bar(visible)
+
     def broadcast(self, msg: Json) -> None:
         for conn in list(self.controllers):
             conn.send(dict(msg))

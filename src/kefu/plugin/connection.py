@@ -50,6 +50,7 @@ from kefu.protocol import (
     protocol_error_message,
     reply_message,
 )
+from kefu.protocol.errors import DEFAULT_LANG, localize
 from kefu.protocol.plugin_api import PLUGIN_API, HelloParams
 from kefu.protocol.wire import Json
 
@@ -80,6 +81,7 @@ class ControlConnection:
         self.ws = ws
         self.browser = browser
         self.paired = browser
+        self.lang = DEFAULT_LANG  # of the error messages: the hello's lang (kefu.protocol.errors.localize)
         self.controller = False
         self._out: asyncio.Queue[Json | _Close] = asyncio.Queue(maxsize=plugin.settings.max_outbound)
         self._closing = False
@@ -98,6 +100,9 @@ class ControlConnection:
         """Queue ``msg`` for the client; dropped once the connection is closing."""
         if self._closing:
             return
+        error = msg.get("error")
+        if isinstance(error, dict) and self.lang != "en":
+            msg = {**msg, "error": localize(error, self.lang)}
         try:
             self._out.put_nowait(msg)
         except asyncio.QueueFull:
@@ -186,6 +191,7 @@ class ControlConnection:
             )
             self.close(CLOSE_POLICY, "unauthenticated")
             return False
+        self._hello(req.params)
         guard = self.plugin.guard
         locked = guard.locked_for()
         if locked > 0:
@@ -233,6 +239,13 @@ class ControlConnection:
         )
         self.close(CLOSE_POLICY, "controller_busy")
 
+    def _hello(self, params: HelloParams) -> None:
+        """What a hello asks for: the language of errors, the page's videoBarVisible."""
+        if params.lang is not None:
+            self.lang = params.lang
+        if params.videoBarVisible is not None:
+            self.plugin.set_video_bar(params.videoBarVisible)
+
     def _hello_reply(self, rid: str) -> Json:
         """The protocol version, and where the agent is: who (None before a
         login), its state code and the call it is in (``currentCall``, None out
@@ -272,6 +285,8 @@ class ControlConnection:
             self._limited(req.mark, req.id)
             return
         if req.mark == "hello":
+            if isinstance(req.params, HelloParams):
+                self._hello(req.params)
             self.send(self._hello_reply(req.id))
             return
         if req.id in self._inflight:

@@ -372,6 +372,8 @@ class Desktop:
             return
         if (w.width(), w.height()) != (s.width, s.height):
             w.resize(s.width, s.height)
+        if s.video_bar is not None and s.video_bar != self.video_bar_visible:
+            self.set_video_bar_visible(s.video_bar)  # the page's videoBarVisible beats the default
         if not s.visible:
             w.hide()
         elif s.minimized:

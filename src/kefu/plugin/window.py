@@ -29,6 +29,9 @@ class WindowState:
     minimized: bool = False
     visible: bool = True
     closed: bool = False
+    #: the page's ``videoBarVisible`` from the client's hello; None: the plugin's default
+    #: (``--no-video-bar``). Not in the getWindow snapshot (the spec's fields only).
+    video_bar: bool | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +86,10 @@ class Window:
 
     def restore(self) -> WindowState:
         return self._set(replace(self._state, minimized=False, visible=True))
+
+    def set_video_bar(self, visible: bool) -> WindowState:
+        """``new IMClient({videoBarVisible})`` (SPEC §3.1): the page shows or hides the bar."""
+        return self._set(replace(self._state, video_bar=visible))
 
     def close(self) -> WindowState:
         """``quit``: the window goes away with the plugin."""

@@ -34,7 +34,13 @@ __all__ = [
     "KefuError",
     "ProtocolError",
     "error_body",
+    "localize",
 ]
+
+#: The languages of error messages: Chinese by default (as the seed prints them), English on request.
+LANGS = ("zh", "en")
+DEFAULT_LANG = "zh"
+__all__ += ["DEFAULT_LANG", "LANGS"]
 
 
 class ErrorCode(enum.Enum):
@@ -87,6 +93,7 @@ class ErrorCode(enum.Enum):
     redirect_refused = "redirect_refused"
     recording_finished = "recording_finished"
     no_such_request = "no_such_request"
+    no_such_webhook = "no_such_webhook"
     # --- the system
     rate_limited = "rate_limited"
     upstream_down = "upstream_down"
@@ -435,6 +442,13 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
             404,
         ),
         ErrorInfo(
+            E.no_such_webhook,
+            "no such webhook",
+            "该回调地址(webhook)不存在",
+            "a webhook id that was never registered, or was deleted",
+            404,
+        ),
+        ErrorInfo(
             E.storage_full,
             "the server's storage is full; nothing was stored. Free disk space and try again",
             "服务器存储空间已满,未保存任何内容。请释放磁盘空间后重试",
@@ -482,6 +496,23 @@ def error_body(code: ErrorCode, msg: str | None = None) -> dict[str, Any]:
         # SPEC §4.4 prints this one with "type", not "code": keep it exact.
         return {"type": code.value, "msg": text}
     return {"code": code.value, "msg": text}
+
+
+def localize(error: dict[str, Any], lang: str) -> dict[str, Any]:
+    """``error`` (the wire's ``{"code", "msg"}``) in ``lang``. In Chinese, ``msg`` is the
+    catalogue's Chinese message and a specific English message moves to ``detail``; in English,
+    or for a code outside the catalogue, ``error`` is returned as it is."""
+    if lang == "en":
+        return error
+    try:
+        info = CATALOGUE[ErrorCode(error.get("code", error.get("type")))]
+    except ValueError:
+        return error
+    out = {**error, "msg": info.msg_zh}
+    msg = error.get("msg")
+    if msg and msg not in (info.msg, info.msg_zh):
+        out["detail"] = msg
+    return out
 
 
 class KefuError(Exception):

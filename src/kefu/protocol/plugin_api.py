@@ -60,6 +60,10 @@ class HelloParams(Params):
 
     token: Annotated[str, StringConstraints(max_length=256)] | None = None
     client: Annotated[str, StringConstraints(max_length=64)] | None = None
+    #: the language of error messages (addition): "zh" (the default, as the seed prints them) or "en"
+    lang: Literal["zh", "en"] | None = None
+    #: the page's ``new IMClient({videoBarVisible})``: show the window's video bar (addition)
+    videoBarVisible: bool | None = None
 
 
 class LoginData(Params):

@@ -117,7 +117,8 @@ class Client:
 
     ``url`` is the plugin's socket; ``token`` the pairing token (default: read
     from ``data_dir``'s ``plugin.token``, ``data_dir`` defaulting to the
-    plugin's per-user folder). ``timeout`` bounds each request.
+    plugin's per-user folder). ``timeout`` bounds each request. ``lang``: the
+    language of error messages, ``"zh"`` (the default, as the seed prints them) or ``"en"``.
     """
 
     def __init__(
@@ -128,9 +129,11 @@ class Client:
         data_dir: Path | None = None,
         timeout: float = 30.0,
         open_timeout: float = 10.0,
+        lang: str = "zh",
     ) -> None:
         self.url = url
         self._token = token
+        self.lang = lang  # of error messages: "zh" (the default) or "en"
         self._data_dir = data_dir
         self.timeout = timeout
         self._transport: Transport | None = None
@@ -162,6 +165,7 @@ class Client:
             on_push=self._on_push,
             on_close=self._on_close,
             open_timeout=self._open_timeout,
+            hello={"lang": self.lang},
         )
         self.hello = await self._transport.open()
         self._calls.told(self.hello.get("payload"))

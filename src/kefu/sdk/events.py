@@ -41,7 +41,8 @@ Callback = TypeVar("Callback", bound=Callable[..., Any])
 class RequestError(ApiError):
     """A request answered with an error: ``code`` and ``msg`` are the wire's
     ``error.code`` / ``error.msg``; ``state`` the code the reply carried,
-    ``field`` the offending parameter of a bad request, ``message`` the reply."""
+    ``field`` the offending parameter of a bad request, ``message`` the reply,
+    ``detail`` the specific English text when ``msg`` is the catalogue's Chinese one."""
 
     def __init__(
         self,
@@ -56,6 +57,15 @@ class RequestError(ApiError):
         self.state = state
         self.field = field
         self.message = message or {}
+        error = self.message.get("error")
+        detail = error.get("detail") if isinstance(error, dict) else None
+        self.detail: str | None = detail if isinstance(detail, str) else None
+
+    def to_wire(self) -> dict[str, Any]:
+        body = super().to_wire()
+        if self.detail is not None:
+            body["detail"] = self.detail
+        return body
 
 
 def api_error(msg: Json) -> RequestError:

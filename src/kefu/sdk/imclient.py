@@ -37,7 +37,8 @@ run on it. Every API returns a :class:`Pending`: a
 its callbacks ran, which asyncio code may ``await``. (In a client on the
 caller's loop, ``await`` it; ``result()`` there would block the loop.)
 
-Additions: options ``token`` (the pairing token; default read from the
+Additions: options ``lang`` (``"en"``: error messages in English; by default
+they are Chinese, as the seed prints them), ``token`` (the pairing token; default read from the
 plugin's ``plugin.token``), ``dataDir`` (the plugin's data folder), ``kefuWSOpen``
 (the link to the server is back), ``quit`` (the plugin is stopping),
 ``startupTimeout``; ``initInnerCallBack`` also takes ``stateChange(state,
@@ -64,13 +65,17 @@ from urllib.parse import urlsplit
 from kefu.plugin.security import open_private, private_dir
 from kefu.plugin.settings import DEFAULT_PORT, default_data_dir, origin_of
 from kefu.protocol import ErrorCode, error_body, error_message
+from kefu.protocol.errors import DEFAULT_LANG, localize
 
 from .calls import CallTracker
 from .events import EventEmitter, RequestError, call_safely
 from .token import read_token
 from .transport import Transport
 
-__all__ = ["IMClient", "Pending"]
+__all__ = ["CALLBACK_ALIASES", "IMClient", "Pending"]
+
+#: A callback's other names: the v1204 release note calls kefuCloseVideoSuccess closeVideoSuccess.
+CALLBACK_ALIASES = {"kefuCloseVideoSuccess": "closeVideoSuccess"}
 
 log = logging.getLogger("kefu.sdk")
 
@@ -175,7 +180,14 @@ class IMClient:
     def _emit_option(self, name: str, data: Json) -> None:
         cb = self._option(name)
         if cb is not None:
-            call_safely(cb, data, what=name)
+            call_safely(cb, self._localized(data), what=name)
+
+    def _localized(self, msg: Json) -> Json:
+        """``msg`` with its error in the client's language (the SDK's own errors too)."""
+        error = msg.get("error")
+        if isinstance(error, dict) and self.options.get("lang") != "en":
+            return {**msg, "error": localize(error, DEFAULT_LANG)}
+        return msg
 
     # --- connecting
 
@@ -189,7 +201,13 @@ class IMClient:
         self._connected = fut
         try:
             token = self._token if self._token is not None else read_token(self._data_dir)
-            transport = Transport(self.baseWsUrl, token=token, on_push=self._on_push, on_close=self._on_close)
+            transport = Transport(
+                self.baseWsUrl,
+                token=token,
+                on_push=self._on_push,
+                on_close=self._on_close,
+                hello=self._hello_params(),
+            )
             hello = await transport.open()
         except RequestError as exc:
             fut.set_result(False)
@@ -292,14 +310,24 @@ class IMClient:
         self._submit(self._request(mark, params, callbacks, callback, pending))
         return pending
 
+    def _hello_params(self) -> Json:
+        """``lang`` (errors in Chinese unless "en") and the page's ``videoBarVisible``, if it said."""
+        params: Json = {"lang": "en" if self.options.get("lang") == "en" else DEFAULT_LANG}
+        if "videoBarVisible" in self.options:
+            params["videoBarVisible"] = self.videoBarVisible
+        return params
+
     def _handler(
         self, callbacks: dict[str, Callable[..., Any]], callback: StateCallback | None, pending: Pending
     ) -> Callable[[Json], None]:
         def on_message(msg: Json) -> None:
+            msg = self._localized(msg)
             sub_mark = msg.get("subMark")
             if msg.get("mark") == "getState" and sub_mark == "success":
                 self._calls.told(msg.get("payload"))
             cb = callbacks.get(sub_mark) if isinstance(sub_mark, str) else None
+            if cb is None and sub_mark in CALLBACK_ALIASES:
+                cb = callbacks.get(CALLBACK_ALIASES[sub_mark])  # v1204's closeVideoSuccess
             if cb is not None:
                 call_safely(cb, msg, what=str(sub_mark))
             if callback is not None:

@@ -55,9 +55,11 @@ class Transport:
         on_push: Handler,
         on_close: Callable[[int | None, str], None],
         open_timeout: float = 10.0,
+        hello: Json | None = None,
     ) -> None:
         self.url = url
         self._token = token
+        self._hello = dict(hello or {})  # more of the hello's params: lang, videoBarVisible
         self._on_push = on_push
         self._on_close = on_close
         self._open_timeout = open_timeout
@@ -93,7 +95,7 @@ class Transport:
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise _unreachable(f"nothing answers on {self.url} ({type(exc).__name__})") from None
         try:
-            params: Json = {"client": f"kefu.sdk/{__version__}"}
+            params: Json = {"client": f"kefu.sdk/{__version__}", **self._hello}
             if self._token is not None:
                 params["token"] = self._token
             hello = {"v": 1, "id": "hello", "mark": "hello", "params": params}

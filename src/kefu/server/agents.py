@@ -32,6 +32,7 @@ from kefu.protocol.machine import API_OF_FLOW, Event, Flow, Transition, process
 from kefu.protocol.wire import state_message
 
 from .accounts import Agent, find_agent
+from .events import emit_agent_state
 from .hub import Hub, Tx, agent_key
 from .schema import agents, state_changes
 from .settings import Settings
@@ -168,6 +169,7 @@ class AgentService:
             "at": tx.now.isoformat(),
         }
         await tx.push(agent_key(agent_id), state_message(new.code.value, payload))
+        await emit_agent_state(tx, before.name, new.code.value, payload)
         after = Agent(before.id, before.name, before.admin, before.max_sessions, before.disabled, new, tx.now)
         change = Change(before, after, t, reason, call_id)
         tx.after_commit.append(lambda: self._changed(change))

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kefu.protocol import CATALOGUE, ApiError, ErrorCode, error_body
 from kefu.protocol.hosts import host_allowed
 
-from . import api
+from . import api, integrations
 from .auth import LoginLocked
 from .connection import AgentConnection, VisitorConnection
 from .services import Services
@@ -213,6 +213,7 @@ def create_app(settings: Settings) -> KefuApp:
         app.add_exception_handler(kind, failed)
 
     app.include_router(api.router)
+    app.include_router(integrations.router)  # webhooks and the event stream (issue 21)
 
     # the pages: the visitor page, the agent console (the spec's ssoTo), imclient.js
     app.mount("/static", StaticFiles(directory=WEB), name="static")

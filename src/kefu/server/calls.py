@@ -78,6 +78,7 @@ from kefu.protocol.wire import Request, error_message, reply_message
 
 from .accounts import Agent, find_agent
 from .agents import AgentService, Change
+from .events import emit_call_connected, emit_call_effect
 from .hub import Hub, Tx, agent_key, visitor_key
 from .media import answer_photo_request, open_photo_request
 from .routing import event
@@ -755,6 +756,7 @@ class CallService:
     ) -> _Outcome:
         out = _Outcome(call)
         for f in fx:
+            await emit_call_effect(tx, call, f)  # integration events (kefu.server.events)
             if isinstance(f, AgentEffect):
                 aid = await _member_id(tx, AG, f.agent)
                 if aid is None:
@@ -793,6 +795,7 @@ class CallService:
             row = (await tx.conn.execute(select(calls.c.answered_at).where(calls.c.id == call.id))).first()
             if row is not None and row.answered_at is None:
                 values["answered_at"] = tx.now
+                await emit_call_connected(tx, call)
         await tx.conn.execute(update(calls).where(calls.c.id == call.id).values(**values))
         if timers:
             gen = call.timer_gen

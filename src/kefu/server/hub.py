@@ -222,6 +222,8 @@ class Tx:
     after_commit: list[Callable[[], Any]] = field(default_factory=list)
     #: What the transaction looked up and may need again (e.g. a call member's id by name).
     memo: dict[Any, Any] = field(default_factory=dict)
+    #: Integration events recorded (kefu.server.events.emit): the journal is told after the commit.
+    emitted: int = 0
 
     async def push(self, recipient: str, message: dict[str, Any]) -> int:
         """Store ``message`` as the recipient's next push; return its ``seq``."""
@@ -253,6 +255,8 @@ class Hub:
         self.store = store
         self.settings = settings
         self.bus: Bus = bus if bus is not None else LocalBus()
+        #: Called after a transaction that recorded integration events commits (the journal).
+        self.on_events: Callable[[], None] | None = None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -262,6 +266,8 @@ class Hub:
             yield tx
         if tx.pushes:
             await self.bus.publish_many(tx.pushes)
+        if tx.emitted and self.on_events is not None:
+            self.on_events()
         for hook in tx.after_commit:
             result = hook()
             if inspect.isawaitable(result):

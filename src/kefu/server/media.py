@@ -50,6 +50,7 @@ from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.call import Call, CallPhase, MemberKind, MemberStatus
 
 from .accounts import Agent
+from .events import EventType, emit
 from .hub import Hub, agent_key
 from .routing import event
 from .schema import audit, call_members, calls, media_artifacts, photo_requests, visitors
@@ -357,8 +358,12 @@ class Media:
                 meta=meta,
             )
         )
+        art = (await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == art_id))).first()
+        taken = EventType.photo_taken if kind == "photo" else EventType.snapshot_taken
+        extra = {"requestId": meta["requestId"]} if kind == "photo" else {}
+        await emit(tx, taken, call_id, {**self.view(art), **extra})
         log.info("stored %s %s of call %s (%d bytes)", kind, art_id, call_id, len(data))
-        return (await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == art_id))).first()
+        return art
 
     # --- the recording, in chunks during the call
 
@@ -488,9 +493,12 @@ class Media:
                 address=address,
                 detail=detail,
             )
-            return (
+            art = (
                 await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == existing))
             ).first()
+            if final:
+                await emit(tx, EventType.recording_ready, call_id, self.view(art))
+            return art
 
     # --- reading (the call's agents and admins only, every read audited)
 

@@ -53,6 +53,7 @@ from kefu.protocol.wire import event_message
 
 from .accounts import Agent, find_agent
 from .agents import Change
+from .events import EventType, emit
 from .hub import AGENT_PREFIX, Hub, Tx, agent_key, visitor_key
 from .schema import agents, sessions, visitors
 from .settings import Settings
@@ -185,6 +186,8 @@ class Router:
         history = await fetch_messages(tx.conn, session_id, last=self.s.history_in_assignment)
         await tx.push(agent_key(agent.id), event("sessionAssigned", {**view, "messages": history}))
         await tx.push(visitor_key(row.visitor_id), event("sessionAssigned", view))
+        names = {k: view[k] for k in ("sessionId", "visitorName", "agentName")}
+        await emit(tx, EventType.session_assigned, session_id, names)
         self.queue_changed(tx)
         log.info("session %s assigned to %s", session_id, agent.name)
         return view

@@ -30,6 +30,8 @@ __all__ = [
     "call_members",
     "calls",
     "events",
+    "journal",
+    "journal_streams",
     "mailboxes",
     "media_artifacts",
     "messages",
@@ -39,6 +41,8 @@ __all__ = [
     "state_changes",
     "tokens",
     "visitors",
+    "webhook_deliveries",
+    "webhooks",
 ]
 
 metadata = MetaData(
@@ -238,4 +242,60 @@ photo_requests = Table(
     Column("created_at", TS, nullable=False),
     Column("answered_at", TS),
     Column("answer", String(16)),  # photo | disabled | refuse | error
+)
+
+# --- integrations (issue 21; kefu.server.events, kefu.server.webhooks)
+# One row per event, written in the transaction of the change it reports. ``pos`` (the
+# public cursor) is given after the commit, in commit order, by the sequencer.
+journal = Table(
+    "journal",
+    metadata,
+    Column("num", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("type", String(48), nullable=False),
+    Column("stream", String(80), nullable=False),  # agent:<name> | session:<id> | call:<id>
+    Column("seq", Integer, nullable=False),  # the stream's count, from 1, gap-free
+    Column("data", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("pos", Integer, unique=True),  # NULL until sequenced
+)
+
+# the last seq of each stream (UPDATE … RETURNING: gap-free, serialised by the row's lock)
+journal_streams = Table(
+    "journal_streams",
+    metadata,
+    Column("stream", String(80), primary_key=True),
+    Column("last_seq", Integer, nullable=False),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("url", String(2048), nullable=False),
+    Column("events", JSON, nullable=False),  # the types wanted: names, "*", "call.*"
+    Column("secret", String(256), nullable=False),  # the HMAC key; never returned after creation
+    Column("created_at", TS, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    # the node delivering this endpoint's events, until lease_until (one node at a time)
+    Column("lease_owner", String(64)),
+    Column("lease_until", TS),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("num", Integer, primary_key=True, autoincrement=True),
+    Column("webhook_id", String(32), ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event_num", Integer, ForeignKey("journal.num"), nullable=False),
+    Column("pos", Integer, nullable=False),  # the event's cursor: the order of delivery
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", TS, nullable=False),
+    Column("last_status", Integer),
+    Column("last_error", String(256)),
+    Column("created_at", TS, nullable=False),
+    Column("delivered_at", TS),
+    UniqueConstraint("webhook_id", "event_num"),
+    Index(None, "webhook_id", "status", "pos"),
 )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from .agents import AgentService
 from .auth import Auth
 from .calls import CallService
+from .events import Journal
 from .hub import Bus, Hub
 from .logins import LoginWatch
 from .media import Media
@@ -28,6 +29,7 @@ from .sessions import Sessions
 from .settings import Settings
 from .store import Store
 from .turn import TurnIssuer
+from .webhooks import Webhooks
 
 __all__ = ["Services"]
 
@@ -47,6 +49,8 @@ class Services:
     media: Media
     turn: TurnIssuer
     logins: LoginWatch
+    journal: Journal
+    webhooks: Webhooks
     sweeper: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
@@ -76,6 +80,7 @@ class Services:
         agents = AgentService(hub, settings)
         router = Router(hub, settings)
         agents.listeners.append(router.on_agent_change)
+        journal = Journal(hub, settings)
         services = cls(
             settings=settings,
             store=store,
@@ -88,10 +93,14 @@ class Services:
             media=Media(hub, settings),
             turn=turn,
             logins=LoginWatch(store, settings),
+            journal=journal,
+            webhooks=Webhooks(hub, settings, journal),
         )
         await agents.start()
         await services.calls.start()
         services.logins.start()
+        await journal.start()
+        await services.webhooks.start()
         if settings.redis_url:
             services.sweeper = asyncio.create_task(services._sweep(), name="kefu-sweeper")
         return services
@@ -113,6 +122,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sweeper
         await self.logins.close()
+        await self.webhooks.close()
+        await self.journal.close()
         await self.calls.close()
         await self.router.close()
         await self.agents.close()

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kefu.protocol import ApiError, ErrorCode
 
 from .accounts import Agent
+from .events import EventType, emit
 from .hub import Hub, Tx, agent_key, latest_seq, visitor_key
 from .routing import Router, event
 from .schema import messages, sessions
@@ -90,7 +91,9 @@ class Sessions:
                 "t": tx.now,
             },
         )
-        return message_view(session_id, mid, sender, text, tx.now)
+        msg = message_view(session_id, mid, sender, text, tx.now)
+        await emit(tx, EventType.message_created, session_id, msg)
+        return msg
 
     async def visitor_send(self, visitor: Visitor, text: str, client_msg_id: str | None) -> dict[str, Any]:
         """A visitor's message; opens a queued session if the visitor has none."""
@@ -122,6 +125,7 @@ class Sessions:
                     )
                 ).scalar_one()
                 status, agent_id = "queued", None
+                await emit(tx, EventType.session_queued, sid, {"sessionId": sid, "visitorName": visitor.name})
             else:
                 sid, num, status, agent_id = row.id, row.num, row.status, row.agent_id
             msg = await self._store(tx, sid, "visitor", visitor.recipient, text, client_msg_id)
@@ -181,6 +185,7 @@ class Sessions:
             .values(status="closed", closed_at=tx.now, closed_by=by, close_reason=reason)
         )
         payload = {"sessionId": row.id, "by": by, "reason": reason}
+        await emit(tx, EventType.session_closed, row.id, await self._closed_view(tx, row.id, by, reason))
         await tx.push(visitor_key(row.visitor_id), event("sessionClosed", payload))
         if row.agent_id is not None:
             await tx.push(agent_key(row.agent_id), event("sessionClosed", payload))
@@ -188,6 +193,12 @@ class Sessions:
             self.router.queue_changed(tx)
         log.info("session %s closed by %s (%s)", row.id, by, reason)
         return payload
+
+    @staticmethod
+    async def _closed_view(tx: Tx, session_id: str, by: str, reason: str) -> dict[str, Any]:
+        view = session_view(await fetch_session(tx.conn, session_id))
+        names = {k: view[k] for k in ("sessionId", "visitorName", "agentName")}
+        return {**names, "by": by, "reason": reason}
 
     async def close_by_agent(self, agent: Agent, session_id: str | None) -> dict[str, Any]:
         """``chatClose`` (SPEC §4.2): the named session, or the agent's most recent open one."""

@@ -126,6 +126,14 @@ class Settings:
     presence_ttl: float = 5.0  # seconds a dead node's connections still count as present
     gap_poll: float = 1.0  # idle seconds before a connection checks for pushes lost on the bus
     sweep_interval: float = 1.0  # seconds between looks for due timers (ringing, wrap-up) of any node
+    # --- integrations (issue 21): the event journal, webhooks, the event stream
+    events_poll: float = 1.0  # seconds between looks for events of other nodes (and unsequenced ones)
+    webhook_timeout: float = 10.0  # seconds an endpoint has to answer a delivery
+    webhook_backoff: float = 1.0  # seconds before the first retry; doubled each time
+    webhook_backoff_max: float = 3600.0  # at most this long between two attempts
+    webhook_retry_for: float = 24 * 3600.0  # an event not delivered within this is marked failed
+    webhook_lease: float = 60.0  # seconds a node holds an endpoint's delivery (renewed per attempt)
+    sse_keepalive: float = 15.0  # seconds between comment lines on an idle event stream
     # --- process
     graceful_shutdown: float = 5.0
     log_level: str = "info"

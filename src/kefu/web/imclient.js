@@ -35,7 +35,8 @@
  * {code: "local_network_denied", msg} saying what to do, instead of
  * "plugin_unreachable". See docs/deploy.md.
  *
- * Additions: options `token`, `kefuWSOpen`, `quit`, `reconnect`;
+ * Additions: options `lang` ("en": error messages in English; Chinese by
+ * default, as the seed prints them), `token`, `kefuWSOpen`, `quit`, `reconnect`;
  * initInnerCallBack also takes `stateChange(state, payload)` and the server's
  * events by name (`sessionAssigned`, `message`, `queue`, `call`, `share`, ...);
  * APIs sendMessage, setAgentState, logout, getState, getWindow,
@@ -49,6 +50,8 @@
   var VERSION = 1;
   // The callbacks that end a long request (kefu.protocol.plugin_api.CALL_FINAL_SUBMARKS; a
   // browser test compares the two); every other API answers once.
+  // a callback's other names: the v1204 release note calls kefuCloseVideoSuccess closeVideoSuccess
+  var ALIASES = { kefuCloseVideoSuccess: "closeVideoSuccess" };
   var HANGUPS = ["error", "timeoutDisconnect", "visitorDisconnect", "kefuCloseVideoSuccess"];
   var INVITES = ["error", "visitorRefuse", "videoBusyMark", "timeoutDisconnect", "visitorDisconnect", "kefuCloseVideoSuccess"];
   var FINAL = {
@@ -198,8 +201,10 @@
     this._early = [];
     ws.onopen = function () {
       opened = true;
-      var params = { client: "imclient.js" };
+      var params = { client: "imclient.js", lang: self.options.lang === "en" ? "en" : "zh" };
       if (self.options.token) params.token = self.options.token;
+      // the page's videoBarVisible reaches the plugin's window (the CLI flag is only the default)
+      if ("videoBarVisible" in self.options) params.videoBarVisible = self.videoBarVisible;
       ws.send(JSON.stringify({ v: VERSION, id: "hello", mark: "hello", params: params }));
     };
     ws.onmessage = function (ev) {
@@ -409,6 +414,7 @@
         if (msg.subMark === "error" && msg.error && !("code" in msg)) msg.code = msg.error.code;
         if (mark === "getState" && msg.subMark === "success") self._callTold(msg.payload);
         var cb = callbacks[msg.subMark];
+        if (typeof cb !== "function" && ALIASES[msg.subMark]) cb = callbacks[ALIASES[msg.subMark]];
         if (typeof cb === "function") safely(cb, self, [msg], msg.subMark);
         if (typeof callback === "function") safely(callback, self, [msg.state, payloadOf(msg)], "state");
       }

@@ -1,0 +1,254 @@
+"""The event journal: every change integrators may care about, recorded with the change.
+
+Theory of operation
+-------------------
+A service that changes something calls :func:`emit` inside its transaction
+(one call per event): the event gets its stream's next ``seq`` (one row per
+stream in ``journal_streams``, ``UPDATE … RETURNING``: gap-free, serialised by
+the row's lock like the push sequences of :mod:`kefu.server.hub`) and is
+written to ``journal``. It commits or rolls back with the change.
+
+The public cursor is ``journal.pos``. It cannot be the insert order
+(``num``): on PostgreSQL transactions commit in another order than they
+insert, so a reader at cursor 7 could later see 6 appear and skip it. So
+``pos`` is given after the commit by the **sequencer** (:meth:`Journal.sequence`):
+one transaction at a time (an advisory lock across nodes, the store's write
+lock on SQLite) numbers the committed, unsequenced events in ``num`` order and
+fans each one out to the webhooks that want it (``webhook_deliveries``). A
+reader sees a batch of positions all at once, never a hole that fills later.
+Events of one stream keep their order: the stream row's lock makes the second
+transaction insert after the first committed.
+
+The sequencer runs after each commit that emitted (``Hub.on_events``) and every
+``events_poll`` seconds (events of other nodes, and any left unsequenced by a
+node that died between its commit and its sequencing). Who waits for new events
+(the SSE stream, the webhook workers) calls :meth:`Journal.wait`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, text, update
+
+from kefu.protocol.call import Call, Effect, EndEffect, MemberEffect, MemberStatus
+from kefu.protocol.integrations import EVENT_INFO, EventType, matches, stream_key
+
+from .hub import Hub, Tx
+from .schema import journal, journal_streams, webhook_deliveries, webhooks
+from .settings import Settings
+from .store import aware, new_id
+
+__all__ = [
+    "JOURNAL_LOCK",
+    "EventType",
+    "Journal",
+    "emit",
+    "emit_agent_state",
+    "emit_call_connected",
+    "emit_call_effect",
+    "envelope",
+]
+
+log = logging.getLogger("kefu.server.events")
+
+JOURNAL_LOCK = 0x6B656677  # PostgreSQL advisory lock id of the sequencer
+
+_BUMP = (
+    update(journal_streams)
+    .where(journal_streams.c.stream == bindparam("s"))
+    .values(last_seq=journal_streams.c.last_seq + 1)
+    .returning(journal_streams.c.last_seq)
+)
+_NEW_STREAM = insert(journal_streams).values(stream=bindparam("s"), last_seq=1)
+_RECORD = insert(journal).values(
+    id=bindparam("id"),
+    type=bindparam("type"),
+    stream=bindparam("s"),
+    seq=bindparam("seq"),
+    data=bindparam("data"),
+    created_at=bindparam("t"),
+)
+
+
+async def emit(tx: Tx, event_type: EventType, ident: str | int, data: dict[str, Any]) -> None:
+    """Record one event about ``ident`` (an agent's name, a session's or a call's id) in ``tx``."""
+    stream = stream_key(EVENT_INFO[event_type].stream, ident)
+    seq: int | None = (await tx.conn.execute(_BUMP, {"s": stream})).scalar_one_or_none()
+    if seq is None:
+        seq = 1
+        await tx.conn.execute(_NEW_STREAM, {"s": stream})
+    await tx.conn.execute(
+        _RECORD,
+        {"id": new_id(), "type": event_type.value, "s": stream, "seq": seq, "data": data, "t": tx.now},
+    )
+    tx.emitted += 1
+
+
+def envelope(row: Any) -> dict[str, Any]:
+    """What integrators receive for a ``journal`` row (webhook body and stream item alike)."""
+    at = aware(row.created_at)
+    return {
+        "id": row.id,
+        "type": row.type,
+        "at": at.isoformat() if at is not None else None,
+        "stream": row.stream,
+        "seq": row.seq,
+        "cursor": str(row.pos),
+        "data": row.data,
+    }
+
+
+class Journal:
+    """The sequencer, the reads of the journal, and the wake-ups of who waits for it."""
+
+    def __init__(self, hub: Hub, settings: Settings) -> None:
+        self.hub = hub
+        self.s = settings
+        self.top = 0  # the highest pos this node has seen
+        self._new = asyncio.Event()  # set (and replaced) when pos grows
+        self._kicked = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        hub.on_events = self.kick
+
+    async def start(self) -> None:
+        await self.sequence()  # what a crash left unsequenced
+        self.top = await self._top()
+        self._task = asyncio.create_task(self._loop(), name="kefu-journal")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._wake()  # waiters look once more and find the journal closed
+
+    @property
+    def closed(self) -> bool:
+        return self._task is None
+
+    def kick(self) -> None:
+        """Events committed here: sequence them soon."""
+        self._kicked.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kicked.wait(), self.s.events_poll)
+            self._kicked.clear()
+            try:
+                await self.sequence()
+                top = await self._top()
+            except Exception:
+                log.exception("sequencing the journal failed; trying again in %.1f s", self.s.events_poll)
+                continue
+            if top > self.top:
+                self.top = top
+                self._wake()
+
+    def _wake(self) -> None:
+        new, self._new = self._new, asyncio.Event()
+        new.set()
+
+    async def wait(self, after: int, seconds: float) -> None:
+        """Until an event past ``after`` is known (or ``seconds`` pass, or the journal closes)."""
+        if self.top > after or self.closed:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._new.wait(), seconds)
+
+    async def _top(self) -> int:
+        async with self.hub.store.read() as conn:
+            top: int = (await conn.execute(select(func.coalesce(func.max(journal.c.pos), 0)))).scalar_one()
+            return top
+
+    async def sequence(self, batch: int = 500) -> int:
+        """Give the committed, unsequenced events their ``pos`` and their webhook deliveries."""
+        total = 0
+        while True:
+            async with self.hub.store.write() as conn:
+                if not self.hub.store.is_sqlite:
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": JOURNAL_LOCK})
+                rows = (
+                    await conn.execute(
+                        select(journal.c.num, journal.c.type)
+                        .where(journal.c.pos.is_(None))
+                        .order_by(journal.c.num)
+                        .limit(batch)
+                    )
+                ).all()
+                if not rows:
+                    return total
+                top = (await conn.execute(select(func.coalesce(func.max(journal.c.pos), 0)))).scalar_one()
+                await conn.execute(
+                    update(journal).where(journal.c.num == bindparam("n")).values(pos=bindparam("p")),
+                    [{"n": r.num, "p": top + i + 1} for i, r in enumerate(rows)],
+                )
+                hooks = (await conn.execute(select(webhooks.c.id, webhooks.c.events))).all()
+                now = self.s.now()
+                wanted = [
+                    {"w": h.id, "e": r.num, "p": top + i + 1, "t": now}
+                    for i, r in enumerate(rows)
+                    for h in hooks
+                    if matches(h.events, r.type)
+                ]
+                if wanted:
+                    await conn.execute(
+                        insert(webhook_deliveries).values(
+                            webhook_id=bindparam("w"),
+                            event_num=bindparam("e"),
+                            pos=bindparam("p"),
+                            status="pending",
+                            attempts=0,
+                            next_at=bindparam("t"),
+                            created_at=bindparam("t"),
+                        ),
+                        wanted,
+                    )
+            total += len(rows)
+            log.debug("sequenced %d events (%d deliveries)", len(rows), len(wanted))
+
+    async def after(self, cursor: int, limit: int) -> list[dict[str, Any]]:
+        """The events with ``pos > cursor``, in order, at most ``limit``."""
+        async with self.hub.store.read() as conn:
+            rows = await conn.execute(
+                select(journal).where(journal.c.pos > cursor).order_by(journal.c.pos).limit(limit)
+            )
+            return [envelope(r) for r in rows]
+
+    async def cursor_of(self, event_id: str) -> int | None:
+        """The cursor of the event with this id (a receiver may resume from an event id)."""
+        async with self.hub.store.read() as conn:
+            return (await conn.execute(select(journal.c.pos).where(journal.c.id == event_id))).scalar()
+
+
+async def emit_call_effect(tx: Tx, call: Call, f: Effect) -> None:
+    """The events of a call's effect: a member ringing, joined or gone; the call ended."""
+    if isinstance(f, MemberEffect):
+        member = {"callId": call.id, "kind": f.kind.value, "name": f.name, "role": f.role}
+        if f.status is MemberStatus.invited:
+            await emit(tx, EventType.call_ringing, call.id, {**member, "flow": call.flow.value})
+        elif f.status is MemberStatus.joined:
+            await emit(tx, EventType.call_member_joined, call.id, member)
+        else:
+            left = {**member, "outcome": f.status.value, "reason": f.reason}
+            await emit(tx, EventType.call_member_left, call.id, left)
+    elif isinstance(f, EndEffect):
+        ended = {"callId": call.id, "flow": call.flow.value, "endedBy": f.by, "reason": f.reason}
+        await emit(tx, EventType.call_ended, call.id, ended)
+
+
+async def emit_call_connected(tx: Tx, call: Call) -> None:
+    data = {"callId": call.id, "flow": call.flow.value, "primary": call.primary, "visitorName": call.visitor}
+    await emit(tx, EventType.call_connected, call.id, data)
+
+
+async def emit_agent_state(tx: Tx, name: str, new: str, payload: dict[str, Any]) -> None:
+    """``agent.state_changed`` from the ``state`` push's payload (kefu.server.agents)."""
+    keep = ("old", "flow", "event", "reason", "callId")
+    data = {"agentName": name, "new": new, **{k: payload[k] for k in keep}}
+    await emit(tx, EventType.agent_state_changed, name, data)
