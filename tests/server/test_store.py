@@ -18,6 +18,16 @@ from kefu.server.store import Store
 from tests.conftest import ServerHandle
 
 
+def _head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "kefu.server:migrations")
+    (head,) = ScriptDirectory.from_config(cfg).get_heads()
+    return str(head)
+
+
 def _diff(conn: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(conn), metadata))
 
@@ -29,7 +39,7 @@ async def test_the_migrations_make_exactly_the_tables(server_settings: Callable[
         async with store.read() as conn:
             assert await conn.run_sync(_diff) == []
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-            assert version == "0002"  # the head revision
+            assert version == _head()  # the one head revision (the chain has no branch)
         await store.close()
         await store.open()  # opening again migrates nothing and keeps the data
     finally:

@@ -78,9 +78,11 @@ from kefu.protocol.wire import Request, error_message, reply_message
 from .accounts import Agent, find_agent
 from .agents import AgentService, Change
 from .hub import Hub, Tx, agent_key, visitor_key
+from .janus import MediaServerError, Room
 from .routing import event
 from .schema import call_members, calls, sessions, visitors
 from .settings import Settings
+from .sfu import Sfu
 from .store import aware, iso, new_id
 from .visitors import Visitor
 
@@ -150,6 +152,7 @@ class CallService:
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._grace: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._closed = False
+        self.sfu: Sfu | None = None  # the SFU mode: set by Services when --janus is given
 
     # --- lifecycle
 
@@ -330,13 +333,18 @@ class CallService:
             return
         call_id = new_id()
         is_current = flow is Flow.callCurrentVisitor
-        out = await self._create(
-            lambda: Call.call_out(call_id, agent.name, visitor.name, current=is_current),
-            agent,
-            visitor,
-            session_id,
-            requester=(agent.name, req.id),
-        )
+        try:
+            out = await self._create(
+                lambda: Call.call_out(call_id, agent.name, visitor.name, current=is_current),
+                agent,
+                visitor,
+                session_id,
+                call_id=call_id,
+                requester=(agent.name, req.id),
+            )
+        except MediaServerError as exc:
+            await self._refuse(agent, req, conn, flow, Event.error, exc.code, str(exc))
+            return
         self._answer(req, conn, out, agent)
 
     async def _invite_visitor(self, agent: Agent, req: Request, conn: Replier) -> None:
@@ -470,7 +478,11 @@ class CallService:
             )
         call_id = new_id()
         await self._create(
-            lambda: Call.visitor_request(call_id, agent.name, visitor.name), agent, visitor, row.id
+            lambda: Call.visitor_request(call_id, agent.name, visitor.name),
+            agent,
+            visitor,
+            row.id,
+            call_id=call_id,
         )
         return {"callId": call_id}
 
@@ -627,7 +639,26 @@ class CallService:
         visitor: Visitor,
         session_id: str | None,
         *,
+        call_id: str,
         requester: tuple[str, str] | None = None,
+    ) -> _Outcome:
+        """A new call; in the SFU mode only once its room exists (``MediaServerError`` otherwise)."""
+        room = await self.sfu.open(call_id) if self.sfu is not None else None
+        try:
+            return await self._insert(make, agent, visitor, session_id, room, requester)
+        except BaseException:
+            if room is not None and self.sfu is not None:
+                await self.sfu.discard(room)
+            raise
+
+    async def _insert(
+        self,
+        make: Callable[[], tuple[Call, list[Effect]]],
+        agent: Agent,
+        visitor: Visitor,
+        session_id: str | None,
+        room: Room | None,
+        requester: tuple[str, str] | None,
     ) -> _Outcome:
         async with self._lock, self.hub.transaction() as tx:
             call, fx = make()
@@ -643,6 +674,8 @@ class CallService:
                     snapshot=call.to_dict(),
                 )
             )
+            if room is not None and self.sfu is not None:
+                await self.sfu.store_room(tx, room)
             out = await self._apply(tx, call, fx, requester)
             await self._save(tx, call, fx)
         return out
@@ -722,6 +755,9 @@ class CallService:
                 tx.after_commit.append(lambda: self._unschedule(call.id))
         elif call.ended:
             tx.after_commit.append(lambda: self._unschedule(call.id))
+        if call.ended and self.sfu is not None:
+            sfu = self.sfu
+            tx.after_commit.append(lambda: sfu.ended(call.id))
 
     async def _member(self, tx: Tx, call: Call, f: MemberEffect) -> None:
         q = select(call_members.c.num).where(

@@ -25,6 +25,7 @@ from .media import Media
 from .routing import Router
 from .sessions import Sessions
 from .settings import Settings
+from .sfu import Sfu
 from .store import Store
 
 __all__ = ["Services"]
@@ -82,6 +83,8 @@ class Services:
             calls=CallService(hub, settings, agents),
             media=Media(hub, settings),
         )
+        if settings.janus_url:
+            services.calls.sfu = Sfu(settings, store)
         await agents.start()
         await services.calls.start()
         if settings.redis_url:
@@ -105,6 +108,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sweeper
         await self.calls.close()
+        if self.calls.sfu is not None:
+            await self.calls.sfu.aclose()
         await self.router.close()
         await self.agents.close()
         await self.hub.bus.close()
