@@ -66,6 +66,7 @@ from kefu.protocol.plugin_api import (
     VideoInviteAgentParams,
     VisitorNameParams,
 )
+from kefu.protocol.sfu import SFU
 from kefu.protocol.visitor_api import (
     AnswerCallParams,
     CallIdParams,
@@ -503,12 +504,12 @@ class CallService:
     async def answer(self, visitor: Visitor, p: AnswerCallParams) -> dict[str, Any]:
         await self._visitor_call(visitor, p.callId)
         await self._run(p.callId, lambda call: call.visitor_answer(visitor.name, p.answer))
-        return {"callId": p.callId}
+        return {"callId": p.callId, "media": self.media_mode}
 
     async def join(self, visitor: Visitor, p: CallIdParams) -> dict[str, Any]:
         await self._visitor_call(visitor, p.callId)
         await self._run(p.callId, lambda call: call.visitor_join(visitor.name))
-        return {"callId": p.callId}
+        return {"callId": p.callId, "media": self.media_mode}
 
     async def hangup_visitor(self, visitor: Visitor, p: CallIdParams) -> dict[str, Any]:
         await self._visitor_call(visitor, p.callId)
@@ -571,10 +572,21 @@ class CallService:
             raise ApiError("no such call in progress", code=ErrorCode.no_such_call)
         call = Call.from_dict(snap)
         me = call.member(kind, name)
-        to_kind = MemberKind(p.to.kind)
-        target = call.member(to_kind, p.to.name)
         if me is None or me.status is not MemberStatus.joined:
             raise ApiError("not a member of this call", code=ErrorCode.forbidden)
+        if p.to.kind == "sfu":
+            # SFU mode: the server turns the member's signalling into Janus requests (D14)
+            if self.sfu is None or p.to.name != "sfu":
+                raise ApiError(
+                    'to: {"kind": "sfu", "name": "sfu"}, and only in a call whose media goes '
+                    "through the media server",
+                    code=ErrorCode.invalid_field,
+                )
+            joined = [(m.kind.value, m.name) for m in call.joined()]
+            await self.sfu.relay.signal(call.id, (kind.value, name), joined, p.data)
+            return
+        to_kind = MemberKind(p.to.kind)
+        target = call.member(to_kind, p.to.name)
         if target is None or target.status is not MemberStatus.joined:
             raise ApiError(f"{p.to.name} is not in this call", code=ErrorCode.forbidden)
         recipient = await self._recipient(to_kind, target.name)
@@ -585,6 +597,17 @@ class CallService:
                     "signal", {"callId": call.id, "from": {"kind": kind.value, "name": name}, "data": p.data}
                 ),
             )
+
+    async def push_signal(self, call_id: str, member: tuple[str, str], data: dict[str, Any]) -> None:
+        """A ``signal`` push from the media server to a member (SFU mode)."""
+        recipient = await self._recipient(MemberKind(member[0]), member[1])
+        async with self.hub.transaction() as tx:
+            await tx.push(recipient, event("signal", {"callId": call_id, "from": dict(SFU), "data": data}))
+
+    @property
+    def media_mode(self) -> str:
+        """How the calls' media goes: through the primary agent's ``hub``, or the media server (``sfu``)."""
+        return "hub" if self.sfu is None else "sfu"
 
     # --- connections that come and go (reliability F3, F5)
 
@@ -719,7 +742,8 @@ class CallService:
                 out.changes.setdefault(f.agent, []).append(change)
             elif isinstance(f, VisitorEffect):
                 recipient = await self._recipient(VI, f.visitor, tx=tx)
-                await tx.push(recipient, event("call", {"callId": call.id, "what": f.what, **f.detail}))
+                payload = {"callId": call.id, "what": f.what, "media": self.media_mode, **f.detail}
+                await tx.push(recipient, event("call", payload))
             elif isinstance(f, MemberEffect):
                 await self._member(tx, call, f)
             elif isinstance(f, EndEffect):
@@ -755,9 +779,13 @@ class CallService:
                 tx.after_commit.append(lambda: self._unschedule(call.id))
         elif call.ended:
             tx.after_commit.append(lambda: self._unschedule(call.id))
-        if call.ended and self.sfu is not None:
+        if self.sfu is not None:
             sfu = self.sfu
-            tx.after_commit.append(lambda: sfu.ended(call.id))
+            joined = [(m.kind.value, m.name) for m in call.joined()]
+            ended = call.ended
+            tx.after_commit.append(lambda: sfu.relay.sync(call.id, joined, ended))
+            if ended:
+                tx.after_commit.append(lambda: sfu.ended(call.id))
 
     async def _member(self, tx: Tx, call: Call, f: MemberEffect) -> None:
         q = select(call_members.c.num).where(
@@ -823,6 +851,7 @@ class CallService:
             "visitorName": call.visitor,
             "endedBy": call.ended_by,
             "endReason": call.end_reason,
+            "media": self.media_mode,
             "members": [
                 {"kind": m.kind.value, "name": m.name, "role": m.role, "status": m.status.value}
                 for m in call.members.values()

@@ -237,6 +237,13 @@ class JanusClient:
             raise MediaServerError(f"the media server refused {body.get('request')}: {data.get('error')}")
         return data, reply.get("jsep")
 
+    async def trickle(self, handle: int, candidate: dict[str, Any]) -> None:
+        """A trickled ICE candidate of a handle's connection (``{"completed": true}`` at the end)."""
+        session = await self._ensure_session()
+        await self._post(
+            f"/{session}/{handle}", {"janus": "trickle", "candidate": candidate, "transaction": self._tx()}
+        )
+
     # --- rooms
 
     async def _rooms(self) -> int:

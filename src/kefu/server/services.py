@@ -84,7 +84,7 @@ class Services:
             media=Media(hub, settings),
         )
         if settings.janus_url:
-            services.calls.sfu = Sfu(settings, store)
+            services.calls.sfu = Sfu(settings, store, services.calls.push_signal)
         await agents.start()
         await services.calls.start()
         if settings.redis_url:

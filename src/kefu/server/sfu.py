@@ -29,6 +29,7 @@ from .hub import Tx
 from .janus import JanusClient, MediaServerError, Room
 from .schema import media_rooms
 from .settings import Settings
+from .sfu_relay import Push, SfuRelay
 from .store import Store
 
 __all__ = ["MediaServerError", "Sfu"]
@@ -39,7 +40,7 @@ log = logging.getLogger("kefu.server.sfu")
 class Sfu:
     """The calls' rooms in Janus."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, push: Push) -> None:
         assert settings.janus_url is not None
         self.s = settings
         self.store = store
@@ -50,6 +51,8 @@ class Sfu:
             timeout=settings.janus_timeout,
         )
         self._closing: set[asyncio.Task[None]] = set()
+        # the members' publishers and subscriptions (sfu_relay.py); push: a signal to a member
+        self.relay = SfuRelay(self.janus, self.room_of, push)
 
     async def open(self, call_id: str) -> Room:
         """A room for a new call (before its transaction); ``MediaServerError`` when Janus is down."""
@@ -110,5 +113,6 @@ class Sfu:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def aclose(self) -> None:
+        await self.relay.aclose()
         await self.aclose_pending()
         await self.janus.aclose()
