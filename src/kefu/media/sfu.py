@@ -171,6 +171,8 @@ class SfuMember:
             raise NoFrameError(f"no media of {member} yet")
         return peer
 
+    peer = subscription  # as MediaHub.peer: the window reads tiles the same way
+
     @property
     def members(self) -> tuple[str, ...]:
         """The members whose media this member receives."""
