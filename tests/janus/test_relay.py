@@ -144,3 +144,55 @@ async def _next_frame(d: Driven, name: str, within: float = 15.0) -> Any:
     """The next camera frame of ``name`` at ``d``'s member, once its subscription exists."""
     await d.events.wait_for(lambda e: isinstance(e, TrackAdded) and e.member == name, within)
     return await d.member.subscription(name).next_frame(name, within=within)
+
+
+SDP = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+
+
+async def test_bad_signalling_to_the_sfu_is_refused_and_changes_nothing(dc: DataCentre) -> None:
+    agent, v, call_id = await _call(dc)
+    outsider = await visitor(dc.server, "v2")
+
+    async def refused(link: Link, data: Any, to: Any = SFU) -> str:
+        reply = await link.request("signal", {"callId": call_id, "to": to, "data": data})
+        assert reply["subMark"] == "error", reply
+        return str(reply["error"]["code"])
+
+    assert await refused(v, {"type": "offer", "sdp": "not an sdp"}) == "invalid_field"
+    assert await refused(v, {"type": "offer", "sdp": SDP, "extra": 1}) == "invalid_field"
+    assert await refused(v, {"type": "bye"}) == "invalid_field"
+    assert await refused(v, ["offer"]) == "invalid_field"
+    feed = {"kind": "agent", "name": "a1"}
+    # an answer to an offer the server never made
+    assert await refused(v, {"type": "answer", "sdp": SDP, "feed": feed}) == "invalid_field"
+    assert await refused(v, {"type": "answer", "sdp": SDP, "feed": {"kind": "sfu", "name": "x"}}) == (
+        "invalid_field"
+    )
+    assert await refused(
+        v, {"type": "candidate", "candidate": "candidate:1 1 udp 1 10.0.0.1 9 typ host"}
+    ) == (
+        "invalid_field"  # no publisher of v1's yet
+    )
+    assert (
+        await refused(v, {"type": "offer", "sdp": SDP}, {"kind": "sfu", "name": "janus"}) == "invalid_field"
+    )
+    assert await refused(agent.link, {"type": "offer", "sdp": "x"}) == "invalid_field"
+    # only the call's joined members may signal
+    assert await refused(outsider, {"type": "offer", "sdp": SDP}) == "forbidden"
+    # the connections are intact, and nothing was made in Janus
+    assert (await v.call("ping"))["subMark"] == "pong"
+    relay = dc.server.services.calls.sfu.relay  # type: ignore[union-attr]
+    room = await dc.server.services.calls.sfu.room_of(call_id)  # type: ignore[union-attr]
+    assert room is not None
+    assert await relay.janus.participants(room) == []
+
+
+async def test_signalling_to_the_sfu_in_the_hub_mode_is_refused(server: Any) -> None:
+    agent = await server.agent("a1", ready=True)
+    v = await visitor(server, "v1")
+    call_id = (await agent.call("callbackToVisitor", {"visitorName": "v1"}))["payload"]["callId"]
+    answered = await v.call("answerCall", {"callId": call_id, "answer": "accept"})
+    assert answered["payload"]["media"] == "hub"
+    reply = await v.request("signal", {"callId": call_id, "to": SFU, "data": {"type": "offer", "sdp": SDP}})
+    assert reply["error"]["code"] == "invalid_field", reply
+    assert (await v.call("ping"))["subMark"] == "pong"
