@@ -33,6 +33,7 @@ from .pattern import PatternPainter, colour_for, read_counter, sample_rgb
 from .peer import MediaPeer, PeerStats, ReceivedTrack
 from .recorder import Recorder, RecordingChunk, RecordingResult
 from .settings import IceServer, MediaSettings, SourceSpec, parse_source
+from .sfu import SfuMember
 from .signal import DirectLink
 from .source import MediaSource, open_source
 from .tracks import Label, Role, parse_track_label, track_label
@@ -63,6 +64,7 @@ __all__ = [
     "RecordingResult",
     "RgbImage",
     "Role",
+    "SfuMember",
     "SourceSpec",
     "StreamOffline",
     "StreamOnline",

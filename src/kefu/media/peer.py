@@ -124,6 +124,7 @@ class MediaPeer:
         relay: MediaRelay | None = None,
         watchdog: FrameWatchdog | None = None,
         trust_labels: bool = True,
+        send_only: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -135,6 +136,7 @@ class MediaPeer:
         self.events = Emitter()
         self.clock = clock
         self._trust_labels = trust_labels
+        self._send_only = send_only  # a publisher to the media server receives nothing
         config = rtc_configuration(settings)
         config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
         self.pc = RTCPeerConnection(config)
@@ -172,7 +174,8 @@ class MediaPeer:
         if any(s.label == label for s in self._sent):
             raise ValueError(f"{label} is already sent to {self.remote}")
         proxy = self.relay.subscribe(track, buffered=track.kind == "audio")
-        sent = _Sent(label, LabelledTrack(proxy, label), "sendrecv" if who == self.local else "sendonly")
+        both = who == self.local and not self._send_only
+        sent = _Sent(label, LabelledTrack(proxy, label), "sendrecv" if both else "sendonly")
         if self.offerer:
             sent.transceiver = self.pc.addTransceiver(sent.track, direction=sent.direction)
         self._sent.append(sent)

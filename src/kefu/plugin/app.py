@@ -93,7 +93,7 @@ from .uploads import ServerApi
 from .window import Window
 
 if TYPE_CHECKING:  # kefu.media loads aiortc: only a plugin with media imports it
-    from kefu.media import MediaHub
+    from kefu.media import MediaHub, SfuMember
 
     from .media import PluginMedia
 
@@ -249,14 +249,17 @@ class Plugin:
         return f"ws://127.0.0.1:{self.port}"
 
     @property
-    def hub(self) -> MediaHub | None:
-        """The media hub of the call this agent leads now, if it has media (the window paints it)."""
+    def hub(self) -> MediaHub | SfuMember | None:
+        """The media of the call this agent is in now, if it has media (the window paints it):
+        its hub when it leads the call, its subscriptions in the SFU mode."""
         call = self.mirror.current()
         if self.media is None or call is None:
             return None
-        from .media import HubCall
+        from .media import HubCall, SfuCall
 
         media = self.media.calls.get(call.call_id)
+        if isinstance(media, SfuCall):
+            return media.member
         return media.hub if isinstance(media, HubCall) else None
 
     async def start(self) -> None:

@@ -189,6 +189,7 @@ class CallView:
     share: bool = False  # the visitor's screen share is on (inviteShare open … close)
     share_epoch: int = 0  # counts the shares: one more each time a share opens
     screen_epoch: int = -1  # the share during which the hub last saw a screen track arrive
+    media: str = "hub"  # how the call's media goes: the primary agent's hub, or the media server ("sfu")
 
     def status_of(self, kind: str, name: str) -> str | None:
         for m in self.members:
@@ -257,6 +258,8 @@ class CallMirror:
         view.flow = flow if isinstance(flow, str) else view.flow
         view.phase = phase if isinstance(phase, str) else view.phase
         view.members = [m for m in members if isinstance(m, dict)]
+        if payload.get("media") in ("hub", "sfu"):
+            view.media = payload["media"]
         if view.ended:
             view.share = False
             del self.calls[call_id]

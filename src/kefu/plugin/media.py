@@ -12,7 +12,14 @@ The plugin follows the server's ``event``/``call`` pushes (docs/calls.md):
   watches every member's camera (``visitorStreamOffline``) and records the
   call, uploading the recording in chunks as it is made;
 - as an **invited third agent** it is a member (:class:`MemberCall`, a
-  :class:`~kefu.media.MediaMember`) that answers the hub's offers.
+  :class:`~kefu.media.MediaMember`) that answers the hub's offers;
+- in the **SFU mode** (the call's ``media`` is ``"sfu"``, docs/media.md §4b)
+  every agent of the call, primary or not, is an :class:`SfuCall` (a
+  :class:`~kefu.media.SfuMember`): it publishes its camera and microphone
+  once to the media server (``signal`` to ``{kind: "sfu", name: "sfu"}``)
+  and answers the server's offer of each other member's feed; snapshots and
+  the window's tiles come from those subscriptions. The call is not recorded
+  by the plugin in this mode.
 
 The server's ``signal`` pushes go to the call's object. Each call does its
 work (offers, answers, closing) in order, one job at a time, on a task of
@@ -50,6 +57,7 @@ from kefu.media import (
     NegotiationNeeded,
     NoFrameError,
     Recorder,
+    SfuMember,
     StreamOffline,
     StreamOnline,
     TrackAdded,
@@ -65,7 +73,7 @@ from .calls import CallView
 from .security import open_private, private_dir
 from .uploads import RecordingUpload, ServerApi
 
-__all__ = ["CallMediaBase", "HubCall", "MediaHost", "MemberCall", "PluginMedia"]
+__all__ = ["CallMediaBase", "HubCall", "MediaHost", "MemberCall", "PluginMedia", "SfuCall"]
 
 log = logging.getLogger("kefu.plugin.media")
 
@@ -391,6 +399,43 @@ def _route(peer: MediaPeer) -> str:
     return "through the relay" if route is not None and "relay" in route else f"route {route}"
 
 
+class SfuCall(CallMediaBase):
+    """An agent's media in a call through the media server (SFU mode)."""
+
+    def __init__(self, owner: PluginMedia, call_id: str, me: str, *, primary: bool) -> None:
+        super().__init__(owner, call_id)
+        self.primary = primary
+        self.member = SfuMember(owner.settings, local=me, call_id=call_id)
+        self.member.events.subscribe(self._on_event)
+
+    def _on_event(self, event: MediaEvent) -> None:
+        if isinstance(event, NegotiationNeeded):
+            self.do(self._negotiate)
+        elif isinstance(event, StreamOffline | StreamOnline):
+            self._stream_event(event)
+        elif isinstance(event, TrackAdded | TrackRemoved) and event.role == "screen" and self.primary:
+            self.owner.host.share_changed(self.call_id, isinstance(event, TrackAdded), "track")
+
+    async def _negotiate(self) -> None:
+        message = await self.member.negotiate()
+        if message is not None:
+            await self.owner.host.send_signal(self.call_id, "sfu", "sfu", message)
+
+    async def handle(self, kind: str, name: str, data: object) -> None:
+        if kind != "sfu":
+            log.warning("call %s: signalling from %s %s in the SFU mode: dropped", self.call_id, kind, name)
+            return
+        reply = await self.member.handle(data)
+        if reply is not None:
+            await self.owner.host.send_signal(self.call_id, "sfu", "sfu", reply)
+
+    async def snapshot(self, member: str) -> Image:
+        return await self.member.snapshot(member)
+
+    async def _shutdown(self) -> None:
+        await self.member.close()
+
+
 class PluginMedia:
     """Every call's media of the plugin's agent (see the module's docstring)."""
 
@@ -409,7 +454,7 @@ class PluginMedia:
         self.connect_timeout = connect_timeout
         self.api = api
         self.data_dir = data_dir
-        self.calls: dict[str, HubCall | MemberCall] = {}
+        self.calls: dict[str, HubCall | MemberCall | SfuCall] = {}
         self._views: dict[str, CallView] = {}
         self._closing: set[asyncio.Task[Any]] = set()
 
@@ -441,6 +486,13 @@ class PluginMedia:
                 self._close(view.call_id)
             return
         self._views[view.call_id] = view
+        if view.media == "sfu":
+            if call is None:
+                try:
+                    self.calls[view.call_id] = SfuCall(self, view.call_id, me, primary=view.primary == me)
+                except MediaError as exc:
+                    log.error("call %s: no media: %s", view.call_id, exc.msg)
+            return
         if view.primary == me:
             if call is None:
                 if not [n for _k, n in view.joined() if n != me]:

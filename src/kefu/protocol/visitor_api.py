@@ -67,7 +67,9 @@ class AnswerCallParams(Params):
 
 
 class MemberRef(Params):
-    kind: Literal["agent", "visitor"]
+    """A call's member, or (SFU mode, ``signal`` only) the media server ``{"kind": "sfu", "name": "sfu"}``."""
+
+    kind: Literal["agent", "visitor", "sfu"]
     name: Name
 
 

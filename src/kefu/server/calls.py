@@ -66,6 +66,7 @@ from kefu.protocol.plugin_api import (
     VideoInviteAgentParams,
     VisitorNameParams,
 )
+from kefu.protocol.sfu import SFU
 from kefu.protocol.visitor_api import (
     AnswerCallParams,
     CallIdParams,
@@ -80,10 +81,12 @@ from .accounts import Agent, find_agent
 from .agents import AgentService, Change
 from .events import emit_call_connected, emit_call_effect
 from .hub import Hub, Tx, agent_key, visitor_key
+from .janus import MediaServerError, Room
 from .media import answer_photo_request, open_photo_request
 from .routing import event
 from .schema import call_members, calls, sessions, visitors
 from .settings import Settings
+from .sfu import Sfu
 from .store import aware, iso, new_id
 from .visitors import Visitor
 
@@ -153,6 +156,7 @@ class CallService:
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._grace: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._closed = False
+        self.sfu: Sfu | None = None  # the SFU mode: set by Services when --janus is given
 
     # --- lifecycle
 
@@ -334,13 +338,18 @@ class CallService:
             return
         call_id = new_id()
         is_current = flow is Flow.callCurrentVisitor
-        out = await self._create(
-            lambda: Call.call_out(call_id, agent.name, visitor.name, current=is_current),
-            agent,
-            visitor,
-            session_id,
-            requester=(agent.name, req.id),
-        )
+        try:
+            out = await self._create(
+                lambda: Call.call_out(call_id, agent.name, visitor.name, current=is_current),
+                agent,
+                visitor,
+                session_id,
+                call_id=call_id,
+                requester=(agent.name, req.id),
+            )
+        except MediaServerError as exc:
+            await self._refuse(agent, req, conn, flow, Event.error, exc.code, str(exc))
+            return
         self._answer(req, conn, out, agent)
 
     async def _invite_visitor(self, agent: Agent, req: Request, conn: Replier) -> None:
@@ -512,7 +521,11 @@ class CallService:
             )
         call_id = new_id()
         await self._create(
-            lambda: Call.visitor_request(call_id, agent.name, visitor.name), agent, visitor, row.id
+            lambda: Call.visitor_request(call_id, agent.name, visitor.name),
+            agent,
+            visitor,
+            row.id,
+            call_id=call_id,
         )
         return {"callId": call_id}
 
@@ -533,12 +546,12 @@ class CallService:
     async def answer(self, visitor: Visitor, p: AnswerCallParams) -> dict[str, Any]:
         await self._visitor_call(visitor, p.callId)
         await self._run(p.callId, lambda call: call.visitor_answer(visitor.name, p.answer))
-        return {"callId": p.callId}
+        return {"callId": p.callId, "media": self.media_mode}
 
     async def join(self, visitor: Visitor, p: CallIdParams) -> dict[str, Any]:
         await self._visitor_call(visitor, p.callId)
         await self._run(p.callId, lambda call: call.visitor_join(visitor.name))
-        return {"callId": p.callId}
+        return {"callId": p.callId, "media": self.media_mode}
 
     async def hangup_visitor(self, visitor: Visitor, p: CallIdParams) -> dict[str, Any]:
         await self._visitor_call(visitor, p.callId)
@@ -615,10 +628,21 @@ class CallService:
             raise ApiError("no such call in progress", code=ErrorCode.no_such_call)
         call = Call.from_dict(snap)
         me = call.member(kind, name)
-        to_kind = MemberKind(p.to.kind)
-        target = call.member(to_kind, p.to.name)
         if me is None or me.status is not MemberStatus.joined:
             raise ApiError("not a member of this call", code=ErrorCode.forbidden)
+        if p.to.kind == "sfu":
+            # SFU mode: the server turns the member's signalling into Janus requests (D14)
+            if self.sfu is None or p.to.name != "sfu":
+                raise ApiError(
+                    'to: {"kind": "sfu", "name": "sfu"}, and only in a call whose media goes '
+                    "through the media server",
+                    code=ErrorCode.invalid_field,
+                )
+            joined = [(m.kind.value, m.name) for m in call.joined()]
+            await self.sfu.relay.signal(call.id, (kind.value, name), joined, p.data)
+            return
+        to_kind = MemberKind(p.to.kind)
+        target = call.member(to_kind, p.to.name)
         if target is None or target.status is not MemberStatus.joined:
             raise ApiError(f"{p.to.name} is not in this call", code=ErrorCode.forbidden)
         recipient = await self._recipient(to_kind, target.name)
@@ -629,6 +653,17 @@ class CallService:
                     "signal", {"callId": call.id, "from": {"kind": kind.value, "name": name}, "data": p.data}
                 ),
             )
+
+    async def push_signal(self, call_id: str, member: tuple[str, str], data: dict[str, Any]) -> None:
+        """A ``signal`` push from the media server to a member (SFU mode)."""
+        recipient = await self._recipient(MemberKind(member[0]), member[1])
+        async with self.hub.transaction() as tx:
+            await tx.push(recipient, event("signal", {"callId": call_id, "from": dict(SFU), "data": data}))
+
+    @property
+    def media_mode(self) -> str:
+        """How the calls' media goes: through the primary agent's ``hub``, or the media server (``sfu``)."""
+        return "hub" if self.sfu is None else "sfu"
 
     # --- connections that come and go (reliability F3, F5)
 
@@ -708,7 +743,26 @@ class CallService:
         visitor: Visitor,
         session_id: str | None,
         *,
+        call_id: str,
         requester: tuple[str, str] | None = None,
+    ) -> _Outcome:
+        """A new call; in the SFU mode only once its room exists (``MediaServerError`` otherwise)."""
+        room = await self.sfu.open(call_id) if self.sfu is not None else None
+        try:
+            return await self._insert(make, agent, visitor, session_id, room, requester)
+        except BaseException:
+            if room is not None and self.sfu is not None:
+                await self.sfu.discard(room)
+            raise
+
+    async def _insert(
+        self,
+        make: Callable[[], tuple[Call, list[Effect]]],
+        agent: Agent,
+        visitor: Visitor,
+        session_id: str | None,
+        room: Room | None,
+        requester: tuple[str, str] | None,
     ) -> _Outcome:
         async with self._lock, self.hub.transaction() as tx:
             call, fx = make()
@@ -724,6 +778,8 @@ class CallService:
                     snapshot=call.to_dict(),
                 )
             )
+            if room is not None and self.sfu is not None:
+                await self.sfu.store_room(tx, room)
             out = await self._apply(tx, call, fx, requester)
             await self._save(tx, call, fx)
         return out
@@ -768,7 +824,8 @@ class CallService:
                 out.changes.setdefault(f.agent, []).append(change)
             elif isinstance(f, VisitorEffect):
                 recipient = await self._recipient(VI, f.visitor, tx=tx)
-                await tx.push(recipient, event("call", {"callId": call.id, "what": f.what, **f.detail}))
+                payload = {"callId": call.id, "what": f.what, "media": self.media_mode, **f.detail}
+                await tx.push(recipient, event("call", payload))
             elif isinstance(f, MemberEffect):
                 await self._member(tx, call, f)
             elif isinstance(f, EndEffect):
@@ -805,6 +862,13 @@ class CallService:
                 tx.after_commit.append(lambda: self._unschedule(call.id))
         elif call.ended:
             tx.after_commit.append(lambda: self._unschedule(call.id))
+        if self.sfu is not None:
+            sfu = self.sfu
+            joined = [(m.kind.value, m.name) for m in call.joined()]
+            ended = call.ended
+            tx.after_commit.append(lambda: sfu.relay.sync(call.id, joined, ended))
+            if ended:
+                tx.after_commit.append(lambda: sfu.ended(call.id))
 
     async def _member(self, tx: Tx, call: Call, f: MemberEffect) -> None:
         q = select(call_members.c.num).where(
@@ -870,6 +934,7 @@ class CallService:
             "visitorName": call.visitor,
             "endedBy": call.ended_by,
             "endReason": call.end_reason,
+            "media": self.media_mode,
             "members": [
                 {"kind": m.kind.value, "name": m.name, "role": m.role, "status": m.status.value}
                 for m in call.members.values()

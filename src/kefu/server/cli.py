@@ -178,6 +178,20 @@ def server(
         None, "--turn-secret", help="coturn's static-auth-secret (visible in ps: prefer the file)"
     ),
     turn_ttl: float = typer.Option(86400.0, help="seconds a TURN credential lives (cover the longest call)"),
+    janus: str = typer.Option(
+        None,
+        "--janus",
+        help="Janus's HTTP API, e.g. http://10.0.0.5:8088/janus: calls' media through it (SFU)",
+    ),
+    janus_recordings: Path = typer.Option(
+        None, help="the folder where Janus writes its recordings, shared with this server"
+    ),
+    janus_api_secret: str = typer.Option(
+        None, envvar="KEFU_JANUS_API_SECRET", show_default=False, help="Janus's api_secret (env only)"
+    ),
+    janus_admin_key: str = typer.Option(
+        None, envvar="KEFU_JANUS_ADMIN_KEY", show_default=False, help="the VideoRoom admin_key (env only)"
+    ),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
 ) -> None:
     """Run the kefu server: login, agent and visitor sockets, REST API (docs at /docs).
@@ -245,6 +259,10 @@ def server(
         turn_urls=tuple(turn),
         turn_secret=secret,
         turn_ttl=turn_ttl,
+        janus_url=janus,
+        janus_recordings=janus_recordings,
+        janus_api_secret=janus_api_secret,
+        janus_admin_key=janus_admin_key,
         **_base(data_dir, db, db_schema),
     )
 
@@ -272,6 +290,8 @@ def server(
             )
         if s.redis_url:
             typer.echo(f"node {s.node_id}: live events through Redis ({s.redis_prefix}*)", err=False)
+        if s.janus_url:
+            typer.echo(f"media: through Janus at {s.janus_url} (a room per call)", err=False)
         await runner.wait()
 
     asyncio.run(main())

@@ -198,6 +198,17 @@ call_members = Table(
 )
 
 # --- filled by the media issue
+# the SFU mode (issue 17): a call's room in Janus; the secret never leaves the server
+media_rooms = Table(
+    "media_rooms",
+    metadata,
+    Column("call_id", String(32), ForeignKey("calls.id"), primary_key=True),
+    Column("room", BigInteger, nullable=False),
+    Column("secret", String(64), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("closed_at", TS),
+)
+
 media_artifacts = Table(
     "media_artifacts",
     metadata,

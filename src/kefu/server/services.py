@@ -27,6 +27,7 @@ from .media import Media
 from .routing import Router
 from .sessions import Sessions
 from .settings import Settings
+from .sfu import Sfu
 from .store import Store
 from .turn import TurnIssuer
 from .webhooks import Webhooks
@@ -96,6 +97,8 @@ class Services:
             journal=journal,
             webhooks=Webhooks(hub, settings, journal),
         )
+        if settings.janus_url:
+            services.calls.sfu = Sfu(settings, store, services.calls.push_signal)
         await agents.start()
         await services.calls.start()
         services.logins.start()
@@ -125,6 +128,8 @@ class Services:
         await self.webhooks.close()
         await self.journal.close()
         await self.calls.close()
+        if self.calls.sfu is not None:
+            await self.calls.sfu.aclose()
         await self.router.close()
         await self.agents.close()
         await self.hub.bus.close()

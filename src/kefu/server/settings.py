@@ -135,6 +135,12 @@ class Settings:
     webhook_lease: float = 60.0  # seconds a node holds an endpoint's delivery (renewed per attempt)
     sse_keepalive: float = 15.0  # seconds between comment lines on an idle event stream
     # --- process
+    # --- the SFU mode (issue 17): Janus's API; None: the agent's plugin is the media hub
+    janus_url: str | None = None
+    janus_api_secret: str | None = field(default=None, repr=False)  # Janus's api_secret
+    janus_admin_key: str | None = field(default=None, repr=False)  # the VideoRoom plugin's admin_key
+    janus_recordings: Path | None = None  # where Janus writes recordings (shared with the server)
+    janus_timeout: float = 5.0  # seconds Janus has to answer a request
     graceful_shutdown: float = 5.0
     log_level: str = "info"
     clock: Callable[[], datetime] = utcnow

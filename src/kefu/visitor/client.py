@@ -61,10 +61,12 @@ from kefu.media import (
     MediaError,
     MediaMember,
     MediaSettings,
+    SfuMember,
     default_host_addresses,
     ice_servers_from_wire,
 )
 from kefu.protocol import ApiError, ErrorCode, KefuError
+from kefu.protocol.sfu import SFU
 from kefu.protocol.wire import Json
 
 from .events import (
@@ -296,7 +298,7 @@ class Visitor:
 
     # ------------------------------------------------------------ calls: the caller's side
     @property
-    def media(self) -> MediaMember | None:
+    def media(self) -> MediaMember | SfuMember | None:
         """The current call's media member (frames of the others, the camera), if any."""
         if self.call is None or self.call.media is None:
             return None
@@ -467,11 +469,12 @@ class Visitor:
             call.call_id, call.phase = call_id, "joining"
             call.agent_name = agent or call.agent_name
             try:
-                await self.link.call("joinCall", {"callId": call_id})
+                joined = await self.link.call("joinCall", {"callId": call_id})
             except BaseException:
                 await self._end_call(call_id)  # the call is not ours any more
                 raise
             call.phase = "connected"
+            self._publish(call, joined)
             self._emit(CallAction(call_id, "joined", auto=True))
         elif what in ("cancelled", "ended"):
             self._pending.pop(call_id, None)
@@ -509,13 +512,21 @@ class Visitor:
         inv = self._pending.pop(call_id, None)
         call = self.call = VisitorCall(call_id, "invitation", "accepting", inv.agent_name if inv else None)
         try:
-            await self.link.call("answerCall", {"callId": call_id, "answer": "accept"})
+            answered = await self.link.call("answerCall", {"callId": call_id, "answer": "accept"})
         except BaseException:
             if self.call is call:
                 self.call = None
             raise
         call.phase = "connected"
+        self._publish(call, answered)
         self._emit(CallAction(call_id, "accepted", auto=auto))
+
+    def _publish(self, call: VisitorCall, reply: Json) -> None:
+        """SFU mode (the reply's ``media``): publish to the media server once joined."""
+        payload = reply.get("payload")
+        if isinstance(payload, dict) and payload.get("media") == "sfu" and call.media is None:
+            assert call.call_id is not None
+            call.media = self._open_media(call.call_id, "sfu")
 
     async def _answer(self, call_id: str, answer: str, action: CallActionKind, *, auto: bool) -> None:
         await self.link.call("answerCall", {"callId": call_id, "answer": answer})
@@ -538,6 +549,16 @@ class Visitor:
                 f"signalling for call {call_id}, which this visitor is not in", code=ErrorCode.no_such_call
             )
         sender = p.get("from")
+        if sender == SFU:
+            # SFU mode: the media server's answers and offers (the media opened when joined)
+            if call.media is None:  # before the answerCall/joinCall reply was read
+                call.media = self._open_media(call_id, "sfu")
+            elif not call.media.sfu:
+                raise ApiError(
+                    "signalling from the media server in a call without it", code=ErrorCode.forbidden
+                )
+            await call.media.handle(p.get("data"))
+            return
         if (
             not isinstance(sender, dict)
             or sender.get("kind") != "agent"
@@ -556,10 +577,10 @@ class Visitor:
         await call.media.handle(p.get("data"))
 
     def _open_media(self, call_id: str, hub: str) -> CallMedia:
+        to = SFU if hub == "sfu" else {"kind": "agent", "name": hub}
+
         async def send(data: dict[str, Any]) -> None:
-            await self.link.call(
-                "signal", {"callId": call_id, "to": {"kind": "agent", "name": hub}, "data": data}
-            )
+            await self.link.call("signal", {"callId": call_id, "to": to, "data": data})
 
         async def failed(reason: str) -> None:
             await self.link.call("mediaFailed", {"callId": call_id, "reason": reason[:_REASON_MAX]})

@@ -8,6 +8,12 @@ new offer (its screen share started or stopped) it emits
 ``NegotiationNeeded`` and a ``renegotiate`` request goes to the hub the same
 way. Everything else — camera, microphone, tone, screen — is
 :mod:`kefu.media`'s.
+
+In the SFU mode (the call's ``media`` is ``"sfu"``, docs/media.md §4b) the
+member is a :class:`kefu.media.SfuMember` instead: it publishes its camera and
+microphone to the media server (``signal`` to ``{kind: "sfu", name: "sfu"}``)
+as soon as the call is joined and answers the server's offer of each other
+member's feed. A screen share through the media server is not built yet.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from kefu.media import (
     MediaMember,
     MediaSettings,
     NegotiationNeeded,
+    SfuMember,
     TrackAdded,
     TrackRemoved,
 )
@@ -40,7 +47,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class CallMedia:
-    """``local``'s media in call ``call_id`` with the hub ``hub`` (an agent)."""
+    """``local``'s media in call ``call_id`` with the hub ``hub`` (an agent), or
+    through the media server when ``hub`` is ``"sfu"``."""
 
     def __init__(
         self,
@@ -61,7 +69,12 @@ class CallMedia:
         self._report_failure = report_failure
         self._send = send
         self._emit = emit
-        self.member = MediaMember(settings, local=local, hub=hub, call_id=call_id)
+        self.sfu = hub == "sfu"
+        self.member: MediaMember | SfuMember = (
+            SfuMember(settings, local=local, call_id=call_id)
+            if self.sfu
+            else MediaMember(settings, local=local, hub=hub, call_id=call_id)
+        )
         self._unsubscribe = self.member.events.subscribe(self._on_event)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watching = False
@@ -74,7 +87,9 @@ class CallMedia:
         """Apply a signalling message from the hub and send back the reply, if
         any. A bad message raises :class:`~kefu.media.NegotiationError`."""
         reply = await self.member.handle(data)
-        if isinstance(data, dict) and data.get("type") == "offer":
+        # the hub's offer, or (SFU) the media server's answer to this member's publisher
+        first = "answer" if self.sfu and isinstance(data, dict) and "feed" not in data else "offer"
+        if isinstance(data, dict) and data.get("type") == first:
             self._emit(MediaStatus(self.call_id, "answered", self.hub))
             if not self._watching:
                 self._watching = True
@@ -98,7 +113,8 @@ class CallMedia:
 
     async def _watch_connection(self) -> None:
         try:
-            await self.member.peer.wait_connected(self.connect_timeout)
+            peer = self.member.publisher if isinstance(self.member, SfuMember) else self.member.peer
+            await peer.wait_connected(self.connect_timeout)
         except MediaError as exc:
             self._emit(MediaStatus(self.call_id, "error", exc.msg))
             if self._report_failure is not None and not self._closed:
@@ -117,13 +133,16 @@ class CallMedia:
 
     @property
     def sharing(self) -> bool:
-        return self.member.sharing
+        return isinstance(self.member, MediaMember) and self.member.sharing
 
     def start_share(self) -> None:
+        if not isinstance(self.member, MediaMember):
+            raise MediaError("a screen share through the media server is not built yet")
         self.member.start_share()
 
     def stop_share(self) -> None:
-        self.member.stop_share()
+        if isinstance(self.member, MediaMember):
+            self.member.stop_share()
 
     def _camera(self) -> PatternVideoTrack:
         track = self.member.source.video
