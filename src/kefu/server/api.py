@@ -112,6 +112,7 @@ class StateChangeOut(_Out):
     reason: str | None
     callId: str | None
     at: datetime
+    by: str | None = Field(default=None, description="the supervisor who made the change, if one did")
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

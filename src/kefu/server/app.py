@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kefu.protocol import CATALOGUE, ApiError, ErrorCode, error_body
 
-from . import api
+from . import api, floor_api
 from .auth import LoginLocked
 from .connection import AgentConnection, VisitorConnection
 from .services import Services
@@ -152,6 +152,7 @@ def create_app(settings: Settings) -> KefuApp:
         return _error(code, str(exc.detail), status=exc.status_code)
 
     app.include_router(api.router)
+    app.include_router(floor_api.router)  # the floor, figures, reasons, teams (issue 20)
 
     # the pages: the visitor page, the agent console (the spec's ssoTo), imclient.js
     app.mount("/static", StaticFiles(directory=WEB), name="static")
@@ -163,6 +164,10 @@ def create_app(settings: Settings) -> KefuApp:
     @app.get("/agent", include_in_schema=False)
     async def agent_page() -> FileResponse:
         return FileResponse(WEB / "agent.html", headers=_PAGE_HEADERS)
+
+    @app.get("/supervisor", include_in_schema=False)
+    async def supervisor_page() -> FileResponse:
+        return FileResponse(WEB / "supervisor.html", headers=_PAGE_HEADERS)
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from .agents import AgentService
 from .auth import Auth
 from .calls import CallService
+from .floor import Floor
 from .hub import Bus, Hub
 from .media import Media
 from .routing import Router
@@ -43,6 +44,7 @@ class Services:
     sessions: Sessions
     calls: CallService
     media: Media
+    floor: Floor
     sweeper: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
@@ -71,6 +73,9 @@ class Services:
         agents = AgentService(hub, settings)
         router = Router(hub, settings)
         agents.listeners.append(router.on_agent_change)
+        floor = Floor(hub, settings, router)
+        agents.listeners.append(floor.on_agent_change)
+        router.notifier.listeners.append(floor.changed)
         services = cls(
             settings=settings,
             store=store,
@@ -81,6 +86,7 @@ class Services:
             sessions=Sessions(hub, settings, router),
             calls=CallService(hub, settings, agents),
             media=Media(hub, settings),
+            floor=floor,
         )
         await agents.start()
         await services.calls.start()
@@ -104,6 +110,7 @@ class Services:
             self.sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sweeper
+        await self.floor.close()
         await self.calls.close()
         await self.router.close()
         await self.agents.close()
