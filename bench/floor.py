@@ -61,7 +61,9 @@ async def measure(changes: int, push_interval: float, agents: int, gap: float) -
                 finally:
                     await store.close()
                 for i in range(agents):
-                    tok = (await http.post("/api/login", json={"name": f"a{i}", "password": "password"})).json()
+                    tok = (
+                        await http.post("/api/login", json={"name": f"a{i}", "password": "password"})
+                    ).json()
                     link = Link(ws_url(url, "/ws/agent"), timeout=30)
                     await link.connect()
                     await link.request("auth", {"token": tok["token"], "lastSeq": 0})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -271,3 +272,81 @@ async def test_the_floor_stream_shows_each_change(server: ServerHandle) -> None:
         while m["abandoned"] != 1:
             _, m = await anext(metrics)
         await metrics.aclose()
+
+
+# --- wrap-up per team
+
+
+async def test_a_teams_wrap_up_policy_ends_after_call_work_and_may_be_extended_once(
+    server: ServerHandle,
+) -> None:
+    from kefu.protocol.machine import Event, Flow
+
+    tokens = await floor_people(server)
+    sv = server.services
+    async with api(server, tokens["boss"]) as c:
+        r = await c.post("/api/teams", json={"name": "fast", "wrapUpSeconds": 0.05, "wrapUpExtend": True})
+        assert r.status_code == 201
+        r = await c.post("/api/teams/fast/members", json={"agent": "a1"})
+        assert r.json()["member"] is True
+        bad = await c.post("/api/teams", json={"name": "neg", "wrapUpSeconds": -1})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_field"
+    a1 = await server.agent("a1", add=False, ready=True)
+    aid = (await sv.agents.get(1)).id
+    assert sv.agents.wrap_up_seconds(aid) == 0.05 and sv.agents.wrap_up_seconds(aid + 1) == 0.0
+    for event in (Event.invite, Event.accept, Event.agentHangup):
+        await sv.agents.apply(aid, Flow.callVisitor, event, call_id="c1")
+    codes = [(await a1.next_event(mark="state"))["state"] for _ in range(4)]
+    assert codes == ["003001", "006011", "005004", "002000"]  # the team's timer, not the server's (0: none)
+    # extending: once, only in after-call work
+    with pytest.raises(Exception, match="not in after-call work"):
+        await sv.agents.extend_wrap_up(await sv.agents.get(aid))
+    for event in (Event.invite, Event.accept, Event.agentHangup):
+        await sv.agents.apply(aid, Flow.callVisitor, event, call_id="c2")
+    agent = await sv.agents.get(aid)
+    due = await sv.agents.extend_wrap_up(agent)
+    assert due == pytest.approx(agent.state_since.timestamp() + 0.1)
+    with pytest.raises(Exception, match="once"):
+        await sv.agents.extend_wrap_up(agent)
+    codes = [(await a1.next_event(mark="state"))["state"] for _ in range(4)]
+    assert codes[-1] == "002000"
+
+
+async def test_wrap_up_codes_are_recorded_for_the_agents_own_sessions(server: ServerHandle) -> None:
+    tokens = await floor_people(server)
+    a1 = await server.agent("a1", add=False, ready=True)
+    v1 = await server.visitor("v1")
+    sid = (await v1.send_message("hi"))["sessionId"]
+    await a1.next_event("sessionAssigned")
+    async with api(server, tokens["a1"]) as c:
+        r = await c.post("/api/wrapups", json={"code": "RESOLVED", "sessionId": sid, "note": "card blocked"})
+        assert r.status_code == 201 and r.json()["code"] == "RESOLVED"
+        none = await c.post("/api/wrapups", json={"code": "RESOLVED"})
+        assert none.status_code == 400 and none.json()["error"]["code"] == "missing_field"
+    async with api(server, tokens["a2"]) as c:
+        other = await c.post("/api/wrapups", json={"code": "RESOLVED", "sessionId": sid})
+        assert other.status_code == 404 and other.json()["error"]["code"] == "no_such_session"
+
+
+def test_cli_teams_supervisors_and_reasons(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kefu.cli import app
+
+    run = CliRunner().invoke
+    d = ["--data-dir", str(tmp_path)]
+    assert run(app, ["team", "add", "retail", "--wrap-up-seconds", "30", *d]).exit_code == 0
+    r = run(app, ["agent", "add", "s1", "--supervisor", "--team", "retail", "--password", "pw-s1-secret", *d])
+    assert r.exit_code == 0 and "supervisor" in r.output
+    assert run(app, ["agent", "add", "a1", "--password", "pw-a1-secret", *d]).exit_code == 0
+    assert run(app, ["team", "assign", "retail", "a1", *d]).exit_code == 0
+    listed = run(app, ["team", "list", *d])
+    assert (
+        listed.exit_code == 0 and "s1" in listed.output and "a1" in listed.output and "30 s" in listed.output
+    )
+    assert run(app, ["team", "assign", "nope", "a1", *d]).exit_code == 1
+    assert run(app, ["reason", "add", "LUNCH", "Lunch break", *d]).exit_code == 0
+    assert "Lunch break" in run(app, ["reason", "list", *d]).output
+    assert run(app, ["reason", "add", "bad code", "x", *d]).exit_code == 1
+    assert run(app, ["agent", "role", "a1", "--supervisor", *d]).exit_code == 0
+    assert run(app, ["reason", "remove", "LUNCH", *d]).exit_code == 0
