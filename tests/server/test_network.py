@@ -123,7 +123,13 @@ async def test_the_hub_reports_a_member_unreachable_the_call_ends(server: Any) -
     )
     assert reply["payload"] == {"callId": call_id, "member": {"kind": "visitor", "name": "v1"}}
     ended = await call_event(v1, "ended")
-    assert ended == {"callId": call_id, "what": "ended", "by": "system", "reason": "media_unreachable"}
+    assert ended == {
+        "callId": call_id,
+        "what": "ended",
+        "by": "system",
+        "reason": "media_unreachable",
+        "media": "hub",
+    }
     msg = await state(agent, "005003")  # callbackToVisitor connected, the visitor is gone
     assert msg["payload"]["reason"] == "media_unreachable"
     record = await server.services.calls.get_call(call_id)
@@ -144,6 +150,7 @@ async def test_in_a_three_party_call_the_unreachable_visitor_leaves(server: Any)
         "what": "memberLeft",
         "kind": "visitor",
         "name": "v2",
+        "media": "hub",
     }
     msg = await state(agent, "006005")  # the third visitor left; the call goes on with v1
     assert msg["payload"]["reason"] == "media_unreachable"

@@ -34,9 +34,11 @@ from kefu.protocol.wire import state_message
 from .accounts import Agent, find_agent
 from .events import emit_agent_state
 from .hub import Hub, Tx, agent_key
+from .reasons import check_reason
 from .schema import agents, state_changes
 from .settings import Settings
 from .store import aware, iso
+from .teams import WrapUpPolicy, wrap_up_policies
 
 __all__ = ["AgentService", "Change", "Listener"]
 
@@ -82,6 +84,7 @@ _LOG_CHANGE = insert(state_changes).values(
     reason=bindparam("reason"),
     call_id=bindparam("call_id"),
     at=bindparam("at"),
+    actor=bindparam("actor"),
 )
 
 
@@ -91,6 +94,9 @@ class AgentService:
         self.s = settings
         self.listeners: list[Listener] = []
         self._timers: dict[int, asyncio.Task[None]] = {}
+        #: Per-team after-call work (kefu.server.teams), by agent id; others: ``wrap_up_timeout``.
+        self.policies: dict[int, WrapUpPolicy] = {}
+        self._extended: dict[int, datetime] = {}  # agent id → the after-call work it extended
 
     async def apply(
         self,
@@ -102,6 +108,7 @@ class AgentService:
         call_id: str | None = None,
         tx: Tx | None = None,
         request_id: str | None = None,
+        actor: str | None = None,
     ) -> Change:
         """Apply one event to one agent (see the module's docstring).
 
@@ -109,11 +116,16 @@ class AgentService:
         record and the states of its members commit together). ``request_id``
         names the agent's request whose handling made the change (its reply
         already reports it); the push carries it so the plugin does not report
-        it twice."""
+        it twice. ``actor`` names who made the change when it is not the agent or
+        the system (a supervisor, :mod:`kefu.server.floor`); the history keeps it."""
         if tx is not None:
-            return await self._apply(tx, agent_id, flow, event, reason, call_id, request_id=request_id)
+            return await self._apply(
+                tx, agent_id, flow, event, reason, call_id, request_id=request_id, actor=actor
+            )
         async with self.hub.transaction() as own:
-            return await self._apply(own, agent_id, flow, event, reason, call_id, request_id=request_id)
+            return await self._apply(
+                own, agent_id, flow, event, reason, call_id, request_id=request_id, actor=actor
+            )
 
     async def _apply(
         self,
@@ -125,6 +137,7 @@ class AgentService:
         call_id: str | None,
         only_since: datetime | None = None,
         request_id: str | None = None,
+        actor: str | None = None,
     ) -> Change:
         before = await find_agent(tx.conn, agent_id=agent_id, lock=True)
         if before is None:
@@ -132,6 +145,8 @@ class AgentService:
         if only_since is not None and before.state_since != only_since:
             raise ApiError("the state changed meanwhile", code=ErrorCode.invalid_state)
         new, t = process(before.state, flow, event)  # InvalidTransition: nothing written
+        if event is Event.setNotReady:
+            await check_reason(tx.conn, reason)  # the catalogue's codes, once it has any
         await tx.conn.execute(
             _SET_STATE,
             {
@@ -154,6 +169,7 @@ class AgentService:
                 "reason": reason,
                 "call_id": call_id,
                 "at": tx.now,
+                "actor": actor,
             },
         )
         payload = {
@@ -168,6 +184,8 @@ class AgentService:
             "requestId": request_id,
             "at": tx.now.isoformat(),
         }
+        if actor is not None:
+            payload["by"] = actor
         await tx.push(agent_key(agent_id), state_message(new.code.value, payload))
         await emit_agent_state(tx, before.name, new.code.value, payload)
         after = Agent(before.id, before.name, before.admin, before.max_sessions, before.disabled, new, tx.now)
@@ -186,13 +204,44 @@ class AgentService:
 
     # --- after-call work timeout (SPEC §5.3.6 addition)
 
+    def wrap_up_seconds(self, agent_id: int) -> float:
+        """The agent's after-call work: its team's policy, else ``wrap_up_timeout`` (0: no timer)."""
+        policy = self.policies.get(agent_id)
+        return policy.seconds if policy is not None else self.s.wrap_up_timeout
+
+    def _wrap_up_due(self, agent: Agent) -> float:
+        seconds = self.wrap_up_seconds(agent.id)
+        if self._extended.get(agent.id) == agent.state_since:
+            seconds *= 2
+        return agent.state_since.timestamp() + seconds
+
+    async def reload_policies(self) -> None:
+        """Read the teams' wrap-up policies again (after a team changed)."""
+        async with self.hub.store.read() as conn:
+            self.policies = await wrap_up_policies(conn)
+
+    async def extend_wrap_up(self, agent: Agent) -> float:
+        """Extend the agent's after-call work once by its length, if its team allows it;
+        return the new deadline (POSIX seconds)."""
+        policy = self.policies.get(agent.id)
+        if policy is None or not policy.extend or policy.seconds <= 0:
+            raise ApiError("the agent's team does not allow extending wrap-up", code=ErrorCode.forbidden)
+        if agent.state.top is not TopState.afterCall:
+            raise ApiError("the agent is not in after-call work", code=ErrorCode.invalid_state)
+        if self._extended.get(agent.id) == agent.state_since:
+            raise ApiError("wrap-up can be extended once", code=ErrorCode.invalid_state)
+        self._extended[agent.id] = agent.state_since
+        self._schedule_wrap_up(agent)
+        return self._wrap_up_due(agent)
+
     def _schedule_wrap_up(self, agent: Agent) -> None:
         old = self._timers.pop(agent.id, None)
         if old is not None and old is not asyncio.current_task():
             old.cancel()
-        if agent.state.top is not TopState.afterCall or self.s.wrap_up_timeout <= 0:
+        if agent.state.top is not TopState.afterCall or self.wrap_up_seconds(agent.id) <= 0:
+            self._extended.pop(agent.id, None)
             return
-        due = agent.state_since.timestamp() + self.s.wrap_up_timeout
+        due = self._wrap_up_due(agent)
         delay = max(0.0, due - self.s.now().timestamp())
         self._timers[agent.id] = asyncio.create_task(self._wrap_up(agent.id, agent.state_since, delay))
 
@@ -214,9 +263,13 @@ class AgentService:
         Run every ``sweep_interval`` on every node: the agents are taken with
         ``FOR UPDATE SKIP LOCKED``, so two nodes never end the same one, and
         an agent whose state changed meanwhile is not selected."""
-        if self.s.wrap_up_timeout <= 0:
+        lengths = [p.seconds for p in self.policies.values() if p.seconds > 0]
+        if self.s.wrap_up_timeout > 0:
+            lengths.append(self.s.wrap_up_timeout)
+        if not lengths:
             return 0
-        cutoff = self.s.now() - timedelta(seconds=self.s.wrap_up_timeout)
+        now = self.s.now()
+        cutoff = now - timedelta(seconds=min(lengths))
         ended = 0
         async with self.hub.transaction() as tx:
             q = (
@@ -230,6 +283,11 @@ class AgentService:
             for r in list(await tx.conn.execute(q)):
                 since = aware(r.state_since)
                 assert since is not None
+                seconds = self.wrap_up_seconds(r.id)
+                if seconds <= 0 or since.timestamp() + seconds > now.timestamp():
+                    continue  # its team's wrap-up is longer, or has none
+                if self._extended.get(r.id) == since:
+                    continue  # extended here: this node's timer ends it
                 await self._apply(
                     tx, r.id, Flow.agent, Event.wrapUpTimeout, "wrapUpTimeout", None, only_since=since
                 )
@@ -238,7 +296,8 @@ class AgentService:
 
     async def start(self) -> None:
         """Rebuild the wrap-up timers of agents in after-call work; end the overdue ones now."""
-        if self.s.wrap_up_timeout <= 0:
+        await self.reload_policies()
+        if self.s.wrap_up_timeout <= 0 and not self.policies:
             return
         async with self.hub.store.read() as conn:
             rows = await conn.execute(select(agents.c.id).where(agents.c.state.like("005%")))
@@ -247,7 +306,10 @@ class AgentService:
         for agent in found:
             if agent is None:
                 continue
-            if agent.state_since.timestamp() + self.s.wrap_up_timeout <= now:
+            seconds = self.wrap_up_seconds(agent.id)
+            if seconds <= 0:
+                continue
+            if agent.state_since.timestamp() + seconds <= now:
                 await self._wrap_up(agent.id, agent.state_since, 0.0)
             else:
                 self._schedule_wrap_up(agent)
@@ -295,6 +357,7 @@ class AgentService:
                 "reason": r.reason,
                 "callId": r.call_id,
                 "at": iso(aware(r.at)),
+                "by": r.actor,
             }
             for r in rows
         ]

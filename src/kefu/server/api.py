@@ -113,6 +113,7 @@ class StateChangeOut(_Out):
     reason: str | None
     callId: str | None
     at: datetime
+    by: str | None = Field(default=None, description="the supervisor who made the change, if one did")
 
 
 class CallMemberOut(_Out):

@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kefu.protocol import CATALOGUE, ApiError, ErrorCode, error_body
 from kefu.protocol.hosts import host_allowed
 
-from . import api, integrations
+from . import api, floor_api, integrations
 from .auth import LoginLocked
 from .connection import AgentConnection, VisitorConnection
 from .services import Services
@@ -214,6 +214,7 @@ def create_app(settings: Settings) -> KefuApp:
 
     app.include_router(api.router)
     app.include_router(integrations.router)  # webhooks and the event stream (issue 21)
+    app.include_router(floor_api.router)  # the floor, figures, reasons, teams (issue 20)
 
     # the pages: the visitor page, the agent console (the spec's ssoTo), imclient.js
     app.mount("/static", StaticFiles(directory=WEB), name="static")
@@ -225,6 +226,10 @@ def create_app(settings: Settings) -> KefuApp:
     @app.get("/agent", include_in_schema=False)
     async def agent_page() -> FileResponse:
         return FileResponse(WEB / "agent.html", headers=_PAGE_HEADERS)
+
+    @app.get("/supervisor", include_in_schema=False)
+    async def supervisor_page() -> FileResponse:
+        return FileResponse(WEB / "supervisor.html", headers=_PAGE_HEADERS)
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:

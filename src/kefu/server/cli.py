@@ -1,4 +1,5 @@
-"""``kefu server`` and ``kefu agent add|list|disable|enable``."""
+"""``kefu server``, ``kefu agent add|list|disable|enable|role``, ``kefu team add|assign|list``
+and ``kefu reason add|list|remove``."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from kefu.protocol import CODE_INFO, ApiError, Code
 from kefu.tls import TlsError
 
 from .accounts import add_agent, list_agents, set_disabled
+from .reasons import add_reason, list_reasons, remove_reason
 from .runner import ServerRunner
 from .settings import WILDCARDS, Settings, default_data_dir
 from .store import Store
+from .teams import add_team, assign, list_teams, set_supervisor
 from .turn import TurnIssuer
 
 __all__ = ["register"]
@@ -159,6 +162,10 @@ def server(
     queue_push_interval: float = typer.Option(
         0.2, help="seconds between two rounds of queue pushes (changes meanwhile are shown together)"
     ),
+    service_level_seconds: float = typer.Option(
+        20.0, help="a session answered within this many seconds counts towards the service level"
+    ),
+    floor_refresh: float = typer.Option(5.0, help="seconds between reads of the floor while it is watched"),
     tls_cert: Path = typer.Option(
         None, "--tls-cert", help="serve https/wss with this PEM certificate (its chain after it)"
     ),
@@ -254,6 +261,8 @@ def server(
         gap_poll=gap_poll,
         sweep_interval=sweep_interval,
         queue_push_interval=queue_push_interval,
+        service_level_seconds=service_level_seconds,
+        floor_refresh=floor_refresh,
         tls_cert=tls_cert,
         tls_key=tls_key,
         turn_urls=tuple(turn),
@@ -305,6 +314,8 @@ def agent_add(
     name: str = typer.Argument(..., help="the agent's login name, e.g. 23160006"),
     password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
     admin: bool = typer.Option(False, "--admin", help="may see every agent's data"),
+    supervisor: bool = typer.Option(False, "--supervisor", help="may see the floor of its teams"),
+    team: list[str] = typer.Option([], "--team", help="a team the agent belongs to (repeat)"),
     max_sessions: int = typer.Option(5, help="IM sessions the agent handles at once"),
     data_dir: Path = DataDir,
     db: str = Db,
@@ -314,10 +325,15 @@ def agent_add(
     s = Settings(**_base(data_dir, db, db_schema))
 
     async def body(store: Store) -> Any:
-        return await add_agent(store, name, password, admin=admin, max_sessions=max_sessions, now=s.now())
+        agent = await add_agent(store, name, password, admin=admin, max_sessions=max_sessions, now=s.now())
+        if supervisor:
+            await set_supervisor(store, name)
+        for t in team:
+            await assign(store, t, name)
+        return agent
 
     agent = _run(s, body)
-    role = "admin" if agent.admin else "agent"
+    role = "admin" if agent.admin else "supervisor" if supervisor else "agent"
     console.print(
         f"added {role} [bold]{agent.name}[/bold] (max {agent.max_sessions} sessions) in {_where(s)}"
     )
@@ -376,6 +392,147 @@ def agent_enable(
     _set(name, False, data_dir, db, db_schema)
 
 
+@agent_app.command("role")
+def agent_role(
+    name: str = typer.Argument(...),
+    supervisor: bool = typer.Option(..., "--supervisor/--no-supervisor", help="may see its teams' floor"),
+    data_dir: Path = DataDir,
+    db: str = Db,
+    db_schema: str = DbSchema,
+) -> None:
+    """Make an agent a supervisor, or no longer one."""
+    s = Settings(**_base(data_dir, db, db_schema))
+
+    async def body(store: Store) -> Any:
+        await set_supervisor(store, name, supervisor)
+
+    _run(s, body)
+    console.print(f"{name}: {'supervisor' if supervisor else 'not a supervisor'}")
+
+
+team_app = typer.Typer(help="Teams of agents and their supervisors.", no_args_is_help=True)
+
+
+@team_app.command("add")
+def team_add(
+    name: str = typer.Argument(..., help="the team's name"),
+    wrap_up_seconds: float = typer.Option(
+        None, "--wrap-up-seconds", help="after-call work of its agents (default: the server's)"
+    ),
+    wrap_up_extend: bool = typer.Option(False, "--wrap-up-extend", help="an agent may extend it once"),
+    data_dir: Path = DataDir,
+    db: str = Db,
+    db_schema: str = DbSchema,
+) -> None:
+    """Add a team."""
+    s = Settings(**_base(data_dir, db, db_schema))
+
+    async def body(store: Store) -> Any:
+        return await add_team(
+            store, name, now=s.now(), wrap_up_seconds=wrap_up_seconds, wrap_up_extend=wrap_up_extend
+        )
+
+    _run(s, body)
+    console.print(f"added team [bold]{name}[/bold] in {_where(s)}")
+
+
+@team_app.command("assign")
+def team_assign(
+    team: str = typer.Argument(..., help="the team"),
+    agent: str = typer.Argument(..., help="the agent or supervisor"),
+    remove: bool = typer.Option(False, "--remove", help="take the agent out of the team"),
+    data_dir: Path = DataDir,
+    db: str = Db,
+    db_schema: str = DbSchema,
+) -> None:
+    """Put an agent (or a supervisor) in a team, or take it out."""
+    s = Settings(**_base(data_dir, db, db_schema))
+
+    async def body(store: Store) -> Any:
+        await assign(store, team, agent, remove=remove)
+
+    _run(s, body)
+    console.print(f"{agent}: {'out of' if remove else 'in'} team {team}")
+
+
+@team_app.command("list")
+def team_list(data_dir: Path = DataDir, db: str = Db, db_schema: str = DbSchema) -> None:
+    """List the teams with their supervisors, agents and wrap-up policy."""
+    s = Settings(**_base(data_dir, db, db_schema))
+
+    async def body(store: Store) -> Any:
+        async with store.read() as conn:
+            return await list_teams(conn)
+
+    rows = _run(s, body)
+    t = Table("team", "supervisors", "agents", "wrap-up", title=f"teams in {_where(s)}")
+    for r in rows:
+        wrap = "server's" if r["wrapUpSeconds"] is None else f"{r['wrapUpSeconds']:g} s"
+        t.add_row(
+            r["name"],
+            ", ".join(r["supervisors"]),
+            ", ".join(r["members"]),
+            wrap + (" (extendable)" if r["wrapUpExtend"] else ""),
+        )
+    console.print(t)
+
+
+reason_app = typer.Typer(help="The catalogue of not-ready reasons.", no_args_is_help=True)
+
+
+@reason_app.command("add")
+def reason_add(
+    code: str = typer.Argument(..., help="the code agents send, e.g. LUNCH"),
+    label: str = typer.Argument(..., help="what supervisors read, e.g. 'Lunch break'"),
+    data_dir: Path = DataDir,
+    db: str = Db,
+    db_schema: str = DbSchema,
+) -> None:
+    """Add a not-ready reason; once there is one, setAgentState takes only the catalogue's codes."""
+    s = Settings(**_base(data_dir, db, db_schema))
+
+    async def body(store: Store) -> Any:
+        return await add_reason(store, code, label, now=s.now())
+
+    _run(s, body)
+    console.print(f"added reason [bold]{code}[/bold]: {label}")
+
+
+@reason_app.command("list")
+def reason_list(data_dir: Path = DataDir, db: str = Db, db_schema: str = DbSchema) -> None:
+    """List the not-ready reasons."""
+    s = Settings(**_base(data_dir, db, db_schema))
+
+    async def body(store: Store) -> Any:
+        async with store.read() as conn:
+            return await list_reasons(conn)
+
+    rows = _run(s, body)
+    if not rows:
+        console.print("no reasons: setAgentState takes any text as its reason")
+        return
+    t = Table("code", "label", title=f"not-ready reasons in {_where(s)}")
+    for r in rows:
+        t.add_row(r["code"], r["label"])
+    console.print(t)
+
+
+@reason_app.command("remove")
+def reason_remove(
+    code: str = typer.Argument(...), data_dir: Path = DataDir, db: str = Db, db_schema: str = DbSchema
+) -> None:
+    """Remove a not-ready reason (the history keeps it)."""
+    s = Settings(**_base(data_dir, db, db_schema))
+
+    async def body(store: Store) -> Any:
+        await remove_reason(store, code)
+
+    _run(s, body)
+    console.print(f"removed reason {code}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("server")(server)
     app.add_typer(agent_app, name="agent")
+    app.add_typer(team_app, name="team")
+    app.add_typer(reason_app, name="reason")

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select, text, update
@@ -278,6 +279,8 @@ class QueueNotifier:
         self._task: asyncio.Task[None] | None = None
         self._told: dict[str, int] = {}  # visitor recipient → the position it was last told
         self._closed = False
+        #: Told of every queue change, here or on another node (the floor, kefu.server.floor).
+        self.listeners: list[Callable[[], None]] = []
         router.hub.bus.on_queue_changed = self._heard
 
     def changed(self) -> None:
@@ -288,6 +291,8 @@ class QueueNotifier:
     def _heard(self) -> None:
         if self._closed:
             return
+        for listener in self.listeners:
+            listener()
         self._dirty = True
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="kefu-queue-pushes")

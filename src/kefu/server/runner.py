@@ -66,6 +66,14 @@ class _Server(uvicorn.Server):
         if not self.should_exit:
             self.ready.set()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # the floor's event streams never end by themselves: end them, or shutting down
+        # would wait the whole graceful timeout for them
+        services = getattr(self.config.app.state, "services", None)  # type: ignore[union-attr]
+        if services is not None:
+            await services.floor.close()
+        await super().shutdown(sockets)
+
 
 def raise_fd_limit() -> int:
     """Let this process hold as many connections as its hard limit allows (one file each)."""

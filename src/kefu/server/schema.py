@@ -14,14 +14,17 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 __all__ = [
@@ -37,12 +40,16 @@ __all__ = [
     "messages",
     "metadata",
     "photo_requests",
+    "reasons",
     "sessions",
     "state_changes",
+    "team_members",
+    "teams",
     "tokens",
     "visitors",
     "webhook_deliveries",
     "webhooks",
+    "wrap_ups",
 ]
 
 metadata = MetaData(
@@ -73,6 +80,8 @@ agents = Table(
     Column("picked_up", Boolean, nullable=False, default=False),
     Column("state_since", TS, nullable=False),
     Column("last_assigned_at", TS),
+    # r0007: the floor (issue 20): may see the floor of its teams
+    Column("supervisor", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 tokens = Table(
@@ -137,7 +146,10 @@ state_changes = Table(
     Column("reason", String(64)),  # the cause: a reason code, or what triggered it
     Column("call_id", String(32), index=True),
     Column("at", TS, nullable=False),
+    # r0007: who made the change when it was not the agent or the system (a supervisor's name)
+    Column("actor", String(64)),
     Index(None, "agent_id", "num"),
+    Index(None, "at"),
 )
 
 # Per-recipient push sequence ("a:<agent id>", "v:<visitor id>") and the pushes themselves:
@@ -309,4 +321,46 @@ webhook_deliveries = Table(
     Column("delivered_at", TS),
     UniqueConstraint("webhook_id", "event_num"),
     Index(None, "webhook_id", "status", "pos"),
+)
+
+# --- r0007: the floor (issue 20): teams, not-ready reasons, wrap-up codes
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    # after-call work policy of the team's agents: None = the server's --wrap-up-timeout
+    Column("wrap_up_seconds", Float),
+    Column("wrap_up_extend", Boolean, nullable=False, default=False),  # the agent may extend it once
+    Column("created_at", TS, nullable=False),
+)
+
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
+    Column("agent_id", Integer, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False, index=True),
+    PrimaryKeyConstraint("team_id", "agent_id"),
+)
+
+# the admin's catalogue of not-ready reasons; empty: setAgentState takes any text (SPEC compatibility)
+reasons = Table(
+    "reasons",
+    metadata,
+    Column("code", String(32), primary_key=True),
+    Column("label", String(128), nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+# the outcome codes an agent records for a session or a call (after-call work)
+wrap_ups = Table(
+    "wrap_ups",
+    metadata,
+    Column("num", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", Integer, ForeignKey("agents.id"), nullable=False, index=True),
+    Column("session_id", String(32), ForeignKey("sessions.id"), index=True),
+    Column("call_id", String(32), ForeignKey("calls.id"), index=True),
+    Column("code", String(32), nullable=False),
+    Column("note", String(512)),
+    Column("at", TS, nullable=False),
 )

@@ -21,6 +21,7 @@ from .agents import AgentService
 from .auth import Auth
 from .calls import CallService
 from .events import Journal
+from .floor import Floor
 from .hub import Bus, Hub
 from .logins import LoginWatch
 from .media import Media
@@ -52,6 +53,7 @@ class Services:
     logins: LoginWatch
     journal: Journal
     webhooks: Webhooks
+    floor: Floor
     sweeper: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
@@ -82,6 +84,9 @@ class Services:
         router = Router(hub, settings)
         agents.listeners.append(router.on_agent_change)
         journal = Journal(hub, settings)
+        floor = Floor(hub, settings, router)
+        agents.listeners.append(floor.on_agent_change)
+        router.notifier.listeners.append(floor.changed)
         services = cls(
             settings=settings,
             store=store,
@@ -96,6 +101,7 @@ class Services:
             logins=LoginWatch(store, settings),
             journal=journal,
             webhooks=Webhooks(hub, settings, journal),
+            floor=floor,
         )
         if settings.janus_url:
             services.calls.sfu = Sfu(settings, store, services.calls.push_signal)
@@ -127,6 +133,7 @@ class Services:
         await self.logins.close()
         await self.webhooks.close()
         await self.journal.close()
+        await self.floor.close()
         await self.calls.close()
         if self.calls.sfu is not None:
             await self.calls.sfu.aclose()

@@ -83,6 +83,10 @@ class Settings:
     ready_on_login: bool = False  # logging in makes the agent ready (002000), not busy (001000)
     max_sessions: int = 5  # default capacity of a new agent
     wrap_up_timeout: float = 0.0  # seconds of after-call work before ready; 0: until the agent says
+    # --- the floor (issue 20): supervisors' live view and the day's figures
+    service_level_seconds: float = 20.0  # a session answered within this counts towards the service level
+    floor_push_interval: float = 0.2  # at most one round of floor frames per interval (coalesced)
+    floor_refresh: float = 5.0  # seconds between reads of the floor while someone watches it
     # --- calls
     ring_timeout: float = 30.0  # seconds an invitation or a visitor's video request rings
     call_grace: float = 10.0  # seconds a call member's lost connection has to come back
