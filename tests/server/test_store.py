@@ -29,7 +29,7 @@ async def test_the_migrations_make_exactly_the_tables(server_settings: Callable[
         async with store.read() as conn:
             assert await conn.run_sync(_diff) == []
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-            assert version == "0002"  # the head revision
+            assert version == "0003"  # the head revision
         await store.close()
         await store.open()  # opening again migrates nothing and keeps the data
     finally:

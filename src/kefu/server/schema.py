@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 __all__ = [
@@ -102,6 +103,14 @@ sessions = Table(
     Column("closed_by", String(8)),  # agent | visitor | system
     Column("close_reason", String(64)),
     Index(None, "status", "num"),
+    # r0003: one active (queued or open) session per visitor, decided by the database, not a lock
+    Index(
+        "uq_sessions_active_visitor",
+        "visitor_id",
+        unique=True,
+        postgresql_where=text("status <> 'closed'"),
+        sqlite_where=text("status <> 'closed'"),
+    ),
 )
 
 messages = Table(
