@@ -100,7 +100,9 @@ def server(
     node_id: str = typer.Option("1", "--node-id", help="this node's name, unique among the nodes"),
     redis_prefix: str = typer.Option("kefu:", help="prefix of this deployment's Redis keys and channel"),
     presence_ttl: float = typer.Option(5.0, help="seconds a dead node's connections still count"),
-    gap_poll: float = typer.Option(1.0, help="idle seconds before a connection looks for lost pushes"),
+    db_pool: int = typer.Option(
+        10, help="PostgreSQL connections this node keeps open (as many again when busy)"
+    ),
     sweep_interval: float = typer.Option(1.0, help="seconds between looks for any node's due timers"),
     queue_push_interval: float = typer.Option(
         0.2, help="seconds between two rounds of queue pushes (changes meanwhile are shown together)"
@@ -145,7 +147,7 @@ def server(
         node_id=node_id,
         redis_prefix=redis_prefix,
         presence_ttl=presence_ttl,
-        gap_poll=gap_poll,
+        db_pool=db_pool,
         sweep_interval=sweep_interval,
         queue_push_interval=queue_push_interval,
         **_base(data_dir, db, db_schema),

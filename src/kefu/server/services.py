@@ -107,5 +107,6 @@ class Services:
         await self.calls.close()
         await self.router.close()
         await self.agents.close()
+        await self.hub.close()
         await self.hub.bus.close()
         await self.store.close()
