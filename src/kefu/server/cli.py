@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kefu import aio
 from kefu.protocol import CODE_INFO, ApiError, Code
 
 from .accounts import add_agent, list_agents, set_disabled
@@ -108,6 +109,7 @@ def server(
         0.2, help="seconds between two rounds of queue pushes (changes meanwhile are shown together)"
     ),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
+    loop: str = typer.Option(None, help="event loop: uvloop (the default where installed) or asyncio"),
 ) -> None:
     """Run the kefu server: login, agent and visitor sockets, REST API (docs at /docs).
 
@@ -168,7 +170,13 @@ def server(
             typer.echo(f"node {s.node_id}: live events through Redis ({s.redis_prefix}*)", err=False)
         await runner.wait()
 
-    asyncio.run(main())
+    try:
+        chosen = aio.loop_name(loop)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    logging.getLogger("kefu.server").info("event loop: %s", chosen)
+    aio.run(main(), loop=chosen)
 
 
 agent_app = typer.Typer(help="Agent accounts: add, list, disable.", no_args_is_help=True)
