@@ -59,7 +59,6 @@ class Deployment:
             redis_prefix=self.prefix,
             node_id=node_id,
             presence_ttl=1.0,
-            gap_poll=0.2,
             sweep_interval=0.1,
             # what is tested is who decides, not what survives a power cut: no fsync per commit
             db_settings=(("synchronous_commit", "off"),),

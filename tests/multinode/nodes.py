@@ -26,7 +26,7 @@ class NodeProcess:
             KEFU, "server", "--port", "0", "--data-dir", str(dep.tmp / f"proc-{node_id}"),
             "--db", POSTGRES_URL, "--db-schema", dep.schema,
             "--redis", REDIS_URL, "--redis-prefix", dep.prefix, "--node-id", node_id,
-            "--presence-ttl", "1", "--gap-poll", "0.2", "--sweep-interval", "0.1",
+            "--presence-ttl", "1", "--sweep-interval", "0.1",
             "--log-level", "warning", *options,
         ]  # fmt: skip
         self.proc: asyncio.subprocess.Process | None = None

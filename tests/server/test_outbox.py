@@ -67,16 +67,16 @@ class FakeHub:
         return max((p.seq for p in self.stored if p.recipient == recipient), default=0)
 
 
-def outbox(ws: FakeSocket, hub: FakeHub | None = None, *, limit: int = 100, gap_poll: float = 0.0) -> Outbox:
+def outbox(ws: FakeSocket, hub: FakeHub | None = None, *, limit: int = 100) -> Outbox:
     services: Any = SimpleNamespace(hub=hub or FakeHub())
-    box = Outbox(ws, services, limit, gap_poll=gap_poll)  # type: ignore[arg-type]
+    box = Outbox(ws, services, limit)
     box.recipient = R
     box.start()
     return box
 
 
 def idle(box: Outbox) -> bool:
-    return box._task is None and box._items is None and box._timer is None
+    return box._task is None and box._items is None
 
 
 async def sent_all(box: Outbox) -> None:
@@ -167,15 +167,17 @@ async def test_after_a_failed_send_nothing_more_is_sent() -> None:
     assert idle(box) and ws.sent == []
 
 
-async def test_the_idle_poll_sends_pushes_lost_on_the_bus() -> None:
+async def test_a_check_sends_pushes_lost_on_the_bus_and_an_idle_outbox_never_looks() -> None:
     ws = FakeSocket()
     hub = FakeHub("p1", "p2")  # stored, never offered (lost on the bus)
-    box = outbox(ws, hub, gap_poll=0.01)
-    assert box._timer is not None and box._task is None  # waiting: a timer, not a task
-    await ws.until(lambda: len(ws.sent) == 2)
+    box = outbox(ws, hub)
+    assert idle(box)  # idle: no timer, no task, no query
+    box.check(2)  # the hub's look after the bus noticed a loss
+    await sent_all(box)
     assert ws.sent == ["p1", "p2"] and box.last_sent == 2
-    await box.stop()
+    box.check(2)  # up to date: nothing queued
     assert idle(box)
+    await box.stop()
 
 
 async def test_stop_cancels_a_send_in_flight() -> None:

@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kefu import aio
 from kefu.tls import TlsError
 
 from .app import Plugin
@@ -341,7 +342,7 @@ def register(app: typer.Typer) -> None:
         if headless or reason is not None:
             if reason is not None:
                 err.print(f"[yellow]no window[/yellow]: {reason}")
-            code = asyncio.run(run_plugin(settings, launched_by_url=by_url))
+            code = aio.run(run_plugin(settings, launched_by_url=by_url))
         else:
             code = run_qt(
                 lambda: run_plugin(settings, launched_by_url=by_url, desktop=True, video_bar=not no_video_bar)

@@ -631,7 +631,7 @@ class CallService:
         if me is None or me.status is not MemberStatus.joined:
             raise ApiError("not a member of this call", code=ErrorCode.forbidden)
         if p.to.kind == "sfu":
-            # SFU mode: the server turns the member's signalling into Janus requests (D14)
+            # SFU mode: the server turns the member's signalling into Janus requests (D22)
             if self.sfu is None or p.to.name != "sfu":
                 raise ApiError(
                     'to: {"kind": "sfu", "name": "sfu"}, and only in a call whose media goes '

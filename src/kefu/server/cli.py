@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kefu import aio
 from kefu.protocol import CODE_INFO, ApiError, Code
 from kefu.tls import TlsError
 
@@ -157,7 +158,9 @@ def server(
     node_id: str = typer.Option("1", "--node-id", help="this node's name, unique among the nodes"),
     redis_prefix: str = typer.Option("kefu:", help="prefix of this deployment's Redis keys and channel"),
     presence_ttl: float = typer.Option(5.0, help="seconds a dead node's connections still count"),
-    gap_poll: float = typer.Option(1.0, help="idle seconds before a connection looks for lost pushes"),
+    db_pool: int = typer.Option(
+        10, help="PostgreSQL connections this node keeps open (as many again when busy)"
+    ),
     sweep_interval: float = typer.Option(1.0, help="seconds between looks for any node's due timers"),
     queue_push_interval: float = typer.Option(
         0.2, help="seconds between two rounds of queue pushes (changes meanwhile are shown together)"
@@ -200,6 +203,7 @@ def server(
         None, envvar="KEFU_JANUS_ADMIN_KEY", show_default=False, help="the VideoRoom admin_key (env only)"
     ),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
+    loop: str = typer.Option(None, help="event loop: uvloop (the default where installed) or asyncio"),
 ) -> None:
     """Run the kefu server: login, agent and visitor sockets, REST API (docs at /docs).
 
@@ -258,7 +262,7 @@ def server(
         node_id=node_id,
         redis_prefix=redis_prefix,
         presence_ttl=presence_ttl,
-        gap_poll=gap_poll,
+        db_pool=db_pool,
         sweep_interval=sweep_interval,
         queue_push_interval=queue_push_interval,
         service_level_seconds=service_level_seconds,
@@ -303,7 +307,13 @@ def server(
             typer.echo(f"media: through Janus at {s.janus_url} (a room per call)", err=False)
         await runner.wait()
 
-    asyncio.run(main())
+    try:
+        chosen = aio.loop_name(loop)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    logging.getLogger("kefu.server").info("event loop: %s", chosen)
+    aio.run(main(), loop=chosen)
 
 
 agent_app = typer.Typer(help="Agent accounts: add, list, disable.", no_args_is_help=True)

@@ -116,8 +116,7 @@ class Connection:
         self.ws = ws
         self.services = services
         self.s = services.settings
-        poll = self.s.gap_poll if self.s.redis_url else 0.0  # pub/sub may lose a push: look now and then
-        self.outbox = Outbox(ws, services, self.s.outbound_queue, gap_poll=poll)
+        self.outbox = Outbox(ws, services, self.s.outbound_queue)
         self.authenticated = False
         self._window_start = 0.0
         self._window_count = 0

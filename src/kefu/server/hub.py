@@ -22,15 +22,21 @@ duplicate), one past a gap makes it read the gap from ``events`` first
 The :class:`Bus` is the seam for more than one server node: the in-process
 :class:`LocalBus` hands pushes to connections of this process;
 :class:`kefu.server.redisbus.RedisBus` publishes them to every node, and the
-gap filling above (plus the outbox's idle poll of ``latest_seq``) makes its
-at-most-once delivery safe. ``present`` is the bus's answer to "is this
+gap filling above makes its at-most-once delivery safe: a push lost with
+nothing after it is noticed by the bus (a node's numbered messages, a
+subscription that dropped, a node that left), which calls :meth:`Hub.gap`;
+the hub then reads the latest ``seq`` of every recipient connected here, a
+few hundred per query, and each connection that is behind sends what it
+missed (:meth:`Sink.check`). An idle connection costs no query. ``present`` is the bus's answer to "is this
 recipient connected to some node" (routing, call checks, the call grace).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,8 +51,11 @@ from .schema import events, mailboxes
 from .settings import Settings
 from .store import Store
 
+log = logging.getLogger("kefu.server.hub")
+
 __all__ = [
     "AGENT_PREFIX",
+    "GAP_CHUNK",
     "VISITOR_PREFIX",
     "Bus",
     "Hub",
@@ -88,6 +97,10 @@ class Sink(Protocol):
         """Send ``msg`` as it is, in order with the rest (a volatile push: no ``seq``)."""
         ...
 
+    def check(self, latest: int) -> None:
+        """The recipient's stored latest ``seq``: send the pushes this connection missed."""
+        ...
+
 
 class Bus(Protocol):
     """Where committed pushes go. One sink per recipient and node."""
@@ -125,6 +138,13 @@ class Bus(Protocol):
     #: Called when another node says the queue changed (set by the router).
     on_queue_changed: Callable[[], None] | None
 
+    #: Called when pushes for this node's connections may have been lost (set by the hub).
+    on_gap: Callable[[], None] | None
+
+    def local_sink(self, recipient: str) -> Sink | None:
+        """The recipient's connection on this node, if any."""
+        ...
+
     def queue_changed(self) -> None:
         """Tell the other nodes that the queue changed."""
         ...
@@ -142,6 +162,7 @@ class LocalSinks:
     def __init__(self) -> None:
         self._sinks: dict[str, Sink] = {}
         self.on_queue_changed: Callable[[], None] | None = None
+        self.on_gap: Callable[[], None] | None = None
 
     def attach(self, recipient: str, sink: Sink) -> Sink | None:
         """Make ``sink`` the recipient's connection; return the one it replaces."""
@@ -152,6 +173,9 @@ class LocalSinks:
     def connected(self, recipient: str) -> bool:
         """Connected to this node."""
         return recipient in self._sinks
+
+    def local_sink(self, recipient: str) -> Sink | None:
+        return self._sinks.get(recipient)
 
     def local_recipients(self, prefix: str) -> list[str]:
         return [r for r in self._sinks if r.startswith(prefix)]
@@ -204,6 +228,11 @@ _STORE_EVENT = insert(events).values(
     recipient=bindparam("r"), seq=bindparam("s"), message=bindparam("m"), created_at=bindparam("t")
 )
 _LATEST = select(mailboxes.c.last_seq).where(mailboxes.c.recipient == bindparam("r"))
+_LATEST_OF = select(mailboxes.c.recipient, mailboxes.c.last_seq).where(
+    mailboxes.c.recipient.in_(bindparam("rs", expanding=True))
+)
+#: Recipients whose latest seq one query reads when pushes may have been lost.
+GAP_CHUNK = 500
 _AFTER = (
     select(events.c.seq, events.c.message)
     .where(events.c.recipient == bindparam("r"), events.c.seq > bindparam("after"))
@@ -257,6 +286,45 @@ class Hub:
         self.bus: Bus = bus if bus is not None else LocalBus()
         #: Called after a transaction that recorded integration events commits (the journal).
         self.on_events: Callable[[], None] | None = None
+        self.bus.on_gap = self.gap
+        self.gap_checks = 0  # looks after a possible loss on the bus (tests, benchmarks)
+        self._gap_again = False
+        self._gap_task: asyncio.Task[None] | None = None
+
+    # --- pushes lost on the bus
+
+    def gap(self) -> None:
+        """Pushes for connections here may have been lost: have each look (coalesced)."""
+        self._gap_again = True
+        if self._gap_task is None or self._gap_task.done():
+            self._gap_task = asyncio.create_task(self._gap_run(), name="kefu-gap-check")
+
+    async def _gap_run(self) -> None:
+        while self._gap_again:
+            self._gap_again = False
+            try:
+                await self.check_connections()
+            except Exception:
+                log.exception("looking for pushes lost on the bus failed; the next loss looks again")
+
+    async def check_connections(self) -> int:
+        """Tell every connection here its recipient's stored latest ``seq``, one query per
+        :data:`GAP_CHUNK` recipients; return how many were looked at."""
+        self.gap_checks += 1
+        recipients = self.bus.local_recipients("")
+        for i in range(0, len(recipients), GAP_CHUNK):
+            async with self.store.read() as conn:
+                rows = (await conn.execute(_LATEST_OF, {"rs": recipients[i : i + GAP_CHUNK]})).all()
+            for r in rows:
+                sink = self.bus.local_sink(r.recipient)
+                if sink is not None:
+                    sink.check(r.last_seq)
+        return len(recipients)
+
+    async def close(self) -> None:
+        if self._gap_task is not None:
+            self._gap_task.cancel()
+            await asyncio.gather(self._gap_task, return_exceptions=True)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

@@ -4,9 +4,11 @@ Pushes leave strictly in ``seq`` order: one at or below the last sent is a
 duplicate (a replay overlapped a live push) and is dropped; one past a gap
 makes the outbox read the gap from the database first (see
 :mod:`kefu.server.hub`). With several nodes (a bus that may lose a push and
-nothing after it), an outbox idle for ``gap_poll`` seconds compares its last
-``seq`` with the stored one and sends what it missed. A client that does not read fills the bounded queue
-and is closed with 1008; it resumes from its last ``seq`` when it reconnects.
+nothing after it), the bus notices the loss and the hub tells each connection
+here the stored latest ``seq`` (:meth:`Outbox.check`): one that is behind
+sends what it missed. An idle connection costs no query. A client that does
+not read fills the bounded queue and is closed with 1008; it resumes from its
+last ``seq`` when it reconnects.
 
 Memory: an idle connection holds no queue and no task of its own (most
 visitors are idle; each would cost ~4 KiB). The first message queued starts a
@@ -47,8 +49,6 @@ class Outbox:
         "_started",
         "_stopped",
         "_task",
-        "_timer",
-        "gap_poll",
         "hub",
         "last_sent",
         "limit",
@@ -56,16 +56,14 @@ class Outbox:
         "ws",
     )
 
-    def __init__(self, ws: WebSocket, services: Services, limit: int, *, gap_poll: float = 0.0) -> None:
+    def __init__(self, ws: WebSocket, services: Services, limit: int) -> None:
         self.ws = ws
-        self.gap_poll = gap_poll
         self.hub = services.hub
         self.limit = limit
         self.recipient: str | None = None
         self.last_sent = 0
         self._items: deque[tuple[str, Any]] | None = None  # None while empty
         self._task: asyncio.Task[None] | None = None  # the sending task, while there is something to send
-        self._timer: asyncio.TimerHandle | None = None  # the idle poll (gap_poll > 0)
         self._started = False
         self._stopped = False  # closing: nothing more is queued
         self._dead = False  # a send failed: nothing more is sent
@@ -79,18 +77,8 @@ class Outbox:
         """Start the sending task if there is something to send and none runs."""
         if self._task is not None or not self._started or self._dead:
             return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._items:
-            self._task = asyncio.create_task(self._run(poll=False), name="kefu-outbox")
-        elif self.gap_poll > 0 and not self._stopped:
-            self._timer = asyncio.get_running_loop().call_later(self.gap_poll, self._idle_poll)
-
-    def _idle_poll(self) -> None:
-        self._timer = None
-        if self._task is None and not self._stopped and not self._dead:
-            self._task = asyncio.create_task(self._run(poll=True), name="kefu-outbox")
+            self._task = asyncio.create_task(self._run(), name="kefu-outbox")
 
     def _put(self, kind: str, item: Any) -> None:
         if self._stopped or self._dead:
@@ -117,6 +105,13 @@ class Outbox:
     def catch_up(self) -> None:
         """Send every stored push after :attr:`last_sent`."""
         self._put("catchup", None)
+
+    def check(self, latest: int) -> None:
+        """The recipient's stored latest ``seq`` (pushes may have been lost on the bus):
+        send what this connection missed, if anything (the :class:`~kefu.server.hub.Sink`)."""
+        if latest > self.last_sent:
+            log.info("%s: pushes lost on the bus; sending them from the database", self.recipient)
+            self.catch_up()
 
     def close(self, code: int, reason: str) -> None:
         self._put("close", (code, reason))
@@ -158,16 +153,9 @@ class Outbox:
             return True
         return False
 
-    async def _run(self, *, poll: bool) -> None:
-        """Send until the queue is empty (after the idle poll's look, when ``poll``)."""
+    async def _run(self) -> None:
+        """Send until the queue is empty."""
         try:
-            if (
-                poll
-                and self.recipient is not None
-                and await self.hub.latest_seq(self.recipient) > self.last_sent
-            ):
-                log.info("%s: pushes lost on the bus; sending them from the database", self.recipient)
-                await self._fill(None)
             while self._items:
                 kind, item = self._items.popleft()
                 if await self._send(kind, item):
@@ -186,15 +174,11 @@ class Outbox:
         # no await between the queue's last look and here: nothing is left queued without a task
         self._task = None
         self._items = None
-        self._wake()  # the idle poll's timer
 
     async def stop(self) -> None:
         self._stopped = True
         self._dead = True
         self._items = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

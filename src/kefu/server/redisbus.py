@@ -6,14 +6,24 @@ Several ``kefu server`` nodes share one PostgreSQL database and one Redis.
 Every push is stored (with its recipient's ``seq``) before it is published
 (see :mod:`kefu.server.hub`), so the bus only has to *hurry* pushes along:
 
-- :meth:`RedisBus.publish` hands a push to this node's connection of the
-  recipient, if any, and ``PUBLISH``-es it on ``<prefix>bus``; every other
-  node hears it and hands it to its own connection of that recipient. Pub/sub
-  is at-most-once: a push lost on the way (a Redis hiccup, a node that was
-  busy reconnecting) leaves a gap that the connection's outbox notices, either
-  when the next push arrives (it reads the gap from ``events``) or, when
-  nothing else arrives, by polling ``latest_seq`` when idle
-  (``Settings.gap_poll``). Nothing is lost, and the outbox drops duplicates.
+- :meth:`RedisBus.publish_many` hands a transaction's pushes to this node's
+  connections of their recipients, if any, and queues them for ``PUBLISH`` on
+  ``<prefix>bus``; every other node hears them and hands each to its own
+  connection of that recipient. One task sends what is queued, in order, a
+  pipeline at a time (a busy node sends many pushes per round trip).
+- Pub/sub is at most once. A push lost on the way with nothing after it for
+  its recipient would be a gap nobody sees, so **the bus notices losses**
+  instead of every connection polling the database (an idle connection costs
+  no query). Every message a node sends carries its run's id (``i``) and a
+  number (``c``: 1, 2, 3 … in the order sent), and a *beat* every
+  ``presence_ttl / 3`` seconds carries the last number sent. A listener that
+  hears a number skipped (a publish that failed, a message Redis dropped), its
+  own subscription drop and come back, or a node leave (a ``bye``, or no beat
+  for ``presence_ttl``: it may have committed and died before publishing)
+  calls ``on_gap``: the hub then reads the latest ``seq`` of every recipient
+  connected here, a few hundred per query, and connections that are behind
+  send what they missed from ``events``. Nothing is lost, and the outbox drops
+  duplicates.
 - **Presence** (who is connected to *some* node) is the hash
   ``<prefix>presence:<recipient>``: one field per node holding the connection,
   whose value is the time (ms) until which it is valid. The owning node
@@ -36,6 +46,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -49,6 +60,10 @@ __all__ = ["RedisBus"]
 log = logging.getLogger("kefu.server.redisbus")
 
 
+def _dumps(msg: dict[str, Any]) -> str:
+    return json.dumps(msg, separators=(",", ":"))
+
+
 class RedisBus(LocalSinks):
     """The :class:`~kefu.server.hub.Bus` of a node among several (see the module docstring)."""
 
@@ -58,6 +73,7 @@ class RedisBus(LocalSinks):
         self.prefix = prefix
         self.presence_ttl = presence_ttl
         self.channel = f"{prefix}bus"
+        self.run_id = secrets.token_hex(6)  # this run of the node: numbers start again at 1
         super().__init__()
         self._redis: aioredis.Redis = aioredis.from_url(url)
         self._pubsub: Any = None
@@ -65,20 +81,35 @@ class RedisBus(LocalSinks):
         self._background: set[asyncio.Task[None]] = set()
         self._subscribed = asyncio.Event()
         self._closed = False
+        # sending: numbered messages, in order, by one task
+        self._sent_no = 0  # the number of the last message queued
+        self._queue: list[str] = []
+        self._queued = asyncio.Event()
+        self._flushed: asyncio.Future[None] | None = None  # done when what is queued now was sent
+        # listening: per run of another node, the last number heard and when (loop time)
+        self._heard_no: dict[str, tuple[int, float]] = {}
+        self.losses = 0  # times a loss was noticed (tests, benchmarks)
+        self.publish_failures = 0
 
     # --- lifecycle
 
     async def start(self) -> None:
-        """Check Redis answers, subscribe, and start the presence heartbeat."""
+        """Check Redis answers, subscribe, and start the sender and the heartbeat."""
         await self._redis.ping()
         self._tasks = [
             asyncio.create_task(self._listen(), name="kefu-redis-listen"),
+            asyncio.create_task(self._sender(), name="kefu-redis-send"),
             asyncio.create_task(self._heartbeat(), name="kefu-redis-presence"),
         ]
         await asyncio.wait_for(self._subscribed.wait(), 10.0)
 
     async def close(self) -> None:
+        if not self._closed and self._tasks:
+            self._queue_msg({"k": "bye", "n": self.node_id}, numbered=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.flush(), 2.0)
         self._closed = True
+        self._queued.set()
         tasks = [*self._tasks, *self._background]
         for t in tasks:
             t.cancel()
@@ -95,25 +126,16 @@ class RedisBus(LocalSinks):
     # --- the Bus protocol
 
     async def publish(self, push: Push) -> None:
-        sink = self._sinks.get(push.recipient)
-        if sink is not None:
-            sink.offer(push)
-        await self._send({"k": "push", "n": self.node_id, "r": push.recipient, "s": push.seq, "t": push.text})
+        await self.publish_many([push])
 
     async def publish_many(self, pushes: list[Push]) -> None:
-        """A transaction's pushes: to this node's connections, then one pipeline of PUBLISHes."""
+        """A transaction's pushes: to this node's connections now, to the others by the sender."""
         for push in pushes:
             sink = self._sinks.get(push.recipient)
             if sink is not None:
                 sink.offer(push)
-        try:
-            pipe = self._redis.pipeline(transaction=False)
-            for p in pushes:
-                msg = {"k": "push", "n": self.node_id, "r": p.recipient, "s": p.seq, "t": p.text}
-                pipe.publish(self.channel, json.dumps(msg, separators=(",", ":")))
-            await pipe.execute()
-        except (RedisError, OSError) as exc:
-            log.warning("publishing on Redis failed (%r); the other nodes catch up from the database", exc)
+        for p in pushes:
+            self._queue_msg({"k": "push", "n": self.node_id, "r": p.recipient, "s": p.seq, "t": p.text})
 
     def detach(self, recipient: str, sink: Sink) -> None:
         if self._sinks.get(recipient) is sink:
@@ -135,12 +157,86 @@ class RedisBus(LocalSinks):
     def queue_changed(self) -> None:
         """Every other node shows the queue anew (at-most-once is enough: the next change,
         or a reconnect, shows the queue as it is)."""
-        self._spawn(self._send({"k": "queue", "n": self.node_id}))
+        self._queue_msg({"k": "queue", "n": self.node_id})
 
     async def announce(self, recipient: str) -> None:
         """This node is about to hold the recipient's connection: present everywhere, now."""
         await self._mark(recipient)
-        await self._send({"k": "attach", "n": self.node_id, "r": recipient})
+        self._queue_msg({"k": "attach", "n": self.node_id, "r": recipient})
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Until what is queued now has been sent (or its sending failed)."""
+        if self._queue:
+            if self._flushed is None:
+                self._flushed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._flushed)
+
+    # --- sending
+
+    def _queue_msg(self, msg: dict[str, Any], *, numbered: bool = True) -> None:
+        if self._closed:
+            return
+        if numbered:
+            self._sent_no += 1
+        msg["i"] = self.run_id
+        msg["c"] = self._sent_no  # a beat or a bye: the last number sent before it
+        self._queue.append(_dumps(msg))
+        self._queued.set()
+
+    async def _sender(self) -> None:
+        while not self._closed:  # (redis-py may swallow a cancellation: look at _closed too)
+            await self._queued.wait()
+            self._queued.clear()
+            batch, self._queue = self._queue, []
+            done, self._flushed = self._flushed, None
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for text in batch:
+                    pipe.publish(self.channel, text)
+                await pipe.execute()
+            except (RedisError, OSError) as exc:
+                # stored already; the other nodes see the numbers skipped and look in the database
+                self.publish_failures += 1
+                log.warning(
+                    "publishing on Redis failed (%r); the other nodes catch up from the database", exc
+                )
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    # --- noticing losses
+
+    def _lost(self, why: str) -> None:
+        self.losses += 1
+        log.info("pushes may have been lost on the bus (%s): the connections here look", why)
+        if self.on_gap is not None:
+            self.on_gap()
+
+    def _count(self, msg: dict[str, Any]) -> None:
+        """Keep the numbers heard from another node's run; a number skipped is a loss."""
+        run, no = msg.get("i"), msg.get("c")
+        if not isinstance(run, str) or not isinstance(no, int):
+            return
+        last = self._heard_no.get(run, (0, 0.0))[0]
+        kind = msg["k"]
+        if kind == "bye":
+            self._heard_no.pop(run, None)
+            self._lost(f"node {msg['n']} left")  # it may have committed and not published
+            return
+        numbered = kind != "beat"
+        if no > last + (1 if numbered else 0):
+            self._lost(f"node {msg['n']} sent {no}, {last} was the last heard")
+        self._heard_no[run] = (max(no, last), asyncio.get_running_loop().time())
+
+    def _departed(self) -> None:
+        """Runs of other nodes not heard for ``presence_ttl``: gone (maybe killed mid-publish)."""
+        now = asyncio.get_running_loop().time()
+        gone = [run for run, (_, at) in self._heard_no.items() if now - at > self.presence_ttl]
+        for run in gone:
+            del self._heard_no[run]
+        if gone:
+            self._lost(f"{len(gone)} node(s) stopped beating")
 
     # --- inside
 
@@ -171,17 +267,12 @@ class RedisBus(LocalSinks):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _send(self, msg: dict[str, Any]) -> None:
-        try:
-            await self._redis.publish(self.channel, json.dumps(msg, separators=(",", ":")))
-        except (RedisError, OSError) as exc:
-            # stored already: the other nodes' outboxes find it by polling
-            log.warning("publishing on Redis failed (%r); the other nodes catch up from the database", exc)
-
     async def _heartbeat(self) -> None:
         period = self.presence_ttl / 3
-        while True:
+        while not self._closed:
             await asyncio.sleep(period)
+            self._queue_msg({"k": "beat", "n": self.node_id}, numbered=False)
+            self._departed()
             try:
                 ttl_ms = int(self.presence_ttl * 1000)
                 deadline = self._now_ms() + ttl_ms
@@ -198,6 +289,8 @@ class RedisBus(LocalSinks):
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
+                if self._subscribed.is_set():
+                    self._lost("the subscription dropped and is back")  # heard nothing meanwhile
                 self._subscribed.set()
                 while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -215,17 +308,21 @@ class RedisBus(LocalSinks):
             msg = json.loads(data)
             if msg["n"] == self.node_id:
                 return
-            if msg["k"] == "queue":
+            self._count(msg)
+            kind = msg["k"]
+            if kind == "queue":
                 if self.on_queue_changed is not None:
                     self.on_queue_changed()
+                return
+            if kind not in ("push", "attach"):
                 return
             recipient = msg["r"]
             sink = self._sinks.get(recipient)
             if sink is None:
                 return
-            if msg["k"] == "push":
+            if kind == "push":
                 sink.offer(Push(recipient, int(msg["s"]), msg["t"]))
-            elif msg["k"] == "attach":
+            else:
                 # a newer connection of this recipient is on another node
                 del self._sinks[recipient]
                 replaced = getattr(sink, "replaced", None)

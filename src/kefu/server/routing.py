@@ -36,6 +36,10 @@ the queue's head only after it holds the lock (READ COMMITTED: each statement
 sees what committed before it), and the assignment's ``UPDATE … WHERE status =
 'queued'`` would find nothing if the session had left the queue anyway. Two
 nodes racing for one session assign it once (``tests/multinode``).
+A visitor's message does not take that lock (issue 18): it locks its session's
+row (``FOR UPDATE``), so it takes turns with that session's assignment or
+closing only, and a new session is decided by the unique index on the
+visitor's active session (see :meth:`kefu.server.sessions.Sessions.visitor_send`).
 """
 
 from __future__ import annotations

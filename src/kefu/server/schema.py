@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 __all__ = [
@@ -118,6 +119,14 @@ sessions = Table(
     Column("closed_by", String(8)),  # agent | visitor | system
     Column("close_reason", String(64)),
     Index(None, "status", "num"),
+    # r0003: one active (queued or open) session per visitor, decided by the database, not a lock
+    Index(
+        "uq_sessions_active_visitor",
+        "visitor_id",
+        unique=True,
+        postgresql_where=text("status <> 'closed'"),
+        sqlite_where=text("status <> 'closed'"),
+    ),
 )
 
 messages = Table(

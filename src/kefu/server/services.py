@@ -139,5 +139,6 @@ class Services:
             await self.calls.sfu.aclose()
         await self.router.close()
         await self.agents.close()
+        await self.hub.close()
         await self.hub.bus.close()
         await self.store.close()

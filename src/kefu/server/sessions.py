@@ -49,9 +49,20 @@ _STORE = insert(messages).values(
     client_msg_id=bindparam("c"),
     created_at=bindparam("t"),
 )
-_ACTIVE_OF = select(sessions.c.id, sessions.c.num, sessions.c.status, sessions.c.agent_id).where(
-    sessions.c.visitor_id == bindparam("vid"), sessions.c.status != "closed"
+# FOR UPDATE (PostgreSQL; SQLite has one writer anyway): a message and the session's assignment
+# or closing take turns on the session's row, and nothing else takes turns with them.
+_ACTIVE_OF = (
+    select(sessions.c.id, sessions.c.num, sessions.c.status, sessions.c.agent_id)
+    .where(sessions.c.visitor_id == bindparam("vid"), sessions.c.status != "closed")
+    .with_for_update()
 )
+_NEW_SESSION = (
+    insert(sessions)
+    .values(id=bindparam("sid"), visitor_id=bindparam("vid"), status="queued", created_at=bindparam("t"))
+    .returning(sessions.c.num)
+)
+#: Attempts at a visitor's message when its session was created meanwhile (see visitor_send).
+_ATTEMPTS = 3
 _PLACE = select(func.count()).where(sessions.c.status == "queued", sessions.c.num <= bindparam("num"))
 
 
@@ -96,33 +107,44 @@ class Sessions:
         return msg
 
     async def visitor_send(self, visitor: Visitor, text: str, client_msg_id: str | None) -> dict[str, Any]:
-        """A visitor's message; opens a queued session if the visitor has none."""
-        try:
-            return await self._visitor_send(visitor, text, client_msg_id)
-        except IntegrityError:
-            # the same clientMsgId raced in on another connection: answer with the first
-            async with self.hub.transaction() as tx:
-                first = await self._repeat(tx, visitor.recipient, client_msg_id)
-            if first is None:
-                raise
-            return first
+        """A visitor's message; opens a queued session if the visitor has none.
+
+        A message to an existing session locks that session's row only, never the
+        cluster-wide routing lock. Only a message that queues a new session takes
+        that lock (the queue changes in turns: FIFO order, exact positions). Two
+        first messages of one visitor racing (two connections or nodes) cannot make
+        two sessions: the second looks again once it holds the lock, and the unique
+        index on the visitor's active session (r0003) stops it in any case; it then
+        runs again and finds the first's session."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                return await self._visitor_send(visitor, text, client_msg_id)
+            except IntegrityError:
+                # the same clientMsgId raced in on another connection: answer with the first
+                async with self.hub.transaction() as tx:
+                    first = await self._repeat(tx, visitor.recipient, client_msg_id)
+                if first is not None:
+                    return first
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                log.debug("visitor %s: its session was created meanwhile; sending again", visitor.id)
+        raise AssertionError("unreachable")
 
     async def _visitor_send(self, visitor: Visitor, text: str, client_msg_id: str | None) -> dict[str, Any]:
         queued = False
         async with self.hub.transaction() as tx:
-            await self.router.serialise(tx)  # it may queue a session
             first = await self._repeat(tx, visitor.recipient, client_msg_id)
             if first is not None:
                 return first
             row = (await tx.conn.execute(_ACTIVE_OF, {"vid": visitor.id})).first()
             if row is None:
+                # queueing takes turns with the other queue changes (FIFO order, exact positions)
+                await self.router.serialise(tx)
+                row = (await tx.conn.execute(_ACTIVE_OF, {"vid": visitor.id})).first()
+            if row is None:
                 sid = new_id()
                 num = (
-                    await tx.conn.execute(
-                        insert(sessions)
-                        .values(id=sid, visitor_id=visitor.id, status="queued", created_at=tx.now)
-                        .returning(sessions.c.num)
-                    )
+                    await tx.conn.execute(_NEW_SESSION, {"sid": sid, "vid": visitor.id, "t": tx.now})
                 ).scalar_one()
                 status, agent_id = "queued", None
                 await emit(tx, EventType.session_queued, sid, {"sessionId": sid, "visitorName": visitor.name})

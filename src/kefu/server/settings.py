@@ -66,6 +66,9 @@ class Settings:
     # TLS (``--tls-cert``/``--tls-key``): https and wss on the port; None: plain (or nginx in front)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # PostgreSQL only: connections kept open, and as many again opened when busy (every node counts
+    # against the server's max_connections); a write holds one from its first statement to its commit
+    db_pool: int = 10
     # --- accounts and login
     token_ttl: float = 12 * 3600.0  # seconds a login token lives
     allowed_origins: tuple[str, ...] = ()  # returnTo targets and browser Origins besides our own
@@ -128,7 +131,6 @@ class Settings:
     node_id: str = "1"  # unique among the nodes sharing a database
     redis_prefix: str = "kefu:"  # keys and channel names in Redis (tests use one per test)
     presence_ttl: float = 5.0  # seconds a dead node's connections still count as present
-    gap_poll: float = 1.0  # idle seconds before a connection checks for pushes lost on the bus
     sweep_interval: float = 1.0  # seconds between looks for due timers (ringing, wrap-up) of any node
     # --- integrations (issue 21): the event journal, webhooks, the event stream
     events_poll: float = 1.0  # seconds between looks for events of other nodes (and unsequenced ones)

@@ -139,6 +139,8 @@ class Store:
                 server_settings["search_path"] = schema
             if server_settings:
                 kwargs["connect_args"] = {"server_settings": server_settings}
+            kwargs["pool_size"] = self.settings.db_pool
+            kwargs["max_overflow"] = self.settings.db_pool
         if self.is_sqlite:
             path = make_url(self.url).database
             if path and path != ":memory:":

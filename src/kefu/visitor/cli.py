@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
+from kefu import aio
 from kefu.media import MediaError, MediaSettings, default_host_addresses
 from kefu.protocol import ApiError, ErrorCode
 
@@ -337,7 +338,7 @@ def visitor(
     )
     code = 0
     with contextlib.suppress(KeyboardInterrupt):
-        code = asyncio.run(run(opts))
+        code = aio.run(run(opts))
     raise typer.Exit(code)
 
 
