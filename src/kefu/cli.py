@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kefu.protocol import CODE_INFO, Code, parse_code
-from kefu.protocol.docs import errors_md, explain_code, states_md
+from kefu.protocol.docs import embed_js_messages, errors_md, explain_code, states_md
 from kefu.protocol.integrations import integrations_md
 
 app = typer.Typer(
@@ -97,12 +97,21 @@ def states(
 def docs(
     out: Path = typer.Option(Path("docs"), help="folder to write states.md, errors.md, integrations.md in"),
 ) -> None:
-    """Write docs/states.md, docs/errors.md and docs/integrations.md from the code."""
+    """Write docs/states.md, docs/errors.md and docs/integrations.md from the code, and
+    imclient.js's table of error messages (from the catalogue)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "states.md").write_text(states_md(), encoding="utf-8")
     (out / "errors.md").write_text(errors_md(), encoding="utf-8")
     (out / "integrations.md").write_text(integrations_md(), encoding="utf-8")
-    console.print(f"wrote {out / 'states.md'}, {out / 'errors.md'} and {out / 'integrations.md'}")
+    from kefu.plugin.app import IMCLIENT_JS  # the file the plugin serves
+
+    js = IMCLIENT_JS.read_text(encoding="utf-8")
+    if (fresh := embed_js_messages(js)) != js:
+        IMCLIENT_JS.write_text(fresh, encoding="utf-8")
+    console.print(
+        f"wrote {out / 'states.md'}, {out / 'errors.md'}, {out / 'integrations.md'} "
+        f"and the error messages in {IMCLIENT_JS}"
+    )
 
 
 _registered: set[str] = set()

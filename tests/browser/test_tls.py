@@ -33,6 +33,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext
 
 from kefu.plugin.app import IMCLIENT_JS
+from kefu.protocol import CATALOGUE, ErrorCode
 from tests.tlscerts import Leaf, TestCA
 
 from .harness import CHROMIUM, CHROMIUM_ARGS, PageServer, calls, wait_js
@@ -141,8 +142,11 @@ async def test_without_the_permission_the_page_is_told_local_network_denied(
         # undecided, headless Chromium refuses the request as an agent dismissing the prompt would,
         # and may report the state as "prompt" or (once it refused) "denied"
         states = ["denied"] if decision == "denied" else ["prompt", "denied"]
-        assert any(f"Local Network Access permission: {s})" in err["error"]["msg"] for s in states)
+        # in the seed's language (Chinese by default), what to do; the specific English in detail
+        assert err["error"]["msg"] == CATALOGUE[ErrorCode.local_network_denied].msg_zh
         assert "LocalNetworkAccessAllowedForUrls" in err["error"]["msg"]
+        assert any(f"Local Network Access permission: {s})" in err["error"]["detail"] for s in states)
+        assert "LocalNetworkAccessAllowedForUrls" in err["error"]["detail"]
         # a request fails the same way, at once, instead of waiting for a connection that cannot come
         await ws.js("() => client.startLogin({data: {url: 'x'}, error: function (e) {}})")
         failed = (await ws.calls("startLogin", "error"))[0]["args"][0]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import kefu.protocol
 from kefu.protocol import CATALOGUE, ErrorCode, KefuError, ProtocolError, error_body
-from kefu.protocol.docs import errors_md, states_md
+from kefu.protocol.docs import embed_js_messages, errors_md, states_md
 from kefu.protocol.integrations import integrations_md
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,17 @@ def test_generated_docs_are_current() -> None:
     assert "```mermaid" in states and "decision" in states
     integrations = (ROOT / "docs" / "integrations.md").read_text(encoding="utf-8")
     assert integrations == integrations_md(), "docs/integrations.md is stale: run `bin/kefu docs`"
+
+
+def test_imclient_js_carries_the_catalogue_s_messages() -> None:
+    js = (ROOT / "src" / "kefu" / "web" / "imclient.js").read_text(encoding="utf-8")
+    assert js == embed_js_messages(js), "imclient.js's error messages are stale: run `bin/kefu docs`"
+    zh = CATALOGUE[ErrorCode.plugin_unreachable].msg_zh
+    assert (
+        f'"plugin_unreachable": {{"en": "{CATALOGUE[ErrorCode.plugin_unreachable].msg}", "zh": "{zh}"}}' in js
+    )
+    # a change in the catalogue makes the table stale
+    assert embed_js_messages(js.replace(zh, "插件")) == js
 
 
 FORBIDDEN = {

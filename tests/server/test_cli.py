@@ -235,3 +235,27 @@ def test_the_media_bounds_are_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     s = got[0]
     assert (s.max_image_bytes, s.max_recording_bytes, s.max_recording_chunk_bytes) == (1000, 2000, 300)
     assert (s.photo_request_ttl, s.photo_max_open) == (7.5, 1)
+
+
+async def test_server_says_whether_webhook_secrets_are_encrypted(tmp_path: Path) -> None:
+    """Issue 21: without a secrets key the server says so at start; with one, that they are
+    encrypted; a bad key file stops it with what to do (and never the key's text)."""
+    plain = Proc(["--data-dir", str(tmp_path / "a")])
+    await plain.start()
+    _, log = await plain.stop(signal.SIGTERM)
+    assert "webhook secrets are stored unencrypted" in log and "--secrets-key-file" in log
+    assert "Task exception was never retrieved" not in log and " ERROR " not in log
+
+    key = tmp_path / "secrets.key"
+    key.write_text(bytes(range(32)).hex() + "\n")
+    sealed = Proc(["--data-dir", str(tmp_path / "b"), "--secrets-key-file", str(key)])
+    await sealed.start()
+    assert sealed.proc is not None and sealed.proc.stdout is not None
+    lines = [(await sealed.proc.stdout.readline()).decode() for _ in range(2)]
+    assert "webhook secrets: encrypted in the database (AES-256-GCM)\n" in lines
+    _, log = await sealed.stop(signal.SIGTERM)
+    assert "unencrypted" not in log
+
+    key.write_text("not-a-key-at-all")
+    r = runner.invoke(app, ["server", "--data-dir", str(tmp_path / "c"), "--secrets-key-file", str(key)])
+    assert r.exit_code == 2 and "32 random bytes" in r.output and "not-a-key-at-all" not in r.output

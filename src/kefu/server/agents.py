@@ -38,6 +38,7 @@ from .reasons import check_reason
 from .schema import agents, state_changes
 from .settings import Settings
 from .store import aware, iso
+from .tasks import Background
 from .teams import WrapUpPolicy, wrap_up_policies
 
 __all__ = ["AgentService", "Change", "Listener"]
@@ -94,6 +95,7 @@ class AgentService:
         self.s = settings
         self.listeners: list[Listener] = []
         self._timers: dict[int, asyncio.Task[None]] = {}
+        self._tasks = Background(log)  # the wrap-up timers until they have ended
         #: Per-team after-call work (kefu.server.teams), by agent id; others: ``wrap_up_timeout``.
         self.policies: dict[int, WrapUpPolicy] = {}
         self._extended: dict[int, datetime] = {}  # agent id → the after-call work it extended
@@ -243,7 +245,11 @@ class AgentService:
             return
         due = self._wrap_up_due(agent)
         delay = max(0.0, due - self.s.now().timestamp())
-        self._timers[agent.id] = asyncio.create_task(self._wrap_up(agent.id, agent.state_since, delay))
+        task = self._tasks.spawn(
+            self._wrap_up(agent.id, agent.state_since, delay), f"kefu-wrap-up-{agent.id}"
+        )
+        if task is not None:
+            self._timers[agent.id] = task
 
     async def _wrap_up(self, agent_id: int, since: datetime, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -315,11 +321,9 @@ class AgentService:
                 self._schedule_wrap_up(agent)
 
     async def close(self) -> None:
-        timers = list(self._timers.values())
+        """Stop the wrap-up timers, those at work too."""
         self._timers.clear()
-        for t in timers:
-            t.cancel()
-        await asyncio.gather(*timers, return_exceptions=True)
+        await self._tasks.close()
 
     # --- reads
 

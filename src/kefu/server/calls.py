@@ -88,6 +88,7 @@ from .schema import call_members, calls, sessions, visitors
 from .settings import Settings
 from .sfu import Sfu
 from .store import aware, iso, new_id
+from .tasks import Background
 from .visitors import Visitor
 
 __all__ = ["CALL_MARKS", "CallService", "Replier"]
@@ -155,7 +156,8 @@ class CallService:
         self._lock = asyncio.Lock()  # one call operation at a time on this node
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._grace: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._closed = False
+        # every timer and grace task until it has ended (it leaves _timers/_grace when it fires)
+        self._tasks = Background(log)
         self.sfu: Sfu | None = None  # the SFU mode: set by Services when --janus is given
 
     # --- lifecycle
@@ -175,14 +177,10 @@ class CallService:
             self._schedule(r.id, gen, aware(r.ring_deadline))
 
     async def close(self) -> None:
-        """Stop the call timers (ringing timeouts) on shutdown."""
-        self._closed = True
-        tasks = [*self._timers.values(), *self._grace.values()]
+        """Stop the ringing timers and the members' graces on shutdown, those at work too."""
         self._timers.clear()
         self._grace.clear()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
 
     # --- the agent's call APIs
 
@@ -673,13 +671,13 @@ class CallService:
         Whether it is in a call is asked when the grace is over, not now: most connections
         that close are in no call, and in a reconnect storm all come back within the grace,
         so none of them costs a query."""
-        if self._closed:
-            return
         key = (kind.value, name)
         old = self._grace.pop(key, None)
         if old is not None:
             old.cancel()
-        self._grace[key] = asyncio.create_task(self._grace_over(kind, name), name=f"kefu-call-grace-{name}")
+        task = self._tasks.spawn(self._grace_over(kind, name), f"kefu-call-grace-{name}")
+        if task is not None:
+            self._grace[key] = task
 
     def member_back(self, kind: MemberKind, name: str) -> None:
         task = self._grace.pop((kind.value, name), None)
@@ -945,12 +943,10 @@ class CallService:
 
     def _schedule(self, call_id: str, gen: int, deadline: Any) -> None:
         self._unschedule(call_id)
-        if self._closed:
-            return
         delay = max(0.0, deadline.timestamp() - self.s.now().timestamp())
-        self._timers[call_id] = asyncio.create_task(
-            self._ring_over(call_id, gen, delay), name=f"kefu-ring-{call_id}"
-        )
+        task = self._tasks.spawn(self._ring_over(call_id, gen, delay), f"kefu-ring-{call_id}")
+        if task is not None:
+            self._timers[call_id] = task
 
     def _unschedule(self, call_id: str) -> None:
         task = self._timers.pop(call_id, None)

@@ -18,6 +18,7 @@ from kefu.protocol import CODE_INFO, ApiError, Code
 from kefu.tls import TlsError
 
 from .accounts import add_agent, list_agents, set_disabled
+from .atrest import SECRETS_KEY_ENV, load_key
 from .reasons import add_reason, list_reasons, remove_reason
 from .runner import ServerRunner
 from .settings import WILDCARDS, Settings, default_data_dir
@@ -188,6 +189,12 @@ def server(
         None, "--turn-secret", help="coturn's static-auth-secret (visible in ps: prefer the file)"
     ),
     turn_ttl: float = typer.Option(86400.0, help="seconds a TURN credential lives (cover the longest call)"),
+    secrets_key_file: Path = typer.Option(
+        None,
+        "--secrets-key-file",
+        help=f"a file holding the key (32 random bytes, base64 or hex: `openssl rand -base64 32`) that "
+        f"encrypts webhook secrets in the database (or set ${SECRETS_KEY_ENV}); the same on every node",
+    ),
     janus: str = typer.Option(
         None,
         "--janus",
@@ -218,6 +225,11 @@ def server(
     secret = _turn_secret(turn_secret, turn_secret_file)
     try:
         TurnIssuer(tuple(turn), secret, turn_ttl)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        secrets_key = load_key(secrets_key_file)
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -272,6 +284,7 @@ def server(
         turn_urls=tuple(turn),
         turn_secret=secret,
         turn_ttl=turn_ttl,
+        secrets_key=secrets_key,
         janus_url=janus,
         janus_recordings=janus_recordings,
         janus_api_secret=janus_api_secret,
@@ -296,6 +309,13 @@ def server(
         typer.echo(f"data: {_where(s)}; API docs: {url}/docs", err=False)
         if s.turn_urls:
             typer.echo(f"TURN: {', '.join(s.turn_urls)} (credentials for {s.turn_ttl:g} s)", err=False)
+        if s.secrets_key is None:
+            err.print(
+                "[yellow]webhook secrets are stored unencrypted in the database[/yellow]: give "
+                f"--secrets-key-file (or ${SECRETS_KEY_ENV}) to encrypt them (AES-256-GCM)."
+            )
+        else:
+            typer.echo("webhook secrets: encrypted in the database (AES-256-GCM)", err=False)
         if s.host in WILDCARDS and not s.public_names:
             err.print(
                 f"[yellow]listening on every address ({host}): give --public-name <the name clients use>"

@@ -39,6 +39,8 @@ import httpx
 
 from kefu.protocol import ApiError, ErrorCode
 
+from .tasks import Background
+
 __all__ = ["JanusClient", "JanusEvent", "MediaServerError", "Room"]
 
 log = logging.getLogger("kefu.server.janus")
@@ -97,6 +99,7 @@ class JanusClient:
         self._session: int | None = None
         self._rooms_handle: int | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._pollers = Background(log)  # the long polls, until they have ended
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._lock = asyncio.Lock()
         self._closed = False
@@ -127,7 +130,7 @@ class JanusClient:
         self._session = None
         self._rooms_handle = None
         if self._poller is not None:
-            self._poller.cancel()
+            self._poller.cancel()  # awaited by aclose (self._pollers)
             self._poller = None
         for fut in self._waiting.values():
             if not fut.done():
@@ -140,7 +143,7 @@ class JanusClient:
                 answer = await self._post("", {"janus": "create", "transaction": self._tx()})
                 self._session = int(answer["data"]["id"])
                 self._rooms_handle = None
-                self._poller = asyncio.create_task(self._poll(self._session), name="kefu-janus-poll")
+                self._poller = self._pollers.spawn(self._poll(self._session), "kefu-janus-poll")
                 log.info("media server session %d at %s", self._session, self.url)
             return self._session
 
@@ -315,4 +318,5 @@ class JanusClient:
             with contextlib.suppress(MediaServerError):
                 await self._post(f"/{self._session}", {"janus": "destroy", "transaction": self._tx()})
         self._forget_session()
+        await self._pollers.close()
         await self._http.aclose()

@@ -377,19 +377,7 @@ class Media:
         async with lock:
             existing = await self._recording_art(call_id)
             if existing is not None and (existing.meta or {}).get("complete"):
-                async with self.hub.transaction() as tx:
-                    await record_audit(
-                        tx.conn,
-                        at=tx.now,
-                        actor=f"agent:{agent.name}",
-                        action="refused",
-                        kind="recording",
-                        object_id=existing.id,
-                        call_id=call_id,
-                        address=address,
-                        detail=f"a write at offset {offset} after the final chunk",
-                    )
-                raise ApiError(code=ErrorCode.recording_finished)
+                await self._refuse_finished(agent, call_id, existing.id, offset, address)
             path = self._path("recording", f"{call_id}.webm")
             size = await asyncio.to_thread(lambda: path.stat().st_size if path.exists() else 0)
             if offset > size:
@@ -424,9 +412,29 @@ class Media:
             art = await self._recording_row(
                 call_id, row, agent, path, end, digest, final, address, f"offset {offset}, {len(data)} bytes"
             )
+            if isinstance(art, str):  # another node finished it meanwhile
+                await self._refuse_finished(agent, call_id, art, offset, address)
         if final:
             self._rec_locks.pop(call_id, None)
         return self.view(art)
+
+    async def _refuse_finished(
+        self, agent: Agent, call_id: str, art_id: str, offset: int, address: str
+    ) -> None:
+        """A write to a recording after its final chunk: audited, refused (recording_finished)."""
+        async with self.hub.transaction() as tx:
+            await record_audit(
+                tx.conn,
+                at=tx.now,
+                actor=f"agent:{agent.name}",
+                action="refused",
+                kind="recording",
+                object_id=art_id,
+                call_id=call_id,
+                address=address,
+                detail=f"a write at offset {offset} after the final chunk",
+            )
+        raise ApiError(code=ErrorCode.recording_finished)
 
     async def _recording_art(self, call_id: str) -> Any:
         async with self.hub.store.read() as c:
@@ -450,15 +458,24 @@ class Media:
         address: str,
         detail: str,
     ) -> Any:
+        """Store the recording's row; the id of the row, unchanged, when it was complete already.
+
+        Exactly one ``recording.ready`` per call: the call's row is locked first (PostgreSQL;
+        SQLite has one writer), so of two final chunks of one call on two nodes, the second
+        finds the recording complete here, in its transaction, and changes and emits nothing."""
         meta = {"complete": final, "agentName": agent.name}
         async with self.hub.transaction() as tx:
-            existing = (
+            await tx.conn.execute(select(calls.c.id).where(calls.c.id == call_id).with_for_update())
+            found = (
                 await tx.conn.execute(
-                    select(media_artifacts.c.id).where(
+                    select(media_artifacts.c.id, media_artifacts.c.meta).where(
                         media_artifacts.c.call_id == call_id, media_artifacts.c.kind == "recording"
                     )
                 )
-            ).scalar_one_or_none()
+            ).first()
+            if found is not None and (found.meta or {}).get("complete"):
+                return str(found.id)
+            existing = None if found is None else found.id
             if existing is None:
                 existing = new_id()
                 await tx.conn.execute(

@@ -48,12 +48,14 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .hub import LocalSinks, Push, Sink
+from .tasks import Background
 
 __all__ = ["RedisBus"]
 
@@ -78,7 +80,7 @@ class RedisBus(LocalSinks):
         self._redis: aioredis.Redis = aioredis.from_url(url)
         self._pubsub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = Background(log)  # forgetting presence, telling the queue changed
         self._subscribed = asyncio.Event()
         self._closed = False
         # sending: numbered messages, in order, by one task
@@ -110,10 +112,10 @@ class RedisBus(LocalSinks):
                 await asyncio.wait_for(self.flush(), 2.0)
         self._closed = True
         self._queued.set()
-        tasks = [*self._tasks, *self._background]
-        for t in tasks:
+        for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.close()
         with contextlib.suppress(RedisError, OSError):
             if self._sinks:
                 pipe = self._redis.pipeline()
@@ -140,7 +142,7 @@ class RedisBus(LocalSinks):
     def detach(self, recipient: str, sink: Sink) -> None:
         if self._sinks.get(recipient) is sink:
             del self._sinks[recipient]
-            self._spawn(self._forget(recipient))
+            self._spawn(self._forget(recipient), "kefu-redis-forget")
 
     async def present(self, recipient: str) -> bool:
         """Connected to some node (a live field in the recipient's presence hash)."""
@@ -259,13 +261,8 @@ class RedisBus(LocalSinks):
         with contextlib.suppress(RedisError, OSError):
             await self._redis.hdel(self._key(recipient), self.node_id)
 
-    def _spawn(self, coro: Any) -> None:
-        if self._closed:
-            coro.close()
-            return
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._background.spawn(coro, name)
 
     async def _heartbeat(self) -> None:
         period = self.presence_ttl / 3
@@ -328,6 +325,6 @@ class RedisBus(LocalSinks):
                 replaced = getattr(sink, "replaced", None)
                 if replaced is not None:
                     replaced()
-                self._spawn(self._forget(recipient))
+                self._spawn(self._forget(recipient), "kefu-redis-forget")
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("a bad message on the Redis bus: %r", exc)

@@ -306,7 +306,9 @@ webhooks = Table(
     Column("id", String(32), primary_key=True),
     Column("url", String(2048), nullable=False),
     Column("events", JSON, nullable=False),  # the types wanted: names, "*", "call.*"
-    Column("secret", String(256), nullable=False),  # the HMAC key; never returned after creation
+    # the HMAC key, sealed with the server's secrets key if it has one (kefu.server.atrest);
+    # never returned after creation
+    Column("secret", Text, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("created_by", String(64), nullable=False),
     # the node delivering this endpoint's events, until lease_until (one node at a time)

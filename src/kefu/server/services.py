@@ -130,15 +130,17 @@ class Services:
             self.sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.sweeper
+        # what makes changes first (its tasks cancelled and awaited, each service's own),
+        # then what reports them, then the bus and the store: no task outlives the store
         await self.logins.close()
-        await self.webhooks.close()
-        await self.journal.close()
-        await self.floor.close()
         await self.calls.close()
         if self.calls.sfu is not None:
             await self.calls.sfu.aclose()
-        await self.router.close()
         await self.agents.close()
+        await self.router.close()
+        await self.floor.close()
+        await self.webhooks.close()
+        await self.journal.close()
         await self.hub.close()
         await self.hub.bus.close()
         await self.store.close()

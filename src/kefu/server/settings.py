@@ -97,6 +97,8 @@ class Settings:
     turn_urls: tuple[str, ...] = ()  # turn:host:port?transport=udp …; none by default
     turn_secret: str | None = field(default=None, repr=False)  # coturn's static-auth-secret; never logged
     turn_ttl: float = 86400.0  # seconds a TURN credential lives; clients renew at 2/3 of it
+    # --- secrets at rest (webhook secrets): AES-256-GCM with this key (kefu.server.atrest); None: plain
+    secrets_key: bytes | None = field(default=None, repr=False)
     # the names clients reach this server by (its Host header), besides 127.0.0.1, localhost, [::1] and
     # the bind address; any other Host is refused with host_refused (DNS rebinding)
     public_names: tuple[str, ...] = ()

@@ -19,7 +19,6 @@ The room's secret never leaves the server (docs/decisions.md D22).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
@@ -31,6 +30,7 @@ from .schema import media_rooms
 from .settings import Settings
 from .sfu_relay import Push, SfuRelay
 from .store import Store
+from .tasks import Background
 
 __all__ = ["MediaServerError", "Sfu"]
 
@@ -50,7 +50,7 @@ class Sfu:
             admin_key=settings.janus_admin_key,
             timeout=settings.janus_timeout,
         )
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing = Background(log)  # rooms of ended calls being destroyed
         # the members' publishers and subscriptions (sfu_relay.py); push: a signal to a member
         self.relay = SfuRelay(self.janus, self.room_of, push)
 
@@ -87,9 +87,7 @@ class Sfu:
 
     def ended(self, call_id: str) -> None:
         """The call ended (after its commit): destroy its room in the background."""
-        task = asyncio.create_task(self.close(call_id), name=f"kefu-sfu-close-{call_id}")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._closing.spawn(self.close(call_id), f"kefu-sfu-close-{call_id}")
 
     async def close(self, call_id: str) -> None:
         room = await self.room_of(call_id)
@@ -109,10 +107,12 @@ class Sfu:
 
     async def aclose_pending(self) -> None:
         """Wait for the rooms of ended calls to be destroyed."""
-        while self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._closing.settled()
 
     async def aclose(self) -> None:
+        """After the calls' timers stopped, before the store closes: the rooms of ended calls
+        are destroyed first (each bounded by ``janus_timeout``)."""
         await self.relay.aclose()
-        await self.aclose_pending()
+        await self._closing.settled()
+        await self._closing.close()
         await self.janus.aclose()

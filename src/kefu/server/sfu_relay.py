@@ -28,9 +28,8 @@ the call's lock, in order. The wire forms are :mod:`kefu.protocol.sfu`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +37,7 @@ from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.sfu import SfuAnswer, SfuCandidate, SfuOffer, decode_sfu_signal, feed_ref
 
 from .janus import JanusClient, JanusEvent, MediaServerError, Room
+from .tasks import Background
 
 __all__ = ["Member", "SfuRelay"]
 
@@ -74,7 +74,7 @@ class SfuRelay:
         self._push = push
         self._calls: dict[str, _CallMedia] = {}
         self._handles: dict[int, tuple[str, Member, Member | None]] = {}  # → call, member, feed
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Background(log)  # the work started by events and call changes
         janus.on_event = self.on_event
 
     # --- what members send
@@ -272,26 +272,14 @@ class SfuRelay:
                     data = {"type": "offer", "sdp": ev.jsep.get("sdp"), "feed": feed_ref(*feed)}
                     await self._tell(call_id, member, data)
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(self._guard(coro), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _guard(self, coro: Any) -> None:
-        try:
-            await coro
-        except Exception:
-            log.exception("the media server's relay failed")
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.spawn(coro, name)  # a failure is logged with the task's name
 
     async def settled(self) -> None:
         """Until the work started by events and call changes is done (tests, closing)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.settled()
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await self.settled()
+        await self._tasks.close()
         self._calls.clear()
         self._handles.clear()

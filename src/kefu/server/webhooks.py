@@ -24,6 +24,8 @@ Delivery is at least once: a node stopped between the endpoint's answer and
 the row's update sends that event again; receivers deduplicate by event id.
 The secret signs each request (:func:`kefu.protocol.integrations.sign`) and
 is never logged nor returned after creation; logs name an endpoint by its id.
+With a secrets key it is stored encrypted (:mod:`kefu.server.atrest`) and
+decrypted only to sign a delivery.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.integrations import EVENT_INFO, SIGNATURE_HEADER, backoff, sign
 
+from .atrest import SecretBox, SecretUnavailable
 from .events import Journal, envelope
 from .hub import Hub
 from .schema import journal, webhook_deliveries, webhooks
@@ -109,6 +112,7 @@ class Webhooks:
         self._wake: dict[str, asyncio.Event] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
+        self.box = SecretBox(settings.secrets_key)
 
     # --- registration (admin; kefu.server.integrations)
 
@@ -120,7 +124,7 @@ class Webhooks:
                     id=hook_id,
                     url=check_url(url),
                     events=check_events(wanted),
-                    secret=secret,
+                    secret=self.box.seal(secret, hook_id),
                     created_at=self.s.now(),
                     created_by=by,
                 )
@@ -171,6 +175,7 @@ class Webhooks:
     # --- the workers
 
     async def start(self) -> None:
+        await self._seal_stored()
         await self._refresh()
         self._watcher = asyncio.create_task(self._watch(), name="kefu-webhooks")
 
@@ -182,6 +187,29 @@ class Webhooks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.http.aclose()
+
+    async def _seal_stored(self) -> None:
+        """With a key: seal the secrets stored without one. Say so if some cannot be opened."""
+        async with self.hub.store.read() as conn:
+            rows = (await conn.execute(select(webhooks.c.id, webhooks.c.secret))).all()
+        plain = [r for r in rows if not self.box.is_sealed(r.secret)]
+        if self.box.sealing and plain:
+            async with self.hub.store.write() as conn:
+                for r in plain:
+                    await conn.execute(
+                        update(webhooks)
+                        .where(webhooks.c.id == r.id, webhooks.c.secret == r.secret)
+                        .values(secret=self.box.seal(r.secret, r.id))
+                    )
+            log.info(
+                "the secrets of %d webhook(s) stored before the secrets key are now encrypted", len(plain)
+            )
+        for r in rows:
+            if self.box.is_sealed(r.secret):
+                try:
+                    self.box.open(r.secret, r.id)
+                except SecretUnavailable as exc:
+                    log.error("webhook %s: %s; its deliveries fail until the key is given", r.id, exc)
 
     async def _refresh(self) -> None:
         """Start a worker for every endpoint (registered on any node), stop those deleted."""
@@ -299,18 +327,22 @@ class Webhooks:
         due = (row.next_at if row.next_at.tzinfo else row.next_at.replace(tzinfo=now.tzinfo)) - now
         if due.total_seconds() > 0:
             return min(float(due.total_seconds()), self.s.events_poll)
-        ok, status, error = await self._post(row)
+        ok, status, error = await self._post(hook_id, row)
         await self._record(hook_id, row, ok, status, error)
         return 0.0
 
-    async def _post(self, row: Any) -> tuple[bool, int | None, str | None]:
+    async def _post(self, hook_id: str, row: Any) -> tuple[bool, int | None, str | None]:
         body = json.dumps(envelope(row), ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            secret = self.box.open(row.secret, hook_id)  # only to sign, never kept
+        except SecretUnavailable as exc:
+            return False, None, str(exc)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "kefu-webhooks/1",
             "Kefu-Event-Id": row.id,
             "Kefu-Event-Type": row.type,
-            SIGNATURE_HEADER: sign(row.secret, body, int(self.s.now().timestamp())),
+            SIGNATURE_HEADER: sign(secret, body, int(self.s.now().timestamp())),
         }
         try:
             resp = await self.http.post(row.url, content=body, headers=headers)
