@@ -117,6 +117,13 @@ sessions = Table(
     Column("closed_at", TS),
     Column("closed_by", String(8)),  # agent | visitor | system
     Column("close_reason", String(64)),
+    # r0008 (issue 20, no lost customer): 1 for a session given back to the queue (its agent
+    # logged out, was lost, or transferred it there): it waits at the head, before the others
+    Column("priority", Integer, nullable=False, server_default="0"),
+    # r0008: the session's latest transfer (its agents see it; never the visitor)
+    Column("transfer_from", String(64)),
+    Column("transfer_reason", String(32)),
+    Column("transfer_note", String(512)),
     Index(None, "status", "num"),
 )
 
