@@ -39,7 +39,7 @@
  * default, as the seed prints them), `token`, `kefuWSOpen`, `quit`, `reconnect`;
  * initInnerCallBack also takes `stateChange(state, payload)` and the server's
  * events by name (`sessionAssigned`, `message`, `queue`, `call`, `share`, ...);
- * APIs sendMessage, setAgentState, logout, getState, getWindow,
+ * APIs sendMessage, transferSession, setAgentState, logout, getState, getWindow,
  * multipleVideoRefuse; client.state (the latest state code), client.currentCall
  * (the call the agent is in, also after a page reload: docs/sdk.md), client.close().
  * No dependency, no build step. See docs/web.md.
@@ -79,7 +79,8 @@
     // SPEC §4.6
     "sessionCount", "sessionState", "isMultipleVideo", "isShareState",
     // additions
-    "sendMessage", "setAgentState", "logout", "getState", "getWindow", "multipleVideoRefuse"
+    "sendMessage", "setAgentState", "logout", "getState", "getWindow", "multipleVideoRefuse",
+    "transferSession"
   ];
 
   function isFinal(mark, subMark) {
