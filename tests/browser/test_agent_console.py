@@ -168,3 +168,60 @@ async def test_console_and_visitor_page_in_a_call(
     await screenshot(console, "agent-console-after-call")
     await visitor.close()
     await console.close()
+
+
+async def test_transfers_and_a_supervisors_action_show_in_the_console(
+    context: BrowserContext, stack: Stack
+) -> None:
+    """Issue 20: the console transfers a chat with a note, drops it, shows one handed to it
+    (with the other agent's note) and names the supervisor who changed its state."""
+    import httpx
+
+    from tests.e2e.test_im_transfer import second_agent
+
+    await stack.server.add_agent("boss", admin=True)
+    a2 = await second_agent(stack)
+    async with Visitor(stack.server.url, "vt", timeout=LIMIT) as vt:
+        sid = (await vt.send_message("Can I raise my card limit?"))["sessionId"]
+        page = await open_console(context, stack)
+        await sign_in(page)
+        await page.locator("#queue tr", has_text="vt").get_by_role("button", name="Pick up vt").click()
+        await page.locator("#sessions tr", has_text="vt").wait_for(timeout=MS)
+
+        await page.fill("#transfer-to", "a2")
+        await page.fill("#transfer-note", "card limit; customer since 2009")
+        await page.click("#transfer-btn")
+        got = (await a2.next_event("sessionAssigned"))["payload"]
+        assert got["sessionId"] == sid
+        assert got["transfer"] == {
+            "from": "a1",
+            "reason": "transferred",
+            "note": "card limit; customer since 2009",
+        }
+        await page.locator("#sessions tr", has_text="vt").wait_for(state="detached", timeout=MS)
+        await page.wait_for_selector("#timeline >> text=transferred vt to a2", timeout=MS)
+
+        # a2 hands it back with a note: the console shows the chat, its history and the note
+        await a2.call(
+            "transferSession", {"session_id": sid, "agentName": "a1", "note": "limit raised, confirm"}
+        )
+        await page.locator("#sessions tr", has_text="vt").wait_for(timeout=MS)
+        await page.wait_for_selector("#log .msg.them >> text=Can I raise my card limit?", timeout=MS)
+        await page.wait_for_selector(
+            "#log .msg.system >> text=Transferred from a2: limit raised, confirm", timeout=MS
+        )
+
+        # a supervisor sets the agent not ready: the console names them
+        token = (await stack.server.services.auth.login("boss", PASSWORD, "127.0.0.1")).token
+        async with httpx.AsyncClient(base_url=stack.server.url) as c:
+            r = await c.post(
+                "/api/agents/a1/state",
+                json={"state": "busy", "reason": "coaching"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        assert r.status_code == 200, r.text
+        await page.wait_for_selector("#supervisor-pill >> text=supervisor boss", timeout=MS)
+        await shows_state(page, "001000")
+        await screenshot(page, "agent-console-transfer")
+        await page.close()
+    await a2.aclose()

@@ -167,7 +167,7 @@ def check_order_per_stream(events: list[dict[str, Any]]) -> None:
 
 
 async def a_day(server: ServerHandle) -> str:
-    """A scripted day: a chat (queued, assigned, messages, closed) and a call with a
+    """A scripted day: a chat (queued, assigned, messages, transferred, closed) and a call with a
     snapshot, a photo and a recording; returns the call's id."""
     agent, v, call_id, token = await in_call(server)
     auth = {"Authorization": f"Bearer {token}"}
@@ -201,6 +201,8 @@ async def a_day(server: ServerHandle) -> str:
     await agent.next_event("sessionAssigned")
     await agent.call("sendMessage", {"session_id": sid, "text": "hi, how can I help?"})
     await chat.next_event("message")
+    await agent.call("transferSession", {"session_id": sid, "note": "back to the queue"})  # issue 20
+    await agent.next_event("sessionAssigned")  # the only ready agent takes it again
     await agent.call("chatClose", {"session_id": sid})
     await chat.next_event("sessionClosed")
     return call_id

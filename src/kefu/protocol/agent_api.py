@@ -12,8 +12,10 @@ reaches the server under the name the spec gives it.
 
 Server pushes carry ``seq`` (per agent, gap-free, persisted):
 ``state`` (the agent's code changed) and ``event`` with a ``subMark``:
-``sessionAssigned``, ``message``, ``sessionClosed``, ``queue`` (the waiting
-sessions changed), and the call events of the call orchestration.
+``sessionAssigned``, ``message``, ``sessionClosed``, ``sessionTransferred``
+(issue 20: a session left this agent, to another or back to the queue),
+``queue`` (the waiting sessions changed), and the call events of the call
+orchestration.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .plugin_api import (
     SendMessageParams,
     SessionParams,
     SetAgentStateParams,
+    TransferSessionParams,
     VideoInviteAgentParams,
     VisitorNameParams,
 )
@@ -61,6 +64,7 @@ AGENT_API = Api(
         "pickUpSession": SessionParams,
         "chatClose": ChatCloseParams,
         "sendMessage": SendMessageParams,
+        "transferSession": TransferSessionParams,  # issue 20
         "setAgentState": SetAgentStateParams,
         "logout": NoParams,
         "sessionCount": NoParams,

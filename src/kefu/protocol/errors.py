@@ -83,6 +83,7 @@ class ErrorCode(enum.Enum):
     no_such_agent = "no_such_agent"
     no_such_visitor = "no_such_visitor"
     visitor_offline = "visitor_offline"
+    agent_offline = "agent_offline"
     not_in_call = "not_in_call"
     no_capacity = "no_capacity"
     not_available_yet = "not_available_yet"
@@ -324,6 +325,13 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
             "the visitor is not connected",
             "访客不在线",
             "a call API names a visitor whose page or app is not connected",
+            409,
+        ),
+        ErrorInfo(
+            E.agent_offline,
+            "the agent is not logged in or not connected",
+            "坐席未登录或不在线",
+            "a transfer names an agent who is logged out or whose plugin is not connected",
             409,
         ),
         ErrorInfo(

@@ -64,6 +64,7 @@ class EventType(enum.StrEnum):
     session_queued = "session.queued"
     session_assigned = "session.assigned"
     session_closed = "session.closed"
+    session_transferred = "session.transferred"
     message_created = "message.created"
     call_ringing = "call.ringing"
     call_connected = "call.connected"
@@ -105,6 +106,13 @@ EVENT_INFO: dict[EventType, EventInfo] = {
         StreamKind.session,
         "a session was closed, by whom (agent, visitor, system) and why",
         ("sessionId", "visitorName", "agentName", "by", "reason"),
+    ),
+    EventType.session_transferred: EventInfo(
+        StreamKind.session,
+        "a session left its agent (issue 20): to another agent or back to the head of the queue "
+        "(``to`` null, with its ``position``); ``reason`` is transferred (the agent's "
+        "transferSession, with its note), agentLoggedOut or agentLost",
+        ("sessionId", "visitorName", "from", "to", "reason", "note", "position"),
     ),
     EventType.message_created: EventInfo(
         StreamKind.session,

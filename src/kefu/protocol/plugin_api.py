@@ -46,6 +46,7 @@ __all__ = [
     "SetWindowSizeParams",
     "StartLoginParams",
     "StartupParams",
+    "TransferSessionParams",
     "VideoInviteAgentParams",
     "VisitorNameParams",
     "is_final",
@@ -121,6 +122,16 @@ class SendMessageParams(Params):
     clientMsgId: Id | None = None  # idempotency key: a retry with the same key is stored once
 
 
+class TransferSessionParams(Params):
+    """``transferSession`` (addition, issue 20): the agent's open session to the agent named,
+    or back to the head of the queue when ``agentName`` is absent, with a note for whoever
+    takes it (the visitor never sees the note)."""
+
+    session_id: Id
+    agentName: Name | None = None
+    note: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+
+
 class CallVisitorParams(Params):
     """SPEC §4.3 ``callbackToVisitor``."""
 
@@ -177,6 +188,7 @@ PLUGIN_API = Api(
         "pickUpSession": SessionParams,
         "chatClose": ChatCloseParams,
         "sendMessage": SendMessageParams,  # addition
+        "transferSession": TransferSessionParams,  # addition (issue 20)
         # SPEC §4.3 audio and video
         "videoPickUp": SessionParams,
         "multipleVideoPickUp": NoParams,
@@ -233,6 +245,7 @@ FORWARDED_MARKS = frozenset(
         "pickUpSession",
         "chatClose",
         "sendMessage",
+        "transferSession",
         "setAgentState",
         "logout",
         "sessionCount",

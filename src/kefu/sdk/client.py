@@ -345,6 +345,18 @@ class Client:
             params["clientMsgId"] = client_msg_id
         return (await self.request("sendMessage", params)).payload
 
+    async def transfer_session(
+        self, session_id: str, agent_name: str | None = None, *, note: str | None = None
+    ) -> Any:
+        """Addition (issue 20): the session to ``agent_name``, or back to the head of the queue
+        when it is None, with a note for whoever takes it; the session as it is now."""
+        params: Json = {"session_id": session_id}
+        if agent_name is not None:
+            params["agentName"] = agent_name
+        if note is not None:
+            params["note"] = note
+        return (await self.request("transferSession", params)).payload
+
     # SPEC §4.6 queries
 
     async def session_count(self) -> int:

@@ -43,7 +43,7 @@ plugin's ``plugin.token``), ``dataDir`` (the plugin's data folder), ``kefuWSOpen
 (the link to the server is back), ``quit`` (the plugin is stopping),
 ``startupTimeout``; ``initInnerCallBack`` also takes ``stateChange(state,
 payload)`` and the server's events by name (``sessionAssigned``,
-``message`` ...); APIs ``sendMessage``, ``setAgentState``, ``logout``,
+``message`` ...); APIs ``sendMessage``, ``transferSession``, ``setAgentState``, ``logout``,
 ``getState``, ``getWindow``, ``multipleVideoRefuse``.
 """
 
@@ -503,6 +503,13 @@ class IMClient:
     def sendMessage(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
         """Addition: ``{session_id, text, clientMsgId?}``."""
         return self._call("sendMessage", options, callback)
+
+    def transferSession(
+        self, options: Options | None = None, callback: StateCallback | None = None
+    ) -> Pending:
+        """Addition (issue 20): ``{session_id, agentName?, note?}``: the session to the agent
+        named, or back to the head of the queue; ``success(data)`` with the session."""
+        return self._call("transferSession", options, callback)
 
     # --- SPEC §4.3 audio and video (the call orchestration answers them)
 

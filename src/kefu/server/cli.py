@@ -136,6 +136,11 @@ def server(
     call_grace: float = typer.Option(
         10.0, help="seconds a call member whose connection dropped has to come back before it is hung up"
     ),
+    session_grace: float = typer.Option(
+        60.0,
+        help="seconds an agent whose connection dropped has to come back before its open sessions "
+        "return to the head of the queue",
+    ),
     max_message_bytes: int = typer.Option(64 * 1024, help="largest socket message"),
     max_image_bytes: int = typer.Option(8 * 1024 * 1024, help="largest photo or snapshot (bytes)"),
     max_recording_bytes: int = typer.Option(
@@ -258,6 +263,7 @@ def server(
         wrap_up_timeout=wrap_up_timeout,
         ring_timeout=ring_timeout,
         call_grace=call_grace,
+        session_grace=session_grace,
         max_message_bytes=max_message_bytes,
         max_image_bytes=max_image_bytes,
         max_recording_bytes=max_recording_bytes,

@@ -41,6 +41,7 @@ from kefu.protocol.plugin_api import (
     SendMessageParams,
     SessionParams,
     SetAgentStateParams,
+    TransferSessionParams,
 )
 from kefu.protocol.visitor_api import (
     VISITOR_API,
@@ -322,6 +323,8 @@ class AgentConnection(Connection):
         await super().closed()
         if self.agent_name is not None and self.authenticated:
             await self.services.calls.member_gone(MemberKind.agent, self.agent_name)
+            if self.agent_id is not None:  # issue 20: no lost customer (presence asked at the end)
+                self.services.transfers.agent_gone(self.agent_id)
 
     async def _me(self, *, logged_in: bool = True) -> Agent:
         assert self.agent_id is not None
@@ -370,6 +373,7 @@ class AgentConnection(Connection):
         self.agent_name = agent.name
         self.attach(key, min(p.lastSeq, latest))
         sv.calls.member_back(MemberKind.agent, agent.name)
+        sv.transfers.agent_back(agent.id)
         log.info("agent %s connected (lastSeq %d, server %d)", agent.name, p.lastSeq, latest)
         if p.mediaCalls is not None:
             await sv.calls.media_back(agent.name, frozenset(p.mediaCalls))
@@ -390,6 +394,12 @@ class AgentConnection(Connection):
         assert isinstance(p, SendMessageParams)
         me = await self._me()
         self.ok(req, await self.services.sessions.agent_send(me, p.session_id, p.text, p.clientMsgId))
+
+    async def on_transfer(self, req: Request) -> None:
+        p = req.params
+        assert isinstance(p, TransferSessionParams)
+        me = await self._me()
+        self.ok(req, await self.services.transfers.transfer(me, p.session_id, p.agentName, p.note))
 
     async def on_set_state(self, req: Request) -> None:
         p = req.params
@@ -443,6 +453,7 @@ class AgentConnection(Connection):
         "pickUpSession": on_pick_up,
         "chatClose": on_chat_close,
         "sendMessage": on_send,
+        "transferSession": on_transfer,
         "setAgentState": on_set_state,
         "logout": on_logout,
         "sessionCount": on_session_count,

@@ -49,7 +49,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import BindParameter, ColumnElement, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
@@ -63,12 +63,26 @@ from .hub import AGENT_PREFIX, Hub, Tx, agent_key, visitor_key
 from .schema import agents, sessions, visitors
 from .settings import Settings
 from .store import iso
-from .views import fetch_messages, fetch_session, session_view
+from .views import fetch_messages, fetch_session, session_view, visitor_view
 
-__all__ = ["ROUTING_LOCK", "QueueNotifier", "Router"]
+__all__ = ["PLACE", "QUEUE_ORDER", "ROUTING_LOCK", "QueueNotifier", "Router"]
 
 log = logging.getLogger("kefu.server.routing")
 ROUTING_LOCK = 0x6B656676
+
+#: The queue's order: sessions given back to it (``priority`` 1: their agent logged out, was
+#: lost, or transferred them there; issue 20) wait at its head, then everyone by arrival.
+QUEUE_ORDER: tuple[ColumnElement[Any], ...] = (sessions.c.priority.desc(), sessions.c.num)
+
+
+def _at_or_ahead() -> ColumnElement[bool]:
+    prio: BindParameter[int] = bindparam("prio")
+    num: BindParameter[int] = bindparam("num")
+    return (sessions.c.priority > prio) | ((sessions.c.priority == prio) & (sessions.c.num <= num))
+
+
+#: A waiting session's place in the queue (parameters ``prio`` and ``num``: the session's own).
+PLACE = select(func.count()).where(sessions.c.status == "queued", _at_or_ahead())
 
 
 def event(sub_mark: str, payload: Any) -> dict[str, Any]:
@@ -145,7 +159,7 @@ class Router:
                 await tx.conn.execute(
                     select(sessions.c.id, sessions.c.num)
                     .where(sessions.c.status == "queued")
-                    .order_by(sessions.c.num)
+                    .order_by(*QUEUE_ORDER)
                     .limit(1)
                 )
             ).first()
@@ -190,7 +204,7 @@ class Router:
         view = session_view(row)
         history = await fetch_messages(tx.conn, session_id, last=self.s.history_in_assignment)
         await tx.push(agent_key(agent.id), event("sessionAssigned", {**view, "messages": history}))
-        await tx.push(visitor_key(row.visitor_id), event("sessionAssigned", view))
+        await tx.push(visitor_key(row.visitor_id), event("sessionAssigned", visitor_view(view)))
         names = {k: view[k] for k in ("sessionId", "visitorName", "agentName")}
         await emit(tx, EventType.session_assigned, session_id, names)
         self.queue_changed(tx)
@@ -238,7 +252,7 @@ class Router:
                 )
                 .join(visitors, visitors.c.id == sessions.c.visitor_id)
                 .where(sessions.c.status == "queued")
-                .order_by(sessions.c.num)
+                .order_by(*QUEUE_ORDER)
             )
         )
 
@@ -258,12 +272,10 @@ class Router:
         async with self.hub.store.read() as conn:
             return self._queue_payload(await self._waiting_rows(conn))
 
-    async def position(self, tx: Tx, session_num: int) -> int:
-        return (
-            await tx.conn.execute(
-                select(func.count()).where(sessions.c.status == "queued", sessions.c.num <= session_num)
-            )
-        ).scalar_one()
+    @staticmethod
+    async def position(conn: AsyncConnection, priority: int, session_num: int) -> int:
+        """The place of the waiting session (``priority``, ``num``) in the queue, from 1."""
+        return (await conn.execute(PLACE, {"prio": priority, "num": session_num})).scalar_one()
 
 
 class QueueNotifier:

@@ -118,8 +118,15 @@ sessions = Table(
     Column("closed_at", TS),
     Column("closed_by", String(8)),  # agent | visitor | system
     Column("close_reason", String(64)),
+    # r0010 (issue 20, no lost customer): 1 for a session given back to the queue (its agent
+    # logged out, was lost, or transferred it there): it waits at the head, before the others
+    Column("priority", Integer, nullable=False, server_default="0"),
+    # r0010: the session's latest transfer (its agents see it; never the visitor)
+    Column("transfer_from", String(64)),
+    Column("transfer_reason", String(32)),
+    Column("transfer_note", String(512)),
     Index(None, "status", "num"),
-    # r0003: one active (queued or open) session per visitor, decided by the database, not a lock
+    # r0008: one active (queued or open) session per visitor, decided by the database, not a lock
     Index(
         "uq_sessions_active_visitor",
         "visitor_id",

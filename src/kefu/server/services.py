@@ -30,6 +30,7 @@ from .sessions import Sessions
 from .settings import Settings
 from .sfu import Sfu
 from .store import Store
+from .transfers import Transfers
 from .turn import TurnIssuer
 from .webhooks import Webhooks
 
@@ -54,6 +55,7 @@ class Services:
     journal: Journal
     webhooks: Webhooks
     floor: Floor
+    transfers: Transfers
     sweeper: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
@@ -87,6 +89,9 @@ class Services:
         floor = Floor(hub, settings, router)
         agents.listeners.append(floor.on_agent_change)
         router.notifier.listeners.append(floor.changed)
+        sessions = Sessions(hub, settings, router)
+        transfers = Transfers(hub, settings, router, sessions)
+        agents.listeners.append(transfers.on_agent_change)
         services = cls(
             settings=settings,
             store=store,
@@ -94,7 +99,7 @@ class Services:
             auth=Auth(store, settings),
             agents=agents,
             router=router,
-            sessions=Sessions(hub, settings, router),
+            sessions=sessions,
             calls=CallService(hub, settings, agents),
             media=Media(hub, settings),
             turn=turn,
@@ -102,11 +107,13 @@ class Services:
             journal=journal,
             webhooks=Webhooks(hub, settings, journal),
             floor=floor,
+            transfers=transfers,
         )
         if settings.janus_url:
             services.calls.sfu = Sfu(settings, store, services.calls.push_signal)
         await agents.start()
         await services.calls.start()
+        await transfers.start()
         services.logins.start()
         await journal.start()
         await services.webhooks.start()
@@ -133,6 +140,7 @@ class Services:
         # what makes changes first (its tasks cancelled and awaited, each service's own),
         # then what reports them, then the bus and the store: no task outlives the store
         await self.logins.close()
+        await self.transfers.close()
         await self.calls.close()
         if self.calls.sfu is not None:
             await self.calls.sfu.aclose()

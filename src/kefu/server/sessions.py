@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,7 +28,7 @@ from .routing import Router, event
 from .schema import messages, sessions
 from .settings import Settings
 from .store import new_id
-from .views import fetch_session, fetch_sessions, message_view, session_view
+from .views import fetch_session, fetch_sessions, message_view, session_view, visitor_view
 from .visitors import Visitor
 
 __all__ = ["Sessions"]
@@ -52,7 +52,7 @@ _STORE = insert(messages).values(
 # FOR UPDATE (PostgreSQL; SQLite has one writer anyway): a message and the session's assignment
 # or closing take turns on the session's row, and nothing else takes turns with them.
 _ACTIVE_OF = (
-    select(sessions.c.id, sessions.c.num, sessions.c.status, sessions.c.agent_id)
+    select(sessions.c.id, sessions.c.num, sessions.c.priority, sessions.c.status, sessions.c.agent_id)
     .where(sessions.c.visitor_id == bindparam("vid"), sessions.c.status != "closed")
     .with_for_update()
 )
@@ -63,7 +63,6 @@ _NEW_SESSION = (
 )
 #: Attempts at a visitor's message when its session was created meanwhile (see visitor_send).
 _ATTEMPTS = 3
-_PLACE = select(func.count()).where(sessions.c.status == "queued", sessions.c.num <= bindparam("num"))
 
 
 class Sessions:
@@ -114,7 +113,7 @@ class Sessions:
         that lock (the queue changes in turns: FIFO order, exact positions). Two
         first messages of one visitor racing (two connections or nodes) cannot make
         two sessions: the second looks again once it holds the lock, and the unique
-        index on the visitor's active session (r0003) stops it in any case; it then
+        index on the visitor's active session (r0008) stops it in any case; it then
         runs again and finds the first's session."""
         for attempt in range(_ATTEMPTS):
             try:
@@ -146,10 +145,10 @@ class Sessions:
                 num = (
                     await tx.conn.execute(_NEW_SESSION, {"sid": sid, "vid": visitor.id, "t": tx.now})
                 ).scalar_one()
-                status, agent_id = "queued", None
+                status, agent_id, priority = "queued", None, 0
                 await emit(tx, EventType.session_queued, sid, {"sessionId": sid, "visitorName": visitor.name})
             else:
-                sid, num, status, agent_id = row.id, row.num, row.status, row.agent_id
+                sid, num, status, agent_id, priority = row.id, row.num, row.status, row.agent_id, row.priority
             msg = await self._store(tx, sid, "visitor", visitor.recipient, text, client_msg_id)
             if row is None:
                 self.router.queue_changed(tx)
@@ -158,7 +157,7 @@ class Sessions:
                 await tx.push(agent_key(agent_id), event("message", msg))
             reply = {**msg, "clientMsgId": client_msg_id, "status": status}
             if status == "queued":
-                reply["position"] = await self.router.position(tx, num)
+                reply["position"] = await self.router.position(tx.conn, priority, num)
         if queued:
             self.router.kick()
         return reply
@@ -172,7 +171,7 @@ class Sessions:
                 first = await self._repeat(tx, agent_key(agent.id), client_msg_id)
                 if first is not None:
                     return first
-                row = await self._own_session(tx, agent, session_id)
+                row = await self.own_session(tx, agent, session_id)
                 msg = await self._store(tx, row.id, "agent", agent_key(agent.id), text, client_msg_id)
                 await tx.push(visitor_key(row.visitor_id), event("message", msg))
                 return {**msg, "clientMsgId": client_msg_id}
@@ -183,7 +182,7 @@ class Sessions:
                 raise
             return first
 
-    async def _own_session(self, tx: Tx, agent: Agent, session_id: str) -> Any:
+    async def own_session(self, tx: Tx, agent: Agent, session_id: str) -> Any:
         """The agent's open session ``session_id``, or the error that says why not."""
         row = (await tx.conn.execute(select(sessions).where(sessions.c.id == session_id))).first()
         if row is None:
@@ -238,7 +237,7 @@ class Sessions:
                 if sid is None:
                     raise ApiError("the agent has no open session", code=ErrorCode.no_such_session)
                 session_id = sid
-            row = await self._own_session(tx, agent, session_id)
+            row = await self.own_session(tx, agent, session_id)
             payload = await self._close(tx, row, "agent", "chatClose")
         self.router.kick()
         return payload
@@ -286,7 +285,7 @@ class Sessions:
         row = await fetch_session(conn, sid)
         if row is None:
             return None
-        view = session_view(row)
+        view = visitor_view(session_view(row))
         if row.status == "queued":
-            view["position"] = (await conn.execute(_PLACE, {"num": row.num})).scalar_one()
+            view["position"] = await Router.position(conn, row.priority, row.num)
         return view

@@ -93,6 +93,8 @@ class Settings:
     # --- calls
     ring_timeout: float = 30.0  # seconds an invitation or a visitor's video request rings
     call_grace: float = 10.0  # seconds a call member's lost connection has to come back
+    # seconds an agent's lost connection has to come back before its sessions go back to the queue
+    session_grace: float = 60.0
     # --- media: TURN (coturn use-auth-secret) handed to the plugin and the visitors (issue 16)
     turn_urls: tuple[str, ...] = ()  # turn:host:port?transport=udp …; none by default
     turn_secret: str | None = field(default=None, repr=False)  # coturn's static-auth-secret; never logged

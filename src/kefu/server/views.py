@@ -3,7 +3,8 @@
 A session on the wire::
 
     {"sessionId", "visitorName", "visitorId", "agentName", "status": "queued"|"open"|"closed",
-     "since", "assignedAt", "closedAt", "closedBy", "closeReason", "lastMessage": {...}|null}
+     "since", "assignedAt", "closedAt", "closedBy", "closeReason", "lastMessage": {...}|null,
+     "transfer": {"from", "reason", "note"}|null}     (the visitor's view has no "transfer")
 
 A message::
 
@@ -28,6 +29,7 @@ __all__ = [
     "message_view",
     "session_query",
     "session_view",
+    "visitor_view",
 ]
 
 _m = messages.alias("last_m")
@@ -78,7 +80,18 @@ def session_view(row: Any) -> dict[str, Any]:
         "closedBy": row.closed_by,
         "closeReason": row.close_reason,
         "lastMessage": last,
+        # issue 20: the latest transfer, for the agents (visitor_view leaves it out)
+        "transfer": (
+            {"from": row.transfer_from, "reason": row.transfer_reason, "note": row.transfer_note}
+            if row.transfer_reason is not None
+            else None
+        ),
     }
+
+
+def visitor_view(view: dict[str, Any]) -> dict[str, Any]:
+    """A session as its visitor sees it: without the agents' transfer note."""
+    return {k: v for k, v in view.items() if k != "transfer"}
 
 
 _ONE_SESSION = session_query().where(sessions.c.id == bindparam("sid"))  # built once: a hot path

@@ -19,7 +19,11 @@
   var meanings = {};
   var ui = {
     client: null, state: "000000", agent: null, sessions: {}, order: [], current: null, logs: {},
-    unread: {}, queue: [], ringing: null, call: null, lastImage: null
+    unread: {}, queue: [], ringing: null, call: null, lastImage: null, noted: {}
+  };
+  // why a session came to this agent from another (issue 20: sessionAssigned's transfer.reason)
+  var TRANSFER_WHY = {
+    transferred: "Transferred", agentLoggedOut: "Taken over (agent logged out)", agentLost: "Taken over (agent lost)"
   };
   window.kefuConsole = ui; // for tests and debugging
 
@@ -109,6 +113,7 @@
     $("chat-with").textContent = s ? "· " + s.visitorName : "";
     var open = !!s;
     $("text").disabled = !open; $("send-btn").disabled = !open; $("close-chat-btn").disabled = !open;
+    $("transfer-to").disabled = !open; $("transfer-note").disabled = !open; $("transfer-btn").disabled = !open;
     showState(ui.state);
   }
 
@@ -284,6 +289,8 @@
       baseWsUrl: base,
       ssoTo: location.origin + "/agent",
       videoBarVisible: true,
+      // the console's own words are English: its errors follow the browser's language
+      lang: /^zh\b/i.test(navigator.language || "") ? "zh" : "en",
       success: function () {
         pill("plugin-pill", "plugin: connected", "ok");
         $("login-hint").textContent = "Sign in with your agent account.";
@@ -339,12 +346,30 @@
         showState(state);
         var p = payload || {};
         var why = p.mark ? p.mark + (p.subMark ? " · " + p.subMark : "") : (p.event || "state");
-        timeline(state, meaning(state) + " — " + why);
+        // a supervisor's change names them (issue 20): the agent sees who did it
+        timeline(state, meaning(state) + " — " + why + (p.by ? " · by supervisor " + p.by : ""));
+        if (p.by) pill("supervisor-pill", "supervisor " + p.by + ": " + (p.event || "changed your state"), "warn");
       },
       sessionAssigned: function (data) {
         var p = data.payload || {};
         addSession(p, p.messages);
-        timeline(null, "new chat: " + p.visitorName);
+        var t = p.transfer;
+        if (t && ui.logs[p.sessionId]) {
+          // issue 20: who handed it over, why, and their note (the visitor never sees it)
+          var line = (TRANSFER_WHY[t.reason] || "Transferred") + " from " + t.from + (t.note ? ": " + t.note : "");
+          if (!ui.noted[p.sessionId + line]) { ui.noted[p.sessionId + line] = true; say(p.sessionId, line, "system"); }
+        }
+        timeline(null, "new chat: " + p.visitorName + (t ? " (from " + t.from + ")" : ""));
+      },
+      sessionTransferred: function (data) {
+        var p = data.payload || {};
+        var s = ui.sessions[p.sessionId];
+        var mine = p.reason === "transferred" && ui.agent && p.from === ui.agent.name; // the reply says it
+        if (!mine) {
+          timeline(null, "chat with " + (s ? s.visitorName : "a visitor") + " moved to " + (p.to || "the queue") +
+            " (" + p.reason + ")");
+        }
+        dropSession(p.sessionId);
       },
       message: function (data) {
         var p = data.payload || {};
@@ -421,6 +446,24 @@
       success: function (data) { say(sid, text, "me", (data.payload || {}).at); },
       error: function (data) { say(sid, "Not sent: " + errorText(data), "system"); }
     });
+  });
+  $("transfer-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var sid = ui.current, s = ui.sessions[sid];
+    if (!s) return;
+    var p = {
+      session_id: sid,
+      success: function (data) {
+        var to = (data.payload || {}).agentName || "the queue";
+        timeline(null, "transferred " + s.visitorName + " to " + to);
+        $("transfer-to").value = ""; $("transfer-note").value = "";
+        dropSession(sid);
+      },
+      error: function (data) { say(sid, "Not transferred: " + errorText(data), "system"); }
+    };
+    if ($("transfer-to").value.trim()) p.agentName = $("transfer-to").value.trim();
+    if ($("transfer-note").value.trim()) p.note = $("transfer-note").value.trim();
+    ui.client.transferSession(p);
   });
   $("close-chat-btn").addEventListener("click", function () {
     if (ui.current) ui.client.chatClose({ session_id: ui.current });

@@ -40,7 +40,7 @@
  * such as plugin_unreachable, from the catalogue's table below), `token`, `kefuWSOpen`, `quit`, `reconnect`;
  * initInnerCallBack also takes `stateChange(state, payload)` and the server's
  * events by name (`sessionAssigned`, `message`, `queue`, `call`, `share`, ...);
- * APIs sendMessage, setAgentState, logout, getState, getWindow,
+ * APIs sendMessage, transferSession, setAgentState, logout, getState, getWindow,
  * multipleVideoRefuse; client.state (the latest state code), client.currentCall
  * (the call the agent is in, also after a page reload: docs/sdk.md), client.close().
  * No dependency, no build step. See docs/web.md.
@@ -80,7 +80,8 @@
     // SPEC §4.6
     "sessionCount", "sessionState", "isMultipleVideo", "isShareState",
     // additions
-    "sendMessage", "setAgentState", "logout", "getState", "getWindow", "multipleVideoRefuse"
+    "sendMessage", "setAgentState", "logout", "getState", "getWindow", "multipleVideoRefuse",
+    "transferSession"
   ];
 
   function isFinal(mark, subMark) {
@@ -137,6 +138,7 @@
     "no_such_agent": {"en": "no such agent", "zh": "坐席不存在"},
     "no_such_visitor": {"en": "no such visitor", "zh": "访客不存在"},
     "visitor_offline": {"en": "the visitor is not connected", "zh": "访客不在线"},
+    "agent_offline": {"en": "the agent is not logged in or not connected", "zh": "坐席未登录或不在线"},
     "not_in_call": {"en": "not in a call", "zh": "当前不在通话中"},
     "no_capacity": {"en": "the agent has no free capacity", "zh": "坐席接待量已满"},
     "not_available_yet": {"en": "this API is not available in this version", "zh": "该API在此版本中尚不可用"},
