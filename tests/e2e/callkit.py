@@ -228,7 +228,14 @@ class AgentSide:
                 "ssoReady": lambda data: None if connected.done() else connected.set_result(None),
             }
         )
-        names = ("videoCloseCB", "visitorStreamOffline", "visitorStreamOnline", "chatCloseCB", "call")
+        names = (
+            "videoCloseCB",
+            "visitorStreamOffline",
+            "visitorStreamOnline",
+            "chatCloseCB",
+            "call",
+            "recording",
+        )
         callbacks: dict[str, Any] = {n: (lambda data, n=n: self.inner.add((n, data))) for n in names}
         callbacks["stateChange"] = lambda state, payload: self.states.add((state, payload or {}))
         self.client.initInnerCallBack(callbacks)

@@ -61,6 +61,7 @@ async def dc(tmp_path: Path) -> AsyncIterator[DataCentre]:
                 janus_admin_key=janus.admin_key,
                 janus_recordings=janus.recordings,
                 janus_timeout=3.0,
+                recording_tile=(320, 240),
             )
         )
         try:

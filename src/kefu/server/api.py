@@ -138,6 +138,11 @@ class CallOut(_Out):
     endedAt: datetime | None
     endedBy: str | None
     endReason: str | None
+    recording: dict[str, Any] | None = Field(
+        default=None,
+        description="SFU mode: the server's recording of the call: status (recording, ready, failed), "
+        "startedAt, and artifactId or reason",
+    )
     members: list[CallMemberOut]
 
 

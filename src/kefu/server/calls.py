@@ -1118,6 +1118,7 @@ class CallService:
             "endedAt": iso(aware(r.ended_at)),
             "endedBy": r.ended_by,
             "endReason": r.end_reason,
+            "recording": r.recording,  # the SFU mode's: its status, start and failure (server/sfu.py)
             "members": [
                 {
                     "kind": m.kind,

@@ -199,6 +199,10 @@ def server(
     janus_admin_key: str = typer.Option(
         None, envvar="KEFU_JANUS_ADMIN_KEY", show_default=False, help="the VideoRoom admin_key (env only)"
     ),
+    recording_workers: int = typer.Option(
+        2, help="calls whose recording is made at a time from Janus's files (janus-pp-rec, ffmpeg)"
+    ),
+    recording_timeout: float = typer.Option(600.0, help="seconds each step of making a recording may take"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
 ) -> None:
     """Run the kefu server: login, agent and visitor sockets, REST API (docs at /docs).
@@ -272,6 +276,8 @@ def server(
         janus_recordings=janus_recordings,
         janus_api_secret=janus_api_secret,
         janus_admin_key=janus_admin_key,
+        recording_workers=recording_workers,
+        recording_timeout=recording_timeout,
         **_base(data_dir, db, db_schema),
     )
 
@@ -301,6 +307,8 @@ def server(
             typer.echo(f"node {s.node_id}: live events through Redis ({s.redis_prefix}*)", err=False)
         if s.janus_url:
             typer.echo(f"media: through Janus at {s.janus_url} (a room per call)", err=False)
+            if s.janus_recordings is not None:
+                typer.echo(f"recordings: made from {s.janus_recordings} when each call ends", err=False)
         await runner.wait()
 
     asyncio.run(main())

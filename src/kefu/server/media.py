@@ -51,7 +51,7 @@ from kefu.protocol.call import Call, CallPhase, MemberKind, MemberStatus
 
 from .accounts import Agent
 from .events import EventType, emit
-from .hub import Hub, agent_key
+from .hub import Hub, Tx, agent_key
 from .routing import event
 from .schema import audit, call_members, calls, media_artifacts, photo_requests, visitors
 from .settings import Settings
@@ -499,6 +499,122 @@ class Media:
             if final:
                 await emit(tx, EventType.recording_ready, call_id, self.view(art))
             return art
+
+    # --- the SFU mode: the server makes the recording (kefu.server.sfu, kefu.server.recording)
+
+    def recording_path(self, call_id: str) -> Path:
+        """Where the call's recording is kept (the same name in both modes)."""
+        return self._path("recording", f"{call_id}.webm")
+
+    async def _call_agents(self, tx: Tx, call_id: str) -> list[int]:
+        rows = await tx.conn.execute(
+            select(call_members.c.agent_id)
+            .where(call_members.c.call_id == call_id, call_members.c.agent_id.is_not(None))
+            .distinct()
+        )
+        return [int(r.agent_id) for r in rows]
+
+    async def _recording_news(self, tx: Tx, call_id: str, status: dict[str, Any]) -> None:
+        """The call's recording status in its record, and a ``recording`` push to its agents."""
+        await tx.conn.execute(update(calls).where(calls.c.id == call_id).values(recording=status))
+        for agent_id in await self._call_agents(tx, call_id):
+            await tx.push(agent_key(agent_id), event("recording", {"callId": call_id, **status}))
+
+    async def recording_status(self, call_id: str) -> dict[str, Any] | None:
+        """The SFU mode's recording status of the call (None: no media reached the media server)."""
+        async with self.hub.store.read() as c:
+            status: dict[str, Any] | None = (
+                await c.execute(select(calls.c.recording).where(calls.c.id == call_id))
+            ).scalar_one_or_none()
+        return status
+
+    async def recording_started(self, call_id: str, member: str, at: Any) -> bool:
+        """The media server writes the call's first media; False if this was known already."""
+        async with self.hub.transaction() as tx:
+            now = (await tx.conn.execute(select(calls.c.recording).where(calls.c.id == call_id))).first()
+            if now is None or now.recording is not None:
+                return False
+            status = {"status": "recording", "startedAt": iso(aware(at)), "member": member}
+            await self._recording_news(tx, call_id, status)
+            await emit(tx, EventType.recording_started, call_id, {"callId": call_id, **status})
+        log.info("call %s: the recording started (%s's media)", call_id, member)
+        return True
+
+    async def recording_failed(self, call_id: str, reason: str) -> None:
+        """The call's recording could not be made: said in its record, to its agents, audited."""
+        async with self.hub.transaction() as tx:
+            row = (await tx.conn.execute(select(calls.c.recording).where(calls.c.id == call_id))).first()
+            status = {**((row.recording or {}) if row is not None else {}), "status": "failed"}
+            status["reason"] = reason[:300]
+            await self._recording_news(tx, call_id, status)
+            await emit(
+                tx, EventType.recording_failed, call_id, {"callId": call_id, "reason": status["reason"]}
+            )
+            await record_audit(
+                tx.conn,
+                at=tx.now,
+                actor=f"server:{self.s.node_id}",
+                action="failed",
+                kind="recording",
+                call_id=call_id,
+                address="-",
+                detail=reason,
+            )
+        log.error("call %s: the recording failed: %s", call_id, reason)
+
+    async def server_recording(self, call_id: str, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+        """Store the recording the server made at ``path`` (its final place) as the call's artifact."""
+        row, _call = await self._call(call_id)
+        size = await asyncio.to_thread(lambda: path.stat().st_size)
+        digest = await asyncio.to_thread(_sha256_file, path)
+        art_id = new_id()
+        async with self.hub.transaction() as tx:
+            existing = (
+                await tx.conn.execute(
+                    select(media_artifacts.c.id).where(
+                        media_artifacts.c.call_id == call_id, media_artifacts.c.kind == "recording"
+                    )
+                )
+            ).first()
+            if existing is not None:
+                raise ApiError("this call has a recording already", code=ErrorCode.recording_finished)
+            await tx.conn.execute(
+                insert(media_artifacts).values(
+                    id=art_id,
+                    kind="recording",
+                    call_id=call_id,
+                    session_id=row.session_id,
+                    agent_id=row.agent_id,
+                    content_type="video/webm",
+                    path=str(path.relative_to(self.s.data_dir)),
+                    size=size,
+                    sha256=digest,
+                    created_at=tx.now,
+                    meta={"complete": True, "source": "sfu", **meta},
+                )
+            )
+            art = (
+                await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == art_id))
+            ).first()
+            await record_audit(
+                tx.conn,
+                at=tx.now,
+                actor=f"server:{self.s.node_id}",
+                action="finish",
+                kind="recording",
+                object_id=art_id,
+                call_id=call_id,
+                address="-",
+                detail=f"{size} bytes from the media server's tracks",
+            )
+            started = (row.recording or {}).get("startedAt")
+            status = {"status": "ready", "artifactId": art_id, "sha256": digest, "size": size}
+            if started:
+                status["startedAt"] = started
+            await self._recording_news(tx, call_id, status)
+            await emit(tx, EventType.recording_ready, call_id, self.view(art))
+        log.info("call %s: recording %s stored (%d bytes)", call_id, art_id, size)
+        return self.view(art)
 
     # --- reading (the call's agents and admins only, every read audited)
 

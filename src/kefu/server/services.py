@@ -104,7 +104,7 @@ class Services:
             floor=floor,
         )
         if settings.janus_url:
-            services.calls.sfu = Sfu(settings, store, services.calls.push_signal)
+            services.calls.sfu = Sfu(settings, store, services.calls.push_signal, services.media)
         await agents.start()
         await services.calls.start()
         services.logins.start()

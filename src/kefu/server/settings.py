@@ -145,6 +145,11 @@ class Settings:
     janus_admin_key: str | None = field(default=None, repr=False)  # the VideoRoom plugin's admin_key
     janus_recordings: Path | None = None  # where Janus writes recordings (shared with the server)
     janus_timeout: float = 5.0  # seconds Janus has to answer a request
+    # the call's recording made from Janus's .mjr files when it ends (kefu.server.recording)
+    recording_workers: int = 2  # calls post-processed at a time (each runs janus-pp-rec, then ffmpeg)
+    recording_timeout: float = 600.0  # seconds each step of the post-processing may take
+    recording_tile: tuple[int, int] = (640, 480)  # each member's video in the composed recording
+    recording_fps: int = 15
     graceful_shutdown: float = 5.0
     log_level: str = "info"
     clock: Callable[[], datetime] = utcnow

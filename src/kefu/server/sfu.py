@@ -15,6 +15,15 @@ after the commit, and its row gets ``closed_at``. A room Janus has already lost
 (a restart) is simply marked closed.
 
 The room's secret never leaves the server (docs/decisions.md D22).
+
+Recording (``--janus-recordings``): the first publisher whose media reaches
+Janus (its ``webrtcup``) starts the call's recording: ``calls.recording`` says
+``recording`` with the time, a ``recording.started`` event is journalled and
+the call's agents get a ``recording`` push. When the room is gone, the call's
+``.mjr`` files are made into one file (:mod:`kefu.server.recording`, in
+subprocesses, ``recording_workers`` calls at a time) and stored as the call's
+recording artifact with its SHA-256 (``recording.ready``); anything that goes
+wrong is ``recording.failed`` with the reason, in the record and pushed.
 """
 
 from __future__ import annotations
@@ -22,15 +31,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
+from kefu.protocol import ApiError
+
 from .hub import Tx
 from .janus import JanusClient, MediaServerError, Room
+from .media import Media
+from .recording import Composer, RecordingError, tracks_of_room
 from .schema import media_rooms
 from .settings import Settings
 from .sfu_relay import Push, SfuRelay
-from .store import Store
+from .store import Store, iso
 
 __all__ = ["MediaServerError", "Sfu"]
 
@@ -40,7 +55,7 @@ log = logging.getLogger("kefu.server.sfu")
 class Sfu:
     """The calls' rooms in Janus."""
 
-    def __init__(self, settings: Settings, store: Store, push: Push) -> None:
+    def __init__(self, settings: Settings, store: Store, push: Push, media: Media | None = None) -> None:
         assert settings.janus_url is not None
         self.s = settings
         self.store = store
@@ -53,6 +68,20 @@ class Sfu:
         self._closing: set[asyncio.Task[None]] = set()
         # the members' publishers and subscriptions (sfu_relay.py); push: a signal to a member
         self.relay = SfuRelay(self.janus, self.room_of, push)
+        self.media = media
+        self.composer = Composer(
+            workers=settings.recording_workers,
+            timeout=settings.recording_timeout,
+            tile=settings.recording_tile,
+            fps=settings.recording_fps,
+        )
+        self._started: set[str] = set()  # calls whose recording started (as this node saw)
+        if media is not None and settings.janus_recordings is not None:
+            self.relay.on_media_up = self._media_up
+
+    @property
+    def records(self) -> bool:
+        return self.media is not None and self.s.janus_recordings is not None
 
     async def open(self, call_id: str) -> Room:
         """A room for a new call (before its transaction); ``MediaServerError`` when Janus is down."""
@@ -91,6 +120,22 @@ class Sfu:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    def _media_up(self, call_id: str, member: tuple[str, str]) -> None:
+        if call_id in self._started:
+            return
+        self._started.add(call_id)
+        at = self.s.now()
+        task = asyncio.create_task(self._recording_started(call_id, member, at), name=f"kefu-rec-{call_id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _recording_started(self, call_id: str, member: tuple[str, str], at: object) -> None:
+        assert self.media is not None
+        try:
+            await self.media.recording_started(call_id, f"{member[0]}:{member[1]}", at)
+        except Exception:
+            log.exception("call %s: the recording's start could not be recorded", call_id)
+
     async def close(self, call_id: str) -> None:
         room = await self.room_of(call_id)
         if room is None:
@@ -106,6 +151,34 @@ class Sfu:
                 .where(media_rooms.c.call_id == call_id, media_rooms.c.closed_at.is_(None))
                 .values(closed_at=self.s.now())
             )
+        if self.records:
+            await self.make_recording(call_id, room)
+
+    async def make_recording(self, call_id: str, room: Room) -> None:
+        """The call's ``.mjr`` files made into its recording artifact (or its failure recorded)."""
+        assert self.media is not None and self.s.janus_recordings is not None
+        self._started.discard(call_id)
+        feeds = self.relay.forget_feeds(call_id)
+        if await self.media.recording_status(call_id) is None:
+            log.info("call %s: no media reached the media server: nothing to record", call_id)
+            return
+        out = self.media.recording_path(call_id)
+        work = self.media.root / "work" / call_id
+        try:
+            tracks = await asyncio.to_thread(
+                tracks_of_room, Path(self.s.janus_recordings), room.number, feeds
+            )
+            inputs = await self.composer.compose(tracks, out, work)
+            zero = min(t.first_us for t in tracks)
+            meta = {"tracks": inputs, "mediaStartedAt": iso(datetime.fromtimestamp(zero / 1e6, UTC))}
+            await self.media.server_recording(call_id, out, meta)
+        except (RecordingError, OSError, ApiError) as exc:
+            await asyncio.to_thread(out.unlink, missing_ok=True)
+            await self.media.recording_failed(call_id, str(exc))
+        except Exception as exc:
+            log.exception("call %s: making the recording failed", call_id)
+            await asyncio.to_thread(out.unlink, missing_ok=True)
+            await self.media.recording_failed(call_id, f"internal error ({type(exc).__name__})")
 
     async def aclose_pending(self) -> None:
         """Wait for the rooms of ended calls to be destroyed."""
