@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import hashlib
 import json
 import math
 import subprocess
@@ -20,6 +21,7 @@ from PIL import ImageStat
 
 from kefu.media import colour_for
 from kefu.media.pattern import sample_box
+from kefu.server.vault import MAGIC
 from kefu.visitor import MediaStatus
 from tests.e2e.callkit import AgentSide, payload_of
 from tests.e2e.test_call_media import near
@@ -42,6 +44,11 @@ def ffprobe(path: Path) -> dict[str, Any]:
     )
     probed: dict[str, Any] = json.loads(out.stdout)
     return probed
+
+
+def probe_ok(path: Path) -> bool:
+    done = subprocess.run(["ffprobe", "-v", "error", str(path)], capture_output=True, timeout=30)
+    return done.returncode == 0
 
 
 def frame_at(path: Path, seconds: float) -> VideoFrame:
@@ -112,6 +119,12 @@ async def test_a_two_party_call_through_janus_is_recorded_on_the_server(scene: S
     assert got.headers["X-Checksum-SHA256"] == ready["sha256"]
     path = tmp_path / "call.webm"
     path.write_bytes(got.content)
+    assert hashlib.sha256(got.content).hexdigest() == ready["sha256"]
+    # at rest: sealed with the media key (not a media file), the clear .mjr tracks removed
+    sealed = list(scene.server.settings.data_dir.glob("media/recording/*"))
+    assert [p.name for p in sealed] == [f"{call_id}.webm.enc"]
+    assert sealed[0].read_bytes().startswith(MAGIC) and not probe_ok(sealed[0]) and probe_ok(path)
+    assert not list(scene.dc.janus.recordings.glob("*.mjr"))
     probed = ffprobe(path)
     kinds = sorted(s["codec_type"] for s in probed["streams"])
     assert kinds == ["audio", "video"], probed["streams"]

@@ -26,6 +26,14 @@ stored size (the muxer rewrites its header at the end), never after it; it
 is at most ``max_recording_bytes`` in all; once ``final`` it is evidence and
 never changes again (``recording_finished``). Its checksum is computed in a
 thread, reading the file in blocks.
+
+At rest (issue 17, :mod:`kefu.server.vault`): with a media key every photo,
+snapshot and finished recording is stored encrypted (``<name>.enc``, the key's
+id in ``key_id``); size and SHA-256 are those of the media itself, and a
+download decrypts it while it is sent. A recording growing during a call is
+in clear until its final chunk, then sealed and the clear file removed.
+Retention (``retention_days``): :meth:`Media.expire` deletes the files of
+older artifacts (the row stays, with ``deleted_at``, and an audit row).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import hmac
 import io
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +65,7 @@ from .routing import event
 from .schema import audit, call_members, calls, media_artifacts, photo_requests, visitors
 from .settings import Settings
 from .store import aware, iso, new_id
+from .vault import Vault
 
 __all__ = ["Media", "PhotoUpload", "answer_photo_request", "open_photo_request", "record_audit"]
 
@@ -199,6 +209,13 @@ class Media:
         self.s = settings
         self.root = Path(settings.data_dir) / "media"
         self._rec_locks: dict[str, asyncio.Lock] = {}
+        self.vault = Vault(settings.media_keys)
+        if not self.vault.enabled:
+            log.warning(
+                "media (recordings, photos, snapshots) is stored UNENCRYPTED under %s: give "
+                "--media-key-file or $KEFU_MEDIA_KEY to encrypt it at rest",
+                self.root,
+            )
 
     def _path(self, kind: str, name: str) -> Path:
         folder = self.root / kind
@@ -316,12 +333,13 @@ class Media:
 
     async def _write_new(self, kind: str, art_id: str, data: bytes) -> Path:
         """Write a new image file; a failed write (e.g. the disk is full) leaves no file behind."""
-        path = self._path(kind, f"{art_id}.jpg")
+        sealed = self.vault.enabled
+        path = self._path(kind, f"{art_id}.jpg.enc" if sealed else f"{art_id}.jpg")
 
         def write() -> None:
             try:
                 with open(path, "xb") as f:
-                    f.write(data)
+                    f.write(self.vault.seal_bytes(data) if sealed else data)
                     f.flush()
                     os.fsync(f.fileno())
             except BaseException:
@@ -356,6 +374,7 @@ class Media:
                 sha256=hashlib.sha256(data).hexdigest(),
                 created_at=tx.now,
                 meta=meta,
+                key_id=self.vault.current_id if path.suffix == ".enc" else None,
             )
         )
         art = (await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == art_id))).first()
@@ -421,8 +440,17 @@ class Media:
             if data or size == 0:
                 await asyncio.to_thread(write)
             digest = await asyncio.to_thread(_sha256_file, path) if final else ""
+            stored = await self._seal(path) if final else path
             art = await self._recording_row(
-                call_id, row, agent, path, end, digest, final, address, f"offset {offset}, {len(data)} bytes"
+                call_id,
+                row,
+                agent,
+                stored,
+                end,
+                digest,
+                final,
+                address,
+                f"offset {offset}, {len(data)} bytes",
             )
         if final:
             self._rec_locks.pop(call_id, None)
@@ -474,13 +502,20 @@ class Media:
                         sha256=digest,
                         created_at=tx.now,
                         meta=meta,
+                        key_id=self.vault.current_id if path.suffix == ".enc" else None,
                     )
                 )
             else:
                 await tx.conn.execute(
                     update(media_artifacts)
                     .where(media_artifacts.c.id == existing)
-                    .values(size=size, sha256=digest, meta=meta)
+                    .values(
+                        size=size,
+                        sha256=digest,
+                        meta=meta,
+                        path=str(path.relative_to(self.s.data_dir)),
+                        key_id=self.vault.current_id if path.suffix == ".enc" else None,
+                    )
                 )
             await record_audit(
                 tx.conn,
@@ -567,6 +602,7 @@ class Media:
         row, _call = await self._call(call_id)
         size = await asyncio.to_thread(lambda: path.stat().st_size)
         digest = await asyncio.to_thread(_sha256_file, path)
+        path = await self._seal(path)
         art_id = new_id()
         async with self.hub.transaction() as tx:
             existing = (
@@ -591,6 +627,7 @@ class Media:
                     sha256=digest,
                     created_at=tx.now,
                     meta={"complete": True, "source": "sfu", **meta},
+                    key_id=self.vault.current_id if path.suffix == ".enc" else None,
                 )
             )
             art = (
@@ -615,6 +652,57 @@ class Media:
             await emit(tx, EventType.recording_ready, call_id, self.view(art))
         log.info("call %s: recording %s stored (%d bytes)", call_id, art_id, size)
         return self.view(art)
+
+    async def _seal(self, path: Path) -> Path:
+        """A finished file sealed with the current key beside it (``.enc``), the clear one
+        removed; ``path`` itself without a key."""
+        if not self.vault.enabled:
+            return path
+        sealed = path.with_name(path.name + ".enc")
+        await asyncio.to_thread(sealed.unlink, missing_ok=True)  # a half-sealed one from a crash
+        await asyncio.to_thread(self.vault.seal_file, path, sealed)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        return sealed
+
+    def content(self, art: Any, path: Path) -> Iterator[bytes] | None:
+        """The media of a sealed artifact's file, segment by segment (a blocking iterator, checked
+        on its first step); None for a file stored in clear (sent as it is)."""
+        if art.key_id is None:
+            return None
+        return self.vault.open_file(path)
+
+    async def expire(self) -> int:
+        """Delete the files of artifacts older than ``retention_days`` (each audited); how many."""
+        if self.s.retention_days is None:
+            return 0
+        before = self.s.now() - timedelta(days=self.s.retention_days)
+        async with self.hub.store.read() as c:
+            rows = (
+                await c.execute(
+                    select(media_artifacts)
+                    .where(media_artifacts.c.created_at < before, media_artifacts.c.deleted_at.is_(None))
+                    .order_by(media_artifacts.c.created_at)
+                    .limit(500)
+                )
+            ).all()
+        for art in rows:
+            await asyncio.to_thread((Path(self.s.data_dir) / art.path).unlink, missing_ok=True)
+            async with self.hub.transaction() as tx:
+                await tx.conn.execute(
+                    update(media_artifacts).where(media_artifacts.c.id == art.id).values(deleted_at=tx.now)
+                )
+                await record_audit(
+                    tx.conn,
+                    at=tx.now,
+                    actor=f"server:{self.s.node_id}",
+                    action="expire",
+                    kind=art.kind,
+                    object_id=art.id,
+                    call_id=art.call_id,
+                    address="-",
+                    detail=f"older than {self.s.retention_days:g} days",
+                )
+        return len(rows)
 
     # --- reading (the call's agents and admins only, every read audited)
 
@@ -643,6 +731,8 @@ class Media:
         if art is None:
             raise ApiError(code=ErrorCode.no_such_media)
         await self._may_read(agent, art.call_id)
+        if art.deleted_at is not None:
+            raise ApiError("this artifact was deleted when its retention ended", code=ErrorCode.no_such_media)
         path = Path(self.s.data_dir) / art.path
         if not await asyncio.to_thread(path.is_file):
             log.error("the file of %s %s is missing: %s", art.kind, art.id, path)

@@ -44,6 +44,7 @@ __all__ = [
     "compose_command",
     "parse_mjr_header",
     "parse_mjr_name",
+    "remove_room_files",
     "tracks_of_room",
 ]
 
@@ -115,6 +116,17 @@ def tracks_of_room(folder: Path, room: int, members: dict[int, str] | None = Non
         member = (members or {}).get(feed, f"feed:{feed}")
         found.append(Track(path, feed, kind, mindex, codec, first, member))
     return found
+
+
+def remove_room_files(folder: Path, room: int) -> int:
+    """Delete the room's ``.mjr`` files (blocking): the call's recording holds them now."""
+    gone = 0
+    for path in folder.glob(f"videoroom-{room}-user-*.mjr"):
+        parsed = parse_mjr_name(path.name)
+        if parsed is not None and parsed[0] == room:
+            path.unlink(missing_ok=True)
+            gone += 1
+    return gone
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ class Services:
     webhooks: Webhooks
     floor: Floor
     sweeper: asyncio.Task[None] | None = field(default=None)
+    retention: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
     async def open(cls, settings: Settings, *, bus: Bus | None = None) -> Services:
@@ -112,7 +113,21 @@ class Services:
         await services.webhooks.start()
         if settings.redis_url:
             services.sweeper = asyncio.create_task(services._sweep(), name="kefu-sweeper")
+        if settings.retention_days is not None:
+            services.retention = asyncio.create_task(services._expire(), name="kefu-retention")
         return services
+
+    async def _expire(self) -> None:
+        """Media past ``retention_days``: deleted every ``retention_interval`` (on every node: each
+        file once, its row marked)."""
+        while True:
+            try:
+                await self.media.expire()
+            except Exception:
+                log.exception(
+                    "the retention sweep failed; trying again in %.0f s", self.settings.retention_interval
+                )
+            await asyncio.sleep(self.settings.retention_interval)
 
     async def _sweep(self) -> None:
         while True:
@@ -126,10 +141,11 @@ class Services:
                 )
 
     async def close(self) -> None:
-        if self.sweeper is not None:
-            self.sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.sweeper
+        for task in (self.sweeper, self.retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.logins.close()
         await self.webhooks.close()
         await self.journal.close()

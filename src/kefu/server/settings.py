@@ -108,6 +108,11 @@ class Settings:
     max_recording_chunk_bytes: int = 64 * 1024 * 1024  # one PUT of the recording
     photo_request_ttl: float = 120.0  # seconds a takePhoto request waits for the visitor's answer
     photo_max_open: int = 3  # unanswered takePhoto requests per call; more → rate_limited
+    # evidence at rest (issue 17, kefu.server.vault): AES-256 keys, the current first, the others
+    # still read (rotation); none: media stored unencrypted (said at start). Never logged.
+    media_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    retention_days: float | None = None  # media files older than this are deleted (audited); None: kept
+    retention_interval: float = 3600.0  # seconds between two sweeps for expired media
     # --- sockets
     auth_timeout: float = 10.0  # first message (auth / hello) within this, else close 1008
     max_message_bytes: int = 64 * 1024  # larger: error too_large, repeated: close 1009

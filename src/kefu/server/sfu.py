@@ -41,7 +41,7 @@ from kefu.protocol import ApiError
 from .hub import Tx
 from .janus import JanusClient, MediaServerError, Room
 from .media import Media
-from .recording import Composer, RecordingError, tracks_of_room
+from .recording import Composer, RecordingError, remove_room_files, tracks_of_room
 from .schema import media_rooms
 from .settings import Settings
 from .sfu_relay import Push, SfuRelay
@@ -172,6 +172,8 @@ class Sfu:
             zero = min(t.first_us for t in tracks)
             meta = {"tracks": inputs, "mediaStartedAt": iso(datetime.fromtimestamp(zero / 1e6, UTC))}
             await self.media.server_recording(call_id, out, meta)
+            # the raw tracks are in clear: the stored recording (sealed with a key) replaces them
+            await asyncio.to_thread(remove_room_files, Path(self.s.janus_recordings), room.number)
         except (RecordingError, OSError, ApiError) as exc:
             await asyncio.to_thread(out.unlink, missing_ok=True)
             await self.media.recording_failed(call_id, str(exc))
