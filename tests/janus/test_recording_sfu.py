@@ -9,7 +9,7 @@ import hashlib
 import json
 import math
 import subprocess
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from PIL import ImageStat
 from kefu.media import colour_for
 from kefu.media.pattern import sample_box
 from kefu.server.vault import MAGIC
-from kefu.visitor import MediaStatus
+from kefu.visitor import CallUpdate, MediaStatus
 from tests.e2e.callkit import AgentSide, payload_of
 from tests.e2e.test_call_media import near
 from tests.plugin.harness import LIMIT
@@ -187,3 +187,53 @@ async def test_a_recording_that_cannot_be_made_is_a_failure_in_the_record_and_pu
     assert record["recording"]["status"] == "failed" and record["recording"]["reason"] == failed["reason"]
     assert got.status_code == 404 and got.json()["error"]["code"] == "no_such_media"
     assert not any(scene.server.settings.data_dir.glob("media/recording/*"))
+
+
+async def test_janus_killed_mid_call_ends_it_for_everyone_and_keeps_what_was_recorded(
+    scene: Scene, tmp_path: Path
+) -> None:
+    a1 = await scene.agent("a1")
+    v = await scene.visitor("v1")
+    c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    accepted = await c.callback("acceptSuccess", "006011")
+    call_id = accepted["payload"]["callId"]
+    await recording_push(a1, "recording")
+    await frame_of(sfu_of(a1), "v1")
+    await frame_of(v.media, "a1")  # type: ignore[arg-type]
+    await asyncio.sleep(2.0)  # media through Janus for a while: an input of the test
+    scene.dc.janus.kill()  # SIGKILL: a crash
+    killed = datetime.now(UTC)
+    # every member told at once, with the reason
+    left = await a1.state("005004")
+    assert (left["reason"], left["callId"]) == ("media_server_lost", call_id)
+    ended = await v.wait_for(CallUpdate, lambda e: e.what == "ended", within=LIMIT)
+    assert (ended.call_id, ended.by, ended.reason) == (call_id, "system", "media_server_lost")
+    await v.wait_for(MediaStatus, lambda e: e.status == "closed", within=LIMIT)
+    sfu = scene.server.services.calls.sfu
+    assert sfu is not None
+    await sfu.aclose_pending()
+    # the record: ended by the system for that reason; the recording of what Janus received kept
+    record = await scene.server.services.calls.get_call(call_id)
+    assert record is not None
+    assert (record["status"], record["endedBy"], record["endReason"]) == (
+        "ended",
+        "system",
+        "media_server_lost",
+    )
+    assert {m["name"]: m["reason"] for m in record["members"]} == {
+        "a1": "media_server_lost",
+        "v1": "media_server_lost",
+    }
+    ready = await recording_push(a1, "ready")
+    assert record["recording"]["status"] == "ready"
+    auth = {"Authorization": f"Bearer {a1.plugin._api_token}"}
+    async with httpx.AsyncClient(base_url=scene.server.url) as http:
+        got = await http.get(f"/api/calls/{call_id}/recording", headers=auth)
+    assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == ready["sha256"]
+    path = tmp_path / "lost.webm"
+    path.write_bytes(got.content)
+    duration = float(ffprobe(path)["format"]["duration"])
+    answered = datetime.fromisoformat(record["answeredAt"])
+    assert abs(duration - (killed - answered).total_seconds()) < 0.5, (duration, killed - answered)
+    middle = frame_at(path, duration / 2)
+    assert near(tile_rgb(middle, 0, 2), colour_for("a1")) and near(tile_rgb(middle, 1, 2), colour_for("v1"))

@@ -709,6 +709,13 @@ class CallService:
         with contextlib.suppress(ApiError):
             await self._run(call_id, gone)
 
+    async def media_server_lost(self, call_id: str) -> None:
+        """SFU mode: the media server carrying the call's media died: the call ends for everyone
+        with ``media_server_lost`` (:meth:`Call.media_server_lost`)."""
+        with contextlib.suppress(ApiError):  # ended meanwhile
+            await self._run(call_id, lambda call: call.media_server_lost())
+            log.warning("call %s ended: the media server is lost", call_id)
+
     async def media_back(self, name: str, held: frozenset[str]) -> None:
         """A plugin logged in as agent ``name``, holding the media of the calls ``held``.
 

@@ -24,6 +24,13 @@ the call's agents get a ``recording`` push. When the room is gone, the call's
 subprocesses, ``recording_workers`` calls at a time) and stored as the call's
 recording artifact with its SHA-256 (``recording.ready``); anything that goes
 wrong is ``recording.failed`` with the reason, in the record and pushed.
+
+Janus lost mid-call (killed, or restarted: its session is gone, and with it
+every room and handle): every call with an open room ends at once with
+``media_server_lost`` (``end_call``, set by the services: the call service's
+:meth:`~kefu.server.calls.CallService.media_server_lost`), every member told
+as for any end; the recording is then made from the ``.mjr`` files Janus had
+written until it died.
 """
 
 from __future__ import annotations
@@ -31,18 +38,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
 from kefu.protocol import ApiError
+from kefu.protocol.call import CallPhase
 
 from .hub import Tx
 from .janus import JanusClient, MediaServerError, Room
 from .media import Media
 from .recording import Composer, RecordingError, remove_room_files, tracks_of_room
-from .schema import media_rooms
+from .schema import calls, media_rooms
 from .settings import Settings
 from .sfu_relay import Push, SfuRelay
 from .store import Store, iso
@@ -76,6 +85,9 @@ class Sfu:
             fps=settings.recording_fps,
         )
         self._started: set[str] = set()  # calls whose recording started (as this node saw)
+        # ends a call whose media server is gone (CallService.media_server_lost)
+        self.end_call: Callable[[str], Awaitable[None]] | None = None
+        self.janus.on_lost = self._lost
         if media is not None and settings.janus_recordings is not None:
             self.relay.on_media_up = self._media_up
 
@@ -119,6 +131,30 @@ class Sfu:
         task = asyncio.create_task(self.close(call_id), name=f"kefu-sfu-close-{call_id}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    def _lost(self) -> None:
+        """Janus's session is gone (from the long poll): end the calls whose media it carried."""
+        task = asyncio.create_task(self._end_lost_calls(), name="kefu-sfu-lost")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _end_lost_calls(self) -> None:
+        async with self.store.read() as c:
+            open_rooms = (
+                await c.execute(
+                    select(media_rooms.c.call_id)
+                    .join(calls, calls.c.id == media_rooms.c.call_id)
+                    .where(media_rooms.c.closed_at.is_(None), calls.c.status != CallPhase.ended.value)
+                )
+            ).all()
+        log.error("the media server is lost: ending %d call(s) whose media went through it", len(open_rooms))
+        for row in open_rooms:
+            if self.end_call is None:
+                break
+            try:
+                await self.end_call(row.call_id)
+            except Exception:
+                log.exception("call %s: could not be ended after the media server was lost", row.call_id)
 
     def _media_up(self, call_id: str, member: tuple[str, str]) -> None:
         if call_id in self._started:
