@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -137,12 +137,14 @@ class PluginProcess:
 
 @contextlib.asynccontextmanager
 async def plugin_process(
-    server: ServerHandle, data_dir: Path, log_path: Path, *options: str
+    server: ServerHandle, data_dir: Path, log_path: Path, *options: str, prefix: Sequence[str] = ()
 ) -> AsyncIterator[PluginProcess]:
     """``kefu plugin --headless`` on a free port, with media (320x240 at 15 fps) and
-    ``options``, until it printed ``ready``; killed at the end if still running."""
+    ``options``, until it printed ``ready``; killed at the end if still running.
+    ``prefix``: e.g. ``ip netns exec NAME`` to run it in a network namespace."""
     log = log_path.open("ab")
     proc = await asyncio.create_subprocess_exec(
+        *prefix,
         sys.executable,
         "-m",
         "kefu.cli",
