@@ -18,9 +18,11 @@ import httpx
 import pytest
 from av import AudioFrame, VideoFrame
 from PIL import ImageStat
+from sqlalchemy import select
 
 from kefu.media import colour_for
 from kefu.media.pattern import sample_box
+from kefu.server.schema import journal
 from kefu.server.vault import MAGIC
 from kefu.visitor import CallUpdate, MediaStatus
 from tests.e2e.callkit import AgentSide, payload_of
@@ -82,6 +84,14 @@ def audio_rms(path: Path, start: float, end: float) -> float:
                     samples.frombytes(bytes(pcm.planes[0])[: pcm.samples * 2])
     assert samples, f"no audio between {start} and {end} s"
     return math.sqrt(sum(x * x for x in samples) / len(samples))
+
+
+async def journal_types(scene: Scene, call_id: str) -> list[str]:
+    async with scene.server.services.store.read() as c:
+        rows = await c.execute(
+            select(journal.c.type).where(journal.c.stream == f"call:{call_id}").order_by(journal.c.num)
+        )
+        return [r.type for r in rows]
 
 
 async def recording_push(agent: AgentSide, status: str) -> dict[str, Any]:
@@ -147,6 +157,9 @@ async def test_a_two_party_call_through_janus_is_recorded_on_the_server(scene: S
         if a["kind"] == "recording" and a["artifactId"] == ready["artifactId"]
     )
     tracks = {(t["member"], t["kind"]) for t in art["meta"]["tracks"]}
+    types = await journal_types(scene, call_id)
+    assert types.count("recording.started") == 1 and types.count("recording.ready") == 1
+    assert types.index("recording.started") < types.index("call.ended") < types.index("recording.ready")
     assert tracks == {
         ("agent:a1", "audio"),
         ("agent:a1", "video"),
@@ -186,6 +199,8 @@ async def test_a_recording_that_cannot_be_made_is_a_failure_in_the_record_and_pu
         got = await http.get(f"/api/calls/{call_id}/recording", headers=auth)
     assert record["recording"]["status"] == "failed" and record["recording"]["reason"] == failed["reason"]
     assert got.status_code == 404 and got.json()["error"]["code"] == "no_such_media"
+    types = await journal_types(scene, call_id)
+    assert "recording.failed" in types and "recording.ready" not in types
     assert not any(scene.server.settings.data_dir.glob("media/recording/*"))
 
 
