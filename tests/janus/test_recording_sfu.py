@@ -132,7 +132,7 @@ async def test_a_two_party_call_through_janus_is_recorded_on_the_server(scene: S
     assert hashlib.sha256(got.content).hexdigest() == ready["sha256"]
     # at rest: sealed with the media key (not a media file), the clear .mjr tracks removed
     sealed = list(scene.server.settings.data_dir.glob("media/recording/*"))
-    assert [p.name for p in sealed] == [f"{call_id}.webm.enc"]
+    assert [p.name for p in sealed] == [f"{call_id}.sfu.webm.enc"]
     assert sealed[0].read_bytes().startswith(MAGIC) and not probe_ok(sealed[0]) and probe_ok(path)
     assert not list(scene.dc.janus.recordings.glob("*.mjr"))
     probed = ffprobe(path)

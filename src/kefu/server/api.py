@@ -567,9 +567,12 @@ async def _artifact_file(media: Any, art: Any, path: pathlib.Path) -> Response:
         raise ApiError("this artifact cannot be decrypted on this server", code=ErrorCode.internal) from None
 
     async def body() -> AsyncIterator[bytes]:
-        yield first
-        async for segment in iterate_in_threadpool(segments):
-            yield segment
+        try:
+            yield first
+            async for segment in iterate_in_threadpool(segments):
+                yield segment
+        finally:
+            segments.close()  # the file, also when the reader went away mid-way
 
     headers["Content-Length"] = str(art.size)
     return StreamingResponse(body(), media_type=art.content_type, headers=headers)

@@ -47,6 +47,7 @@ from sqlalchemy import bindparam, desc, insert, select, update
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.call import (
+    MEDIA_SERVER_LOST,
     AgentEffect,
     Call,
     CallPhase,
@@ -713,8 +714,9 @@ class CallService:
         """SFU mode: the media server carrying the call's media died: the call ends for everyone
         with ``media_server_lost`` (:meth:`Call.media_server_lost`)."""
         with contextlib.suppress(ApiError):  # ended meanwhile
-            await self._run(call_id, lambda call: call.media_server_lost())
-            log.warning("call %s ended: the media server is lost", call_id)
+            out = await self._run(call_id, lambda call: call.media_server_lost())
+            if out.call is not None and out.call.end_reason == MEDIA_SERVER_LOST:
+                log.warning("call %s ended: the media server is lost", call_id)
 
     async def media_back(self, name: str, held: frozenset[str]) -> None:
         """A plugin logged in as agent ``name``, holding the media of the calls ``held``.

@@ -538,8 +538,9 @@ class Media:
     # --- the SFU mode: the server makes the recording (kefu.server.sfu, kefu.server.recording)
 
     def recording_path(self, call_id: str) -> Path:
-        """Where the call's recording is kept (the same name in both modes)."""
-        return self._path("recording", f"{call_id}.webm")
+        """Where the server makes the call's recording (SFU mode): never the path a plugin's
+        upload of the hub mode writes to, so one cannot overwrite the other."""
+        return self._path("recording", f"{call_id}.sfu.webm")
 
     async def _call_agents(self, tx: Tx, call_id: str) -> list[int]:
         rows = await tx.conn.execute(

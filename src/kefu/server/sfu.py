@@ -147,7 +147,12 @@ class Sfu:
                     .where(media_rooms.c.closed_at.is_(None), calls.c.status != CallPhase.ended.value)
                 )
             ).all()
-        log.error("the media server is lost: ending %d call(s) whose media went through it", len(open_rooms))
+        if open_rooms:
+            log.error(
+                "the media server is lost: ending %d call(s) whose media went through it", len(open_rooms)
+            )
+        else:
+            log.warning("the media server's session is lost (no call's media went through it)")
         for row in open_rooms:
             if self.end_call is None:
                 break
