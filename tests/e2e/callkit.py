@@ -164,7 +164,8 @@ async def plugin_process(
         stdout=asyncio.subprocess.PIPE,
         stderr=log,
         stdin=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONASYNCIODEBUG": "0"},
+        # asyncio's debug mode off: any value of PYTHONASYNCIODEBUG, even "0", turns it on
+        env={k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"},
     )
     try:
         assert proc.stdout is not None
