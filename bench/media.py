@@ -7,6 +7,9 @@
   for kefu's pair (a :class:`~kefu.media.MediaHub` peer and a
   :class:`~kefu.media.MediaMember` with the test pattern), both 640x480;
 * the latency of a snapshot (JPEG of the latest received frame);
+* (bench/sfu.py, root only) the SFU mode through a real Janus against the hub
+  mode: accept → first frame, the plugin's CPU in two- and three-party calls,
+  Janus's CPU per forwarded stream, hang-up → downloadable recording;
 * the CPU of the hub's process with one member (two-party), with one member
   while recording, and with two members (three-party: the hub forwards B to C
   and C to B), at 640x480 / 30 fps. Members run in their own processes
@@ -329,6 +332,15 @@ async def _hub_cpu(members: int, seconds: float, record: bool) -> dict[str, floa
         folder.cleanup()
 
 
+async def _sfu(quick: bool) -> dict[str, Any]:
+    """The SFU mode against the hub mode, through a real Janus (bench/sfu.py; root only)."""
+    try:
+        from bench.sfu import measure
+    except ImportError:
+        return {"sfu_skipped": "bench/sfu.py is missing"}
+    return await measure(quick)
+
+
 async def _run(quick: bool) -> dict[str, Any]:
     tries = 3 if quick else 10
     window = 3.0 if quick else 10.0
@@ -353,6 +365,7 @@ async def _run(quick: bool) -> dict[str, Any]:
         "hub_cpu_3party_pct": round(three["hub"], 1),
         "member_cpu_3party_pct": round(three["member"], 1),
         **await _through_relay(tries),
+        **await _sfu(quick),
         "cpu_window_s": window,
         "tries": tries,
     }

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -137,12 +137,14 @@ class PluginProcess:
 
 @contextlib.asynccontextmanager
 async def plugin_process(
-    server: ServerHandle, data_dir: Path, log_path: Path, *options: str
+    server: ServerHandle, data_dir: Path, log_path: Path, *options: str, prefix: Sequence[str] = ()
 ) -> AsyncIterator[PluginProcess]:
     """``kefu plugin --headless`` on a free port, with media (320x240 at 15 fps) and
-    ``options``, until it printed ``ready``; killed at the end if still running."""
+    ``options``, until it printed ``ready``; killed at the end if still running.
+    ``prefix``: e.g. ``ip netns exec NAME`` to run it in a network namespace."""
     log = log_path.open("ab")
     proc = await asyncio.create_subprocess_exec(
+        *prefix,
         sys.executable,
         "-m",
         "kefu.cli",
@@ -162,7 +164,8 @@ async def plugin_process(
         stdout=asyncio.subprocess.PIPE,
         stderr=log,
         stdin=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONASYNCIODEBUG": "0"},
+        # asyncio's debug mode off: any value of PYTHONASYNCIODEBUG, even "0", turns it on
+        env={k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"},
     )
     try:
         assert proc.stdout is not None
@@ -228,7 +231,14 @@ class AgentSide:
                 "ssoReady": lambda data: None if connected.done() else connected.set_result(None),
             }
         )
-        names = ("videoCloseCB", "visitorStreamOffline", "visitorStreamOnline", "chatCloseCB", "call")
+        names = (
+            "videoCloseCB",
+            "visitorStreamOffline",
+            "visitorStreamOnline",
+            "chatCloseCB",
+            "call",
+            "recording",
+        )
         callbacks: dict[str, Any] = {n: (lambda data, n=n: self.inner.add((n, data))) for n in names}
         callbacks["stateChange"] = lambda state, payload: self.states.add((state, payload or {}))
         self.client.initInnerCallBack(callbacks)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,8 @@ async def dc(tmp_path: Path) -> AsyncIterator[DataCentre]:
                 janus_admin_key=janus.admin_key,
                 janus_recordings=janus.recordings,
                 janus_timeout=3.0,
+                recording_tile=(320, 240),
+                media_keys=(os.urandom(32),),  # evidence at rest: the recordings sealed
             )
         )
         try:

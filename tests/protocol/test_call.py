@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from kefu.protocol import AgentState, ApiError, Code, TopState, process
 from kefu.protocol.call import (
     MEDIA_LOST,
+    MEDIA_SERVER_LOST,
     AgentEffect,
     Call,
     CallPhase,
@@ -191,6 +192,28 @@ def test_no_media_to_lose_before_the_call_connects() -> None:
     assert call.media_lost("a2") == [] and call.media_lost("nobody") == []
     call.hangup(AG, "a1")
     assert call.media_lost("a1") == []  # ended
+
+
+def test_a_lost_media_server_ends_a_three_party_call_for_everyone() -> None:
+    w = World("a1", "a2")
+    call = visitor_invite(w)
+    w.apply(call.invite_third(AG, "a2"))
+    w.apply(call.agent_answer("a2", "accept"))
+    w.apply(call.media_server_lost())
+    assert call.ended and (call.ended_by, call.end_reason) == ("system", "media_server_lost")
+    assert w.ended == EndEffect("system", MEDIA_SERVER_LOST)
+    assert w.states["a1"].code.value != "006011" and w.log[-1][0] == "a2"  # both agents leave
+    assert ("v1", "ended") in w.visitor_log
+    assert call.media_server_lost() == []  # once
+
+
+def test_a_lost_media_server_fails_a_call_still_ringing() -> None:
+    w = World("a1")
+    call, fx = Call.call_out("c1", "a1", "v1")
+    w.apply(fx)
+    w.apply(call.media_server_lost())
+    assert call.ended and call.end_reason == MEDIA_SERVER_LOST and ("v1", "cancelled") in w.visitor_log
+    assert w.codes("a1")[-1] == "002004"  # the flow's error code (SPEC §5.2)
 
 
 def test_requests_the_call_does_not_allow_change_nothing() -> None:

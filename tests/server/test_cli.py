@@ -176,6 +176,7 @@ async def test_server_prints_its_url_and_stops_on_sigterm(tmp_path: Path) -> Non
     assert "Application shutdown complete" in log
     assert "GET /doLogin 401" in log and "guess-pw" not in log
     assert (tmp_path / "kefu.db").exists()
+    assert "stored UNENCRYPTED" in log  # no media key: said at start (issue 17)
 
 
 def test_server_says_what_to_do_when_the_port_is_taken(tmp_path: Path) -> None:
@@ -259,3 +260,44 @@ async def test_server_says_whether_webhook_secrets_are_encrypted(tmp_path: Path)
     key.write_text("not-a-key-at-all")
     r = runner.invoke(app, ["server", "--data-dir", str(tmp_path / "c"), "--secrets-key-file", str(key)])
     assert r.exit_code == 2 and "32 random bytes" in r.output and "not-a-key-at-all" not in r.output
+
+
+def test_the_media_key_and_retention_are_flags_and_a_bad_key_stops_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: --media-key-file (or $KEFU_MEDIA_KEY), --retention-days; a bad key is refused
+    at start without showing it."""
+    import base64
+
+    got: list[Settings] = []
+
+    class Stop(Exception):
+        pass
+
+    class Runner:
+        def __init__(self, s: Settings) -> None:
+            got.append(s)
+
+        async def start(self) -> str:
+            raise Stop
+
+    monkeypatch.setattr("kefu.server.cli.ServerRunner", Runner)
+    monkeypatch.delenv("KEFU_MEDIA_KEY", raising=False)
+    current, old = os.urandom(32), os.urandom(32)
+    keys = tmp_path / "media.key"
+    keys.write_text(f"{base64.b64encode(current).decode()}\n{base64.b64encode(old).decode()}\n")
+    d = ["--data-dir", str(tmp_path)]
+    r = runner.invoke(app, ["server", *d, "--media-key-file", str(keys), "--retention-days", "90"])
+    assert isinstance(r.exception, Stop), r.output
+    assert got[0].media_keys == (current, old) and got[0].retention_days == 90.0
+    assert current.hex() not in repr(got[0]) and "media_keys" not in repr(got[0])
+    monkeypatch.setenv("KEFU_MEDIA_KEY", base64.b64encode(old).decode())
+    r = runner.invoke(app, ["server", *d])
+    assert isinstance(r.exception, Stop) and got[1].media_keys == (old,)
+    monkeypatch.delenv("KEFU_MEDIA_KEY")
+    r = runner.invoke(app, ["server", *d])
+    assert isinstance(r.exception, Stop) and got[2].media_keys == ()
+    bad = base64.b64encode(os.urandom(16)).decode()
+    keys.write_text(bad)
+    r = runner.invoke(app, ["server", *d, "--media-key-file", str(keys)])
+    assert r.exit_code == 2 and "32 bytes" in r.output and bad not in r.output

@@ -50,6 +50,7 @@ from .machine import CALL_FLOWS, Event, Flow
 
 __all__ = [
     "MEDIA_LOST",
+    "MEDIA_SERVER_LOST",
     "MEDIA_UNREACHABLE",
     "AgentEffect",
     "Call",
@@ -154,6 +155,9 @@ Effect = AgentEffect | VisitorEffect | MemberEffect | TimerEffect | EndEffect
 
 #: The end reason of a call whose media could not connect (error code ``media_unreachable``).
 MEDIA_UNREACHABLE = ErrorCode.media_unreachable.value
+
+#: The end reason of a call whose media server (SFU mode) died mid-call.
+MEDIA_SERVER_LOST = ErrorCode.media_server_lost.value
 
 
 def _invalid(msg: str) -> ApiError:
@@ -400,6 +404,16 @@ class Call:
         if m is None or m.status is not MemberStatus.joined or self.phase is not CallPhase.connected:
             return []
         return self.hangup(MemberKind.agent, agent, MEDIA_LOST)
+
+    def media_server_lost(self) -> list[Effect]:
+        """The media server (Janus, SFU mode) carrying the call's media is gone: the call
+        ends for everyone with :data:`MEDIA_SERVER_LOST`, ended by ``system``; a call not
+        connected yet fails as an unanswered one. An ended call changes nothing."""
+        if self.phase is CallPhase.ended:
+            return []
+        if self.phase is not CallPhase.connected:
+            return self._unanswered(Event.error, MemberStatus.failed, MEDIA_SERVER_LOST)
+        return self.hangup(MemberKind.agent, self.primary, MEDIA_SERVER_LOST, by="system")
 
     def timeout(self, gen: int) -> list[Effect]:
         """The ringing timer of generation ``gen`` fired. A stale timer changes nothing."""

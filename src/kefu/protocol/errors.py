@@ -101,6 +101,7 @@ class ErrorCode(enum.Enum):
     plugin_unreachable = "plugin_unreachable"
     storage_full = "storage_full"
     media_server_unavailable = "media_server_unavailable"
+    media_server_lost = "media_server_lost"
     media_unreachable = "media_unreachable"
     timeout = "timeout"
     internal = "internal"
@@ -468,6 +469,14 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
             "the media server is unavailable; the call cannot be placed now",
             "媒体服务器不可用,暂时无法建立通话",
             "a call while the data centre's media server (Janus) does not answer",
+            503,
+        ),
+        ErrorInfo(
+            E.media_server_lost,
+            "the media server stopped during the call; the call has ended",
+            "通话过程中媒体服务器停止工作,通话已结束",
+            "the data centre's media server (Janus) died or restarted mid-call: every call whose media "
+            "went through it ends with this reason (what was recorded until then is kept)",
             503,
         ),
         ErrorInfo(

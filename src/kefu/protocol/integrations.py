@@ -71,7 +71,9 @@ class EventType(enum.StrEnum):
     call_member_joined = "call.member_joined"
     call_member_left = "call.member_left"
     call_ended = "call.ended"
+    recording_started = "recording.started"
     recording_ready = "recording.ready"
+    recording_failed = "recording.failed"
     snapshot_taken = "snapshot.taken"
     photo_taken = "photo.taken"
 
@@ -140,6 +142,16 @@ EVENT_INFO: dict[EventType, EventInfo] = {
     ),
     EventType.call_ended: EventInfo(
         StreamKind.call, "the call ended: who ended it and why", ("callId", "flow", "endedBy", "reason")
+    ),
+    EventType.recording_started: EventInfo(
+        StreamKind.call,
+        "the media server writes the call's first media (SFU mode): the recording has begun",
+        ("callId", "startedAt", "member"),
+    ),
+    EventType.recording_failed: EventInfo(
+        StreamKind.call,
+        "the call's recording could not be made or stored; ``reason`` says why",
+        ("callId", "reason"),
     ),
     EventType.recording_ready: EventInfo(
         StreamKind.call, "the call's recording is complete and stored (with its SHA-256)", _MEDIA

@@ -9,15 +9,19 @@ form, ``{"error": {"code", "msg"}}``, with the catalogue's HTTP status.
 
 from __future__ import annotations
 
+import logging
+import pathlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from kefu.protocol import CODE_INFO, ApiError, Code, ErrorCode
 
@@ -27,6 +31,7 @@ from .hub import agent_key
 from .schema import agents, visitors
 from .services import Services
 from .store import aware
+from .vault import MediaKeyError
 from .views import fetch_messages, fetch_session, fetch_sessions, session_view
 
 __all__ = ["COOKIE", "router"]
@@ -34,6 +39,7 @@ __all__ = ["COOKIE", "router"]
 COOKIE = "kefu_token"
 #: no control characters (PostgreSQL refuses NUL in text)
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+log = logging.getLogger("kefu.server.api")
 router = APIRouter()
 _bearer = HTTPBearer(auto_error=False, description="the token from /api/login or /doLogin")
 
@@ -138,6 +144,11 @@ class CallOut(_Out):
     endedAt: datetime | None
     endedBy: str | None
     endReason: str | None
+    recording: dict[str, Any] | None = Field(
+        default=None,
+        description="SFU mode: the server's recording of the call: status (recording, ready, failed), "
+        "startedAt, and artifactId or reason",
+    )
     members: list[CallMemberOut]
 
 
@@ -543,6 +554,30 @@ async def agent_snapshot(request: Request, agent: Me, callId: IdQ) -> Any:
     return await sv.media.agent_snapshot(agent, callId, data, _client(request))
 
 
+async def _artifact_file(media: Any, art: Any, path: pathlib.Path) -> Response:
+    """An artifact's file: as it is on disk, or decrypted while it is sent (evidence at rest)."""
+    headers = {"X-Checksum-SHA256": art.sha256}
+    segments = media.content(art, path)
+    if segments is None:
+        return FileResponse(path, media_type=art.content_type, headers=headers)
+    try:
+        first = await run_in_threadpool(next, segments, b"")
+    except MediaKeyError as exc:
+        log.error("%s %s cannot be decrypted: %s", art.kind, art.id, exc)
+        raise ApiError("this artifact cannot be decrypted on this server", code=ErrorCode.internal) from None
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for segment in iterate_in_threadpool(segments):
+                yield segment
+        finally:
+            segments.close()  # the file, also when the reader went away mid-way
+
+    headers["Content-Length"] = str(art.size)
+    return StreamingResponse(body(), media_type=art.content_type, headers=headers)
+
+
 @router.put(
     "/api/calls/{call_id}/recording",
     tags=["media"],
@@ -574,8 +609,9 @@ async def recording_chunk(
 )
 async def recording(request: Request, call_id: IdP, agent: Me) -> Response:
     """The call's recording (WebM), for the call's agents and admins; every read is audited."""
-    art, path = await services_of(request).media.recording_of(agent, call_id, _client(request))
-    return FileResponse(path, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})
+    sv = services_of(request)
+    art, path = await sv.media.recording_of(agent, call_id, _client(request))
+    return await _artifact_file(sv.media, art, path)
 
 
 @router.get("/api/calls/{call_id}/media", tags=["media"], response_model=list[ArtifactOut], responses=_ERRORS)
@@ -589,5 +625,6 @@ async def call_media(request: Request, call_id: IdP, agent: Me) -> Any:
 )
 async def media_one(request: Request, artifact_id: IdP, agent: Me) -> Response:
     """One photo, snapshot or recording; every read is audited."""
-    art, path = await services_of(request).media.read(agent, artifact_id, _client(request))
-    return FileResponse(path, media_type=art.content_type, headers={"X-Checksum-SHA256": art.sha256})
+    sv = services_of(request)
+    art, path = await sv.media.read(agent, artifact_id, _client(request))
+    return await _artifact_file(sv.media, art, path)

@@ -47,6 +47,7 @@ from sqlalchemy import bindparam, desc, insert, select, update
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.call import (
+    MEDIA_SERVER_LOST,
     AgentEffect,
     Call,
     CallPhase,
@@ -707,6 +708,14 @@ class CallService:
         with contextlib.suppress(ApiError):
             await self._run(call_id, gone)
 
+    async def media_server_lost(self, call_id: str) -> None:
+        """SFU mode: the media server carrying the call's media died: the call ends for everyone
+        with ``media_server_lost`` (:meth:`Call.media_server_lost`)."""
+        with contextlib.suppress(ApiError):  # ended meanwhile
+            out = await self._run(call_id, lambda call: call.media_server_lost())
+            if out.call is not None and out.call.end_reason == MEDIA_SERVER_LOST:
+                log.warning("call %s ended: the media server is lost", call_id)
+
     async def media_back(self, name: str, held: frozenset[str]) -> None:
         """A plugin logged in as agent ``name``, holding the media of the calls ``held``.
 
@@ -1114,6 +1123,7 @@ class CallService:
             "endedAt": iso(aware(r.ended_at)),
             "endedBy": r.ended_by,
             "endReason": r.end_reason,
+            "recording": r.recording,  # the SFU mode's: its status, start and failure (server/sfu.py)
             "members": [
                 {
                     "kind": m.kind,

@@ -25,6 +25,7 @@ from .settings import WILDCARDS, Settings, default_data_dir
 from .store import Store
 from .teams import add_team, assign, list_teams, set_supervisor
 from .turn import TurnIssuer
+from .vault import MediaKeyError, parse_keys
 
 __all__ = ["register"]
 
@@ -86,6 +87,30 @@ def _turn_secret(given: str | None, path: Path | None) -> str | None:
             raise typer.Exit(2)
         return text
     return os.environ.get(TURN_SECRET_ENV) or None
+
+
+MEDIA_KEY_ENV = "KEFU_MEDIA_KEY"
+
+
+def _media_keys(path: Path | None) -> tuple[bytes, ...]:
+    """The media keys (the current first): ``--media-key-file``, else ``$KEFU_MEDIA_KEY``; none: clear."""
+    where = f"${MEDIA_KEY_ENV}"
+    text = os.environ.get(MEDIA_KEY_ENV, "")
+    if path is not None:
+        where = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            err.print(f"[red]cannot read the media key file {path}: {exc.strerror}[/red]")
+            raise typer.Exit(2) from None
+        if not text.strip():
+            err.print(f"[red]the media key file {path} is empty[/red]")
+            raise typer.Exit(2)
+    try:
+        return parse_keys(text)
+    except MediaKeyError as exc:
+        err.print(f"[red]{where}: {exc}[/red]")  # what is wrong, never the key
+        raise typer.Exit(2) from None
 
 
 def server(
@@ -214,6 +239,19 @@ def server(
     janus_admin_key: str = typer.Option(
         None, envvar="KEFU_JANUS_ADMIN_KEY", show_default=False, help="the VideoRoom admin_key (env only)"
     ),
+    media_key_file: Path = typer.Option(
+        None,
+        "--media-key-file",
+        help=f"encrypt media at rest (AES-256-GCM) with the base64 32-byte key(s) in this file, the current "
+        f"first, older ones after it (or set ${MEDIA_KEY_ENV}); none: stored unencrypted",
+    ),
+    retention_days: float = typer.Option(
+        None, "--retention-days", help="delete media files older than this many days (audited); none: keep"
+    ),
+    recording_workers: int = typer.Option(
+        2, help="calls whose recording is made at a time from Janus's files (janus-pp-rec, ffmpeg)"
+    ),
+    recording_timeout: float = typer.Option(600.0, help="seconds each step of making a recording may take"),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
     loop: str = typer.Option(None, help="event loop: uvloop (the default where installed) or asyncio"),
 ) -> None:
@@ -228,6 +266,7 @@ def server(
         err.print("[red]--tls-cert and --tls-key go together[/red]: the certificate and its key.")
         raise typer.Exit(2)
     secret = _turn_secret(turn_secret, turn_secret_file)
+    media_keys = _media_keys(media_key_file)
     try:
         TurnIssuer(tuple(turn), secret, turn_ttl)
     except ValueError as exc:
@@ -295,6 +334,10 @@ def server(
         janus_recordings=janus_recordings,
         janus_api_secret=janus_api_secret,
         janus_admin_key=janus_admin_key,
+        recording_workers=recording_workers,
+        media_keys=media_keys,
+        retention_days=retention_days,
+        recording_timeout=recording_timeout,
         **_base(data_dir, db, db_schema),
     )
 
@@ -327,10 +370,21 @@ def server(
                 f"[yellow]listening on every address ({host}): give --public-name <the name clients use>"
                 "[/yellow]; requests for any other Host than 127.0.0.1 / localhost are refused."
             )
+        if s.media_keys:
+            typer.echo(f"media: encrypted at rest (AES-256-GCM, {len(s.media_keys)} key(s))", err=False)
+        else:
+            err.print(
+                "[yellow]media (recordings, photos, snapshots) is stored UNENCRYPTED[/yellow]: give "
+                f"--media-key-file or ${MEDIA_KEY_ENV} to encrypt it at rest."
+            )
+        if s.retention_days is not None:
+            typer.echo(f"media: deleted after {s.retention_days:g} days", err=False)
         if s.redis_url:
             typer.echo(f"node {s.node_id}: live events through Redis ({s.redis_prefix}*)", err=False)
         if s.janus_url:
             typer.echo(f"media: through Janus at {s.janus_url} (a room per call)", err=False)
+            if s.janus_recordings is not None:
+                typer.echo(f"recordings: made from {s.janus_recordings} when each call ends", err=False)
         await runner.wait()
 
     try:

@@ -18,6 +18,9 @@ subscriber.
 Janus is a component that can fail. Any transport failure or an error from
 Janus is a :class:`MediaServerError` (``media_server_unavailable`` on the wire);
 a session that Janus forgot (a restart) is made anew on the next request.
+Losing the session — the long poll failing three times in a row (Janus killed:
+its connections are refused at once), or Janus answering that it does not know
+it (restarted) — calls ``on_lost``: every handle, so every call's media, is gone.
 
 The wire forms are Janus's (https://janus.conf.meetecho.com/docs/rest and
 ``videoroom.html``): requests ``{"janus": "message", "body": {...}, "jsep"?}``,
@@ -89,12 +92,14 @@ class JanusClient:
         admin_key: str | None = None,
         timeout: float = 5.0,
         on_event: Callable[[JanusEvent], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self._api_secret = api_secret
         self._admin_key = admin_key
         self.timeout = timeout
         self.on_event = on_event
+        self.on_lost = on_lost
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=timeout + 30.0))
         self._session: int | None = None
         self._rooms_handle: int | None = None
@@ -121,12 +126,13 @@ class JanusClient:
         if answer.get("janus") == "error":
             err = answer.get("error", {})
             if err.get("code") == 458:  # no such session: Janus restarted
-                self._forget_session()
+                self._forget_session(lost=True)
                 raise _SessionGone("the media server restarted")
             raise MediaServerError(f"the media server refused: {err.get('reason', 'error')}")
         return answer
 
-    def _forget_session(self) -> None:
+    def _forget_session(self, *, lost: bool = False) -> None:
+        had = self._session is not None
         self._session = None
         self._rooms_handle = None
         if self._poller is not None:
@@ -136,6 +142,8 @@ class JanusClient:
             if not fut.done():
                 fut.set_exception(MediaServerError("the media server restarted"))
         self._waiting.clear()
+        if lost and had and not self._closed and self.on_lost is not None:
+            self.on_lost()
 
     async def _ensure_session(self) -> int:
         async with self._lock:
@@ -163,7 +171,7 @@ class JanusClient:
                 if failures >= 3:
                     log.warning("the media server's events stopped (%s): session dropped", type(exc).__name__)
                     if self._session == session:
-                        self._forget_session()
+                        self._forget_session(lost=True)
                     return
                 await asyncio.sleep(0.2 * failures)
                 continue
@@ -175,7 +183,7 @@ class JanusClient:
         if kind == "keepalive":
             return
         if kind == "error" and msg.get("error", {}).get("code") == 458:
-            self._forget_session()
+            self._forget_session(lost=True)
             return
         tx = msg.get("transaction")
         fut = self._waiting.pop(tx, None) if tx else None

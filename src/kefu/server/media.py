@@ -26,6 +26,14 @@ stored size (the muxer rewrites its header at the end), never after it; it
 is at most ``max_recording_bytes`` in all; once ``final`` it is evidence and
 never changes again (``recording_finished``). Its checksum is computed in a
 thread, reading the file in blocks.
+
+At rest (issue 17, :mod:`kefu.server.vault`): with a media key every photo,
+snapshot and finished recording is stored encrypted (``<name>.enc``, the key's
+id in ``key_id``); size and SHA-256 are those of the media itself, and a
+download decrypts it while it is sent. A recording growing during a call is
+in clear until its final chunk, then sealed and the clear file removed.
+Retention (``retention_days``): :meth:`Media.expire` deletes the files of
+older artifacts (the row stays, with ``deleted_at``, and an audit row).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import hmac
 import io
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -51,11 +60,12 @@ from kefu.protocol.call import Call, CallPhase, MemberKind, MemberStatus
 
 from .accounts import Agent
 from .events import EventType, emit
-from .hub import Hub, agent_key
+from .hub import Hub, Tx, agent_key
 from .routing import event
 from .schema import audit, call_members, calls, media_artifacts, photo_requests, visitors
 from .settings import Settings
 from .store import aware, iso, new_id
+from .vault import Vault
 
 __all__ = ["Media", "PhotoUpload", "answer_photo_request", "open_photo_request", "record_audit"]
 
@@ -199,6 +209,13 @@ class Media:
         self.s = settings
         self.root = Path(settings.data_dir) / "media"
         self._rec_locks: dict[str, asyncio.Lock] = {}
+        self.vault = Vault(settings.media_keys)
+        if not self.vault.enabled:
+            log.warning(
+                "media (recordings, photos, snapshots) is stored UNENCRYPTED under %s: give "
+                "--media-key-file or $KEFU_MEDIA_KEY to encrypt it at rest",
+                self.root,
+            )
 
     def _path(self, kind: str, name: str) -> Path:
         folder = self.root / kind
@@ -316,12 +333,13 @@ class Media:
 
     async def _write_new(self, kind: str, art_id: str, data: bytes) -> Path:
         """Write a new image file; a failed write (e.g. the disk is full) leaves no file behind."""
-        path = self._path(kind, f"{art_id}.jpg")
+        sealed = self.vault.enabled
+        path = self._path(kind, f"{art_id}.jpg.enc" if sealed else f"{art_id}.jpg")
 
         def write() -> None:
             try:
                 with open(path, "xb") as f:
-                    f.write(data)
+                    f.write(self.vault.seal_bytes(data) if sealed else data)
                     f.flush()
                     os.fsync(f.fileno())
             except BaseException:
@@ -356,6 +374,7 @@ class Media:
                 sha256=hashlib.sha256(data).hexdigest(),
                 created_at=tx.now,
                 meta=meta,
+                key_id=self.vault.current_id if path.suffix == ".enc" else None,
             )
         )
         art = (await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == art_id))).first()
@@ -409,8 +428,17 @@ class Media:
             if data or size == 0:
                 await asyncio.to_thread(write)
             digest = await asyncio.to_thread(_sha256_file, path) if final else ""
+            stored = await self._seal(path) if final else path
             art = await self._recording_row(
-                call_id, row, agent, path, end, digest, final, address, f"offset {offset}, {len(data)} bytes"
+                call_id,
+                row,
+                agent,
+                stored,
+                end,
+                digest,
+                final,
+                address,
+                f"offset {offset}, {len(data)} bytes",
             )
             if isinstance(art, str):  # another node finished it meanwhile
                 await self._refuse_finished(agent, call_id, art, offset, address)
@@ -491,13 +519,20 @@ class Media:
                         sha256=digest,
                         created_at=tx.now,
                         meta=meta,
+                        key_id=self.vault.current_id if path.suffix == ".enc" else None,
                     )
                 )
             else:
                 await tx.conn.execute(
                     update(media_artifacts)
                     .where(media_artifacts.c.id == existing)
-                    .values(size=size, sha256=digest, meta=meta)
+                    .values(
+                        size=size,
+                        sha256=digest,
+                        meta=meta,
+                        path=str(path.relative_to(self.s.data_dir)),
+                        key_id=self.vault.current_id if path.suffix == ".enc" else None,
+                    )
                 )
             await record_audit(
                 tx.conn,
@@ -516,6 +551,176 @@ class Media:
             if final:
                 await emit(tx, EventType.recording_ready, call_id, self.view(art))
             return art
+
+    # --- the SFU mode: the server makes the recording (kefu.server.sfu, kefu.server.recording)
+
+    def recording_path(self, call_id: str) -> Path:
+        """Where the server makes the call's recording (SFU mode): never the path a plugin's
+        upload of the hub mode writes to, so one cannot overwrite the other."""
+        return self._path("recording", f"{call_id}.sfu.webm")
+
+    async def _call_agents(self, tx: Tx, call_id: str) -> list[int]:
+        rows = await tx.conn.execute(
+            select(call_members.c.agent_id)
+            .where(call_members.c.call_id == call_id, call_members.c.agent_id.is_not(None))
+            .distinct()
+        )
+        return [int(r.agent_id) for r in rows]
+
+    async def _recording_news(self, tx: Tx, call_id: str, status: dict[str, Any]) -> None:
+        """The call's recording status in its record, and a ``recording`` push to its agents."""
+        await tx.conn.execute(update(calls).where(calls.c.id == call_id).values(recording=status))
+        for agent_id in await self._call_agents(tx, call_id):
+            await tx.push(agent_key(agent_id), event("recording", {"callId": call_id, **status}))
+
+    async def recording_status(self, call_id: str) -> dict[str, Any] | None:
+        """The SFU mode's recording status of the call (None: no media reached the media server)."""
+        async with self.hub.store.read() as c:
+            status: dict[str, Any] | None = (
+                await c.execute(select(calls.c.recording).where(calls.c.id == call_id))
+            ).scalar_one_or_none()
+        return status
+
+    async def recording_started(self, call_id: str, member: str, at: Any) -> bool:
+        """The media server writes the call's first media; False if this was known already."""
+        async with self.hub.transaction() as tx:
+            now = (await tx.conn.execute(select(calls.c.recording).where(calls.c.id == call_id))).first()
+            if now is None or now.recording is not None:
+                return False
+            status = {"status": "recording", "startedAt": iso(aware(at)), "member": member}
+            await self._recording_news(tx, call_id, status)
+            await emit(tx, EventType.recording_started, call_id, {"callId": call_id, **status})
+        log.info("call %s: the recording started (%s's media)", call_id, member)
+        return True
+
+    async def recording_failed(self, call_id: str, reason: str) -> None:
+        """The call's recording could not be made: said in its record, to its agents, audited."""
+        async with self.hub.transaction() as tx:
+            row = (await tx.conn.execute(select(calls.c.recording).where(calls.c.id == call_id))).first()
+            status = {**((row.recording or {}) if row is not None else {}), "status": "failed"}
+            status["reason"] = reason[:300]
+            await self._recording_news(tx, call_id, status)
+            await emit(
+                tx, EventType.recording_failed, call_id, {"callId": call_id, "reason": status["reason"]}
+            )
+            await record_audit(
+                tx.conn,
+                at=tx.now,
+                actor=f"server:{self.s.node_id}",
+                action="failed",
+                kind="recording",
+                call_id=call_id,
+                address="-",
+                detail=reason,
+            )
+        log.error("call %s: the recording failed: %s", call_id, reason)
+
+    async def server_recording(self, call_id: str, path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+        """Store the recording the server made at ``path`` (its final place) as the call's artifact."""
+        row, _call = await self._call(call_id)
+        size = await asyncio.to_thread(lambda: path.stat().st_size)
+        digest = await asyncio.to_thread(_sha256_file, path)
+        path = await self._seal(path)
+        art_id = new_id()
+        async with self.hub.transaction() as tx:
+            existing = (
+                await tx.conn.execute(
+                    select(media_artifacts.c.id).where(
+                        media_artifacts.c.call_id == call_id, media_artifacts.c.kind == "recording"
+                    )
+                )
+            ).first()
+            if existing is not None:
+                raise ApiError("this call has a recording already", code=ErrorCode.recording_finished)
+            await tx.conn.execute(
+                insert(media_artifacts).values(
+                    id=art_id,
+                    kind="recording",
+                    call_id=call_id,
+                    session_id=row.session_id,
+                    agent_id=row.agent_id,
+                    content_type="video/webm",
+                    path=str(path.relative_to(self.s.data_dir)),
+                    size=size,
+                    sha256=digest,
+                    created_at=tx.now,
+                    meta={"complete": True, "source": "sfu", **meta},
+                    key_id=self.vault.current_id if path.suffix == ".enc" else None,
+                )
+            )
+            art = (
+                await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == art_id))
+            ).first()
+            await record_audit(
+                tx.conn,
+                at=tx.now,
+                actor=f"server:{self.s.node_id}",
+                action="finish",
+                kind="recording",
+                object_id=art_id,
+                call_id=call_id,
+                address="-",
+                detail=f"{size} bytes from the media server's tracks",
+            )
+            started = (row.recording or {}).get("startedAt")
+            status = {"status": "ready", "artifactId": art_id, "sha256": digest, "size": size}
+            if started:
+                status["startedAt"] = started
+            await self._recording_news(tx, call_id, status)
+            await emit(tx, EventType.recording_ready, call_id, self.view(art))
+        log.info("call %s: recording %s stored (%d bytes)", call_id, art_id, size)
+        return self.view(art)
+
+    async def _seal(self, path: Path) -> Path:
+        """A finished file sealed with the current key beside it (``.enc``), the clear one
+        removed; ``path`` itself without a key."""
+        if not self.vault.enabled:
+            return path
+        sealed = path.with_name(path.name + ".enc")
+        await asyncio.to_thread(sealed.unlink, missing_ok=True)  # a half-sealed one from a crash
+        await asyncio.to_thread(self.vault.seal_file, path, sealed)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        return sealed
+
+    def content(self, art: Any, path: Path) -> Iterator[bytes] | None:
+        """The media of a sealed artifact's file, segment by segment (a blocking iterator, checked
+        on its first step); None for a file stored in clear (sent as it is)."""
+        if art.key_id is None:
+            return None
+        return self.vault.open_file(path)
+
+    async def expire(self) -> int:
+        """Delete the files of artifacts older than ``retention_days`` (each audited); how many."""
+        if self.s.retention_days is None:
+            return 0
+        before = self.s.now() - timedelta(days=self.s.retention_days)
+        async with self.hub.store.read() as c:
+            rows = (
+                await c.execute(
+                    select(media_artifacts)
+                    .where(media_artifacts.c.created_at < before, media_artifacts.c.deleted_at.is_(None))
+                    .order_by(media_artifacts.c.created_at)
+                    .limit(500)
+                )
+            ).all()
+        for art in rows:
+            await asyncio.to_thread((Path(self.s.data_dir) / art.path).unlink, missing_ok=True)
+            async with self.hub.transaction() as tx:
+                await tx.conn.execute(
+                    update(media_artifacts).where(media_artifacts.c.id == art.id).values(deleted_at=tx.now)
+                )
+                await record_audit(
+                    tx.conn,
+                    at=tx.now,
+                    actor=f"server:{self.s.node_id}",
+                    action="expire",
+                    kind=art.kind,
+                    object_id=art.id,
+                    call_id=art.call_id,
+                    address="-",
+                    detail=f"older than {self.s.retention_days:g} days",
+                )
+        return len(rows)
 
     # --- reading (the call's agents and admins only, every read audited)
 
@@ -544,6 +749,8 @@ class Media:
         if art is None:
             raise ApiError(code=ErrorCode.no_such_media)
         await self._may_read(agent, art.call_id)
+        if art.deleted_at is not None:
+            raise ApiError("this artifact was deleted when its retention ended", code=ErrorCode.no_such_media)
         path = Path(self.s.data_dir) / art.path
         if not await asyncio.to_thread(path.is_file):
             log.error("the file of %s %s is missing: %s", art.kind, art.id, path)

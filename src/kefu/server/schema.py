@@ -204,6 +204,8 @@ calls = Table(
     Column("ended_by", String(64)),
     Column("ring_deadline", TS),  # the ringing timer, rebuilt from here on start
     Column("snapshot", JSON),  # kefu.protocol.call.Call.to_dict()
+    # r0011: the SFU mode's recording: {"status": recording|processing|ready|failed, "startedAt", …}
+    Column("recording", JSON),
 )
 
 call_members = Table(
@@ -249,8 +251,11 @@ media_artifacts = Table(
     Column("path", String(512), nullable=False),  # under the data directory, named by the server
     Column("size", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
-    Column("created_at", TS, nullable=False),
+    Column("created_at", TS, nullable=False, index=True),
     Column("meta", JSON),
+    # r0011: evidence at rest: the key its file is encrypted with (None: stored in clear)
+    Column("key_id", String(32)),
+    Column("deleted_at", TS),  # retention removed its file
 )
 
 # --- r0004: the security review (issue 15)

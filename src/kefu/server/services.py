@@ -57,6 +57,7 @@ class Services:
     floor: Floor
     transfers: Transfers
     sweeper: asyncio.Task[None] | None = field(default=None)
+    retention: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
     async def open(cls, settings: Settings, *, bus: Bus | None = None) -> Services:
@@ -110,7 +111,8 @@ class Services:
             transfers=transfers,
         )
         if settings.janus_url:
-            services.calls.sfu = Sfu(settings, store, services.calls.push_signal)
+            services.calls.sfu = Sfu(settings, store, services.calls.push_signal, services.media)
+            services.calls.sfu.end_call = services.calls.media_server_lost
         await agents.start()
         await services.calls.start()
         await transfers.start()
@@ -119,7 +121,21 @@ class Services:
         await services.webhooks.start()
         if settings.redis_url:
             services.sweeper = asyncio.create_task(services._sweep(), name="kefu-sweeper")
+        if settings.retention_days is not None:
+            services.retention = asyncio.create_task(services._expire(), name="kefu-retention")
         return services
+
+    async def _expire(self) -> None:
+        """Media past ``retention_days``: deleted every ``retention_interval`` (on every node: each
+        file once, its row marked)."""
+        while True:
+            try:
+                await self.media.expire()
+            except Exception:
+                log.exception(
+                    "the retention sweep failed; trying again in %.0f s", self.settings.retention_interval
+                )
+            await asyncio.sleep(self.settings.retention_interval)
 
     async def _sweep(self) -> None:
         while True:
@@ -133,10 +149,11 @@ class Services:
                 )
 
     async def close(self) -> None:
-        if self.sweeper is not None:
-            self.sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.sweeper
+        for task in (self.sweeper, self.retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         # what makes changes first (its tasks cancelled and awaited, each service's own),
         # then what reports them, then the bus and the store: no task outlives the store
         await self.logins.close()

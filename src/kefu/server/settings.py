@@ -115,6 +115,11 @@ class Settings:
     max_recording_chunk_bytes: int = 64 * 1024 * 1024  # one PUT of the recording
     photo_request_ttl: float = 120.0  # seconds a takePhoto request waits for the visitor's answer
     photo_max_open: int = 3  # unanswered takePhoto requests per call; more → rate_limited
+    # evidence at rest (issue 17, kefu.server.vault): AES-256 keys, the current first, the others
+    # still read (rotation); none: media stored unencrypted (said at start). Never logged.
+    media_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    retention_days: float | None = None  # media files older than this are deleted (audited); None: kept
+    retention_interval: float = 3600.0  # seconds between two sweeps for expired media
     # --- sockets
     auth_timeout: float = 10.0  # first message (auth / hello) within this, else close 1008
     max_message_bytes: int = 64 * 1024  # larger: error too_large, repeated: close 1009
@@ -151,6 +156,11 @@ class Settings:
     janus_admin_key: str | None = field(default=None, repr=False)  # the VideoRoom plugin's admin_key
     janus_recordings: Path | None = None  # where Janus writes recordings (shared with the server)
     janus_timeout: float = 5.0  # seconds Janus has to answer a request
+    # the call's recording made from Janus's .mjr files when it ends (kefu.server.recording)
+    recording_workers: int = 2  # calls post-processed at a time (each runs janus-pp-rec, then ffmpeg)
+    recording_timeout: float = 600.0  # seconds each step of the post-processing may take
+    recording_tile: tuple[int, int] = (640, 480)  # each member's video in the composed recording
+    recording_fps: int = 15
     graceful_shutdown: float = 5.0
     log_level: str = "info"
     clock: Callable[[], datetime] = utcnow

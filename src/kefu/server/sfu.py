@@ -15,21 +15,46 @@ after the commit, and its row gets ``closed_at``. A room Janus has already lost
 (a restart) is simply marked closed.
 
 The room's secret never leaves the server (docs/decisions.md D22).
+
+Recording (``--janus-recordings``): the first publisher whose media reaches
+Janus (its ``webrtcup``) starts the call's recording: ``calls.recording`` says
+``recording`` with the time, a ``recording.started`` event is journalled and
+the call's agents get a ``recording`` push. When the room is gone, the call's
+``.mjr`` files are made into one file (:mod:`kefu.server.recording`, in
+subprocesses, ``recording_workers`` calls at a time) and stored as the call's
+recording artifact with its SHA-256 (``recording.ready``); anything that goes
+wrong is ``recording.failed`` with the reason, in the record and pushed.
+
+Janus lost mid-call (killed, or restarted: its session is gone, and with it
+every room and handle): every call with an open room ends at once with
+``media_server_lost`` (``end_call``, set by the services: the call service's
+:meth:`~kefu.server.calls.CallService.media_server_lost`), every member told
+as for any end; the recording is then made from the ``.mjr`` files Janus had
+written until it died.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
+from kefu.protocol import ApiError
+from kefu.protocol.call import CallPhase
+
 from .hub import Tx
 from .janus import JanusClient, MediaServerError, Room
-from .schema import media_rooms
+from .media import Media
+from .recording import Composer, RecordingError, remove_room_files, tracks_of_room
+from .schema import calls, media_rooms
 from .settings import Settings
 from .sfu_relay import Push, SfuRelay
-from .store import Store
+from .store import Store, iso
 from .tasks import Background
 
 __all__ = ["MediaServerError", "Sfu"]
@@ -40,7 +65,7 @@ log = logging.getLogger("kefu.server.sfu")
 class Sfu:
     """The calls' rooms in Janus."""
 
-    def __init__(self, settings: Settings, store: Store, push: Push) -> None:
+    def __init__(self, settings: Settings, store: Store, push: Push, media: Media | None = None) -> None:
         assert settings.janus_url is not None
         self.s = settings
         self.store = store
@@ -53,6 +78,23 @@ class Sfu:
         self._closing = Background(log)  # rooms of ended calls being destroyed
         # the members' publishers and subscriptions (sfu_relay.py); push: a signal to a member
         self.relay = SfuRelay(self.janus, self.room_of, push)
+        self.media = media
+        self.composer = Composer(
+            workers=settings.recording_workers,
+            timeout=settings.recording_timeout,
+            tile=settings.recording_tile,
+            fps=settings.recording_fps,
+        )
+        self._started: set[str] = set()  # calls whose recording started (as this node saw)
+        # ends a call whose media server is gone (CallService.media_server_lost)
+        self.end_call: Callable[[str], Awaitable[None]] | None = None
+        self.janus.on_lost = self._lost
+        if media is not None and settings.janus_recordings is not None:
+            self.relay.on_media_up = self._media_up
+
+    @property
+    def records(self) -> bool:
+        return self.media is not None and self.s.janus_recordings is not None
 
     async def open(self, call_id: str) -> Room:
         """A room for a new call (before its transaction); ``MediaServerError`` when Janus is down."""
@@ -89,6 +131,47 @@ class Sfu:
         """The call ended (after its commit): destroy its room in the background."""
         self._closing.spawn(self.close(call_id), f"kefu-sfu-close-{call_id}")
 
+    def _lost(self) -> None:
+        """Janus's session is gone (from the long poll): end the calls whose media it carried."""
+        self._closing.spawn(self._end_lost_calls(), "kefu-sfu-lost")
+
+    async def _end_lost_calls(self) -> None:
+        async with self.store.read() as c:
+            open_rooms = (
+                await c.execute(
+                    select(media_rooms.c.call_id)
+                    .join(calls, calls.c.id == media_rooms.c.call_id)
+                    .where(media_rooms.c.closed_at.is_(None), calls.c.status != CallPhase.ended.value)
+                )
+            ).all()
+        if open_rooms:
+            log.error(
+                "the media server is lost: ending %d call(s) whose media went through it", len(open_rooms)
+            )
+        else:
+            log.warning("the media server's session is lost (no call's media went through it)")
+        for row in open_rooms:
+            if self.end_call is None:
+                break
+            try:
+                await self.end_call(row.call_id)
+            except Exception:
+                log.exception("call %s: could not be ended after the media server was lost", row.call_id)
+
+    def _media_up(self, call_id: str, member: tuple[str, str]) -> None:
+        if call_id in self._started:
+            return
+        self._started.add(call_id)
+        at = self.s.now()
+        self._closing.spawn(self._recording_started(call_id, member, at), f"kefu-rec-{call_id}")
+
+    async def _recording_started(self, call_id: str, member: tuple[str, str], at: object) -> None:
+        assert self.media is not None
+        try:
+            await self.media.recording_started(call_id, f"{member[0]}:{member[1]}", at)
+        except Exception:
+            log.exception("call %s: the recording's start could not be recorded", call_id)
+
     async def close(self, call_id: str) -> None:
         room = await self.room_of(call_id)
         if room is None:
@@ -104,6 +187,36 @@ class Sfu:
                 .where(media_rooms.c.call_id == call_id, media_rooms.c.closed_at.is_(None))
                 .values(closed_at=self.s.now())
             )
+        if self.records:
+            await self.make_recording(call_id, room)
+
+    async def make_recording(self, call_id: str, room: Room) -> None:
+        """The call's ``.mjr`` files made into its recording artifact (or its failure recorded)."""
+        assert self.media is not None and self.s.janus_recordings is not None
+        self._started.discard(call_id)
+        feeds = self.relay.forget_feeds(call_id)
+        if await self.media.recording_status(call_id) is None:
+            log.info("call %s: no media reached the media server: nothing to record", call_id)
+            return
+        out = self.media.recording_path(call_id)
+        work = self.media.root / "work" / call_id
+        try:
+            tracks = await asyncio.to_thread(
+                tracks_of_room, Path(self.s.janus_recordings), room.number, feeds
+            )
+            inputs = await self.composer.compose(tracks, out, work)
+            zero = min(t.first_us for t in tracks)
+            meta = {"tracks": inputs, "mediaStartedAt": iso(datetime.fromtimestamp(zero / 1e6, UTC))}
+            await self.media.server_recording(call_id, out, meta)
+            # the raw tracks are in clear: the stored recording (sealed with a key) replaces them
+            await asyncio.to_thread(remove_room_files, Path(self.s.janus_recordings), room.number)
+        except (RecordingError, OSError, ApiError) as exc:
+            await asyncio.to_thread(out.unlink, missing_ok=True)
+            await self.media.recording_failed(call_id, str(exc))
+        except Exception as exc:
+            log.exception("call %s: making the recording failed", call_id)
+            await asyncio.to_thread(out.unlink, missing_ok=True)
+            await self.media.recording_failed(call_id, f"internal error ({type(exc).__name__})")
 
     async def aclose_pending(self) -> None:
         """Wait for the rooms of ended calls to be destroyed."""

@@ -75,6 +75,11 @@ class SfuRelay:
         self._calls: dict[str, _CallMedia] = {}
         self._handles: dict[int, tuple[str, Member, Member | None]] = {}  # → call, member, feed
         self._tasks = Background(log)  # the work started by events and call changes
+        # each call's publishers as Janus numbers them (feed → "kind:name"), kept after the call
+        # ends until its recording is made (:meth:`forget_feeds`): the .mjr files name the feed
+        self.feeds: dict[str, dict[int, str]] = {}
+        # a publisher's media reaches Janus (its webrtcup): the recording's first media
+        self.on_media_up: Callable[[str, Member], None] | None = None
         janus.on_event = self.on_event
 
     # --- what members send
@@ -127,6 +132,7 @@ class SfuRelay:
                 await self._detach(handle)
                 raise
             cm.publishers[me] = _Publisher(handle, int(data["id"]))
+            self.feeds.setdefault(cm.call_id, {})[int(data["id"])] = f"{me[0]}:{me[1]}"
         if answer is None or answer.get("type") != "answer":
             raise MediaServerError("the media server gave no answer to the offer")
         log.info("call %s: %s %s publishes", cm.call_id, *me)
@@ -255,6 +261,8 @@ class SfuRelay:
                 if ev.kind == "webrtcup":
                     pub.up = True
                     log.info("call %s: %s %s's media reaches the media server", call_id, *member)
+                    if self.on_media_up is not None:
+                        self.on_media_up(call_id, member)
                     await self._reconcile(cm)
                 elif ev.kind == "hangup":
                     log.info(
@@ -271,6 +279,10 @@ class SfuRelay:
                     # the feed changed its tracks: Janus offers the subscription again
                     data = {"type": "offer", "sdp": ev.jsep.get("sdp"), "feed": feed_ref(*feed)}
                     await self._tell(call_id, member, data)
+
+    def forget_feeds(self, call_id: str) -> dict[int, str]:
+        """The call's feeds (feed → "kind:name"), forgotten here: its recording is being made."""
+        return self.feeds.pop(call_id, {})
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.spawn(coro, name)  # a failure is logged with the task's name

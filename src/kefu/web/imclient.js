@@ -158,6 +158,7 @@
     "no_such_webhook": {"en": "no such webhook", "zh": "该回调地址(webhook)不存在"},
     "storage_full": {"en": "the server's storage is full; nothing was stored. Free disk space and try again", "zh": "服务器存储空间已满,未保存任何内容。请释放磁盘空间后重试"},
     "media_server_unavailable": {"en": "the media server is unavailable; the call cannot be placed now", "zh": "媒体服务器不可用,暂时无法建立通话"},
+    "media_server_lost": {"en": "the media server stopped during the call; the call has ended", "zh": "通话过程中媒体服务器停止工作,通话已结束"},
     "media_unreachable": {"en": "the call's media could not connect (no network path, even through the relay)", "zh": "通话媒体无法连通(即使经由中继也无可用网络路径)"},
     "timeout": {"en": "the operation timed out", "zh": "操作超时"},
     "internal": {"en": "internal error", "zh": "内部错误"}

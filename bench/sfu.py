@@ -1,0 +1,271 @@
+"""The SFU mode against the hub mode (issue 17), in a network namespace with a real Janus.
+
+``run(quick) -> dict`` measures, with 320x240 at 15 fps (the test media):
+
+* the agent's ``acceptSuccess`` → the first frame of the visitor's camera in
+  the agent's plugin, p50 over ``tries`` calls, in each mode;
+* the CPU of the agent's plugin (``kefu plugin --headless`` in its own process,
+  so the figure is the plugin's alone) in a two-party call (one visitor) and a
+  three-party call (a visitor and a second agent), in each mode;
+* Janus's CPU in the three-party SFU call, and per forwarded stream (each of
+  the three members' audio and video forwarded to the two others: 12);
+* the time from the hang-up to a downloadable recording (the SFU mode's
+  post-processing: ``janus-pp-rec`` and ``ffmpeg``, then sealing and storing),
+  for a call of ``call_seconds``.
+
+Root only (it makes the namespace of tests/janus/netns.py and runs Janus in
+it, as the tests do); run from the source tree (it uses the tests' kits).
+``kefu bench media`` runs it after bench/media.py's figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["measure", "run"]
+
+STREAMS_3PARTY = 3 * 2 * 2  # members × others × (audio, video)
+
+
+def _cpu_seconds(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(quick: bool) -> dict[str, Any]:
+    try:
+        from tests.janus.kit import Janus, available
+        from tests.janus.netns import Namespace, unavailable
+    except ImportError:
+        return {"sfu_skipped": "run from the source tree (tests/janus)"}
+    why = unavailable() or available()
+    if why:
+        return {"sfu_skipped": why}
+    tries = 3 if quick else 9
+    window = 3.0 if quick else 10.0
+    call_seconds = 5.0
+    ns = Namespace()
+    ns.create()
+    ns.enter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="kefu-bench-sfu-") as tmp:
+            janus = Janus(Path(tmp) / "janus")
+            janus.prefix = ns.prefix
+            await janus.start()
+            try:
+                return await _measure(Path(tmp), janus, ns.prefix, tries, window, call_seconds)
+            finally:
+                await janus.stop()
+    finally:
+        ns.leave()
+        ns.delete()
+
+
+@contextlib.asynccontextmanager
+async def _server(folder: Path, janus: Any | None) -> AsyncIterator[Any]:
+    from tests.conftest import Clock, ServerHandle, fast_settings
+
+    extra: dict[str, Any] = {}
+    if janus is not None:
+        extra = {
+            "janus_url": janus.url,
+            "janus_api_secret": janus.api_secret,
+            "janus_admin_key": janus.admin_key,
+            "janus_recordings": janus.recordings,
+            "recording_tile": (320, 240),
+            "media_keys": (bytes(range(32)),),
+        }
+    server = ServerHandle(fast_settings(folder, Clock(), ring_timeout=10.0, call_grace=1.0, **extra))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def _measure(
+    tmp: Path, janus: Any, prefix: list[str], tries: int, window: float, call_seconds: float
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"sfu_media": "320x240 @ 15 fps, VP8 + Opus, in a network namespace"}
+    for mode in ("hub", "sfu"):
+        async with _server(tmp / mode, janus if mode == "sfu" else None) as server:
+            firsts = await _first_frames(server, tmp / mode, tries)
+            out[f"{mode}_accept_to_first_frame_p50_ms"] = round(statistics.median(firsts), 1)
+            out[f"{mode}_accept_to_first_frame_max_ms"] = round(max(firsts), 1)
+            cpu = await _plugin_cpu(server, tmp / mode, prefix, window, janus if mode == "sfu" else None)
+            out.update({f"{mode}_{k}": v for k, v in cpu.items()})
+            if mode == "sfu":
+                out.update(await _recording_latency(server, tmp / mode, call_seconds))
+    out["sfu_cpu_window_s"] = window
+    out["sfu_tries"] = tries
+    return out
+
+
+def _media() -> Any:
+    from tests.e2e.callkit import SMALL_MEDIA
+    from tests.janus.netns import HOST
+
+    return replace(SMALL_MEDIA, host_addresses=(HOST,))
+
+
+async def _first_frame(agent: Any, name: str) -> None:
+    from tests.janus.test_calls_sfu import frame_of
+    from tests.plugin.harness import LIMIT
+
+    from kefu.media import SfuMember
+
+    media = agent.plugin.hub
+    if isinstance(media, SfuMember):
+        await frame_of(media, name)
+    else:
+        await media.peer(name).next_frame(name, "camera", within=LIMIT)
+
+
+async def _visitor_frame(v: Any, name: str) -> None:
+    from tests.janus.test_calls_sfu import frame_of
+    from tests.plugin.harness import LIMIT
+
+    from kefu.media import SfuMember
+    from kefu.visitor import MediaStatus
+
+    if v.media is None:
+        await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
+    if isinstance(v.media, SfuMember):
+        await frame_of(v.media, name)
+    else:
+        await v.media.peer.next_frame(name, "camera", within=LIMIT)
+
+
+async def _hang_up(agent: Any, v: Any) -> None:
+    from tests.plugin.harness import LIMIT
+
+    from kefu.visitor import MediaStatus
+
+    await agent.call("videoDisconnect").callback("success")
+    await v.wait_for(MediaStatus, lambda e: e.status == "closed", within=LIMIT)
+    await agent.call("setAgentState", {"state": "idle"}).callback("success")
+
+
+async def _first_frames(server: Any, folder: Path, tries: int) -> list[float]:
+    from tests.e2e.callkit import AgentSide
+
+    await server.add_agent("f1")
+    agent = await AgentSide(server, "f1", folder / "plugin-f1", media=_media()).start(ready=True)
+    try:
+        times = []
+        for i in range(tries):
+            v = await server.visitor(f"fv{i}", media=_media(), on_invite="accept")
+            c = agent.call("callbackToVisitor", {"visitorName": v.name})
+            await c.callback("acceptSuccess", "006011")
+            accepted = time.perf_counter()
+            await _first_frame(agent, v.name)
+            times.append(1000 * (time.perf_counter() - accepted))
+            await _hang_up(agent, v)
+            await agent.plugin.media.wait_closed()
+        return times
+    finally:
+        await agent.close()
+
+
+async def _plugin_cpu(
+    server: Any, folder: Path, prefix: list[str], window: float, janus: Any | None
+) -> dict[str, Any]:
+    """The plugin's CPU (its own process) in a two-party, then a three-party call; Janus's too."""
+    from tests.e2e.callkit import AgentSide, plugin_process
+    from tests.janus.netns import HOST
+
+    await server.add_agent("p1")
+    await server.add_agent("p2")
+    out: dict[str, Any] = {}
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    async with plugin_process(
+        server, folder / "plugin-p1", folder / "plugin-p1.log", "--candidate-address", HOST, prefix=prefix
+    ) as proc:
+        p1 = await AgentSide.of_process(server, "p1", proc.url, proc.token).start(ready=True)
+        p2 = await AgentSide(server, "p2", folder / "plugin-p2", media=_media()).start(ready=True)
+        try:
+            v = await server.visitor("cv", media=_media(), on_invite="accept")
+            c = p1.call("callbackToVisitor", {"visitorName": "cv"})
+            await c.callback("acceptSuccess", "006011")
+            await _visitor_frame(v, "p1")
+            await asyncio.sleep(1.0)  # warm-up (renegotiations settle), not a wait for an event
+            out["plugin_cpu_2party_pct"] = await _cpu(proc.proc.pid, window)
+            invite = p1.call("videoInviteAgent", {"agentName": "p2"})
+            await p2.state("004002")
+            await p2.call("multipleVideoPickUp").callback("acceptSuccess", "006014")
+            await invite.callback("acceptSuccess", "008002")
+            await _visitor_frame(v, "p2")
+            if janus is not None:  # p2 receives through Janus (in the hub mode, from p1's hub: not its own)
+                await _first_frame(p2, "cv")
+                await _first_frame(p2, "p1")
+            await asyncio.sleep(1.0)  # warm-up
+            if janus is not None:
+                janus0, wall0 = _cpu_seconds(janus.proc.pid), time.monotonic()
+            out["plugin_cpu_3party_pct"] = await _cpu(proc.proc.pid, window)
+            if janus is not None:
+                pct = 100 * (_cpu_seconds(janus.proc.pid) - janus0) / (time.monotonic() - wall0)
+                out["janus_cpu_3party_pct"] = round(pct, 1)
+                out["janus_cpu_per_stream_pct"] = round(pct / STREAMS_3PARTY, 2)
+            await p1.call("videoDisconnect").callback("success")
+        finally:
+            await p2.close()
+            await p1.close()
+    return out
+
+
+async def _cpu(pid: int, window: float) -> float:
+    cpu0, wall0 = _cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(window)  # the measured window
+    return round(100 * (_cpu_seconds(pid) - cpu0) / (time.monotonic() - wall0), 1)
+
+
+async def _recording_latency(server: Any, folder: Path, call_seconds: float) -> dict[str, Any]:
+    """Hang-up → the recording downloadable, for a call of ``call_seconds``."""
+    import httpx
+    from tests.e2e.callkit import AgentSide
+
+    await server.add_agent("r1")
+    agent = await AgentSide(server, "r1", folder / "plugin-r1", media=_media()).start(ready=True)
+    try:
+        await server.visitor("rv", media=_media(), on_invite="accept")
+        c = agent.call("callbackToVisitor", {"visitorName": "rv"})
+        call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
+        await _first_frame(agent, "rv")
+        await asyncio.sleep(call_seconds)  # the call's length
+        hung_up = time.perf_counter()
+        await agent.call("videoDisconnect").callback("success")
+        await server.services.calls.sfu.aclose_pending()
+        auth = {"Authorization": f"Bearer {agent.plugin._api_token}"}
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            got = await http.get(f"/api/calls/{call_id}/recording", headers=auth)
+        ready = time.perf_counter() - hung_up
+        assert got.status_code == 200, got.text
+        return {
+            "sfu_call_s": call_seconds,
+            "sfu_hangup_to_recording_ms": round(1000 * ready),
+            "sfu_recording_kib": round(len(got.content) / 1024, 1),
+        }
+    finally:
+        await agent.close()
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Measure; a flat dict of figures (bench/registry.py makes rows of it)."""
+    return asyncio.run(measure(quick))
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(run("--quick" in sys.argv), indent=1))
