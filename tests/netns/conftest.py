@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.tlscerts import Leaf, TestCA
 
 from .topology import KEFU_ADDRESS, TURN_ADDRESS, Topology, unavailable
 
@@ -88,8 +89,12 @@ class Network:
         self.server_url = ""
         self.turn_pid = 0
         self._calls = 0
+        self.ca: TestCA | None = None
+        self.server_cert: Leaf | None = None
 
-    async def start_dc(self, *, connect_timeout: float = 20.0) -> None:
+    async def start_dc(self, *, tls: bool = False) -> None:
+        """coturn and the kefu server on dc; with ``tls`` the server serves https and
+        wss with a test CA's certificate for its address (the plugin trusts that CA)."""
         conf = self.tmp / "turnserver.conf"
         conf.write_text(
             "\n".join(
@@ -131,6 +136,11 @@ class Network:
             stdout=subprocess.DEVNULL,
         )
         assert await added.wait() == 0
+        served: list[str] = []
+        if tls:
+            self.ca = TestCA(self.tmp / "tls")
+            self.server_cert = self.ca.issue(KEFU_ADDRESS)
+            served = ["--tls-cert", str(self.server_cert.cert), "--tls-key", str(self.server_cert.key)]
         server = await self.topo.spawn(
             "dc",
             [
@@ -151,6 +161,7 @@ class Network:
                 "600",
                 "--log-level",
                 "info",
+                *served,
             ],
             log=self.tmp / "server.log",
         )
@@ -184,6 +195,7 @@ class Network:
                 str(connect_timeout),
                 "--log-level",
                 "info",
+                *(["--server-ca", str(self.ca.cert)] if self.ca is not None else []),
             ],
             log=self.tmp / f"plugin-{name}.log",
         )
@@ -215,6 +227,27 @@ class Network:
         await probe.find(lambda m: m.get("event") == "hello")
         return probe
 
+    async def page(self, role: str, name: str) -> Lines:
+        """The visitor page (the server's ``/visitor``) in Chromium on ``role``
+        (tests/netns/page.py), connected. Needs ``start_dc(tls=True)``."""
+        assert self.server_cert is not None, "a camera needs a secure context: start_dc(tls=True)"
+        proc = await self.topo.spawn(
+            role,
+            [
+                PYTHON,
+                "-m",
+                "tests.netns.page",
+                f"{self.server_url}/visitor?name={name}",
+                self.server_cert.spki_hash,
+            ],
+            log=self.tmp / f"page-{name}.log",
+            stdin=True,
+            cwd=ROOT,
+        )
+        page = Lines(proc, f"page {name}")
+        await page.find(lambda m: m.get("event") in ("connected", "error"))
+        return page
+
     def call(self, agent: Lines, api: str, params: dict[str, Any] | None = None) -> str:
         self._calls += 1
         rid = f"c{self._calls}"
@@ -239,9 +272,7 @@ async def topology() -> AsyncIterator[Topology]:
         await topo.close()
 
 
-@pytest.fixture
-async def network(topology: Topology, tmp_path: Path) -> AsyncIterator[Network]:
-    """agent ─ dc ─ visitor, visitor2; coturn and the kefu server running on dc."""
+async def _network(topology: Topology, tmp_path: Path, *, tls: bool) -> Network:
     topology.add_host("agent")
     topology.add_host("visitor")
     topology.add_host("visitor2")
@@ -251,5 +282,18 @@ async def network(topology: Topology, tmp_path: Path) -> AsyncIterator[Network]:
     assert not topology.reaches("agent", visitor.address)
     assert not topology.reaches("visitor", agent.address)
     net = Network(topology, tmp_path)
-    await net.start_dc()
-    yield net
+    await net.start_dc(tls=tls)
+    return net
+
+
+@pytest.fixture
+async def network(topology: Topology, tmp_path: Path) -> Network:
+    """agent ─ dc ─ visitor, visitor2; coturn and the kefu server running on dc."""
+    return await _network(topology, tmp_path, tls=False)
+
+
+@pytest.fixture
+async def tls_network(topology: Topology, tmp_path: Path) -> Network:
+    """The same, the kefu server on https and wss (a test CA's certificate), as a
+    visitor's browser needs for its camera (a secure context)."""
+    return await _network(topology, tmp_path, tls=True)
