@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,8 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from kefu.cli import app
+from kefu.protocol import ErrorCode
 from kefu.server import Settings
-from kefu.visitor import Visitor
+from kefu.visitor import RequestFailed, Visitor
 from tests.server.clients import AgentClient
 
 runner = CliRunner()
@@ -235,3 +238,50 @@ def test_the_media_bounds_are_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     s = got[0]
     assert (s.max_image_bytes, s.max_recording_bytes, s.max_recording_chunk_bytes) == (1000, 2000, 300)
     assert (s.photo_request_ttl, s.photo_max_open) == (7.5, 1)
+
+
+async def test_a_server_at_debug_level_logs_no_secret_nor_a_failed_statements_values(tmp_path: Path) -> None:
+    """`kefu server --log-level debug` logs websockets' frames, httpx-like request lines and a
+    failed statement's traceback: the password, the token and the failed row's values are
+    in none of them (kefu.logs on the server's handler, hide_parameters on its engine)."""
+    password, marker = "pw-" + secrets.token_hex(6), "row-value-" + secrets.token_hex(6)
+    add = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kefu.cli",
+        "agent",
+        "add",
+        "a1",
+        "--password",
+        password,
+        "--data-dir",
+        str(tmp_path),
+    )
+    assert await add.wait() == 0
+    srv = Proc(["--data-dir", str(tmp_path)])
+    url = await srv.start()
+    async with httpx.AsyncClient(base_url=url) as c:
+        token = (await c.get("/doLogin", params={"name": "a1", "pwd": password, "returnTo": ""})).json()[
+            "token"
+        ]
+        assert (await c.get("/api/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    agent = AgentClient(url.replace("http", "ws") + "/ws/agent", token)
+    await agent.connect()  # the auth frame carries the token
+    # a statement that fails: the database refuses this message's row
+    with sqlite3.connect(tmp_path / "kefu.db") as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.text LIKE 'row-value-%' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    v = Visitor(url, "v1", timeout=5.0)
+    await v.connect()
+    with pytest.raises(RequestFailed) as failed:
+        await v.send_message(marker)
+    assert failed.value.code == ErrorCode.internal
+    await v.aclose()
+    await agent.aclose()
+    _, log = await srv.stop(signal.SIGTERM)
+    assert "> TEXT" in log or "< TEXT" in log  # websockets' frames were logged (their content is not)
+    assert "refused by the test" in log and "Traceback" in log  # the failure and its traceback
+    assert password not in log and token not in log and marker not in log
+    assert "SQL parameters hidden" in log

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import sys
 from dataclasses import dataclass, field
 
 import typer
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
+from kefu.logs import configure_logging
 from kefu.media import MediaError, MediaSettings, default_host_addresses
 from kefu.protocol import ApiError, ErrorCode
 
@@ -307,8 +309,12 @@ def visitor(
         help="an address to offer media on (repeatable; 'auto': every interface but loopback; "
         "default: 127.0.0.1 when the server is on loopback, else auto)",
     ),
+    log_level: str = typer.Option(
+        "warning", help="the libraries' log on stderr: debug, info, warning, error (secrets redacted)"
+    ),
 ) -> None:
     """Be a visitor: chat, take video calls, print what happens."""
+    configure_logging(log_level, sys.stderr)  # every line redacted (kefu.logs)
     hosts = (
         default_host_addresses(server)
         if not candidate_address
