@@ -283,5 +283,7 @@ async def test_a_server_at_debug_level_logs_no_secret_nor_a_failed_statements_va
     _, log = await srv.stop(signal.SIGTERM)
     assert "> TEXT" in log or "< TEXT" in log  # websockets' frames were logged (their content is not)
     assert "refused by the test" in log and "Traceback" in log  # the failure and its traceback
-    assert password not in log and token not in log and marker not in log
+    # not even a piece: websockets cuts a long frame in the middle and would log the token's tail
+    for secret in (password, token, marker):
+        assert secret[:8] not in log and secret[-8:] not in log, secret
     assert "SQL parameters hidden" in log

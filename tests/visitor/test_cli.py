@@ -231,4 +231,4 @@ async def test_at_debug_level_it_logs_the_frames_but_not_their_secrets(scripted:
     assert proc.returncode == 0, log
     assert (await scripted.next_request("sendMessage"))["params"]["text"] == "hello"
     assert "> TEXT (content not logged)" in log  # the hello and the message, as frames
-    assert key not in log
+    assert key[-8:] not in log  # not even the tail websockets keeps of a long frame
