@@ -68,9 +68,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def nginx_config(tmp: Path, port: int, upstreams: list[str]) -> Path:
-    """nginx in front of ``upstreams``: round robin, WebSocket upgrade, no root paths."""
+def nginx_config(tmp: Path, port: int, upstreams: list[str], *, tls: tuple[Path, Path] | None = None) -> Path:
+    """nginx in front of ``upstreams`` as docs/deploy.md ("TLS") configures it: round
+    robin, WebSocket upgrade, the client's address and scheme passed on
+    (``X-Forwarded-For``, ``X-Forwarded-Proto``, ``X-Forwarded-Host``), no root paths.
+    With ``tls`` (certificate with its chain, key) it terminates TLS on ``port``."""
     servers = "".join(f"        server {u.split('://', 1)[1]};\n" for u in upstreams)
+    listen = f"127.0.0.1:{port}"
+    certificate = ""
+    if tls is not None:
+        listen += " ssl"
+        certificate = (
+            f"        ssl_certificate     {tls[0]};\n"
+            f"        ssl_certificate_key {tls[1]};\n"
+            "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+        )
     conf = tmp / "nginx.conf"
     conf.write_text(
         f"""daemon off;
@@ -89,13 +101,17 @@ http {{
 {servers}    }}
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
     server {{
-        listen 127.0.0.1:{port};
+        listen {listen};
+{certificate}        client_max_body_size 64m;
         location / {{
             proxy_pass http://kefu;
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host $host;
             proxy_read_timeout 3600s;
         }}
     }}

@@ -28,6 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kefu.logs import configure_logging
 from kefu.protocol import CODE_INFO, Code
 
 __all__ = ["register", "run_demo"]
@@ -376,6 +377,8 @@ def register(app: typer.Typer) -> None:
         media: bool = typer.Option(True, help="real WebRTC media between the plugins and the visitors"),
     ) -> None:
         """Run the whole system on the embedded default and drive an agent through a scripted day."""
+        # its own clients' warnings, redacted (the server and plugins log to files in the data folder)
+        configure_logging("warning", sys.stderr)
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
             ok = asyncio.run(run_demo(data_dir, ring_timeout=ring_timeout, media=media))

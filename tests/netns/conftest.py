@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.tlscerts import Leaf, TestCA
 
 from .topology import KEFU_ADDRESS, TURN_ADDRESS, Topology, unavailable
 
@@ -25,6 +26,7 @@ KEFU = str(Path(sys.executable).parent / "kefu")
 PYTHON = sys.executable
 SECRET = "netns-turn-secret-" + os.urandom(4).hex()
 TURN_PORT = 3478
+TURNS_PORT = 5349  # TURN over TLS (turns:)
 LIMIT = 60.0  # seconds any one step may take on a loaded machine (awaited, never slept)
 
 
@@ -88,8 +90,28 @@ class Network:
         self.server_url = ""
         self.turn_pid = 0
         self._calls = 0
+        self.ca: TestCA | None = None
+        self.server_cert: Leaf | None = None
+        self.client_env: list[str] = []  # the clients' processes run under it (``env VAR=…``)
 
-    async def start_dc(self, *, connect_timeout: float = 20.0) -> None:
+    async def start_dc(self, *, tls: bool = False, turns: bool = False) -> None:
+        """coturn and the kefu server on dc; with ``tls`` the server serves https and
+        wss with a test CA's certificate for its address (the plugin trusts that CA).
+        With ``turns`` coturn serves TURN over TLS on :data:`TURNS_PORT` with that CA's
+        certificate for its address, the server hands out only that ``turns:`` URL, and
+        the clients' processes trust the CA (``SSL_CERT_FILE``: aiortc checks a TURN
+        server's certificate against the system's CAs)."""
+        if tls or turns:
+            self.ca = TestCA(self.tmp / "tls")
+        turn_url = f"turn:{TURN_ADDRESS}:{TURN_PORT}?transport=udp"
+        turn_tls = ["no-tls"]
+        if turns:
+            assert self.ca is not None
+            turn_cert = self.ca.issue(TURN_ADDRESS)
+            turn_url = f"turns:{TURN_ADDRESS}:{TURNS_PORT}?transport=tcp"
+            turn_tls = [f"tls-listening-port={TURNS_PORT}", f"cert={turn_cert.cert}", f"pkey={turn_cert.key}"]
+            turn_tls += ["no-tlsv1", "no-tlsv1_1"]
+            self.client_env = ["env", f"SSL_CERT_FILE={self.ca.cert}"]
         conf = self.tmp / "turnserver.conf"
         conf.write_text(
             "\n".join(
@@ -104,7 +126,7 @@ class Network:
                     "realm=kefu.test",
                     "fingerprint",
                     "no-cli",
-                    "no-tls",
+                    *turn_tls,
                     "no-dtls",
                     "no-tcp-relay",
                     f"userdb={self.tmp / 'turndb'}",
@@ -131,6 +153,11 @@ class Network:
             stdout=subprocess.DEVNULL,
         )
         assert await added.wait() == 0
+        served: list[str] = []
+        if tls:
+            assert self.ca is not None
+            self.server_cert = self.ca.issue(KEFU_ADDRESS)
+            served = ["--tls-cert", str(self.server_cert.cert), "--tls-key", str(self.server_cert.key)]
         server = await self.topo.spawn(
             "dc",
             [
@@ -144,13 +171,14 @@ class Network:
                 str(data),
                 "--ready-on-login",
                 "--turn",
-                f"turn:{TURN_ADDRESS}:{TURN_PORT}?transport=udp",
+                turn_url,
                 "--turn-secret-file",
                 str(self.tmp / "turn-secret"),
                 "--turn-ttl",
                 "600",
                 "--log-level",
                 "info",
+                *served,
             ],
             log=self.tmp / "server.log",
         )
@@ -159,6 +187,8 @@ class Network:
         assert b"listening on" in line, line
         self.server_url = line.decode().split("listening on ", 1)[1].strip()
         await self.topo.wait_udp("dc", TURN_ADDRESS, TURN_PORT)
+        if turns:
+            await self.topo.wait_udp("dc", TURN_ADDRESS, TURNS_PORT, proto="tcp")
 
     async def agent(self, name: str = "a1", *, connect_timeout: float = 20.0) -> Lines:
         """The plugin on the agent host (headless, real media) and an IMClient logged in, ready."""
@@ -166,6 +196,7 @@ class Network:
         plugin = await self.topo.spawn(
             "agent",
             [
+                *self.client_env,
                 KEFU,
                 "plugin",
                 "--server",
@@ -184,6 +215,11 @@ class Network:
                 str(connect_timeout),
                 "--log-level",
                 "info",
+                *(
+                    ["--server-ca", str(self.ca.cert)]
+                    if self.ca is not None and self.server_cert is not None
+                    else []
+                ),
             ],
             log=self.tmp / f"plugin-{name}.log",
         )
@@ -206,7 +242,7 @@ class Network:
     async def visitor(self, role: str, name: str) -> Lines:
         proc = await self.topo.spawn(
             role,
-            [PYTHON, "-m", "tests.netns.probe", "visitor", self.server_url, name],
+            [*self.client_env, PYTHON, "-m", "tests.netns.probe", "visitor", self.server_url, name],
             log=self.tmp / f"probe-{name}.log",
             stdin=True,
             cwd=ROOT,
@@ -214,6 +250,27 @@ class Network:
         probe = Lines(proc, f"visitor {name}")
         await probe.find(lambda m: m.get("event") == "hello")
         return probe
+
+    async def page(self, role: str, name: str) -> Lines:
+        """The visitor page (the server's ``/visitor``) in Chromium on ``role``
+        (tests/netns/page.py), connected. Needs ``start_dc(tls=True)``."""
+        assert self.server_cert is not None, "a camera needs a secure context: start_dc(tls=True)"
+        proc = await self.topo.spawn(
+            role,
+            [
+                PYTHON,
+                "-m",
+                "tests.netns.page",
+                f"{self.server_url}/visitor?name={name}",
+                self.server_cert.spki_hash,
+            ],
+            log=self.tmp / f"page-{name}.log",
+            stdin=True,
+            cwd=ROOT,
+        )
+        page = Lines(proc, f"page {name}")
+        await page.find(lambda m: m.get("event") in ("connected", "error"))
+        return page
 
     def call(self, agent: Lines, api: str, params: dict[str, Any] | None = None) -> str:
         self._calls += 1
@@ -239,9 +296,7 @@ async def topology() -> AsyncIterator[Topology]:
         await topo.close()
 
 
-@pytest.fixture
-async def network(topology: Topology, tmp_path: Path) -> AsyncIterator[Network]:
-    """agent ─ dc ─ visitor, visitor2; coturn and the kefu server running on dc."""
+async def _network(topology: Topology, tmp_path: Path, *, tls: bool = False, turns: bool = False) -> Network:
     topology.add_host("agent")
     topology.add_host("visitor")
     topology.add_host("visitor2")
@@ -251,5 +306,24 @@ async def network(topology: Topology, tmp_path: Path) -> AsyncIterator[Network]:
     assert not topology.reaches("agent", visitor.address)
     assert not topology.reaches("visitor", agent.address)
     net = Network(topology, tmp_path)
-    await net.start_dc()
-    yield net
+    await net.start_dc(tls=tls, turns=turns)
+    return net
+
+
+@pytest.fixture
+async def network(topology: Topology, tmp_path: Path) -> Network:
+    """agent ─ dc ─ visitor, visitor2; coturn and the kefu server running on dc."""
+    return await _network(topology, tmp_path, tls=False)
+
+
+@pytest.fixture
+async def tls_network(topology: Topology, tmp_path: Path) -> Network:
+    """The same, the kefu server on https and wss (a test CA's certificate), as a
+    visitor's browser needs for its camera (a secure context)."""
+    return await _network(topology, tmp_path, tls=True)
+
+
+@pytest.fixture
+async def turns_network(topology: Topology, tmp_path: Path) -> Network:
+    """The same, the relay reached over TLS only (``turns:``, a test CA's certificate)."""
+    return await _network(topology, tmp_path, turns=True)

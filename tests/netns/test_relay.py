@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 
 from kefu.media import colour_for, sample_rgb
 
-from .conftest import LIMIT, Lines, Network
+from .conftest import LIMIT, TURNS_PORT, Lines, Network
 from .topology import TURN_ADDRESS, Topology
 
 
@@ -103,3 +103,25 @@ async def test_a_visitor_that_cannot_reach_the_relay_ends_with_media_unreachable
     disconnect = await callback(agent, rid, "visitorDisconnect")
     assert disconnect["data"]["payload"]["reason"] == "media_unreachable"  # type: ignore[index]
     assert record(net, call_id) == ("media_unreachable", "system")
+
+
+async def test_a_call_through_the_relay_over_tls_turns(turns_network: Network, topology: Topology) -> None:
+    """The server hands out only ``turns:`` (TURN over TLS on 5349, coturn with a test CA's
+    certificate): both ends allocate over TLS, checking coturn's certificate, and the
+    media flows through the relay."""
+    net = turns_network
+    agent = await net.agent("a1")
+    v1 = await net.visitor("visitor", "v1")
+    rid = net.call(agent, "callbackToVisitor", {"visitorName": "v1"})
+    await callback(agent, rid, "acceptSuccess")
+    await connected(v1)
+    seen = await frames(v1)
+    assert near(seen["colours"]["a1"], colour_for("a1")), seen  # type: ignore[index]
+    assert "relay" in seen["route"], seen  # type: ignore[operator]
+    shot = await callback(agent, net.call(agent, "snapshot"), "success")
+    assert near(jpeg_rgb(base64.b64decode(shot["data"]["payload"]["base64"])), colour_for("v1"))  # type: ignore[index]
+    # the two ends' allocations live on TLS connections to coturn's 5349 (and nothing else
+    # could carry them: the server gave no other TURN URL)
+    peers = topology.tcp_peers("dc", TURNS_PORT)
+    assert {topology.hosts["agent"].address, topology.hosts["visitor"].address} <= peers, peers
+    await callback(agent, net.call(agent, "videoDisconnect"), "success")

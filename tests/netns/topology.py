@@ -72,8 +72,9 @@ def _run(*argv: str) -> None:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
 
 
-def _listens_udp(host: Host, where: str) -> bool:
-    sockets = subprocess.run(host.argv("ss", "-lun"), capture_output=True, text=True, check=False)
+def _listens(host: Host, where: str, proto: str = "udp") -> bool:
+    flags = "-lun" if proto == "udp" else "-ltn"
+    sockets = subprocess.run(host.argv("ss", flags), capture_output=True, text=True, check=False)
     return any(where in line for line in sockets.stdout.splitlines())
 
 
@@ -161,11 +162,19 @@ class Topology:
         )
         return done.stdout.strip() in ("connected", "refused")
 
-    async def wait_udp(self, role: str, address: str, port: int, within: float = 30.0) -> None:
-        """Until something listens on UDP ``address:port`` in ``role`` (coturn says
-        nothing on stdout when it is ready: look at the sockets)."""
+    def tcp_peers(self, role: str, port: int) -> set[str]:
+        """The addresses of the peers of ``role``'s established TCP connections on its ``port``."""
+        ss = self.hosts[role].argv("ss", "-Htn", "state", "established", f"( sport = :{port} )")
+        lines = subprocess.run(ss, capture_output=True, text=True, check=False).stdout.splitlines()
+        return {line.split()[-1].rsplit(":", 1)[0] for line in lines}
+
+    async def wait_udp(
+        self, role: str, address: str, port: int, within: float = 30.0, *, proto: str = "udp"
+    ) -> None:
+        """Until something listens on UDP (or ``proto="tcp"``) ``address:port`` in ``role``
+        (coturn says nothing on stdout when it is ready: look at the sockets)."""
         async with asyncio.timeout(within):
-            while not _listens_udp(self.hosts[role], f"{address}:{port}"):  # noqa: ASYNC110
+            while not _listens(self.hosts[role], f"{address}:{port}", proto):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
 
     async def spawn(

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from kefu.plugin.logs import MASK, RedactingFilter, configure_logging, redact_secrets
+from kefu.logs import MASK, RedactingFilter, configure_logging, redact_secrets
 from kefu.plugin.security import private_dir
 from kefu.sdk import IMClient
 from kefu.server.auth import token_hash

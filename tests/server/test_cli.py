@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,8 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from kefu.cli import app
+from kefu.protocol import ErrorCode
 from kefu.server import Settings
-from kefu.visitor import Visitor
+from kefu.visitor import RequestFailed, Visitor
 from tests.server.clients import AgentClient
 
 runner = CliRunner()
@@ -301,3 +304,52 @@ def test_the_media_key_and_retention_are_flags_and_a_bad_key_stops_the_server(
     keys.write_text(bad)
     r = runner.invoke(app, ["server", *d, "--media-key-file", str(keys)])
     assert r.exit_code == 2 and "32 bytes" in r.output and bad not in r.output
+
+
+async def test_a_server_at_debug_level_logs_no_secret_nor_a_failed_statements_values(tmp_path: Path) -> None:
+    """`kefu server --log-level debug` logs websockets' frames, httpx-like request lines and a
+    failed statement's traceback: the password, the token and the failed row's values are
+    in none of them (kefu.logs on the server's handler, hide_parameters on its engine)."""
+    password, marker = "pw-" + secrets.token_hex(6), "row-value-" + secrets.token_hex(6)
+    add = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kefu.cli",
+        "agent",
+        "add",
+        "a1",
+        "--password",
+        password,
+        "--data-dir",
+        str(tmp_path),
+    )
+    assert await add.wait() == 0
+    srv = Proc(["--data-dir", str(tmp_path)])
+    url = await srv.start()
+    async with httpx.AsyncClient(base_url=url) as c:
+        token = (await c.get("/doLogin", params={"name": "a1", "pwd": password, "returnTo": ""})).json()[
+            "token"
+        ]
+        assert (await c.get("/api/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    agent = AgentClient(url.replace("http", "ws") + "/ws/agent", token)
+    await agent.connect()  # the auth frame carries the token
+    # a statement that fails: the database refuses this message's row
+    with sqlite3.connect(tmp_path / "kefu.db") as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.text LIKE 'row-value-%' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    v = Visitor(url, "v1", timeout=5.0)
+    await v.connect()
+    with pytest.raises(RequestFailed) as failed:
+        await v.send_message(marker)
+    assert failed.value.code == ErrorCode.internal
+    await v.aclose()
+    await agent.aclose()
+    _, log = await srv.stop(signal.SIGTERM)
+    assert "> TEXT" in log or "< TEXT" in log  # websockets' frames were logged (their content is not)
+    assert "refused by the test" in log and "Traceback" in log  # the failure and its traceback
+    # not even a piece: websockets cuts a long frame in the middle and would log the token's tail
+    for secret in (password, token, marker):
+        assert secret[:8] not in log and secret[-8:] not in log, secret
+    assert "SQL parameters hidden" in log

@@ -4,8 +4,10 @@ the Python visitor and an agent's socket. A key others may read is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -108,3 +110,46 @@ def test_the_command_line_wants_both_files_and_a_private_key(leaf: Leaf, tmp_pat
         ],
     )
     assert run.exit_code == 2 and "chmod 600" in " ".join(run.output.split())  # rich wraps lines
+
+
+async def visitor_cli(*args: str) -> tuple[int, str]:
+    """``kefu visitor …`` in a child process: (exit code, its stdout)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kefu.cli",
+        "visitor",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200", "PYTHONASYNCIODEBUG": "0"},
+    )
+    async with asyncio.timeout(30):
+        out, _ = await proc.communicate()
+    return proc.returncode or 0, " ".join(out.decode().split())
+
+
+async def test_the_visitor_command_trusts_a_banks_ca_with_ca_file(
+    tls_server: ServerHandle, ca: TestCA, tmp_path: Path
+) -> None:
+    code, out = await visitor_cli(
+        "v-cli",
+        "--server",
+        tls_server.url,
+        "--ca-file",
+        str(ca.cert),
+        "--chat",
+        "hello over wss",
+        "--wait",
+        "0.1",
+    )
+    assert code == 0, out
+    assert "connected as v-cli" in out and "you: hello over wss" in out
+    # the system's CAs do not know the test's: refused, saying what to do
+    code, out = await visitor_cli("v-cli2", "--server", tls_server.url, "--chat", "x")
+    assert code == 1 and "certificate is not trusted" in out and "--ca-file" in out, out
+    # a CA file that is not one: a bad option
+    code, out = await visitor_cli(
+        "v-cli3", "--server", tls_server.url, "--ca-file", str(tmp_path / "none.pem")
+    )
+    assert code == 2 and "cannot load the CA certificates" in out, out

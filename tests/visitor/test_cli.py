@@ -199,3 +199,36 @@ async def test_ctrl_c_hangs_up_and_exits_0(scripted: ScriptedServer) -> None:
     assert (
         "stopped (Ctrl-C)" in text and "hanging up before leaving" in text and "call c1: you hung up" in text
     )
+
+
+async def test_at_debug_level_it_logs_the_frames_but_not_their_secrets(scripted: ScriptedServer) -> None:
+    """`--log-level debug` shows websockets' frames on stderr, redacted (kefu.logs): the
+    visitorKey of the hello, a credential for coming back, is in no line."""
+    key = "vk-" + os.urandom(6).hex()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "kefu.cli",
+        "visitor",
+        "v1",
+        "--server",
+        scripted.url,
+        "--key",
+        key,
+        "--chat",
+        "hello",
+        "--wait",
+        "0.2",
+        "--log-level",
+        "debug",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200", "PYTHONASYNCIODEBUG": "0"},
+    )
+    async with asyncio.timeout(30):
+        _, err = await proc.communicate()
+    log = err.decode()
+    assert proc.returncode == 0, log
+    assert (await scripted.next_request("sendMessage"))["params"]["text"] == "hello"
+    assert "> TEXT (content not logged)" in log  # the hello and the message, as frames
+    assert key[-8:] not in log  # not even the tail websockets keeps of a long frame

@@ -24,10 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from kefu import aio
+from kefu.logs import configure_logging
 from kefu.tls import TlsError
 
 from .app import Plugin
-from .logs import configure_logging
 from .qtloop import desktop_unavailable, run_qt
 from .settings import DEFAULT_PORT, PluginSettings, default_data_dir, origin_of
 
@@ -277,7 +277,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Run the agent's plugin: the control socket on 127.0.0.1 for the SDKs (SPEC §3–4)."""
-        configure_logging(log_level, sys.stderr)  # every line redacted (kefu.plugin.logs)
+        configure_logging(log_level, sys.stderr)  # every line redacted (kefu.logs)
         try:
             origin_of(server)
             for o in allow_origin:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kefu import aio
+from kefu.logs import configure_logging
 from kefu.protocol import CODE_INFO, ApiError, Code
 from kefu.tls import TlsError
 
@@ -277,9 +279,7 @@ def server(
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+    configure_logging(log_level, sys.stderr)  # every line redacted (kefu.logs)
     s = Settings(
         host=host,
         port=port,

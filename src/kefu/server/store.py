@@ -149,7 +149,9 @@ class Store:
             # busy node rather than opening and closing overflow connections under load
             kwargs["pool_size"] = 20
             kwargs["max_overflow"] = 20
-        engine = create_async_engine(self.url, **kwargs)
+        # a failed statement's error (and the 500's traceback in the log) names the statement,
+        # never its parameters: row values such as a message's text or a token's hash (kefu.logs)
+        engine = create_async_engine(self.url, hide_parameters=True, **kwargs)
         if self.is_sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         self._engine = engine

@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import ssl as ssl_module
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -23,8 +26,10 @@ from rich.table import Table
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from kefu import aio
+from kefu.logs import configure_logging
 from kefu.media import MediaError, MediaSettings, default_host_addresses
 from kefu.protocol import ApiError, ErrorCode
+from kefu.tls import TlsError, client_context
 
 from .client import Visitor
 from .events import (
@@ -65,6 +70,7 @@ class Options:
     allow_photo: bool = True
     allow_share: bool = True
     media: MediaSettings = field(default_factory=MediaSettings)
+    ssl: ssl_module.SSLContext | None = None  # an https server's trust (--ca-file); None: the system's CAs
 
 
 @dataclass
@@ -204,9 +210,17 @@ async def run(opts: Options) -> int:
         allow_photo=opts.allow_photo,
         allow_share=opts.allow_share,
         media=opts.media,
+        ssl=opts.ssl,
     )
     try:
         hello = await v.connect()
+    except ssl_module.SSLCertVerificationError as exc:
+        console.print(
+            f"[red]{opts.server}'s certificate is not trusted: {exc.verify_message}[/red]; "
+            "give the CA that issued it with --ca-file (a bank's own CA)"
+        )
+        await v.aclose()
+        return 1
     except (OSError, TimeoutError) as exc:
         console.print(f"[red]cannot reach {opts.server}: {exc}[/red]; is `kefu server` running there?")
         await v.aclose()
@@ -308,8 +322,15 @@ def visitor(
         help="an address to offer media on (repeatable; 'auto': every interface but loopback; "
         "default: 127.0.0.1 when the server is on loopback, else auto)",
     ),
+    ca_file: Path = typer.Option(
+        None, "--ca-file", help="trust only this CA file for an https --server (a bank's own CA)"
+    ),
+    log_level: str = typer.Option(
+        "warning", help="the libraries' log on stderr: debug, info, warning, error (secrets redacted)"
+    ),
 ) -> None:
     """Be a visitor: chat, take video calls, print what happens."""
+    configure_logging(log_level, sys.stderr)  # every line redacted (kefu.logs)
     hosts = (
         default_host_addresses(server)
         if not candidate_address
@@ -321,6 +342,11 @@ def visitor(
         media = MediaSettings(source=source, audio_input=audio_input, host_addresses=hosts)
     except MediaError as exc:
         console.print(f"[red]{exc.msg}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        trust = client_context(ca_file) if ca_file is not None else None
+    except TlsError as exc:
+        console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     opts = Options(
         name=name,
@@ -335,6 +361,7 @@ def visitor(
         allow_photo=not no_photo,
         allow_share=not no_share,
         media=media,
+        ssl=trust,
     )
     code = 0
     with contextlib.suppress(KeyboardInterrupt):
