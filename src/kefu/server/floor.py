@@ -47,6 +47,7 @@ from .routing import Router
 from .schema import agents, call_members, calls, sessions, state_changes, team_members, teams
 from .settings import Settings
 from .store import aware, iso
+from .tasks import Coalesced
 from .teams import Viewer
 
 __all__ = ["Floor", "Subscription", "day_start", "figures", "not_ready_by_reason"]
@@ -199,10 +200,18 @@ class Floor:
         self.router = router
         self.subs: set[Subscription] = set()
         self.rounds = 0  # how many times the floor was read for subscribers (tests, benchmarks)
-        self._dirty = False
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Coalesced(
+            self._show,
+            "kefu-floor",
+            log,
+            failed="showing the floor failed; the next change shows it",
+            interval=lambda: self.s.floor_push_interval,
+        )
         self._ticker: asyncio.Task[None] | None = None
-        self._closed = False
+
+    @property
+    def _closed(self) -> bool:
+        return self._rounds.closed
 
     # --- hooks
 
@@ -211,21 +220,8 @@ class Floor:
 
     def changed(self) -> None:
         """Something on the floor changed: show it to the subscribers soon (coalesced)."""
-        if self._closed or not self.subs:
-            return
-        self._dirty = True
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="kefu-floor")
-
-    async def _run(self) -> None:
-        while self._dirty and not self._closed:
-            self._dirty = False
-            try:
-                await self._show()
-            except Exception:
-                log.exception("showing the floor failed; the next change shows it")
-            if self.s.floor_push_interval > 0:
-                await asyncio.sleep(self.s.floor_push_interval)  # a rate, not a wait for an event
+        if self.subs:
+            self._rounds.ask()
 
     async def _tick(self) -> None:
         while not self._closed:
@@ -263,13 +259,12 @@ class Floor:
             sub.close()
 
     async def close(self) -> None:
-        self._closed = True
+        await self._rounds.close()
         for sub in list(self.subs):
             sub.close()
-        for task in (self._task, self._ticker):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
 
     # --- reads
 

@@ -33,7 +33,6 @@ recipient connected to some node" (routing, call checks, the call grace).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import logging
@@ -50,6 +49,7 @@ from kefu.protocol.wire import encode
 from .schema import events, mailboxes
 from .settings import Settings
 from .store import Store
+from .tasks import Coalesced
 
 log = logging.getLogger("kefu.server.hub")
 
@@ -288,24 +288,21 @@ class Hub:
         self.on_events: Callable[[], None] | None = None
         self.bus.on_gap = self.gap
         self.gap_checks = 0  # looks after a possible loss on the bus (tests, benchmarks)
-        self._gap_again = False
-        self._gap_task: asyncio.Task[None] | None = None
+        self._gap = Coalesced(
+            self._check,
+            "kefu-gap-check",
+            log,
+            failed="looking for pushes lost on the bus failed; the next loss looks again",
+        )
 
     # --- pushes lost on the bus
 
     def gap(self) -> None:
         """Pushes for connections here may have been lost: have each look (coalesced)."""
-        self._gap_again = True
-        if self._gap_task is None or self._gap_task.done():
-            self._gap_task = asyncio.create_task(self._gap_run(), name="kefu-gap-check")
+        self._gap.ask()
 
-    async def _gap_run(self) -> None:
-        while self._gap_again:
-            self._gap_again = False
-            try:
-                await self.check_connections()
-            except Exception:
-                log.exception("looking for pushes lost on the bus failed; the next loss looks again")
+    async def _check(self) -> None:
+        await self.check_connections()
 
     async def check_connections(self) -> int:
         """Tell every connection here its recipient's stored latest ``seq``, one query per
@@ -322,9 +319,7 @@ class Hub:
         return len(recipients)
 
     async def close(self) -> None:
-        if self._gap_task is not None:
-            self._gap_task.cancel()
-            await asyncio.gather(self._gap_task, return_exceptions=True)
+        await self._gap.close()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

@@ -63,6 +63,7 @@ from .hub import AGENT_PREFIX, Hub, Tx, agent_key, visitor_key
 from .schema import agents, sessions, visitors
 from .settings import Settings
 from .store import iso
+from .tasks import Coalesced
 from .views import fetch_messages, fetch_session, session_view, visitor_view
 
 __all__ = ["PLACE", "QUEUE_ORDER", "ROUTING_LOCK", "QueueNotifier", "Router"]
@@ -95,39 +96,30 @@ class Router:
         self.s = settings
         self.notifier = QueueNotifier(self, settings.queue_push_interval)
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._again = False
-        self._closed = False
+        self._passes = Coalesced(
+            self._pass, "kefu-routing", log, failed="routing pass failed; the next kick retries"
+        )
+
+    @property
+    def _closed(self) -> bool:
+        return self._passes.closed
 
     # --- kicking passes
 
     def kick(self) -> None:
         """Run a routing pass soon (one at a time; kicks during a pass run one more)."""
-        if self._closed:
-            return
-        self._again = True
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="kefu-routing")
+        self._passes.ask()
 
-    async def _run(self) -> None:
-        while self._again and not self._closed:
-            self._again = False
-            try:
-                await self.route()
-            except Exception:
-                log.exception("routing pass failed; the next kick retries")
+    async def _pass(self) -> None:
+        await self.route()
 
     async def idle(self) -> None:
         """Wait until no pass runs (for an orderly shutdown)."""
-        while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
+        await self._passes.idle()
 
     async def close(self) -> None:
-        self._closed = True
+        await self._passes.close()
         await self.notifier.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def on_agent_change(self, change: Change) -> None:
         if change.after.state.top is TopState.idle:  # 002000 and every 002xxx outcome
@@ -291,10 +283,14 @@ class QueueNotifier:
         self.router = router
         self.interval = interval
         self.flushes = 0  # how many times the queue was read and shown (tests, benchmarks)
-        self._dirty = False
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Coalesced(
+            self._show,
+            "kefu-queue-pushes",
+            log,
+            failed="showing the queue failed; the next change shows it",
+            interval=interval,
+        )
         self._told: dict[str, int] = {}  # visitor recipient → the position it was last told
-        self._closed = False
         #: Told of every queue change, here or on another node (the floor, kefu.server.floor).
         self.listeners: list[Callable[[], None]] = []
         router.hub.bus.on_queue_changed = self._heard
@@ -305,23 +301,11 @@ class QueueNotifier:
         self.router.hub.bus.queue_changed()
 
     def _heard(self) -> None:
-        if self._closed:
+        if self._rounds.closed:
             return
         for listener in self.listeners:
             listener()
-        self._dirty = True
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="kefu-queue-pushes")
-
-    async def _run(self) -> None:
-        while self._dirty and not self._closed:
-            self._dirty = False
-            try:
-                await self._show()
-            except Exception:
-                log.exception("showing the queue failed; the next change shows it")
-            if self.interval > 0:
-                await asyncio.sleep(self.interval)  # a rate, not a wait for an event
+        self._rounds.ask()
 
     async def _show(self) -> None:
         router = self.router
@@ -342,7 +326,4 @@ class QueueNotifier:
         self._told = told
 
     async def close(self) -> None:
-        self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._rounds.close()

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-__all__ = ["Background"]
+__all__ = ["Background", "Coalesced"]
 
 
 class Background:
@@ -62,3 +62,61 @@ class Background:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+class Coalesced:
+    """A job run whenever it is asked for, never twice at once, asks coalesced.
+
+    ``ask()`` during a run makes exactly one more run after it, however many asks
+    came (a routing pass, the queue's or the floor's pushes, a look for pushes
+    lost on the bus); with ``interval`` (seconds, or a function giving them) a run
+    is followed by that pause, so changes meanwhile are shown together. A run that
+    fails is logged (``failed``: what it means for the user) and the next ask runs
+    again. ``close()`` stops asking and cancels a run in progress."""
+
+    def __init__(
+        self,
+        job: Callable[[], Awaitable[None]],
+        name: str,
+        log: logging.Logger,
+        *,
+        failed: str,
+        interval: float | Callable[[], float] = 0.0,
+    ) -> None:
+        self._job = job
+        self._name = name
+        self._log = log
+        self._failed = failed
+        self._interval = interval
+        self._again = False
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def ask(self) -> None:
+        if self.closed:
+            return
+        self._again = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def _run(self) -> None:
+        while self._again and not self.closed:
+            self._again = False
+            try:
+                await self._job()
+            except Exception:
+                self._log.exception(self._failed)
+            pause = self._interval() if callable(self._interval) else self._interval
+            if pause > 0:
+                await asyncio.sleep(pause)  # a rate, not a wait for an event
+
+    async def idle(self) -> None:
+        """Until no run is going on."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
