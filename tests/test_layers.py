@@ -181,3 +181,29 @@ def test_the_graph_finds_a_cycle(tmp_path: Path) -> None:
     assert find_cycle(graph) == ["pkg.b", "pkg.sub.a", "pkg.b"]
     (pkg / "sub" / "a.py").write_text("A = 1\n")
     assert find_cycle(import_graph(tmp_path, "pkg")) is None
+
+
+# --- bench/ is a package of the install
+
+
+def test_bench_is_imported_as_a_package_without_sys_path_edits(tmp_path: Path) -> None:
+    # from a folder outside the clone: the install, not the working directory, finds bench
+    check = (
+        "import sys; before = list(sys.path); from kefu.bench_cli import _import_bench; "
+        "assert _import_bench(); import bench.registry; assert sys.path == before, 'sys.path edited'; "
+        "print(bench.registry.__file__)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()) == SRC.parent / "bench" / "registry.py"
+
+
+def test_kefu_bench_lists_its_scenarios_from_anywhere(tmp_path: Path) -> None:
+    kefu_cmd = Path(sys.executable).with_name("kefu")
+    r = subprocess.run(
+        [str(kefu_cmd), "bench", "--list"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "signalling" in r.stdout and "media" in r.stdout
