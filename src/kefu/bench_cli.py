@@ -2,8 +2,9 @@
 
 Each scenario prints a table (kefu's figure, the baseline's, their ratio, the
 goal) and writes ``bench/results/<scenario>-<timestamp>.json``. The
-benchmarks live beside the package in a clone (``bench/``), not in an
-installed wheel: this module finds them there.
+benchmarks live beside the package in a clone (``bench/``); the editable
+install (``pip install -e .``, bin/setup) makes them the package ``bench``
+(pyproject's ``packages.find``), imported as any other: no ``sys.path`` edit.
 """
 
 from __future__ import annotations
@@ -20,15 +21,11 @@ __all__ = ["bench", "main", "register"]
 console = Console(width=None if sys.stdout.isatty() else 130)
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def _import_bench() -> bool:
-    root = _repo_root()
-    if (root / "bench" / "registry.py").is_file() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.util.find_spec("bench.registry") is not None
+    try:
+        return importlib.util.find_spec("bench.registry") is not None
+    except ModuleNotFoundError:  # no package bench at all
+        return False
 
 
 def bench(

@@ -1,12 +1,12 @@
 """The plugin's routing of a call's progress to the SDK's requests, and its
-mirror of the calls (``kefu.plugin.calls``), message by message. The whole
+mirror of the calls (``kefu.protocol.mirror``), message by message. The whole
 stack is in ``tests/e2e/test_call_*.py``; these pin the rules down."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kefu.plugin.calls import CallMirror, CallRequests, call_ended
+from kefu.protocol.mirror import CallMirror, CallRequests, call_ended
 
 Json = dict[str, Any]
 

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import select
 
 from kefu.logs import MASK, RedactingFilter, configure_logging, redact_secrets
-from kefu.plugin.security import private_dir
+from kefu.paths import private_dir
 from kefu.sdk import IMClient
 from kefu.server.auth import token_hash
 from kefu.server.schema import tokens

@@ -17,7 +17,7 @@ An SDK's request is answered in one of three places (``plugin_api``):
 - ``FORWARDED_MARKS`` on the link: the plugin sends the server the same mark
   under a fresh id and maps every answer back to the SDK's id and mark; a
   call API's later progress (``state`` pushes naming it) reaches the SDK's
-  request too, until its final callback (:mod:`kefu.plugin.calls`);
+  request too, until its final callback (:mod:`kefu.protocol.mirror`);
 - ``MEDIA_MARKS``: ``snapshot`` from the plugin's own media (a JPEG of the
   visitor's latest frame, stored on the server too); ``takePhoto`` and
   ``inviteShare`` through the server, answered when the visitor's photo or
@@ -73,6 +73,7 @@ from kefu.protocol import (
     parse_code,
     reply_message,
 )
+from kefu.protocol.mirror import CallMirror, CallRequests, CallView, OpenRequest, call_ended
 from kefu.protocol.plugin_api import (
     CALL_MARKS,
     FORWARDED_MARKS,
@@ -83,7 +84,6 @@ from kefu.protocol.plugin_api import (
 from kefu.protocol.wire import Json
 from kefu.tls import dns_names, server_context
 
-from .calls import CallMirror, CallRequests, CallView, OpenRequest, call_ended
 from .connection import CLOSE_GOING_AWAY, ControlConnection
 from .link import AgentLink
 from .login import check_login_url, fetch_login
@@ -805,6 +805,7 @@ class Plugin:
     def _on_call(self, payload: Json) -> None:
         view = self.mirror.update(payload)
         if view is None:
+            log.warning("a call push without callId, primary or members: dropped")
             return
         me = self.mirror.me
         if view.ended or (me is not None and view.status_of("agent", me) not in ("joined", "invited")):

@@ -25,6 +25,10 @@ came from an allowed Origin, any other client sent no Origin. Then:
    the window APIs answer at once). Every message to the client goes through
    one queue and one writer, so pushes keep their order; a client that does
    not read closes with 1008 when the queue is full.
+
+The connection knows the plugin only through :class:`ConnectionHost` (what
+it asks of it), which :class:`kefu.plugin.app.Plugin` implements: the plugin
+imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -54,12 +59,10 @@ from kefu.protocol.errors import DEFAULT_LANG, localize
 from kefu.protocol.plugin_api import PLUGIN_API, HelloParams
 from kefu.protocol.wire import Json
 
-from .security import RateLimiter
+from .security import PairingGuard, PairingToken, RateLimiter
+from .settings import PluginSettings
 
-if TYPE_CHECKING:
-    from .app import Plugin
-
-__all__ = ["CLOSE_POLICY", "ControlConnection"]
+__all__ = ["CLOSE_POLICY", "ConnectionHost", "ControlConnection"]
 
 log = logging.getLogger("kefu.plugin.connection")
 
@@ -73,10 +76,30 @@ class _Close:
     reason: str
 
 
+class ConnectionHost(Protocol):
+    """What a connection needs of the plugin (:class:`kefu.plugin.app.Plugin`)."""
+
+    settings: PluginSettings
+    clock: Callable[[], float]
+    token: PairingToken
+    guard: PairingGuard
+    #: The logged-in agent (``hello``'s reply), None before a login.
+    agent: dict[str, Any] | None
+    state: str
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+    def attach(self, conn: ControlConnection) -> bool: ...
+    def detach(self, conn: ControlConnection) -> None: ...
+    def greet(self, conn: ControlConnection) -> None: ...
+    def current_call(self) -> Json | None: ...
+    def set_video_bar(self, visible: bool) -> None: ...
+    async def handle(self, conn: ControlConnection, req: Request) -> None: ...
+
+
 class ControlConnection:
     """One client of the control server (see the module's docstring)."""
 
-    def __init__(self, plugin: Plugin, ws: ServerConnection, *, browser: bool) -> None:
+    def __init__(self, plugin: ConnectionHost, ws: ServerConnection, *, browser: bool) -> None:
         self.plugin = plugin
         self.ws = ws
         self.browser = browser

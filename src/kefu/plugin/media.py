@@ -66,11 +66,11 @@ from kefu.media import (
 )
 from kefu.media.frames import encode_jpeg_async
 from kefu.media.tracks import Label
+from kefu.paths import open_private, private_dir
 from kefu.protocol import ApiError, ErrorCode, event_message
+from kefu.protocol.mirror import CallView
 from kefu.protocol.wire import Json
 
-from .calls import CallView
-from .security import open_private, private_dir
 from .uploads import RecordingUpload, ServerApi
 
 __all__ = ["CallMediaBase", "HubCall", "MediaHost", "MemberCall", "PluginMedia", "SfuCall"]

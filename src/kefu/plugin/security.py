@@ -17,7 +17,7 @@ decide who may control the plugin.
 - :func:`canonical_path` / :func:`path_within` — a URL path from page input,
   percent-decoded and its dot segments resolved before it is checked.
 - :func:`private_dir` / :func:`open_private` — the plugin's folder (0700) and
-  files (0600) are the user's alone, also when they existed before, wider.
+  files (0600) are the user's alone (:mod:`kefu.paths`, shared with the SDK).
 
 The clock is passed in (``time.monotonic`` in the plugin), so tests drive it.
 """
@@ -25,16 +25,15 @@ The clock is passed in (``time.monotonic`` in the plugin), so tests drive it.
 from __future__ import annotations
 
 import hmac
-import logging
 import os
 import secrets
-import stat
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+from kefu.paths import open_private, private_dir
 from kefu.protocol import ErrorCode
 from kefu.protocol.hosts import LOOPBACK_NAMES, host_allowed
 
@@ -50,8 +49,6 @@ __all__ = [
     "path_within",
     "private_dir",
 ]
-
-log = logging.getLogger("kefu.plugin.security")
 
 Clock = Callable[[], float]
 
@@ -258,43 +255,3 @@ def path_within(path: str, allowed: str) -> bool:
     if canonical is None or canonical != path:
         return False
     return canonical == allowed or (allowed.endswith("/") and canonical.startswith(allowed))
-
-
-# --- the plugin's files
-
-
-def private_dir(path: Path) -> Path:
-    """Make ``path`` (and its parents) if needed and make it the user's alone:
-    the folder and every folder in it 0700, every file 0600, also when they
-    existed before with wider modes. Symbolic links are left alone (a chmod
-    would follow them out of the folder)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _tighten(path, 0o700)
-    for root, dirs, files in os.walk(path):
-        for name in dirs:
-            _tighten(Path(root) / name, 0o700)
-        for name in files:
-            _tighten(Path(root) / name, 0o600)
-    return path
-
-
-def _tighten(path: Path, mode: int) -> None:
-    try:
-        st = path.lstat()
-        if stat.S_ISLNK(st.st_mode) or stat.S_IMODE(st.st_mode) == mode:
-            return
-        os.chmod(path, mode)
-    except OSError as exc:
-        log.warning("cannot make %s private (mode %o): %s", path, mode, exc.strerror)
-
-
-def open_private(path: Path, flags: int) -> int:
-    """``os.open`` a file the user alone may read (0600, also when it existed);
-    ``flags`` add to ``O_CREAT``; a symbolic link is refused (``O_NOFOLLOW``)."""
-    fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd

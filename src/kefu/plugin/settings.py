@@ -2,19 +2,20 @@
 
 Tests build :class:`PluginSettings` with millisecond timeouts; ``kefu plugin``
 builds it from its options. Nothing else reads the environment, except
-:func:`default_data_dir`, which the SDK uses too (to find ``plugin.token``).
+:func:`kefu.paths.default_data_dir`, which the SDK uses too (to find ``plugin.token``).
 """
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-if TYPE_CHECKING:  # the SDK imports this module: it must not load aiortc
+from kefu.paths import DATA_DIR_ENV, DEFAULT_PORT, TOKEN_FILE, default_data_dir
+from kefu.protocol.hosts import origin_of
+
+if TYPE_CHECKING:  # loading the settings must not load aiortc
     from kefu.media import MediaSettings
 
 __all__ = [
@@ -26,39 +27,6 @@ __all__ = [
     "default_media",
     "origin_of",
 ]
-
-DEFAULT_PORT = 1040
-TOKEN_FILE = "plugin.token"
-#: Overrides the default data directory (for tests and for several agents on one machine).
-DATA_DIR_ENV = "KEFU_PLUGIN_DATA_DIR"
-
-
-def default_data_dir() -> Path:
-    """The per-user folder of the plugin: ``$KEFU_PLUGIN_DATA_DIR``, else
-    ``$XDG_DATA_HOME/kefu/plugin``, else ``~/.local/share/kefu/plugin``."""
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "kefu" / "plugin"
-
-
-def origin_of(url: str) -> str:
-    """``scheme://host[:port]`` of ``url``, lower-cased, default ports dropped.
-
-    Raises :class:`ValueError` for a URL that is not http(s) or ws(s) with a host.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL with a host: {url!r}")
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    default = 443 if scheme in ("https", "wss") else 80
-    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
 
 
 def default_media() -> MediaSettings:

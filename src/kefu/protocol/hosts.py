@@ -10,8 +10,9 @@ Answering only requests that name us refuses it. Names are compared exactly
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
-__all__ = ["LOOPBACK_NAMES", "host_allowed"]
+__all__ = ["LOOPBACK_NAMES", "host_allowed", "origin_of"]
 
 #: The names of this machine a local client uses.
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
@@ -38,3 +39,20 @@ def host_allowed(host: str | None, names: Iterable[str], *, port: int | None = N
     if port is not None and (digits is None or int(digits) != port):
         return False
     return name in frozenset(names)
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-cased, default ports dropped.
+
+    Raises :class:`ValueError` for a URL that is not http(s) or ws(s) with a host.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL with a host: {url!r}")
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    default = 443 if scheme in ("https", "wss") else 80
+    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"

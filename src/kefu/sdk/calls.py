@@ -6,7 +6,7 @@ The plugin tells it whenever an SDK arrives or asks: the ``hello`` reply,
 in), ``{callId, flow, phase, primary, members: [{kind, name, role, status}],
 share}``, or None. Between those, the server's ``call`` events move it (a
 member joins or leaves, the call ends). :class:`CallTracker` follows both
-with the plugin's own mirror (:class:`kefu.plugin.calls.CallMirror`), so the
+with the plugin's own mirror (:class:`kefu.protocol.mirror.CallMirror`), so the
 SDK and the plugin agree on which call is current.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kefu.plugin.calls import CallMirror
+from kefu.protocol.mirror import CallMirror
 
 __all__ = ["CallTracker"]
 

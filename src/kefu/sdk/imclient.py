@@ -62,10 +62,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kefu.plugin.security import open_private, private_dir
-from kefu.plugin.settings import DEFAULT_PORT, default_data_dir, origin_of
+from kefu.paths import DEFAULT_PORT, default_data_dir, open_private, private_dir
 from kefu.protocol import ErrorCode, error_body, error_message
 from kefu.protocol.errors import DEFAULT_LANG, localize
+from kefu.protocol.hosts import origin_of
 
 from .calls import CallTracker
 from .events import EventEmitter, RequestError, call_safely

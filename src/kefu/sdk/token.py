@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kefu.plugin.settings import TOKEN_FILE, default_data_dir
+from kefu.paths import TOKEN_FILE, default_data_dir
 from kefu.protocol import ErrorCode
 
 from .events import RequestError

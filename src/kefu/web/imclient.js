@@ -235,7 +235,7 @@
     // kefuReady, getState) and the call events moved it; null out of any call (docs/sdk.md)
     this.currentCall = null;
     this._me = null; // the agent's name (kefuReady)
-    this._calls = {}; // callId -> the call, as kefu.plugin.calls.CallMirror keeps it
+    this._calls = {}; // callId -> the call, as kefu.protocol.mirror.CallMirror keeps it
     this._inner = {};
     this._pending = {};
     this._waiting = []; // requests made before the connection is up
@@ -402,7 +402,7 @@
     if (typeof msg.subMark === "string") this._emit(msg.subMark, [msg]);
   };
 
-  // currentCall: the same rules as kefu.plugin.calls.CallMirror (update, current)
+  // currentCall: the same rules as kefu.protocol.mirror.CallMirror (update, current)
   IMClient.prototype._callTold = function (payload) {
     if (!payload || typeof payload !== "object") return;
     if (payload.agent && typeof payload.agent.name === "string") this._me = payload.agent.name;

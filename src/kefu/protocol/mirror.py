@@ -1,5 +1,6 @@
 """The plugin's mirror of the agent's calls, and the routing of a call's
 progress to the SDK requests that wait for it (docs/calls.md, "The plugin").
+Pure (no I/O): the plugin and the SDKs (:mod:`kefu.sdk.calls`) both use it.
 
 Theory of operation
 -------------------
@@ -27,7 +28,6 @@ dropped.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,8 +44,6 @@ __all__ = [
     "OpenRequest",
     "call_ended",
 ]
-
-log = logging.getLogger("kefu.plugin.calls")
 
 #: Top-level states of an agent in a call (ringing and calling out included).
 CALL_TOPS = frozenset({"003", "004", "006", "007", "008"})
@@ -240,11 +238,11 @@ class CallMirror:
         self.calls.clear()
 
     def update(self, payload: Json) -> CallView | None:
-        """A ``call`` push: the call's view now (None for a malformed push)."""
+        """A ``call`` push: the call's view now (None for a malformed push,
+        without callId, primary or members: the caller logs and drops it)."""
         call_id, primary = payload.get("callId"), payload.get("primary")
         members = payload.get("members")
         if not isinstance(call_id, str) or not isinstance(primary, str) or not isinstance(members, list):
-            log.warning("a call push without callId, primary or members: dropped")
             return None
         phase = payload.get("phase")
         if payload.get("what") == "ended":
