@@ -16,6 +16,7 @@ lost and duplicated messages.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,11 @@ def measure_kefu(
         return measure_server(srv, load, names)
 
 
-def measure_server(srv: Any, load: Load, names: tuple[str, ...]) -> dict[str, Any]:
-    """The IM load against a running kefu (one process, or nodes behind a balancer)."""
+def measure_server(
+    srv: Any, load: Load, names: tuple[str, ...], *, idle: Callable[[], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The IM load against a running kefu (one process, or nodes behind a balancer);
+    ``idle``: see :func:`bench.measure.measure`."""
     cfg = LoadConfig(
         target="kefu",
         base_url=ws_of(srv.url),
@@ -64,7 +68,7 @@ def measure_server(srv: Any, load: Load, names: tuple[str, ...]) -> dict[str, An
         msg_size=load.msg_size,
         connect_concurrency=load.connect_concurrency,
     )
-    m = measure(srv, cfg, load)
+    m = measure(srv, cfg, load, idle=idle)
     m.figures["server_log_tail"] = srv.tail(1500)
     return {**m.figures, "notes": m.notes}
 
