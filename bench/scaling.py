@@ -85,7 +85,7 @@ async def _watch(url: str, quiet_s: float) -> dict[str, Any]:
             for r in rows:
                 if (r["pid"], r["query_start"]) not in seen:
                     seen.add((r["pid"], r["query_start"]))
-                    texts.append(r["query"])
+                    texts.append(" ".join(r["query"].split()))  # one line, for the tables
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(POLL_S)
