@@ -100,6 +100,8 @@ class ProcSample:
     cpu_s: float  # user + system
     rss_bytes: int
     threads: int
+    #: the processes summed in this sample, one each (several nodes as one server); else ()
+    parts: tuple[ProcSample, ...] = ()
 
     def cpu_percent_since(self, earlier: ProcSample) -> float:
         wall = self.at - earlier.at

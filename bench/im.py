@@ -16,6 +16,7 @@ lost and duplicated messages.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from bench.common import Result, Row
 from bench.kefu_server import AGENT_PASSWORD, SERVER_OPTIONS, add_agents, agent_names, kefu_process, ws_of
 from bench.load import LoadConfig
 from bench.measure import Load, measure
+from bench.procs import profiled
 
 __all__ = ["SIZES", "im_rows", "load_of", "measure_kefu", "measure_server", "run"]
 
@@ -44,15 +46,24 @@ def measure_kefu(
     db_url: str | None = None,
     db_schema: str | None = None,
     capacity: int = CAPACITY,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
+    """The load against one ``kefu server``; with ``profile``, py-spy samples the server
+    throughout and writes a flame graph (SVG) there."""
     names = agent_names(load.agents)
     add_agents(workdir / "data", names, capacity=capacity, db_url=db_url, db_schema=db_schema)
     with kefu_process(workdir, db_url=db_url, db_schema=db_schema) as srv:
-        return measure_server(srv, load, names)
+        if profile is None:
+            return measure_server(srv, load, names)
+        with profiled(srv.pid, profile):
+            return measure_server(srv, load, names)
 
 
-def measure_server(srv: Any, load: Load, names: tuple[str, ...]) -> dict[str, Any]:
-    """The IM load against a running kefu (one process, or nodes behind a balancer)."""
+def measure_server(
+    srv: Any, load: Load, names: tuple[str, ...], *, idle: Callable[[], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The IM load against a running kefu (one process, or nodes behind a balancer);
+    ``idle``: see :func:`bench.measure.measure`."""
     cfg = LoadConfig(
         target="kefu",
         base_url=ws_of(srv.url),
@@ -64,7 +75,7 @@ def measure_server(srv: Any, load: Load, names: tuple[str, ...]) -> dict[str, An
         msg_size=load.msg_size,
         connect_concurrency=load.connect_concurrency,
     )
-    m = measure(srv, cfg, load)
+    m = measure(srv, cfg, load, idle=idle)
     m.figures["server_log_tail"] = srv.tail(1500)
     return {**m.figures, "notes": m.notes}
 
@@ -186,8 +197,15 @@ def _per_s(n: float | None, s: float | None) -> float | None:
 
 
 def run(
-    quick: bool, *, workers: int | None = None, visitors: int | None = None, agents: int | None = None
+    quick: bool,
+    *,
+    workers: int | None = None,
+    visitors: int | None = None,
+    agents: int | None = None,
+    profile: Path | None = None,
 ) -> Result:
+    """With ``profile``: py-spy's flame graph of the server (the first size's run; a
+    size's file is ``profile`` with ``-NxM`` before its suffix when there are several)."""
     res = Result("im", "IM load: N visitors and M agents on one server process", quick=quick)
     sizes = QUICK_SIZES if quick else SIZES
     if visitors or agents:
@@ -204,7 +222,17 @@ def run(
         active = load.active
         with tempfile.TemporaryDirectory(prefix="kefu-bench-") as tmp:
             b = measure_baseline(load, Path(tmp))
-            k = measure_kefu(load, Path(tmp))
+            svg = None
+            if profile is not None:
+                svg = (
+                    profile
+                    if len(sizes) == 1
+                    else profile.with_name(f"{profile.stem}-{n}x{m}{profile.suffix}")
+                )
+            k = measure_kefu(load, Path(tmp), profile=svg)
+            if svg is not None:
+                res.notes.append(f"flame graph of the server: {svg}")
+                res.raw.setdefault("profiles", []).append(str(svg))
         res.raw[f"{n}x{m}"] = {"kefu": k, "baseline": b, "load": load.__dict__}
         res.add(Row(f"— {n:,} visitors, {m} agents, {active:,} chatting"))
         res.add(*im_rows(k, b, load))

@@ -58,9 +58,13 @@ class Measured:
     notes: list[str] = field(default_factory=list)
 
 
-def _cpu(server: list[ProcSample], workers: list[list[ProcSample]]) -> dict[str, float]:
-    out = {"server_cpu_pct": server[1].cpu_percent_since(server[0])}
+def _cpu(server: list[ProcSample], workers: list[list[ProcSample]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"server_cpu_pct": server[1].cpu_percent_since(server[0])}
     out["load_cpu_pct"] = sum(w[1].cpu_percent_since(w[0]) for w in workers)
+    if server[0].parts and len(server[0].parts) == len(server[1].parts):
+        out["server_cpu_pct_per_process"] = [
+            b.cpu_percent_since(a) for a, b in zip(server[0].parts, server[1].parts, strict=True)
+        ]
     return out
 
 
@@ -108,8 +112,17 @@ def _window_rate(reports: list[dict[str, Any]], key: str, phase: str, start_ns: 
     return n / seconds if seconds > 0 else 0.0
 
 
-def measure(server: ServerProcess, cfg: LoadConfig, load: Load, *, echo_only: bool = False) -> Measured:
-    """Run the steps of the module's docstring against a started ``server``."""
+def measure(
+    server: ServerProcess,
+    cfg: LoadConfig,
+    load: Load,
+    *,
+    echo_only: bool = False,
+    idle: Callable[[], dict[str, Any]] | None = None,
+) -> Measured:
+    """Run the steps of the module's docstring against a started ``server``. ``idle``, when
+    given, runs twice, each a quiet window: once the agents are connected (figure
+    ``idle_agents_only``), and once the visitors are too, before anyone chats (``idle``)."""
     m = Measured()
     f = m.figures
     f["rss_idle_kib"] = kib(server.sample().rss_bytes)
@@ -122,6 +135,8 @@ def measure(server: ServerProcess, cfg: LoadConfig, load: Load, *, echo_only: bo
         for a in agents:
             m.notes.extend(f"agent: {e}" for e in a["errors"])
         rss_agents = server.sample().rss_bytes
+        if idle is not None:
+            f["idle_agents_only"] = idle()
         s0 = server.sample()
         t0 = time.monotonic()
         vis = pool.call("connect_visitors", timeout=load.setup_timeout)
@@ -136,6 +151,8 @@ def measure(server: ServerProcess, cfg: LoadConfig, load: Load, *, echo_only: bo
         f["connect_cpu_pct"] = s1.cpu_percent_since(s0)
         f["rss_connected_kib"] = kib(s1.rss_bytes)
         f["kib_per_idle_connection"] = kib(s1.rss_bytes - rss_agents) / held if held else None
+        if idle is not None:
+            f["idle"] = idle()
         # 4. sessions: only the first `active` visitors chat
         if cfg.target == "kefu":
             t0 = time.monotonic()

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,7 @@ class Nodes:
             cpu_s=sum(x.cpu_s for x in s),
             rss_bytes=sum(x.rss_bytes for x in s),
             threads=sum(x.threads for x in s),
+            parts=tuple(s),
         )
 
     def tail(self, chars: int = 1500) -> str:
@@ -155,7 +157,16 @@ def _node(workdir: Path, db: str, schema: str, redis: str | None, prefix: str, n
     )
 
 
-def _measure(load: Load, workdir: Path, n: int, db: str, redis: str, nginx: str | None) -> dict[str, Any]:
+def _measure(
+    load: Load,
+    workdir: Path,
+    n: int,
+    db: str,
+    redis: str,
+    nginx: str | None,
+    *,
+    idle: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     schema = f"bench_mn_{secrets.token_hex(4)}"
     prefix = f"kefu-bench-{secrets.token_hex(4)}:"
     names = agent_names(load.agents)
@@ -182,7 +193,7 @@ def _measure(load: Load, workdir: Path, n: int, db: str, redis: str, nginx: str 
                     except OSError:
                         time.sleep(0.05)
                 server = Nodes(procs, f"http://127.0.0.1:{port}")
-            return measure_server(server, load, names)
+            return measure_server(server, load, names, idle=idle)
     finally:
         asyncio.run(_pg(db, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 

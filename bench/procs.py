@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.common import ProcSample, proc_sample, raise_fd_limit
 
-__all__ = ["REPO", "ServerProcess", "WorkerPool", "python_env", "serve_worker"]
+__all__ = ["REPO", "ServerProcess", "WorkerPool", "profiled", "py_spy", "python_env", "serve_worker"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -128,6 +128,44 @@ class ServerProcess:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def py_spy() -> str | None:
+    """The py-spy program beside this Python (the project's .venv), else on ``$PATH``."""
+    import shutil
+
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.is_file() else shutil.which("py-spy")
+
+
+@contextlib.contextmanager
+def profiled(pid: int, out: Path, *, rate: int = 100) -> Any:
+    """Sample process ``pid`` with py-spy while the block runs; on leaving, py-spy is
+    interrupted and writes a flame graph (SVG) to ``out``. py-spy needs ptrace on ``pid``
+    (root, or ``kernel.yama.ptrace_scope`` 0 for one's own processes): when it cannot
+    attach, leaving raises RuntimeError with what it said."""
+    exe = py_spy()
+    if exe is None:
+        raise RuntimeError("py-spy is not installed (it is in the project's dev dependencies)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log = out.with_suffix(out.suffix + ".py-spy.log")
+    argv = [exe, "record", "--format", "flamegraph", "--rate", str(rate), "-o", str(out), "--pid", str(pid)]
+    with log.open("wb") as sink:
+        spy = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        yield spy
+    finally:
+        if spy.poll() is None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes the graph when interrupted
+        try:
+            spy.wait(60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+    said = log.read_text(errors="replace")
+    if not out.is_file() or out.stat().st_size == 0:
+        raise RuntimeError(f"py-spy wrote no flame graph (exit {spy.returncode}): {said[-500:]}")
+    log.unlink(missing_ok=True)
 
 
 def baseline_process(log: Path) -> ServerProcess:

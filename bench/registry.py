@@ -59,6 +59,12 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "multinode", "-", "several nodes: the IM load on 1, 2 and 3 nodes behind nginx", "bench.multinode"
         ),
+        Scenario(
+            "scaling",
+            "-",
+            "scaling table: stored msg/s, latency, CPU per node, idle DB statements on 1, 2, 3 nodes",
+            "bench.scaling",
+        ),
     )
 }
 

@@ -38,6 +38,9 @@ def bench(
     agents: int = typer.Option(None, "--agents", min=1, help="agents (one size instead of the issue's)"),
     out: Path = typer.Option(None, "--out", help="folder for the JSON results (default bench/results)"),
     list_: bool = typer.Option(False, "--list", help="list the scenarios and exit"),
+    profile: Path = typer.Option(
+        None, "--profile", help="im: py-spy's flame graph of the server written to this SVG file"
+    ),
 ) -> None:
     """Run the benchmarks: figures, the baseline of the same run, and their ratios."""
     if not _import_bench():
@@ -55,6 +58,9 @@ def bench(
             console.print(f"{s.item:>2}  [cyan]{s.name:<11}[/cyan] {s.title}{state}")
         return
     names = list(SCENARIOS) if scenario == "all" else [scenario]
+    if profile is not None and names != ["im"]:
+        console.print("[red]--profile goes with the scenario im[/red]: `kefu bench im --profile FILE.svg`.")
+        raise typer.Exit(2)
     for name in names:
         if name not in SCENARIOS:
             console.print(f"[red]no scenario {name!r}[/red]; `kefu bench --list` names them.")
@@ -62,8 +68,10 @@ def bench(
     failed = []
     for name in names:
         console.print(f"[bold]▶ {name}[/bold]: {SCENARIOS[name].title}")
-        result = run_scenario(name, quick, workers=workers, visitors=visitors, agents=agents)
+        result = run_scenario(name, quick, workers=workers, visitors=visitors, agents=agents, profile=profile)
         render(result, console)
+        for svg in result.raw.get("profiles", []):
+            console.print(f"  flame graph of the server: [cyan]{svg}[/cyan]")
         path = save(result, out or RESULTS_DIR)
         console.print(f"  [dim]→ {path}[/dim]\n")
         if result.status == "failed":

@@ -172,3 +172,59 @@ def test_plugin_quick() -> None:
             _sane(x["rtt_ms"], x["requests"])
     ratios = [row.ratio for row in r.rows if row.figure.endswith("round trip p50")]
     assert len(ratios) == 4 and all(x is not None and x > 0 for x in ratios)
+
+
+def test_im_profile_writes_a_flame_graph(tmp_path: Path) -> None:
+    svg = tmp_path / "server.svg"
+    r = run_scenario("im", True, visitors=30, agents=2, profile=svg)
+    if r.status == "failed" and "py-spy" in str(r.rows[0].value):
+        pytest.skip(f"py-spy cannot sample here: {r.rows[0].value}")
+    assert r.status == "ok", r.notes
+    assert r.raw["profiles"] == [str(svg)] and f"flame graph of the server: {svg}" in r.notes
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml") and "<svg" in text
+    assert "kefu/server/" in text  # the server's own frames were sampled, not an empty graph
+
+
+def test_profile_goes_with_im_only(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["bench", "multinode", "--profile", str(tmp_path / "x.svg")])
+    assert r.exit_code == 2 and "--profile goes with the scenario im" in r.output
+    assert not (tmp_path / "x.svg").exists()
+
+
+def test_scaling_helpers() -> None:
+    from bench.scaling import new_kinds, per_connection, with_database
+
+    assert with_database("postgresql://u@h:5432/kefu_test", "b1") == "postgresql://u@h:5432/b1"
+    assert (
+        with_database("postgresql://u@h/kefu?sslmode=disable", "b1") == "postgresql://u@h/b1?sslmode=disable"
+    )
+    before = {"statements": 3, "texts": ["SELECT a", "ROLLBACK;", "SELECT a"]}
+    after = {"statements": 7, "texts": ["SELECT a", "BEGIN;", "COMMIT;", "SELECT b", "SELECT b"]}
+    assert new_kinds(before, after) == ["SELECT b", "SELECT b"]
+    assert per_connection(before, after, 40) == 0.1
+    assert per_connection(after, before, 40) == 0.0  # fewer with the visitors: no cost, not a negative one
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(POSTGRES_URL is None, reason="KEFU_TEST_POSTGRES_URL is not set")
+def test_scaling_quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert POSTGRES_URL is not None
+    monkeypatch.setenv("KEFU_BENCH_POSTGRES_URL", POSTGRES_URL)
+    r = run_scenario("scaling", True, visitors=40, agents=2, nodes=(1, 2), quiet_s=1.0)
+    if r.status == "skipped":
+        pytest.skip(f"{r.rows[0].figure}: {r.rows[0].value}")
+    assert r.status == "ok", r.notes
+    for n in (1, 2):
+        k = r.raw[f"nodes_{n}"]
+        assert k["visitors_connected"] == 40 and k["sat_acked_per_s"] > 0
+        assert k["loss"]["lost"] == 0 and k["loss"]["duplicated"] == 0
+        assert len(k["sat_server_cpu_pct_per_process"]) == n
+        assert all(c > 0 for c in k["sat_server_cpu_pct_per_process"])
+        for window in (k["idle_agents_only"], k["idle"]):
+            assert window["window_s"] == 1.0 and window["backends"] >= 1 and window["statements"] >= 0
+    figures = {row.figure: row for row in r.rows}
+    per_conn = figures["DB statements per idle visitor connection"]
+    assert per_conn.met is not None and isinstance(per_conn.value, float)
+    ratios = [row.value for row in r.rows if row.figure == "ratio to one node"]
+    assert ratios[0] == 1.0 and isinstance(ratios[1], float) and ratios[1] > 0

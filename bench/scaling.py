@@ -1,0 +1,254 @@
+"""Scenario ``scaling`` (issue 18): how the IM load scales on 1, 2 and 3 nodes, as one table.
+
+The load and the nodes are :mod:`bench.multinode`'s (full: 1,000 visitors,
+100 agents; quick: 60 visitors, 4 agents), in a PostgreSQL database made for
+the run (``kefu_bench_<hex>``, dropped after) so that nothing else's
+statements are counted. For each number of nodes:
+
+- **stored msg/s**: messages acknowledged per second in the closed loop (a
+  message is acknowledged once it is stored), and its ratio to one node's;
+- **latency p50 / p99** visitor → agent at the fixed offered rate;
+- **CPU of each node** at saturation, from ``/proc/<pid>/stat`` of each node;
+- **statements from idle connections**: two quiet windows of ``quiet_s``
+  seconds, one once the agents are connected, one once the visitors are too,
+  before anyone chats. In each, ``pg_stat_activity`` of the run's database is
+  read every 20 ms; every backend whose ``query_start`` moved is a statement
+  issued (a lower bound when one backend runs several between two reads).
+  With the agents alone the nodes' housekeeping shows (the login check, the
+  journal's poll, the sweeper), at intervals of their own, so a window holds
+  a varying number of them and exactly 0 cannot be read this way. The figure
+  with a goal is the second window's excess over the first, per idle visitor:
+  a poll or a keep-alive statement per connection would make it ≥ 1, no cost
+  per connection keeps it near 0 (< 0.1). The kinds of statement seen only
+  with the visitors are listed (housekeeping missed between two reads of the
+  first window shows there too). ``pg_stat_database`` is not used: a
+  backend flushes its counters up to 10 s late (PostgreSQL ≥ 15).
+
+The baseline (the echo / relay server) runs once with the same load, in the
+same run, as in the other scenarios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.baseline import measure_baseline
+from bench.common import Result, Row
+from bench.im import _p, load_of
+from bench.multinode import _measure, _redis_reachable, redis_url
+from bench.storage import _pg, _pg_reachable, postgres_url
+
+__all__ = ["idle_statements", "run"]
+
+POLL_S = 0.02
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` with its database replaced by ``name``."""
+    base, _, tail = url.rpartition("/")
+    query = tail.partition("?")[2]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+async def _watch(url: str, quiet_s: float) -> dict[str, Any]:
+    import asyncpg
+
+    conn = await asyncio.wait_for(asyncpg.connect(_dsn(url)), 5)
+    try:
+        seen: set[tuple[int, datetime]] = set()
+        texts: list[str] = []  # one per statement seen
+        start: datetime = await conn.fetchval("SELECT clock_timestamp()")
+        backends = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        deadline = time.monotonic() + quiet_s
+        while True:
+            rows = await conn.fetch(
+                "SELECT pid, query_start, left(query, 120) AS query FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND query_start >= $1",
+                start,
+            )
+            for r in rows:
+                if (r["pid"], r["query_start"]) not in seen:
+                    seen.add((r["pid"], r["query_start"]))
+                    texts.append(" ".join(r["query"].split()))  # one line, for the tables
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(POLL_S)
+        return {"statements": len(seen), "window_s": quiet_s, "backends": backends, "texts": texts[:5000]}
+    finally:
+        await conn.close()
+
+
+def idle_statements(url: str, quiet_s: float) -> dict[str, Any]:
+    """Statements that other connections to ``url``'s database ran during ``quiet_s`` s
+    from now (see the module's docstring); ``texts``: theirs."""
+    return asyncio.run(_watch(url, quiet_s))
+
+
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+def new_kinds(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The statements of window ``after`` of no kind seen in ``before`` (nor transaction control)."""
+    known = set(before.get("texts", []))
+    return [
+        t for t in after.get("texts", []) if t not in known and not t.lstrip().upper().startswith(_CONTROL)
+    ]
+
+
+def _pct(d: dict[str, Any], key: str) -> float | None:
+    v = d.get(key)
+    return None if v is None else float(v)
+
+
+def per_connection(housekeeping: dict[str, Any], idle: dict[str, Any], visitors: int) -> float:
+    """Statements of the window with the visitors beyond the agents-only window's, per visitor."""
+    more = idle.get("statements", 0) - housekeeping.get("statements", 0)
+    return max(0, more) / visitors if visitors else 0.0
+
+
+def rows_of(figs: dict[int, dict[str, Any]], b: dict[str, Any], rate: float, visitors: int) -> list[Row]:
+    """The scaling table: one row per figure and number of nodes."""
+    e, r = b["echo"], b["relay"]
+    one = figs.get(1, {}).get("sat_acked_per_s")
+    rows: list[Row] = []
+    for n, k in figs.items():
+        idle = k.get("idle") or {}
+        housekeeping = k.get("idle_agents_only") or {}
+        extra = new_kinds(housekeeping, idle)
+        cpu = k.get("sat_server_cpu_pct_per_process") or []
+        rows += [
+            Row(f"— {n} node{'s' if n > 1 else ''}" + (" behind nginx" if n > 1 else "")),
+            Row(
+                "stored msg/s, closed loop (vs echo)", k.get("sat_acked_per_s"), "msg/s", e["sat_acked_per_s"]
+            ),
+            Row(
+                "ratio to one node",
+                k["sat_acked_per_s"] / one if one and k.get("sat_acked_per_s") is not None else None,
+                "×",
+            ),
+            Row(
+                f"latency p50 at {rate:g} msg/s offered",
+                _p(k.get("rate_latency_ms"), "p50"),
+                "ms",
+                _p(r.get("rate_latency_ms"), "p50"),
+            ),
+            Row(
+                f"latency p99 at {rate:g} msg/s offered",
+                _p(k.get("rate_latency_ms"), "p99"),
+                "ms",
+                _p(r.get("rate_latency_ms"), "p99"),
+            ),
+            Row(
+                "CPU per node at saturation",
+                " / ".join(f"{c:.0f}" for c in cpu) or None,
+                "% of a core",
+                _pct(r, "sat_server_cpu_pct"),
+            ),
+            Row(
+                f"DB statements in {idle.get('window_s', 0):g} s quiet, agents only (housekeeping)",
+                housekeeping.get("statements"),
+                f"({housekeeping.get('backends', '?')} backends)",
+            ),
+            Row(
+                "… with every visitor connected too",
+                idle.get("statements"),
+                f"({idle.get('backends', '?')} backends)",
+            ),
+            Row(
+                "DB statements per idle visitor connection",
+                per_connection(housekeeping, idle, visitors),
+                "in the window",
+                goal="< 0.1 (a poll per connection: ≥ 1)",
+                met=per_connection(housekeeping, idle, visitors) < 0.1 if idle and housekeeping else None,
+            ),
+            Row("statement kinds seen only with the visitors", "; ".join(sorted(set(extra)))[:100] or "none"),
+        ]
+        loss = k.get("loss") or {}
+        rows.append(
+            Row(
+                "not delivered / duplicated",
+                f"{loss.get('lost', '?')} / {loss.get('duplicated', '?')}",
+                f"of {loss.get('acked', 0):,}",
+                goal="0 / 0",
+                met=(loss.get("lost") == 0 and loss.get("duplicated") == 0) if loss else None,
+            )
+        )
+    return rows
+
+
+def run(
+    quick: bool,
+    *,
+    workers: int | None = None,
+    visitors: int | None = None,
+    agents: int | None = None,
+    nodes: tuple[int, ...] = (1, 2, 3),
+    quiet_s: float | None = None,
+) -> Result:
+    res = Result("scaling", "scaling: the IM load on 1, 2 and 3 nodes, one table", quick=quick)
+    n = visitors or (60 if quick else 1000)
+    m = agents or (4 if quick else 100)
+    quiet = quiet_s if quiet_s is not None else (2.0 if quick else 5.0)
+    load = load_of(n, m, quick=quick, workers=workers)
+    db, redis = postgres_url(), redis_url()
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    res.params = {
+        **load.__dict__,
+        "nodes": list(nodes),
+        "quiet_window_s": quiet,
+        "postgres": db.split("@")[-1],
+        "redis": redis.split("@")[-1],
+    }
+    missing = [
+        (what, why)
+        for what, why in (
+            ("PostgreSQL", _pg_reachable(db)),
+            ("Redis", _redis_reachable(redis)),
+            ("nginx", None if nginx else "not installed (apt-get install nginx-light)"),
+        )
+        if why is not None
+    ]
+    if missing:
+        res.status = "skipped"
+        for what, why in missing:
+            res.add(Row(f"{what} not available", why[:120]))
+        return res
+    name = f"kefu_bench_{secrets.token_hex(4)}"
+    asyncio.run(_pg(db, f'CREATE DATABASE "{name}"'))
+    run_db = with_database(db, name)
+    watch: Callable[[], dict[str, Any]] = lambda: idle_statements(run_db, quiet)  # noqa: E731
+    try:
+        with tempfile.TemporaryDirectory(prefix="kefu-bench-scaling-") as tmp:
+            root = Path(tmp)
+            b = measure_baseline(load, root / "baseline")
+            figs: dict[int, dict[str, Any]] = {}
+            for k in nodes:
+                figs[k] = _measure(load, root / f"n{k}", k, run_db, redis, nginx, idle=watch)
+                res.notes += [f"{k} node(s): {x}" for x in figs[k]["notes"][:3]]
+    finally:
+        asyncio.run(_pg(db, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    res.raw = {"baseline": b, **{f"nodes_{k}": v for k, v in figs.items()}}
+    res.add(Row(f"— {n:,} visitors, {m} agents, {load.active:,} chatting, {load.rate:g} msg/s offered"))
+    res.add(*rows_of(figs, b, load.rate, n))
+    res.notes.append(
+        "stored msg/s: acknowledged (= stored) in the closed loop, baseline echo; latency: baseline relay; "
+        "CPU: each node's /proc/<pid>/stat over the saturation phase; idle statements: pg_stat_activity "
+        "of the run's own database read every 20 ms during the quiet window"
+    )
+    return res
