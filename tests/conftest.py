@@ -48,6 +48,15 @@ class Clock:
         self.offset += timedelta(seconds=seconds)
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a ``kefu`` process a test starts: this one's, without
+    asyncio's debug mode (any value of PYTHONASYNCIODEBUG, even "0", turns it on:
+    ``bin/test`` sets it for the test process only), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    env.update(extra)
+    return env
+
+
 def fast_settings(data_dir: Path, clock: Clock, **overrides: Any) -> Settings:
     base = Settings(
         port=0,

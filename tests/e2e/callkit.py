@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from bench import common
 from kefu.media import MediaSettings
 from kefu.plugin import Plugin
 from kefu.sdk import IMClient
-from tests.conftest import PASSWORD, ServerHandle
+from tests.conftest import PASSWORD, ServerHandle, child_env
 from tests.plugin.harness import LIMIT
 from tests.plugin.harness import fast_settings as plugin_settings
 
@@ -164,8 +163,7 @@ async def plugin_process(
         stdout=asyncio.subprocess.PIPE,
         stderr=log,
         stdin=asyncio.subprocess.DEVNULL,
-        # asyncio's debug mode off: any value of PYTHONASYNCIODEBUG, even "0", turns it on
-        env={k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"},
+        env=child_env(),
     )
     try:
         assert proc.stdout is not None

@@ -21,6 +21,7 @@ from kefu.cli import app
 from kefu.protocol import ErrorCode
 from kefu.server import Settings
 from kefu.visitor import RequestFailed, Visitor
+from tests.conftest import child_env
 from tests.server.clients import AgentClient
 
 runner = CliRunner()
@@ -84,7 +85,7 @@ class Proc:
             *self.args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONASYNCIODEBUG": "0"},
+            env=child_env(),
         )
         assert self.proc.stdout is not None
         async with asyncio.timeout(30):

@@ -20,7 +20,7 @@ from kefu.server import Settings
 from kefu.server.runner import ServerRunner
 from kefu.tls import TlsError
 from kefu.visitor import Visitor, ws_url
-from tests.conftest import PASSWORD, ServerHandle
+from tests.conftest import PASSWORD, ServerHandle, child_env
 from tests.server.clients import AgentClient
 from tests.tlscerts import Leaf, TestCA
 
@@ -122,7 +122,7 @@ async def visitor_cli(*args: str) -> tuple[int, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200", "PYTHONASYNCIODEBUG": "0"},
+        env=child_env(COLUMNS="200"),
     )
     async with asyncio.timeout(30):
         out, _ = await proc.communicate()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import sys
 from dataclasses import replace
 from typing import Any
@@ -43,7 +42,7 @@ from kefu.visitor import (
     ShareAnswer,
     Visitor,
 )
-from tests.conftest import ServerHandle
+from tests.conftest import ServerHandle, child_env
 
 from .test_media import BLUE, HubEvents, near
 
@@ -317,7 +316,7 @@ async def test_the_cli_takes_a_call_refuses_a_photo_and_leaves_when_it_ends(serv
         "60",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200", "PYTHONASYNCIODEBUG": "0"},
+        env=child_env(COLUMNS="200"),
     )
     try:
         assert proc.stdout is not None

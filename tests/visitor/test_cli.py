@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from kefu.cli import app
 from kefu.visitor.cli import Options, run
+from tests.conftest import child_env
 
 from .peer import ScriptedServer, error
 
@@ -181,7 +182,7 @@ async def test_ctrl_c_hangs_up_and_exits_0(scripted: ScriptedServer) -> None:
         scripted.url,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200", "PYTHONASYNCIODEBUG": "0"},
+        env=child_env(COLUMNS="200"),
     )
     try:
         await scripted.call("c1", "invited", agentName="a1")  # waits for the child to connect
@@ -223,7 +224,7 @@ async def test_at_debug_level_it_logs_the_frames_but_not_their_secrets(scripted:
         "debug",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200", "PYTHONASYNCIODEBUG": "0"},
+        env=child_env(COLUMNS="200"),
     )
     async with asyncio.timeout(30):
         _, err = await proc.communicate()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
 import pytest
 
 from kefu.visitor import LinkClosed, RequestFailed, Visitor, ws_url
 from kefu.visitor.events import from_push
-from tests.conftest import ServerHandle
+from tests.conftest import ServerHandle, child_env
 
 
 def test_ws_url() -> None:
@@ -80,7 +79,7 @@ async def test_the_visitor_cli_prints_what_happens(server: ServerHandle) -> None
         "20",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200", "PYTHONASYNCIODEBUG": "0"},
+        env=child_env(COLUMNS="200"),
     )
     try:
         assigned = (await agent.next_event("sessionAssigned"))["payload"]
@@ -115,7 +114,7 @@ async def test_the_visitor_cli_says_when_the_server_is_not_there() -> None:
         "hi",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200", "PYTHONASYNCIODEBUG": "0"},
+        env=child_env(COLUMNS="200"),
     )
     async with asyncio.timeout(30):
         out, _ = await proc.communicate()

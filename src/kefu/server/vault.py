@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Recordings, photos and snapshots are bank evidence; a copied disk or backup
 must not give them away. With a key configured (``--media-key-file`` or
-``$KEFU_MEDIA_KEY``: base64 of 32 bytes, one per line or comma, the first
+``$KEFU_MEDIA_KEY``: 32 bytes in base64 or hex, one per line or comma, the first
 one current, the others still read so keys can rotate), every media file is
 written encrypted and decrypted only while an authorised reader downloads it.
 
@@ -25,8 +25,6 @@ server says so when it starts.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import io
 import os
@@ -37,6 +35,8 @@ from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .atrest import parse_key
 
 __all__ = ["MAGIC", "SEGMENT", "MediaKeyError", "Vault", "parse_keys"]
 
@@ -51,19 +51,12 @@ class MediaKeyError(ValueError):
 
 
 def parse_keys(text: str) -> tuple[bytes, ...]:
-    """Keys from a key file or ``$KEFU_MEDIA_KEY``: base64 of 32 bytes each, the current first."""
-    keys: list[bytes] = []
-    for word in text.replace(",", "\n").split():
-        try:
-            key = base64.b64decode(word, validate=True)
-        except (binascii.Error, ValueError):
-            raise MediaKeyError(
-                "a media key is base64 of 32 bytes (e.g. `openssl rand -base64 32`)"
-            ) from None
-        if len(key) != 32:
-            raise MediaKeyError(f"a media key is 32 bytes (AES-256), this one is {len(key)}")
-        keys.append(key)
-    return tuple(keys)
+    """Keys from a key file or ``$KEFU_MEDIA_KEY``: 32 bytes each in base64 or hex
+    (:func:`kefu.server.atrest.parse_key`), one per line or comma, the current first."""
+    try:
+        return tuple(parse_key(word, "a media key") for word in text.replace(",", "\n").split())
+    except ValueError as exc:
+        raise MediaKeyError(str(exc)) from None
 
 
 def key_id(key: bytes) -> bytes:
