@@ -139,3 +139,50 @@ async def test_the_visitor_page_publishes_and_subscribes_through_janus(
             "() => [window.kefuVisitor.media.pc, Object.keys(window.kefuVisitor.media.subs)]"
         )
         assert left == [None, []]
+
+
+async def test_a_second_agent_is_a_tile_of_its_own_until_it_leaves(
+    dc: DataCentre, page: Page, tmp_path: Path
+) -> None:
+    async with AsyncExitStack() as stack:
+        agents: dict[str, AgentSide] = {}
+        for name in ("a1", "a2"):
+            await dc.server.add_agent(name)
+            agents[name] = AgentSide(dc.server, name, tmp_path / f"plugin-{name}", media=MEDIA)
+            stack.push_async_callback(agents[name].close)
+            await agents[name].start(ready=True)
+        a1, a2 = agents["a1"], agents["a2"]
+        await page.goto(dc.server.url + "/visitor?name=pv1")
+        await page.wait_for_function(
+            "() => document.getElementById('conn').textContent === 'connected'", timeout=LIMIT * 1000
+        )
+        c = a1.call("callbackToVisitor", {"visitorName": "pv1"})
+        await page.wait_for_selector("#invite-dialog[open]", timeout=LIMIT * 1000)
+        await page.click("#accept-btn")
+        await c.callback("acceptSuccess", "006011")
+        invite = a1.call("videoInviteAgent", {"agentName": "a2"})
+        await a2.state("004002")
+        await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006014")
+        await invite.callback("acceptSuccess", "008002")
+        # the page decodes both agents' feeds, each on its own connection and tile
+        await stats(page, "(s.inVideo['agent:a1'] || 0) > 10 && (s.inVideo['agent:a2'] || 0) > 10")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('.tile video').length === 2", timeout=LIMIT * 1000
+        )
+        # and the second agent receives the page's camera from its own subscription
+        ground, _bright = fake_camera(await snapshot(a2))
+        assert ground > 0.5, ground
+        # a2 leaves: Janus's leave closes the page's subscription and its tile, the call goes on
+        await a2.call("videoDisconnect").callback("success", "005010")
+        await invite.callback("exitSuccess", "006010")
+        await page.wait_for_function(
+            "() => Object.keys(window.kefuVisitor.media.subs).join() === 'agent:a1'"
+            " && document.querySelectorAll('.tile video').length === 1",
+            timeout=LIMIT * 1000,
+        )
+        assert "a1" in await page.inner_text(".tile figcaption")
+        signals = await page.evaluate("() => window.kefuVisitor.media.signals")
+        assert {"kind": "agent", "name": "a2"} in [s.get("feed") for s in signals if s["type"] == "leave"]
+        before = (await stats(page, "true"))["inVideo"]["agent:a1"]
+        await page.evaluate("() => { window.__stats = null; }")
+        await stats(page, f"s.inVideo['agent:a1'] > {before + 10}")  # a1's video still comes
