@@ -7,6 +7,10 @@
  * "renegotiate"}) when it starts or stops sharing its screen, as the Python
  * visitor does. Who each incoming track belongs to is read from the offer's
  * a=msid (the hub labels every track kefu.<role>.<member>).
+ * In the SFU mode (the call's media is "sfu", docs/calls.md) the page instead
+ * publishes its camera and microphone once to the media server (one sendonly
+ * connection, the offerer) and answers the server's offer of each other
+ * member's feed with a recvonly connection of its own, as kefu.media.SfuMember.
  * No build step, no dependency.
  */
 (function () {
@@ -27,8 +31,10 @@
   var media = {
     pc: null, hub: null, local: null, screen: null, screenStream: null, screenState: null,
     loopbackOnly: false, sentCandidates: null, lateCandidates: [],
-    used: [], tiles: {}, chain: Promise.resolve(), signals: [], offers: 0
+    used: [], tiles: {}, chain: Promise.resolve(), signals: [], offers: 0,
+    sfu: false, subs: {} // SFU mode: media.pc is the publisher; subs the feeds, by kind:name
   };
+  var SFU = { kind: "sfu", name: "sfu" };
   window.kefuVisitor = { state: state, media: media }; // for tests and debugging
 
   // ------------------------------------------------------------ small UI helpers
@@ -236,7 +242,7 @@
         state.call.phase = "joining";
         openCallView();
         callStatus("connecting…", "warn");
-        request("joinCall", { callId: p.callId }).catch(function (e) {
+        request("joinCall", { callId: p.callId }).then(joined).catch(function (e) {
           say("Could not join the call: " + (e.msg || e.code), "system");
           endCall();
         });
@@ -273,12 +279,20 @@
       callStatus("connecting…", "warn");
       ensureLocalMedia(); // the camera starts while the agent's offer is on its way
     }
-    request("answerCall", { callId: call.id, answer: kind }).catch(function (e) {
+    request("answerCall", { callId: call.id, answer: kind }).then(kind === "accept" ? joined : null).catch(function (e) {
       say("Could not answer: " + (e.msg || e.code), "system");
       endCall();
     });
     if (kind !== "accept") { state.call = null; setSession(state.session); }
   }
+
+  /** The answerCall / joinCall reply: in the SFU mode we publish now (docs/calls.md). */
+  function joined(msg) {
+    var p = (msg && msg.payload) || {};
+    if (p.media === "sfu" && state.call) media.chain = media.chain.then(publish).catch(mediaProblem);
+  }
+
+  function mediaProblem(e) { say("Media problem: " + (e.message || e.msg || e), "system"); }
 
   function openCallView() {
     $("call-panel").classList.remove("hidden");
@@ -316,6 +330,9 @@
 
   function closeMedia() {
     if (media.pc) { media.pc.close(); media.pc = null; }
+    Object.keys(media.subs).forEach(function (key) { media.subs[key].pc.close(); });
+    media.subs = {};
+    media.sfu = false;
     if (media.screen) { media.screen.stop(); media.screen = null; }
     media.screenState = null;
     if (media.local) { media.local.getTracks().forEach(function (t) { t.stop(); }); media.local = null; }
@@ -437,6 +454,12 @@
       else trickle(ev.candidate);
     };
     pc.ontrack = function (ev) { media.incoming = true; reconcileTiles(); ev.track.onunmute = reconcileTiles; };
+    watchState(pc);
+    return pc;
+  }
+
+  /** The call's status from a connection's state; a failed one is reported (reliability F15). */
+  function watchState(pc) {
     pc.onconnectionstatechange = function () {
       var s = pc.connectionState;
       if (s === "connected") { callStatus("connected", "ok"); if (state.call) state.call.phase = "connected"; }
@@ -448,7 +471,6 @@
       }
       else if (s === "connecting" || s === "new") callStatus("connecting…", "warn");
     };
-    return pc;
   }
 
   /** Our tracks waiting for a slot: the camera, the microphone, the screen. */
@@ -485,8 +507,10 @@
 
   function onSignal(p) {
     var call = state.call;
-    if (!call || p.callId !== call.id || !p.from || p.from.kind !== "agent") return; // only the hub signals us
+    if (!call || p.callId !== call.id || !p.from) return;
     var data = p.data || {};
+    if (p.from.kind === "sfu") { onSfuSignal(data); return; }
+    if (p.from.kind !== "agent") return; // only the hub signals us
     media.signals.push({ from: p.from, type: data.type });
     if (data.type === "offer" && typeof data.sdp === "string") {
       media.chain = media.chain.then(function () { return answerOffer(p.from, data.sdp); })
@@ -534,6 +558,144 @@
         return request("shareAnswer", { callId: state.call.id, answer: "open" });
       }
     });
+  }
+
+  // ------------------------------------------------------------ media through the SFU (docs/calls.md)
+
+  /** Until ``pc`` has gathered its candidates (at most ``limit`` ms: the rest trickles). */
+  function gathered(pc, limit) {
+    return new Promise(function (resolve) {
+      var check = function () {
+        if (pc.iceGatheringState !== "complete") return;
+        pc.removeEventListener("icegatheringstatechange", check);
+        resolve();
+      };
+      pc.addEventListener("icegatheringstatechange", check);
+      setTimeout(resolve, limit);
+      check();
+    });
+  }
+
+  /** A connection to the media server whose description goes out once gathered;
+   * candidates found later are sent on their own after it (``feed``: a subscription's). */
+  function sfuPeer(feed) {
+    var pc = new RTCPeerConnection({ iceServers: state.iceServers, bundlePolicy: "max-bundle" });
+    var link = { pc: pc, feed: feed, sent: null, late: [] };
+    pc.onicecandidate = function (ev) {
+      if (link.sent === null) link.late.push(ev.candidate); else sfuTrickle(link, ev.candidate);
+    };
+    return link;
+  }
+
+  function sfuTrickle(link, candidate) {
+    var call = state.call;
+    var text = candidate ? candidate.candidate : null;
+    if (!call || (text && link.sent.indexOf(text) >= 0)) return;
+    var data = { type: "candidate", candidate: text };
+    if (candidate && candidate.sdpMid !== null) data.sdpMid = candidate.sdpMid;
+    if (candidate && candidate.sdpMLineIndex !== null) data.sdpMLineIndex = candidate.sdpMLineIndex;
+    if (link.feed) data.feed = link.feed;
+    quietly(request("signal", { callId: call.id, to: SFU, data: data }));
+  }
+
+  /** Send ``data`` (with ``link``'s description) to the sfu, then what it gathered since. */
+  function sfuSend(link, data) {
+    return gathered(link.pc, 2000).then(function () {
+      var call = state.call;
+      if (!call) return null;
+      data.sdp = link.pc.localDescription.sdp;
+      link.sentSdp = data.sdp;
+      return request("signal", { callId: call.id, to: SFU, data: data });
+    }).then(function (reply) {
+      link.sent = (link.sentSdp || "").split(/\r\n/).filter(function (l) { return l.indexOf("a=candidate:") === 0; })
+        .map(function (l) { return l.slice(2); });
+      var late = link.late;
+      link.late = [];
+      late.forEach(function (c) { sfuTrickle(link, c); });
+      return reply;
+    });
+  }
+
+  /** Publish the camera and microphone once (sendonly), offering to the sfu. */
+  function publish() {
+    if (!state.call || media.sfu) return null;
+    media.sfu = true;
+    return ensureLocalMedia().then(function (stream) {
+      if (!state.call || media.pc) return null;
+      var link = sfuPeer(null);
+      media.pc = link.pc;
+      media.publisher = link;
+      watchState(link.pc);
+      stream.getTracks().forEach(function (t) {
+        link.pc.addTransceiver(t, { direction: "sendonly", streams: [stream] });
+      });
+      return link.pc.createOffer().then(function (offer) {
+        return link.pc.setLocalDescription(offer);
+      }).then(function () {
+        return sfuSend(link, { type: "offer" });
+      });
+    });
+  }
+
+  function feedKey(feed) { return feed && typeof feed.name === "string" ? feed.kind + ":" + feed.name : null; }
+
+  function onSfuSignal(data) {
+    media.signals.push({ from: SFU, type: data.type, feed: data.feed });
+    var key = feedKey(data.feed);
+    if (data.type === "answer" && !data.feed) {
+      media.chain = media.chain.then(function () {
+        if (media.pc && media.sfu) return media.pc.setRemoteDescription({ type: "answer", sdp: data.sdp });
+      }).catch(mediaProblem);
+    } else if (data.type === "offer" && key && typeof data.sdp === "string") {
+      if (!media.sfu) media.chain = media.chain.then(publish).catch(mediaProblem); // the reply not read yet
+      media.chain = media.chain.then(function () { return subscribe(data.feed, data.sdp); }).catch(mediaProblem);
+    } else if (data.type === "leave" && key) {
+      media.chain = media.chain.then(function () { unsubscribe(key); });
+    }
+  }
+
+  /** The server's offer of a member's feed: a recvonly connection of its own, answered. */
+  function subscribe(feed, sdp) {
+    if (!state.call) return null;
+    var key = feedKey(feed);
+    var link = media.subs[key];
+    if (!link) {
+      link = media.subs[key] = sfuPeer({ kind: feed.kind, name: feed.name });
+      link.pc.ontrack = function () { showFeed(key); };
+      link.pc.onconnectionstatechange = function () {
+        if (link.pc.connectionState === "failed") callStatus("no media from " + feed.name, "bad");
+      };
+    }
+    return link.pc.setRemoteDescription({ type: "offer", sdp: sdp }).then(function () {
+      link.pc.getTransceivers().forEach(function (t) { t.direction = "recvonly"; });
+      return link.pc.createAnswer();
+    }).then(function (a) {
+      return link.pc.setLocalDescription(a);
+    }).then(function () {
+      media.offers += 1;
+      showFeed(key);
+      return sfuSend(link, { type: "answer", feed: link.feed });
+    });
+  }
+
+  /** A feed's tracks as the member's tile (as the hub mode shows a member). */
+  function showFeed(key) {
+    var link = media.subs[key];
+    if (!link) return;
+    var tracks = link.pc.getReceivers().map(function (r) { return r.track; }).filter(function (t) { return t; });
+    if (!tracks.length) return;
+    media.incoming = true;
+    showTile("member:" + link.feed.name, { member: link.feed.name, screen: false, tracks: tracks });
+    $("stage-empty").classList.add("hidden");
+  }
+
+  function unsubscribe(key) {
+    var link = media.subs[key];
+    if (!link) return;
+    delete media.subs[key];
+    link.pc.close();
+    removeTile("member:" + link.feed.name);
+    $("stage-empty").classList.toggle("hidden", Object.keys(media.tiles).length > 0);
   }
 
   // the tiles: one per member (camera + microphone), one per screen
@@ -597,6 +759,10 @@
 
   function onShareRequest(p) {
     state.shareRequest = p;
+    if (media.sfu) { // not built yet in the SFU mode (docs/calls.md)
+      quietly(request("shareAnswer", { callId: p.callId, answer: "error", reason: "no screen share through the media server yet" }));
+      return;
+    }
     if (!state.call || p.callId !== state.call.id || !media.pc) {
       quietly(request("shareAnswer", { callId: p.callId, answer: "error", reason: "no media connection yet" }));
       return;
