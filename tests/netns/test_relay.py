@@ -41,6 +41,22 @@ async def callback(agent: Lines, rid: str, name: str, within: float = LIMIT) -> 
     return await agent.find(lambda m: m.get("id") == rid and m.get("callback") == name, within)
 
 
+async def snapshot(net: Network, agent: Lines, v: Lines) -> dict[str, object]:
+    """The agent's ``snapshot`` of ``v``'s camera. When ``v`` first sees the agent's
+    frames the hub may not have decoded ``v``'s first frame yet (``no_media``): each
+    further try waits for ``v``'s next frames report, never a fixed time."""
+    for _ in range(10):
+        rid = net.call(agent, "snapshot")
+        got = await agent.find(
+            lambda m, rid=rid: m.get("id") == rid and m.get("callback") in ("success", "error")
+        )
+        if got["callback"] == "success":
+            return got
+        assert "no_media" in str(got["data"]), got
+        await frames(v)
+    raise AssertionError(f"no snapshot of {v.name}: the hub never had a frame of its camera")
+
+
 async def connected(v: Lines) -> None:
     await v.find(lambda m: m.get("event") == "MediaStatus" and m.get("status") == "connected")
 
@@ -65,7 +81,7 @@ async def test_call_out_through_the_relay_both_ways_snapshot_and_three_party(net
     seen = await frames(v1)
     assert near(seen["colours"]["a1"], colour_for("a1")), seen  # type: ignore[index]
     assert "relay" in seen["route"], seen  # type: ignore[operator]
-    shot = await callback(agent, net.call(agent, "snapshot"), "success")
+    shot = await snapshot(net, agent, v1)
     jpeg = base64.b64decode(shot["data"]["payload"]["base64"])  # type: ignore[index]
     assert near(jpeg_rgb(jpeg), colour_for("v1"))
     # a second visitor, on its own network: the hub forwards each one's camera to the other
@@ -118,7 +134,7 @@ async def test_a_call_through_the_relay_over_tls_turns(turns_network: Network, t
     seen = await frames(v1)
     assert near(seen["colours"]["a1"], colour_for("a1")), seen  # type: ignore[index]
     assert "relay" in seen["route"], seen  # type: ignore[operator]
-    shot = await callback(agent, net.call(agent, "snapshot"), "success")
+    shot = await snapshot(net, agent, v1)
     assert near(jpeg_rgb(base64.b64decode(shot["data"]["payload"]["base64"])), colour_for("v1"))  # type: ignore[index]
     # the two ends' allocations live on TLS connections to coturn's 5349 (and nothing else
     # could carry them: the server gave no other TURN URL)
