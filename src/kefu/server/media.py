@@ -506,33 +506,14 @@ class Media:
             existing = None if found is None else found.id
             if existing is None:
                 existing = new_id()
-                await tx.conn.execute(
-                    insert(media_artifacts).values(
-                        id=existing,
-                        kind="recording",
-                        call_id=call_id,
-                        session_id=row.session_id,
-                        agent_id=agent.id,
-                        content_type="video/webm",
-                        path=str(path.relative_to(self.s.data_dir)),
-                        size=size,
-                        sha256=digest,
-                        created_at=tx.now,
-                        meta=meta,
-                        key_id=self.vault.current_id if path.suffix == ".enc" else None,
-                    )
+                await self._insert_recording(
+                    tx, existing, call_id, row.session_id, agent.id, path, size, digest, meta
                 )
             else:
                 await tx.conn.execute(
                     update(media_artifacts)
                     .where(media_artifacts.c.id == existing)
-                    .values(
-                        size=size,
-                        sha256=digest,
-                        meta=meta,
-                        path=str(path.relative_to(self.s.data_dir)),
-                        key_id=self.vault.current_id if path.suffix == ".enc" else None,
-                    )
+                    .values(sha256=digest, meta=meta, **self._file_values(path, size))
                 )
             await record_audit(
                 tx.conn,
@@ -551,6 +532,42 @@ class Media:
             if final:
                 await emit(tx, EventType.recording_ready, call_id, self.view(art))
             return art
+
+    def _file_values(self, path: Path, size: int) -> dict[str, Any]:
+        """Where a recording's file is, its size, and the key it is sealed with (None: clear)."""
+        return {
+            "path": str(path.relative_to(self.s.data_dir)),
+            "size": size,
+            "key_id": self.vault.current_id if path.suffix == ".enc" else None,
+        }
+
+    async def _insert_recording(
+        self,
+        tx: Tx,
+        art_id: str,
+        call_id: str,
+        session_id: str | None,
+        agent_id: int | None,
+        path: Path,
+        size: int,
+        digest: str,
+        meta: dict[str, Any],
+    ) -> None:
+        """A call's recording row (the plugin's upload in the hub mode, the server's in the SFU mode)."""
+        await tx.conn.execute(
+            insert(media_artifacts).values(
+                id=art_id,
+                kind="recording",
+                call_id=call_id,
+                session_id=session_id,
+                agent_id=agent_id,
+                content_type="video/webm",
+                sha256=digest,
+                created_at=tx.now,
+                meta=meta,
+                **self._file_values(path, size),
+            )
+        )
 
     # --- the SFU mode: the server makes the recording (kefu.server.sfu, kefu.server.recording)
 
@@ -632,21 +649,16 @@ class Media:
             ).first()
             if existing is not None:
                 raise ApiError("this call has a recording already", code=ErrorCode.recording_finished)
-            await tx.conn.execute(
-                insert(media_artifacts).values(
-                    id=art_id,
-                    kind="recording",
-                    call_id=call_id,
-                    session_id=row.session_id,
-                    agent_id=row.agent_id,
-                    content_type="video/webm",
-                    path=str(path.relative_to(self.s.data_dir)),
-                    size=size,
-                    sha256=digest,
-                    created_at=tx.now,
-                    meta={"complete": True, "source": "sfu", **meta},
-                    key_id=self.vault.current_id if path.suffix == ".enc" else None,
-                )
+            await self._insert_recording(
+                tx,
+                art_id,
+                call_id,
+                row.session_id,
+                row.agent_id,
+                path,
+                size,
+                digest,
+                {"complete": True, "source": "sfu", **meta},
             )
             art = (
                 await tx.conn.execute(select(media_artifacts).where(media_artifacts.c.id == art_id))
