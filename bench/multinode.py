@@ -46,6 +46,28 @@ def redis_url() -> str:
     )
 
 
+def nginx_path() -> str | None:
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+def engines_ready(res: Result, db: str, redis: str, nginx: str | None) -> bool:
+    """PostgreSQL, Redis and nginx answer; otherwise ``res`` is skipped, saying which and why."""
+    missing = [
+        (what, why)
+        for what, why in (
+            ("PostgreSQL", _pg_reachable(db)),
+            ("Redis", _redis_reachable(redis)),
+            ("nginx", None if nginx else "not installed (apt-get install nginx-light)"),
+        )
+        if why is not None
+    ]
+    if missing:
+        res.status = "skipped"
+        for what, why in missing:
+            res.add(Row(f"{what} not available", why[:120]))
+    return not missing
+
+
 def _redis_reachable(url: str) -> str | None:
     async def ping() -> None:
         import redis.asyncio as aioredis
@@ -207,21 +229,9 @@ def run(
     load = load_of(n, m, quick=quick, workers=workers)
     active = load.active
     db, redis = postgres_url(), redis_url()
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    nginx = nginx_path()
     res.params = {**load.__dict__, "postgres": db.split("@")[-1], "redis": redis.split("@")[-1]}
-    missing = [
-        (what, why)
-        for what, why in (
-            ("PostgreSQL", _pg_reachable(db)),
-            ("Redis", _redis_reachable(redis)),
-            ("nginx", None if nginx else "not installed (apt-get install nginx-light)"),
-        )
-        if why is not None
-    ]
-    if missing:
-        res.status = "skipped"
-        for what, why in missing:
-            res.add(Row(f"{what} not available", why[:120]))
+    if not engines_ready(res, db, redis, nginx):
         return res
     with tempfile.TemporaryDirectory(prefix="kefu-bench-mn-") as tmp:
         root = Path(tmp)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,8 +42,8 @@ from typing import Any
 from bench.baseline import measure_baseline
 from bench.common import Result, Row
 from bench.im import _p, load_of
-from bench.multinode import _measure, _redis_reachable, redis_url
-from bench.storage import _pg, _pg_reachable, postgres_url
+from bench.multinode import _measure, engines_ready, nginx_path, redis_url
+from bench.storage import _pg, postgres_url
 
 __all__ = ["idle_statements", "run"]
 
@@ -207,7 +206,7 @@ def run(
     quiet = quiet_s if quiet_s is not None else (2.0 if quick else 5.0)
     load = load_of(n, m, quick=quick, workers=workers)
     db, redis = postgres_url(), redis_url()
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    nginx = nginx_path()
     res.params = {
         **load.__dict__,
         "nodes": list(nodes),
@@ -215,19 +214,7 @@ def run(
         "postgres": db.split("@")[-1],
         "redis": redis.split("@")[-1],
     }
-    missing = [
-        (what, why)
-        for what, why in (
-            ("PostgreSQL", _pg_reachable(db)),
-            ("Redis", _redis_reachable(redis)),
-            ("nginx", None if nginx else "not installed (apt-get install nginx-light)"),
-        )
-        if why is not None
-    ]
-    if missing:
-        res.status = "skipped"
-        for what, why in missing:
-            res.add(Row(f"{what} not available", why[:120]))
+    if not engines_ready(res, db, redis, nginx):
         return res
     name = f"kefu_bench_{secrets.token_hex(4)}"
     asyncio.run(_pg(db, f'CREATE DATABASE "{name}"'))
