@@ -62,6 +62,8 @@ class MediaHub:
         self._peers: dict[str, MediaPeer] = {}
         self._unsubscribe: dict[str, Callable[[], None]] = {}
         self._recorders: list[Recorder] = []
+        self._apart: set[frozenset[str]] = set()  # pairs of members whose media is not forwarded
+        self._held: set[str] = set()  # members on hold: sent nothing (issue 20)
         self._closed = False
         self._watchdog_task = asyncio.ensure_future(
             run_watchdog(self.watchdog, self.events, settings.check_interval, clock)
@@ -77,6 +79,29 @@ class MediaHub:
             return self._peers[member]
         except KeyError:
             raise MediaError(f"{member} is not in call {self.call_id}") from None
+
+    def keep_apart(self, a: str, b: str, on: bool = True) -> None:
+        """Forward nothing between members ``a`` and ``b`` (a consult transfer, issue 20: the
+        consulted agent and the visitor on hold), or again (``on=False``). It applies to what
+        is forwarded from then on: set it before either joins the hub."""
+        if on:
+            self._apart.add(frozenset((a, b)))
+        else:
+            self._apart.discard(frozenset((a, b)))
+
+    def _forwards(self, source: str, to: str) -> bool:
+        return source != to and frozenset((source, to)) not in self._apart
+
+    def hold(self, member: str, on: bool) -> None:
+        """Put ``member`` on hold (or take it off): nothing is sent to it, its connection
+        stays (issue 20); a member added later on hold starts so."""
+        if on:
+            self._held.add(member)
+        else:
+            self._held.discard(member)
+        peer = self._peers.get(member)
+        if peer is not None:
+            peer.hold(on)
 
     def add_member(self, member: str) -> MediaPeer:
         """A peer connection to ``member``, sending the agent's media and every
@@ -98,13 +123,15 @@ class MediaHub:
         )
         self._peers[member] = peer
         self._unsubscribe[member] = peer.events.subscribe(lambda e: self._on_peer_event(peer, e))
+        peer.hold(member in self._held)
         if self.source is not None:
             peer.send(self.source.video, "camera")
             peer.send(self.source.audio, "mic")
         for other in self._peers.values():
             if other is not peer:
                 for rec in other.received:
-                    peer.send(rec.track, rec.label.role, member=rec.label.member)
+                    if self._forwards(rec.label.member, member):
+                        peer.send(rec.track, rec.label.role, member=rec.label.member)
         return peer
 
     async def remove_member(self, member: str) -> None:
@@ -124,7 +151,7 @@ class MediaHub:
             rec = peer.received_track(event.member, event.role)  # type: ignore[arg-type]
             if rec is not None:
                 for other in self._peers.values():
-                    if other is not peer and rec.label.member != other.remote:
+                    if other is not peer and self._forwards(rec.label.member, other.remote):
                         other.unsend(rec.label.member, rec.label.role)  # a re-labelled track replaces
                         other.send(rec.track, rec.label.role, member=rec.label.member)
         elif isinstance(event, TrackRemoved):

@@ -166,11 +166,22 @@ class HubCall(CallMediaBase):
         self.started = time.monotonic()  # the call connected for this plugin
         self._record_due = False
         self._watch: dict[str, asyncio.Task[Any]] = {}  # member → its connection's watcher
+        self._consulted: str | None = None  # the agent of a consult transfer (issue 20)
 
     # --- members
 
     def sync(self, view: CallView) -> None:
-        """Peers for the joined members, none for those who left."""
+        """Peers for the joined members, none for those who left; a consult transfer's
+        visitors on hold, kept apart from the consulted agent (issue 20, docs/calls.md)."""
+        t = view.transfer
+        consulted = t.get("to") if t is not None and t.get("kind") == "consult" else None
+        for _kind, visitor in view.joined("visitor"):
+            if isinstance(consulted, str):
+                self.hub.keep_apart(consulted, visitor, True)
+            elif self._consulted is not None:
+                self.hub.keep_apart(self._consulted, visitor, False)
+            self.hub.hold(visitor, consulted is not None)
+        self._consulted = consulted if isinstance(consulted, str) else None
         joined = {name: kind for kind, name in view.joined() if name != self.hub.local}
         for name, kind in joined.items():
             if name not in self.kinds:
@@ -494,6 +505,10 @@ class PluginMedia:
                     log.error("call %s: no media: %s", view.call_id, exc.msg)
             return
         if view.primary == me:
+            if isinstance(call, MemberCall):
+                # the call was transferred to this agent (issue 20): its hub is here now (D30)
+                self._close(view.call_id)
+                call = None
             if call is None:
                 if not [n for _k, n in view.joined() if n != me]:
                     return  # nobody to send to yet (ringing, calling out)

@@ -30,6 +30,7 @@ from .plugin_api import (
     SendMessageParams,
     SessionParams,
     SetAgentStateParams,
+    TransferCallParams,
     TransferSessionParams,
     VideoInviteAgentParams,
     VisitorNameParams,
@@ -80,6 +81,9 @@ AGENT_API = Api(
         "videoInviteCurrentVisitor": NoParams,
         "videoInviteVisitor": VisitorNameParams,
         "videoDisconnect": NoParams,
+        "transferCall": TransferCallParams,  # issue 20
+        "completeTransfer": NoParams,
+        "cancelTransfer": NoParams,
         # calls: signalling and the visitor's side of the media APIs (docs/calls.md)
         "signal": SignalParams,
         "inviteShare": NoParams,

@@ -349,7 +349,9 @@ class Call:
         if m is None or m.kind is not MemberKind.agent or m.name != agent:
             raise _invalid("no invitation is ringing for this agent")
         if m.flow in TRANSFER_FLOWS:
-            return _transfer().answer(self, m, answer == "accept")
+            from . import transfer  # it builds on this module: imported when used
+
+            return transfer.answer(self, m, answer == "accept")
         return self._third_answer(m, answer)
 
     def invite_third(self, kind: MemberKind, name: str) -> list[Effect]:
@@ -470,7 +472,9 @@ class Call:
         m = self.pending
         assert m is not None
         if m.flow in TRANSFER_FLOWS:
-            return _transfer().ring_ends(self, m, event, status, reason)
+            from . import transfer  # it builds on this module: imported when used
+
+            return transfer.ring_ends(self, m, event, status, reason)
         self.pending = None
         fx: list[Effect] = [AgentEffect(self.primary, m.flow, event, reason)]
         fx += self._set(m.kind, m.name, status, reason)
@@ -544,7 +548,9 @@ class Call:
         # connected: the meeting ends for everyone (SPEC §6 decision); a transfer in
         # progress is withdrawn first (issue 20), the call as it was before it
         if self.transfer is not None:
-            pre = _transfer().cancel(self, self.primary, "call ended")
+            from . import transfer  # it builds on this module: imported when used
+
+            pre = transfer.cancel(self, self.primary, "call ended")
             return pre + self._primary_hangs_up(reason, by)
         if self.pending is not None:
             flow = self.pending.flow
@@ -561,7 +567,9 @@ class Call:
 
     def _third_agent_leaves(self, m: Member, reason: str) -> list[Effect]:
         if m.flow in TRANSFER_FLOWS:  # the consulted agent hangs up (issue 20)
-            return _transfer().target_leaves(self, m, reason)
+            from . import transfer  # it builds on this module: imported when used
+
+            return transfer.target_leaves(self, m, reason)
         fx: list[Effect] = [
             AgentEffect(self.primary, Flow.inviteThirdAgent, Event.leave),
             AgentEffect(m.name, Flow.agentInvite, Event.leave, reason),
@@ -626,7 +634,9 @@ class Call:
         self.phase = CallPhase.ended
         self.ended_by = by
         self.end_reason = reason
-        fx: list[Effect] = _transfer().ended(self)
+        from . import transfer  # it builds on this module: imported when used
+
+        fx: list[Effect] = transfer.ended(self)
         for m in self.members.values():
             if m.status is not MemberStatus.joined:
                 continue
@@ -642,10 +652,3 @@ def _side_flow(m: Member) -> Flow:
     """The flow in which an agent member other than the primary goes through events: an
     invited third agent's ``agentInvite``, a transfer's target's ``transferIn``."""
     return Flow.transferIn if m.flow in TRANSFER_FLOWS else Flow.agentInvite
-
-
-def _transfer() -> Any:
-    """:mod:`kefu.protocol.transfer`, which builds on this module (imported when first used)."""
-    from . import transfer
-
-    return transfer

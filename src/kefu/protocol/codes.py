@@ -307,9 +307,19 @@ CODE_INFO: dict[Code, CodeInfo] = {
             "邀请三方坐席-坐席接受视频成功",
         ),
         # --- call transfers (issue 20), all additions
-        _i(C.transferIn_timeout, "transfer in: the transferred call rang, not answered in time", "转接来电-超时", True),
+        _i(
+            C.transferIn_timeout,
+            "transfer in: the transferred call rang, not answered in time",
+            "转接来电-超时",
+            True,
+        ),
         _i(C.transferIn_error, "transfer in: the transfer failed or was withdrawn", "转接来电-错误", True),
-        _i(C.transferIn_ringing, "transfer in: a call transferred to this agent is ringing", "转接来电-振铃", True),
+        _i(
+            C.transferIn_ringing,
+            "transfer in: a call transferred to this agent is ringing",
+            "转接来电-振铃",
+            True,
+        ),
         _i(
             C.blindTransfer_success,
             "blind transfer: the target took the call; this agent left it",
@@ -334,7 +344,12 @@ CODE_INFO: dict[Code, CodeInfo] = {
             "转接来电-坐席挂断",
             True,
         ),
-        _i(C.blindTransfer_refuse, "blind transfer: the target refused; the call stays", "盲转-目标坐席拒绝", True),
+        _i(
+            C.blindTransfer_refuse,
+            "blind transfer: the target refused; the call stays",
+            "盲转-目标坐席拒绝",
+            True,
+        ),
         _i(
             C.blindTransfer_timeout,
             "blind transfer: the target did not answer in time; the call stays",

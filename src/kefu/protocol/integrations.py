@@ -71,6 +71,7 @@ class EventType(enum.StrEnum):
     call_member_joined = "call.member_joined"
     call_member_left = "call.member_left"
     call_ended = "call.ended"
+    call_transferred = "call.transferred"
     recording_started = "recording.started"
     recording_ready = "recording.ready"
     recording_failed = "recording.failed"
@@ -142,6 +143,13 @@ EVENT_INFO: dict[EventType, EventInfo] = {
     ),
     EventType.call_ended: EventInfo(
         StreamKind.call, "the call ended: who ended it and why", ("callId", "flow", "endedBy", "reason")
+    ),
+    EventType.call_transferred: EventInfo(
+        StreamKind.call,
+        "a transfer of the call ended (issue 20): ``kind`` blind or consult, from the agent to "
+        "the agent, the note; ``outcome`` completed (the target has the visitor), refused, "
+        "timeout, failed, cancelled, targetLeft (the consulted agent hung up) or ended",
+        ("callId", "kind", "from", "to", "note", "outcome", "visitorName"),
     ),
     EventType.recording_started: EventInfo(
         StreamKind.call,

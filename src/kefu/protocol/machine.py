@@ -507,7 +507,9 @@ for _flow, _sent, _refused, _timed_out, _failed, _cancelled in (
     ),
 ):
     _row([T], _flow, E.transfer, _sent, "inviteSuccess", _T_ADD, "the target rings; the call stays meanwhile")
-    _row([V], _flow, E.refuse, _refused, "refuse", _T_ADD, "the target refused: the call stays with this agent")
+    _row(
+        [V], _flow, E.refuse, _refused, "refuse", _T_ADD, "the target refused: the call stays with this agent"
+    )
     _row([V], _flow, E.timeout, _timed_out, "timeoutDisconnect", _T_ADD, "not answered: the call stays")
     _row([V], _flow, E.error, _failed, "error", _T_ADD, "the target is gone: the call stays with this agent")
     _row(
@@ -524,7 +526,7 @@ _row(
     F.blindTransfer,
     E.accept,
     K.blindTransfer_success,
-    "acceptSuccess",
+    "transferSuccess",
     _T_ADD,
     "blind: the target picked up and has the visitor; this agent leaves into after-call work",
 )

@@ -48,7 +48,17 @@ from .call import (
 from .errors import ApiError, ErrorCode
 from .machine import TRANSFER_FLOWS, Event, Flow
 
-__all__ = ["KINDS", "OUTCOMES", "answer", "cancel", "complete", "ended", "ring_ends", "start", "target_leaves"]
+__all__ = [
+    "KINDS",
+    "OUTCOMES",
+    "answer",
+    "cancel",
+    "complete",
+    "ended",
+    "ring_ends",
+    "start",
+    "target_leaves",
+]
 
 #: The kinds of transfer: the ``mode`` of ``transferCall``.
 KINDS = ("blind", "consult")
@@ -214,5 +224,8 @@ def _over(call: Call, outcome: str, *, tell_visitor: bool = True) -> list[Effect
     )
     fx: list[Effect] = [TransferEffect(t["kind"], t["from"], t["to"], t["note"], outcome)]
     if tell_visitor and t["kind"] == "consult":
-        fx += [VisitorEffect(v.name, "resumed", {"agentName": t["from"]}) for v in call.joined(MemberKind.visitor)]
+        fx += [
+            VisitorEffect(v.name, "resumed", {"agentName": t["from"]})
+            for v in call.joined(MemberKind.visitor)
+        ]
     return fx

@@ -57,6 +57,7 @@ from kefu.protocol.call import (
     MemberKind,
     MemberStatus,
     TimerEffect,
+    TransferEffect,
     VisitorEffect,
 )
 from kefu.protocol.machine import Event, Flow, allowed
@@ -80,6 +81,7 @@ from kefu.protocol.wire import Request, error_message, reply_message
 
 from .accounts import Agent, find_agent
 from .agents import AgentService, Change
+from .call_transfers import TRANSFER_MARKS, CallTransfers, record_transfer
 from .events import emit_call_connected, emit_call_effect
 from .hub import Hub, Tx, agent_key, visitor_key
 from .janus import MediaServerError, Room
@@ -160,6 +162,7 @@ class CallService:
         # every timer and grace task until it has ended (it leaves _timers/_grace when it fires)
         self._tasks = Background(log)
         self.sfu: Sfu | None = None  # the SFU mode: set by Services when --janus is given
+        self.transfers = CallTransfers(self)  # transferCall, completeTransfer, cancelTransfer (issue 20)
 
     # --- lifecycle
 
@@ -187,6 +190,9 @@ class CallService:
 
     async def handle(self, agent: Agent, req: Request, conn: Replier) -> None:
         """Answer one call API request from ``agent``."""
+        if req.mark in TRANSFER_MARKS:
+            await self.transfers.handle(agent, req, conn)
+            return
         handler = {
             "videoPickUp": self._video_pick_up,
             "multipleVideoPickUp": self._multiple_pick_up,
@@ -835,6 +841,8 @@ class CallService:
                 await tx.push(recipient, event("call", payload))
             elif isinstance(f, MemberEffect):
                 await self._member(tx, call, f)
+            elif isinstance(f, TransferEffect):
+                await record_transfer(tx, call, f)
             elif isinstance(f, EndEffect):
                 await tx.conn.execute(
                     update(calls)
@@ -946,6 +954,7 @@ class CallService:
                 {"kind": m.kind.value, "name": m.name, "role": m.role, "status": m.status.value}
                 for m in call.members.values()
             ],
+            "transfer": call.transfer,  # the transfer in progress (issue 20)
         }
 
     # --- timers
@@ -1123,7 +1132,10 @@ class CallService:
             "endedAt": iso(aware(r.ended_at)),
             "endedBy": r.ended_by,
             "endReason": r.end_reason,
-            "recording": r.recording,  # the SFU mode's: its status, start and failure (server/sfu.py)
+            "recording": r.recording,
+            "transfers": r.snapshot.get(
+                "transfers", []
+            ),  # issue 20: kind, from, to, note, outcome, at  # the SFU mode's: its status, start and failure (server/sfu.py)
             "members": [
                 {
                     "kind": m.kind,
