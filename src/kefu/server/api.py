@@ -134,6 +134,17 @@ class CallMemberOut(_Out):
     reason: str | None
 
 
+class CallTransferOut(_Out):
+    kind: Literal["blind", "consult"]
+    from_: str = Field(alias="from", description="the agent who transferred the call")
+    to: str = Field(description="the agent it was transferred to")
+    note: str | None
+    outcome: str = Field(
+        description="completed, refused, timeout, failed, cancelled, targetLeft or ended (issue 20)"
+    )
+    at: datetime = Field(description="when the transfer ended")
+
+
 class CallOut(_Out):
     callId: str
     flow: str
@@ -150,6 +161,7 @@ class CallOut(_Out):
         "startedAt, and artifactId or reason",
     )
     members: list[CallMemberOut]
+    transfers: list[CallTransferOut] = Field(default=[], description="the call's transfers, in order")
 
 
 class StateOut(_Out):

@@ -40,6 +40,7 @@ from .accounts import Agent, find_agent
 from .events import EventType, emit
 from .hub import Tx, agent_key
 from .schema import agents, team_members, teams
+from .schema import calls as call_rows
 from .store import iso
 
 if TYPE_CHECKING:
@@ -81,6 +82,14 @@ class CallTransfers:
         flow = Flow.consultTransfer if consult else Flow.blindTransfer
         if p.agentName == agent.name:
             raise ApiError("a call cannot be transferred to its own agent", code=ErrorCode.invalid_field)
+        async with self.calls.hub.store.read() as c:
+            snap = (
+                await c.execute(select(call_rows.c.snapshot).where(call_rows.c.id == call_id))
+            ).scalar_one()
+        if snap.get("transfer") is not None:
+            raise ApiError(
+                "a transfer of this call is already in progress", code=ErrorCode.transfer_in_progress
+            )
         if allowed(agent.state, flow, Event.transfer) is None:
             raise ApiError(
                 f"a call is transferred from a connected two-party call, not in state {agent.state.code.value}",

@@ -40,7 +40,7 @@
  * such as plugin_unreachable, from the catalogue's table below), `token`, `kefuWSOpen`, `quit`, `reconnect`;
  * initInnerCallBack also takes `stateChange(state, payload)` and the server's
  * events by name (`sessionAssigned`, `message`, `queue`, `call`, `share`, ...);
- * APIs sendMessage, transferSession, setAgentState, logout, getState, getWindow,
+ * APIs sendMessage, transferSession, transferCall, completeTransfer, cancelTransfer, setAgentState, logout, getState, getWindow,
  * multipleVideoRefuse; client.state (the latest state code), client.currentCall
  * (the call the agent is in, also after a page reload: docs/sdk.md), client.close().
  * No dependency, no build step. See docs/web.md.
@@ -64,6 +64,11 @@
     videoInviteCurrentVisitor: INVITES,
     videoInviteVisitor: INVITES,
     videoDisconnect: ["error", "success"],
+    // call transfers (issue 20): until the call is the target's, or back with the agent
+    transferCall: ["error", "transferSuccess", "completeSuccess", "refuse", "timeoutDisconnect",
+      "cancelSuccess", "targetLeft", "visitorDisconnect", "kefuCloseVideoSuccess"],
+    completeTransfer: ["error", "completeSuccess"],
+    cancelTransfer: ["error", "cancelSuccess"],
     // SPEC §4.5: the visitor's share opens, then closes
     inviteShare: ["error", "close"]
   };
@@ -81,7 +86,7 @@
     "sessionCount", "sessionState", "isMultipleVideo", "isShareState",
     // additions
     "sendMessage", "setAgentState", "logout", "getState", "getWindow", "multipleVideoRefuse",
-    "transferSession"
+    "transferSession", "transferCall", "completeTransfer", "cancelTransfer"
   ];
 
   function isFinal(mark, subMark) {

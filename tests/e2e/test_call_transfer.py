@@ -1,0 +1,183 @@
+"""Call transfers (issue 20) end to end: server + plugins (aiortc; the primary agent's
+plugin is the hub) + ``IMClient`` (both conventions) + a Python visitor, on 127.0.0.1.
+
+Every party's state codes in order (agent A who transfers, agent B the target, the
+visitor's ``call`` pushes), and after the transfer the media checked by content: the
+visitor's camera reaches B and B's reaches the visitor (each member sends its own
+pattern colour), through B's plugin, the call's hub now (D30)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from kefu.media import colour_for, sample_rgb
+from kefu.plugin.media import HubCall, MemberCall
+from kefu.visitor import CallUpdate, MediaStatus, Visitor
+from tests.plugin.harness import LIMIT
+
+from .callkit import AgentSide
+from .test_call_media import Scene, call_visitor, hub_of, near, scene
+
+__all__ = ["scene"]  # the fixture, imported from test_call_media
+
+pytestmark = [pytest.mark.media, pytest.mark.server_settings(ring_timeout=5.0, call_grace=1.0)]
+
+
+def codes(agent: AgentSide, start: int = 0) -> list[str]:
+    """The agent's state codes (v190307 ``stateChange``) from ``start`` on, in order."""
+    return [s for s, _ in agent.states.items[start:]]
+
+
+def visitor_whats(v: Visitor, call_id: str) -> list[str]:
+    return [e.what for e in v.timeline if isinstance(e, CallUpdate) and e.call_id == call_id]
+
+
+async def frames_between(agent: AgentSide, v: Visitor, call_id: str) -> None:
+    """The visitor's camera reaches ``agent`` (the hub) and the agent's reaches the visitor."""
+    hub = hub_of(agent)
+    frame = await hub.peer(v.name).next_frame(v.name, "camera", within=LIMIT)
+    assert near(sample_rgb(frame), colour_for(v.name))  # type: ignore[arg-type]
+    assert v.call is not None and v.call.media is not None and v.call.media.hub == agent.name
+    assert v.media is not None
+    frame = await v.media.peer.next_frame(agent.name, "camera", within=LIMIT)
+    assert near(sample_rgb(frame), colour_for(agent.name))  # type: ignore[arg-type]
+
+
+async def record_of(agent: AgentSide, url: str, call_id: str) -> Any:
+    token = agent.plugin._api_token
+    async with httpx.AsyncClient(base_url=url) as http:
+        r = await http.get(f"/api/calls/{call_id}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_blind_transfer_moves_the_call_and_its_media_to_the_target(scene: Scene) -> None:
+    a1 = await scene.agent("a1")
+    a2 = await scene.agent("a2")
+    v = await scene.visitor("v1", on_invite="accept")
+    call_id, _ = await call_visitor(a1, v)
+    await frames_between(a1, v, call_id)
+    m1, m2 = len(a1.states.items), len(a2.states.items)
+    t = a1.call("transferCall", {"agentName": "a2", "note": "mortgage, salaried"})
+    await t.callback("inviteSuccess", "007003")
+    # the target rings with the usual invitation, naming who transfers and the note
+    ringing = await a2.state("004003", start=m2)
+    assert (ringing["flow"], ringing["subMark"], ringing["mark"]) == (
+        "transferIn",
+        "ringing",
+        "multipleVideoPickUp",
+    )
+    _, invited = await a2.inner.find(lambda e: e[0] == "call" and e[1]["payload"].get("what") == "invited")
+    assert invited["payload"]["transfer"] == {
+        "kind": "blind",
+        "from": "a1",
+        "to": "a2",
+        "note": "mortgage, salaried",
+        "phase": "ringing",
+    }
+    mark = len(v.timeline)
+    await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+    done = await t.callback("transferSuccess", "005011")
+    assert done["payload"]["flow"] == "blindTransfer"
+    # the visitor is told, its media goes to the new hub (a2's plugin), frames both ways
+    await v.wait_for(CallUpdate, lambda e: e.what == "transferred" and e.agent_name == "a2")
+    await v.wait_for(
+        MediaStatus, lambda e: e.status == "connected" and v.timeline.index(e) >= mark, within=LIMIT
+    )
+    await frames_between(a2, v, call_id)
+    assert a1.plugin.media is not None
+    await a1.plugin.media.wait_closed()
+    assert a1.plugin.media.calls == {}  # a1's hub is gone
+    assert a2.plugin.media is not None and isinstance(a2.plugin.media.calls[call_id], HubCall)
+    # the call record shows the transfer
+    record = await record_of(a2, scene.server.url, call_id)
+    (entry,) = record["transfers"]
+    assert {k: entry[k] for k in ("kind", "from", "to", "note", "outcome")} == {
+        "kind": "blind",
+        "from": "a1",
+        "to": "a2",
+        "note": "mortgage, salaried",
+        "outcome": "completed",
+    }
+    assert entry["at"]
+    members = {m["name"]: m for m in record["members"]}
+    assert (members["a1"]["status"], members["a1"]["reason"]) == ("left", "transferred")
+    assert (members["a2"]["role"], members["a2"]["status"]) == ("transferTarget", "joined")
+    # the visitor hangs up: the call ends for a2, now its primary agent
+    await v.hangup()
+    await a2.state("005013", start=m2)
+    assert codes(a1, m1) == ["007003", "005011"]
+    assert codes(a2, m2) == ["004003", "006023", "005013"]
+    assert visitor_whats(v, call_id) == ["invited", "transferred"]  # it hung up itself
+
+
+async def test_consult_transfer_holds_the_visitor_then_completes(scene: Scene) -> None:
+    a1 = await scene.agent("a1")
+    a2 = await scene.agent("a2")
+    v = await scene.visitor("v1", on_invite="accept")
+    call_id, _ = await call_visitor(a1, v)
+    await frames_between(a1, v, call_id)
+    m1, m2 = len(a1.states.items), len(a2.states.items)
+    t = a1.call("transferCall", {"agentName": "a2", "mode": "consult", "note": "fraud check"})
+    await t.callback("inviteSuccess", "007004")
+    await v.wait_for(CallUpdate, lambda e: e.what == "held" and e.agent_name == "a1")
+    await a2.state("004003", start=m2)
+    await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+    await t.callback("acceptSuccess", "008003")
+    # the agents talk: a2 receives a1, not the visitor; the visitor is on hold at the hub
+    assert a2.plugin.media is not None
+    member_call = a2.plugin.media.calls[call_id]
+    assert isinstance(member_call, MemberCall)
+    member = await asyncio.wait_for(member_call.wait_member(), LIMIT)
+    frame = await member.peer.next_frame("a1", "camera", within=LIMIT)
+    assert near(sample_rgb(frame), colour_for("a1"))  # type: ignore[arg-type]
+    hub = hub_of(a1)
+    assert hub.peer("v1").held and "v1" not in {r.label.member for r in member.peer.received}
+    assert not [label for label in hub.peer("a2").sending if label.endswith(".v1")]
+    # a1 completes: a2 has the visitor, a1 leaves; the media moves to a2's plugin
+    mark = len(v.timeline)
+    await a1.call("completeTransfer").callback("completeSuccess", "005012")
+    await t.callback("completeSuccess", "005012")
+    await a2.state("006024", start=m2)
+    await v.wait_for(CallUpdate, lambda e: e.what == "transferred" and e.agent_name == "a2")
+    await v.wait_for(
+        MediaStatus, lambda e: e.status == "connected" and v.timeline.index(e) >= mark, within=LIMIT
+    )
+    await frames_between(a2, v, call_id)
+    # a2 hangs up
+    await a2.call("videoDisconnect").callback("success", "005014")
+    await v.wait_for(CallUpdate, lambda e: e.what == "ended")
+    assert codes(a1, m1) == ["007004", "008003", "005012"]
+    assert codes(a2, m2) == ["004003", "006023", "006024", "005014"]
+    assert visitor_whats(v, call_id)[-3:] == ["held", "transferred", "ended"]
+    record = await record_of(a2, scene.server.url, call_id)
+    assert [(e["kind"], e["outcome"]) for e in record["transfers"]] == [("consult", "completed")]
+
+
+async def test_consult_cancelled_brings_the_agent_back_to_the_visitor(scene: Scene) -> None:
+    a1 = await scene.agent("a1")
+    a2 = await scene.agent("a2")
+    v = await scene.visitor("v1", on_invite="accept")
+    call_id, _ = await call_visitor(a1, v)
+    m1, m2 = len(a1.states.items), len(a2.states.items)
+    t = a1.call("transferCall", {"agentName": "a2", "mode": "consult"})
+    await t.callback("inviteSuccess", "007004")
+    await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+    await t.callback("acceptSuccess", "008003")
+    assert hub_of(a1).peer("v1").held
+    await a1.call("cancelTransfer").callback("cancelSuccess", "006022")
+    await t.callback("cancelSuccess", "006022")
+    await a2.state("002000", start=m2)
+    await v.wait_for(CallUpdate, lambda e: e.what == "resumed")
+    # off hold: the visitor receives a1 again
+    assert a1.plugin.media is not None
+    await asyncio.wait_for(a1.plugin.media.calls[call_id].settled(), LIMIT)
+    assert not hub_of(a1).peer("v1").held
+    await frames_between(a1, v, call_id)
+    assert codes(a1, m1) == ["007004", "008003", "006022"]
+    assert codes(a2, m2) == ["004003", "006023", "002000"]
+    assert visitor_whats(v, call_id)[-2:] == ["held", "resumed"]
