@@ -181,3 +181,112 @@ async def test_consult_cancelled_brings_the_agent_back_to_the_visitor(scene: Sce
     assert codes(a1, m1) == ["007004", "008003", "006022"]
     assert codes(a2, m2) == ["004003", "006023", "002000"]
     assert visitor_whats(v, call_id)[-2:] == ["held", "resumed"]
+
+
+async def test_refused_timed_out_and_cancelled_blind_transfers_leave_the_call(scene: Scene) -> None:
+    """Signalling only (no media): the target refuses, lets it ring out (the ring timeout,
+    5 s here), the agent withdraws it; each time the call stays with a1 (006015 / 006016 /
+    006018) and a2 is ready again."""
+    a1 = await scene.agent("a1", media=None)
+    a2 = await scene.agent("a2", media=None)
+    v = await scene.visitor("v1", on_invite="accept", media=None)
+    c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    await c.callback("acceptSuccess", "006011")
+    call_id = (await c.callback("acceptSuccess"))["payload"]["callId"]
+    m1, m2 = len(a1.states.items), len(a2.states.items)
+    # refused
+    t = a1.call("transferCall", {"agentName": "a2"})
+    await t.callback("inviteSuccess", "007003")
+    await a2.state("004003", start=m2)
+    await a2.call("multipleVideoRefuse").callback("success", "002000")
+    await t.callback("refuse", "006015")
+    # not answered in time
+    t = a1.call("transferCall", {"agentName": "a2"})
+    await t.callback("inviteSuccess", "007003")
+    await t.callback("timeoutDisconnect", "006016", within=LIMIT + 5.0)
+    timed_out = await a2.state("001003", start=m2)
+    assert timed_out["subMark"] == "timeoutDisconnect"
+    await a2.set_ready()
+    # withdrawn by the agent
+    t = a1.call("transferCall", {"agentName": "a2", "note": "wrong desk"})
+    await t.callback("inviteSuccess", "007003")
+    await a1.call("cancelTransfer").callback("cancelSuccess", "006018")
+    await t.callback("cancelSuccess", "006018")
+    withdrawn = await a2.state("002000", start=len(a2.states.items) - 1)
+    assert withdrawn["event"] == "cancel"
+    assert codes(a1, m1) == ["007003", "006015", "007003", "006016", "007003", "006018"]
+    assert codes(a2, m2) == ["004003", "002000", "004003", "001003", "002000", "004003", "002000"]
+    # the visitor was never told: its call stayed with a1 all along
+    assert visitor_whats(v, call_id) == ["invited"]
+    record = await record_of(a1, scene.server.url, call_id)
+    assert [e["outcome"] for e in record["transfers"]] == ["refused", "timeout", "cancelled"]
+    assert record["status"] == "connected"
+    # the call goes on: a1 hangs up as usual
+    await a1.call("videoDisconnect").callback("success", "005004")
+
+
+async def test_bad_transfers_are_refused_with_their_error_and_change_nothing(scene: Scene) -> None:
+    a1 = await scene.agent("a1", media=None)
+    a2 = await scene.agent("a2", media=None)
+    a3 = await scene.agent("a3", media=None, ready=False)  # logged in, not ready
+    await scene.server.add_agent("a4")  # exists, never logged in
+    v = await scene.visitor("v1", on_invite="accept", media=None)
+
+    async def refused(api: str, params: dict[str, Any] | None, code: str, agent: AgentSide = a1) -> None:
+        err = await agent.call(api, params).callback("error")
+        assert err["error"]["code"] == code, err
+
+    await refused("transferCall", {"agentName": "a2"}, "not_in_call")  # no call
+    c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    await c.callback("acceptSuccess", "006011")
+    m1 = len(a1.states.items)
+    await refused("transferCall", {}, "invalid_field")  # no target
+    await refused("transferCall", {"agentName": "a2", "teamName": "t"}, "invalid_field")  # two targets
+    await refused("transferCall", {"agentName": "a2", "mode": "warm"}, "invalid_field")
+    await refused("transferCall", {"agentName": "a1"}, "invalid_field")  # itself
+    await refused("transferCall", {"agentName": "nobody"}, "no_such_agent")
+    await refused("transferCall", {"teamName": "nobody"}, "no_such_agent")
+    await refused("transferCall", {"agentName": "a4"}, "agent_offline")
+    await refused("transferCall", {"agentName": "a3"}, "agent_busy")
+    await refused("completeTransfer", None, "no_transfer")
+    await refused("cancelTransfer", None, "no_transfer")
+    await refused("cancelTransfer", None, "no_transfer", agent=a2)  # not in a call at all
+    # one transfer at a time; a blind one is not completed
+    t = a1.call("transferCall", {"agentName": "a2"})
+    await t.callback("inviteSuccess", "007003")
+    await refused("transferCall", {"agentName": "a3"}, "transfer_in_progress")
+    await refused("completeTransfer", None, "invalid_state")
+    await a2.call("multipleVideoRefuse").callback("success", "002000")
+    await t.callback("refuse", "006015")
+    assert codes(a1, m1) == ["007003", "006015"]  # only the one transfer moved a1
+    await a1.call("videoDisconnect").callback("success", "005004")
+
+
+async def test_a_transfer_to_a_team_rings_its_ready_agent(scene: Scene) -> None:
+    """To a team (its queue): the ready, connected agent routing would pick rings; none ready
+    → no_agent_available and the call stays (it does not wait in the queue, D31)."""
+    from kefu.server.teams import add_team, assign
+
+    sv = scene.server.services
+    await add_team(sv.store, "loans", now=scene.server.settings.now())
+    a1 = await scene.agent("a1", media=None)
+    a2 = await scene.agent("a2", media=None, ready=False)
+    a3 = await scene.agent("a3", media=None)
+    for name in ("a1", "a2"):
+        await assign(sv.store, "loans", name)
+    v = await scene.visitor("v1", on_invite="accept", media=None)
+    c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    await c.callback("acceptSuccess", "006011")
+    # a1 itself does not count, a2 is not ready, a3 is not in the team
+    err = await a1.call("transferCall", {"teamName": "loans"}).callback("error")
+    assert err["error"]["code"] == "no_agent_available"
+    await a2.set_ready()
+    m2 = len(a2.states.items)
+    t = a1.call("transferCall", {"teamName": "loans", "note": "team transfer"})
+    await t.callback("inviteSuccess", "007003")
+    await a2.state("004003", start=m2)
+    await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+    await t.callback("transferSuccess", "005011")
+    assert not [s for s, _ in a3.states.items if s == "004003"]
+    await v.hangup()
+    await a2.state("005013", start=m2)
