@@ -228,9 +228,9 @@ async def test_refused_timed_out_and_cancelled_blind_transfers_leave_the_call(sc
 async def test_bad_transfers_are_refused_with_their_error_and_change_nothing(scene: Scene) -> None:
     a1 = await scene.agent("a1", media=None)
     a2 = await scene.agent("a2", media=None)
-    a3 = await scene.agent("a3", media=None, ready=False)  # logged in, not ready
+    await scene.agent("a3", media=None, ready=False)  # logged in, not ready
     await scene.server.add_agent("a4")  # exists, never logged in
-    v = await scene.visitor("v1", on_invite="accept", media=None)
+    await scene.visitor("v1", on_invite="accept", media=None)
 
     async def refused(api: str, params: dict[str, Any] | None, code: str, agent: AgentSide = a1) -> None:
         err = await agent.call(api, params).callback("error")
