@@ -503,6 +503,8 @@ class PluginMedia:
                     self.calls[view.call_id] = SfuCall(self, view.call_id, me, primary=view.primary == me)
                 except MediaError as exc:
                     log.error("call %s: no media: %s", view.call_id, exc.msg)
+            elif isinstance(call, SfuCall):
+                call.primary = view.primary == me  # a transfer moves it (issue 20)
             return
         if view.primary == me:
             if isinstance(call, MemberCall):
