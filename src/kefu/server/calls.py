@@ -1132,10 +1132,8 @@ class CallService:
             "endedAt": iso(aware(r.ended_at)),
             "endedBy": r.ended_by,
             "endReason": r.end_reason,
-            "recording": r.recording,
-            "transfers": r.snapshot.get(
-                "transfers", []
-            ),  # issue 20: kind, from, to, note, outcome, at  # the SFU mode's: its status, start and failure (server/sfu.py)
+            "recording": r.recording,  # the SFU mode's: its status, start and failure (server/sfu.py)
+            "transfers": r.snapshot.get("transfers", []),  # issue 20: kind, from, to, note, outcome, at
             "members": [
                 {
                     "kind": m.kind,
