@@ -57,8 +57,8 @@ __all__ = [
     "CallPhase",
     "Effect",
     "EndEffect",
-    "Member",
     "MediaMode",
+    "Member",
     "MemberEffect",
     "MemberKind",
     "MemberStatus",
@@ -83,7 +83,7 @@ class MediaMode(enum.StrEnum):
     """How a call's media flows, the ``media`` field of the ``call`` pushes and replies."""
 
     #: a star around the primary agent's plugin: it holds a peer connection with
-    #: every other member and relays (the plugin's :class:`~kefu.plugin.media.MediaRelay`)
+    #: every other member and relays (the plugin's :class:`~kefu.plugin.media.HubCall`)
     hub = "hub"
     #: through the media server (Janus VideoRoom, D22): every member publishes there
     sfu = "sfu"

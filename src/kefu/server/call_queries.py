@@ -147,16 +147,12 @@ class CallQueries:
 
     async def session_with_agent(self, visitor: Visitor) -> tuple[str, Agent] | None:
         """The visitor's open session and the agent it is with (a visitor's video request)."""
+        found = await self.session_agent(visitor)
+        if found is None:
+            return None
         async with self.store.read() as conn:
-            row = (
-                await conn.execute(
-                    select(sessions.c.id, sessions.c.agent_id).where(
-                        sessions.c.visitor_id == visitor.id, sessions.c.status == "open"
-                    )
-                )
-            ).first()
-            agent = await find_agent(conn, agent_id=row.agent_id) if row is not None else None
-        return (row.id, agent) if row is not None and agent is not None else None
+            agent = await find_agent(conn, agent_id=found[1])
+        return (found[0], agent) if agent is not None else None
 
     async def require_visitor_member(self, visitor: Visitor, call_id: str) -> None:
         """``no_such_call`` unless the visitor is (or was) a member of the call."""
