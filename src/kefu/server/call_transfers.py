@@ -26,67 +26,56 @@ stays with the agent (it does not wait in the queue).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from kefu.protocol import ApiError, ErrorCode, transfer
-from kefu.protocol.call import Call, Effect, MemberKind, MemberStatus, TransferEffect
+from kefu.protocol.call import Call, Effect, MemberKind, MemberStatus
 from kefu.protocol.machine import Event, Flow, allowed
 from kefu.protocol.plugin_api import TransferCallParams
-from kefu.protocol.wire import Request
+from kefu.protocol.wire import NoParams
 
 from .accounts import Agent, find_agent
-from .events import EventType, emit
-from .hub import Tx, agent_key
+from .call_engine import CallEngine, Outcome
+from .hub import agent_key
 from .schema import agents, team_members, teams
-from .schema import calls as call_rows
-from .store import iso
 
 if TYPE_CHECKING:
-    from .calls import CallService, Replier
+    from .call_agent_api import AgentRequest
 
-__all__ = ["TRANSFER_MARKS", "CallTransfers", "record_transfer"]
+__all__ = ["CallTransfers"]
 
 log = logging.getLogger("kefu.server.call_transfers")
 
-AG = MemberKind.agent
-
-#: The marks this module answers (forwarded by the plugin like the other call APIs).
-TRANSFER_MARKS = frozenset({"transferCall", "completeTransfer", "cancelTransfer"})
+AGENT = MemberKind.agent
 
 
 class CallTransfers:
-    def __init__(self, calls: CallService) -> None:
-        self.calls = calls
+    """``transferCall``, ``completeTransfer``, ``cancelTransfer``: routes of
+    :class:`~kefu.server.call_agent_api.AgentCallApi` (its ``answer`` replies)."""
 
-    async def handle(self, agent: Agent, req: Request, conn: Replier) -> None:
-        handler = {
-            "transferCall": self._transfer_call,
-            "completeTransfer": self._complete,
-            "cancelTransfer": self._cancel,
-        }[req.mark]
-        await handler(agent, req, conn)
+    def __init__(self, engine: CallEngine, answer: Callable[[AgentRequest, Outcome], None]) -> None:
+        self.engine = engine
+        self.queries = engine.queries
+        self.answer = answer
 
     async def _my_call(self, agent: Agent) -> str:
-        call_id = await self.calls._call_of(AG, agent.name, status=MemberStatus.joined)
+        call_id = await self.queries.call_of(AGENT, agent.name, status=MemberStatus.joined)
         if call_id is None:
             raise ApiError("not in a call", code=ErrorCode.not_in_call)
         return call_id
 
-    async def _transfer_call(self, agent: Agent, req: Request, conn: Replier) -> None:
-        p = req.params
-        assert isinstance(p, TransferCallParams)
+    async def transfer_call(self, asked: AgentRequest, p: TransferCallParams) -> None:
+        agent = asked.agent
         call_id = await self._my_call(agent)
         consult = p.mode == "consult"
         flow = Flow.consultTransfer if consult else Flow.blindTransfer
         if p.agentName == agent.name:
             raise ApiError("a call cannot be transferred to its own agent", code=ErrorCode.invalid_field)
-        async with self.calls.hub.store.read() as c:
-            snap = (
-                await c.execute(select(call_rows.c.snapshot).where(call_rows.c.id == call_id))
-            ).scalar_one()
-        if snap.get("transfer") is not None:
+        call = await self.queries.snapshot(call_id)
+        if call is not None and call.transfer is not None:
             raise ApiError(
                 "a transfer of this call is already in progress", code=ErrorCode.transfer_in_progress
             )
@@ -104,16 +93,17 @@ class CallTransfers:
         def op(call: Call) -> list[Effect]:
             return transfer.start(call, agent.name, target.name, consult=consult, note=p.note)
 
-        out = await self.calls._run(call_id, op, requester=(agent.name, req.id))
+        out = await self.engine.run(call_id, op, requester=asked.requester)
         log.info("call %s: %s transfer from %s to %s", call_id, p.mode, agent.name, target.name)
-        self.calls._answer(req, conn, out, agent)
+        self.answer(asked, out)
 
     async def _agent_target(self, name: str) -> Agent:
-        async with self.calls.hub.store.read() as c:
+        async with self.engine.push_hub.store.read() as c:
             target = await find_agent(c, name=name)
         if target is None or target.disabled:
             raise ApiError(f"no agent named {name!r}", code=ErrorCode.no_such_agent)
-        if target.state.code.value == "000000" or not await self.calls.hub.bus.present(agent_key(target.id)):
+        present = await self.engine.push_hub.bus.present(agent_key(target.id))
+        if target.state.code.value == "000000" or not present:
             raise ApiError(f"{name} is not logged in or not connected", code=ErrorCode.agent_offline)
         if allowed(target.state, Flow.transferIn, Event.ring) is None:
             raise ApiError(
@@ -123,7 +113,7 @@ class CallTransfers:
 
     async def _team_target(self, team: str, agent: Agent) -> Agent:
         """The team's agent routing would pick now: ready, connected, longest without an assignment."""
-        async with self.calls.hub.store.read() as c:
+        async with self.engine.push_hub.store.read() as c:
             team_id = (await c.execute(select(teams.c.id).where(teams.c.name == team))).scalar_one_or_none()
             if team_id is None:
                 raise ApiError(f"no team named {team!r}", code=ErrorCode.no_such_agent)
@@ -141,46 +131,30 @@ class CallTransfers:
                 )
             ).scalars()
             for agent_id in list(ids):
-                if await self.calls.hub.bus.present(agent_key(agent_id)):
+                if await self.engine.push_hub.bus.present(agent_key(agent_id)):
                     found = await find_agent(c, agent_id=agent_id)
                     if found is not None:
                         return found
         raise ApiError(f"no agent of team {team!r} is ready", code=ErrorCode.no_agent_available)
 
-    async def _complete(self, agent: Agent, req: Request, conn: Replier) -> None:
-        call_id = await self._transfer_of(agent)
-        out = await self.calls._run(
-            call_id, lambda call: transfer.complete(call, agent.name), requester=(agent.name, req.id)
+    async def complete(self, asked: AgentRequest, _: NoParams) -> None:
+        name = asked.agent.name
+        call_id = await self._transfer_of(asked.agent)
+        out = await self.engine.run(
+            call_id, lambda call: transfer.complete(call, name), requester=asked.requester
         )
-        self.calls._answer(req, conn, out, agent)
+        self.answer(asked, out)
 
-    async def _cancel(self, agent: Agent, req: Request, conn: Replier) -> None:
-        call_id = await self._transfer_of(agent)
-        out = await self.calls._run(
-            call_id, lambda call: transfer.cancel(call, agent.name), requester=(agent.name, req.id)
+    async def cancel(self, asked: AgentRequest, _: NoParams) -> None:
+        name = asked.agent.name
+        call_id = await self._transfer_of(asked.agent)
+        out = await self.engine.run(
+            call_id, lambda call: transfer.cancel(call, name), requester=asked.requester
         )
-        self.calls._answer(req, conn, out, agent)
+        self.answer(asked, out)
 
     async def _transfer_of(self, agent: Agent) -> str:
         try:
             return await self._my_call(agent)
         except ApiError:
             raise ApiError("no transfer of this agent is in progress", code=ErrorCode.no_transfer) from None
-
-
-async def record_transfer(tx: Tx, call: Call, f: TransferEffect) -> None:
-    """A transfer ended: its entry in the call's record gets the time; ``call.transferred``."""
-    at = iso(tx.now)
-    for entry in reversed(call.transfers):
-        if entry.get("at") is None:
-            entry["at"] = at
-    data: dict[str, Any] = {
-        "callId": call.id,
-        "kind": f.kind,
-        "from": f.from_agent,
-        "to": f.to_agent,
-        "note": f.note,
-        "outcome": f.outcome,
-        "visitorName": call.visitor,
-    }
-    await emit(tx, EventType.call_transferred, call.id, data)
