@@ -48,7 +48,7 @@ async def frames_between(agent: AgentSide, v: Visitor, call_id: str) -> None:
 
 
 async def record_of(agent: AgentSide, url: str, call_id: str) -> Any:
-    token = agent.plugin._api_token
+    token = agent.plugin.api_token
     async with httpx.AsyncClient(base_url=url) as http:
         r = await http.get(f"/api/calls/{call_id}", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
