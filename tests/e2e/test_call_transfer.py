@@ -16,7 +16,7 @@ import pytest
 
 from kefu.media import colour_for, sample_rgb
 from kefu.plugin.media import HubCall, MemberCall
-from kefu.visitor import CallUpdate, MediaStatus, Visitor
+from kefu.visitor import CallUpdate, MediaStatus, SessionAssigned, Visitor
 from tests.plugin.harness import LIMIT
 
 from .callkit import AgentSide
@@ -290,3 +290,24 @@ async def test_a_transfer_to_a_team_rings_its_ready_agent(scene: Scene) -> None:
     assert not [s for s, _ in a3.states.items if s == "004003"]
     await v.hangup()
     await a2.state("005013", start=m2)
+
+
+async def test_the_chat_session_follows_a_transferred_call(scene: Scene) -> None:
+    """The visitor's session with a1, whose call a1 transfers to a2: once a2 has the call it has
+    the chat too (``callTransferred``, with the note), a1 has it no longer."""
+    a1 = await scene.agent("a1", media=None)
+    a2 = await scene.agent("a2", media=None, ready=False)  # routing gives the chat to a1
+    v = await scene.visitor("v1", on_invite="accept", media=None)
+    await v.send_message("my card is blocked")
+    assigned = await v.wait_for(SessionAssigned, lambda e: e.agent_name == "a1")
+    await a2.set_ready()
+    await a1.call("videoInviteCurrentVisitor").callback("acceptSuccess", "006012")
+    t = a1.call("transferCall", {"agentName": "a2", "note": "card team"})
+    await t.callback("inviteSuccess", "007003")
+    await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+    await t.callback("transferSuccess", "005011")
+    theirs = (await a2.call("sessionState").callback("success"))["payload"]["sessions"]
+    (session,) = [s for s in theirs if s["sessionId"] == assigned.session_id]
+    assert session["transfer"] == {"from": "a1", "reason": "callTransferred", "note": "card team"}
+    mine = (await a1.call("sessionState").callback("success"))["payload"]["sessions"]
+    assert assigned.session_id not in [s["sessionId"] for s in mine]

@@ -114,7 +114,8 @@ EVENT_INFO: dict[EventType, EventInfo] = {
         StreamKind.session,
         "a session left its agent (issue 20): to another agent or back to the head of the queue "
         "(``to`` null, with its ``position``); ``reason`` is transferred (the agent's "
-        "transferSession, with its note), agentLoggedOut or agentLost",
+        "transferSession, with its note), agentLoggedOut, agentLost or callTransferred (its call went "
+        "to the agent, with the call transfer's note)",
         ("sessionId", "visitorName", "from", "to", "reason", "note", "position"),
     ),
     EventType.message_created: EventInfo(

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -92,6 +92,10 @@ class Outcome:
         return got[0] if got else None
 
 
+#: ``(tx, call id, from agent, to agent, note)``: the chat session goes with a transferred call.
+SessionFollows = Callable[[Tx, str, str, str, str | None], Awaitable[None]]
+
+
 class CallEngine:
     """Runs the operations on calls, one at a time on this node, and their ringing timers."""
 
@@ -105,6 +109,9 @@ class CallEngine:
         # every timer task until it has ended (it leaves _ring_timers when it fires)
         self._tasks = Background(log)
         self.sfu: Sfu | None = None  # the SFU mode: set by Services when --janus is given
+        #: a transferred call's chat session follows it (issue 20): set by Services
+        #: (``Transfers.follow_call``), run in the call's transaction
+        self.session_follows: SessionFollows | None = None
 
     @property
     def media_mode(self) -> MediaMode:
@@ -230,6 +237,8 @@ class CallEngine:
             elif isinstance(f, TransferEffect):  # issue 20: the transfer's entry gets its time
                 for entry in call.transfers:
                     entry.setdefault("at", iso(tx.now))
+                if f.outcome == "completed" and self.session_follows is not None:
+                    await self.session_follows(tx, call.id, f.from_agent, f.to_agent, f.note)
             elif isinstance(f, EndEffect):
                 await tx.conn.execute(
                     update(calls)

@@ -23,7 +23,8 @@
   };
   // why a session came to this agent from another (issue 20: sessionAssigned's transfer.reason)
   var TRANSFER_WHY = {
-    transferred: "Transferred", agentLoggedOut: "Taken over (agent logged out)", agentLost: "Taken over (agent lost)"
+    transferred: "Transferred", agentLoggedOut: "Taken over (agent logged out)", agentLost: "Taken over (agent lost)",
+    callTransferred: "Came with a transferred call"
   };
   window.kefuConsole = ui; // for tests and debugging
 
