@@ -9,6 +9,7 @@ pattern colour), through B's plugin, the call's hub now (D30)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from kefu.plugin.media import HubCall, MemberCall
 from kefu.visitor import CallUpdate, MediaStatus, SessionAssigned, Visitor
 from tests.plugin.harness import LIMIT
 
-from .callkit import AgentSide
+from .callkit import SMALL_MEDIA, AgentSide
 from .test_call_media import Scene, call_visitor, hub_of, near, scene
 
 __all__ = ["scene"]  # the fixture, imported from test_call_media
@@ -56,8 +57,9 @@ async def record_of(agent: AgentSide, url: str, call_id: str) -> Any:
 
 
 async def test_blind_transfer_moves_the_call_and_its_media_to_the_target(scene: Scene) -> None:
-    a1 = await scene.agent("a1")
-    a2 = await scene.agent("a2")
+    recording = replace(SMALL_MEDIA, record=True)
+    a1 = await scene.agent("a1", media=recording)
+    a2 = await scene.agent("a2", media=recording)
     v = await scene.visitor("v1", on_invite="accept")
     call_id, _ = await call_visitor(a1, v)
     await frames_between(a1, v, call_id)
@@ -92,7 +94,16 @@ async def test_blind_transfer_moves_the_call_and_its_media_to_the_target(scene: 
     assert a1.plugin.media is not None
     await a1.plugin.media.wait_closed()
     assert a1.plugin.media.calls == {}  # a1's hub is gone
-    assert a2.plugin.media is not None and isinstance(a2.plugin.media.calls[call_id], HubCall)
+    hub2 = a2.plugin.media.calls[call_id] if a2.plugin.media is not None else None
+    assert isinstance(hub2, HubCall) and hub2.transferred_in and hub2.recorder is None
+    # the hub mode's recording is a1's, finished when it left (one recording per call)
+    token = a1.plugin.api_token
+    async with httpx.AsyncClient(base_url=scene.server.url) as http:
+        arts = (
+            await http.get(f"/api/calls/{call_id}/media", headers={"Authorization": f"Bearer {token}"})
+        ).json()
+    (rec,) = [a for a in arts if a["kind"] == "recording"]
+    assert rec["meta"]["complete"] is True and rec["meta"]["agentName"] == "a1" and rec["size"] > 0
     # the call record shows the transfer
     record = await record_of(a2, scene.server.url, call_id)
     (entry,) = record["transfers"]

@@ -167,6 +167,9 @@ class HubCall(CallMediaBase):
         self._record_due = False
         self._watch: dict[str, asyncio.Task[Any]] = {}  # member → its connection's watcher
         self._consulted: str | None = None  # the agent of a consult transfer (issue 20)
+        #: the call came to this agent by a transfer (issue 20): the hub mode's recording is the
+        #: transferring agent's, finished when it left (one recording per call, docs/calls.md)
+        self.transferred_in = False
 
     # --- members
 
@@ -236,7 +239,12 @@ class HubCall(CallMediaBase):
         elif isinstance(event, TrackAdded):
             if event.role == "screen":
                 self.owner.host.share_changed(self.call_id, True, "track")
-            elif self.owner.settings.record and not self._record_due and self.recorder is None:
+            elif (
+                self.owner.settings.record
+                and not self._record_due
+                and self.recorder is None
+                and not self.transferred_in
+            ):
                 # the first member's camera and mic come in one exchange: record them both
                 self._record_due = True
                 self.do(self._start_recording)
@@ -520,6 +528,10 @@ class PluginMedia:
                     log.error("call %s: no media: %s", view.call_id, exc.msg)
                     return
                 self.calls[view.call_id] = call
+                roles = {
+                    m.get("role") for m in view.members if m.get("kind") == "agent" and m.get("name") == me
+                }
+                call.transferred_in = bool(roles & {"transferTarget", "consultAgent"})
             if isinstance(call, HubCall):
                 call.sync(view)
         elif call is None:
