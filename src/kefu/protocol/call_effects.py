@@ -48,7 +48,7 @@ class MediaMode(enum.StrEnum):
     """How a call's media flows, the ``media`` field of the ``call`` pushes and replies."""
 
     #: a star around the primary agent's plugin: it holds a peer connection with
-    #: every other member and relays (the plugin's :class:`~kefu.plugin.media.HubCall`)
+    #: every other member and relays (the plugin's :class:`~kefu.plugin.media.RelayCall`)
     hub = "hub"
     #: through the media server (Janus VideoRoom, D22): every member publishes there
     sfu = "sfu"
