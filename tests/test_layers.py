@@ -232,8 +232,6 @@ SPLIT_ELSEWHERE = frozenset(
 NOT_SPLIT_YET = frozenset(
     {
         "kefu/plugin/desktop.py",
-        "kefu/media/peer.py",
-        "kefu/plugin/media.py",
     }
 )
 
