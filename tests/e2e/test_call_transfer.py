@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from kefu.media import colour_for, sample_rgb
-from kefu.plugin.media import HubCall, MemberCall
+from kefu.plugin.call_media import MemberCall, RelayCall
 from kefu.visitor import CallUpdate, MediaStatus, SessionAssigned, Visitor
 from tests.plugin.harness import LIMIT
 
@@ -95,7 +95,7 @@ async def test_blind_transfer_moves_the_call_and_its_media_to_the_target(scene: 
     await a1.plugin.media.wait_closed()
     assert a1.plugin.media.calls == {}  # a1's hub is gone
     hub2 = a2.plugin.media.calls[call_id] if a2.plugin.media is not None else None
-    assert isinstance(hub2, HubCall) and hub2.transferred_in and hub2.recorder is None
+    assert isinstance(hub2, RelayCall) and hub2.transferred_in and hub2.recorder is None
     # the hub mode's recording is a1's, finished when it left (one recording per call)
     token = a1.plugin.api_token
     async with httpx.AsyncClient(base_url=scene.server.url) as http:
