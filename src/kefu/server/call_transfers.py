@@ -138,19 +138,16 @@ class CallTransfers:
         raise ApiError(f"no agent of team {team!r} is ready", code=ErrorCode.no_agent_available)
 
     async def complete(self, asked: AgentRequest, _: NoParams) -> None:
-        name = asked.agent.name
-        call_id = await self._transfer_of(asked.agent)
-        out = await self.engine.run(
-            call_id, lambda call: transfer.complete(call, name), requester=asked.requester
-        )
-        self.answer(asked, out)
+        await self._on_transfer(asked, transfer.complete)
 
     async def cancel(self, asked: AgentRequest, _: NoParams) -> None:
+        await self._on_transfer(asked, transfer.cancel)
+
+    async def _on_transfer(self, asked: AgentRequest, op: Callable[[Call, str], list[Effect]]) -> None:
+        """``completeTransfer`` / ``cancelTransfer``: ``op`` on the agent's call, by the agent."""
         name = asked.agent.name
         call_id = await self._transfer_of(asked.agent)
-        out = await self.engine.run(
-            call_id, lambda call: transfer.cancel(call, name), requester=asked.requester
-        )
+        out = await self.engine.run(call_id, lambda call: op(call, name), requester=asked.requester)
         self.answer(asked, out)
 
     async def _transfer_of(self, agent: Agent) -> str:
