@@ -322,3 +322,28 @@ async def test_the_chat_session_follows_a_transferred_call(scene: Scene) -> None
     assert session["transfer"] == {"from": "a1", "reason": "callTransferred", "note": "card team"}
     mine = (await a1.call("sessionState").callback("success"))["payload"]["sessions"]
     assert assigned.session_id not in [s["sessionId"] for s in mine]
+
+
+async def test_the_async_client_transfers_a_call(scene: Scene) -> None:
+    """``kefu.sdk.Client``'s snake_case coroutines: transfer_call, cancel_transfer,
+    complete_transfer (their first reply; errors raised as ApiError)."""
+    from kefu.protocol import ApiError
+    from kefu.sdk import Client
+
+    a1 = await scene.agent("a1", media=None)
+    a2 = await scene.agent("a2", media=None)
+    await scene.visitor("v1", on_invite="accept", media=None)
+    await a1.call("callbackToVisitor", {"visitorName": "v1"}).callback("acceptSuccess", "006011")
+    await a1.sdk.aclose()  # one SDK controls a plugin at a time: the async client takes over
+    async with Client(a1.plugin.url, data_dir=a1.plugin.settings.data_dir) as client:
+        with pytest.raises(ApiError) as e:
+            await client.complete_transfer()
+        assert e.value.code.value == "no_transfer"
+        asked = await client.transfer_call("a2", mode="consult", note="a second opinion")
+        assert (asked.sub_mark, asked.state) == ("inviteSuccess", "007004")
+        await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+        cancelled = await client.cancel_transfer()
+        assert (cancelled.sub_mark, cancelled.state) == ("cancelSuccess", "006022")
+        with pytest.raises(ApiError) as e:
+            await client.transfer_call(team_name="nobody")
+        assert e.value.code.value == "no_such_agent"
