@@ -29,6 +29,7 @@ from .ice import (
     rtc_configuration,
 )
 from .member import MediaMember
+from .supervisor import SupervisorMember
 from .pattern import PatternPainter, colour_for, read_counter, sample_rgb
 from .peer import MediaPeer, PeerStats, ReceivedTrack
 from .recorder import Recorder, RecordingChunk, RecordingResult
@@ -85,4 +86,5 @@ __all__ = [
     "sample_rgb",
     "to_rgb",
     "track_label",
+    "SupervisorMember",
 ]
