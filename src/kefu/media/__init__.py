@@ -29,7 +29,6 @@ from .ice import (
     rtc_configuration,
 )
 from .member import MediaMember
-from .supervisor import SupervisorMember
 from .pattern import PatternPainter, colour_for, read_counter, sample_rgb
 from .peer import MediaPeer, PeerStats, ReceivedTrack
 from .recorder import Recorder, RecordingChunk, RecordingResult
@@ -37,6 +36,7 @@ from .settings import IceServer, MediaSettings, SourceSpec, parse_source
 from .sfu import SfuMember
 from .signal import DirectLink
 from .source import MediaSource, open_source
+from .supervisor import SupervisorMember
 from .tracks import Label, Role, parse_track_label, track_label
 from .watchdog import FrameWatchdog
 
@@ -69,6 +69,7 @@ __all__ = [
     "SourceSpec",
     "StreamOffline",
     "StreamOnline",
+    "SupervisorMember",
     "TrackAdded",
     "TrackRemoved",
     "colour_for",
@@ -86,5 +87,4 @@ __all__ = [
     "sample_rgb",
     "to_rgb",
     "track_label",
-    "SupervisorMember",
 ]

@@ -764,6 +764,8 @@ class Plugin:
                 self.queue = payload
         if mark == "event" and sub_mark == "sessionClosed":
             out = event_message("chatCloseCB", payload)  # SPEC §3.2
+        elif mark == "event" and sub_mark == "supervisor":
+            out = event_message("supervisorChange", payload)  # issue 20: a supervisor in the call
         else:
             out = {k: v for k, v in msg.items() if k != "seq"}
         self.broadcast(out)

@@ -121,7 +121,9 @@ def audience(call: Call, name: str) -> frozenset[str]:
     )
 
 
-def audience_of(mode: str | None, primary: str, joined: Iterable[str], supervisors: Iterable[str]) -> frozenset[str]:
+def audience_of(
+    mode: str | None, primary: str, joined: Iterable[str], supervisors: Iterable[str]
+) -> frozenset[str]:
     """Who receives a supervisor's audio in ``mode``: nobody (monitor), the primary agent
     (whisper), every joined member and every supervisor (barge; each drops itself)."""
     if mode == SupervisorMode.whisper.value:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -62,12 +62,14 @@ from kefu.protocol.call import (
 from kefu.protocol.machine import Event, Flow, allowed
 from kefu.protocol.plugin_api import (
     CALL_MARKS,
+    SUPERVISE_MARKS,
     CallVisitorParams,
     SessionParams,
     VideoInviteAgentParams,
     VisitorNameParams,
 )
 from kefu.protocol.sfu import SFU
+from kefu.protocol.supervise import SupervisorEffect, audience, end_supervision, media_members
 from kefu.protocol.visitor_api import (
     AnswerCallParams,
     CallIdParams,
@@ -89,6 +91,7 @@ from .schema import call_members, calls, sessions, visitors
 from .settings import Settings
 from .sfu import Sfu
 from .store import aware, iso, new_id
+from .supervise import SupervisionService, apply_effect, supervision_record, tell_supervisors
 from .tasks import Background
 from .visitors import Visitor
 
@@ -160,6 +163,7 @@ class CallService:
         # every timer and grace task until it has ended (it leaves _timers/_grace when it fires)
         self._tasks = Background(log)
         self.sfu: Sfu | None = None  # the SFU mode: set by Services when --janus is given
+        self.supervision = SupervisionService(self)  # issue 20: monitorCall, whisper, barge, leaveMonitor
 
     # --- lifecycle
 
@@ -187,6 +191,9 @@ class CallService:
 
     async def handle(self, agent: Agent, req: Request, conn: Replier) -> None:
         """Answer one call API request from ``agent``."""
+        if req.mark in SUPERVISE_MARKS:
+            await self.supervision.handle(agent, req, conn)
+            return
         handler = {
             "videoPickUp": self._video_pick_up,
             "multipleVideoPickUp": self._multiple_pick_up,
@@ -626,8 +633,8 @@ class CallService:
         if snap is None:
             raise ApiError("no such call in progress", code=ErrorCode.no_such_call)
         call = Call.from_dict(snap)
-        me = call.member(kind, name)
-        if me is None or me.status is not MemberStatus.joined:
+        media = media_members(call)  # the joined members and the supervisors (issue 20)
+        if (kind.value, name) not in media:
             raise ApiError("not a member of this call", code=ErrorCode.forbidden)
         if p.to.kind == "sfu":
             # SFU mode: the server turns the member's signalling into Janus requests (D22)
@@ -637,14 +644,12 @@ class CallService:
                     "through the media server",
                     code=ErrorCode.invalid_field,
                 )
-            joined = [(m.kind.value, m.name) for m in call.joined()]
-            await self.sfu.relay.signal(call.id, (kind.value, name), joined, p.data)
+            await self.sfu.relay.signal(call.id, (kind.value, name), media, p.data)
             return
         to_kind = MemberKind(p.to.kind)
-        target = call.member(to_kind, p.to.name)
-        if target is None or target.status is not MemberStatus.joined:
+        if (to_kind.value, p.to.name) not in media:
             raise ApiError(f"{p.to.name} is not in this call", code=ErrorCode.forbidden)
-        recipient = await self._recipient(to_kind, target.name)
+        recipient = await self._recipient(to_kind, p.to.name)
         async with self.hub.transaction() as tx:
             await tx.push(
                 recipient,
@@ -694,6 +699,8 @@ class CallService:
             return
         call_id = await self._call_of(kind, name)
         if call_id is None:
+            if kind is AG:
+                await self.supervision.gone(name)  # issue 20: a supervisor helping in a call leaves
             return
         reason = f"{kind.value}_disconnected"
         log.info("%s %s did not come back within %.1f s: hanging up", kind.value, name, self.s.call_grace)
@@ -794,7 +801,7 @@ class CallService:
     async def _run(
         self,
         call_id: str,
-        op: Callable[[Call], list[Effect]],
+        op: Callable[[Call], Sequence[Effect | SupervisorEffect]],
         *,
         requester: tuple[str, str] | None = None,
         skip_locked: bool = False,
@@ -810,15 +817,19 @@ class CallService:
                 raise ApiError(code=ErrorCode.no_such_call)
             call = Call.from_dict(row.snapshot)
             fx = op(call)  # ApiError: nothing changed
+            fx = [*fx, *end_supervision(call)]  # issue 20: the call's end ends its supervisors' part
             out = await self._apply(tx, call, fx, requester)
             await self._save(tx, call, fx)
         return out
 
     async def _apply(
-        self, tx: Tx, call: Call, fx: list[Effect], requester: tuple[str, str] | None
+        self, tx: Tx, call: Call, fx: Sequence[Effect | SupervisorEffect], requester: tuple[str, str] | None
     ) -> _Outcome:
         out = _Outcome(call)
         for f in fx:
+            if isinstance(f, SupervisorEffect):
+                await apply_effect(tx, call, f)  # kefu.server.supervise
+                continue
             await emit_call_effect(tx, call, f)  # integration events (kefu.server.events)
             if isinstance(f, AgentEffect):
                 aid = await _member_id(tx, AG, f.agent)
@@ -844,7 +855,7 @@ class CallService:
         await self._tell_agents(tx, call, fx)
         return out
 
-    async def _save(self, tx: Tx, call: Call, fx: list[Effect]) -> None:
+    async def _save(self, tx: Tx, call: Call, fx: Sequence[Effect | SupervisorEffect]) -> None:
         values: dict[str, Any] = {"status": call.phase.value, "snapshot": call.to_dict()}
         timers = [f for f in fx if isinstance(f, TimerEffect)]
         deadline = None
@@ -871,9 +882,10 @@ class CallService:
             tx.after_commit.append(lambda: self._unschedule(call.id))
         if self.sfu is not None:
             sfu = self.sfu
-            joined = [(m.kind.value, m.name) for m in call.joined()]
+            joined = media_members(call)
+            heard = {("agent", s): audience(call, s) for s in call.supervisors}
             ended = call.ended
-            tx.after_commit.append(lambda: sfu.relay.sync(call.id, joined, ended))
+            tx.after_commit.append(lambda: sfu.relay.sync(call.id, joined, ended, heard))
             if ended:
                 tx.after_commit.append(lambda: sfu.ended(call.id))
 
@@ -907,7 +919,7 @@ class CallService:
         else:
             await tx.conn.execute(update(call_members).where(call_members.c.num == num).values(**values))
 
-    async def _tell_agents(self, tx: Tx, call: Call, fx: list[Effect]) -> None:
+    async def _tell_agents(self, tx: Tx, call: Call, fx: Sequence[Effect | SupervisorEffect]) -> None:
         """A ``call`` push to every agent of the call: who is in it now (the hub follows it)."""
         view = self.view(call)
         rings = {f.agent: f.flow for f in fx if isinstance(f, AgentEffect) and f.event is Event.ring}
@@ -931,6 +943,7 @@ class CallService:
             aid = await _member_id(tx, AG, m.name)
             if aid is not None:
                 await tx.push(agent_key(aid), event("call", payload))
+        await tell_supervisors(tx, call, fx, view)
 
     def view(self, call: Call) -> dict[str, Any]:
         return {
@@ -946,6 +959,7 @@ class CallService:
                 {"kind": m.kind.value, "name": m.name, "role": m.role, "status": m.status.value}
                 for m in call.members.values()
             ],
+            "supervisors": [{"name": n, "mode": mode} for n, mode in call.supervisors.items()],
         }
 
     # --- timers
@@ -1124,6 +1138,7 @@ class CallService:
             "endedBy": r.ended_by,
             "endReason": r.end_reason,
             "recording": r.recording,  # the SFU mode's: its status, start and failure (server/sfu.py)
+            "supervision": await supervision_record(conn, r.id),  # issue 20: who helped, how, when
             "members": [
                 {
                     "kind": m.kind,
