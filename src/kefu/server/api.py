@@ -134,6 +134,14 @@ class CallMemberOut(_Out):
     reason: str | None
 
 
+class SupervisionOut(_Out):
+    supervisor: str
+    mode: Literal["monitor", "whisper", "barge"] | None = Field(description="null: the supervisor left")
+    old: str | None = Field(description="the mode before; null when the supervisor joined")
+    reason: str | None
+    at: datetime
+
+
 class CallOut(_Out):
     callId: str
     flow: str
@@ -150,6 +158,9 @@ class CallOut(_Out):
         "startedAt, and artifactId or reason",
     )
     members: list[CallMemberOut]
+    supervision: list[SupervisionOut] = Field(
+        default_factory=list, description="issue 20: each supervisor's join, change of mode and leave"
+    )
 
 
 class StateOut(_Out):
@@ -483,7 +494,7 @@ async def calls_list(
 async def call_one(request: Request, call_id: IdP, agent: Me) -> Any:
     """One call with its members."""
     sv = services_of(request)
-    if not agent.admin and not await sv.calls.involves_agent(call_id, agent.id):
+    if not agent.admin and not await sv.calls.involves_agent(call_id, agent.id, supervisor=True):
         raise ApiError(code=ErrorCode.no_such_call)  # another's call: not even its existence
     record = await sv.calls.get_call(call_id)
     if record is None:

@@ -91,7 +91,7 @@ from .schema import call_members, calls, sessions, visitors
 from .settings import Settings
 from .sfu import Sfu
 from .store import aware, iso, new_id
-from .supervise import SupervisionService, apply_effect, supervision_record, tell_supervisors
+from .supervise import SupervisionService, apply_effect, helped_in, supervision_record, tell_supervisors
 from .tasks import Background
 from .visitors import Visitor
 
@@ -1155,7 +1155,8 @@ class CallService:
             ],
         }
 
-    async def involves_agent(self, call_id: str, agent_id: int) -> bool:
+    async def involves_agent(self, call_id: str, agent_id: int, *, supervisor: bool = False) -> bool:
+        """Was the agent a member of the call (or, with ``supervisor``, helping in it)?"""
         async with self.hub.store.read() as c:
             row = (
                 await c.execute(
@@ -1164,4 +1165,6 @@ class CallService:
                     )
                 )
             ).first()
+            if row is None and supervisor:
+                row = (await c.execute(helped_in(call_id, agent_id))).first()
         return row is not None

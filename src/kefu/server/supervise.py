@@ -31,7 +31,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import desc, insert, select
+from sqlalchemy import Select, desc, insert, select
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.call import Call, CallPhase, MemberKind, MemberStatus
@@ -51,7 +51,7 @@ from .teams import viewer_of
 if TYPE_CHECKING:
     from .calls import CallService, Replier
 
-__all__ = ["SupervisionService", "apply_effect", "supervision_record", "tell_supervisors"]
+__all__ = ["SupervisionService", "apply_effect", "helped_in", "supervision_record", "tell_supervisors"]
 
 log = logging.getLogger("kefu.server.supervise")
 
@@ -187,6 +187,15 @@ async def tell_supervisors(tx: Tx, call: Call, fx: Sequence[object], view: dict[
             continue
         what = "ended" if call.ended else "update" if name in call.supervisors else "left"
         await tx.push(agent_key(agent.id), event("call", {**view, "what": what}))
+
+
+def helped_in(call_id: str, agent_id: int) -> Select[Any]:
+    """A row when supervisor ``agent_id`` helped in call ``call_id`` (it may read its record)."""
+    return (
+        select(call_supervision.c.num)
+        .where(call_supervision.c.call_id == call_id, call_supervision.c.agent_id == agent_id)
+        .limit(1)
+    )
 
 
 async def supervision_record(conn: Any, call_id: str) -> list[dict[str, Any]]:
