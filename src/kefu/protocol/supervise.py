@@ -116,9 +116,10 @@ def end_supervision(call: Call) -> list[Effect | SupervisorEffect]:
 
 def audience(call: Call, name: str) -> frozenset[str]:
     """Who receives supervisor ``name``'s audio in the call."""
-    return audience_of(
+    heard = audience_of(
         call.supervisors.get(name), call.primary, [m.name for m in call.joined()], call.supervisors
     )
+    return heard - {name}
 
 
 def audience_of(
