@@ -91,7 +91,7 @@ from .schema import call_members, calls, sessions, visitors
 from .settings import Settings
 from .sfu import Sfu
 from .store import aware, iso, new_id
-from .supervise import SupervisionService, apply_effect, helped_in, supervision_record, tell_supervisors
+from .supervise import SupervisionService, helped_in, supervision_record, tell_supervisors
 from .tasks import Background
 from .visitors import Visitor
 
@@ -828,7 +828,7 @@ class CallService:
         out = _Outcome(call)
         for f in fx:
             if isinstance(f, SupervisorEffect):
-                await apply_effect(tx, call, f)  # kefu.server.supervise
+                await self.supervision.apply(tx, call, f)  # kefu.server.supervise
                 continue
             await emit_call_effect(tx, call, f)  # integration events (kefu.server.events)
             if isinstance(f, AgentEffect):

@@ -28,10 +28,10 @@ leaves (:meth:`SupervisionService.gone`); the call's end ends its part.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, desc, insert, select
+from sqlalchemy import Select, desc, func, insert, select
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.call import Call, CallPhase, MemberKind, MemberStatus
@@ -51,7 +51,14 @@ from .teams import viewer_of
 if TYPE_CHECKING:
     from .calls import CallService, Replier
 
-__all__ = ["SupervisionService", "apply_effect", "helped_in", "supervision_record", "tell_supervisors"]
+__all__ = [
+    "SupervisionService",
+    "apply_effect",
+    "helped_in",
+    "supervising",
+    "supervision_record",
+    "tell_supervisors",
+]
 
 log = logging.getLogger("kefu.server.supervise")
 
@@ -63,6 +70,12 @@ class SupervisionService:
 
     def __init__(self, calls: CallService) -> None:
         self.calls = calls
+        self.listeners: list[Callable[[], None]] = []  # told after a change is committed (the floor)
+
+    async def apply(self, tx: Tx, call: Call, f: SupervisorEffect) -> None:
+        """One supervisor's change, in the call operation's transaction."""
+        await apply_effect(tx, call, f)
+        tx.after_commit.extend(self.listeners)
 
     async def handle(self, agent: Agent, req: Request, conn: Replier) -> None:
         if req.mark == "monitorCall":
@@ -187,6 +200,25 @@ async def tell_supervisors(tx: Tx, call: Call, fx: Sequence[object], view: dict[
             continue
         what = "ended" if call.ended else "update" if name in call.supervisors else "left"
         await tx.push(agent_key(agent.id), event("call", {**view, "what": what}))
+
+
+async def supervising(conn: Any) -> dict[int, list[dict[str, Any]]]:
+    """The floor's view: each supervisor's calls in progress it helps in, with its mode."""
+    latest = (
+        select(func.max(call_supervision.c.num))
+        .group_by(call_supervision.c.call_id, call_supervision.c.agent_id)
+        .scalar_subquery()
+    )
+    rows = await conn.execute(
+        select(call_supervision.c.agent_id, call_supervision.c.call_id, call_supervision.c.mode)
+        .join(calls, calls.c.id == call_supervision.c.call_id)
+        .where(call_supervision.c.num.in_(latest), calls.c.status != CallPhase.ended.value)
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.mode != "left":
+            out.setdefault(r.agent_id, []).append({"callId": r.call_id, "mode": r.mode})
+    return out
 
 
 def helped_in(call_id: str, agent_id: int) -> Select[Any]:

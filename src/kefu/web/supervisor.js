@@ -103,7 +103,9 @@
       var t = cell(tr, duration(since(a.stateSince)), "in-state");
       t.dataset.since = a.stateSince;
       cell(tr, a.openSessions + " / " + a.maxSessions, "sessions");
-      cell(tr, a.calls.length ? String(a.calls.length) : "", "calls");
+      // issue 20: the calls a supervisor helps in, and how
+      var helping = (a.supervising || []).map(function (h) { return h.mode + " " + h.callId.slice(0, 8); });
+      cell(tr, [a.calls.length ? String(a.calls.length) : ""].concat(helping).filter(Boolean).join(" · "), "calls");
       cell(tr, actions(a));
       body.appendChild(tr);
     });
