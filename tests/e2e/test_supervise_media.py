@@ -186,6 +186,12 @@ async def test_bad_requests_and_the_call_ending(scene: Scene) -> None:
     # already monitoring
     await ok(boss, "monitorCall", {"callId": call_id})
     assert await error(boss, "monitorCall", {"callId": call_id}) == "invalid_state"
+    # the floor shows where the supervisor helps
+    async with api(scene.server, await scene.server.login(BOSS)) as http:
+        rows = (await http.get("/api/floor")).json()["agents"]
+    assert next(a for a in rows if a["name"] == BOSS)["supervising"] == [
+        {"callId": call_id, "mode": "monitor"}
+    ]
     # the call ends: the supervisor's part ends with it, its media closes
     await a1.call("videoDisconnect").callback("success", "005004")
     await told.find(lambda p: p["mode"] == "monitor")
@@ -198,3 +204,12 @@ async def test_bad_requests_and_the_call_ending(scene: Scene) -> None:
         record = (await http.get(f"/api/calls/{call_id}")).json()
     last = record["supervision"][-1]
     assert (last["mode"], last["old"], last["reason"]) == (None, "monitor", "hangup")
+    # integrators get the join and the leave
+    await scene.server.add_agent("root", admin=True)
+    async with api(scene.server, await scene.server.login("root")) as http:
+        events = (await http.get("/api/events", params={"limit": 1000})).json()["events"]
+    mine = [e["data"] for e in events if e["type"] == "call.supervisor"]
+    assert [(d["callId"], d["supervisor"], d["mode"], d["old"]) for d in mine] == [
+        (call_id, BOSS, "monitor", None),
+        (call_id, BOSS, None, "monitor"),
+    ]
