@@ -277,10 +277,8 @@ class _Outcome:
 
 class _WindowConnection:
     """The window as a client of :meth:`Plugin.handle`: the answers to its own
-    requests come back here (duck-typed as a ``ControlConnection``)."""
-
-    controller = True
-    browser = False
+    requests come back here (it is a :class:`~kefu.plugin.host.Replier`, as an
+    SDK's ``ControlConnection`` is)."""
 
     def __init__(self, desktop: Desktop) -> None:
         self.desktop = desktop
@@ -289,8 +287,6 @@ class _WindowConnection:
         if "state" not in msg:
             msg["state"] = self.desktop.plugin.state
         self.desktop._answer(msg)
-
-    send = reply
 
     def __repr__(self) -> str:
         return "<the desktop window>"
@@ -493,7 +489,7 @@ class Desktop:
         self._pending[rid] = outcome
         try:
             async with asyncio.timeout(self.answer_timeout):
-                await self.plugin.handle(self._conn, req)  # type: ignore[arg-type]
+                await self.plugin.handle(self._conn, req)
                 await outcome.done.wait()
         finally:
             self._pending.pop(rid, None)

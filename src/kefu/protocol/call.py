@@ -57,6 +57,7 @@ __all__ = [
     "CallPhase",
     "Effect",
     "EndEffect",
+    "MediaMode",
     "Member",
     "MemberEffect",
     "MemberKind",
@@ -76,6 +77,16 @@ class CallPhase(enum.StrEnum):
     calling = "calling"  # callVisitor / callCurrentVisitor: the visitor's invitation rings
     connected = "connected"
     ended = "ended"
+
+
+class MediaMode(enum.StrEnum):
+    """How a call's media flows, the ``media`` field of the ``call`` pushes and replies."""
+
+    #: a star around the primary agent's plugin: it holds a peer connection with
+    #: every other member and relays (the plugin's :class:`~kefu.plugin.media.HubCall`)
+    hub = "hub"
+    #: through the media server (Janus VideoRoom, D22): every member publishes there
+    sfu = "sfu"
 
 
 class MemberKind(enum.StrEnum):

@@ -13,7 +13,7 @@ another team's call answers ``no_such_call`` / ``no_such_agent`` as if it did
 not exist. A supervisor helps in one call at a time and never in a call it
 is a member of.
 
-Each change runs as a call operation (:meth:`CallService._run`: the call's
+Each change runs as a call operation (:meth:`CallEngine.run`: the call's
 lock, one transaction); its :class:`~kefu.protocol.supervise.SupervisorEffect`
 is applied here (:func:`apply_effect`): a row of ``call_supervision`` (who,
 mode, when: the call record's ``supervision``), the ``call.supervisor``
@@ -49,7 +49,8 @@ from .store import aware, iso
 from .teams import viewer_of
 
 if TYPE_CHECKING:
-    from .calls import CallService, Replier
+    from .call_agent_api import Replier
+    from .call_engine import CallEngine
 
 __all__ = [
     "SupervisionService",
@@ -66,10 +67,10 @@ _MODE_OF = {"whisper": SupervisorMode.whisper, "barge": SupervisorMode.barge}
 
 
 class SupervisionService:
-    """The supervisors' requests on the calls of :class:`~kefu.server.calls.CallService`."""
+    """The supervisors' requests on the calls of :class:`~kefu.server.call_engine.CallEngine`."""
 
-    def __init__(self, calls: CallService) -> None:
-        self.calls = calls
+    def __init__(self, engine: CallEngine) -> None:
+        self.engine = engine
         self.listeners: list[Callable[[], None]] = []  # told after a change is committed (the floor)
 
     async def apply(self, tx: Tx, call: Call, f: SupervisorEffect) -> None:
@@ -92,9 +93,9 @@ class SupervisionService:
         def op(call: Call) -> list[Any]:
             return supervise(call, agent.name, mode) if mode is not None else leave(call, agent.name)
 
-        out = await self.calls._run(call_id, op)
+        out = await self.engine.run(call_id, op)
         assert out.call is not None
-        view = self.calls.view(out.call)
+        view = self.engine.view(out.call)
         payload = {"callId": call_id, "mode": mode.value if mode is not None else None, **view}
         conn.reply(reply_message(req.mark, "success", payload, rid=req.id))
 
@@ -104,13 +105,15 @@ class SupervisionService:
             raise ApiError(
                 "name the call (callId) or its agent (agentName), one of them", code=ErrorCode.invalid_field
             )
-        async with self.calls.hub.store.read() as conn:
+        async with self.engine.push_hub.store.read() as conn:
             viewer = await viewer_of(conn, me)  # forbidden unless a supervisor or an admin
             if p.agentName is not None:
                 target = await find_agent(conn, name=p.agentName)
                 if target is None or not viewer.sees(target.id):
                     raise ApiError(code=ErrorCode.no_such_agent)
-                found = await self.calls._call_of(MemberKind.agent, target.name, status=MemberStatus.joined)
+                found = await self.engine.queries.call_of(
+                    MemberKind.agent, target.name, status=MemberStatus.joined
+                )
                 if found is None:
                     raise ApiError(f"{target.name} is in no call", code=ErrorCode.not_in_call)
                 call_id: str | None = found
@@ -125,7 +128,7 @@ class SupervisionService:
             raise ApiError(code=ErrorCode.no_such_call)  # another team's call: not even its existence
         if row.status == CallPhase.ended.value:
             raise ApiError("the call is over", code=ErrorCode.no_such_call)
-        if await self.calls._call_of(MemberKind.agent, me.name) is not None:
+        if await self.engine.queries.call_of(MemberKind.agent, me.name) is not None:
             raise ApiError("you are in a call yourself", code=ErrorCode.invalid_state)
         helping = await self.current(me.id)
         if helping is not None and helping != call_id:
@@ -134,7 +137,7 @@ class SupervisionService:
 
     async def current(self, agent_id: int) -> str | None:
         """The call in progress supervisor ``agent_id`` helps in now, if any."""
-        async with self.calls.hub.store.read() as conn:
+        async with self.engine.push_hub.store.read() as conn:
             row = (
                 await conn.execute(
                     select(call_supervision.c.call_id, call_supervision.c.mode, calls.c.status)
@@ -150,7 +153,7 @@ class SupervisionService:
 
     async def gone(self, name: str) -> None:
         """The supervisor's connection stayed lost beyond the grace: it leaves its call."""
-        async with self.calls.hub.store.read() as conn:
+        async with self.engine.push_hub.store.read() as conn:
             agent = await find_agent(conn, name=name)
         if agent is None:
             return
@@ -158,7 +161,7 @@ class SupervisionService:
         if call_id is None:
             return
         try:
-            await self.calls._run(call_id, lambda call: leave(call, agent.name, "agent_disconnected"))
+            await self.engine.run(call_id, lambda call: leave(call, agent.name, "agent_disconnected"))
         except ApiError:
             return  # left or ended meanwhile
         log.info("supervisor %s did not come back: it left call %s", agent.name, call_id)
