@@ -36,7 +36,6 @@ from .settings import IceServer, MediaSettings, SourceSpec, parse_source
 from .sfu import SfuMember
 from .signal import DirectLink
 from .source import MediaSource, open_source
-from .supervisor import SupervisorMember
 from .tracks import Label, Role, parse_track_label, track_label
 from .watchdog import FrameWatchdog
 
@@ -69,7 +68,6 @@ __all__ = [
     "SourceSpec",
     "StreamOffline",
     "StreamOnline",
-    "SupervisorMember",
     "TrackAdded",
     "TrackRemoved",
     "colour_for",

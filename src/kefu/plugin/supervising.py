@@ -2,7 +2,7 @@
 
 The server's ``call`` push names the call's supervisors and their modes. The
 supervisor's plugin follows it: in the hub mode a :class:`SupervisorCall` (a
-:class:`~kefu.media.SupervisorMember`) answers the primary agent's hub, which
+:class:`~kefu.media.MediaMember` that sends nothing at first) answers the primary agent's hub, which
 sends it every member's media; it sends its microphone only in whisper and
 barge, and the hub forwards it to the mode's audience. Switching modes keeps
 the connection (a renegotiation, no re-join). In the SFU mode an
@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from kefu.media import MediaError, MediaEvent, NegotiationNeeded, NoFrameError, SupervisorMember
+from kefu.media import MediaError, MediaEvent, MediaMember, NegotiationNeeded, NoFrameError
 from kefu.media.frames import Image, encode_jpeg_async
 from kefu.protocol.mirror import CallView
 from kefu.protocol.supervise import SupervisorMode
@@ -57,7 +57,7 @@ class SupervisorCall(CallMediaBase):
         super().__init__(owner, call_id)
         self.me = me
         self.primary = primary
-        self.member = SupervisorMember(owner.settings, local=me, hub=primary, call_id=call_id)
+        self.member = MediaMember(owner.settings, local=me, hub=primary, call_id=call_id, send=())
         self.member.events.subscribe(self._on_event)
 
     async def speak(self, on: bool) -> None:
