@@ -1,7 +1,8 @@
 """The floor page (``/supervisor``) in Chromium helping in a real media call (issue 20):
 signing in also signs the supervisor's own plugin in; "Monitor" on the agent's row,
 then Whisper, Barge and Leave drive that plugin (imclient.js); the floor shows where the
-supervisor helps; the agent's hub hears the supervisor's tone only once it whispers."""
+supervisor helps; the agent's hub hears the supervisor's tone only once it whispers; the
+agent's console (``/agent``) says what the supervisor is doing."""
 
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ async def test_the_floor_page_monitors_whispers_barges_and_leaves(
         )
         call_id = accepted["payload"]["callId"]
         await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
+        # the agent's console takes over its plugin (one page controls a plugin): it shows the
+        # supervisor's presence
+        assert a1.client is not None
+        await a1.client.aclose()
+        a1.client = None
+        console = await context.new_page()
+        await console.goto(f"{stack.server.url}/agent?plugin={a1.plugin.url}")
+        await console.wait_for_selector("#console:not(.hidden)", timeout=MS)
 
         page = await context.new_page()
         await page.goto(f"{stack.server.url}/supervisor?plugin=ws://127.0.0.1:{stack.p.port}")
@@ -68,6 +77,7 @@ async def test_the_floor_page_monitors_whispers_barges_and_leaves(
         await page.locator("tr[data-agent='a3']").get_by_role("button", name="Monitor").click()
         await page.wait_for_selector("#help-state >> text=listening", timeout=MS)
         await page.wait_for_selector("tr[data-agent='boss'] .calls >> text=monitor", timeout=MS)
+        await console.wait_for_selector("#supervisor-pill >> text=supervisor boss is listening", timeout=MS)
         hub = a1.plugin.hub
         assert hub is not None
         assert stack.p.media is not None
@@ -79,6 +89,7 @@ async def test_the_floor_page_monitors_whispers_barges_and_leaves(
         # Whisper: the agent's hub hears the supervisor's tone; the visitor is not told
         await page.click("#whisper-btn")
         await page.wait_for_selector("#help-state >> text=whispering", timeout=MS)
+        await console.wait_for_selector("#supervisor-pill >> text=is whispering to you", timeout=MS)
         frames = [await hub.peer("boss").next_frame("boss", "mic", within=LIMIT) for _ in range(12)]
         hz = tone_of([f for f in frames[2:] if isinstance(f, AudioFrame)])
         assert abs(hz - tone_for("boss")) < 40.0, hz
@@ -90,6 +101,8 @@ async def test_the_floor_page_monitors_whispers_barges_and_leaves(
         await v.wait_for(CallUpdate, lambda e: e.what == "memberJoined" and e.name == "boss", within=LIMIT)
         await page.wait_for_selector("tr[data-agent='boss'] .calls >> text=barge", timeout=MS)
         await screenshot(page, "supervisor-barge")
+        await console.wait_for_selector("#supervisor-pill >> text=is in the call", timeout=MS)
+        await screenshot(console, "agent-console-supervisor-barge")
 
         # Leave
         await page.click("#leave-btn")
@@ -97,8 +110,9 @@ async def test_the_floor_page_monitors_whispers_barges_and_leaves(
         await v.wait_for(CallUpdate, lambda e: e.what == "memberLeft" and e.name == "boss", within=LIMIT)
         await stack.p.media.wait_closed()
         assert call_id not in stack.p.media.calls
+        await console.wait_for_selector("#supervisor-pill >> text=supervisor boss left the call", timeout=MS)
         await page.close()
-        await a1.call("videoDisconnect").callback("success", "005004")
+        await console.close()
     finally:
         await v.aclose()
         await a1.close()
