@@ -269,6 +269,8 @@ class CallMirror:
         if view.ended:
             view.share = False
             del self.calls[call_id]
+        elif payload.get("what") == "left":  # a supervisor's part ended (issue 20); the call goes on
+            del self.calls[call_id]
         return view
 
     def forget(self, call_id: str) -> None:
