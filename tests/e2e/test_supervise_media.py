@@ -213,3 +213,21 @@ async def test_bad_requests_and_the_call_ending(scene: Scene) -> None:
         (call_id, BOSS, "monitor", None),
         (call_id, BOSS, None, "monitor"),
     ]
+
+
+async def test_a_supervisor_whose_plugin_is_gone_leaves_after_the_grace(scene: Scene) -> None:
+    sides = await floor(scene)
+    a1, boss = sides[AGENT], sides[BOSS]
+    told = presence(a1)
+    v = await scene.visitor(VISITOR, on_invite="accept")
+    call_id, _ = await call_visitor(a1, v)
+    await ok(boss, "monitorCall", {"callId": call_id})
+    await ok(boss, "barge")
+    await v.wait_for(CallUpdate, lambda e: e.what == "memberJoined" and e.name == BOSS, within=LIMIT)
+    await boss.close()  # its plugin stops: its link closes; call_grace is 1 s here
+    left = await told.find(lambda p: p["mode"] is None)
+    assert (left["old"], left["reason"]) == ("barge", "agent_disconnected")
+    await v.wait_for(CallUpdate, lambda e: e.what == "memberLeft" and e.name == BOSS, within=LIMIT)
+    await asyncio.wait_for(a1.plugin.media.calls[call_id].settled(), LIMIT)  # type: ignore[union-attr]
+    assert hub_of(a1).members == (VISITOR,)  # the hub closed the supervisor's connection
+    await a1.call("videoDisconnect").callback("success", "005004")  # the call went on until now
