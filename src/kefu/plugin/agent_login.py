@@ -42,7 +42,8 @@ class AgentLogin:
         self.in_progress = False
 
     async def start(self, conn: Replier, req: Request) -> None:
-        assert isinstance(req.params, StartLoginParams)
+        """``startLogin`` (SPEC §4.1): log the agent in with the login URL the page gives."""
+        params = req.params
 
         def fail(code: ErrorCode, msg: str | None = None, field: str | None = None) -> None:
             out = error_message(req.mark, code, msg, rid=req.id, field_name=field)
@@ -50,8 +51,11 @@ class AgentLogin:
             out["code"] = out["error"]["code"]
             conn.reply(out)
 
+        if not isinstance(params, StartLoginParams):  # the decoder chose another model: a bug
+            fail(ErrorCode.internal, f"{req.mark} takes StartLoginParams")
+            return
         try:
-            form = check_login_url(req.params.data.url, self.core.settings.server_origin)
+            form = check_login_url(params.data.url, self.core.settings.server_origin)
         except ProtocolError as exc:
             fail(exc.code, exc.msg, exc.field)
             return
@@ -59,7 +63,7 @@ class AgentLogin:
             fail(ErrorCode.invalid_state, "a login is in progress")
             return
         self.in_progress = True
-        if req.params.minimize:
+        if params.minimize:
             self.core.window.minimize()  # SPEC §4.1: minimised while logging in
         link: AgentLink | None = None
         try:

@@ -200,12 +200,12 @@ class Plugin:
         call = self.mirror.current()
         if self.media is None or call is None:
             return None
-        from .media import HubCall, SfuCall
+        from .media import RelayCall, SfuCall
 
         media = self.media.calls.get(call.call_id)
         if isinstance(media, SfuCall):
             return media.member
-        return media.hub if isinstance(media, HubCall) else None
+        return media.hub if isinstance(media, RelayCall) else None
 
     def _accepting(self) -> bool:
         return not (self._quitting or self._closed)

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 from kefu.media import MediaError, MediaEvent, MediaMember, NegotiationNeeded, NoFrameError
 from kefu.media.frames import Image, encode_jpeg_async
 from kefu.protocol.mirror import CallView
 from kefu.protocol.supervise import SupervisorMode
 
-from .media import CallMediaBase, PluginMedia, SfuCall
+from .call_media import CallMediaBase, MediaOwner, SfuCall
+
+if TYPE_CHECKING:
+    from .media import PluginMedia
 
 __all__ = ["SupervisorCall", "follow"]
 
@@ -53,7 +57,7 @@ def follow(media: PluginMedia, me: str, view: CallView) -> None:
 class SupervisorCall(CallMediaBase):
     """A supervisor's media in a call led by the primary agent's hub."""
 
-    def __init__(self, owner: PluginMedia, call_id: str, me: str, primary: str) -> None:
+    def __init__(self, owner: MediaOwner, call_id: str, me: str, primary: str) -> None:
         super().__init__(owner, call_id)
         self.me = me
         self.primary = primary
