@@ -21,7 +21,7 @@ from kefu.media import MediaPeer, colour_for, sample_rgb, track_label
 from kefu.media.pattern import tone_for, tone_of
 from kefu.plugin.supervising import SupervisorCall
 from kefu.server.teams import add_team, assign, set_supervisor
-from kefu.visitor import CallUpdate
+from kefu.visitor import CallUpdate, Visitor
 from tests.conftest import ServerHandle
 from tests.plugin.harness import LIMIT
 from tests.server.test_rest import api
@@ -88,12 +88,19 @@ def presence(agent: AgentSide) -> Log[dict[str, Any]]:
     return log
 
 
-async def test_monitor_whisper_barge_leave_checked_by_content(scene: Scene) -> None:
+async def in_a_call(scene: Scene) -> tuple[AgentSide, AgentSide, Log[dict[str, Any]], Visitor, str]:
+    """The floor, a1 in a call with v1: the agent, the supervisor, what the agent is told of
+    supervisors, the visitor, the call's id."""
     sides = await floor(scene)
     a1, boss = sides[AGENT], sides[BOSS]
     told = presence(a1)
     v = await scene.visitor(VISITOR, on_invite="accept")
     call_id, _ = await call_visitor(a1, v)
+    return a1, boss, told, v, call_id
+
+
+async def test_monitor_whisper_barge_leave_checked_by_content(scene: Scene) -> None:
+    a1, boss, told, v, call_id = await in_a_call(scene)
     hub = hub_of(a1)
     assert v.media is not None
 
@@ -216,11 +223,7 @@ async def test_bad_requests_and_the_call_ending(scene: Scene) -> None:
 
 
 async def test_a_supervisor_whose_plugin_is_gone_leaves_after_the_grace(scene: Scene) -> None:
-    sides = await floor(scene)
-    a1, boss = sides[AGENT], sides[BOSS]
-    told = presence(a1)
-    v = await scene.visitor(VISITOR, on_invite="accept")
-    call_id, _ = await call_visitor(a1, v)
+    a1, boss, told, v, call_id = await in_a_call(scene)
     await ok(boss, "monitorCall", {"callId": call_id})
     await ok(boss, "barge")
     await v.wait_for(CallUpdate, lambda e: e.what == "memberJoined" and e.name == BOSS, within=LIMIT)
