@@ -165,6 +165,7 @@ class CallRecord:
         self.end_reason: str | None = None
         self.transfer: dict[str, Any] | None = None  # the transfer in progress (issue 20)
         self.transfers: list[dict[str, Any]] = []  # the transfers that ended, in order
+        self.supervisors: dict[str, str] = {}  # supervisor → its mode (kefu.protocol.supervise)
         self._add(MemberKind.agent, primary, "primary", MemberStatus.joined, flow)
         self._add(MemberKind.visitor, visitor, "visitor", MemberStatus.invited, flow)
 
@@ -183,6 +184,7 @@ class CallRecord:
             "pending": [self.pending.kind.value, self.pending.name] if self.pending else None,
             "transfer": self.transfer,
             "transfers": self.transfers,
+            "supervisors": dict(self.supervisors),
             "members": [
                 {
                     "kind": m.kind.value,
@@ -207,6 +209,7 @@ class CallRecord:
         call.end_reason = data["endReason"]
         call.transfer = data.get("transfer")  # absent from snapshots older than issue 20
         call.transfers = list(data.get("transfers", ()))
+        call.supervisors = dict(data.get("supervisors") or {})
         call.members = {}
         for m in data["members"]:
             member = Member(

@@ -72,6 +72,7 @@ class EventType(enum.StrEnum):
     call_member_left = "call.member_left"
     call_ended = "call.ended"
     call_transferred = "call.transferred"
+    call_supervisor = "call.supervisor"
     recording_started = "recording.started"
     recording_ready = "recording.ready"
     recording_failed = "recording.failed"
@@ -151,6 +152,13 @@ EVENT_INFO: dict[EventType, EventInfo] = {
         "the agent, the note; ``outcome`` completed (the target has the visitor), refused, "
         "timeout, failed, cancelled, targetLeft (the consulted agent hung up) or ended",
         ("callId", "kind", "from", "to", "note", "outcome", "visitorName"),
+    ),
+    EventType.call_supervisor: EventInfo(
+        StreamKind.call,
+        "a supervisor joined a call, changed mode or left it (issue 20): ``mode`` is monitor, "
+        "whisper, barge or null (it left, ``reason`` says why); ``old`` the mode before (null: "
+        "it joined)",
+        ("callId", "supervisor", "mode", "old", "reason"),
     ),
     EventType.recording_started: EventInfo(
         StreamKind.call,

@@ -190,6 +190,7 @@ class CallView:
     media: str = "hub"  # how the call's media goes: the primary agent's hub, or the media server ("sfu")
     #: the transfer in progress (issue 20): ``{kind, from, to, note, phase}``, or None
     transfer: Json | None = None
+    supervisors: dict[str, str] = field(default_factory=dict)  # supervisor → mode (issue 20)
 
     def status_of(self, kind: str, name: str) -> str | None:
         for m in self.members:
@@ -263,8 +264,17 @@ class CallMirror:
             view.media = payload["media"]
         transfer = payload.get("transfer")
         view.transfer = transfer if isinstance(transfer, dict) else None
+        helping = payload.get("supervisors")
+        if isinstance(helping, list):
+            view.supervisors = {
+                s["name"]: s["mode"]
+                for s in helping
+                if isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("mode"), str)
+            }
         if view.ended:
             view.share = False
+            del self.calls[call_id]
+        elif payload.get("what") == "left":  # a supervisor's part ended (issue 20); the call goes on
             del self.calls[call_id]
         return view
 

@@ -25,6 +25,7 @@ __all__ = [
     "SessionOut",
     "StateChangeOut",
     "StateOut",
+    "SupervisionOut",
     "error_answers",
 ]
 
@@ -130,6 +131,14 @@ class CallTransferOut(_Out):
     at: datetime = Field(description="when the transfer ended")
 
 
+class SupervisionOut(_Out):
+    supervisor: str
+    mode: Literal["monitor", "whisper", "barge"] | None = Field(description="null: the supervisor left")
+    old: str | None = Field(description="the mode before; null when the supervisor joined")
+    reason: str | None
+    at: datetime
+
+
 class CallOut(_Out):
     callId: str
     flow: str
@@ -147,6 +156,9 @@ class CallOut(_Out):
     )
     members: list[CallMemberOut]
     transfers: list[CallTransferOut] = Field(default=[], description="the call's transfers, in order")
+    supervision: list[SupervisionOut] = Field(
+        default_factory=list, description="issue 20: each supervisor's join, change of mode and leave"
+    )
 
 
 class StateOut(_Out):

@@ -11,6 +11,7 @@ from kefu.protocol.call import MemberKind
 
 from .schema import call_members, calls
 from .store import Store, aware, iso
+from .supervise import supervision_record
 
 __all__ = ["CallRecords"]
 
@@ -72,6 +73,7 @@ class CallRecords:
             "endReason": call.end_reason,
             "recording": call.recording,  # the SFU mode's: its status, start and failure (server/sfu.py)
             "transfers": call.snapshot.get("transfers", []),  # issue 20: kind, from, to, note, outcome, at
+            "supervision": await supervision_record(conn, call.id),  # issue 20: who helped, how, when
             "members": [
                 {
                     "kind": m.kind,
