@@ -168,7 +168,7 @@ def check_order_per_stream(events: list[dict[str, Any]]) -> None:
 
 async def a_day(server: ServerHandle) -> str:
     """A scripted day: a chat (queued, assigned, messages, transferred, closed) and a call with a
-    snapshot, a photo, a transfer refused and a recording; returns the call's id."""
+    snapshot, a photo, a transfer refused, a supervisor and a recording; returns the call's id."""
     agent, v, call_id, token = await in_call(server)
     auth = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -198,6 +198,9 @@ async def a_day(server: ServerHandle) -> str:
     await other.call("multipleVideoRefuse")
     await state(agent, "006015")
     await other.call("setAgentState", {"state": "busy"})  # a1 stays the only ready agent
+    sup = await server.agent("boss", add=False)  # an admin supervises any call (issue 20)
+    await sup.call("monitorCall", {"callId": call_id})
+    await sup.call("leaveMonitor")
     await agent.call("videoDisconnect")
     await state(agent, "005004")
     await agent.call("setAgentState", {"state": "idle"})
