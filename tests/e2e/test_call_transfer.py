@@ -347,3 +347,43 @@ async def test_the_async_client_transfers_a_call(scene: Scene) -> None:
         with pytest.raises(ApiError) as e:
             await client.transfer_call(team_name="nobody")
         assert e.value.code.value == "no_such_agent"
+
+
+async def test_a_monitoring_supervisor_follows_the_transferred_call(scene: Scene) -> None:
+    """Issue 20's two parts together: a supervisor monitors a1's call (through a1's hub); a1
+    transfers it blind to a3; the supervisor's media follows to a3's hub (D30) and still
+    receives the visitor, and a3 now."""
+    from kefu.plugin.supervising import SupervisorCall
+    from kefu.server.teams import add_team, assign, set_supervisor
+
+    a1 = await scene.agent("a1")
+    a3 = await scene.agent("a3")
+    boss = await scene.agent("boss", ready=False)
+    sv = scene.server.services
+    await set_supervisor(sv.store, "boss")
+    await add_team(sv.store, "t1", now=scene.server.settings.now())
+    for name in ("a1", "a3", "boss"):
+        await assign(sv.store, "t1", name)
+    v = await scene.visitor("v1", on_invite="accept")
+    call_id, _ = await call_visitor(a1, v)
+    await boss.call("monitorCall", {"agentName": "a1"}).callback("success")
+    assert boss.plugin.media is not None
+    first = boss.plugin.media.calls[call_id]
+    assert isinstance(first, SupervisorCall) and first.primary == "a1"
+    await first.member.peer.next_frame("v1", "camera", within=LIMIT)
+    t = a1.call("transferCall", {"agentName": "a3"})
+    await t.callback("inviteSuccess", "007003")
+    await a3.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+    await t.callback("transferSuccess", "005011")
+
+    async def new_hub() -> SupervisorCall:
+        while True:
+            got = boss.plugin.media.calls.get(call_id) if boss.plugin.media is not None else None
+            if isinstance(got, SupervisorCall) and got.primary == "a3":
+                return got
+            await boss.inner.find(lambda e: e[0] == "call", start=len(boss.inner.items))
+
+    again = await asyncio.wait_for(new_hub(), LIMIT)
+    for member in ("v1", "a3"):
+        frame = await again.member.peer.next_frame(member, "camera", within=LIMIT)
+        assert near(sample_rgb(frame), colour_for(member)), member  # type: ignore[arg-type]
