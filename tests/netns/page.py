@@ -32,11 +32,12 @@ from typing import Any
 from playwright.async_api import Page, async_playwright
 
 from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import scaled
 
 from .probe import emit, lines
 
 #: Every wait here, in seconds (the test bounds the whole with its own LIMIT).
-WAIT = 60.0
+WAIT = scaled(60.0)
 
 #: What the page's peer connection reports: frames and the route (getStats).
 STATS = """async () => {
