@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from PIL import ImageChops
 from playwright.async_api import Page, async_playwright
 
-from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, page_stats
 from tests.e2e.callkit import SMALL_MEDIA, AgentSide
 from tests.netns.test_browser import fake_camera
 from tests.plugin.harness import LIMIT
@@ -53,18 +53,7 @@ STATS = """async () => {
 
 
 async def stats(page: Page, where: str) -> dict[str, Any]:
-    await page.evaluate(
-        f"""() => {{
-            if (window.__statsTimer) return;
-            const take = {STATS};
-            window.__statsTimer = setInterval(async () => {{ window.__stats = await take(); }}, 100);
-        }}"""
-    )
-    handle = await page.wait_for_function(
-        f"() => {{ const s = window.__stats; return s && ({where}) ? s : null; }}", timeout=LIMIT * 1000
-    )
-    found: dict[str, Any] = await handle.json_value()
-    return found
+    return await page_stats(page, STATS, where, LIMIT)
 
 
 def _need_chromium() -> None:
