@@ -24,6 +24,7 @@ from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.call import Call, MemberKind, MemberStatus
 from kefu.protocol.machine import Event, Flow, allowed
 from kefu.protocol.plugin_api import (
+    SUPERVISE_MARKS,
     CallVisitorParams,
     SessionParams,
     VideoInviteAgentParams,
@@ -101,6 +102,9 @@ class AgentCallApi:
 
     async def handle(self, agent: Agent, req: Request, conn: Replier) -> None:
         """Answer one call API request from ``agent``."""
+        if req.mark in SUPERVISE_MARKS:  # issue 20: a supervisor in a call (kefu.server.supervise)
+            await self.engine.supervision.handle(agent, req, conn)
+            return
         await CALL_ROUTES[req.mark](self, AgentRequest(agent, req, conn))
 
     # --- replies
