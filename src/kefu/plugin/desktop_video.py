@@ -11,9 +11,8 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 if TYPE_CHECKING:  # kefu.media loads aiortc: the window imports it only with media
-    from av import VideoFrame
-
     from kefu.media import MediaPeer, MediaSource
+    from kefu.media.frames import VideoFrame  # av's, through the only package that imports av
     from kefu.media.tracks import Role
 
 __all__ = ["CallPicture", "Tile", "VideoView", "layout_tiles", "wanted_tiles"]
