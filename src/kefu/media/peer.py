@@ -67,6 +67,7 @@ from .events import Emitter, NegotiationNeeded, TrackAdded, TrackRemoved
 from .frames import Image, RgbImage, encode_jpeg_async, to_rgb
 from .ice import host_addresses, rtc_configuration
 from .settings import MediaSettings
+from .ssrc import route_ssrcs
 from .tracks import KIND_OF_ROLE, Label, LabelledTrack, Role, parse_track_label, track_label
 from .watchdog import FrameWatchdog
 
@@ -357,10 +358,13 @@ class MediaPeer:
             return
         description = SessionDescription.parse(remote.sdp)
         ids = {m.rtp.muxId: description.webrtc_track_id(m) for m in description.media}
+        by_mid = {m.rtp.muxId: m for m in description.media}
         for t in self.pc.getTransceivers():
             if t.mid is None:
                 continue
             receiving = t.currentDirection in ("recvonly", "sendrecv") and t.receiver.track is not None
+            if receiving and t.mid in by_mid:
+                route_ssrcs(t, by_mid[t.mid])  # an m-line used again (kefu.media.ssrc)
             current = self._received.get(t.mid)
             label = self._label_for(ids.get(t.mid), t.kind, t.mid) if receiving else None
             if current is not None and (not receiving or current.label != label):
