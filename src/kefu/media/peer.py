@@ -126,6 +126,7 @@ class MediaPeer:
         watchdog: FrameWatchdog | None = None,
         trust_labels: bool = True,
         send_only: bool = False,
+        dtls_server: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -138,6 +139,10 @@ class MediaPeer:
         self.clock = clock
         self._trust_labels = trust_labels
         self._send_only = send_only  # a publisher to the media server receives nothing
+        # answer a=setup:passive: the offerer starts the DTLS handshake once it has our answer
+        # (a subscription to Janus: our ClientHello, sent before Janus has the answer, is lost
+        # and OpenSSL tries again only after 1 s — docs/decisions.md D45)
+        self._dtls_server = dtls_server
         config = rtc_configuration(settings)
         config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
         self.pc = RTCPeerConnection(config)
@@ -265,6 +270,10 @@ class MediaPeer:
             self._outstanding = False
             self._bind_pending(description)
             answer = await self.pc.createAnswer()
+            if self._dtls_server:
+                answer = RTCSessionDescription(
+                    answer.sdp.replace("a=setup:active", "a=setup:passive"), "answer"
+                )
             with host_addresses(self.settings.host_addresses):
                 await self.pc.setLocalDescription(answer)
             self._reconcile()

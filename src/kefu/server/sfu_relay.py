@@ -214,7 +214,7 @@ class SfuRelay:
     async def _reconcile(self, cm: _CallMedia) -> None:
         """Every joined member subscribed to every other member's feed that is up (under the lock)."""
         for owner, pub in list(cm.publishers.items()):
-            if not pub.up:
+            if not pub.up:  # Janus refuses a subscription before (No such feed)
                 continue
             for member in sorted(cm.members):
                 if member != owner and (member, owner) not in cm.subs:
@@ -333,6 +333,11 @@ class SfuRelay:
                 if ev.kind == "hangup":
                     del cm.subs[(member, feed)]
                     await self._detach(ev.handle)
+                elif ev.kind == "webrtcup":
+                    # the subscription's connection is up: a key frame now reaches it (D45)
+                    pub = cm.publishers.get(feed)
+                    if pub is not None:
+                        await self._key_frame(cm, feed, pub)
                 elif ev.jsep is not None and ev.jsep.get("type") == "offer":
                     # the feed changed its tracks: Janus offers the subscription again
                     data = {"type": "offer", "sdp": ev.jsep.get("sdp"), "feed": feed_ref(*feed)}
