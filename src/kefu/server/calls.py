@@ -638,7 +638,7 @@ class CallService:
                     code=ErrorCode.invalid_field,
                 )
             joined = [(m.kind.value, m.name) for m in call.joined()]
-            await self.sfu.relay.signal(call.id, (kind.value, name), joined, p.data)
+            await self.sfu.signal(call.id, (kind.value, name), joined, p.data)
             return
         to_kind = MemberKind(p.to.kind)
         target = call.member(to_kind, p.to.name)
@@ -873,7 +873,7 @@ class CallService:
             sfu = self.sfu
             joined = [(m.kind.value, m.name) for m in call.joined()]
             ended = call.ended
-            tx.after_commit.append(lambda: sfu.relay.sync(call.id, joined, ended))
+            tx.after_commit.append(lambda: sfu.sync(call.id, joined, ended))
             if ended:
                 tx.after_commit.append(lambda: sfu.ended(call.id))
 
