@@ -145,7 +145,7 @@ class SfuMember:
                 relay=self.relay,
                 watchdog=self.watchdog,
                 trust_labels=False,  # the feed's tracks are its member's
-                dtls_server=True,  # Janus starts DTLS once it has the answer (D45)
+                dtls_server=self.settings.sfu_dtls_passive,  # Janus starts DTLS with the answer (D45)
                 clock=self.clock,
             )
             peer.events.subscribe(self._subscription_event)
