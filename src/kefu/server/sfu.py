@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -176,19 +176,35 @@ class Sfu:
         else:
             await self.nodes.signal(owner, call_id, me, joined, data)
 
-    def sync(self, call_id: str, joined: list[Member], ended: bool) -> None:
-        """After a call changed (after its commit): who is joined now, told where its handles are."""
+    def sync(
+        self,
+        call_id: str,
+        joined: list[Member],
+        ended: bool,
+        audience: Mapping[Member, frozenset[str]] | None = None,
+    ) -> None:
+        """After a call changed (after its commit): who is joined now, and the feeds only some
+        members hear (:meth:`SfuRelay.sync`), told where its handles are."""
         if self.nodes is None:
-            self.relay.sync(call_id, joined, ended)
+            self.relay.sync(call_id, joined, ended, audience)
         else:
-            self._closing.spawn(self._sync(call_id, joined, ended), f"kefu-sfu-sync-{call_id}")
+            self._closing.spawn(self._sync(call_id, joined, ended, audience), f"kefu-sfu-sync-{call_id}")
 
-    async def _sync(self, call_id: str, joined: list[Member], ended: bool) -> None:
+    async def _sync(
+        self,
+        call_id: str,
+        joined: list[Member],
+        ended: bool,
+        audience: Mapping[Member, frozenset[str]] | None,
+    ) -> None:
         owner = await self._owner(call_id)
         if owner is None or self.nodes is None:
-            self.relay.sync(call_id, joined, ended)
-        else:
-            await self.nodes.tell(owner, "sync", call_id, joined=[list(m) for m in joined], ended=ended)
+            self.relay.sync(call_id, joined, ended, audience)
+            return
+        heard = [[k, n, sorted(names)] for (k, n), names in (audience or {}).items()]
+        await self.nodes.tell(
+            owner, "sync", call_id, joined=[list(m) for m in joined], ended=ended, audience=heard
+        )
 
     def ended(self, call_id: str) -> None:
         """The call ended (after its commit): its room destroyed in the background, by the

@@ -34,7 +34,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -49,9 +49,10 @@ __all__ = ["SfuNodes"]
 log = logging.getLogger("kefu.server.sfu")
 
 Member = tuple[str, str]
-#: run on the owner: ``signal(call_id, me, joined, data)``, ``sync(call_id, joined, ended)``, ``ended(call_id)``
+#: run on the owner: ``signal(call_id, me, joined, data)``, ``sync(call_id, joined, ended,
+#: audience)``, ``ended(call_id)``
 Signal = Callable[[str, Member, list[Member], object], Awaitable[None]]
-Sync = Callable[[str, list[Member], bool], None]
+Sync = Callable[[str, list[Member], bool, Mapping[Member, frozenset[str]] | None], None]
 Ended = Callable[[str], None]
 
 
@@ -199,7 +200,8 @@ class SfuNodes:
         op, call_id = msg["op"], msg["call"]
         members = [(str(k), str(n)) for k, n in msg.get("joined", [])]
         if op == "sync":
-            self._sync(call_id, members, bool(msg.get("ended")))
+            heard = {(str(k), str(n)): frozenset(map(str, names)) for k, n, names in msg.get("audience", [])}
+            self._sync(call_id, members, bool(msg.get("ended")), heard)
         elif op == "ended":
             self._ended(call_id)
         elif op == "signal":
