@@ -1,7 +1,7 @@
 """Issue 17: the node that drives a call's room in Janus (several nodes in the SFU mode).
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-06
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0011"
+down_revision: str | None = "0013"
 branch_labels: str | None = None
 depends_on: str | None = None
 
