@@ -58,7 +58,7 @@ from .media import Media
 from .recording import Composer, RecordingError, remove_room_files, tracks_of_room
 from .schema import calls, media_rooms
 from .settings import Settings
-from .sfu_nodes import SfuNodes
+from .sfu_nodes import InOrder, SfuNodes
 from .sfu_relay import Member, Push, SfuRelay
 from .store import Store, iso
 from .tasks import Background
@@ -99,6 +99,7 @@ class Sfu:
         self.janus.on_lost = self._lost
         if media is not None and settings.janus_recordings is not None:
             self.relay.on_media_up = self._media_up
+        self._per_call = InOrder(self._closing)  # one call's syncs and end, in order
         self._owners: dict[str, str | None] = {}  # call → the node driving its room (None: unknown)
         self.nodes: SfuNodes | None = None
         if settings.redis_url:
@@ -188,7 +189,10 @@ class Sfu:
         if self.nodes is None:
             self.relay.sync(call_id, joined, ended, audience)
         else:
-            self._closing.spawn(self._sync(call_id, joined, ended, audience), f"kefu-sfu-sync-{call_id}")
+            # told in the order the changes were committed here (the end after the last sync)
+            self._per_call.run(
+                call_id, self._sync(call_id, joined, ended, audience), f"kefu-sfu-sync-{call_id}"
+            )
 
     async def _sync(
         self,
@@ -209,7 +213,7 @@ class Sfu:
     def ended(self, call_id: str) -> None:
         """The call ended (after its commit): its room destroyed in the background, by the
         node driving it, or here when that node is gone."""
-        self._closing.spawn(self._ended(call_id), f"kefu-sfu-close-{call_id}")
+        self._per_call.run(call_id, self._ended(call_id), f"kefu-sfu-close-{call_id}")
 
     async def _ended(self, call_id: str) -> None:
         owner = await self._owner(call_id) if self.nodes is not None else None

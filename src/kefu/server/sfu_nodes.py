@@ -34,7 +34,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -44,7 +44,7 @@ from kefu.protocol import ApiError, ErrorCode
 
 from .tasks import Background
 
-__all__ = ["SfuNodes"]
+__all__ = ["InOrder", "SfuNodes"]
 
 log = logging.getLogger("kefu.server.sfu")
 
@@ -54,6 +54,31 @@ Member = tuple[str, str]
 Signal = Callable[[str, Member, list[Member], object], Awaitable[None]]
 Sync = Callable[[str, list[Member], bool, Mapping[Member, frozenset[str]] | None], None]
 Ended = Callable[[str], None]
+
+
+class InOrder:
+    """Work handed in for one call runs in the order it came; different calls side by side."""
+
+    def __init__(self, background: Background) -> None:
+        self._background = background
+        self._last: dict[str, asyncio.Task[None]] = {}  # each call's latest work
+
+    def run(self, call_id: str, coro: Coroutine[Any, Any, None], name: str) -> None:
+        prev = self._last.get(call_id)
+        task = self._background.spawn(self._after(prev, coro), name)
+        if task is None:  # shutting down
+            coro.close()
+            return
+        self._last[call_id] = task
+        task.add_done_callback(
+            lambda t: self._last.pop(call_id, None) if self._last.get(call_id) is t else None
+        )
+
+    @staticmethod
+    async def _after(prev: asyncio.Task[None] | None, coro: Coroutine[Any, Any, None]) -> None:
+        if prev is not None:
+            await asyncio.wait([prev])  # the call's earlier work first (its failure is its own)
+        await coro
 
 
 class SfuNodes:
@@ -76,8 +101,8 @@ class SfuNodes:
         self._signal, self._sync, self._ended = signal, sync, ended
         self._redis: aioredis.Redis = aioredis.from_url(url)
         self._asked: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._last: dict[str, asyncio.Task[None]] = {}  # each call's latest message being handled
         self._work = Background(log)
+        self._in_order = InOrder(self._work)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._closed = False
@@ -186,17 +211,9 @@ class SfuNodes:
             return
         if not isinstance(call_id, str):
             return
-        prev = self._last.get(call_id)
-        task = self._work.spawn(self._in_order(prev, msg), f"kefu-sfu-node-{op}-{call_id}")
-        if task is not None:
-            self._last[call_id] = task
-            task.add_done_callback(
-                lambda t: self._last.pop(call_id, None) if self._last.get(call_id) is t else None
-            )
+        self._in_order.run(call_id, self._handle(msg), f"kefu-sfu-node-{op}-{call_id}")
 
-    async def _in_order(self, prev: asyncio.Task[None] | None, msg: dict[str, Any]) -> None:
-        if prev is not None:
-            await asyncio.wait([prev])  # the call's earlier message first (its failure is its own)
+    async def _handle(self, msg: dict[str, Any]) -> None:
         op, call_id = msg["op"], msg["call"]
         members = [(str(k), str(n)) for k, n in msg.get("joined", [])]
         if op == "sync":
