@@ -288,7 +288,7 @@ class CallEngine:
             joined = media_members(call)  # the supervisors too (issue 20), heard by their audience
             heard = {(MemberKind.agent.value, name): audience(call, name) for name in call.supervisors}
             ended = call.ended
-            tx.after_commit.append(lambda: sfu.relay.sync(call.id, joined, ended, heard))
+            tx.after_commit.append(lambda: sfu.sync(call.id, joined, ended, heard))  # on the room's node
             if ended:
                 tx.after_commit.append(lambda: sfu.ended(call.id))
 

@@ -115,6 +115,7 @@ class Services:
         if settings.janus_url:
             services.calls.sfu = Sfu(settings, store, services.calls.push_signal, services.media)
             services.calls.sfu.end_call = services.calls.media_server_lost
+            await services.calls.sfu.start()  # several nodes: the channel of its calls' rooms
         await agents.start()
         await services.calls.start()
         await transfers.start()
