@@ -147,7 +147,7 @@ async def test_consult_transfer_holds_the_visitor_then_completes(scene: Scene) -
     frame = await member.peer.next_frame("a1", "camera", within=LIMIT)
     assert near(sample_rgb(frame), colour_for("a1"))  # type: ignore[arg-type]
     hub = hub_of(a1)
-    assert hub.peer("v1").held and "v1" not in {r.label.member for r in member.peer.received}
+    assert hub.is_held("v1") and "v1" not in {r.label.member for r in member.peer.received}
     assert not [label for label in hub.peer("a2").sending if label.endswith(".v1")]
     # a1 completes: a2 has the visitor, a1 leaves; the media moves to a2's plugin
     mark = len(v.timeline)
@@ -179,7 +179,7 @@ async def test_consult_cancelled_brings_the_agent_back_to_the_visitor(scene: Sce
     await t.callback("inviteSuccess", "007004")
     await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
     await t.callback("acceptSuccess", "008003")
-    assert hub_of(a1).peer("v1").held
+    assert hub_of(a1).is_held("v1")
     await a1.call("cancelTransfer").callback("cancelSuccess", "006022")
     await t.callback("cancelSuccess", "006022")
     await a2.state("002000", start=m2)
@@ -187,7 +187,7 @@ async def test_consult_cancelled_brings_the_agent_back_to_the_visitor(scene: Sce
     # off hold: the visitor receives a1 again
     assert a1.plugin.media is not None
     await asyncio.wait_for(a1.plugin.media.calls[call_id].settled(), LIMIT)
-    assert not hub_of(a1).peer("v1").held
+    assert not hub_of(a1).is_held("v1")
     await frames_between(a1, v, call_id)
     assert codes(a1, m1) == ["007004", "008003", "006022"]
     assert codes(a2, m2) == ["004003", "006023", "002000"]

@@ -128,7 +128,6 @@ class MediaPeer:
         self._waiters: dict[tuple[str, str], list[asyncio.Future[Frame]]] = {}
         self._listeners: list[FrameListener] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.held = False  # on hold: nothing sent (hold)
         self._dirty = False  # local changes the other side has not seen
         self._outstanding = False  # answerer: a renegotiate request not yet served
         self._seen_offer = False
@@ -158,7 +157,6 @@ class MediaPeer:
         proxy = self.relay.subscribe(track, buffered=track.kind == "audio")
         both = who == self.local and not self._send_only
         sent = SentTrack(label, LabelledTrack(proxy, label), "sendrecv" if both else "sendonly")
-        sent.track.held = self.held
         if self.offerer:
             sent.transceiver = self.pc.addTransceiver(sent.track, direction=sent.direction)
         self._sent.append(sent)
@@ -180,13 +178,6 @@ class MediaPeer:
         sent.track.stop()
         self._changed()
         return True
-
-    def hold(self, on: bool) -> None:
-        """Put the remote member on hold (issue 20): every track sent to it stops sending
-        frames (no renegotiation; its receivers keep their last frame) until ``hold(False)``."""
-        self.held = on
-        for s in self._sent:
-            s.track.held = on
 
     @property
     def sending(self) -> tuple[str, ...]:
