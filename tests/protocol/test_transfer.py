@@ -76,6 +76,29 @@ def test_blind_that_does_not_happen_leaves_the_call(
     assert w.codes("a1")[-1] == "007003"
 
 
+def test_a_consults_hold_in_the_media_audience() -> None:
+    """D50: the SFU mode's subscriptions during a consult: no feed reaches the visitor, the
+    visitor's reaches everyone but the consulted agent; a supervisor's audience is kept."""
+    from kefu.protocol.supervise import media_members
+
+    w, call = started(True)
+    whisper = {("agent", "boss"): frozenset({"a1"})}
+    assert transfer.held_audience(call, media_members(call), {}) == {
+        ("agent", "a1"): frozenset(),
+        ("visitor", "v1"): frozenset({"a1"}),
+    }
+    w.apply(call.agent_answer("a2", "accept"))
+    members = [*media_members(call), ("agent", "boss")]
+    assert transfer.held_audience(call, members, whisper) == {
+        ("agent", "a1"): frozenset({"a2", "boss"}),
+        ("visitor", "v1"): frozenset({"a1", "boss"}),
+        ("agent", "a2"): frozenset({"a1", "boss"}),
+        ("agent", "boss"): frozenset({"a1"}),
+    }
+    w.apply(transfer.cancel(call, "a1"))
+    assert transfer.held_audience(call, members, whisper) == whisper  # the hold is over
+
+
 def test_consult_completed() -> None:
     w, call = started(True)
     assert w.visitor_log == [("v1", "held")]

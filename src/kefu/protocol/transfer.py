@@ -34,6 +34,8 @@ the call ends; nothing here reads a clock or does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from .call import (
     AgentEffect,
     Call,
@@ -55,6 +57,7 @@ __all__ = [
     "cancel",
     "complete",
     "ended",
+    "held_audience",
     "ring_ends",
     "start",
     "target_leaves",
@@ -199,6 +202,27 @@ def ended(call: Call) -> list[Effect]:
     if call.transfer is None:
         return []
     return _over(call, "ended", tell_visitor=False)
+
+
+def held_audience(
+    call: Call, members: Sequence[tuple[str, str]], heard: Mapping[tuple[str, str], frozenset[str]]
+) -> dict[tuple[str, str], frozenset[str]]:
+    """Who receives each media member's feed (``(kind, name)`` → names; a feed not named
+    reaches everyone): ``heard`` (the supervisors', D35), and while a consult holds the
+    visitor (D32, D50) no feed reaches a visitor and a visitor's reaches everyone but the
+    consulted agent. The SFU mode's subscriptions follow it (the hub mode holds the
+    visitor's connection and keeps the pair apart in the hub)."""
+
+    t = call.transfer
+    if t is None or t["kind"] != "consult":
+        return dict(heard)
+    visitor = MemberKind.visitor.value
+    everyone = frozenset(name for _, name in members)
+    held = frozenset(name for kind, name in members if kind == visitor)
+    return {
+        owner: heard.get(owner, everyone) - {owner[1]} - ({t["to"]} if owner[0] == visitor else held)
+        for owner in members
+    }
 
 
 def _hand_over(call: Call, to: str, outcome: str) -> list[Effect]:

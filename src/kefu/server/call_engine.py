@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol import ApiError, ErrorCode, transfer
 from kefu.protocol.call import (
     AgentEffect,
     Call,
@@ -287,6 +287,7 @@ class CallEngine:
             sfu = self.sfu
             joined = media_members(call)  # the supervisors too (issue 20), heard by their audience
             heard = {(MemberKind.agent.value, name): audience(call, name) for name in call.supervisors}
+            heard = transfer.held_audience(call, joined, heard)  # a consult's hold (D32, D50)
             ended = call.ended
             tx.after_commit.append(lambda: sfu.sync(call.id, joined, ended, heard))  # on the room's node
             if ended:
