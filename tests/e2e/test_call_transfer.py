@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from av import AudioFrame
 
-from kefu.media import colour_for, sample_rgb
+from kefu.media import MediaPeer, colour_for, sample_rgb
+from kefu.media.pattern import tone_for, tone_of
 from kefu.plugin.call_media import MemberCall, RelayCall
 from kefu.visitor import CallUpdate, MediaStatus, SessionAssigned, Visitor
 from tests.plugin.harness import LIMIT
@@ -46,6 +48,35 @@ async def frames_between(agent: AgentSide, v: Visitor, call_id: str) -> None:
     assert v.media is not None
     frame = await v.media.peer.next_frame(agent.name, "camera", within=LIMIT)
     assert near(sample_rgb(frame), colour_for(agent.name))  # type: ignore[arg-type]
+
+
+async def nothing_reaches(v: Visitor, consulted: MediaPeer) -> None:
+    """The held visitor receives no new frame nor audio of either agent (D32), while the
+    consulted agent (``consulted``: its connection to the hub) receives a1's all along."""
+    assert v.media is not None
+    peer = v.media.peer
+    assert not [r for r in peer.received if r.label.member == "a2"]
+
+    def counts() -> list[int]:
+        return [r.frames for r in peer.received if r.label.member == "a1"]
+
+    for _ in range(3):  # a1 is sending: the frames in flight before the hold are in
+        await consulted.next_frame("a1", "camera", within=LIMIT)
+    before = counts()
+    assert len(before) == 2, peer.received  # a1's camera and microphone tracks stay, held
+    for _ in range(10):
+        await consulted.next_frame("a1", "camera", within=LIMIT)
+    for _ in range(25):
+        await consulted.next_frame("a1", "mic", within=LIMIT)
+    assert counts() == before
+
+
+async def hears(v: Visitor, agent: str) -> None:
+    """The visitor hears ``agent``'s own tone again."""
+    assert v.media is not None
+    frames = [await v.media.peer.next_frame(agent, "mic", within=LIMIT) for _ in range(12)]
+    hz = tone_of([f for f in frames[2:] if isinstance(f, AudioFrame)])
+    assert abs(hz - tone_for(agent)) < 40.0, (agent, hz)
 
 
 async def record_of(agent: AgentSide, url: str, call_id: str) -> Any:
@@ -149,6 +180,7 @@ async def test_consult_transfer_holds_the_visitor_then_completes(scene: Scene) -
     hub = hub_of(a1)
     assert hub.is_held("v1") and "v1" not in {r.label.member for r in member.peer.received}
     assert not [label for label in hub.peer("a2").sending if label.endswith(".v1")]
+    await nothing_reaches(v, member.peer)
     # a1 completes: a2 has the visitor, a1 leaves; the media moves to a2's plugin
     mark = len(v.timeline)
     await a1.call("completeTransfer").callback("completeSuccess", "005012")
@@ -159,6 +191,7 @@ async def test_consult_transfer_holds_the_visitor_then_completes(scene: Scene) -
         MediaStatus, lambda e: e.status == "connected" and v.timeline.index(e) >= mark, within=LIMIT
     )
     await frames_between(a2, v, call_id)
+    await hears(v, "a2")
     # a2 hangs up
     await a2.call("videoDisconnect").callback("success", "005014")
     await v.wait_for(CallUpdate, lambda e: e.what == "ended")
@@ -180,6 +213,10 @@ async def test_consult_cancelled_brings_the_agent_back_to_the_visitor(scene: Sce
     await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
     await t.callback("acceptSuccess", "008003")
     assert hub_of(a1).is_held("v1")
+    assert a2.plugin.media is not None
+    member_call = a2.plugin.media.calls[call_id]
+    assert isinstance(member_call, MemberCall)
+    await nothing_reaches(v, (await asyncio.wait_for(member_call.wait_member(), LIMIT)).peer)
     await a1.call("cancelTransfer").callback("cancelSuccess", "006022")
     await t.callback("cancelSuccess", "006022")
     await a2.state("002000", start=m2)
@@ -189,6 +226,7 @@ async def test_consult_cancelled_brings_the_agent_back_to_the_visitor(scene: Sce
     await asyncio.wait_for(a1.plugin.media.calls[call_id].settled(), LIMIT)
     assert not hub_of(a1).is_held("v1")
     await frames_between(a1, v, call_id)
+    await hears(v, "a1")
     assert codes(a1, m1) == ["007004", "008003", "006022"]
     assert codes(a2, m2) == ["004003", "006023", "002000"]
     assert visitor_whats(v, call_id)[-2:] == ["held", "resumed"]
