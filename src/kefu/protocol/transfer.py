@@ -211,8 +211,8 @@ def answer(call: Call, m: Member, accept: bool) -> list[Effect]:
     t = call.transfer
     assert t is not None
     call.pending = None
+    fx: list[Effect] = [call._stop_timer()]
     if t.get("queued"):  # a call from the queue: nobody else to tell
-        fx = [call._stop_timer()]
         if not accept:
             fx.append(AgentEffect(m.name, Flow.transferIn, Event.refuse))
             fx += call._set(m.kind, m.name, MemberStatus.refused)
@@ -221,7 +221,6 @@ def answer(call: Call, m: Member, accept: bool) -> list[Effect]:
         fx += call._set(m.kind, m.name, MemberStatus.joined)
         return fx + _hand_over(call, m.name, "completed")
     by, flow = t["from"], _flow(t["kind"])
-    fx: list[Effect] = [call._stop_timer()]
     if not accept:
         fx.append(AgentEffect(by, flow, Event.refuse))
         fx.append(AgentEffect(m.name, Flow.transferIn, Event.refuse))
