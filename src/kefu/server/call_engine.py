@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from kefu.protocol import ApiError, ErrorCode, transfer
 from kefu.protocol.call import (
@@ -57,7 +57,7 @@ from kefu.protocol.supervise import SupervisorEffect, audience, end_supervision,
 
 from .accounts import Agent
 from .agents import AgentService, Change
-from .call_queries import CallQueries, member_id
+from .call_queries import CallQueries, member_id, queue_position
 from .events import emit_call_connected, emit_call_effect
 from .hub import Hub, Tx, agent_key
 from .janus import Room
@@ -115,6 +115,8 @@ class CallEngine:
         #: (``Transfers.follow_call``), run in the call's transaction
         self.session_follows: SessionFollows | None = None
         self.supervision = SupervisionService(self)  # issue 20: monitorCall, whisper, barge, leaveMonitor
+        #: a call waits in a team's queue (D51), after the commit: set by CallTransfers
+        self.call_queued: Callable[[str], None] | None = None
 
     @property
     def media_mode(self) -> MediaMode:
@@ -137,6 +139,10 @@ class CallEngine:
             deadline = aware(row.ring_deadline)
             assert deadline is not None  # selected so
             self._schedule(row.id, int(row.snapshot["timerGen"]), deadline)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Work started by a call's change, owned until it ends (closed with the engine)."""
+        self._tasks.spawn(coro, name)
 
     async def close(self) -> None:
         """Stop the ringing timers on shutdown, those at work too."""
@@ -239,7 +245,10 @@ class CallEngine:
                 out.changes.setdefault(f.agent, []).append(change)
             elif isinstance(f, VisitorEffect):
                 recipient = await self.queries.recipient(MemberKind.visitor, f.visitor, tx=tx)
-                payload = {"callId": call.id, "what": f.what, "media": self.media_mode.value, **f.detail}
+                payload: dict[str, Any] = {"callId": call.id, "what": f.what, "media": self.media_mode.value}
+                payload.update(f.detail)
+                if f.what == "queued":  # its place in the team's queue (D51), as the chat queue's
+                    payload["position"] = await queue_position(tx, call, str(f.detail["teamName"]))
                 await tx.push(recipient, event("call", payload))
             elif isinstance(f, MemberEffect):
                 await self._save_member(tx, call, f)
@@ -268,6 +277,14 @@ class CallEngine:
             values["ring_deadline"] = deadline
         if call.ended:
             values["ring_deadline"] = None
+        t = call.transfer if transfer.is_queued(call) and not call.ended else None
+        waiting = t is not None and t["phase"] == "queued"
+        values["queue_team"] = t["team"] if t is not None and waiting else None
+        if waiting:  # D51: its place is kept from the first time it joined the queue
+            values["queued_at"] = func.coalesce(calls.c.queued_at, tx.now)
+            if self.call_queued is not None:
+                hook = self.call_queued
+                tx.after_commit.append(lambda: hook(call.id))
         if any(isinstance(f, AgentEffect) and f.event in (Event.accept, Event.joined) for f in fx):
             row = (await tx.conn.execute(select(calls.c.answered_at).where(calls.c.id == call.id))).first()
             if row is not None and row.answered_at is None:
