@@ -123,10 +123,14 @@ class CallMemberOut(_Out):
 class CallTransferOut(_Out):
     kind: Literal["blind", "consult"]
     from_: str = Field(alias="from", description="the agent who transferred the call")
-    to: str = Field(description="the agent it was transferred to")
+    to: str | None = Field(
+        description="the agent it was transferred to; null: it waited in a team's queue and no agent took it"
+    )
+    team: str | None = Field(None, description="the team whose queue it went through (D51)")
     note: str | None
     outcome: str = Field(
-        description="completed, refused, timeout, failed, cancelled, targetLeft or ended (issue 20)"
+        description="completed, refused, timeout, failed, cancelled, targetLeft, ended or abandoned "
+        "(the visitor hung up while it waited in the queue, D51) (issue 20)"
     )
     at: datetime = Field(description="when the transfer ended")
 
