@@ -508,6 +508,8 @@ async def test_calls_wait_in_the_queue_in_order_and_a_visitor_may_hang_up_waitin
     record = await record_of(a1, scene.server.url, ids[0])
     assert record["status"] == "ended" and record["endedBy"] == "v1", record
     assert [e["outcome"] for e in record["transfers"]] == ["abandoned"]
+    moved = await v2.wait_for(CallUpdate, lambda e: e.what == "queued" and e.position == 1, within=LIMIT)
+    assert moved.call_id == ids[1]  # v2 moved up to the head of the queue
     # a2 ready: v2's call rings it (v1's is gone); a2 refuses; a4 ready gets it
     m2, m4 = len(a2.states.items), len(a4.states.items)
     await a2.set_ready()

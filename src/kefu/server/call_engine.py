@@ -115,8 +115,10 @@ class CallEngine:
         #: (``Transfers.follow_call``), run in the call's transaction
         self.session_follows: SessionFollows | None = None
         self.supervision = SupervisionService(self)  # issue 20: monitorCall, whisper, barge, leaveMonitor
-        #: a call waits in a team's queue (D51), after the commit: set by CallTransfers
+        #: a call waits in a team's queue (D51) / a call left a team's queue, after the
+        #: commit: set by CallTransfers
         self.call_queued: Callable[[str], None] | None = None
+        self.queue_moved: Callable[[str], None] | None = None
 
     @property
     def media_mode(self) -> MediaMode:
@@ -219,7 +221,11 @@ class CallEngine:
                     return Outcome(None)  # another node is on it
                 raise ApiError(code=ErrorCode.no_such_call)
             call = Call.from_dict(row.snapshot)
+            waited = _waiting_in(call)
             fx = op(call)  # ApiError: nothing changed
+            if waited is not None and _waiting_in(call) is None and self.queue_moved is not None:
+                moved, team = self.queue_moved, waited  # D51: the calls behind it move up
+                tx.after_commit.append(lambda: moved(team))
             fx = [*fx, *end_supervision(call)]  # issue 20: the call's end ends its supervisors' part
             out = await self._apply(tx, call, fx, requester)
             await self._save(tx, call, fx)
@@ -277,10 +283,8 @@ class CallEngine:
             values["ring_deadline"] = deadline
         if call.ended:
             values["ring_deadline"] = None
-        t = call.transfer if transfer.is_queued(call) and not call.ended else None
-        waiting = t is not None and t["phase"] == "queued"
-        values["queue_team"] = t["team"] if t is not None and waiting else None
-        if waiting:  # D51: its place is kept from the first time it joined the queue
+        values["queue_team"] = _waiting_in(call)
+        if values["queue_team"] is not None:  # D51: its place is kept from the first time it joined the queue
             values["queued_at"] = func.coalesce(calls.c.queued_at, tx.now)
             if self.call_queued is not None:
                 hook = self.call_queued
@@ -443,3 +447,11 @@ class CallEngine:
             await self.run(call_id, lambda call: call.timeout(gen))
         except Exception:
             log.exception("the ringing timer of call %s failed", call_id)
+
+
+def _waiting_in(call: Call) -> str | None:
+    """The team in whose queue the call waits now (not ringing an agent), D51."""
+    t = call.transfer
+    if call.ended or t is None or not transfer.is_queued(call) or t["phase"] != "queued":
+        return None
+    return str(t["team"])

@@ -49,7 +49,8 @@ from .agents import Change
 from .call_engine import CallEngine, Outcome
 from .call_queries import waiting_calls
 from .hub import agent_key
-from .schema import agents, team_members, teams
+from .routing import event
+from .schema import agents, calls, team_members, teams
 
 if TYPE_CHECKING:
     from .call_agent_api import AgentRequest
@@ -70,6 +71,7 @@ class CallTransfers:
         self.queries = engine.queries
         self.answer = answer
         engine.call_queued = self.call_queued
+        engine.queue_moved = self.queue_moved
 
     async def _my_call(self, agent: Agent) -> str:
         call_id = await self.queries.call_of(AGENT, agent.name, status=MemberStatus.joined)
@@ -167,6 +169,23 @@ class CallTransfers:
     def call_queued(self, call_id: str) -> None:
         """The engine's hook: a call waits in its team's queue (again): ring a ready agent."""
         self.engine.spawn(self._serve_call(call_id), f"kefu-call-queue-{call_id}")
+
+    def queue_moved(self, team: str) -> None:
+        """The engine's hook: a call left ``team``'s queue; those behind it move up."""
+        self.engine.spawn(self._tell_places(team), f"kefu-call-queue-places-{team}")
+
+    async def _tell_places(self, team: str) -> None:
+        """Every call waiting in ``team``'s queue: its visitor told its place (``queued``)."""
+        hub = self.engine.push_hub
+        async with hub.transaction() as tx:
+            for place, call_id in enumerate(await waiting_calls(tx.conn, [team]), start=1):
+                q = select(calls.c.snapshot).where(calls.c.id == call_id)
+                call = Call.from_dict((await tx.conn.execute(q)).scalar_one())
+                for v in call.joined(MemberKind.visitor):
+                    payload: dict[str, object] = {"callId": call_id, "what": "queued", "teamName": team}
+                    payload |= {"media": self.engine.media_mode.value, "position": place}
+                    recipient = await self.queries.recipient(MemberKind.visitor, v.name, tx=tx)
+                    await tx.push(recipient, event("call", payload))
 
     async def on_agent_change(self, change: Change) -> None:
         """The state setter's listener: an agent ready again gets its teams' oldest waiting call."""
