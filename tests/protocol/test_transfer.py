@@ -264,3 +264,17 @@ def test_a_queued_call_survives_the_snapshot() -> None:
     _, call = queued()
     again = Call.from_dict(json.loads(json.dumps(call.to_dict())))
     assert transfer.is_queued(again) and again.transfer == call.transfer
+
+
+def test_the_hubs_of_a_call_in_order() -> None:
+    """Recording parts (hub mode): the first primary, then every completed transfer's target."""
+    w, call = started(False)
+    assert transfer.hubs(call) == ["a1"]
+    w.apply(call.agent_answer("a2", "refuse"))
+    assert transfer.hubs(call) == ["a1"]  # a refused transfer made no hub
+    w.apply(transfer.start(call, "a1", "a2", consult=False, note=None))
+    w.apply(call.agent_answer("a2", "accept"))
+    w.states["a1"] = w.states["a3"]  # a1 ready again after its after-call work
+    w.apply(transfer.start(call, "a2", "a1", consult=False, note=None))
+    w.apply(call.agent_answer("a1", "accept"))
+    assert transfer.hubs(call) == ["a1", "a2", "a1"]

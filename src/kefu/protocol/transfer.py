@@ -70,6 +70,7 @@ __all__ = [
     "complete",
     "ended",
     "held_audience",
+    "hubs",
     "is_queued",
     "offer",
     "queue",
@@ -304,6 +305,16 @@ def ended(call: Call) -> list[Effect]:
     if call.transfer is None:
         return []
     return _over(call, "ended", tell_visitor=False)
+
+
+def hubs(call: Call) -> list[str]:
+    """The agents whose plugin was the call's hub, in order (hub mode): the first primary,
+    then each completed transfer's target. Recording part ``n`` is ``hubs(call)[n - 1]``'s
+    (docs/calls.md, "Recording"; D52)."""
+
+    # the first transfer (whatever its outcome) was asked by the first primary
+    first = str(call.transfers[0]["from"]) if call.transfers else call.primary
+    return [first] + [str(e["to"]) for e in call.transfers if e["outcome"] == "completed"]
 
 
 def held_audience(

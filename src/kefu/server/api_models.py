@@ -22,6 +22,7 @@ __all__ = [
     "LoginIn",
     "LoginOut",
     "MessageOut",
+    "RecordingPartOut",
     "SessionOut",
     "StateChangeOut",
     "StateOut",
@@ -143,6 +144,15 @@ class SupervisionOut(_Out):
     at: datetime
 
 
+class RecordingPartOut(_Out):
+    part: int = Field(description="1, 2, …: the hubs in order (hub mode: a transfer starts a new part, D52)")
+    artifactId: str
+    agentName: str | None = Field(description="the agent whose plugin recorded this part")
+    sha256: str = Field(description="empty while the part is not final")
+    size: int
+    complete: bool
+
+
 class CallOut(_Out):
     callId: str
     flow: str
@@ -157,6 +167,11 @@ class CallOut(_Out):
         default=None,
         description="SFU mode: the server's recording of the call: status (recording, ready, failed), "
         "startedAt, and artifactId or reason",
+    )
+    recordingParts: list[RecordingPartOut] = Field(
+        default_factory=list,
+        description="the call's recording files in order, each with its SHA-256 (hub mode: one per "
+        "hub, a transfer starts the next; GET /api/calls/{id}/recording?part=N)",
     )
     members: list[CallMemberOut]
     transfers: list[CallTransferOut] = Field(default=[], description="the call's transfers, in order")
