@@ -360,7 +360,7 @@ async def test_a_blind_transfer_moves_the_pages_media_to_the_new_agent(
 async def test_a_call_waiting_in_a_teams_queue_shows_the_waiting_state_then_the_new_agent(
     context: BrowserContext, desk: Desk, tmp_path: Path
 ) -> None:
-    """Issue 20 (D51): a blind transfer to a team none of whose agents is ready: the page says
+    """Issue 20 (D50): a blind transfer to a team none of whose agents is ready: the page says
     it waits, with its place, and shows no agent's media; the team's agent who becomes ready
     picks up, its plugin is the hub and the page shows its video."""
     from kefu.plugin import Plugin

@@ -110,7 +110,7 @@ async def test_a_short_call_is_recorded_on_the_server_as_long_as_the_call(
 async def test_a_transferred_call_is_recorded_in_two_parts_as_long_as_the_call(
     server: ServerHandle, tmp_path: Path
 ) -> None:
-    """Issue 20 (D52), hub mode: a blind transfer moves the hub to a2's plugin, which records
+    """Issue 20 (D51), hub mode: a blind transfer moves the hub to a2's plugin, which records
     the rest as part 2; both parts are final, sealed, listed with their SHA-256 in the call
     record, served by ``?part=N``, and their durations add up to the call's within 1 s."""
     sides = []

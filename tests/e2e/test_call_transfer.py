@@ -313,7 +313,7 @@ async def test_bad_transfers_are_refused_with_their_error_and_change_nothing(sce
 
 async def test_a_transfer_to_a_team_rings_its_ready_agent(scene: Scene) -> None:
     """To a team (its queue): the ready, connected agent routing would pick rings; none ready
-    → a consult is refused with no_agent_available and the call stays (D31, D51)."""
+    → a consult is refused with no_agent_available and the call stays (D31, D50)."""
     from kefu.server.teams import add_team, assign
 
     sv = scene.server.services
@@ -428,7 +428,7 @@ async def test_a_monitoring_supervisor_follows_the_transferred_call(scene: Scene
 
 
 async def test_a_blind_transfer_to_a_queue_waits_for_the_teams_first_ready_agent(scene: Scene) -> None:
-    """D51: no agent of the team ready: the agent leaves (005015), the visitor waits with no
+    """D50: no agent of the team ready: the agent leaves (005015), the visitor waits with no
     media, told its place; the team's agent who becomes ready rings, picks up and is the hub."""
     from kefu.server.teams import add_team, assign
 

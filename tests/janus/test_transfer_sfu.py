@@ -56,7 +56,7 @@ A1, A2, V1 = ("agent", "a1"), ("agent", "a2"), ("visitor", "v1")
 
 
 async def test_a_consult_through_janus_holds_the_visitor_by_its_subscriptions(scene: Scene) -> None:
-    """D32 in the SFU mode (D50): while a consult holds the visitor it subscribes to no feed
+    """D32 in the SFU mode: while a consult holds the visitor it subscribes to no feed
     and the consulted agent not to the visitor's; cancelled, the visitor gets a1 back;
     completed, a2. Checked by colour and tone, and by the relay's subscriptions."""
     a1 = await scene.agent("a1")

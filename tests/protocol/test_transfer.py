@@ -77,7 +77,7 @@ def test_blind_that_does_not_happen_leaves_the_call(
 
 
 def test_a_consults_hold_in_the_media_audience() -> None:
-    """D50: the SFU mode's subscriptions during a consult: no feed reaches the visitor, the
+    """D32 in the SFU mode's subscriptions during a consult: no feed reaches the visitor, the
     visitor's reaches everyone but the consulted agent; a supervisor's audience is kept."""
     from kefu.protocol.supervise import media_members
 
@@ -198,7 +198,7 @@ def queued() -> tuple[World, Call]:
 
 
 def test_a_blind_transfer_to_a_queue_waits_then_rings_the_first_ready_agent() -> None:
-    """D51: the transferring agent leaves at once (005015), the visitor waits (``queued``);
+    """D50: the transferring agent leaves at once (005015), the visitor waits (``queued``);
     an agent that refuses or lets it ring out is passed over, the next one takes it."""
     w, call = queued()
     assert w.codes("a1") == ["005015"] and transfer.is_queued(call)

@@ -153,7 +153,7 @@ class RelayCall(CallMediaBase):
         self._watch: dict[str, asyncio.Task[Any]] = {}  # member → its connection's watcher
         self._consulted: str | None = None  # the agent of a consult transfer (issue 20)
         #: the call came to this agent by a transfer (issue 20): this hub records the next part
-        #: of the call's recording (the server numbers the parts by hub, D52; docs/calls.md)
+        #: of the call's recording (the server numbers the parts by hub, D51; docs/calls.md)
         self.transferred_in = False
 
     # --- members

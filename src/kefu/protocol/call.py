@@ -227,7 +227,7 @@ class Call(CallRecord):
         if kind is MemberKind.visitor and self.transfer is not None and self.transfer.get("queued"):
             from . import transfer  # it builds on this module: imported when used
 
-            return transfer.abandon(self, m, reason, by or name)  # it hung up waiting (D51)
+            return transfer.abandon(self, m, reason, by or name)  # it hung up waiting (D50)
         if kind is MemberKind.agent and name == self.primary:
             return self._primary_hangs_up(reason, by)
         if kind is MemberKind.agent:

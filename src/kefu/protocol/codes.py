@@ -106,7 +106,7 @@ class Code(enum.StrEnum):
     consultTransfer_success = "005012"  # addition (issue 20)
     transferIn_visitorDisconnect = "005013"  # addition (issue 20)
     transferIn_agentCloseVideo = "005014"  # addition (issue 20)
-    blindTransfer_queued = "005015"  # addition (issue 20, D51)
+    blindTransfer_queued = "005015"  # addition (issue 20, D50)
     # 006 two-party call
     inviteThirdVisitor_visitorRefuse = "006001"
     inviteThirdVisitor_busy = "006002"  # SPEC §5.3.2: 006002 is busy

@@ -21,7 +21,7 @@ The primary agent of a connected two-party call hands it to another agent:
   target hanging up) brings the transferring agent back to the visitor
   (``006022``), the visitor told ``resumed``, the target back to ready.
 
-- **blind to a queue** (:func:`queue`, D31 as amended by D51): a team none of
+- **blind to a queue** (:func:`queue`, D31 as amended by D50): a team none of
   whose agents is ready. The transferring agent leaves at once into after-call
   work (``005015``); the visitor is told ``queued`` and waits with no agent (no
   media reaches it). The adapter finds the team's first ready agent and
@@ -140,7 +140,7 @@ def start(call: Call, by: str, target: str, *, consult: bool, note: str | None) 
 
 
 def queue(call: Call, by: str, team: str, note: str | None) -> list[Effect]:
-    """``transferCall`` blind to ``team`` when none of its agents is ready (D51): ``by``
+    """``transferCall`` blind to ``team`` when none of its agents is ready (D50): ``by``
     leaves into after-call work, the call waits in the team's queue with its visitor."""
 
     _may_transfer(call, by)
@@ -310,7 +310,7 @@ def ended(call: Call) -> list[Effect]:
 def hubs(call: Call) -> list[str]:
     """The agents whose plugin was the call's hub, in order (hub mode): the first primary,
     then each completed transfer's target. Recording part ``n`` is ``hubs(call)[n - 1]``'s
-    (docs/calls.md, "Recording"; D52)."""
+    (docs/calls.md, "Recording"; D51)."""
 
     # the first transfer (whatever its outcome) was asked by the first primary
     first = str(call.transfers[0]["from"]) if call.transfers else call.primary
@@ -322,7 +322,7 @@ def held_audience(
 ) -> dict[tuple[str, str], frozenset[str]]:
     """Who receives each media member's feed (``(kind, name)`` → names; a feed not named
     reaches everyone): ``heard`` (the supervisors', D35), and while a consult holds the
-    visitor (D32, D50) no feed reaches a visitor and a visitor's reaches everyone but the
+    visitor (D32) no feed reaches a visitor and a visitor's reaches everyone but the
     consulted agent. The SFU mode's subscriptions follow it (the hub mode holds the
     visitor's connection and keeps the pair apart in the hub)."""
 
@@ -360,7 +360,7 @@ def _over(call: Call, outcome: str, *, tell_visitor: bool = True) -> list[Effect
     call.transfer = None
     entry = {"kind": t["kind"], "from": t["from"], "to": t["to"], "note": t["note"], "outcome": outcome}
     if t.get("queued"):
-        entry["team"] = t["team"]  # through the team's queue (D51)
+        entry["team"] = t["team"]  # through the team's queue (D50)
     call.transfers.append(entry)
     fx: list[Effect] = [TransferEffect(t["kind"], t["from"], t["to"], t["note"], outcome)]
     if tell_visitor and t["kind"] == "consult":

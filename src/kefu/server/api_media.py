@@ -126,7 +126,7 @@ async def recording(
 ) -> Response:
     """The call's recording (WebM), for the call's agents and admins; every read is audited.
     ``part``: in the hub mode a call transferred to another agent is recorded in parts, one
-    per hub, in order (the call record's ``recordingParts``); 1 is the first (D52)."""
+    per hub, in order (the call record's ``recordingParts``); 1 is the first (D51)."""
     sv = services_of(request)
     art, path = await sv.media.recording_of(agent, call_id, client_address(request), part)
     return await _artifact_file(sv.media, art, path)

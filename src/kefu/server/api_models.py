@@ -127,11 +127,11 @@ class CallTransferOut(_Out):
     to: str | None = Field(
         description="the agent it was transferred to; null: it waited in a team's queue and no agent took it"
     )
-    team: str | None = Field(None, description="the team whose queue it went through (D51)")
+    team: str | None = Field(None, description="the team whose queue it went through (D50)")
     note: str | None
     outcome: str = Field(
         description="completed, refused, timeout, failed, cancelled, targetLeft, ended or abandoned "
-        "(the visitor hung up while it waited in the queue, D51) (issue 20)"
+        "(the visitor hung up while it waited in the queue, D50) (issue 20)"
     )
     at: datetime = Field(description="when the transfer ended")
 
@@ -145,7 +145,7 @@ class SupervisionOut(_Out):
 
 
 class RecordingPartOut(_Out):
-    part: int = Field(description="1, 2, …: the hubs in order (hub mode: a transfer starts a new part, D52)")
+    part: int = Field(description="1, 2, …: the hubs in order (hub mode: a transfer starts a new part, D51)")
     artifactId: str
     agentName: str | None = Field(description="the agent whose plugin recorded this part")
     sha256: str = Field(description="empty while the part is not final")

@@ -115,7 +115,7 @@ class CallEngine:
         #: (``Transfers.follow_call``), run in the call's transaction
         self.session_follows: SessionFollows | None = None
         self.supervision = SupervisionService(self)  # issue 20: monitorCall, whisper, barge, leaveMonitor
-        #: a call waits in a team's queue (D51) / a call left a team's queue, after the
+        #: a call waits in a team's queue (D50) / a call left a team's queue, after the
         #: commit: set by CallTransfers
         self.call_queued: Callable[[str], None] | None = None
         self.queue_moved: Callable[[str], None] | None = None
@@ -224,7 +224,7 @@ class CallEngine:
             waited = _waiting_in(call)
             fx = op(call)  # ApiError: nothing changed
             if waited is not None and _waiting_in(call) is None and self.queue_moved is not None:
-                moved, team = self.queue_moved, waited  # D51: the calls behind it move up
+                moved, team = self.queue_moved, waited  # D50: the calls behind it move up
                 tx.after_commit.append(lambda: moved(team))
             fx = [*fx, *end_supervision(call)]  # issue 20: the call's end ends its supervisors' part
             out = await self._apply(tx, call, fx, requester)
@@ -253,7 +253,7 @@ class CallEngine:
                 recipient = await self.queries.recipient(MemberKind.visitor, f.visitor, tx=tx)
                 payload: dict[str, Any] = {"callId": call.id, "what": f.what, "media": self.media_mode.value}
                 payload.update(f.detail)
-                if f.what == "queued":  # its place in the team's queue (D51), as the chat queue's
+                if f.what == "queued":  # its place in the team's queue (D50), as the chat queue's
                     payload["position"] = await queue_position(tx, call, str(f.detail["teamName"]))
                 await tx.push(recipient, event("call", payload))
             elif isinstance(f, MemberEffect):
@@ -284,7 +284,7 @@ class CallEngine:
         if call.ended:
             values["ring_deadline"] = None
         values["queue_team"] = _waiting_in(call)
-        if values["queue_team"] is not None:  # D51: its place is kept from the first time it joined the queue
+        if values["queue_team"] is not None:  # D50: its place is kept from the first time it joined the queue
             values["queued_at"] = func.coalesce(calls.c.queued_at, tx.now)
             if self.call_queued is not None:
                 hook = self.call_queued
@@ -308,7 +308,7 @@ class CallEngine:
             sfu = self.sfu
             joined = media_members(call)  # the supervisors too (issue 20), heard by their audience
             heard = {(MemberKind.agent.value, name): audience(call, name) for name in call.supervisors}
-            heard = transfer.held_audience(call, joined, heard)  # a consult's hold (D32, D50)
+            heard = transfer.held_audience(call, joined, heard)  # a consult's hold (D32)
             ended = call.ended
             tx.after_commit.append(lambda: sfu.sync(call.id, joined, ended, heard))  # on the room's node
             if ended:
@@ -450,7 +450,7 @@ class CallEngine:
 
 
 def _waiting_in(call: Call) -> str | None:
-    """The team in whose queue the call waits now (not ringing an agent), D51."""
+    """The team in whose queue the call waits now (not ringing an agent), D50."""
     t = call.transfer
     if call.ended or t is None or not transfer.is_queued(call) or t["phase"] != "queued":
         return None

@@ -58,7 +58,7 @@ async def member_id(tx: Tx, kind: MemberKind, name: str) -> Any:
 
 
 async def queue_position(tx: Tx, call: Call, team: str) -> int:
-    """The call's place in ``team``'s queue of calls (D51): 1 + the calls waiting ahead of it
+    """The call's place in ``team``'s queue of calls (D50): 1 + the calls waiting ahead of it
     (its first ``queued_at``, or now for a call joining the queue)."""
     mine = (await tx.conn.execute(select(calls.c.queued_at).where(calls.c.id == call.id))).scalar()
     ahead = (

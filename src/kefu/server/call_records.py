@@ -73,7 +73,7 @@ class CallRecords:
             "endedBy": call.ended_by,
             "endReason": call.end_reason,
             "recording": call.recording,  # the SFU mode's: its status, start and failure (server/sfu.py)
-            "recordingParts": await _recording_parts(conn, call.id),  # hub mode, D52
+            "recordingParts": await _recording_parts(conn, call.id),  # hub mode, D51
             "transfers": call.snapshot.get("transfers", []),  # issue 20: kind, from, to, note, outcome, at
             "supervision": await supervision_record(conn, call.id),  # issue 20: who helped, how, when
             "members": [
@@ -94,7 +94,7 @@ class CallRecords:
 
 
 async def _recording_parts(conn: AsyncConnection, call_id: str) -> list[dict[str, Any]]:
-    """The call's recording, part by part (hub mode: one per hub, D52): each part's artifact,
+    """The call's recording, part by part (hub mode: one per hub, D51): each part's artifact,
     agent, SHA-256 (empty until final), size and whether it is final."""
     rows = await conn.execute(
         select(media_artifacts).where(

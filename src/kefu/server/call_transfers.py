@@ -20,7 +20,7 @@ a consult with a team none of whose agents is ready → ``no_agent_available``.
 A transfer to a team (the queue of a team) rings the agent that routing would
 pick among the team's ready, connected agents (the one longest without an
 assignment, D31). When none is ready a consult is refused and the call stays
-with the agent; a blind transfer **waits in the team's queue** (D51): the agent
+with the agent; a blind transfer **waits in the team's queue** (D50): the agent
 leaves (``005015``), the visitor is told ``queued`` with its ``position``,
 and the call rings the team's first agent that is ready (:meth:`CallTransfers.
 on_agent_change`, and each time the call joins the queue again after an agent
@@ -105,7 +105,7 @@ class CallTransfers:
         team = p.teamName
 
         def op(call: Call) -> list[Effect]:
-            if target is None:  # blind to a team none of whose agents is ready: it waits (D51)
+            if target is None:  # blind to a team none of whose agents is ready: it waits (D50)
                 assert team is not None
                 return transfer.queue(call, agent.name, team, p.note)
             return transfer.start(call, agent.name, target.name, consult=consult, note=p.note)
@@ -131,7 +131,7 @@ class CallTransfers:
 
     async def _team_target(self, team: str, agent: Agent, *, queue: bool) -> Agent | None:
         """The team's agent routing would pick now: ready, connected, longest without an
-        assignment; none: ``None`` for a blind transfer (``queue``: it waits, D51), else
+        assignment; none: ``None`` for a blind transfer (``queue``: it waits, D50), else
         ``no_agent_available``."""
         found = await self._ready_of(team, [agent.name])
         if found is None and not queue:
@@ -164,7 +164,7 @@ class CallTransfers:
                         return found
         return None
 
-    # --- calls waiting in a team's queue (D51)
+    # --- calls waiting in a team's queue (D50)
 
     def call_queued(self, call_id: str) -> None:
         """The engine's hook: a call waits in its team's queue (again): ring a ready agent."""

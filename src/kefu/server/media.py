@@ -321,7 +321,7 @@ class Media(MediaRecordings):
         return art, path
 
     async def recording_of(self, agent: Agent, call_id: str, address: str, part: int = 1) -> tuple[Any, Path]:
-        """Part ``part`` of the call's recording (hub mode: one per hub, D52)."""
+        """Part ``part`` of the call's recording (hub mode: one per hub, D51)."""
         art = await self._recording_art(call_id, part)
         if art is None:
             await self._require_reader(agent, call_id)

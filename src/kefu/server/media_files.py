@@ -50,7 +50,7 @@ def sha256_file(path: Path) -> str:
 
 
 def recording_part(meta: Any) -> int:
-    """A recording row's part (hub mode, one per hub, D52; rows before it have none: part 1)."""
+    """A recording row's part (hub mode, one per hub, D51; rows before it have none: part 1)."""
     part = (meta or {}).get("part", 1)
     return part if type(part) is int and part >= 1 else 1
 

@@ -53,7 +53,7 @@ class MediaRecordings(MediaFiles):
     ) -> dict[str, Any]:
         row, call = await self._call(call_id)
         # hub mode: part n is the n-th hub's, the call's first primary then each agent a
-        # transfer made the primary (D52); an agent's upload goes to its first unfinished part
+        # transfer made the primary (D51); an agent's upload goes to its first unfinished part
         mine = [n for n, name in enumerate(transfer.hubs(call), start=1) if name == agent.name]
         if not mine:
             raise ApiError(

@@ -111,7 +111,7 @@ class Services:
             transfers=transfers,
         )
         services.calls.engine.session_follows = transfers.follow_call  # issue 20
-        agents.listeners.append(services.calls.agent_api.transfers.on_agent_change)  # D51: call queue
+        agents.listeners.append(services.calls.agent_api.transfers.on_agent_change)  # D50: call queue
         services.calls.supervision.listeners.append(floor.changed)  # issue 20: who helps in which call
         if settings.janus_url:
             services.calls.sfu = Sfu(settings, store, services.calls.push_signal, services.media)

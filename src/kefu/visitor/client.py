@@ -480,7 +480,7 @@ class Visitor:
             self._pending.pop(call_id, None)
             await self._end_call(call_id)
         elif what in ("transferred", "queued") and call is not None and call.call_id == call_id:
-            await self._transferred(call, agent)  # queued: no agent's media until one picks up (D51)
+            await self._transferred(call, agent)  # queued: no agent's media until one picks up (D50)
         elif what in ("memberJoined", "memberLeft") and call is not None and call.call_id == call_id:
             kind, name = p.get("kind"), p.get("name")
             if isinstance(kind, str) and isinstance(name, str):

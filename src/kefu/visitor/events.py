@@ -123,7 +123,7 @@ class CallUpdate:
     by: str | None = None
     kind: str | None = None
     name: str | None = None
-    position: int | None = None  # ``queued``: the call's place in the team's queue (D51)
+    position: int | None = None  # ``queued``: the call's place in the team's queue (D50)
 
     def describe(self) -> str:
         w, c = self.what, self.call_id

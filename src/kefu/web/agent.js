@@ -549,7 +549,7 @@
     ev.preventDefault();
     var to = $("call-transfer-to").value.trim();
     if (!to) return;
-    // "team:NAME" names a team's queue (a blind transfer there waits when nobody is ready, D51)
+    // "team:NAME" names a team's queue (a blind transfer there waits when nobody is ready, D50)
     var p = to.indexOf("team:") === 0 ? { teamName: to.slice(5) } : { agentName: to };
     p.mode = $("call-transfer-mode").value;
     if ($("call-transfer-note").value.trim()) p.note = $("call-transfer-note").value.trim();

@@ -1,4 +1,4 @@
-"""Issue 20: a call transferred to a team's queue waits there (D51).
+"""Issue 20: a call transferred to a team's queue waits there (D50).
 
 Revision ID: 0017
 Revises: 0015
