@@ -110,3 +110,45 @@ async def test_a_consult_through_janus_holds_the_visitor_by_its_subscriptions(sc
     await a2.call("videoDisconnect").callback("success", "005014")
     cancelled, completed = ["004003", "006023", "002000"], ["004003", "006023", "006024", "005014"]
     assert [s for s, _ in a2.states.items[m2:]] == cancelled + completed
+
+
+async def test_a_call_waiting_in_a_teams_queue_through_janus(scene: Scene) -> None:
+    """D50 in the SFU mode: while the call waits the visitor subscribes to nobody (a1's feed
+    left with it) and stays published; the team's agent made ready picks up, publishes and
+    subscribes: colours both ways."""
+    from kefu.server.teams import add_team, assign
+    from tests.e2e.callkit import AgentSide
+
+    from .test_calls_sfu import MEDIA
+
+    sv = scene.server.services
+    a1 = await scene.agent("a1")
+    await scene.server.add_agent("a2")
+    a2 = AgentSide(scene.server, "a2", scene.tmp_path / "plugin-a2", media=MEDIA)
+    scene.stack.push_async_callback(a2.close)
+    await a2.start()  # logged in, not ready
+    await add_team(sv.store, "loans", now=scene.server.settings.now())
+    await assign(sv.store, "loans", "a2")
+    v = await scene.visitor("v1")
+    c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
+    assert isinstance(v.media, SfuMember)
+    assert near(sample_rgb(await frame_of(v.media, "a1")), colour_for("a1"))
+    relay = sv.calls.sfu.relay  # type: ignore[union-attr]
+    assert isinstance(relay, SfuRelay)
+    removed = Events()
+    v.media.events.subscribe(removed)
+    await a1.call("transferCall", {"teamName": "loans"}).callback("queued", "005015")
+    await v.wait_for(CallUpdate, lambda e: e.what == "queued" and e.position == 1, within=LIMIT)
+    await removed.wait_for(lambda e: isinstance(e, TrackRemoved) and e.member == "a1", LIMIT)
+    await relay.settled()
+    media = relay._calls[call_id]
+    assert V1 in media.publishers and not media.subs  # published, nobody to subscribe to
+    m2 = len(a2.states.items)
+    await a2.set_ready()
+    await a2.state("004003", start=m2)
+    await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+    await v.wait_for(CallUpdate, lambda e: e.what == "transferred" and e.agent_name == "a2", within=LIMIT)
+    assert near(sample_rgb(await frame_of(v.media, "a2")), colour_for("a2"))
+    assert near(sample_rgb(await frame_of(sfu_of(a2), "v1")), colour_for("v1"))
+    await a2.call("videoDisconnect").callback("success", "005014")
