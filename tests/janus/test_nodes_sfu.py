@@ -31,9 +31,8 @@ from tests.conftest import TIMEOUT_FACTOR, _drop_schema, fast_settings
 from tests.e2e.callkit import AgentSide
 from tests.e2e.test_call_media import near
 from tests.multinode.conftest import Cluster, Deployment, SplitServer
-from tests.plugin.harness import LIMIT
-
 from tests.multinode.nodes import NodeProcess
+from tests.plugin.harness import LIMIT
 
 from .kit import Janus, available
 from .netns import Namespace, unavailable

@@ -252,3 +252,28 @@ async def test_janus_killed_mid_call_ends_it_for_everyone_and_keeps_what_was_rec
     assert abs(duration - (killed - answered).total_seconds()) < 0.5, (duration, killed - answered)
     middle = frame_at(path, duration / 2)
     assert near(tile_rgb(middle, 0, 2), colour_for("a1")) and near(tile_rgb(middle, 1, 2), colour_for("v1"))
+
+
+async def test_a_server_restarted_mid_call_ends_the_calls_its_previous_run_drove(scene: Scene) -> None:
+    """The handles of a call were in the previous run's Janus session, which nobody drives
+    now: the new run ends the call with ``media_server_lost`` at its start and makes the
+    recording of what Janus received (D48)."""
+    a1 = await scene.agent("a1")
+    await scene.visitor("v1")
+    c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
+    await recording_push(a1, "recording")
+    await frame_of(sfu_of(a1), "v1")
+    await scene.server.restart()
+    sfu = scene.server.services.calls.sfu
+    assert sfu is not None
+    await sfu.aclose_pending()
+    record = await scene.server.services.calls.get_call(call_id)
+    assert record is not None
+    assert (record["status"], record["endedBy"], record["endReason"]) == (
+        "ended",
+        "system",
+        "media_server_lost",
+    )
+    assert await sfu.room_of(call_id) is None
+    assert record["recording"]["status"] == "ready", record["recording"]

@@ -24,8 +24,8 @@ from .events import Journal
 from .floor import Floor
 from .hub import Bus, Hub
 from .logins import LoginWatch
-from .redisbus import RedisBus
 from .media import Media
+from .redisbus import RedisBus
 from .routing import Router
 from .sessions import Sessions
 from .settings import Settings
