@@ -273,7 +273,7 @@ async def _recording_latency(server: Any, folder: Path, call_seconds: float) -> 
         hung_up = time.perf_counter()
         await agent.call("videoDisconnect").callback("success")
         await server.services.calls.sfu.aclose_pending()
-        auth = {"Authorization": f"Bearer {agent.plugin._api_token}"}
+        auth = {"Authorization": f"Bearer {agent.plugin.api_token}"}
         async with httpx.AsyncClient(base_url=server.url) as http:
             got = await http.get(f"/api/calls/{call_id}/recording", headers=auth)
         ready = time.perf_counter() - hung_up
