@@ -37,6 +37,7 @@ from tests.plugin.harness import LIMIT
 from .kit import Janus, available
 from .netns import Namespace, unavailable
 from .test_calls_sfu import MEDIA, frame_of, sfu_of
+from .test_recording_sfu import lost_record
 
 pytestmark = pytest.mark.media
 
@@ -274,18 +275,7 @@ async def test_the_rooms_node_killed_mid_call_ends_it_for_the_members_elsewhere(
         # noticed by the beats: no beat for presence_ttl, looked at every presence_ttl / 3
         assert took < PRESENCE_TTL * 4 / 3 + 0.5 * TIMEOUT_FACTOR, took
         await v.wait_for(MediaStatus, lambda e: e.status == "closed", within=LIMIT)
-        await sfu2.aclose_pending()
-        record = await nodes.cluster.services(0).calls.get_call(call_id)
-        assert record is not None
-        assert (record["status"], record["endedBy"], record["endReason"]) == (
-            "ended",
-            "system",
-            "media_server_lost",
-        )
-        assert {m["name"]: m["reason"] for m in record["members"]} == {
-            "a1": "media_server_lost",
-            "v1": "media_server_lost",
-        }
+        record = await lost_record(nodes.cluster.services(0), call_id, ("a1", "v1"))
         # the room destroyed by node 2, the recording made there from Janus's files
         assert await sfu2.room_of(call_id) is None
         assert record["recording"]["status"] == "ready", record["recording"]
