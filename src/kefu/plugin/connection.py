@@ -55,6 +55,7 @@ from kefu.protocol import (
     protocol_error_message,
     reply_message,
 )
+from kefu.protocol.close import CloseCode
 from kefu.protocol.errors import DEFAULT_LANG, localize
 from kefu.protocol.plugin_api import PLUGIN_API, HelloParams
 from kefu.protocol.wire import Json
@@ -66,8 +67,8 @@ __all__ = ["CLOSE_POLICY", "ConnectionHost", "ControlConnection"]
 
 log = logging.getLogger("kefu.plugin.connection")
 
-CLOSE_POLICY = 1008
-CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = CloseCode.policy
+CLOSE_GOING_AWAY = CloseCode.going_away
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from kefu.protocol import ApiError, ErrorCode, ProtocolError, encode, error_message, loads_strict
+from kefu.protocol.close import CloseCode
 from kefu.protocol.wire import Json
 
 __all__ = ["CLOSE_REPLACED", "AgentLink", "LinkListener"]
@@ -47,10 +48,7 @@ __all__ = ["CLOSE_REPLACED", "AgentLink", "LinkListener"]
 log = logging.getLogger("kefu.plugin.link")
 
 #: The server closes the older link of an agent who logged in again elsewhere.
-CLOSE_REPLACED = 4001
-_CLOSE_POLICY = 1008
-#: The server closes a link whose login ended: token expired or revoked, account disabled.
-_CLOSE_LOGIN_ENDED = 4003
+CLOSE_REPLACED = CloseCode.replaced
 _AUTH_ID = "a1"
 
 
@@ -167,7 +165,7 @@ class AgentLink:
         task, self._task = self._task, None
         ws, self._ws = self._ws, None
         if ws is not None:
-            await ws.close(1000, "closed by the plugin")
+            await ws.close(CloseCode.normal, "closed by the plugin")
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -290,7 +288,7 @@ class AgentLink:
     def _end_reason(code: int | None, reason: str) -> str | None:
         if code == CLOSE_REPLACED:
             return "replaced"
-        if code in (_CLOSE_POLICY, _CLOSE_LOGIN_ENDED):
+        if code in (CloseCode.policy, CloseCode.login_ended):
             return reason or "unauthenticated"
         return None
 
@@ -307,7 +305,7 @@ class AgentLink:
                 code = exc.error.get("code")
                 self._ended = code if isinstance(code, str) else "unauthenticated"
                 self._fail_pending("the server refused the link's token")
-                self._listener.link_ended(self._ended, _CLOSE_POLICY)
+                self._listener.link_ended(self._ended, CloseCode.policy)
                 return None
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, ProtocolError) as exc:
                 log.debug("reconnect attempt %d failed: %s", attempt, exc)
