@@ -52,6 +52,7 @@ __all__ = [
     "event_message",
     "loads_strict",
     "reply_message",
+    "request_message",
     "state_message",
 ]
 
@@ -267,6 +268,14 @@ def _base(mark: str, rid: str | None, seq: int | None) -> Json:
     if seq is not None:
         msg["seq"] = seq
     msg["mark"] = mark
+    return msg
+
+
+def request_message(mark: str, params: Any = None, *, rid: str) -> Json:
+    """A request: ``{"v":1,"id":"r17","mark":"...","params":{...}}`` (no ``params`` when None)."""
+    msg = _base(mark, rid, None)
+    if params is not None:
+        msg["params"] = params
     return msg
 
 
