@@ -346,4 +346,6 @@ class AgentLink:
             log.debug("dropped an answer to an unknown or finished request %s", got.rid)
         elif isinstance(got, Dropped):
             # a duplicate push (it has a seq) is expected after a replay; anything else is not
-            log.log(logging.DEBUG if got.seq is not None else logging.WARNING, "dropped a message: %s", got.why)
+            log.log(
+                logging.DEBUG if got.seq is not None else logging.WARNING, "dropped a message: %s", got.why
+            )
