@@ -72,7 +72,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.common import Log
 from bench.procs import WorkerPool, serve_worker
-from kefu.protocol.session import Answer, ClientSession, Push, Stray
+from kefu.protocol.client_session import Answer, ClientSession, Push, Stray
 
 __all__ = ["CallPhase", "RigConfig", "RigPool", "RigWorker", "iso_ns", "latency_ms", "merge", "run_calls"]
 

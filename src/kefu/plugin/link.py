@@ -39,8 +39,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from kefu.protocol import ApiError, ErrorCode, ProtocolError, encode, loads_strict
+from kefu.protocol.client_session import Answer, ClientSession, Dropped, Push, Stray, error_for, reply_error
 from kefu.protocol.close import CloseCode
-from kefu.protocol.session import Answer, ClientSession, Dropped, Push, Stray, error_for, reply_error
 from kefu.protocol.wire import Json, request_message
 
 __all__ = ["CLOSE_REPLACED", "AgentLink", "LinkListener"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from kefu.protocol import ApiError, Code, ErrorCode, parse_code
-from kefu.protocol.session import reply_error
+from kefu.protocol.client_session import reply_error
 
 __all__ = [
     "EventEmitter",

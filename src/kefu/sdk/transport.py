@@ -28,8 +28,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from kefu import __version__
 from kefu.protocol import ErrorCode, encode, error_message
+from kefu.protocol.client_session import Answer, ClientSession, Dropped, Push, Stray, error_for
 from kefu.protocol.plugin_api import is_final
-from kefu.protocol.session import Answer, ClientSession, Dropped, Push, Stray, error_for
 from kefu.protocol.wire import request_message
 
 from .events import RequestError, api_error

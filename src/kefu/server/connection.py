@@ -31,9 +31,10 @@ from typing import Any, ClassVar
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from kefu.protocol import ApiError, ErrorCode, InvalidTransition, ProtocolError
+from kefu.protocol import ApiError, ErrorCode, InvalidTransition
 from kefu.protocol.agent_api import AGENT_API, AuthParams
 from kefu.protocol.call import MemberKind
+from kefu.protocol.close import CloseCode
 from kefu.protocol.machine import Event, Flow
 from kefu.protocol.plugin_api import (
     CALL_MARKS,
@@ -43,6 +44,7 @@ from kefu.protocol.plugin_api import (
     SetAgentStateParams,
     TransferSessionParams,
 )
+from kefu.protocol.server_session import Limits, ServerSession
 from kefu.protocol.visitor_api import (
     VISITOR_API,
     AnswerCallParams,
@@ -54,15 +56,7 @@ from kefu.protocol.visitor_api import (
     VisitorHelloParams,
     VisitorMessageParams,
 )
-from kefu.protocol.wire import (
-    Api,
-    Json,
-    Request,
-    decode_request,
-    error_message,
-    protocol_error_message,
-    reply_message,
-)
+from kefu.protocol.wire import Api, Json, Request, error_message, reply_message
 
 from .accounts import Agent
 from .agents import is_logged_in
@@ -71,6 +65,7 @@ from .hub import agent_key
 from .logins import CLOSE_LOGIN_ENDED
 from .outbox import CLOSE_POLICY, CLOSE_REPLACED, CLOSE_TOO_BIG, Outbox
 from .services import Services
+from .settings import Settings
 from .store import storage_full
 from .visitors import Visitor, identify
 
@@ -87,6 +82,24 @@ __all__ = [
 
 log = logging.getLogger("kefu.server.connection")
 
+_LIMITS: dict[int, tuple[Settings, Limits]] = {}
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The sockets' limits from the settings (one object per settings, not per connection)."""
+    cached = _LIMITS.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        limits = Limits(
+            rate=settings.rate_limit_messages,
+            window=settings.rate_limit_window,
+            strikes=settings.rate_limit_strikes,
+            max_bytes=settings.max_message_bytes,
+            oversize_strikes=settings.oversize_strikes,
+        )
+        cached = _LIMITS[id(settings)] = (settings, limits)
+    return cached[1]
+
+
 #: A request's handler: a method of the connection's class, called with the connection.
 Handler = Callable[[Any, Request], Awaitable[None]]
 
@@ -97,17 +110,7 @@ class Connection:
     Memory (thousands of idle visitors): ``__slots__``, and the handlers are one
     table per class, not bound methods per connection."""
 
-    __slots__ = (
-        "_oversize",
-        "_strikes",
-        "_window_count",
-        "_window_start",
-        "authenticated",
-        "outbox",
-        "s",
-        "services",
-        "ws",
-    )
+    __slots__ = ("outbox", "s", "services", "session", "ws")
 
     api: ClassVar[Api]
     first_mark: ClassVar[str]
@@ -118,11 +121,12 @@ class Connection:
         self.services = services
         self.s = services.settings
         self.outbox = Outbox(ws, services, self.s.outbound_queue)
-        self.authenticated = False
-        self._window_start = 0.0
-        self._window_count = 0
-        self._strikes = 0
-        self._oversize = 0
+        self.session = ServerSession(self.api, limits_of(self.s), first_mark=self.first_mark)
+
+    @property
+    def authenticated(self) -> bool:
+        """The first message (``auth`` / ``hello``) succeeded."""
+        return self.session.authenticated
 
     # --- the handshake
 
@@ -195,62 +199,16 @@ class Connection:
                     if msg["type"] == "websocket.disconnect":
                         return
 
-    def _rate(self) -> str:
-        """``ok``, ``limited`` (answer rate_limited) or ``close`` (the flood goes on)."""
-        now = self.s.now().timestamp()
-        if now - self._window_start >= self.s.rate_limit_window:
-            self._window_start, self._window_count, self._strikes = now, 0, 0
-        self._window_count += 1
-        if self._window_count <= self.s.rate_limit_messages:
-            return "ok"
-        self._strikes += 1
-        return "close" if self._strikes > self.s.rate_limit_strikes else "limited"
-
-    def _rate_limited(self, rid: str | None, mark: str | None) -> None:
-        retry = round(self._window_start + self.s.rate_limit_window - self.s.now().timestamp(), 3)
-        msg = f"more than {self.s.rate_limit_messages} messages in {self.s.rate_limit_window:g} s"
-        err = error_message(mark, ErrorCode.rate_limited, msg, rid=rid)
-        err["error"]["retryAfter"] = retry
-        self.outbox.reply(err)
-
     async def _frame(self, text: str | None, data: bytes | None) -> None:
-        rate = self._rate()
-        if rate == "close":
-            log.warning("%s floods: closing with 1008", self.outbox.recipient or "a client")
-            self.outbox.close(CLOSE_POLICY, "too many messages")
-            return
-        if text is None:
-            self.outbox.reply(error_message(None, ErrorCode.binary_frame))
-            return
-        if (
-            len(text) > self.s.max_message_bytes // 4
-            and len(text.encode("utf-8", "surrogatepass")) > self.s.max_message_bytes
-        ):
-            self._oversize += 1
-            if self._oversize >= self.s.oversize_strikes:
-                self.outbox.close(CLOSE_TOO_BIG, "messages too large")
-                return
-            self.outbox.reply(
-                error_message(
-                    None, ErrorCode.too_large, f"a message is at most {self.s.max_message_bytes} bytes"
-                )
-            )
-            return
-        try:
-            req = decode_request(text, self.api)
-        except ProtocolError as exc:
-            if rate == "limited":
-                self._rate_limited(exc.request_id, exc.mark)
-            else:
-                self.outbox.reply(protocol_error_message(exc))
-            return
-        if rate == "limited":
-            self._rate_limited(req.id, req.mark)  # answered, not run
-            return
-        if not self.authenticated and req.mark != self.first_mark:
-            self.fail(req, ApiError(f"send {self.first_mark} first", code=ErrorCode.unauthenticated))
-            return
-        await self.dispatch(req)
+        verdict = self.session.receive(text if text is not None else data or b"", self.s.now().timestamp())
+        if verdict.reply is not None:
+            self.outbox.reply(verdict.reply)
+        if verdict.close is not None:
+            if verdict.close == CloseCode.policy:
+                log.warning("%s floods: closing with 1008", self.outbox.recipient or "a client")
+            self.outbox.close(verdict.close, verdict.reason)
+        elif verdict.request is not None:
+            await self.dispatch(verdict.request)
 
     async def dispatch(self, req: Request) -> None:
         handler = self.handlers[req.mark]  # decode_request only lets the API's marks through
@@ -293,7 +251,7 @@ class Connection:
         if isinstance(old, Outbox):
             old.replaced()
         self.outbox.catch_up()
-        self.authenticated = True
+        self.session.authenticated = True
 
 
 class AgentConnection(Connection):

@@ -27,7 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from kefu.protocol import ApiError
-from kefu.protocol.session import Answer, ClientSession, Push, Stray, reply_error
+from kefu.protocol.client_session import Answer, ClientSession, Push, Stray, reply_error
 from kefu.protocol.wire import Json
 
 __all__ = ["Link", "LinkClosed", "RequestFailed"]
