@@ -25,7 +25,8 @@ whether to close the connection (and with which
 5. **First message**: until :attr:`ServerSession.authenticated`, only
    ``first_mark`` runs. Anything else is ``unauthenticated``; with
    ``first_closes`` (the plugin's pairing) any first frame but a decoded
-   ``first_mark`` is refused and the connection closes (1008).
+   ``first_mark`` is refused and the connection closes (1008), and that
+   frame is checked before the rate (pairing is not counted).
 6. **In flight** (``inflight``): a request whose id is still running is
    ``duplicate_request``; the adapter calls :meth:`ServerSession.finished`.
 
@@ -64,6 +65,7 @@ class Verdict:
     reply: Json | None = None
     close: CloseCode | None = None
     reason: str = ""
+    limited: bool = False  # ``reply`` is rate_limited: the frame was not looked at
 
 
 _IGNORE = Verdict()
@@ -149,18 +151,18 @@ class ServerSession:
         msg = f"more than {lim.rate} messages in {lim.window:g} s; slow down"
         err = error_message(mark, ErrorCode.rate_limited, msg, rid=rid)
         err["error"]["retryAfter"] = self.retry_after()
-        return Verdict(reply=err)
+        return Verdict(reply=err, limited=True)
 
     # --- frames
 
     def receive(self, data: str | bytes, now: float) -> Verdict:
         """The verdict on one frame (see the module's docstring)."""
         lim = self.limits
+        if not self.authenticated and self.first_closes:
+            return self._first(data)  # pairing: not counted
         allowed = self._take(now)
         if not allowed and self._strike(now):
             return Verdict(close=CloseCode.policy, reason="too many messages")
-        if not self.authenticated and self.first_closes:
-            return self._first(data)
         if isinstance(data, bytes):
             if not allowed:
                 return self._limited(None, None)
