@@ -41,11 +41,12 @@ from kefu.protocol.close import CloseCode
 from kefu.protocol.hosts import host_allowed
 
 from . import api, floor_api, integrations
+from .agent_connection import AgentConnection
 from .auth import LoginLocked
-from .connection import AgentConnection, VisitorConnection
 from .services import Services
 from .settings import Settings
 from .store import storage_full
+from .visitor_connection import VisitorConnection
 
 __all__ = ["WEB", "KefuApp", "create_app"]
 
