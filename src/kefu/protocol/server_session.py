@@ -149,8 +149,7 @@ class ServerSession:
             self._flood_told = True
         lim = self.limits
         msg = f"more than {lim.rate} messages in {lim.window:g} s; slow down"
-        err = error_message(mark, ErrorCode.rate_limited, msg, rid=rid)
-        err["error"]["retryAfter"] = self.retry_after()
+        err = error_message(mark, ErrorCode.rate_limited, msg, rid=rid, retry_after=self.retry_after())
         return Verdict(reply=err, limited=True)
 
     # --- frames

@@ -204,11 +204,10 @@ class Connection:
         self.outbox.reply(reply_message(req.mark, sub_mark, payload, rid=req.id, state=state))
 
     def fail(self, req: Request, exc: ApiError, *, state: str | None = None) -> None:
-        msg = error_message(req.mark, exc.code, exc.msg, rid=req.id, state=state)
         retry = getattr(exc, "retry_after", None)
-        if retry is not None:
-            msg["error"]["retryAfter"] = retry
-        self.outbox.reply(msg)
+        self.outbox.reply(
+            error_message(req.mark, exc.code, exc.msg, rid=req.id, state=state, retry_after=retry)
+        )
 
     def attach(self, recipient: str, last_seq: int) -> None:
         """Become the recipient's connection; replay what it missed after ``last_seq``."""

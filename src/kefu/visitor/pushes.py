@@ -22,6 +22,7 @@ import httpx
 
 from kefu.media import IceServer, MediaError, MediaSettings
 from kefu.protocol import ApiError, ErrorCode, KefuError
+from kefu.protocol.call import CallNotice
 from kefu.protocol.sfu import SFU
 from kefu.protocol.wire import Json
 
@@ -143,19 +144,19 @@ class CallPushes:
             await self._on_photo_request(call_id, request_id)
 
     async def _on_call(self, call_id: str, p: Json) -> None:
-        what, call = p.get("what"), self.call
+        what, call = CallNotice.of(p.get("what")), self.call
         agent = p.get("agentName") if isinstance(p.get("agentName"), str) else None
         role = p.get("role") if isinstance(p.get("role"), str) else None
-        if what == "ringing":
+        if what is CallNotice.ringing:
             if call is None:  # requested on the link directly
                 self.call = VisitorCall(call_id, "request", "ringing", agent)
             elif call.origin == "request" and call.call_id in (None, call_id):
                 call.call_id, call.agent_name = call_id, agent
                 if call.phase == "requesting":
                     call.phase = "ringing"
-        elif what == "invited":
+        elif what is CallNotice.invited:
             await self._on_invited(Invitation(call_id, agent, role), call)
-        elif what == "accepted":
+        elif what is CallNotice.accepted:
             if call is not None and call.call_id not in (None, call_id):
                 raise ApiError(
                     f"accepted for call {call_id} while in call {call.call_id}", code=ErrorCode.invalid_state
@@ -172,13 +173,17 @@ class CallPushes:
             call.phase = "connected"
             self._publish(call, joined)
             self._emit(CallAction(call_id, "joined", auto=True))
-        elif what in ("cancelled", "ended"):
+        elif what in (CallNotice.cancelled, CallNotice.ended):
             self._pending.pop(call_id, None)
             await self._end_call(call_id)
-        elif what in ("memberJoined", "memberLeft") and call is not None and call.call_id == call_id:
+        elif (
+            what in (CallNotice.memberJoined, CallNotice.memberLeft)
+            and call is not None
+            and call.call_id == call_id
+        ):
             kind, name = p.get("kind"), p.get("name")
             if isinstance(kind, str) and isinstance(name, str):
-                if what == "memberJoined":
+                if what is CallNotice.memberJoined:
                     call.others.add((kind, name))
                 else:
                     call.others.discard((kind, name))
