@@ -38,10 +38,10 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from kefu.protocol import ApiError, ErrorCode, ProtocolError, encode, loads_strict
+from kefu.protocol import ApiError, ErrorCode, ProtocolError
 from kefu.protocol.client_session import Answer, ClientSession, Dropped, Push, Stray, error_for, reply_error
 from kefu.protocol.close import CloseCode
-from kefu.protocol.wire import Json, request_message
+from kefu.protocol.wire import Json
 
 __all__ = ["CLOSE_REPLACED", "AgentLink", "LinkListener"]
 
@@ -65,6 +65,10 @@ class LinkListener(Protocol):
 
 
 OnMessage = Callable[[Json], None]
+
+
+def _ignore(msg: Json) -> None:
+    """The auth request's handler: its answer is read in place."""
 
 
 class _AuthRefused(Exception):
@@ -243,12 +247,16 @@ class AgentLink:
         )
         try:
             auth = {**(login or {}), "token": self._token, "lastSeq": self.last_seq}
-            await ws.send(encode(request_message("auth", auth, rid=_AUTH_ID)))
-            async with asyncio.timeout(self._open_timeout):
-                raw = await ws.recv()
-            reply = loads_strict(raw)
-            if not isinstance(reply, dict) or reply.get("id") != _AUTH_ID:
+            _, text = self._session.request("auth", auth, _ignore, rid=_AUTH_ID)
+            try:
+                await ws.send(text)
+                async with asyncio.timeout(self._open_timeout):
+                    got = self._session.receive(await ws.recv())
+            finally:
+                self._session.forget(_AUTH_ID)
+            if not isinstance(got, Answer) or got.pending.rid != _AUTH_ID:
                 raise ProtocolError("the server's first message is not the auth reply")
+            reply = got.msg
             if reply.get("subMark") != "success":
                 error = reply.get("error")
                 raise _AuthRefused(error if isinstance(error, dict) else {})
