@@ -13,9 +13,10 @@ this module is the other edge. Every message a kefu process builds is one of:
 ================  ===============================================================
 
 :func:`to_json` turns any of them into the envelope (key order: ``v``, ``id``,
-``seq``, ``mark``, then the rest); :func:`kefu.protocol.wire.encode` makes
-the text. The builders of :mod:`kefu.protocol.wire` (``reply_message`` …)
-are these models' shorthands.
+``seq``, ``mark``, then the rest) through one function per kind
+(``reply_json`` …), which :mod:`kefu.protocol.wire`'s builders
+(``reply_message`` …) call directly on the hot path;
+:func:`kefu.protocol.wire.encode` makes the text.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ __all__ = [
     "OutRequest",
     "Reply",
     "StatePush",
+    "error_json",
+    "event_json",
+    "reply_json",
+    "request_json",
+    "state_json",
     "to_json",
 ]
 
@@ -137,45 +143,82 @@ class CallPush:
 Message = OutRequest | Reply | ErrorReply | EventPush | StatePush | CallPush
 
 
-def to_json(message: Message) -> Json:
-    """The envelope of ``message`` (the one place messages are built)."""
-    if isinstance(message, Reply):
-        msg = _base(message.mark, message.rid, message.seq)
-        msg["subMark"] = message.sub_mark
-        if message.state is not None:
-            msg["state"] = message.state
-        if message.payload is not None:
-            msg["payload"] = message.payload
-        if message.data is not None:
-            msg["data"] = message.data
-        return msg
-    if isinstance(message, ErrorReply):
-        msg = _base(message.mark if message.mark is not None else "error", message.rid, message.seq)
-        msg["subMark"] = "error"
-        if message.state is not None:
-            msg["state"] = message.state
-        body = error_body(message.code, message.msg)
-        if message.field is not None:
-            body["field"] = message.field
-        if message.retry_after is not None:
-            body["retryAfter"] = message.retry_after
-        msg["error"] = body
-        return msg
-    if isinstance(message, StatePush):
-        msg = _base("state", None, message.seq)
-        msg["state"] = message.state
-        if message.payload is not None:
-            msg["payload"] = message.payload
-        return msg
-    if isinstance(message, EventPush):
-        msg = _base(message.mark, None, message.seq)
-        msg["subMark"] = message.sub_mark
-        if message.payload is not None:
-            msg["payload"] = message.payload
-        return msg
-    if isinstance(message, CallPush):
-        return to_json(EventPush("call", message.payload(), mark="event", seq=message.seq))
-    msg = _base(message.mark, message.rid, None)
-    if message.params is not None:
-        msg["params"] = message.params
+# --- the encoder: one function per kind (the hot path calls these directly,
+# through wire's names: a frozen model costs ~1.5 µs more per message, D37)
+
+
+def request_json(mark: str, params: Any, rid: str) -> Json:
+    msg = _base(mark, rid, None)
+    if params is not None:
+        msg["params"] = params
     return msg
+
+
+def reply_json(
+    mark: str, sub_mark: str, payload: Any, rid: str | None, state: str | None, seq: int | None, data: Any
+) -> Json:
+    msg = _base(mark, rid, seq)
+    msg["subMark"] = sub_mark
+    if state is not None:
+        msg["state"] = state
+    if payload is not None:
+        msg["payload"] = payload
+    if data is not None:
+        msg["data"] = data
+    return msg
+
+
+def error_json(
+    mark: str | None,
+    code: ErrorCode,
+    msg: str | None,
+    rid: str | None,
+    state: str | None,
+    field_name: str | None,
+    retry_after: float | None,
+    seq: int | None,
+) -> Json:
+    out = _base(mark if mark is not None else "error", rid, seq)
+    out["subMark"] = "error"
+    if state is not None:
+        out["state"] = state
+    body = error_body(code, msg)
+    if field_name is not None:
+        body["field"] = field_name
+    if retry_after is not None:
+        body["retryAfter"] = retry_after
+    out["error"] = body
+    return out
+
+
+def event_json(sub_mark: str, payload: Any, mark: str, seq: int | None) -> Json:
+    msg = _base(mark, None, seq)
+    msg["subMark"] = sub_mark
+    if payload is not None:
+        msg["payload"] = payload
+    return msg
+
+
+def state_json(state: str, payload: Any, seq: int | None) -> Json:
+    msg = _base("state", None, seq)
+    msg["state"] = state
+    if payload is not None:
+        msg["payload"] = payload
+    return msg
+
+
+def to_json(message: Message) -> Json:
+    """The envelope of ``message``."""
+    if isinstance(message, Reply):
+        m = message
+        return reply_json(m.mark, m.sub_mark, m.payload, m.rid, m.state, m.seq, m.data)
+    if isinstance(message, ErrorReply):
+        e = message
+        return error_json(e.mark, e.code, e.msg, e.rid, e.state, e.field, e.retry_after, e.seq)
+    if isinstance(message, StatePush):
+        return state_json(message.state, message.payload, message.seq)
+    if isinstance(message, EventPush):
+        return event_json(message.sub_mark, message.payload, message.mark, message.seq)
+    if isinstance(message, CallPush):
+        return event_json("call", message.payload(), "event", message.seq)
+    return request_json(message.mark, message.params, message.rid)

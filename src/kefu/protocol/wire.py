@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ErrorCode, ProtocolError
-from .messages import PROTOCOL_VERSION, ErrorReply, EventPush, OutRequest, Reply, StatePush, to_json
+from .messages import PROTOCOL_VERSION, error_json, event_json, reply_json, request_json, state_json
 
 __all__ = [
     "MAX_DEPTH",
@@ -263,7 +263,7 @@ Json = dict[str, Any]
 
 def request_message(mark: str, params: Any = None, *, rid: str) -> Json:
     """A request: ``{"v":1,"id":"r17","mark":"...","params":{...}}`` (no ``params`` when None)."""
-    return to_json(OutRequest(mark, rid, params))
+    return request_json(mark, params, rid)
 
 
 def reply_message(
@@ -277,7 +277,7 @@ def reply_message(
     data: Any = None,
 ) -> Json:
     """A reply or progress message for request ``rid`` (``subMark`` = the v1204 callback)."""
-    return to_json(Reply(mark, sub_mark, payload, rid, state, seq, data))
+    return reply_json(mark, sub_mark, payload, rid, state, seq, data)
 
 
 def error_message(
@@ -292,19 +292,19 @@ def error_message(
     retry_after: float | None = None,
 ) -> Json:
     """An error in the spec's form: ``{..., "subMark": "error", "error": {code, msg}}``."""
-    return to_json(ErrorReply(mark, code, msg, rid, state, field_name, retry_after, seq))
+    return error_json(mark, code, msg, rid, state, field_name, retry_after, seq)
 
 
 def event_message(
     sub_mark: str, payload: Any = None, *, mark: str = "initInnerCallBack", seq: int | None = None
 ) -> Json:
     """A pushed event (SPEC §3.2 callbacks are ``mark: initInnerCallBack``)."""
-    return to_json(EventPush(sub_mark, payload, mark, seq))
+    return event_json(sub_mark, payload, mark, seq)
 
 
 def state_message(state: str, payload: Any = None, *, seq: int | None = None) -> Json:
     """A state-change push: ``{"v":1,"mark":"state","state":"006011",...}``."""
-    return to_json(StatePush(state, payload, seq))
+    return state_json(state, payload, seq)
 
 
 def protocol_error_message(exc: ProtocolError) -> Json:
