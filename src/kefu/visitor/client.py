@@ -75,9 +75,9 @@ from .events import (
 )
 from .link import Link, LinkClosed
 from .media import CallMedia
-from .pushes import CallPushes, VisitorCall, VisitorCallPhase
+from .pushes import CallPushes, VisitorCall, VisitorCallProgress
 
-__all__ = ["INVITE_POLICIES", "InvitePolicy", "Visitor", "VisitorCall", "VisitorCallPhase", "ws_url"]
+__all__ = ["INVITE_POLICIES", "InvitePolicy", "Visitor", "VisitorCall", "VisitorCallProgress", "ws_url"]
 
 log = logging.getLogger(__name__)
 

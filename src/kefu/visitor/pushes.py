@@ -40,12 +40,12 @@ from .link import Link
 from .media import CallMedia
 from .photo import http_client, upload_photo
 
-__all__ = ["CallPushes", "VisitorCall", "VisitorCallPhase"]
+__all__ = ["CallPushes", "VisitorCall", "VisitorCallProgress"]
 
 log = logging.getLogger("kefu.visitor.client")
 
 #: Where the visitor's own call stands (not :class:`kefu.protocol.CallPhase`, the server's view of a call).
-VisitorCallPhase = Literal["requesting", "ringing", "joining", "accepting", "connected"]
+VisitorCallProgress = Literal["requesting", "ringing", "joining", "accepting", "connected"]
 
 _REASON_MAX = 128  # photoAnswer / shareAnswer reason: at most 128 characters
 
@@ -56,7 +56,7 @@ class VisitorCall:
 
     call_id: str | None  # None while requestVideo has not been answered
     origin: Literal["request", "invitation"]
-    phase: VisitorCallPhase
+    phase: VisitorCallProgress
     agent_name: str | None = None
     others: set[tuple[str, str]] = field(default_factory=set)  # (kind, name) joined besides us
     media: CallMedia | None = None
