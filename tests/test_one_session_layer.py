@@ -25,15 +25,6 @@ KEFU = Path(kefu.__file__).resolve().parent
 CLIENT_PACKAGES = ("sdk", "plugin", "visitor")
 CLOSE_NUMBERS = frozenset({1000, 1001, 1003, 1007, 1008, 1009, 1011, 4001, 4003})
 
-#: Hand-built envelopes still in files another branch of issue 19 is splitting
-#: (``plugin/app.py``, ``plugin/desktop.py``): to go when the split lands. The
-#: check fails on any other, and when one of these is gone (shrink the list).
-KNOWN_ENVELOPES = {
-    ("plugin/app.py", 8),
-    ("plugin/desktop.py", 2),
-}
-KNOWN_ID_MATCHING = {"plugin/desktop.py"}  # the window's own requests, same split
-
 
 def modules(*packages: str) -> Iterator[tuple[str, ast.Module]]:
     roots = [KEFU / p for p in packages] if packages else [KEFU]
@@ -135,14 +126,14 @@ def test_close_codes_are_one_enum() -> None:
 
 def test_messages_are_built_by_the_protocol() -> None:
     found = {(rel, n) for rel, tree in modules() if rel != "protocol/messages.py" and (n := envelopes(tree))}
-    assert found == KNOWN_ENVELOPES, "build messages with kefu.protocol.messages (or wire's shorthands)"
+    assert found == set(), "build messages with kefu.protocol.messages (or wire's shorthands)"
 
 
 def test_clients_leave_seq_and_reply_matching_to_the_session() -> None:
     seq = {rel for rel, tree in modules(*CLIENT_PACKAGES) if reads_key(tree, "seq")}
     ids = {rel for rel, tree in modules(*CLIENT_PACKAGES) if reads_key(tree, "id")}
     assert seq == set(), "a client's seq dedup and gaps are kefu.protocol.client_session's"
-    assert ids == KNOWN_ID_MATCHING, "a client's reply matching is kefu.protocol.client_session's"
+    assert ids == set(), "a client's reply matching is kefu.protocol.client_session's"
 
 
 def test_error_replies_become_exceptions_in_one_place() -> None:

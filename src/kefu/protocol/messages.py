@@ -40,6 +40,7 @@ __all__ = [
     "StatePush",
     "error_json",
     "event_json",
+    "readdress",
     "reply_json",
     "request_json",
     "state_json",
@@ -205,6 +206,17 @@ def state_json(state: str, payload: Any, seq: int | None) -> Json:
     if payload is not None:
         msg["payload"] = payload
     return msg
+
+
+_ENVELOPE_KEYS = ("v", "id", "seq", "mark")
+
+
+def readdress(msg: Mapping[str, Any], rid: str, mark: str) -> Json:
+    """``msg`` (an answer from upstream) as the answer to request ``rid`` of
+    ``mark``: its own version, id, seq and mark replaced, the rest kept."""
+    out = _base(mark, rid, None)
+    out.update((k, v) for k, v in msg.items() if k not in _ENVELOPE_KEYS)
+    return out
 
 
 def to_json(message: Message) -> Json:
