@@ -184,3 +184,39 @@ def test_bad_requests_are_answered_under_their_id() -> None:
     s = ServerSession(PLUGIN_API, Limits(rate=10, window=1.0), authenticated=True)
     v = s.receive('{"v":1,"id":"q","mark":"nope"}', 0.0)
     assert v.reply is not None and v.reply["id"] == "q" and v.reply["error"]["code"] == "unknown_mark"
+
+
+def test_a_call_push_is_typed_and_encodes_as_the_wire_has_it() -> None:
+    from kefu.protocol.call import CallNotice, CallPhase, MemberStatus
+    from kefu.protocol.messages import CallPush, ErrorReply, to_json
+
+    push = CallPush(
+        "c1",
+        CallNotice.invited,
+        "hub",
+        phase=CallPhase.calling,
+        members=({"kind": "visitor", "name": "v", "status": MemberStatus.invited},),
+        detail={"agentName": "a1"},
+        seq=4,
+    )
+    assert to_json(push) == {
+        "v": 1,
+        "seq": 4,
+        "mark": "event",
+        "subMark": "call",
+        "payload": {
+            "callId": "c1",
+            "what": "invited",
+            "media": "hub",
+            "phase": "calling",
+            "members": [{"kind": "visitor", "name": "v", "status": "invited"}],
+            "agentName": "a1",
+        },
+    }
+    err = to_json(ErrorReply("x", ErrorCode.rate_limited, "slow", rid="r", retry_after=1.5))
+    assert err["error"] == {"code": "rate_limited", "msg": "slow", "retryAfter": 1.5} and err["id"] == "r"
+    assert (
+        CallNotice.of("ended") is CallNotice.ended
+        and CallNotice.of("nope") is None
+        and CallNotice.of(3) is None
+    )
