@@ -50,7 +50,9 @@ from PySide6.QtWidgets import (
 
 from kefu.protocol import CODE_INFO, Request, TopState, decode_request, parse_code
 from kefu.protocol.client_session import Answer, ClientSession
+from kefu.protocol.codes import top_state
 from kefu.protocol.errors import ErrorCode
+from kefu.protocol.machine import IN_CALL
 from kefu.protocol.plugin_api import PLUGIN_API, is_final
 from kefu.protocol.wire import Json, error_message
 
@@ -66,8 +68,9 @@ __all__ = ["BAR_ACTIONS", "CALL_STATES", "Desktop", "DesktopWindow", "Tile", "Vi
 
 log = logging.getLogger("kefu.plugin.desktop")
 
-#: Top-level states in which a call is in progress (closing by hand asks first).
-CALL_STATES = frozenset({TopState.callingOut, TopState.twoParty, TopState.inviting, TopState.threeParty})
+#: Top-level states in which a call is in progress (closing by hand asks first): the
+#: machine's in-call states but ringing (an incoming call not picked up has nothing to hang up).
+CALL_STATES = IN_CALL - {TopState.ringing}
 
 
 def state_text(code: str) -> str:
@@ -248,7 +251,7 @@ class Desktop:
 
     def in_call(self) -> bool:
         try:
-            top = TopState(self.plugin.state[:3] + "000")
+            top = top_state(self.plugin.state)
         except ValueError:
             return False
         return top in CALL_STATES or self.media() is not None
