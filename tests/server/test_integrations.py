@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from kefu.protocol.integrations import EVENT_INFO, SIGNATURE_HEADER, EventType, verify
-from tests.conftest import PASSWORD, ServerHandle
+from tests.conftest import PASSWORD, ServerHandle, scaled
 from tests.server.test_calls import state
 from tests.server.test_media_store import in_call, jpeg
 
@@ -95,7 +95,7 @@ class Receiver:
             self._writers.discard(writer)
             writer.close()
 
-    async def until(self, cond: Callable[[Receiver], bool], within: float = 10.0) -> None:
+    async def until(self, cond: Callable[[Receiver], bool], within: float = scaled(10.0)) -> None:
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: cond(self))
 

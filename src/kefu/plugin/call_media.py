@@ -37,9 +37,10 @@ from kefu.media import (
     open_source,
 )
 from kefu.media.frames import encode_jpeg_async
-from kefu.media.tracks import Label
+from kefu.media.tracks import Label, Role
 from kefu.protocol import ApiError, ErrorCode, event_message
 from kefu.protocol.mirror import CallView
+from kefu.protocol.supervise import audience_of
 from kefu.protocol.wire import Json
 
 from .uploads import RecordingUpload, ServerApi
@@ -156,6 +157,12 @@ class RelayCall(CallMediaBase):
     def sync(self, view: CallView) -> None:
         """Peers for the joined members, none for those who left."""
         joined = {name: kind for kind, name in view.joined() if name != self.hub.local}
+        # issue 20: a supervisor is a member of the hub; its audio reaches its mode's audience
+        joined.update((name, "agent") for name in view.supervisors if name != self.hub.local)
+        everyone = [n for _k, n in view.joined()]
+        for name, mode in view.supervisors.items():
+            heard = audience_of(mode, view.primary, everyone, view.supervisors)
+            self.do(functools.partial(self._audience, name, heard))
         for name, kind in joined.items():
             if name not in self.kinds:
                 self.kinds[name] = kind
@@ -169,6 +176,9 @@ class RelayCall(CallMediaBase):
             return
         peer = self.hub.add_member(name)  # emits NegotiationNeeded: the offer goes out then
         self._watch[name] = self.owner.host.spawn(self._watch_connection(name, peer))
+
+    async def _audience(self, name: str, heard: frozenset[str]) -> None:
+        self.hub.set_audience(name, heard)
 
     async def _remove(self, name: str) -> None:
         watch = self._watch.pop(name, None)
@@ -386,10 +396,18 @@ def _route(peer: MediaPeer) -> str:
 class SfuCall(CallMediaBase):
     """An agent's media in a call through the media server (SFU mode)."""
 
-    def __init__(self, owner: MediaOwner, call_id: str, me: str, *, primary: bool) -> None:
+    def __init__(
+        self,
+        owner: MediaOwner,
+        call_id: str,
+        me: str,
+        *,
+        primary: bool,
+        publish: tuple[Role, ...] = ("camera", "mic"),
+    ) -> None:
         super().__init__(owner, call_id)
         self.primary = primary
-        self.member = SfuMember(owner.settings, local=me, call_id=call_id)
+        self.member = SfuMember(owner.settings, local=me, call_id=call_id, publish=publish)
         self.member.events.subscribe(self._on_event)
 
     def _on_event(self, event: MediaEvent) -> None:
@@ -404,6 +422,10 @@ class SfuCall(CallMediaBase):
         message = await self.member.negotiate()
         if message is not None:
             await self.owner.host.send_signal(self.call_id, "sfu", "sfu", message)
+
+    async def speak(self, on: bool) -> None:
+        """A supervisor's microphone published (whisper, barge) or not (monitor)."""
+        self.member.speak(on)
 
     async def handle(self, kind: str, name: str, data: object) -> None:
         if kind != "sfu":

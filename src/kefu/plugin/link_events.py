@@ -128,6 +128,8 @@ class LinkEvents:
                 self.core.queue = payload
         if mark == "event" and sub_mark == "sessionClosed":
             out = event_message("chatCloseCB", payload)  # SPEC §3.2
+        elif mark == "event" and sub_mark == "supervisor":
+            out = event_message("supervisorChange", payload)  # issue 20: a supervisor in the call
         else:
             out = {k: v for k, v in msg.items() if k != "seq"}
         self.core.broadcast(out)

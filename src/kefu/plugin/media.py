@@ -56,6 +56,7 @@ from kefu.protocol.mirror import CallView
 from kefu.protocol.wire import Json
 
 from .call_media import CallMediaBase, MediaHost, MemberCall, RelayCall, SfuCall
+from .supervising import SupervisorCall, follow
 from .uploads import ServerApi
 
 __all__ = ["CallMediaBase", "MediaHost", "MemberCall", "PluginMedia", "RelayCall", "SfuCall"]
@@ -81,7 +82,7 @@ class PluginMedia:
         self.connect_timeout = connect_timeout
         self.api = api
         self.data_dir = data_dir
-        self.calls: dict[str, RelayCall | MemberCall | SfuCall] = {}
+        self.calls: dict[str, RelayCall | MemberCall | SfuCall | SupervisorCall] = {}
         self._views: dict[str, CallView] = {}
         self._closing: set[asyncio.Task[Any]] = set()
 
@@ -107,6 +108,9 @@ class PluginMedia:
         """A ``call`` push: follow the call's members."""
         call = self.calls.get(view.call_id)
         mine = view.status_of("agent", me) is MemberStatus.joined
+        if me in view.supervisors and not view.ended:  # issue 20: a supervisor helping in the call
+            follow(self, me, view)
+            return
         if view.ended or not mine:
             self._views.pop(view.call_id, None)
             if call is not None:

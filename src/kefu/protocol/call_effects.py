@@ -174,6 +174,7 @@ class CallRecord:
         self.timer_gen = 0
         self.ended_by: str | None = None
         self.end_reason: str | None = None
+        self.supervisors: dict[str, str] = {}  # supervisor → its mode (kefu.protocol.supervise)
         self._add(MemberKind.agent, primary, "primary", MemberStatus.joined, flow)
         self._add(MemberKind.visitor, visitor, "visitor", MemberStatus.invited, flow)
 
@@ -190,6 +191,7 @@ class CallRecord:
             "endedBy": self.ended_by,
             "endReason": self.end_reason,
             "pending": [self.pending.kind.value, self.pending.name] if self.pending else None,
+            "supervisors": dict(self.supervisors),
             "members": [
                 {
                     "kind": m.kind.value,
@@ -212,6 +214,7 @@ class CallRecord:
         call.timer_gen = data["timerGen"]
         call.ended_by = data["endedBy"]
         call.end_reason = data["endReason"]
+        call.supervisors = dict(data.get("supervisors") or {})
         call.members = {}
         for m in data["members"]:
             member = Member(

@@ -43,7 +43,8 @@ plugin's ``plugin.token``), ``dataDir`` (the plugin's data folder), ``kefuWSOpen
 (the link to the server is back), ``quit`` (the plugin is stopping),
 ``startupTimeout``; ``initInnerCallBack`` also takes ``stateChange(state,
 payload)`` and the server's events by name (``sessionAssigned``,
-``message`` ...); APIs ``sendMessage``, ``transferSession``, ``setAgentState``, ``logout``,
+``message``, ``supervisorChange`` ...); APIs ``sendMessage``, ``transferSession``,
+``monitorCall``, ``whisper``, ``barge``, ``leaveMonitor``, ``setAgentState``, ``logout``,
 ``getState``, ``getWindow``, ``multipleVideoRefuse``.
 """
 

@@ -83,6 +83,25 @@ class SpecApi:
         named, or back to the head of the queue; ``success(data)`` with the session."""
         return self._call("transferSession", options, callback)
 
+    # --- additions (issue 20): a supervisor helping in a call (docs/calls.md)
+
+    def monitorCall(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
+        """Addition (issue 20), for supervisors: ``{callId}`` or ``{agentName}``: listen to and
+        watch the call, unheard; ``success(data)`` with the call and ``mode: "monitor"``."""
+        return self._call("monitorCall", options, callback)
+
+    def whisper(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
+        """Addition (issue 20): in the call monitored, only its agent hears the supervisor."""
+        return self._call("whisper", options, callback)
+
+    def barge(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
+        """Addition (issue 20): in the call monitored, every member hears the supervisor."""
+        return self._call("barge", options, callback)
+
+    def leaveMonitor(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
+        """Addition (issue 20): the supervisor leaves the call it helps in."""
+        return self._call("leaveMonitor", options, callback)
+
     # --- SPEC §4.3 audio and video (the call orchestration answers them)
 
     def videoPickUp(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:

@@ -305,7 +305,7 @@ async def calls_list(
 async def call_one(request: Request, call_id: IdP, agent: Me) -> Any:
     """One call with its members."""
     sv = services_of(request)
-    if not agent.admin and not await sv.calls.involves_agent(call_id, agent.id):
+    if not agent.admin and not await sv.calls.involves_agent(call_id, agent.id, supervisor=True):
         raise ApiError(code=ErrorCode.no_such_call)  # another's call: not even its existence
     record = await sv.calls.get_call(call_id)
     if record is None:

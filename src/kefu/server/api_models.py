@@ -24,6 +24,7 @@ __all__ = [
     "SessionOut",
     "StateChangeOut",
     "StateOut",
+    "SupervisionOut",
     "error_answers",
 ]
 
@@ -118,6 +119,14 @@ class CallMemberOut(_Out):
     reason: str | None
 
 
+class SupervisionOut(_Out):
+    supervisor: str
+    mode: Literal["monitor", "whisper", "barge"] | None = Field(description="null: the supervisor left")
+    old: str | None = Field(description="the mode before; null when the supervisor joined")
+    reason: str | None
+    at: datetime
+
+
 class CallOut(_Out):
     callId: str
     flow: str
@@ -134,6 +143,9 @@ class CallOut(_Out):
         "startedAt, and artifactId or reason",
     )
     members: list[CallMemberOut]
+    supervision: list[SupervisionOut] = Field(
+        default_factory=list, description="issue 20: each supervisor's join, change of mode and leave"
+    )
 
 
 class StateOut(_Out):

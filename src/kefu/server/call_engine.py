@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +53,7 @@ from kefu.protocol.call import (
 )
 from kefu.protocol.machine import Event, Flow
 from kefu.protocol.messages import CallPush, to_json
+from kefu.protocol.supervise import SupervisorEffect, audience, end_supervision, media_members
 
 from .accounts import Agent
 from .agents import AgentService, Change
@@ -65,6 +66,7 @@ from .schema import call_members, calls
 from .settings import Settings
 from .sfu import Sfu
 from .store import aware, new_id
+from .supervise import SupervisionService, tell_supervisors
 from .tasks import Background
 from .visitors import Visitor
 
@@ -77,7 +79,7 @@ log = logging.getLogger("kefu.server.calls")
 Requester = tuple[str, str]
 
 #: An operation on a call: the pure call decides, its effects say what changes.
-Operation = Callable[[Call], list[Effect]]
+Operation = Callable[[Call], Sequence[Effect | SupervisorEffect]]
 
 
 class Outcome:
@@ -105,6 +107,7 @@ class CallEngine:
         # every timer task until it has ended (it leaves _ring_timers when it fires)
         self._tasks = Background(log)
         self.sfu: Sfu | None = None  # the SFU mode: set by Services when --janus is given
+        self.supervision = SupervisionService(self)  # issue 20: monitorCall, whisper, barge, leaveMonitor
 
     @property
     def media_mode(self) -> MediaMode:
@@ -204,13 +207,19 @@ class CallEngine:
                 raise ApiError(code=ErrorCode.no_such_call)
             call = Call.from_dict(row.snapshot)
             fx = op(call)  # ApiError: nothing changed
+            fx = [*fx, *end_supervision(call)]  # issue 20: the call's end ends its supervisors' part
             out = await self._apply(tx, call, fx, requester)
             await self._save(tx, call, fx)
         return out
 
-    async def _apply(self, tx: Tx, call: Call, fx: list[Effect], requester: Requester | None) -> Outcome:
+    async def _apply(
+        self, tx: Tx, call: Call, fx: Sequence[Effect | SupervisorEffect], requester: Requester | None
+    ) -> Outcome:
         out = Outcome(call)
         for f in fx:
+            if isinstance(f, SupervisorEffect):
+                await self.supervision.apply(tx, call, f)  # kefu.server.supervise
+                continue
             await emit_call_effect(tx, call, f)  # integration events (kefu.server.events)
             if isinstance(f, AgentEffect):
                 agent_id = await member_id(tx, MemberKind.agent, f.agent)
@@ -236,7 +245,7 @@ class CallEngine:
         await self._tell_agents(tx, call, fx)
         return out
 
-    async def _save(self, tx: Tx, call: Call, fx: list[Effect]) -> None:
+    async def _save(self, tx: Tx, call: Call, fx: Sequence[Effect | SupervisorEffect]) -> None:
         values: dict[str, Any] = {"status": call.phase.value, "snapshot": call.to_dict()}
         timers = [f for f in fx if isinstance(f, TimerEffect)]
         deadline = None
@@ -264,9 +273,10 @@ class CallEngine:
             tx.after_commit.append(lambda: self._unschedule(call.id))
         if self.sfu is not None:
             sfu = self.sfu
-            joined = [(m.kind.value, m.name) for m in call.joined()]
+            joined = media_members(call)  # the supervisors too (issue 20), heard by their audience
+            heard = {(MemberKind.agent.value, name): audience(call, name) for name in call.supervisors}
             ended = call.ended
-            tx.after_commit.append(lambda: sfu.relay.sync(call.id, joined, ended))
+            tx.after_commit.append(lambda: sfu.sync(call.id, joined, ended, heard))  # on the room's node
             if ended:
                 tx.after_commit.append(lambda: sfu.ended(call.id))
 
@@ -301,7 +311,7 @@ class CallEngine:
         else:
             await tx.conn.execute(update(call_members).where(call_members.c.num == num).values(**values))
 
-    async def _tell_agents(self, tx: Tx, call: Call, fx: list[Effect]) -> None:
+    async def _tell_agents(self, tx: Tx, call: Call, fx: Sequence[Effect | SupervisorEffect]) -> None:
         """A ``call`` push to every agent of the call: who is in it now (the plugins follow it)."""
         view = self.view(call)
         rings = {f.agent: f.flow for f in fx if isinstance(f, AgentEffect) and f.event is Event.ring}
@@ -325,6 +335,7 @@ class CallEngine:
             agent_id = await member_id(tx, MemberKind.agent, m.name)
             if agent_id is not None:
                 await tx.push(agent_key(agent_id), event("call", payload))
+        await tell_supervisors(tx, call, fx, view)
 
     def view(self, call: Call) -> dict[str, Any]:
         """The call as the agents' ``call`` push shows it."""
@@ -341,6 +352,7 @@ class CallEngine:
                 {"kind": m.kind.value, "name": m.name, "role": m.role, "status": m.status.value}
                 for m in call.members.values()
             ],
+            "supervisors": [{"name": n, "mode": mode} for n, mode in call.supervisors.items()],
         }
 
     # --- ringing timers

@@ -64,6 +64,8 @@ class CallPresence:
             return
         call_id = await self.queries.call_of(kind, name)
         if call_id is None:
+            if kind is MemberKind.agent:
+                await self.engine.supervision.gone(name)  # issue 20: a supervisor helping in a call leaves
             return
         reason = f"{kind.value}_disconnected"
         log.info("%s %s did not come back within %.1f s: hanging up", kind.value, name, grace)

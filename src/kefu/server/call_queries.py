@@ -18,6 +18,7 @@ from .accounts import Agent, find_agent
 from .hub import Tx, agent_key, visitor_key
 from .schema import call_members, calls, sessions, visitors
 from .store import Store
+from .supervise import helped_in
 from .visitors import Visitor
 
 __all__ = ["IN_PROGRESS", "CallQueries", "member_id"]
@@ -179,7 +180,8 @@ class CallQueries:
             raise ApiError("the call is over", code=ErrorCode.no_such_call)
         return int(row.agent_id)
 
-    async def involves_agent(self, call_id: str, agent_id: int) -> bool:
+    async def involves_agent(self, call_id: str, agent_id: int, *, supervisor: bool = False) -> bool:
+        """Was the agent a member of the call (or, with ``supervisor``, helping in it)?"""
         async with self.store.read() as conn:
             row = (
                 await conn.execute(
@@ -188,4 +190,6 @@ class CallQueries:
                     )
                 )
             ).first()
+            if row is None and supervisor:
+                row = (await conn.execute(helped_in(call_id, agent_id))).first()
         return row is not None

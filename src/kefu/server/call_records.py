@@ -11,6 +11,7 @@ from kefu.protocol.call import MemberKind
 
 from .schema import call_members, calls
 from .store import Store, aware, iso
+from .supervise import supervision_record
 
 __all__ = ["CallRecords"]
 
@@ -71,6 +72,7 @@ class CallRecords:
             "endedBy": call.ended_by,
             "endReason": call.end_reason,
             "recording": call.recording,  # the SFU mode's: its status, start and failure (server/sfu.py)
+            "supervision": await supervision_record(conn, call.id),  # issue 20: who helped, how, when
             "members": [
                 {
                     "kind": m.kind,

@@ -14,6 +14,7 @@ from typing import Any
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.call import Call, Effect, MemberKind, MemberStatus
 from kefu.protocol.sfu import SFU
+from kefu.protocol.supervise import media_members
 from kefu.protocol.visitor_api import MediaFailedParams, SignalParams
 
 from .call_engine import CallEngine
@@ -34,8 +35,8 @@ class CallSignals:
         call = await self.queries.snapshot(p.callId, in_progress=True)
         if call is None:
             raise ApiError("no such call in progress", code=ErrorCode.no_such_call)
-        me = call.member(kind, name)
-        if me is None or me.status is not MemberStatus.joined:
+        media = media_members(call)  # the joined members and the supervisors (issue 20)
+        if (kind.value, name) not in media:
             raise ApiError("not a member of this call", code=ErrorCode.forbidden)
         if p.to.kind == "sfu":
             # SFU mode: the server turns the member's signalling into Janus requests (D22)
@@ -46,14 +47,12 @@ class CallSignals:
                     "through the media server",
                     code=ErrorCode.invalid_field,
                 )
-            joined = [(m.kind.value, m.name) for m in call.joined()]
-            await sfu.relay.signal(call.id, (kind.value, name), joined, p.data)
+            await sfu.signal(call.id, (kind.value, name), media, p.data)  # on the room's node (D46)
             return
         to_kind = MemberKind(p.to.kind)
-        target = call.member(to_kind, p.to.name)
-        if target is None or target.status is not MemberStatus.joined:
+        if (to_kind.value, p.to.name) not in media:
             raise ApiError(f"{p.to.name} is not in this call", code=ErrorCode.forbidden)
-        recipient = await self.queries.recipient(to_kind, target.name)
+        recipient = await self.queries.recipient(to_kind, p.to.name)
         sender = {"kind": kind.value, "name": name}
         async with self.engine.push_hub.transaction() as tx:
             await tx.push(recipient, event("signal", {"callId": call.id, "from": sender, "data": p.data}))

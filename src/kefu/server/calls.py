@@ -44,6 +44,7 @@ class CallService:
         self.visitor_api = VisitorCallApi(self.engine, self.signals)
         self.presence = CallPresence(self.engine)
         self.records = CallRecords(push_hub.store)
+        self.supervision = self.engine.supervision  # issue 20: a supervisor in a call
         # the agent's side
         self.handle = self.agent_api.handle
         # the visitor's side

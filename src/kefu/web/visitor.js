@@ -255,6 +255,7 @@
         break;
       case "memberJoined":
         if (call && p.kind === "visitor" && p.name !== state.name) say(p.name + " joined the call.", "system");
+        else if (call && p.role === "supervisor") say("A supervisor, " + p.name + ", joined the call.", "system");  // issue 20: a barge
         else if (call && p.kind === "agent" && p.name !== call.agentName) say("Agent " + p.name + " joined the call.", "system");
         break;
       case "memberLeft":
@@ -637,6 +638,33 @@
     });
   }
 
+  /** SFU mode: the screen as a second track of the publisher, offered to the sfu again
+   * (it adds the stream to the feed and offers it to every subscriber); "open" once answered. */
+  function sfuShare(track, stream) {
+    media.chain = media.chain.then(function () {
+      if (!media.pc || media.screen !== track) return null;
+      media.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      return sfuRepublish().then(function () {
+        if (media.screen === track && state.call && media.screenState === "asked") {
+          media.screenState = "open";
+          return request("shareAnswer", { callId: state.call.id, answer: "open" });
+        }
+      });
+    }).catch(mediaProblem);
+    return media.chain;
+  }
+
+  /** The publisher's new offer (its tracks changed), answered by the sfu. */
+  function sfuRepublish() {
+    var link = media.publisher;
+    if (!link || !state.call) return Promise.resolve(null);
+    return link.pc.createOffer().then(function (offer) {
+      return link.pc.setLocalDescription(offer);
+    }).then(function () {
+      return sfuSend(link, { type: "offer" });
+    });
+  }
+
   function feedKey(feed) { return feed && typeof feed.name === "string" ? feed.kind + ":" + feed.name : null; }
 
   function onSfuSignal(data) {
@@ -759,10 +787,6 @@
 
   function onShareRequest(p) {
     state.shareRequest = p;
-    if (media.sfu) { // not built yet in the SFU mode (docs/calls.md)
-      quietly(request("shareAnswer", { callId: p.callId, answer: "error", reason: "no screen share through the media server yet" }));
-      return;
-    }
     if (!state.call || p.callId !== state.call.id || !media.pc) {
       quietly(request("shareAnswer", { callId: p.callId, answer: "error", reason: "no media connection yet" }));
       return;
@@ -790,6 +814,7 @@
       track.onended = stopShare; // the browser's own "Stop sharing"
       $("share-stop-btn").classList.remove("hidden");
       $("sharing-note").classList.remove("hidden");
+      if (media.sfu) return sfuShare(track, stream);
       return renegotiate({ video: 1, audio: 0 });
     }).catch(function (e) {
       var refusedByUser = e && (e.name === "NotAllowedError" || e.name === "AbortError");
@@ -815,7 +840,8 @@
       });
     }
     if (state.call) {
-      quietly(renegotiate({ video: 0, audio: 0 }));
+      if (media.sfu) media.chain = media.chain.then(sfuRepublish).catch(mediaProblem);
+      else quietly(renegotiate({ video: 0, audio: 0 }));
       quietly(request("shareAnswer", { callId: state.call.id, answer: "close" }));
     }
   }
