@@ -76,6 +76,12 @@ CALLBACKS = (
     "refuseSuccess",
     "open",
     "close",
+    # call transfers (issue 20)
+    "transferSuccess",
+    "completeSuccess",
+    "cancelSuccess",
+    "refuse",
+    "targetLeft",
 )
 
 

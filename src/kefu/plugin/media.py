@@ -51,6 +51,7 @@ from kefu.media import (
 )
 from kefu.paths import open_private, private_dir
 from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol.call import MemberStatus
 from kefu.protocol.mirror import CallView
 from kefu.protocol.wire import Json
 
@@ -106,7 +107,7 @@ class PluginMedia:
     def on_call(self, me: str, view: CallView) -> None:
         """A ``call`` push: follow the call's members."""
         call = self.calls.get(view.call_id)
-        mine = view.status_of("agent", me) == "joined"
+        mine = view.status_of("agent", me) is MemberStatus.joined
         if me in view.supervisors and not view.ended:  # issue 20: a supervisor helping in the call
             follow(self, me, view)
             return
@@ -122,8 +123,14 @@ class PluginMedia:
                     self.calls[view.call_id] = SfuCall(self, view.call_id, me, primary=view.primary == me)
                 except MediaError as exc:
                     log.error("call %s: no media: %s", view.call_id, exc.msg)
+            elif isinstance(call, SfuCall):
+                call.primary = view.primary == me  # a transfer moves it (issue 20)
             return
         if view.primary == me:
+            if isinstance(call, MemberCall):
+                # the call was transferred to this agent (issue 20): its hub is here now (D30)
+                self._close(view.call_id)
+                call = None
             if call is None:
                 if not [n for _k, n in view.joined() if n != me]:
                     return  # nobody to send to yet (ringing, calling out)
@@ -133,6 +140,10 @@ class PluginMedia:
                     log.error("call %s: no media: %s", view.call_id, exc.msg)
                     return
                 self.calls[view.call_id] = call
+                roles = {
+                    m.get("role") for m in view.members if m.get("kind") == "agent" and m.get("name") == me
+                }
+                call.transferred_in = bool(roles & {"transferTarget", "consultAgent"})
             if isinstance(call, RelayCall):
                 call.sync(view)
         elif call is None:

@@ -18,6 +18,7 @@ __all__ = [
     "MEDIA_SERVER_LOST",
     "MEDIA_UNREACHABLE",
     "AgentEffect",
+    "CallNotice",
     "CallPhase",
     "CallRecord",
     "Effect",
@@ -28,6 +29,7 @@ __all__ = [
     "MemberKind",
     "MemberStatus",
     "TimerEffect",
+    "TransferEffect",
     "VisitorEffect",
 ]
 
@@ -42,6 +44,32 @@ class CallPhase(enum.StrEnum):
     calling = "calling"  # callVisitor / callCurrentVisitor: the visitor's invitation rings
     connected = "connected"
     ended = "ended"
+
+
+class CallNotice(enum.StrEnum):
+    """What a ``call`` push tells (``payload.what``, docs/calls.md)."""
+
+    ringing = "ringing"  # the visitor's request rings for the agent
+    invited = "invited"  # the visitor (or an agent) is invited
+    accepted = "accepted"  # the agent picked up the visitor's request: join
+    cancelled = "cancelled"  # the invitation or request was withdrawn
+    memberJoined = "memberJoined"
+    memberLeft = "memberLeft"
+    ended = "ended"
+    transferred = "transferred"  # issue 20: the call went to another agent
+    held = "held"  # issue 20: the agent put the visitor on hold (a warm transfer's consultation)
+    resumed = "resumed"  # issue 20: back from hold
+    update = "update"  # the agent's view of the call changed
+
+    @classmethod
+    def of(cls, value: object) -> CallNotice | None:
+        """Decode ``payload.what`` (None for a notice this side does not know)."""
+        if not isinstance(value, str):
+            return None
+        try:
+            return cls(value)
+        except ValueError:
+            return None
 
 
 class MediaMode(enum.StrEnum):
@@ -94,7 +122,7 @@ class VisitorEffect:
     """Tell visitor ``visitor`` that ``what`` happened (a push on its socket)."""
 
     visitor: str
-    what: str  # ringing, invited, accepted, cancelled, memberJoined, memberLeft, ended
+    what: CallNotice
     detail: dict[str, str | None] = field(default_factory=dict)
 
 
@@ -123,7 +151,19 @@ class EndEffect:
     reason: str
 
 
-Effect = AgentEffect | VisitorEffect | MemberEffect | TimerEffect | EndEffect
+@dataclass(frozen=True, slots=True)
+class TransferEffect:
+    """A transfer of the call ended with ``outcome`` (issue 20, :mod:`kefu.protocol.transfer`);
+    the adapter records it with the time."""
+
+    kind: str  # blind, consult
+    from_agent: str
+    to_agent: str
+    note: str | None
+    outcome: str
+
+
+Effect = AgentEffect | VisitorEffect | MemberEffect | TimerEffect | EndEffect | TransferEffect
 
 
 #: The end reason of a call whose media could not connect (error code ``media_unreachable``).
@@ -139,7 +179,7 @@ class CallRecord:
     adds what happens to it."""
 
     def __init__(self, call_id: str, flow: Flow, primary: str, visitor: str) -> None:
-        if flow not in CALL_FLOWS or flow is Flow.agentInvite:
+        if flow not in CALL_FLOWS or flow in (Flow.agentInvite, Flow.transferIn):
             raise ValueError(f"a call starts by visitorInvite, callVisitor or callCurrentVisitor, not {flow}")
         self.id = call_id
         self.flow: Flow = flow
@@ -150,6 +190,8 @@ class CallRecord:
         self.timer_gen = 0
         self.ended_by: str | None = None
         self.end_reason: str | None = None
+        self.transfer: dict[str, Any] | None = None  # the transfer in progress (issue 20)
+        self.transfers: list[dict[str, Any]] = []  # the transfers that ended, in order
         self.supervisors: dict[str, str] = {}  # supervisor → its mode (kefu.protocol.supervise)
         self._add(MemberKind.agent, primary, "primary", MemberStatus.joined, flow)
         self._add(MemberKind.visitor, visitor, "visitor", MemberStatus.invited, flow)
@@ -167,6 +209,8 @@ class CallRecord:
             "endedBy": self.ended_by,
             "endReason": self.end_reason,
             "pending": [self.pending.kind.value, self.pending.name] if self.pending else None,
+            "transfer": self.transfer,
+            "transfers": self.transfers,
             "supervisors": dict(self.supervisors),
             "members": [
                 {
@@ -190,6 +234,8 @@ class CallRecord:
         call.timer_gen = data["timerGen"]
         call.ended_by = data["endedBy"]
         call.end_reason = data["endReason"]
+        call.transfer = data.get("transfer")  # absent from snapshots older than issue 20
+        call.transfers = list(data.get("transfers", ()))
         call.supervisors = dict(data.get("supervisors") or {})
         call.members = {}
         for m in data["members"]:

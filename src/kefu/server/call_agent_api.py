@@ -27,6 +27,7 @@ from kefu.protocol.plugin_api import (
     SUPERVISE_MARKS,
     CallVisitorParams,
     SessionParams,
+    TransferCallParams,
     VideoInviteAgentParams,
     VisitorNameParams,
 )
@@ -36,6 +37,7 @@ from kefu.protocol.wire import NoParams, Params, Request, error_message, reply_m
 from .accounts import Agent, find_agent
 from .call_engine import CallEngine, Outcome
 from .call_signals import CallSignals
+from .call_transfers import CallTransfers
 from .hub import agent_key
 from .janus import MediaServerError
 from .media import open_photo_request
@@ -99,6 +101,7 @@ class AgentCallApi:
         self.engine = engine
         self.signals = signals
         self.queries = engine.queries
+        self.transfers = CallTransfers(engine, self._answer)  # issue 20: call transfers
 
     async def handle(self, agent: Agent, req: Request, conn: Replier) -> None:
         """Answer one call API request from ``agent``."""
@@ -106,6 +109,17 @@ class AgentCallApi:
             await self.engine.supervision.handle(agent, req, conn)
             return
         await CALL_ROUTES[req.mark](self, AgentRequest(agent, req, conn))
+
+    # --- call transfers (issue 20): kefu.server.call_transfers answers them
+
+    async def _transfer_call(self, asked: AgentRequest, p: TransferCallParams) -> None:
+        await self.transfers.transfer_call(asked, p)
+
+    async def _complete_transfer(self, asked: AgentRequest, p: NoParams) -> None:
+        await self.transfers.complete(asked, p)
+
+    async def _cancel_transfer(self, asked: AgentRequest, p: NoParams) -> None:
+        await self.transfers.cancel(asked, p)
 
     # --- replies
 
@@ -345,4 +359,8 @@ CALL_ROUTES: dict[str, CallRoute[Any]] = {
     "inviteShare": CallRoute(NoParams, AgentCallApi._invite_share),
     "takePhoto": CallRoute(NoParams, AgentCallApi._take_photo),
     "mediaFailed": CallRoute(MediaFailedParams, AgentCallApi._media_failed),
+    # issue 20: call transfers (kefu.server.call_transfers)
+    "transferCall": CallRoute(TransferCallParams, AgentCallApi._transfer_call),
+    "completeTransfer": CallRoute(NoParams, AgentCallApi._complete_transfer),
+    "cancelTransfer": CallRoute(NoParams, AgentCallApi._cancel_transfer),
 }

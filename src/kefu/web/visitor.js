@@ -266,6 +266,21 @@
         say(p.by === state.name ? "You hung up." : "The video call ended.", "system");
         endCall();
         break;
+      // call transfers (issue 20, docs/calls.md)
+      case "held":
+        if (call && call.id === p.callId) { say("Please hold: the agent is consulting a colleague.", "system"); callStatus("on hold", "warn"); }
+        break;
+      case "resumed":
+        if (call && call.id === p.callId) { say("The agent is back.", "system"); callStatus("connected", "ok"); }
+        break;
+      case "transferred":
+        if (!call || call.id !== p.callId) return;
+        call.agentName = p.agentName;
+        say("Your call is now with agent " + p.agentName + ".", "system");
+        // the hub mode: the media's hub moves to the new agent's plugin, whose offer comes next
+        // (D30); the SFU mode keeps its connections, the agents' feeds come and go
+        if (!media.sfu) { closeMedia(); callStatus("connecting…", "warn"); }
+        break;
       default: break;
     }
   }
