@@ -241,6 +241,13 @@ _AFTER = (
 )
 
 
+def push_text(message: dict[str, Any], seq: int) -> str:
+    """The push as stored and sent: ``message`` with its ``seq`` after ``v``, encoded once."""
+    out: dict[str, Any] = {"v": message["v"], "seq": seq}
+    out.update((k, v) for k, v in message.items() if k not in ("v", "seq"))
+    return encode(out)
+
+
 @dataclass
 class Tx:
     """A write transaction that collects pushes; they are published after the commit."""
@@ -260,9 +267,7 @@ class Tx:
         if seq is None:
             seq = 1
             await self.conn.execute(_NEW_MAILBOX, {"r": recipient, "s": seq})
-        out: dict[str, Any] = {"v": message["v"], "seq": seq}
-        out.update((k, v) for k, v in message.items() if k not in ("v", "seq"))
-        text = encode(out)
+        text = push_text(message, seq)
         await self.conn.execute(_STORE_EVENT, {"r": recipient, "s": seq, "m": text, "t": self.now})
         self.pushes.append(Push(recipient, seq, text))
         return seq
@@ -347,4 +352,4 @@ class Hub:
             return [Push(recipient, r.seq, r.message) for r in rows]
 
 
-__all__ += ["latest_seq", "open_mailbox"]
+__all__ += ["latest_seq", "open_mailbox", "push_text"]

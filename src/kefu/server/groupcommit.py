@@ -1,0 +1,385 @@
+"""Group commit: the messages of many senders stored in one transaction.
+
+Theory of operation
+-------------------
+A chat message to an existing session is the server's commonest write. Alone,
+it is a transaction of seven statements and a commit (the fsync on SQLite):
+look for its ``clientMsgId``, find the session, store the message, bump the
+session's journal stream and record the event, bump the recipient's push
+``seq`` and store the push. :class:`MessageWriter` takes the messages that
+arrive while a transaction is running and writes them **together** in the
+next one, with a fixed number of statements per batch (each an ``IN`` read or
+an ``executemany``), not per message:
+
+1. the repeats: every ``clientMsgId`` of the batch in one read;
+2. the sessions: the visitors' active sessions ``FOR UPDATE`` (their
+   assignment or closing takes turns with the messages, D24), the agents'
+   sessions by id;
+3. the counters: the journal streams and the mailboxes of the batch, read
+   ``FOR UPDATE`` in key order, then set to their new values in one
+   ``executemany`` (rows not there yet are inserted) — each message gets the
+   next ``seq`` of its recipient, gap-free, in the order the messages came;
+4. the rows: messages, journal events and pushes, one ``executemany`` each;
+5. one commit.
+
+Each sender awaits its own future, resolved only **after** the commit that
+holds its message (acknowledged = stored); then the batch's pushes go to the
+bus in one call. The batch is bounded (:data:`MAX_BATCH`). A message the batch
+cannot decide alone — a visitor with no active session (the queue's lock),
+or any failure of the batch's transaction (an idempotency race on another
+node, a deadlock, a full disk) — is answered :data:`ALONE`: its sender runs
+the general, one-message path, so an error fails exactly the message it
+belongs to. A batch of one (a quiet server) costs what the general path
+costs; there is no timer: a batch is what arrived during the previous commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Column, Table, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol.integrations import EVENT_INFO, EventType, stream_key
+
+from .hub import Hub, Push, agent_key, push_text, visitor_key
+from .routing import Router, event
+from .schema import events, journal, journal_streams, mailboxes, messages, sessions
+from .store import new_id
+from .views import message_view
+
+__all__ = ["ALONE", "MAX_BATCH", "MessageJob", "MessageWriter", "not_own"]
+
+log = logging.getLogger("kefu.server.groupcommit")
+
+#: The most messages one transaction stores.
+MAX_BATCH: Final = 64
+
+#: A job's answer when it must go the general, one-message way.
+ALONE: Final = object()
+
+
+@dataclass(slots=True)
+class MessageJob:
+    """One message waiting for its batch. ``visitor_id`` for a visitor's message
+    (its active session is looked up), ``agent_id`` and ``session_id`` for an agent's."""
+
+    sender_key: str
+    text: str
+    client_msg_id: str | None
+    visitor_id: str | None = None
+    agent_id: int | None = None
+    session_id: str | None = None
+    fut: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class _Counters:
+    """The batched form of ``UPDATE … SET last_seq = last_seq + 1 RETURNING`` for one
+    counter table (``mailboxes`` or ``journal_streams``): read the batch's rows locked,
+    in key order, then write each one's new value."""
+
+    def __init__(self, table: Table, key: Column[Any]) -> None:
+        self.read = (
+            select(key, table.c.last_seq)
+            .where(key.in_(bindparam("ks", expanding=True)))
+            .order_by(key)
+            .with_for_update()
+        )
+        self.set = update(table).where(key == bindparam("k")).values(last_seq=bindparam("s"))
+        self.new = insert(table).values({key.name: bindparam("k"), "last_seq": bindparam("s")})
+
+    async def take(self, conn: AsyncConnection, counts: dict[str, int]) -> dict[str, int]:
+        """Add ``counts[k]`` to each counter ``k``; return each one's value before."""
+        keys = sorted(counts)
+        have: dict[str, int] = {r[0]: r[1] for r in await conn.execute(self.read, {"ks": keys})}
+        known = [{"k": k, "s": have[k] + counts[k]} for k in keys if k in have]
+        fresh = [{"k": k, "s": counts[k]} for k in keys if k not in have]
+        if known:
+            await conn.execute(self.set, known)
+        if fresh:
+            await conn.execute(self.new, fresh)
+        return {k: have.get(k, 0) for k in keys}
+
+
+_MAILBOXES = _Counters(mailboxes, mailboxes.c.recipient)
+_STREAMS = _Counters(journal_streams, journal_streams.c.stream)
+_REPEATS = select(
+    messages.c.session_id,
+    messages.c.id,
+    messages.c.sender,
+    messages.c.sender_key,
+    messages.c.client_msg_id,
+    messages.c.text,
+    messages.c.created_at,
+).where(messages.c.client_msg_id.in_(bindparam("cs", expanding=True)))
+_SESSION_COLUMNS = (
+    sessions.c.id,
+    sessions.c.num,
+    sessions.c.priority,
+    sessions.c.status,
+    sessions.c.agent_id,
+    sessions.c.visitor_id,
+)
+_ACTIVE_OF = (
+    select(*_SESSION_COLUMNS)
+    .where(sessions.c.visitor_id.in_(bindparam("vs", expanding=True)), sessions.c.status != "closed")
+    .order_by(sessions.c.id)
+    .with_for_update()
+)
+_BY_ID = select(*_SESSION_COLUMNS).where(sessions.c.id.in_(bindparam("ss", expanding=True)))
+_STORE = insert(messages).values(
+    id=bindparam("id"),
+    session_id=bindparam("sid"),
+    sender=bindparam("sender"),
+    sender_key=bindparam("k"),
+    text=bindparam("text"),
+    client_msg_id=bindparam("c"),
+    created_at=bindparam("t"),
+)
+_RECORD = insert(journal).values(
+    id=bindparam("id"),
+    type=bindparam("type"),
+    stream=bindparam("s"),
+    seq=bindparam("seq"),
+    data=bindparam("data"),
+    created_at=bindparam("t"),
+)
+_STORE_EVENT = insert(events).values(
+    recipient=bindparam("r"), seq=bindparam("s"), message=bindparam("m"), created_at=bindparam("t")
+)
+_MESSAGE_STREAM = EVENT_INFO[EventType.message_created].stream
+
+
+def _repeat_view(row: Any) -> dict[str, Any]:
+    return {
+        **message_view(row.session_id, row.id, row.sender, row.text, row.created_at),
+        "clientMsgId": row.client_msg_id,
+        "repeated": True,
+    }
+
+
+class MessageWriter:
+    """One writer task per server node that stores queued messages a batch at a time."""
+
+    def __init__(self, hub: Hub, router: Router, *, max_batch: int = MAX_BATCH) -> None:
+        self.hub = hub
+        self.router = router
+        self.max_batch = max_batch
+        self._queue: deque[MessageJob] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        #: Batches written and messages in them (tests, benchmarks).
+        self.batches = 0
+        self.written = 0
+
+    async def submit(self, job: MessageJob) -> Any:
+        """The reply to the job's message once its batch has committed, or :data:`ALONE`."""
+        if self._closed:
+            return ALONE
+        self._queue.append(job)
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="kefu-group-commit")
+        return await job.fut
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while self._queue:
+            job = self._queue.popleft()
+            if not job.fut.done():
+                job.fut.set_result(ALONE)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch: list[MessageJob] = []
+                while self._queue and len(batch) < self.max_batch:
+                    job = self._queue.popleft()
+                    if not job.fut.done():  # its sender gave up (cancelled) before it was written
+                        batch.append(job)
+                if batch:
+                    await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[MessageJob]) -> None:
+        try:
+            outcomes, pushes = await self._write(batch)
+        except asyncio.CancelledError:
+            for job in batch:
+                if not job.fut.done():
+                    job.fut.set_result(ALONE)
+            raise
+        except Exception as exc:
+            # nothing of the batch was stored: each message again alone, so that an error
+            # (an idempotency race, a deadlock, a full disk) fails only its own message
+            log.info("a batch of %d messages failed (%r); each goes alone", len(batch), exc)
+            for job in batch:
+                if not job.fut.done():
+                    job.fut.set_result(ALONE)
+            return
+        self.batches += 1
+        self.written += len(batch)
+        if pushes:
+            await self.hub.bus.publish_many(pushes)
+        if self.hub.on_events is not None and any(not isinstance(o, BaseException) for o in outcomes):
+            self.hub.on_events()
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if job.fut.done():
+                continue
+            if isinstance(outcome, BaseException):
+                job.fut.set_exception(outcome)
+            else:
+                job.fut.set_result(outcome)
+
+    async def _write(self, batch: list[MessageJob]) -> tuple[list[Any], list[Push]]:
+        async with self.hub.store.write() as conn:
+            now = self.hub.settings.now()
+            return await self._statements(conn, now, batch)
+
+    async def _statements(
+        self, conn: AsyncConnection, now: datetime, batch: list[MessageJob]
+    ) -> tuple[list[Any], list[Push]]:
+        # 1. repeats: stored before, or earlier in this batch
+        ids = list({j.client_msg_id for j in batch if j.client_msg_id is not None})
+        repeats: dict[tuple[str, str], Any] = {}
+        if ids:
+            for r in await conn.execute(_REPEATS, {"cs": ids}):
+                repeats[(r.sender_key, r.client_msg_id)] = _repeat_view(r)
+        # 2. sessions
+        vids = sorted({j.visitor_id for j in batch if j.visitor_id is not None})
+        sids = sorted({j.session_id for j in batch if j.session_id is not None})
+        active = {r.visitor_id: r for r in await conn.execute(_ACTIVE_OF, {"vs": vids})} if vids else {}
+        by_id = {r.id: r for r in await conn.execute(_BY_ID, {"ss": sids})} if sids else {}
+        # each job: its outcome, or what it stores (session row, sender, recipient or None)
+        outcomes: list[Any] = []
+        plans: list[tuple[int, Any, str, str | None]] = []
+        seen: dict[tuple[str, str], int] = {}  # idempotency keys stored by this batch → job
+        for i, job in enumerate(batch):
+            key = (job.sender_key, job.client_msg_id) if job.client_msg_id is not None else None
+            if key is not None and key in repeats:
+                outcomes.append(repeats[key])
+                continue
+            if key is not None and key in seen:
+                outcomes.append(("same-as", seen[key]))
+                continue
+            if job.visitor_id is not None:
+                row = active.get(job.visitor_id)
+                if row is None:
+                    outcomes.append(ALONE)  # a new session: the queue's way (Sessions.visitor_send)
+                    continue
+                to = agent_key(row.agent_id) if row.status == "open" and row.agent_id is not None else None
+                plans.append((i, row, "visitor", to))
+            else:
+                row = by_id.get(job.session_id)
+                problem = not_own(row, job.agent_id)
+                if problem is not None or row is None:
+                    outcomes.append(problem)
+                    continue
+                plans.append((i, row, "agent", visitor_key(row.visitor_id)))
+            if key is not None:
+                seen[key] = i
+            outcomes.append(None)
+        pushes: list[Push] = []
+        if plans:
+            pushes = await self._store(conn, now, batch, plans, outcomes)
+        # queued sessions: the visitor is told its place (after the batch's own rows)
+        for i, row, sender, _ in plans:
+            if sender == "visitor" and row.status == "queued":
+                outcomes[i]["position"] = await self.router.position(conn, row.priority, row.num)
+        for i, o in enumerate(outcomes):
+            if isinstance(o, tuple):
+                first = outcomes[o[1]]
+                outcomes[i] = {**{k: v for k, v in first.items() if k != "status"}, "repeated": True}
+                outcomes[i].pop("position", None)
+        return outcomes, pushes
+
+    async def _store(
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        batch: list[MessageJob],
+        plans: list[tuple[int, Any, str, str | None]],
+        outcomes: list[Any],
+    ) -> list[Push]:
+        streams: dict[str, int] = {}
+        boxes: dict[str, int] = {}
+        for _, row, _, to in plans:
+            s = stream_key(_MESSAGE_STREAM, row.id)
+            streams[s] = streams.get(s, 0) + 1
+            if to is not None:
+                boxes[to] = boxes.get(to, 0) + 1
+        stream_at = await _STREAMS.take(conn, streams)
+        box_at = await _MAILBOXES.take(conn, boxes) if boxes else {}
+        stored: list[dict[str, Any]] = []
+        recorded: list[dict[str, Any]] = []
+        pushed: list[dict[str, Any]] = []
+        pushes: list[Push] = []
+        for i, row, sender, to in plans:
+            job = batch[i]
+            mid = new_id()
+            msg = message_view(row.id, mid, sender, job.text, now)
+            stored.append(
+                {
+                    "id": mid,
+                    "sid": row.id,
+                    "sender": sender,
+                    "k": job.sender_key,
+                    "text": job.text,
+                    "c": job.client_msg_id,
+                    "t": now,
+                }
+            )
+            s = stream_key(_MESSAGE_STREAM, row.id)
+            stream_at[s] += 1
+            recorded.append(
+                {
+                    "id": new_id(),
+                    "type": EventType.message_created.value,
+                    "s": s,
+                    "seq": stream_at[s],
+                    "data": msg,
+                    "t": now,
+                }
+            )
+            if to is not None:
+                box_at[to] += 1
+                seq = box_at[to]
+                text = push_text(event("message", msg), seq)
+                pushed.append({"r": to, "s": seq, "m": text, "t": now})
+                pushes.append(Push(to, seq, text))
+            reply = {**msg, "clientMsgId": job.client_msg_id}
+            if sender == "visitor":
+                reply["status"] = row.status
+            outcomes[i] = reply
+        await conn.execute(_STORE, stored)
+        await conn.execute(_RECORD, recorded)
+        if pushed:
+            await conn.execute(_STORE_EVENT, pushed)
+        return pushes
+
+
+def not_own(row: Any, agent_id: int | None) -> ApiError | None:
+    """Why the agent ``agent_id`` may not write in the session ``row``, or ``None``."""
+    if row is None:
+        return ApiError(code=ErrorCode.no_such_session)
+    if row.agent_id != agent_id:
+        if row.status == "queued":
+            return ApiError("the session is waiting in the queue; pick it up first", code=ErrorCode.forbidden)
+        return ApiError("the session is another agent's", code=ErrorCode.forbidden)
+    if row.status == "closed":
+        return ApiError(code=ErrorCode.session_closed)
+    return None
