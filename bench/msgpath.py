@@ -74,7 +74,7 @@ async def run_variant(runner: ServerRunner, senders: list[Visitor], seconds: flo
     """Each sender in a closed loop for ``seconds``: stored msg/s and CPU µs a message."""
     sessions_ = runner.services.sessions
     writer = sessions_.writer
-    b0, w0 = writer.batches, writer.written
+    b0, w0, f0 = writer.batches, writer.written, writer.failed
     stop = time.monotonic() + seconds
     counts = [0] * len(senders)
 
@@ -95,6 +95,7 @@ async def run_variant(runner: ServerRunner, senders: list[Visitor], seconds: flo
         "msg_per_s": total / wall,
         "cpu_us_per_msg": 1e6 * cpu / total if total else None,
         "cpu_pct": 100 * cpu / wall,
+        "failed_batches": writer.failed - f0,
         "per_transaction": (writer.written - w0) / batches if batches else 1.0,
     }
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{name:>18}: {r['msg_per_s']:8.0f} msg/s ({r['msg_per_s'] / base:.2f}×), "
             f"{r['cpu_us_per_msg']:6.0f} µs CPU/msg, {r['per_transaction']:5.1f} msg/transaction, "
-            f"CPU {r['cpu_pct']:.0f} %"
+            f"CPU {r['cpu_pct']:.0f} %, {r['failed_batches']} batches failed"
         )
     if a.json:
         print(json.dumps(res))

@@ -55,12 +55,15 @@ from .schema import events, journal, journal_streams, mailboxes, messages, sessi
 from .store import new_id
 from .views import message_view
 
-__all__ = ["ALONE", "MAX_BATCH", "MessageJob", "MessageWriter", "not_own"]
+__all__ = ["ALONE", "MAX_BATCH", "PG_WRITERS", "MessageJob", "MessageWriter", "not_own"]
 
 log = logging.getLogger("kefu.server.groupcommit")
 
 #: The most messages one transaction stores.
 MAX_BATCH: Final = 64
+
+#: Batches in flight at once on PostgreSQL (SQLite: one, its single writer).
+PG_WRITERS: Final = 4
 
 #: A job's answer when it must go the general, one-message way.
 ALONE: Final = object()
@@ -166,19 +169,26 @@ def _repeat_view(row: Any) -> dict[str, Any]:
 
 
 class MessageWriter:
-    """One writer task per server node that stores queued messages a batch at a time."""
+    """The writer tasks of a server node, each storing queued messages a batch at a time.
+
+    SQLite has one writer (the store's write lock), so one task; on PostgreSQL
+    :data:`PG_WRITERS` batches may be in flight at once (row locks order them:
+    each batch locks its sessions, journal streams and mailboxes in key order),
+    so one batch's commit round trip does not stop the next batch from starting."""
 
     def __init__(self, hub: Hub, router: Router, *, max_batch: int = MAX_BATCH) -> None:
         self.hub = hub
         self.router = router
         self.max_batch = max_batch
+        self.writers = 1 if hub.store.is_sqlite else PG_WRITERS
         self._queue: deque[MessageJob] = deque()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         #: Batches written and messages in them (tests, benchmarks).
         self.batches = 0
         self.written = 0
+        self.failed = 0  #: batches that failed, their messages sent alone
 
     async def submit(self, job: MessageJob) -> Any:
         """The reply to the job's message once its batch has committed, or :data:`ALONE`."""
@@ -186,15 +196,18 @@ class MessageWriter:
             return ALONE
         self._queue.append(job)
         self._wake.set()
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="kefu-group-commit")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run(), name=f"kefu-group-commit-{i}") for i in range(self.writers)
+            ]
         return await job.fut
 
     async def close(self) -> None:
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         while self._queue:
@@ -204,16 +217,16 @@ class MessageWriter:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch: list[MessageJob] = []
-                while self._queue and len(batch) < self.max_batch:
-                    job = self._queue.popleft()
-                    if not job.fut.done():  # its sender gave up (cancelled) before it was written
-                        batch.append(job)
-                if batch:
-                    await self._write_batch(batch)
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            batch: list[MessageJob] = []
+            while self._queue and len(batch) < self.max_batch:
+                job = self._queue.popleft()
+                if not job.fut.done():  # its sender gave up (cancelled) before it was written
+                    batch.append(job)
+            if batch:
+                await self._write_batch(batch)
 
     async def _write_batch(self, batch: list[MessageJob]) -> None:
         try:
@@ -226,6 +239,7 @@ class MessageWriter:
         except Exception as exc:
             # nothing of the batch was stored: each message again alone, so that an error
             # (an idempotency race, a deadlock, a full disk) fails only its own message
+            self.failed += 1
             log.info("a batch of %d messages failed (%r); each goes alone", len(batch), exc)
             for job in batch:
                 if not job.fut.done():
