@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kefu import aio
 from kefu.paths import DEFAULT_PORT, default_data_dir, open_private, private_dir
 from kefu.protocol import ErrorCode, error_body, error_message
 from kefu.protocol.errors import DEFAULT_LANG, localize
@@ -150,7 +151,7 @@ class IMClient:
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._loop = asyncio.new_event_loop()
+            self._loop = aio.new_event_loop()  # uvloop where installed (D26)
             ready = threading.Event()
 
             def run() -> None:
