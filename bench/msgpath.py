@@ -100,7 +100,10 @@ async def run_variant(runner: ServerRunner, senders: list[Visitor], seconds: flo
     }
 
 
-async def measure(*, senders: int, agents: int, seconds: float, db: str | None) -> dict[str, Any]:
+async def measure(
+    *, senders: int, agents: int, seconds: float, db: str | None, alone: bool = True
+) -> dict[str, Any]:
+    """Both variants (``alone=False``: group commit only, e.g. to profile it)."""
     with tempfile.TemporaryDirectory(prefix="kefu-msgpath-") as tmp:
         kw: dict[str, Any] = {"db_url": db, "db_schema": f"bench_{new_id()[:12]}"} if db else {}
         settings = Settings(port=0, data_dir=Path(tmp), log_level="warning", scrypt_n=2**10, **kw)
@@ -111,15 +114,17 @@ async def measure(*, senders: int, agents: int, seconds: float, db: str | None) 
             await run_variant(runner, vs, min(1.0, seconds))  # warm-up (caches, pages)
             writer = runner.services.sessions.writer
             grouped = await run_variant(runner, vs, seconds)
+            if not alone:
+                return {"group_commit": grouped}
             await writer.close()  # from now on every message goes alone (the path before D42)
-            alone = await run_variant(runner, vs, seconds)
+            single = await run_variant(runner, vs, seconds)
         finally:
             await runner.stop()
             if db:
                 from bench.storage import _pg
 
                 await _pg(db, f'DROP SCHEMA IF EXISTS "{kw["db_schema"]}" CASCADE')
-    return {"one_a_transaction": alone, "group_commit": grouped}
+    return {"one_a_transaction": single, "group_commit": grouped}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,17 +133,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--agents", type=int, default=20)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--db", default=None, help="postgresql://… (default: SQLite in a temporary folder)")
+    p.add_argument("--group-only", action="store_true", help="the group commit variant only")
     p.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     a = p.parse_args(argv)
-    coro = measure(senders=a.senders, agents=a.agents, seconds=a.seconds, db=a.db)
+    coro = measure(senders=a.senders, agents=a.agents, seconds=a.seconds, db=a.db, alone=not a.group_only)
     if a.loop == "uvloop":
         import uvloop
 
         res = uvloop.run(coro)
     else:
         res = asyncio.run(coro)
-    base = res["one_a_transaction"]["msg_per_s"]
+    base = res.get("one_a_transaction", res["group_commit"])["msg_per_s"]
     print(f"load average {os.getloadavg()}, {a.senders} senders, {a.seconds:g} s, db {a.db or 'sqlite'}")
     for name, r in res.items():
         print(
