@@ -121,7 +121,12 @@ _REPEATS = select(
     messages.c.client_msg_id,
     messages.c.text,
     messages.c.created_at,
-).where(messages.c.client_msg_id.in_(bindparam("cs", expanding=True)))
+).where(
+    # both columns, so that the unique index (sender_key, client_msg_id) finds them: by
+    # client_msg_id alone the read scanned every message (pairs are matched in Python)
+    messages.c.sender_key.in_(bindparam("ks", expanding=True)),
+    messages.c.client_msg_id.in_(bindparam("cs", expanding=True)),
+)
 _SESSION_COLUMNS = (
     sessions.c.id,
     sessions.c.num,
@@ -268,10 +273,12 @@ class MessageWriter:
         self, conn: AsyncConnection, now: datetime, batch: list[MessageJob]
     ) -> tuple[list[Any], list[Push]]:
         # 1. repeats: stored before, or earlier in this batch
-        ids = list({j.client_msg_id for j in batch if j.client_msg_id is not None})
+        keyed = [j for j in batch if j.client_msg_id is not None]
         repeats: dict[tuple[str, str], Any] = {}
-        if ids:
-            for r in await conn.execute(_REPEATS, {"cs": ids}):
+        if keyed:
+            ks = sorted({j.sender_key for j in keyed})
+            cs = sorted({j.client_msg_id for j in keyed if j.client_msg_id is not None})
+            for r in await conn.execute(_REPEATS, {"ks": ks, "cs": cs}):
                 repeats[(r.sender_key, r.client_msg_id)] = _repeat_view(r)
         # 2. sessions
         vids = sorted({j.visitor_id for j in batch if j.visitor_id is not None})
