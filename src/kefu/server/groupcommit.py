@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Column, Table, bindparam, insert, select, update
+from sqlalchemy import Column, Select, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
@@ -113,7 +114,7 @@ class _Counters:
 
 _MAILBOXES = _Counters(mailboxes, mailboxes.c.recipient)
 _STREAMS = _Counters(journal_streams, journal_streams.c.stream)
-_REPEATS = select(
+_REPEAT_COLUMNS = (
     messages.c.session_id,
     messages.c.id,
     messages.c.sender,
@@ -121,12 +122,28 @@ _REPEATS = select(
     messages.c.client_msg_id,
     messages.c.text,
     messages.c.created_at,
-).where(
-    # both columns, so that the unique index (sender_key, client_msg_id) finds them: by
-    # client_msg_id alone the read scanned every message (pairs are matched in Python)
-    messages.c.sender_key.in_(bindparam("ks", expanding=True)),
-    messages.c.client_msg_id.in_(bindparam("cs", expanding=True)),
 )
+
+
+@functools.cache
+def _repeats(n: int) -> Select[Any]:
+    """The read of ``n`` idempotency keys: ``(sender_key = :k0 AND client_msg_id = :c0) OR …``,
+    one index search per key (the unique index on both columns; ``IN`` on each column
+    searched every pair of the two lists, a row-value ``IN`` scanned the table). One
+    statement per ``n`` (at most :data:`MAX_BATCH`), built once."""
+    return select(*_REPEAT_COLUMNS).where(
+        or_(
+            *(
+                and_(
+                    messages.c.sender_key == bindparam(f"k{i}"),
+                    messages.c.client_msg_id == bindparam(f"c{i}"),
+                )
+                for i in range(n)
+            )
+        )
+    )
+
+
 _SESSION_COLUMNS = (
     sessions.c.id,
     sessions.c.num,
@@ -273,12 +290,11 @@ class MessageWriter:
         self, conn: AsyncConnection, now: datetime, batch: list[MessageJob]
     ) -> tuple[list[Any], list[Push]]:
         # 1. repeats: stored before, or earlier in this batch
-        keyed = [j for j in batch if j.client_msg_id is not None]
+        keys = sorted({(j.sender_key, j.client_msg_id) for j in batch if j.client_msg_id is not None})
         repeats: dict[tuple[str, str], Any] = {}
-        if keyed:
-            ks = sorted({j.sender_key for j in keyed})
-            cs = sorted({j.client_msg_id for j in keyed if j.client_msg_id is not None})
-            for r in await conn.execute(_REPEATS, {"ks": ks, "cs": cs}):
+        if keys:
+            params = {f"{p}{i}": v for i, (k, c) in enumerate(keys) for p, v in (("k", k), ("c", c))}
+            for r in await conn.execute(_repeats(len(keys)), params):
                 repeats[(r.sender_key, r.client_msg_id)] = _repeat_view(r)
         # 2. sessions
         vids = sorted({j.visitor_id for j in batch if j.visitor_id is not None})
