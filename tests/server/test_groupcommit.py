@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 from kefu.protocol import ApiError, ErrorCode
 from kefu.server.hub import agent_key, visitor_key
 from kefu.server.schema import events, journal, messages
+from kefu.server.store import new_ids
 from kefu.server.visitors import Visitor as ServerVisitor
 from tests.conftest import ServerHandle
 
@@ -127,3 +128,10 @@ async def test_a_failing_batch_fails_only_its_bad_message(server: ServerHandle) 
     assert got == ["ok0", "ok2", "ok3"]
     seqs = await _seqs(server, agent_key(acc.id))  # no seq was taken by the failed batch
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_ids_of_a_batch_are_distinct_128_bit_hex() -> None:
+    ids = new_ids(64)
+    assert len(ids) == 64 == len(set(ids))
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(new_ids(2)) | set(ids)) == 66

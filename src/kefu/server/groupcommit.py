@@ -53,7 +53,7 @@ from kefu.protocol.integrations import EVENT_INFO, EventType, stream_key
 from .hub import Hub, Push, agent_key, push_text, visitor_key
 from .routing import Router, event
 from .schema import events, journal, journal_streams, mailboxes, messages, sessions
-from .store import new_id
+from .store import new_ids
 from .views import message_view
 
 __all__ = ["ALONE", "MAX_BATCH", "PG_WRITERS", "MessageJob", "MessageWriter", "not_own"]
@@ -365,9 +365,10 @@ class MessageWriter:
         recorded: list[dict[str, Any]] = []
         pushed: list[dict[str, Any]] = []
         pushes: list[Push] = []
-        for i, row, sender, to in plans:
+        ids = new_ids(2 * len(plans))
+        for n, (i, row, sender, to) in enumerate(plans):
             job = batch[i]
-            mid = new_id()
+            mid = ids[2 * n]
             msg = message_view(row.id, mid, sender, job.text, now)
             stored.append(
                 {
@@ -384,7 +385,7 @@ class MessageWriter:
             stream_at[s] += 1
             recorded.append(
                 {
-                    "id": new_id(),
+                    "id": ids[2 * n + 1],
                     "type": EventType.message_created.value,
                     "s": s,
                     "seq": stream_at[s],
