@@ -14,6 +14,8 @@ Memory: an idle connection holds no queue and no task of its own (most
 visitors are idle; each would cost ~4 KiB). The first message queued starts a
 sending task, which sends until the queue is empty and ends; messages queued
 meanwhile join its queue, so they still leave in order and one at a time.
+The connection's own replies start no task: its reader holds the outbox while
+it handles a frame and sends what the frame queued after it (D43).
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ hears of it, in order (``messages.num``), and pushed to the other side as
 ``message``. A repeated ``clientMsgId`` (the sender's idempotency key) gets
 the first result back and stores nothing new (reliability F11).
 
+A message to an existing session is stored by group commit (many senders'
+messages in one transaction, :mod:`kefu.server.groupcommit`, D42); a first
+message, and any message the batch could not decide, takes the one-message
+path below.
+
 Either side closes a session; both get ``sessionClosed {sessionId, by,
 reason}`` (the plugin reports it to the SDK as ``chatCloseCB``, SPEC §3.2).
 """
