@@ -44,6 +44,7 @@ from .store import aware, new_id
 
 __all__ = [
     "JOURNAL_LOCK",
+    "RECORD",
     "EventType",
     "Journal",
     "emit",
@@ -64,7 +65,7 @@ _BUMP = (
     .returning(journal_streams.c.last_seq)
 )
 _NEW_STREAM = insert(journal_streams).values(stream=bindparam("s"), last_seq=1)
-_RECORD = insert(journal).values(
+RECORD = insert(journal).values(
     id=bindparam("id"),
     type=bindparam("type"),
     stream=bindparam("s"),
@@ -103,7 +104,7 @@ async def emit(tx: Tx, event_type: EventType, ident: str | int, data: dict[str, 
         seq = 1
         await tx.conn.execute(_NEW_STREAM, {"s": stream})
     await tx.conn.execute(
-        _RECORD,
+        RECORD,
         {"id": new_id(), "type": event_type.value, "s": stream, "seq": seq, "data": data, "t": tx.now},
     )
     tx.emitted += 1

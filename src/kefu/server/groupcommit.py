@@ -50,13 +50,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.integrations import EVENT_INFO, EventType, stream_key
 
-from .hub import Hub, Push, agent_key, push_text, visitor_key
+from .events import RECORD
+from .hub import STORE_EVENT, Hub, Push, agent_key, push_text, visitor_key
 from .routing import Router, event
-from .schema import events, journal, journal_streams, mailboxes, messages, sessions
+from .schema import journal_streams, mailboxes, messages, sessions
 from .store import new_ids
 from .views import message_view
 
-__all__ = ["ALONE", "MAX_BATCH", "PG_WRITERS", "MessageJob", "MessageWriter", "not_own"]
+__all__ = ["ALONE", "MAX_BATCH", "PG_WRITERS", "STORE_MESSAGE", "MessageJob", "MessageWriter", "not_own"]
 
 log = logging.getLogger("kefu.server.groupcommit")
 
@@ -159,7 +160,8 @@ _ACTIVE_OF = (
     .with_for_update()
 )
 _BY_ID = select(*_SESSION_COLUMNS).where(sessions.c.id.in_(bindparam("ss", expanding=True)))
-_STORE = insert(messages).values(
+#: Store a message (the one-message path of kefu.server.sessions uses it too).
+STORE_MESSAGE = insert(messages).values(
     id=bindparam("id"),
     session_id=bindparam("sid"),
     sender=bindparam("sender"),
@@ -167,17 +169,6 @@ _STORE = insert(messages).values(
     text=bindparam("text"),
     client_msg_id=bindparam("c"),
     created_at=bindparam("t"),
-)
-_RECORD = insert(journal).values(
-    id=bindparam("id"),
-    type=bindparam("type"),
-    stream=bindparam("s"),
-    seq=bindparam("seq"),
-    data=bindparam("data"),
-    created_at=bindparam("t"),
-)
-_STORE_EVENT = insert(events).values(
-    recipient=bindparam("r"), seq=bindparam("s"), message=bindparam("m"), created_at=bindparam("t")
 )
 _MESSAGE_STREAM = EVENT_INFO[EventType.message_created].stream
 
@@ -403,10 +394,10 @@ class MessageWriter:
             if sender == "visitor":
                 reply["status"] = row.status
             outcomes[i] = reply
-        await conn.execute(_STORE, stored)
-        await conn.execute(_RECORD, recorded)
+        await conn.execute(STORE_MESSAGE, stored)
+        await conn.execute(RECORD, recorded)
         if pushed:
-            await conn.execute(_STORE_EVENT, pushed)
+            await conn.execute(STORE_EVENT, pushed)
         return pushes
 
 

@@ -224,7 +224,7 @@ _BUMP = (
     .returning(mailboxes.c.last_seq)
 )
 _NEW_MAILBOX = insert(mailboxes).values(recipient=bindparam("r"), last_seq=bindparam("s"))
-_STORE_EVENT = insert(events).values(
+STORE_EVENT = insert(events).values(
     recipient=bindparam("r"), seq=bindparam("s"), message=bindparam("m"), created_at=bindparam("t")
 )
 _LATEST = select(mailboxes.c.last_seq).where(mailboxes.c.recipient == bindparam("r"))
@@ -268,7 +268,7 @@ class Tx:
             seq = 1
             await self.conn.execute(_NEW_MAILBOX, {"r": recipient, "s": seq})
         text = push_text(message, seq)
-        await self.conn.execute(_STORE_EVENT, {"r": recipient, "s": seq, "m": text, "t": self.now})
+        await self.conn.execute(STORE_EVENT, {"r": recipient, "s": seq, "m": text, "t": self.now})
         self.pushes.append(Push(recipient, seq, text))
         return seq
 
@@ -352,4 +352,4 @@ class Hub:
             return [Push(recipient, r.seq, r.message) for r in rows]
 
 
-__all__ += ["latest_seq", "open_mailbox", "push_text"]
+__all__ += ["STORE_EVENT", "latest_seq", "open_mailbox", "push_text"]

@@ -28,7 +28,7 @@ from kefu.protocol import ApiError, ErrorCode
 
 from .accounts import Agent
 from .events import EventType, emit
-from .groupcommit import ALONE, MessageJob, MessageWriter, not_own
+from .groupcommit import ALONE, STORE_MESSAGE, MessageJob, MessageWriter, not_own
 from .hub import Hub, Tx, agent_key, latest_seq, visitor_key
 from .routing import Router, event
 from .schema import messages, sessions
@@ -45,15 +45,6 @@ log = logging.getLogger("kefu.server.sessions")
 # The statements of the hot paths, built once (see kefu.server.hub).
 _REPEAT = select(messages).where(
     messages.c.sender_key == bindparam("k"), messages.c.client_msg_id == bindparam("c")
-)
-_STORE = insert(messages).values(
-    id=bindparam("id"),
-    session_id=bindparam("sid"),
-    sender=bindparam("sender"),
-    sender_key=bindparam("k"),
-    text=bindparam("text"),
-    client_msg_id=bindparam("c"),
-    created_at=bindparam("t"),
 )
 # FOR UPDATE (PostgreSQL; SQLite has one writer anyway): a message and the session's assignment
 # or closing take turns on the session's row, and nothing else takes turns with them.
@@ -101,7 +92,7 @@ class Sessions:
     ) -> dict[str, Any]:
         mid = new_id()
         await tx.conn.execute(
-            _STORE,
+            STORE_MESSAGE,
             {
                 "id": mid,
                 "sid": session_id,
