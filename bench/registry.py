@@ -57,6 +57,13 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("storage", "7", "storage: the same IM load on SQLite and PostgreSQL", "bench.storage"),
         Scenario("media", "-", "media: WebRTC between plugin and visitors", "bench.media", raw_dict=True),
         Scenario(
+            "supervise",
+            "-",
+            "a supervisor in a call: monitor, whisper, barge → media, against the call's own setup",
+            "bench.supervise",
+            raw_dict=True,
+        ),
+        Scenario(
             "multinode", "-", "several nodes: the IM load on 1, 2 and 3 nodes behind nginx", "bench.multinode"
         ),
         Scenario(

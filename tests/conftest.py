@@ -34,6 +34,15 @@ POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
 PASSWORD = "pw-secret-1"
 
+#: One factor for every wait limit of the tests (issue 19, item 3): a slow or loaded machine
+#: sets ``KEFU_TEST_TIMEOUT_FACTOR=3``; limits bound awaited events, they are never slept.
+TIMEOUT_FACTOR = float(os.environ.get("KEFU_TEST_TIMEOUT_FACTOR", "1"))
+
+
+def scaled(seconds: float) -> float:
+    """A test's wait limit of ``seconds`` on this machine (times :data:`TIMEOUT_FACTOR`)."""
+    return seconds * TIMEOUT_FACTOR
+
 
 class Clock:
     """Wall-clock time plus an offset the test moves forward."""

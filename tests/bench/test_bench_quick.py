@@ -228,3 +228,17 @@ def test_scaling_quick(monkeypatch: pytest.MonkeyPatch) -> None:
     assert per_conn.met is not None and isinstance(per_conn.value, float)
     ratios = [row.value for row in r.rows if row.figure == "ratio to one node"]
     assert ratios[0] == 1.0 and isinstance(ratios[1], float) and ratios[1] > 0
+
+
+def test_supervise_quick() -> None:
+    r = run_scenario("supervise", True)
+    assert r.status == "ok", r.notes
+    d = r.raw
+    assert d["supervise_tries"] == 3
+    for key in (
+        "accept_to_first_frame",
+        "monitor_to_first_frame",
+        "whisper_to_agent_hears",
+        "barge_to_visitor_hears",
+    ):
+        assert 0 < d[f"{key}_p50_ms"] <= d[f"{key}_max_ms"] < 15_000, (key, d)

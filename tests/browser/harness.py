@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from playwright.async_api import Page
 
 from kefu.media import MediaSettings
+from tests.conftest import scaled
 
 __all__ = [
     "ARTIFACTS",
@@ -62,7 +63,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 #: took 13 s to show the third member's video (4 s now). Recording is tested in tests/e2e.
 MEDIA = MediaSettings(record=False, video_width=320, video_height=240, fps=15)
 #: Every wait in a browser test is bounded by this many seconds (never a sleep).
-LIMIT = 15.0
+LIMIT = scaled(15.0)
 
 
 class PageServer:

@@ -103,7 +103,7 @@ async def test_two_party_media_both_ways_and_the_snapshot(scene: Scene) -> None:
     assert (p["width"], p["height"], p["mime"]) == (320, 240, "image/jpeg")
     assert near(jpeg_rgb(jpeg), colour_for("v1"))
     assert p["sha256"] == hashlib.sha256(jpeg).hexdigest() and p["callId"] == call_id
-    token = a1.plugin._api_token
+    token = a1.plugin.api_token
     async with httpx.AsyncClient(base_url=scene.server.url) as http:
         stored = await http.get(f"/api/media/{p['artifactId']}", headers={"Authorization": f"Bearer {token}"})
         assert stored.status_code == 200 and stored.content == jpeg

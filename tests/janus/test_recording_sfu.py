@@ -118,7 +118,7 @@ async def test_a_two_party_call_through_janus_is_recorded_on_the_server(scene: S
     assert sfu is not None
     await sfu.aclose_pending()  # the room destroyed and the recording made
     ready = await recording_push(a1, "ready")
-    token = a1.plugin._api_token
+    token = a1.plugin.api_token
     auth = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=scene.server.url) as http:
         record = (await http.get(f"/api/calls/{call_id}", headers=auth)).json()
@@ -193,7 +193,7 @@ async def test_a_recording_that_cannot_be_made_is_a_failure_in_the_record_and_pu
     await scene.server.services.calls.sfu.aclose_pending()  # type: ignore[union-attr]
     failed = await recording_push(a1, "failed")
     assert failed["callId"] == call_id and "no media" in failed["reason"]
-    auth = {"Authorization": f"Bearer {a1.plugin._api_token}"}
+    auth = {"Authorization": f"Bearer {a1.plugin.api_token}"}
     async with httpx.AsyncClient(base_url=scene.server.url) as http:
         record = (await http.get(f"/api/calls/{call_id}", headers=auth)).json()
         got = await http.get(f"/api/calls/{call_id}/recording", headers=auth)
@@ -241,7 +241,7 @@ async def test_janus_killed_mid_call_ends_it_for_everyone_and_keeps_what_was_rec
     }
     ready = await recording_push(a1, "ready")
     assert record["recording"]["status"] == "ready"
-    auth = {"Authorization": f"Bearer {a1.plugin._api_token}"}
+    auth = {"Authorization": f"Bearer {a1.plugin.api_token}"}
     async with httpx.AsyncClient(base_url=scene.server.url) as http:
         got = await http.get(f"/api/calls/{call_id}/recording", headers=auth)
     assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == ready["sha256"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, scaled
 from tests.tlscerts import Leaf, TestCA
 
 from .topology import KEFU_ADDRESS, TURN_ADDRESS, Topology, unavailable
@@ -27,7 +27,7 @@ PYTHON = sys.executable
 SECRET = "netns-turn-secret-" + os.urandom(4).hex()
 TURN_PORT = 3478
 TURNS_PORT = 5349  # TURN over TLS (turns:)
-LIMIT = 60.0  # seconds any one step may take on a loaded machine (awaited, never slept)
+LIMIT = scaled(60.0)  # seconds any one step may take on a loaded machine (awaited, never slept)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -31,6 +31,7 @@ from kefu.plugin import Plugin, PluginSettings
 from kefu.server.accounts import add_agent
 from kefu.server.runner import ServerRunner
 from kefu.server.settings import Settings
+from tests.conftest import scaled
 
 __all__ = [
     "LIMIT",
@@ -53,7 +54,7 @@ __all__ = [
 
 PASSWORD = "secret-pw"
 #: Every wait of a test is bounded by this (never a sleep).
-LIMIT = 10.0
+LIMIT = scaled(10.0)
 
 
 async def wait_for(aw: Awaitable[Any], limit: float = LIMIT) -> Any:

@@ -23,13 +23,13 @@ import pytest
 from bench.multinode import nginx_config
 
 from kefu.visitor import Visitor, ws_url
-from tests.conftest import PASSWORD, ServerHandle
+from tests.conftest import PASSWORD, ServerHandle, scaled
 from tests.server.clients import AgentClient
 from tests.tlscerts import TestCA
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 NAME = "kefu.bank.test"
-LIMIT = 10.0
+LIMIT = scaled(10.0)
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")
 

@@ -10,6 +10,11 @@ each forwarded stream costs one more encode. Frames of the relay are
 
 All members' camera video feeds one frame watchdog (``visitorStreamOffline``),
 and the hub can record the call (:meth:`start_recording`).
+
+A member may have an **audience** (:meth:`set_audience`, a supervisor in the
+call: :mod:`kefu.protocol.supervise`): its tracks go only to the members
+named, the agent itself always receives them. The others' tracks go to
+everyone, the member with an audience too.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from .peer import MediaPeer, run_watchdog
 from .recorder import ChunkListener, Recorder
 from .settings import MediaSettings
 from .source import MediaSource
-from .tracks import ROLES, Label, Role
+from .tracks import ROLES, Label, Role, track_label
 from .watchdog import FrameWatchdog
 
 __all__ = ["MediaHub"]
@@ -61,6 +66,7 @@ class MediaHub:
         self.watchdog = FrameWatchdog(call_id, settings.offline_threshold)
         self._peers: dict[str, MediaPeer] = {}
         self._unsubscribe: dict[str, Callable[[], None]] = {}
+        self._audience: dict[str, frozenset[str]] = {}  # member → who receives its tracks
         self._recorders: list[Recorder] = []
         self._closed = False
         self._watchdog_task = asyncio.ensure_future(
@@ -104,8 +110,36 @@ class MediaHub:
         for other in self._peers.values():
             if other is not peer:
                 for rec in other.received:
-                    peer.send(rec.track, rec.label.role, member=rec.label.member)
+                    if self._reaches(rec.label.member, member):
+                        peer.send(rec.track, rec.label.role, member=rec.label.member)
         return peer
+
+    def _reaches(self, owner: str, member: str) -> bool:
+        audience = self._audience.get(owner)
+        return owner != member and (audience is None or member in audience)
+
+    def set_audience(self, owner: str, audience: frozenset[str] | None) -> None:
+        """Forward ``owner``'s tracks only to ``audience`` (``None``: to every member)
+        from now on: the members no longer in it stop receiving them, those new in it
+        start (each change a renegotiation of that member's connection)."""
+        if audience is None:
+            self._audience.pop(owner, None)
+        else:
+            self._audience[owner] = audience
+        source = self._peers.get(owner)
+        tracks = source.received if source is not None else ()
+        for other in self._peers.values():
+            if other is source:
+                continue
+            sending = set(other.sending)
+            for rec in tracks:
+                if rec.label.member != owner:
+                    continue
+                label = track_label(owner, rec.label.role)
+                if self._reaches(owner, other.remote) and label not in sending:
+                    other.send(rec.track, rec.label.role, member=owner)
+                elif not self._reaches(owner, other.remote) and label in sending:
+                    other.unsend(owner, rec.label.role)
 
     async def remove_member(self, member: str) -> None:
         """Close ``member``'s connection and stop forwarding its tracks."""
@@ -113,6 +147,7 @@ class MediaHub:
         if peer is None:
             return
         self._unsubscribe.pop(member)()
+        self._audience.pop(member, None)
         for other in self._peers.values():
             for role in ROLES:
                 other.unsend(member, role)
@@ -124,7 +159,7 @@ class MediaHub:
             rec = peer.received_track(event.member, event.role)  # type: ignore[arg-type]
             if rec is not None:
                 for other in self._peers.values():
-                    if other is not peer and rec.label.member != other.remote:
+                    if other is not peer and self._reaches(rec.label.member, other.remote):
                         other.unsend(rec.label.member, rec.label.role)  # a re-labelled track replaces
                         other.send(rec.track, rec.label.role, member=rec.label.member)
         elif isinstance(event, TrackRemoved):

@@ -21,7 +21,7 @@ from .frames import Image
 from .peer import MediaPeer
 from .settings import MediaSettings
 from .source import MediaSource, open_source
-from .tracks import PatternVideoTrack, Role
+from .tracks import PatternVideoTrack, Role, track_label
 
 __all__ = ["MediaMember"]
 
@@ -38,14 +38,19 @@ class MediaMember:
         call_id: str = "",
         source: MediaSource | None = None,
         clock: Callable[[], float] = time.monotonic,
+        send: tuple[Role, ...] = ("camera", "mic"),
     ) -> None:
+        """``send``: what it sends from the start (a supervisor, issue 20: nothing, then its
+        microphone while it whispers or barges, :meth:`speak`; the hub decides who gets it)."""
         self.settings = settings
         self.local = local
         self.source = source if source is not None else open_source(settings, local)
         self._own_source = source is None
         self.peer = MediaPeer(settings, local=local, remote=hub, offerer=False, call_id=call_id, clock=clock)
-        self.peer.send(self.source.video, "camera")
-        self.peer.send(self.source.audio, "mic")
+        if "camera" in send:
+            self.peer.send(self.source.video, "camera")
+        if "mic" in send:
+            self.peer.send(self.source.audio, "mic")
         self._screen: PatternVideoTrack | None = None
 
     @property
@@ -57,6 +62,15 @@ class MediaMember:
 
     async def handle(self, message: object) -> dict[str, Any] | None:
         return await self.peer.handle(message)
+
+    def speak(self, on: bool) -> None:
+        """Send the microphone, or stop sending it; a change emits NegotiationNeeded (a
+        ``renegotiate`` request to the hub): the same connection, no re-join."""
+        sending = track_label(self.local, "mic") in self.peer.sending
+        if on and not sending:
+            self.peer.send(self.source.audio, "mic")
+        elif not on and sending:
+            self.peer.unsend(self.local, "mic")
 
     async def take_photo(self) -> Image:
         """takePhoto: a JPEG still of this member's camera at its full resolution."""

@@ -15,10 +15,13 @@ a camera pattern is one flat colour and a screen is light grey.
 
 from __future__ import annotations
 
+import array
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
 from PIL import ImageStat
 
 from .frames import to_pil
@@ -27,12 +30,15 @@ __all__ = [
     "COLOURS",
     "COUNTER_BITS",
     "SCREEN_RGB",
+    "TONES",
     "PatternPainter",
     "colour_for",
     "read_counter",
     "rgb_to_yuv",
     "sample_box",
     "sample_rgb",
+    "tone_for",
+    "tone_of",
 ]
 
 COUNTER_BITS = 20
@@ -58,6 +64,34 @@ Style = Literal["camera", "screen"]
 def colour_for(name: str) -> tuple[int, int, int]:
     """A stable pattern colour for a member name."""
     return COLOURS[sum(name.encode()) % len(COLOURS)]
+
+
+#: Test tone frequencies (Hz), one per colour: who is heard is checked by pitch.
+TONES: tuple[int, ...] = (300, 450, 600, 750, 900, 1050)
+
+
+def tone_for(name: str) -> int:
+    """A stable tone frequency for a member name (the same index as its colour)."""
+    return TONES[sum(name.encode()) % len(TONES)]
+
+
+def tone_of(frames: Sequence[AudioFrame]) -> float:
+    """The frequency (Hz) of the tone in ``frames`` (after any codec), from the zero
+    crossings of their first channel: 0.0 for silence."""
+    samples: list[int] = []
+    rate = 0
+    for frame in frames:
+        if frame.format.name not in ("s16", "s16p"):
+            raise ValueError(f"tone_of reads s16 audio, not {frame.format.name}")
+        # packed: the channels interleaved in plane 0; planar: plane 0 is the first channel
+        step = 1 if frame.format.is_planar else len(frame.layout.channels)
+        pcm = array.array("h", bytes(frame.planes[0]))[: frame.samples * step]
+        samples.extend(pcm[::step])
+        rate = frame.sample_rate
+    if not samples or rate <= 0 or max(abs(x) for x in samples) < 300:
+        return 0.0
+    crossings = sum(1 for a, b in itertools.pairwise(samples) if (a < 0) != (b < 0))
+    return crossings * rate / (2 * len(samples))
 
 
 def rgb_to_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:

@@ -44,7 +44,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from aiortc import (
@@ -56,7 +55,7 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
-from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.sdp import SessionDescription
 from av import AudioFrame, VideoFrame
 from av.frame import Frame
 
@@ -66,48 +65,24 @@ from .errors import NegotiationError, NoFrameError
 from .events import Emitter, NegotiationNeeded, TrackAdded, TrackRemoved
 from .frames import Image, RgbImage, encode_jpeg_async, to_rgb
 from .ice import host_addresses, rtc_configuration
+from .peer_state import (
+    FrameListener,
+    PeerStats,
+    ReceivedTrack,
+    SentTrack,
+    bind_pending,
+    label_of_track,
+    read_stats,
+    selected_route,
+)
 from .settings import MediaSettings
-from .tracks import KIND_OF_ROLE, Label, LabelledTrack, Role, parse_track_label, track_label
-from .watchdog import FrameWatchdog
+from .signal_checks import decode_signal, parse_candidate, parse_sdp
+from .tracks import KIND_OF_ROLE, Label, LabelledTrack, Role, track_label
+from .watchdog import FrameWatchdog, run_watchdog
 
 __all__ = ["MediaPeer", "PeerStats", "ReceivedTrack", "run_watchdog"]
 
 log = logging.getLogger(__name__)
-
-FrameListener = Callable[[Label, Frame, float], None]
-_SDP_LIMIT = 256 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class PeerStats:
-    """RTP counters of one peer connection, summed per kind."""
-
-    packets_received: dict[str, int]
-    packets_sent: dict[str, int]
-    bytes_sent: dict[str, int]
-
-
-@dataclass(eq=False)
-class ReceivedTrack:
-    """A remote track this peer receives, and what arrived on it."""
-
-    label: Label
-    mid: str
-    track: MediaStreamTrack
-    frames: int = 0
-    samples: int = 0
-    latest: Frame | None = None
-    last_time: float | None = None
-    task: asyncio.Task[None] | None = None
-    proxy: MediaStreamTrack | None = None
-
-
-@dataclass(eq=False)
-class _Sent:
-    label: str
-    track: LabelledTrack
-    direction: str
-    transceiver: RTCRtpTransceiver | None = None
 
 
 class MediaPeer:
@@ -141,7 +116,7 @@ class MediaPeer:
         config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
         self.pc = RTCPeerConnection(config)
         self._lock = asyncio.Lock()
-        self._sent: list[_Sent] = []
+        self._sent: list[SentTrack] = []
         self._burnt: set[RTCRtpTransceiver] = set()  # sent once: never reused
         self._received: dict[str, ReceivedTrack] = {}  # by mid
         self._waiters: dict[tuple[str, str], list[asyncio.Future[Frame]]] = {}
@@ -175,7 +150,7 @@ class MediaPeer:
             raise ValueError(f"{label} is already sent to {self.remote}")
         proxy = self.relay.subscribe(track, buffered=track.kind == "audio")
         both = who == self.local and not self._send_only
-        sent = _Sent(label, LabelledTrack(proxy, label), "sendrecv" if both else "sendonly")
+        sent = SentTrack(label, LabelledTrack(proxy, label), "sendrecv" if both else "sendonly")
         if self.offerer:
             sent.transceiver = self.pc.addTransceiver(sent.track, direction=sent.direction)
         self._sent.append(sent)
@@ -231,7 +206,7 @@ class MediaPeer:
         send back, if any. A bad message raises :class:`NegotiationError` and
         changes nothing."""
         self._assert_open()
-        kind, body = _decode(message)
+        kind, body = decode_signal(message)
         if kind == "offer":
             return await self._accept_offer(body["sdp"])
         if kind == "answer":
@@ -255,14 +230,14 @@ class MediaPeer:
                     f"an offer from {self.remote} while our own offer is out (glare); it is ignored",
                     code=ErrorCode.invalid_state,
                 )
-            description = _parse_sdp(sdp)
+            description = parse_sdp(sdp)
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
             except Exception as exc:
                 raise NegotiationError(f"offer refused: {exc}", code=ErrorCode.bad_request) from exc
             self._seen_offer = True
             self._outstanding = False
-            self._bind_pending(description)
+            bind_pending(self.pc, self._sent, self._burnt, description)
             answer = await self.pc.createAnswer()
             with host_addresses(self.settings.host_addresses):
                 await self.pc.setLocalDescription(answer)
@@ -278,7 +253,7 @@ class MediaPeer:
                 raise NegotiationError(
                     f"an answer from {self.remote} but no offer is out", code=ErrorCode.invalid_state
                 )
-            _parse_sdp(sdp)
+            parse_sdp(sdp)
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
             except Exception as exc:
@@ -298,37 +273,7 @@ class MediaPeer:
         return None
 
     async def _add_candidate(self, body: dict[str, Any]) -> None:
-        text = body.get("candidate")
-        if not text:
-            await self.pc.addIceCandidate(None)  # end of candidates
-            return
-        try:
-            candidate = candidate_from_sdp(text.removeprefix("candidate:"))
-        except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts the field count
-            raise NegotiationError(f"bad ICE candidate: {text[:100]!r}", code=ErrorCode.bad_request) from exc
-        candidate.sdpMid = body.get("sdpMid")
-        candidate.sdpMLineIndex = body.get("sdpMLineIndex")
-        await self.pc.addIceCandidate(candidate)
-
-    def _bind_pending(self, offer: SessionDescription) -> None:
-        """Answerer: put tracks waiting for a slot on m-lines the offer can receive on."""
-        remote_dir = {m.rtp.muxId: m.direction for m in offer.media}
-        for sent in self._sent:
-            if sent.transceiver is not None:
-                continue
-            for t in self.pc.getTransceivers():
-                offered = remote_dir.get(t.mid or "")
-                if (
-                    t.kind == sent.track.kind
-                    and t.sender.track is None
-                    and t not in self._burnt
-                    and offered in ("sendrecv", "recvonly")
-                    and not any(s.transceiver is t for s in self._sent)
-                ):
-                    t.sender.replaceTrack(sent.track)
-                    t.direction = "sendrecv" if offered == "sendrecv" else "sendonly"
-                    sent.transceiver = t
-                    break
+        await self.pc.addIceCandidate(parse_candidate(body))  # None: the end of candidates
 
     def _changed(self) -> None:
         self._dirty = True
@@ -362,25 +307,15 @@ class MediaPeer:
                 continue
             receiving = t.currentDirection in ("recvonly", "sendrecv") and t.receiver.track is not None
             current = self._received.get(t.mid)
-            label = self._label_for(ids.get(t.mid), t.kind, t.mid) if receiving else None
+            label = (
+                label_of_track(ids.get(t.mid), t.kind, t.mid, self.remote, self._trust_labels, self._received)
+                if receiving
+                else None
+            )
             if current is not None and (not receiving or current.label != label):
                 self._stop_received(current)
             if receiving and label is not None and (current is None or current.label != label):
                 self._start_received(label, t.mid, t.receiver.track)
-
-    def _label_for(self, track_id: str | None, kind: str, mid: str) -> Label:
-        label = parse_track_label(track_id)
-        if label is not None and label.kind == kind:
-            if self._trust_labels:
-                return label
-            return Label(self.remote, label.role)
-        # an unlabelled track (e.g. from a browser): mic, camera, then screen
-        if kind == "audio":
-            return Label(self.remote, "mic")
-        has_camera = any(
-            r.label == Label(self.remote, "camera") and r.mid != mid for r in self._received.values()
-        )
-        return Label(self.remote, "screen" if has_camera else "camera")
 
     def _start_received(self, label: Label, mid: str, track: MediaStreamTrack) -> None:
         rec = ReceivedTrack(label, mid, track)
@@ -473,17 +408,7 @@ class MediaPeer:
 
     # ------------------------------------------------------------ state
     async def stats(self) -> PeerStats:
-        report = await self.pc.getStats()
-        received: dict[str, int] = {"audio": 0, "video": 0}
-        sent: dict[str, int] = {"audio": 0, "video": 0}
-        sent_bytes: dict[str, int] = {"audio": 0, "video": 0}
-        for s in report.values():
-            if s.type == "inbound-rtp":
-                received[s.kind] = received.get(s.kind, 0) + s.packetsReceived
-            elif s.type == "outbound-rtp":
-                sent[s.kind] = sent.get(s.kind, 0) + s.packetsSent
-                sent_bytes[s.kind] = sent_bytes.get(s.kind, 0) + s.bytesSent
-        return PeerStats(received, sent, sent_bytes)
+        return await read_stats(self.pc)
 
     @property
     def connection_state(self) -> str:
@@ -510,12 +435,7 @@ class MediaPeer:
     def route(self) -> tuple[str, str] | None:
         """The candidate types (``host``, ``srflx``, ``relay``) of the pair the
         media flows on, local then remote; ``None`` before ICE chose one."""
-        for transceiver in self.pc.getTransceivers():
-            ice = transceiver.receiver.transport.transport
-            pair = ice._connection._nominated.get(1)  # aioice: the selected pair of RTP
-            if pair is not None:
-                return pair.local_candidate.type, pair.remote_candidate.type
-        return None
+        return selected_route(self.pc)
 
     def _on_connection_state(self) -> None:
         if self.pc.connectionState == "connected":
@@ -562,72 +482,3 @@ class MediaPeer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-async def run_watchdog(
-    watchdog: FrameWatchdog, events: Emitter, interval: float, clock: Callable[[], float]
-) -> None:
-    """Poll ``watchdog`` every ``interval`` seconds and emit its events."""
-    while True:
-        await asyncio.sleep(interval)
-        for event in watchdog.poll(clock()):
-            events.emit(event)
-
-
-def _parse_sdp(sdp: str) -> SessionDescription:
-    # aiortc's parser takes almost anything; check the shape first (RFC 8866 §5)
-    if not sdp.startswith("v=0") or "\nm=" not in sdp:
-        raise NegotiationError(
-            "unreadable SDP: it must start with v=0 and have m= lines", code=ErrorCode.bad_request
-        )
-    try:
-        return SessionDescription.parse(sdp)
-    except Exception as exc:
-        raise NegotiationError(f"unreadable SDP: {exc}", code=ErrorCode.bad_request) from exc
-
-
-def _decode(message: object) -> tuple[str, dict[str, Any]]:
-    """Strict checks of a signalling message (it comes from the network)."""
-    if not isinstance(message, dict):
-        raise NegotiationError("a signalling message is a JSON object", code=ErrorCode.bad_request)
-    kind = message.get("type")
-    allowed = {
-        "offer": {"type", "sdp"},
-        "answer": {"type", "sdp"},
-        "renegotiate": {"type", "send"},
-        "candidate": {"type", "candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"},
-    }
-    if kind not in allowed:
-        raise NegotiationError(
-            "signalling type: offer, answer, renegotiate or candidate", code=ErrorCode.bad_request
-        )
-    extra = set(message) - allowed[kind]
-    if extra:
-        raise NegotiationError(f"unknown field(s) {sorted(extra)} in {kind}", code=ErrorCode.bad_request)
-    if kind in ("offer", "answer"):
-        sdp = message.get("sdp")
-        if not isinstance(sdp, str) or not sdp or len(sdp) > _SDP_LIMIT:
-            raise NegotiationError(
-                f"{kind}.sdp: a non-empty string under 256 KiB", code=ErrorCode.bad_request
-            )
-    elif kind == "renegotiate":
-        send = message.get("send")
-        if (
-            not isinstance(send, dict)
-            or set(send) - {"audio", "video"}
-            or not all(type(v) is int and 0 <= v <= 4 for v in send.values())
-        ):
-            raise NegotiationError(
-                'renegotiate.send: {"video": n, "audio": n} with 0 <= n <= 4', code=ErrorCode.bad_request
-            )
-    else:
-        text = message.get("candidate")
-        mid = message.get("sdpMid")
-        index = message.get("sdpMLineIndex")
-        if text is not None and (not isinstance(text, str) or len(text) > 1024):
-            raise NegotiationError("candidate.candidate: a string", code=ErrorCode.bad_request)
-        if mid is not None and not isinstance(mid, str):
-            raise NegotiationError("candidate.sdpMid: a string", code=ErrorCode.bad_request)
-        if index is not None and type(index) is not int:
-            raise NegotiationError("candidate.sdpMLineIndex: an integer", code=ErrorCode.bad_request)
-    return kind, message

@@ -41,7 +41,7 @@ from .frames import Image, RgbImage, encode_jpeg_async, to_rgb
 from .peer import MediaPeer, run_watchdog
 from .settings import MediaSettings
 from .source import MediaSource, open_source
-from .tracks import Role
+from .tracks import Role, track_label
 from .watchdog import FrameWatchdog
 
 __all__ = ["SFU_NAME", "SfuMember"]
@@ -61,7 +61,10 @@ class SfuMember:
         call_id: str = "",
         source: MediaSource | None = None,
         clock: Callable[[], float] = time.monotonic,
+        publish: tuple[Role, ...] = ("camera", "mic"),
     ) -> None:
+        """``publish``: what it publishes from the start (a supervisor: nothing, then
+        its microphone while it speaks, :meth:`speak`)."""
         self.settings = settings
         self.local = local
         self.call_id = call_id
@@ -83,13 +86,23 @@ class SfuMember:
             clock=clock,
         )
         self.publisher.events.subscribe(self.events.emit)
-        self.publisher.send(self.source.video, "camera")
-        self.publisher.send(self.source.audio, "mic")
+        if "camera" in publish:
+            self.publisher.send(self.source.video, "camera")
+        if "mic" in publish:
+            self.publisher.send(self.source.audio, "mic")
         self.subscriptions: dict[Feed, MediaPeer] = {}
         self._closed = False
         self._watchdog_task = asyncio.ensure_future(
             run_watchdog(self.watchdog, self.events, settings.check_interval, clock)
         )
+
+    def speak(self, on: bool) -> None:
+        """Publish the microphone, or stop publishing it (a new offer either way)."""
+        sending = track_label(self.local, "mic") in self.publisher.sending
+        if on and not sending:
+            self.publisher.send(self.source.audio, "mic")
+        elif not on and sending:
+            self.publisher.unsend(self.local, "mic")
 
     # ------------------------------------------------------------ signalling
     async def negotiate(self) -> dict[str, Any] | None:

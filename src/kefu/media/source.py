@@ -27,7 +27,7 @@ from av import VideoFrame
 
 from .errors import MediaError, NoFrameError
 from .frames import Image, encode_jpeg_async
-from .pattern import PatternPainter, colour_for
+from .pattern import PatternPainter, colour_for, tone_for
 from .settings import MediaSettings
 from .tracks import LabelledTrack, NormalisedVideoTrack, PatternVideoTrack, ToneAudioTrack, track_label
 
@@ -142,7 +142,7 @@ def open_source(
 def _pattern_source(settings: MediaSettings, member: str, rgb: tuple[int, int, int]) -> MediaSource:
     painter = PatternPainter(settings.video_width, settings.video_height, rgb)
     video = PatternVideoTrack(painter, settings.fps, track_id=track_label(member, "camera"))
-    audio = ToneAudioTrack(track_id=track_label(member, "mic"))
+    audio = ToneAudioTrack(tone_for(member), track_id=track_label(member, "mic"))
     photo = PatternPainter(settings.photo_width, settings.photo_height, rgb)
 
     def still() -> VideoFrame:

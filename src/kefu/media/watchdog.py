@@ -16,9 +16,11 @@ for *more than* ``threshold`` seconds is one outage, reported once by
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from .events import StreamOffline, StreamOnline
+from .events import Emitter, StreamOffline, StreamOnline
 
 __all__ = ["FrameWatchdog"]
 
@@ -82,3 +84,13 @@ class FrameWatchdog:
             w.last + self.threshold for w in self._members.values() if not w.offline and w.last is not None
         ]
         return min(times) if times else None
+
+
+async def run_watchdog(
+    watchdog: FrameWatchdog, events: Emitter, interval: float, clock: Callable[[], float]
+) -> None:
+    """Poll ``watchdog`` every ``interval`` seconds and emit its events."""
+    while True:
+        await asyncio.sleep(interval)
+        for event in watchdog.poll(clock()):
+            events.emit(event)

@@ -40,21 +40,13 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QImage, QPainter, QPaintEvent, QResizeEvent
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
-    QLabel,
-    QMainWindow,
     QMessageBox,
-    QSizePolicy,
-    QToolBar,
-    QVBoxLayout,
-    QWidget,
 )
 
 from kefu.protocol import CODE_INFO, Request, TopState, decode_request, encode, parse_code
@@ -62,7 +54,9 @@ from kefu.protocol.plugin_api import PLUGIN_API
 from kefu.protocol.wire import Json
 
 from .app import Plugin, client_event
-from .window import WindowState
+from .desktop_video import Tile, VideoView, layout_tiles, wanted_tiles
+from .desktop_window import BAR_ACTIONS, DesktopWindow
+from .window import Window, WindowState
 
 if TYPE_CHECKING:
     from kefu.media import MediaHub
@@ -74,16 +68,6 @@ log = logging.getLogger("kefu.plugin.desktop")
 #: Top-level states in which a call is in progress (closing by hand asks first).
 CALL_STATES = frozenset({TopState.callingOut, TopState.twoParty, TopState.inviting, TopState.threeParty})
 
-#: The control bar: (object name, label, what it does).
-BAR_ACTIONS: tuple[tuple[str, str, str], ...] = (
-    ("mute", "Mute", "mute / unmute the microphone"),
-    ("camera", "Camera off", "turn the camera off / on"),
-    ("snapshot", "Snapshot", "snapshot: a still of the visitor's video"),
-    ("takePhoto", "Photo", "takePhoto: a photo from the visitor's camera"),
-    ("inviteShare", "Share", "inviteShare: ask the visitor to share the screen"),
-    ("videoDisconnect", "Hang up", "videoDisconnect: hang up"),
-)
-
 
 def state_text(code: str) -> str:
     """``"002000 idle / ready (闲)"``: a code and its meaning."""
@@ -92,175 +76,6 @@ def state_text(code: str) -> str:
     except (ValueError, KeyError):
         return code
     return f"{code} {info.meaning} ({info.meaning_zh})"
-
-
-# --------------------------------------------------------------------- video
-
-
-@dataclass
-class Tile:
-    """One video on screen: a member's camera or screen."""
-
-    member: str
-    role: str  # "camera" or "screen"
-    label: str
-    frame: object = None  # the av.VideoFrame last converted (identity: is it new?)
-    image: QImage | None = None
-    keep: object = None  # the RGB bytes the QImage points into
-    frames: int = 0  # frames converted
-
-
-def layout_tiles(kinds: list[str], width: int, height: int) -> list[QRect]:
-    """Where each tile goes in a ``width`` x ``height`` view.
-
-    ``kinds[i]`` is ``"main"`` (the large one: a remote member, or a share),
-    ``"self"`` (the agent's own camera) or ``"tile"``. One main and the rest
-    small: the main fills the view, the others a strip along the bottom right
-    (the agent's self view in a two-party call). No main: a grid of equal tiles.
-    """
-    n = len(kinds)
-    if n == 0 or width <= 0 or height <= 0:
-        return []
-    if kinds.count("main") == 1:
-        rects: list[QRect] = []
-        small_w, small_h = max(1, width // 4), max(1, height // 4)
-        margin = max(2, width // 100)
-        k = 0
-        for kind in kinds:
-            if kind == "main":
-                rects.append(QRect(0, 0, width, height))
-            else:
-                x = width - margin - (k + 1) * (small_w + margin) + margin
-                rects.append(QRect(max(0, x), height - small_h - margin, small_w, small_h))
-                k += 1
-        return rects
-    cols = 1
-    while cols * cols < n:
-        cols += 1
-    rows = (n + cols - 1) // cols
-    tw, th = width // cols, height // rows
-    return [QRect((i % cols) * tw, (i // cols) * th, tw, th) for i in range(n)]
-
-
-class VideoView(QWidget):
-    """Paints the tiles it is given; never waits for a frame."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.tiles: list[Tile] = []
-        self.kinds: list[str] = []
-        self.idle_text = "no call"
-        self.paints = 0
-        self.paint_seconds = 0.0
-        self.setMinimumSize(1, 1)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-
-    def show_tiles(self, tiles: list[Tile], kinds: list[str]) -> None:
-        self.tiles, self.kinds = tiles, kinds
-        self.update()
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        started = time.perf_counter()
-        p = QPainter(self)
-        try:
-            p.fillRect(self.rect(), QColor(16, 16, 16))
-            if not self.tiles:
-                p.setPen(QColor(200, 200, 200))
-                p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.idle_text)
-                return
-            for tile, rect in zip(
-                self.tiles, layout_tiles(self.kinds, self.width(), self.height()), strict=True
-            ):
-                p.fillRect(rect, QColor(40, 40, 40))
-                if tile.image is not None:
-                    size = tile.image.size().scaled(rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
-                    target = QRect(0, 0, size.width(), size.height())
-                    target.moveCenter(rect.center())
-                    p.drawImage(target, tile.image)
-                p.setPen(QColor(255, 255, 255))
-                p.drawText(
-                    rect.adjusted(4, 2, -4, -2),
-                    Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
-                    tile.label,
-                )
-                p.setPen(QColor(90, 90, 90))
-                p.drawRect(rect.adjusted(0, 0, -1, -1))
-        finally:
-            p.end()
-            self.paints += 1
-            self.paint_seconds += time.perf_counter() - started
-
-
-# --------------------------------------------------------------------- the window
-
-
-class DesktopWindow(QMainWindow):
-    """The Qt window; :class:`Desktop` drives it."""
-
-    def __init__(self, desktop: Desktop) -> None:
-        super().__init__()
-        self.desktop = desktop
-        self.setWindowTitle("kefu plugin")
-        self.setMinimumSize(1, 1)
-        central = QWidget(self)
-        central.setMinimumSize(1, 1)
-        layout = QVBoxLayout(central)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.setSpacing(2)
-        self.agent_label = self._label("agent", central)
-        self.state_label = self._label("state", central)
-        self.sessions_label = self._label("sessions", central)
-        self.message_label = self._label("message", central)
-        for label in (self.agent_label, self.state_label, self.sessions_label):
-            layout.addWidget(label)
-        self.video = VideoView(central)
-        layout.addWidget(self.video, 1)
-        layout.addWidget(self.message_label)
-        self.setCentralWidget(central)
-        self.bar = QToolBar("controls", self)
-        self.bar.setObjectName("controlBar")
-        self.bar.setMovable(False)
-        self.actions_by_name: dict[str, QAction] = {}
-        for name, text, tip in BAR_ACTIONS:
-            action = QAction(text, self)
-            action.setObjectName(name)
-            action.setToolTip(tip)
-            if name in ("mute", "camera"):
-                action.setCheckable(True)
-            action.triggered.connect(lambda _checked=False, n=name: desktop.bar_action(n))
-            self.bar.addAction(action)
-            self.actions_by_name[name] = action
-        self.addToolBar(Qt.ToolBarArea.BottomToolBarArea, self.bar)
-
-    @staticmethod
-    def _label(name: str, parent: QWidget) -> QLabel:
-        label = QLabel("", parent)
-        label.setObjectName(name)
-        label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        label.setMinimumWidth(1)
-        return label
-
-    def sizeHint(self) -> QSize:
-        s = self.desktop.plugin.window.state
-        return QSize(s.width, s.height)
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        self.desktop.window_resized(event.size().width(), event.size().height())
-
-    def changeEvent(self, event: Any) -> None:
-        super().changeEvent(event)
-        from PySide6.QtCore import QEvent
-
-        if event.type() == QEvent.Type.WindowStateChange:
-            self.desktop.window_state_changed(bool(self.windowState() & Qt.WindowState.WindowMinimized))
-
-    def closeEvent(self, event: QCloseEvent) -> None:
-        if self.desktop.closing_allowed:
-            event.accept()
-            return
-        event.ignore()
-        self.desktop.close_requested()
 
 
 # --------------------------------------------------------------------- the binding
@@ -277,10 +92,8 @@ class _Outcome:
 
 class _WindowConnection:
     """The window as a client of :meth:`Plugin.handle`: the answers to its own
-    requests come back here (duck-typed as a ``ControlConnection``)."""
-
-    controller = True
-    browser = False
+    requests come back here (it is a :class:`~kefu.plugin.host.Replier`, as an
+    SDK's ``ControlConnection`` is)."""
 
     def __init__(self, desktop: Desktop) -> None:
         self.desktop = desktop
@@ -289,8 +102,6 @@ class _WindowConnection:
         if "state" not in msg:
             msg["state"] = self.desktop.plugin.state
         self.desktop._answer(msg)
-
-    send = reply
 
     def __repr__(self) -> str:
         return "<the desktop window>"
@@ -335,6 +146,11 @@ class Desktop:
         self.show_status()
 
     # --- life
+
+    @property
+    def model(self) -> Window:
+        """The plugin's window model: the truth the Qt window follows."""
+        return self.plugin.window
 
     def start(self) -> None:
         """Show the window and start refreshing its video."""
@@ -493,7 +309,7 @@ class Desktop:
         self._pending[rid] = outcome
         try:
             async with asyncio.timeout(self.answer_timeout):
-                await self.plugin.handle(self._conn, req)  # type: ignore[arg-type]
+                await self.plugin.handle(self._conn, req)
                 await outcome.done.wait()
         finally:
             self._pending.pop(rid, None)
@@ -569,27 +385,6 @@ class Desktop:
 
     # --- video
 
-    def _wanted_tiles(self, hub: MediaHub) -> tuple[list[tuple[str, str, str]], list[str]]:
-        """(member, role, label) of each tile, and its kind for :func:`layout_tiles`."""
-        remotes = list(hub.members)
-        shares: list[str] = []
-        for member in remotes:
-            peer = hub.peer(member)
-            for rec in peer.received:
-                if rec.label.role == "screen" and rec.latest is not None and rec.label.member not in shares:
-                    shares.append(rec.label.member)
-        wanted: list[tuple[str, str, str]] = []
-        kinds: list[str] = []
-        for member in shares[:1]:
-            wanted.append((member, "screen", f"{member} — screen"))
-            kinds.append("main")
-        for member in remotes:
-            wanted.append((member, "camera", member))
-            kinds.append("main" if not shares and len(remotes) == 1 else "tile")
-        wanted.append((hub.local, "camera", f"{hub.local} (you)"))
-        kinds.append("self" if kinds.count("main") == 1 else "tile")
-        return wanted, kinds
-
     def refresh_video(self) -> bool:
         """Pull the latest frame of each tile; True when a new one was converted."""
         from kefu.media import MediaError, to_rgb
@@ -601,7 +396,7 @@ class Desktop:
                 self.window.video.show_tiles([], [])
             return False
         self._apply_tracks()
-        wanted, kinds = self._wanted_tiles(hub)
+        wanted, kinds = wanted_tiles(hub)
         tiles: list[Tile] = []
         changed = False
         for member, role, label in wanted:
@@ -610,7 +405,7 @@ class Desktop:
                 tile = self._tiles[(member, role)] = Tile(member, role, label)
             tiles.append(tile)
             try:
-                frame = hub.latest_frame(member, role)  # type: ignore[arg-type]
+                frame = hub.latest_frame(member, role)
             except MediaError:
                 continue
             if frame is tile.frame:

@@ -27,6 +27,7 @@ from pydantic import Field, StringConstraints
 from .plugin_api import (
     CallVisitorParams,
     ChatCloseParams,
+    MonitorCallParams,
     SendMessageParams,
     SessionParams,
     SetAgentStateParams,
@@ -80,6 +81,11 @@ AGENT_API = Api(
         "videoInviteCurrentVisitor": NoParams,
         "videoInviteVisitor": VisitorNameParams,
         "videoDisconnect": NoParams,
+        # issue 20: a supervisor in a call (kefu.server.supervise)
+        "monitorCall": MonitorCallParams,
+        "whisper": NoParams,
+        "barge": NoParams,
+        "leaveMonitor": NoParams,
         # calls: signalling and the visitor's side of the media APIs (docs/calls.md)
         "signal": SignalParams,
         "inviteShare": NoParams,

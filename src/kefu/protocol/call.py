@@ -41,12 +41,25 @@ state codes they lead to, in ``docs/states.md``:
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
-from typing import Any
-
+from .call_effects import (
+    MEDIA_LOST,
+    MEDIA_SERVER_LOST,
+    MEDIA_UNREACHABLE,
+    AgentEffect,
+    CallPhase,
+    CallRecord,
+    Effect,
+    EndEffect,
+    MediaMode,
+    Member,
+    MemberEffect,
+    MemberKind,
+    MemberStatus,
+    TimerEffect,
+    VisitorEffect,
+)
 from .errors import ApiError, ErrorCode
-from .machine import CALL_FLOWS, Event, Flow
+from .machine import Event, Flow
 
 __all__ = [
     "MEDIA_LOST",
@@ -57,6 +70,7 @@ __all__ = [
     "CallPhase",
     "Effect",
     "EndEffect",
+    "MediaMode",
     "Member",
     "MemberEffect",
     "MemberKind",
@@ -66,121 +80,15 @@ __all__ = [
 ]
 
 
-#: The end reason of an agent whose plugin came back without the call's media.
-MEDIA_LOST = "agent_media_lost"
-
-
-class CallPhase(enum.StrEnum):
-    ringing = "ringing"  # visitorInvite: the request rings for the agent
-    joining = "joining"  # visitorInvite: picked up, waiting for the visitor to join
-    calling = "calling"  # callVisitor / callCurrentVisitor: the visitor's invitation rings
-    connected = "connected"
-    ended = "ended"
-
-
-class MemberKind(enum.StrEnum):
-    agent = "agent"
-    visitor = "visitor"
-
-
-class MemberStatus(enum.StrEnum):
-    invited = "invited"  # ringing
-    joined = "joined"
-    left = "left"  # hung up or left after joining
-    refused = "refused"
-    busy = "busy"
-    timeout = "timeout"
-    cancelled = "cancelled"  # the invitation was withdrawn
-    failed = "failed"
-
-
 _FINAL_BEFORE_JOIN = {MemberStatus.refused, MemberStatus.busy, MemberStatus.timeout}
-
-
-@dataclass
-class Member:
-    kind: MemberKind
-    name: str
-    role: str  # "primary", "visitor", "thirdVisitor", "thirdAgent"
-    status: MemberStatus
-    flow: Flow  # the flow this member's invitation belongs to
-
-
-@dataclass(frozen=True, slots=True)
-class AgentEffect:
-    """Agent ``agent`` goes through ``event`` of ``flow`` (the server's state setter)."""
-
-    agent: str
-    flow: Flow
-    event: Event
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class VisitorEffect:
-    """Tell visitor ``visitor`` that ``what`` happened (a push on its socket)."""
-
-    visitor: str
-    what: str  # ringing, invited, accepted, cancelled, memberJoined, memberLeft, ended
-    detail: dict[str, str | None] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class MemberEffect:
-    """A member's record changed (the adapter stamps the time and stores it)."""
-
-    kind: MemberKind
-    name: str
-    role: str
-    status: MemberStatus
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TimerEffect:
-    """Start (``start=True``) or stop the call's ringing timer of generation ``gen``."""
-
-    gen: int
-    start: bool
-
-
-@dataclass(frozen=True, slots=True)
-class EndEffect:
-    by: str  # who ended it: a member's name, or "system"
-    reason: str
-
-
-Effect = AgentEffect | VisitorEffect | MemberEffect | TimerEffect | EndEffect
-
-
-#: The end reason of a call whose media could not connect (error code ``media_unreachable``).
-MEDIA_UNREACHABLE = ErrorCode.media_unreachable.value
-
-#: The end reason of a call whose media server (SFU mode) died mid-call.
-MEDIA_SERVER_LOST = ErrorCode.media_server_lost.value
 
 
 def _invalid(msg: str) -> ApiError:
     return ApiError(msg, code=ErrorCode.invalid_state)
 
 
-class Call:
+class Call(CallRecord):
     """One call. Create it with :meth:`visitor_request` or :meth:`call_out`."""
-
-    def __init__(self, call_id: str, flow: Flow, primary: str, visitor: str) -> None:
-        if flow not in CALL_FLOWS or flow is Flow.agentInvite:
-            raise ValueError(f"a call starts by visitorInvite, callVisitor or callCurrentVisitor, not {flow}")
-        self.id = call_id
-        self.flow: Flow = flow
-        self.primary = primary
-        self.phase = CallPhase.ringing if flow is Flow.visitorInvite else CallPhase.calling
-        self.members: dict[tuple[MemberKind, str], Member] = {}
-        self.pending: Member | None = None  # the third-party invitation in progress
-        self.timer_gen = 0
-        self.ended_by: str | None = None
-        self.end_reason: str | None = None
-        self._add(MemberKind.agent, primary, "primary", MemberStatus.joined, flow)
-        self._add(MemberKind.visitor, visitor, "visitor", MemberStatus.invited, flow)
 
     # --- construction
 
@@ -210,81 +118,6 @@ class Call:
             call._start_timer(),
         ]
         return call, fx
-
-    # --- persistence: a call is stored as JSON so any server node can carry it on
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready snapshot; :meth:`from_dict` restores it exactly."""
-        return {
-            "id": self.id,
-            "flow": self.flow.value,
-            "primary": self.primary,
-            "phase": self.phase.value,
-            "timerGen": self.timer_gen,
-            "endedBy": self.ended_by,
-            "endReason": self.end_reason,
-            "pending": [self.pending.kind.value, self.pending.name] if self.pending else None,
-            "members": [
-                {
-                    "kind": m.kind.value,
-                    "name": m.name,
-                    "role": m.role,
-                    "status": m.status.value,
-                    "flow": m.flow.value,
-                }
-                for m in self.members.values()
-            ],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Call:
-        call = cls.__new__(cls)
-        call.id = data["id"]
-        call.flow = Flow(data["flow"])
-        call.primary = data["primary"]
-        call.phase = CallPhase(data["phase"])
-        call.timer_gen = data["timerGen"]
-        call.ended_by = data["endedBy"]
-        call.end_reason = data["endReason"]
-        call.members = {}
-        for m in data["members"]:
-            member = Member(
-                MemberKind(m["kind"]), m["name"], m["role"], MemberStatus(m["status"]), Flow(m["flow"])
-            )
-            call.members[(member.kind, member.name)] = member
-        pending = data["pending"]
-        call.pending = call.members[(MemberKind(pending[0]), pending[1])] if pending else None
-        return call
-
-    # --- queries
-
-    @property
-    def ended(self) -> bool:
-        return self.phase is CallPhase.ended
-
-    @property
-    def visitor(self) -> str:
-        """The first visitor (the one the call was made with)."""
-        return next(m.name for m in self.members.values() if m.role == "visitor")
-
-    def joined(self, kind: MemberKind | None = None) -> list[Member]:
-        return [
-            m
-            for m in self.members.values()
-            if m.status is MemberStatus.joined and (kind is None or m.kind is kind)
-        ]
-
-    def member(self, kind: MemberKind, name: str) -> Member | None:
-        return self.members.get((kind, name))
-
-    @property
-    def three_party(self) -> bool:
-        return len(self.joined()) >= 3
-
-    def involves(self, kind: MemberKind, name: str) -> bool:
-        """Is this member in the call, or invited and ringing?"""
-        m = self.members.get((kind, name))
-        return m is not None and m.status in (MemberStatus.invited, MemberStatus.joined)
 
     # --- what happens
 
@@ -563,11 +396,6 @@ class Call:
         return [*fx, self._stop_timer(), *self._end(by or m.name, reason)]
 
     # --- helpers
-
-    def _add(self, kind: MemberKind, name: str, role: str, status: MemberStatus, flow: Flow) -> Member:
-        m = Member(kind, name, role, status, flow)
-        self.members[(kind, name)] = m
-        return m
 
     def _member_fx(self, only: Member | None = None) -> list[Effect]:
         members = [only] if only is not None else list(self.members.values())

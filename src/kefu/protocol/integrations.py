@@ -71,6 +71,7 @@ class EventType(enum.StrEnum):
     call_member_joined = "call.member_joined"
     call_member_left = "call.member_left"
     call_ended = "call.ended"
+    call_supervisor = "call.supervisor"
     recording_started = "recording.started"
     recording_ready = "recording.ready"
     recording_failed = "recording.failed"
@@ -142,6 +143,13 @@ EVENT_INFO: dict[EventType, EventInfo] = {
     ),
     EventType.call_ended: EventInfo(
         StreamKind.call, "the call ended: who ended it and why", ("callId", "flow", "endedBy", "reason")
+    ),
+    EventType.call_supervisor: EventInfo(
+        StreamKind.call,
+        "a supervisor joined a call, changed mode or left it (issue 20): ``mode`` is monitor, "
+        "whisper, barge or null (it left, ``reason`` says why); ``old`` the mode before (null: "
+        "it joined)",
+        ("callId", "supervisor", "mode", "old", "reason"),
     ),
     EventType.recording_started: EventInfo(
         StreamKind.call,

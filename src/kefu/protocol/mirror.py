@@ -188,6 +188,7 @@ class CallView:
     share_epoch: int = 0  # counts the shares: one more each time a share opens
     screen_epoch: int = -1  # the share during which the hub last saw a screen track arrive
     media: str = "hub"  # how the call's media goes: the primary agent's hub, or the media server ("sfu")
+    supervisors: dict[str, str] = field(default_factory=dict)  # supervisor → mode (issue 20)
 
     def status_of(self, kind: str, name: str) -> str | None:
         for m in self.members:
@@ -258,8 +259,17 @@ class CallMirror:
         view.members = [m for m in members if isinstance(m, dict)]
         if payload.get("media") in ("hub", "sfu"):
             view.media = payload["media"]
+        helping = payload.get("supervisors")
+        if isinstance(helping, list):
+            view.supervisors = {
+                s["name"]: s["mode"]
+                for s in helping
+                if isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("mode"), str)
+            }
         if view.ended:
             view.share = False
+            del self.calls[call_id]
+        elif payload.get("what") == "left":  # a supervisor's part ended (issue 20); the call goes on
             del self.calls[call_id]
         return view
 

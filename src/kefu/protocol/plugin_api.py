@@ -36,10 +36,12 @@ __all__ = [
     "LOCAL_MARKS",
     "MEDIA_MARKS",
     "PLUGIN_API",
+    "SUPERVISE_MARKS",
     "CallVisitorParams",
     "ChatCloseParams",
     "HelloParams",
     "LoginData",
+    "MonitorCallParams",
     "SendMessageParams",
     "SessionParams",
     "SetAgentStateParams",
@@ -151,6 +153,14 @@ class VideoInviteAgentParams(Params):
     agentName: Name
 
 
+class MonitorCallParams(Params):
+    """``monitorCall`` (addition, issue 20): a supervisor starts monitoring the call named,
+    or the call its agent is in; exactly one of the two."""
+
+    callId: Id | None = None
+    agentName: Name | None = None
+
+
 class SetAgentStateParams(Params):
     """``setAgentState`` (addition): ready (``idle``) or not ready (``busy``)."""
 
@@ -171,6 +181,9 @@ CALL_MARKS = frozenset(
         "videoDisconnect",
     }
 )
+
+#: A supervisor's help in a call (addition, issue 20; docs/calls.md): one reply each.
+SUPERVISE_MARKS = frozenset({"monitorCall", "whisper", "barge", "leaveMonitor"})
 
 PLUGIN_API = Api(
     "plugin",
@@ -198,6 +211,11 @@ PLUGIN_API = Api(
         "videoInviteCurrentVisitor": NoParams,
         "videoInviteVisitor": VisitorNameParams,
         "videoDisconnect": NoParams,
+        # additions (issue 20): a supervisor in a call
+        "monitorCall": MonitorCallParams,
+        "whisper": NoParams,
+        "barge": NoParams,
+        "leaveMonitor": NoParams,
         # SPEC §4.4, §4.5
         "takePhoto": NoParams,
         "snapshot": NoParams,
@@ -253,6 +271,7 @@ FORWARDED_MARKS = frozenset(
         "getState",
     }
     | CALL_MARKS
+    | SUPERVISE_MARKS
 )
 
 #: Connection events pushed as ``{"mark": "client", "subMark": ...}``. The

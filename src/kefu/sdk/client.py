@@ -357,6 +357,26 @@ class Client:
             params["note"] = note
         return (await self.request("transferSession", params)).payload
 
+    # additions (issue 20): a supervisor helping in a call
+
+    async def monitor_call(self, call_id: str | None = None, *, agent_name: str | None = None) -> Any:
+        """Monitor the call ``call_id``, or the call ``agent_name`` is in (one of the two):
+        the supervisor receives everyone's media, nobody receives its. The call's view."""
+        params: Json = {"callId": call_id} if call_id is not None else {"agentName": agent_name}
+        return (await self.request("monitorCall", params)).payload
+
+    async def whisper(self) -> Any:
+        """Only the monitored call's agent hears the supervisor."""
+        return (await self.request("whisper")).payload
+
+    async def barge(self) -> Any:
+        """Every member of the monitored call hears the supervisor."""
+        return (await self.request("barge")).payload
+
+    async def leave_monitor(self) -> Any:
+        """Leave the call the supervisor helps in."""
+        return (await self.request("leaveMonitor")).payload
+
     # SPEC §4.6 queries
 
     async def session_count(self) -> int:

@@ -43,7 +43,8 @@ plugin's ``plugin.token``), ``dataDir`` (the plugin's data folder), ``kefuWSOpen
 (the link to the server is back), ``quit`` (the plugin is stopping),
 ``startupTimeout``; ``initInnerCallBack`` also takes ``stateChange(state,
 payload)`` and the server's events by name (``sessionAssigned``,
-``message`` ...); APIs ``sendMessage``, ``transferSession``, ``setAgentState``, ``logout``,
+``message``, ``supervisorChange`` ...); APIs ``sendMessage``, ``transferSession``,
+``monitorCall``, ``whisper``, ``barge``, ``leaveMonitor``, ``setAgentState``, ``logout``,
 ``getState``, ``getWindow``, ``multipleVideoRefuse``.
 """
 
@@ -53,23 +54,21 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import subprocess
-import sys
 import threading
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from kefu import aio
-from kefu.paths import DEFAULT_PORT, default_data_dir, open_private, private_dir
+from kefu.paths import default_data_dir
 from kefu.protocol import ErrorCode, error_body, error_message
 from kefu.protocol.errors import DEFAULT_LANG, localize
-from kefu.protocol.hosts import origin_of
 
 from .calls import CallTracker
 from .events import EventEmitter, RequestError, call_safely
+from .launcher import launch_plugin
+from .spec_api import Json, Options, Pending, SpecApi, StateCallback
 from .token import read_token
 from .transport import Transport
 
@@ -80,19 +79,9 @@ CALLBACK_ALIASES = {"kefuCloseVideoSuccess": "closeVideoSuccess"}
 
 log = logging.getLogger("kefu.sdk")
 
-Json = dict[str, Any]
-Options = Mapping[str, Any]
-StateCallback = Callable[[Any, Any], Any]
 
 #: The options of ``new IMClient`` that are callbacks (SPEC §3.1), and the additions.
 CLIENT_CALLBACKS = ("success", "error", "ssoReady", "kefuReady", "kefuWSClose", "kefuWSOpen", "quit")
-
-
-class Pending(concurrent.futures.Future[Json]):
-    """The first answer of a request; ``await`` it in asyncio code."""
-
-    def __await__(self) -> Generator[Any, None, Json]:
-        return asyncio.wrap_future(self).__await__()
 
 
 def _payload_of(msg: Json) -> Any:
@@ -106,19 +95,7 @@ def _payload_of(msg: Json) -> Any:
     return None
 
 
-def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``kefu plugin`` in its own session; its stderr goes to ``log_path``
-    (0600, also when it existed with a wider mode)."""
-    fd = open_private(log_path, os.O_WRONLY | os.O_APPEND)
-    try:
-        return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=fd, start_new_session=True
-        )
-    finally:
-        os.close(fd)
-
-
-class IMClient:
+class IMClient(SpecApi):
     """The spec's ``IMClient`` (see the module's docstring)."""
 
     def __init__(self, options: Options) -> None:
@@ -390,52 +367,8 @@ class IMClient:
         return False
 
     async def _launch_plugin(self) -> None:
-        parts = urlsplit(self.baseWsUrl)
-        if parts.hostname not in ("127.0.0.1", "localhost"):
-            raise RequestError(
-                f"startup launches a plugin on this machine only, not {parts.hostname}",
-                code=ErrorCode.plugin_unreachable,
-            )
-        port = parts.port or DEFAULT_PORT
         data_dir = self._data_dir if self._data_dir is not None else default_data_dir()
-        private_dir(data_dir)  # 0700 and its files 0600, also when it existed, wider
-        command = [
-            sys.executable,
-            "-m",
-            "kefu.cli",
-            "plugin",
-            "--server",
-            origin_of(self.ssoTo),
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ]
-        log_path = data_dir / "plugin.log"
-        proc = await asyncio.to_thread(_spawn, command, log_path)
-        self.plugin_process = proc
-        assert proc.stdout is not None
-        try:
-            async with asyncio.timeout(self._startup_timeout):
-                while True:
-                    line = await asyncio.to_thread(proc.stdout.readline)
-                    if not line:
-                        raise RequestError(
-                            f"the plugin exited ({proc.wait()}); see {log_path}",
-                            code=ErrorCode.plugin_unreachable,
-                        )
-                    if line.startswith(b"ready "):
-                        break
-        except TimeoutError:
-            proc.kill()
-            proc.wait()
-            raise RequestError(
-                f"the plugin did not start within {self._startup_timeout:g} s; see {log_path}",
-                code=ErrorCode.plugin_unreachable,
-            ) from None
-        finally:
-            proc.stdout.close()
-        log.info("started the plugin (pid %d) on port %d", proc.pid, port)
+        self.plugin_process = await launch_plugin(self.baseWsUrl, self.ssoTo, data_dir, self._startup_timeout)
 
     # --- closing
 
@@ -464,138 +397,3 @@ class IMClient:
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
-
-    # --- SPEC §4.1 the plugin's window
-
-    def startLogin(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        """``{minimize, data: {url}}``; ``error`` with ``code == -1`` when the login timed out."""
-        return self._call("startLogin", options, callback)
-
-    def setWindowSize(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        return self._call("setWindowSize", options, callback)
-
-    def minimize(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        return self._call("minimize", options, callback)
-
-    def startup(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        """``{clientUrl: "pocprotocol://"}``: show the plugin; start ``kefu plugin`` if nothing answers."""
-        return self._call("startup", options, callback)
-
-    def restore(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        return self._call("restore", options, callback)
-
-    def quit(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        self._quitting = True
-        return self._call("quit", options, callback)
-
-    def getWindow(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        """Addition: the window model (``width``, ``height``, ``minimized``, ``visible``)."""
-        return self._call("getWindow", options, callback)
-
-    # --- SPEC §4.2 IM
-
-    def pickUpSession(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        """``{session_id}`` (required)."""
-        return self._call("pickUpSession", options, callback)
-
-    def chatClose(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        return self._call("chatClose", options, callback)
-
-    def sendMessage(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        """Addition: ``{session_id, text, clientMsgId?}``."""
-        return self._call("sendMessage", options, callback)
-
-    def transferSession(
-        self, options: Options | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        """Addition (issue 20): ``{session_id, agentName?, note?}``: the session to the agent
-        named, or back to the head of the queue; ``success(data)`` with the session."""
-        return self._call("transferSession", options, callback)
-
-    # --- SPEC §4.3 audio and video (the call orchestration answers them)
-
-    def videoPickUp(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        return self._call("videoPickUp", options, callback)
-
-    def multipleVideoPickUp(
-        self, options: Options | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        return self._call("multipleVideoPickUp", options, callback)
-
-    def multipleVideoRefuse(
-        self, options: Options | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        return self._call("multipleVideoRefuse", options, callback)
-
-    def videoInviteAgent(
-        self, options: Options | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        return self._call("videoInviteAgent", options, callback)
-
-    def callbackToVisitor(
-        self, options: Options | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        return self._call("callbackToVisitor", options, callback)
-
-    def videoInviteCurrentVisitor(
-        self, options: Options | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        return self._call("videoInviteCurrentVisitor", options, callback)
-
-    def videoInviteVisitor(
-        self, options: Options | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        return self._call("videoInviteVisitor", options, callback)
-
-    def videoDisconnect(
-        self, options: Options | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        return self._call("videoDisconnect", options, callback)
-
-    # --- SPEC §4.4, §4.5 (the media layer answers them)
-
-    def takePhoto(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        return self._call("takePhoto", options, callback)
-
-    def snapshot(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        return self._call("snapshot", options, callback)
-
-    def inviteShare(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        return self._call("inviteShare", options, callback)
-
-    # --- SPEC §4.6 queries
-
-    def sessionCount(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        """``success(data)``: ``data["payload"]["sessionCount"]``."""
-        return self._call("sessionCount", options, callback)
-
-    def sessionState(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        """``success(data)``: ``data["payload"]["sessions"]``."""
-        return self._call("sessionState", options, callback)
-
-    def isMultipleVideo(
-        self, options: Options | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        """``success(data)``: ``data["data"]`` is True in a three-party video."""
-        return self._call("isMultipleVideo", options, callback)
-
-    def isShareState(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        """``success(data)``: ``data["data"]`` is True while a screen share is on."""
-        return self._call("isShareState", options, callback)
-
-    # --- additions (SPEC §5.3.6)
-
-    def setAgentState(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
-        """``{state: "idle" | "busy", reason?}``; the callback gets 002000 / 001000."""
-        return self._call("setAgentState", options, callback)
-
-    def logout(
-        self, options: Options | StateCallback | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        """``logout(callback)``: the callback gets 000000."""
-        return self._call("logout", options, callback)
-
-    def getState(
-        self, options: Options | StateCallback | None = None, callback: StateCallback | None = None
-    ) -> Pending:
-        return self._call("getState", options, callback)

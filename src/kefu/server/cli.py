@@ -3,73 +3,26 @@ and ``kefu reason add|list|remove``."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from kefu import aio
 from kefu.logs import configure_logging
-from kefu.protocol import CODE_INFO, ApiError, Code
 from kefu.tls import TlsError
 
-from .accounts import add_agent, list_agents, set_disabled
 from .atrest import SECRETS_KEY_ENV, load_key
-from .reasons import add_reason, list_reasons, remove_reason
+from .cli_accounts import agent_app, reason_app, team_app
+from .cli_common import DataDir, Db, DbSchema, database_where, err, storage
 from .runner import ServerRunner
-from .settings import WILDCARDS, Settings, default_data_dir
-from .store import Store
-from .teams import add_team, assign, list_teams, set_supervisor
+from .settings import WILDCARDS, Settings
 from .turn import TurnIssuer
 from .vault import MediaKeyError, parse_keys
 
 __all__ = ["register"]
-
-console = Console()
-err = Console(stderr=True)
-
-DataDir = typer.Option(
-    None, "--data-dir", help="data folder (default: the per-user data folder, or $KEFU_DATA_DIR)"
-)
-Db = typer.Option(
-    None, "--db", help="database URL, e.g. postgresql://user@host/db (default: SQLite in the data folder)"
-)
-DbSchema = typer.Option(None, "--db-schema", help="PostgreSQL schema to use (created if missing)")
-
-
-def _base(data_dir: Path | None, db: str | None, db_schema: str | None) -> dict[str, Any]:
-    return {"data_dir": data_dir or default_data_dir(), "db_url": db, "db_schema": db_schema}
-
-
-def _where(s: Settings) -> str:
-    return s.db_url if s.db_url else str(s.data_dir / "kefu.db")
-
-
-async def _with_store(s: Settings, body: Any) -> Any:
-    store = Store(s)
-    await store.open()
-    try:
-        return await body(store)
-    finally:
-        await store.close()
-
-
-def _run(s: Settings, body: Any) -> Any:
-    try:
-        return asyncio.run(_with_store(s, body))
-    except ApiError as exc:
-        err.print(f"[red]{exc.msg}[/red]")
-        raise typer.Exit(1) from None
-    except OSError as exc:
-        err.print(f"[red]cannot open the database at {_where(s)}: {exc}[/red]; check --data-dir / --db.")
-        raise typer.Exit(1) from None
-
 
 TURN_SECRET_ENV = "KEFU_TURN_SECRET"
 
@@ -338,7 +291,7 @@ def server(
         media_keys=media_keys,
         retention_days=retention_days,
         recording_timeout=recording_timeout,
-        **_base(data_dir, db, db_schema),
+        **storage(data_dir, db, db_schema),
     )
 
     async def main() -> None:
@@ -355,7 +308,7 @@ def server(
             )
             raise typer.Exit(1) from None
         typer.echo(f"kefu server listening on {url}", err=False)
-        typer.echo(f"data: {_where(s)}; API docs: {url}/docs", err=False)
+        typer.echo(f"data: {database_where(s)}; API docs: {url}/docs", err=False)
         if s.turn_urls:
             typer.echo(f"TURN: {', '.join(s.turn_urls)} (credentials for {s.turn_ttl:g} s)", err=False)
         if s.secrets_key is None:
@@ -394,231 +347,6 @@ def server(
         raise typer.Exit(2) from None
     logging.getLogger("kefu.server").info("event loop: %s", chosen)
     aio.run(main(), loop=chosen)
-
-
-agent_app = typer.Typer(help="Agent accounts: add, list, disable.", no_args_is_help=True)
-
-
-@agent_app.command("add")
-def agent_add(
-    name: str = typer.Argument(..., help="the agent's login name, e.g. 23160006"),
-    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
-    admin: bool = typer.Option(False, "--admin", help="may see every agent's data"),
-    supervisor: bool = typer.Option(False, "--supervisor", help="may see the floor of its teams"),
-    team: list[str] = typer.Option([], "--team", help="a team the agent belongs to (repeat)"),
-    max_sessions: int = typer.Option(5, help="IM sessions the agent handles at once"),
-    data_dir: Path = DataDir,
-    db: str = Db,
-    db_schema: str = DbSchema,
-) -> None:
-    """Add an agent. The password is stored as a scrypt hash only."""
-    s = Settings(**_base(data_dir, db, db_schema))
-
-    async def body(store: Store) -> Any:
-        agent = await add_agent(store, name, password, admin=admin, max_sessions=max_sessions, now=s.now())
-        if supervisor:
-            await set_supervisor(store, name)
-        for t in team:
-            await assign(store, t, name)
-        return agent
-
-    agent = _run(s, body)
-    role = "admin" if agent.admin else "supervisor" if supervisor else "agent"
-    console.print(
-        f"added {role} [bold]{agent.name}[/bold] (max {agent.max_sessions} sessions) in {_where(s)}"
-    )
-
-
-@agent_app.command("list")
-def agent_list(data_dir: Path = DataDir, db: str = Db, db_schema: str = DbSchema) -> None:
-    """List the agents with their current state."""
-    s = Settings(**_base(data_dir, db, db_schema))
-
-    async def body(store: Store) -> Any:
-        async with store.read() as conn:
-            return await list_agents(conn)
-
-    rows = _run(s, body)
-    if not rows:
-        console.print(f"no agents in {_where(s)}; add one with `kefu agent add NAME --password …`")
-        return
-    t = Table("name", "role", "state", "since", "open / max", "account", title=f"agents in {_where(s)}")
-    for r in rows:
-        code = Code(r["state"])
-        t.add_row(
-            r["name"],
-            "admin" if r["admin"] else "agent",
-            f"{code.value} {CODE_INFO[code].meaning}",
-            r["stateSince"][:19].replace("T", " "),
-            f"{r['openSessions']} / {r['maxSessions']}",
-            "[red]disabled[/red]" if r["disabled"] else "active",
-        )
-    console.print(t)
-
-
-def _set(name: str, disabled: bool, data_dir: Path | None, db: str | None, db_schema: str | None) -> None:
-    s = Settings(**_base(data_dir, db, db_schema))
-
-    async def body(store: Store) -> Any:
-        return await set_disabled(store, name, disabled)
-
-    _run(s, body)
-    console.print(f"{name}: {'disabled; its tokens are revoked' if disabled else 'enabled'}")
-
-
-@agent_app.command("disable")
-def agent_disable(
-    name: str = typer.Argument(...), data_dir: Path = DataDir, db: str = Db, db_schema: str = DbSchema
-) -> None:
-    """Disable an agent: it can no longer log in, and its tokens stop working."""
-    _set(name, True, data_dir, db, db_schema)
-
-
-@agent_app.command("enable")
-def agent_enable(
-    name: str = typer.Argument(...), data_dir: Path = DataDir, db: str = Db, db_schema: str = DbSchema
-) -> None:
-    """Enable a disabled agent again."""
-    _set(name, False, data_dir, db, db_schema)
-
-
-@agent_app.command("role")
-def agent_role(
-    name: str = typer.Argument(...),
-    supervisor: bool = typer.Option(..., "--supervisor/--no-supervisor", help="may see its teams' floor"),
-    data_dir: Path = DataDir,
-    db: str = Db,
-    db_schema: str = DbSchema,
-) -> None:
-    """Make an agent a supervisor, or no longer one."""
-    s = Settings(**_base(data_dir, db, db_schema))
-
-    async def body(store: Store) -> Any:
-        await set_supervisor(store, name, supervisor)
-
-    _run(s, body)
-    console.print(f"{name}: {'supervisor' if supervisor else 'not a supervisor'}")
-
-
-team_app = typer.Typer(help="Teams of agents and their supervisors.", no_args_is_help=True)
-
-
-@team_app.command("add")
-def team_add(
-    name: str = typer.Argument(..., help="the team's name"),
-    wrap_up_seconds: float = typer.Option(
-        None, "--wrap-up-seconds", help="after-call work of its agents (default: the server's)"
-    ),
-    wrap_up_extend: bool = typer.Option(False, "--wrap-up-extend", help="an agent may extend it once"),
-    data_dir: Path = DataDir,
-    db: str = Db,
-    db_schema: str = DbSchema,
-) -> None:
-    """Add a team."""
-    s = Settings(**_base(data_dir, db, db_schema))
-
-    async def body(store: Store) -> Any:
-        return await add_team(
-            store, name, now=s.now(), wrap_up_seconds=wrap_up_seconds, wrap_up_extend=wrap_up_extend
-        )
-
-    _run(s, body)
-    console.print(f"added team [bold]{name}[/bold] in {_where(s)}")
-
-
-@team_app.command("assign")
-def team_assign(
-    team: str = typer.Argument(..., help="the team"),
-    agent: str = typer.Argument(..., help="the agent or supervisor"),
-    remove: bool = typer.Option(False, "--remove", help="take the agent out of the team"),
-    data_dir: Path = DataDir,
-    db: str = Db,
-    db_schema: str = DbSchema,
-) -> None:
-    """Put an agent (or a supervisor) in a team, or take it out."""
-    s = Settings(**_base(data_dir, db, db_schema))
-
-    async def body(store: Store) -> Any:
-        await assign(store, team, agent, remove=remove)
-
-    _run(s, body)
-    console.print(f"{agent}: {'out of' if remove else 'in'} team {team}")
-
-
-@team_app.command("list")
-def team_list(data_dir: Path = DataDir, db: str = Db, db_schema: str = DbSchema) -> None:
-    """List the teams with their supervisors, agents and wrap-up policy."""
-    s = Settings(**_base(data_dir, db, db_schema))
-
-    async def body(store: Store) -> Any:
-        async with store.read() as conn:
-            return await list_teams(conn)
-
-    rows = _run(s, body)
-    t = Table("team", "supervisors", "agents", "wrap-up", title=f"teams in {_where(s)}")
-    for r in rows:
-        wrap = "server's" if r["wrapUpSeconds"] is None else f"{r['wrapUpSeconds']:g} s"
-        t.add_row(
-            r["name"],
-            ", ".join(r["supervisors"]),
-            ", ".join(r["members"]),
-            wrap + (" (extendable)" if r["wrapUpExtend"] else ""),
-        )
-    console.print(t)
-
-
-reason_app = typer.Typer(help="The catalogue of not-ready reasons.", no_args_is_help=True)
-
-
-@reason_app.command("add")
-def reason_add(
-    code: str = typer.Argument(..., help="the code agents send, e.g. LUNCH"),
-    label: str = typer.Argument(..., help="what supervisors read, e.g. 'Lunch break'"),
-    data_dir: Path = DataDir,
-    db: str = Db,
-    db_schema: str = DbSchema,
-) -> None:
-    """Add a not-ready reason; once there is one, setAgentState takes only the catalogue's codes."""
-    s = Settings(**_base(data_dir, db, db_schema))
-
-    async def body(store: Store) -> Any:
-        return await add_reason(store, code, label, now=s.now())
-
-    _run(s, body)
-    console.print(f"added reason [bold]{code}[/bold]: {label}")
-
-
-@reason_app.command("list")
-def reason_list(data_dir: Path = DataDir, db: str = Db, db_schema: str = DbSchema) -> None:
-    """List the not-ready reasons."""
-    s = Settings(**_base(data_dir, db, db_schema))
-
-    async def body(store: Store) -> Any:
-        async with store.read() as conn:
-            return await list_reasons(conn)
-
-    rows = _run(s, body)
-    if not rows:
-        console.print("no reasons: setAgentState takes any text as its reason")
-        return
-    t = Table("code", "label", title=f"not-ready reasons in {_where(s)}")
-    for r in rows:
-        t.add_row(r["code"], r["label"])
-    console.print(t)
-
-
-@reason_app.command("remove")
-def reason_remove(
-    code: str = typer.Argument(...), data_dir: Path = DataDir, db: str = Db, db_schema: str = DbSchema
-) -> None:
-    """Remove a not-ready reason (the history keeps it)."""
-    s = Settings(**_base(data_dir, db, db_schema))
-
-    async def body(store: Store) -> Any:
-        await remove_reason(store, code)
-
-    _run(s, body)
-    console.print(f"removed reason {code}")
 
 
 def register(app: typer.Typer) -> None:

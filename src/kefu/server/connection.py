@@ -37,6 +37,7 @@ from kefu.protocol.call import MemberKind
 from kefu.protocol.machine import Event, Flow
 from kefu.protocol.plugin_api import (
     CALL_MARKS,
+    SUPERVISE_MARKS,
     ChatCloseParams,
     SendMessageParams,
     SessionParams,
@@ -467,6 +468,7 @@ class AgentConnection(Connection):
         "ping": on_ping,
         "iceServers": on_ice,
         **dict.fromkeys((*CALL_MARKS, "signal", "inviteShare", "takePhoto", "mediaFailed"), on_call),
+        **dict.fromkeys(SUPERVISE_MARKS, on_call),  # issue 20: kefu.server.supervise
     }
 
 

@@ -47,6 +47,7 @@ from .routing import Router
 from .schema import agents, call_members, calls, sessions, state_changes, team_members, teams
 from .settings import Settings
 from .store import aware, iso
+from .supervise import supervising
 from .tasks import Coalesced
 from .teams import Viewer
 
@@ -380,6 +381,7 @@ class Floor:
         ):
             if r.id not in in_calls[r.agent_id]:
                 in_calls[r.agent_id].append(r.id)
+        helping = await supervising(conn)  # issue 20: the calls each supervisor helps in
         team_of: dict[int, list[str]] = defaultdict(list)
         for r in await conn.execute(
             select(team_members.c.agent_id, teams.c.name)
@@ -419,6 +421,7 @@ class Floor:
                     "openSessions": a.open_sessions,
                     "maxSessions": a.max_sessions,
                     "calls": in_calls.get(a.id, []),
+                    "supervising": helping.get(a.id, []),
                 }
             )
         return out

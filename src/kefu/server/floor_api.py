@@ -25,7 +25,8 @@ from kefu.protocol import ApiError, ErrorCode, InvalidTransition
 from kefu.protocol.machine import Event, Flow
 
 from .accounts import Agent, find_agent
-from .api import _ERRORS, Me, services_of
+from .api_deps import Me, services_of
+from .api_models import ERRORS as _ERRORS
 from .reasons import add_reason, list_reasons, record_wrap_up, remove_reason
 from .services import Services
 from .store import aware

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from kefu.protocol import ApiError, ErrorCode
 
 from .accounts import Agent
-from .api import _ERRORS, current_agent, services_of
+from .api_deps import current_agent, services_of
+from .api_models import ERRORS as _ERRORS
 from .events import Journal
 
 __all__ = ["router"]

@@ -32,6 +32,7 @@ __all__ = [
     "agents",
     "audit",
     "call_members",
+    "call_supervision",
     "calls",
     "events",
     "journal",
@@ -385,5 +386,19 @@ wrap_ups = Table(
     Column("call_id", String(32), ForeignKey("calls.id"), index=True),
     Column("code", String(32), nullable=False),
     Column("note", String(512)),
+    Column("at", TS, nullable=False),
+)
+
+# a supervisor's help in a call (issue 20): each join, change of mode and leave, with its time
+call_supervision = Table(
+    "call_supervision",
+    metadata,
+    Column("num", Integer, primary_key=True, autoincrement=True),
+    Column("call_id", String(32), ForeignKey("calls.id"), nullable=False, index=True),
+    Column("agent_id", Integer, ForeignKey("agents.id"), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    Column("mode", String(16), nullable=False),  # monitor | whisper | barge | left
+    Column("old", String(16)),  # the mode before; NULL when it joined
+    Column("reason", String(128)),
     Column("at", TS, nullable=False),
 )

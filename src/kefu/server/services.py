@@ -110,6 +110,7 @@ class Services:
             floor=floor,
             transfers=transfers,
         )
+        services.calls.supervision.listeners.append(floor.changed)  # issue 20: who helps in which call
         if settings.janus_url:
             services.calls.sfu = Sfu(settings, store, services.calls.push_signal, services.media)
             services.calls.sfu.end_call = services.calls.media_server_lost

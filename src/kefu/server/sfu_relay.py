@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,13 @@ class _CallMedia:
     members: set[Member] = field(default_factory=set)  # joined, as last told
     publishers: dict[Member, _Publisher] = field(default_factory=dict)
     subs: dict[tuple[Member, Member], int] = field(default_factory=dict)  # (subscriber, feed) → handle
+    # a feed heard only by some members (a supervisor, issue 20): feed → its audience
+    audience: dict[Member, frozenset[str]] = field(default_factory=dict)
+
+    def hears(self, member: Member, owner: Member) -> bool:
+        heard = self.audience.get(owner)
+        return member != owner and (heard is None or member[1] in heard)
+
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -159,7 +166,7 @@ class SfuRelay:
             if not pub.up:
                 continue
             for member in sorted(cm.members):
-                if member != owner and (member, owner) not in cm.subs:
+                if cm.hears(member, owner) and (member, owner) not in cm.subs:
                     try:
                         await self._subscribe(cm, member, owner, pub)
                     except MediaServerError as exc:
@@ -206,16 +213,31 @@ class SfuRelay:
 
     # --- what the call and Janus say
 
-    def sync(self, call_id: str, joined: Iterable[Member], ended: bool) -> None:
-        """After a call changed: who is joined now (after the commit)."""
+    def sync(
+        self,
+        call_id: str,
+        joined: Iterable[Member],
+        ended: bool,
+        audience: Mapping[Member, frozenset[str]] | None = None,
+    ) -> None:
+        """After a call changed: who is joined now (after the commit), and the feeds that only
+        some members hear (``audience``, by name: a supervisor's, issue 20)."""
         if call_id in self._calls:
-            self._spawn(self._sync(call_id, set(joined), ended), f"kefu-sfu-sync-{call_id}")
+            heard = dict(audience or {})
+            self._spawn(self._sync(call_id, set(joined), ended, heard), f"kefu-sfu-sync-{call_id}")
 
-    async def _sync(self, call_id: str, joined: set[Member], ended: bool) -> None:
+    async def _sync(
+        self, call_id: str, joined: set[Member], ended: bool, audience: dict[Member, frozenset[str]]
+    ) -> None:
         cm = self._calls.get(call_id)
         if cm is None:
             return
         async with cm.lock:
+            cm.audience = audience
+            for member, owner in [k for k in cm.subs if not cm.hears(*k)]:
+                await self._detach(cm.subs.pop((member, owner)))  # no longer in the feed's audience
+                if member in joined:
+                    await self._tell(cm.call_id, member, {"type": "leave", "feed": feed_ref(*owner)})
             gone = cm.members - joined if not ended else set(cm.members) | set(cm.publishers)
             cm.members = joined if not ended else set()
             for member in gone:

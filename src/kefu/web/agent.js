@@ -281,6 +281,16 @@
     timeline(data.state, what + " taken (" + p.width + "×" + p.height + ")");
   }
 
+  var SUPERVISOR_MODE = {
+    monitor: "is listening",
+    whisper: "is whispering to you (the visitor does not hear)",
+    barge: "is in the call (everyone hears)"
+  };
+
+  function supervisorText(p) {
+    return "supervisor " + (p.supervisor || "?") + " " + (SUPERVISOR_MODE[p.mode] || "left the call");
+  }
+
   // ------------------------------------------------------------ the plugin
 
   function start() {
@@ -341,6 +351,13 @@
       },
       visitorStreamOnline: function (data) {
         timeline(null, "the video of " + ((data.payload || {}).member || "a member") + " is back");
+      },
+      // issue 20: a supervisor in the agent's call (the visitor hears of a barge only)
+      supervisorChange: function (data) {
+        var p = data.payload || {};
+        var text = supervisorText(p);
+        timeline(null, text);
+        pill("supervisor-pill", text, p.mode ? "warn" : "");
       },
       stateChange: function (state, payload) {
         showState(state);

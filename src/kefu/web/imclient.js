@@ -40,7 +40,9 @@
  * such as plugin_unreachable, from the catalogue's table below), `token`, `kefuWSOpen`, `quit`, `reconnect`;
  * initInnerCallBack also takes `stateChange(state, payload)` and the server's
  * events by name (`sessionAssigned`, `message`, `queue`, `call`, `share`, ...);
- * APIs sendMessage, transferSession, setAgentState, logout, getState, getWindow,
+ * APIs sendMessage, transferSession, monitorCall, whisper, barge, leaveMonitor (issue 20:
+ * a supervisor in a call; its agent hears of it by initInnerCallBack supervisorChange),
+ * setAgentState, logout, getState, getWindow,
  * multipleVideoRefuse; client.state (the latest state code), client.currentCall
  * (the call the agent is in, also after a page reload: docs/sdk.md), client.close().
  * No dependency, no build step. See docs/web.md.
@@ -81,7 +83,7 @@
     "sessionCount", "sessionState", "isMultipleVideo", "isShareState",
     // additions
     "sendMessage", "setAgentState", "logout", "getState", "getWindow", "multipleVideoRefuse",
-    "transferSession"
+    "transferSession", "monitorCall", "whisper", "barge", "leaveMonitor"
   ];
 
   function isFinal(mark, subMark) {

@@ -5,13 +5,20 @@
  * floor, sent when something changed). Nothing is polled: the only timer
  * redraws the "in state" and "waiting" clocks from the last frame. Actions
  * (ready, not ready with a reason, log out) are POSTs to /api/agents/{name}/….
- * No build step, no dependency.
+ *
+ * Help in a call (issue 20) goes through the supervisor's own kefu plugin,
+ * which makes its media (imclient.js, ws://127.0.0.1:1040 or ?plugin=URL):
+ * signing in here also signs the plugin in; "Monitor" on an agent's row is
+ * monitorCall, then Whisper, Barge and Leave (whisper, barge, leaveMonitor).
+ * The floor shows where each supervisor helps and how ("supervising").
+ * No build step, no dependency but imclient.js.
  */
 (function () {
   "use strict";
 
   var $ = function (id) { return document.getElementById(id); };
-  var ui = { frames: 0, last: null, lastAt: 0, skew: 0, source: null, reasons: [] };
+  var ui = { frames: 0, last: null, lastAt: 0, skew: 0, source: null, reasons: [], client: null, helping: null };
+  var params = new URLSearchParams(location.search);
   window.kefuFloor = ui; // for tests and measurements
 
   function show(id) {
@@ -80,7 +87,59 @@
       act(a.name, "/state", sel.value ? { state: "busy", reason: sel.value } : { state: "busy" });
     }));
     box.appendChild(button("Log out", function () { act(a.name, "/logout"); }));
+    if (a.calls.length && ui.client) box.appendChild(button("Monitor", function () { help("monitorCall", { agentName: a.name }); }));
     return box;
+  }
+
+  // ------------------------------------------------------------ help in a call (the plugin)
+
+  function pluginPill(text, cls) { var el = $("plugin-pill"); el.textContent = text; el.className = "pill " + (cls || ""); }
+
+  var HELP_TEXT = { monitor: "listening", whisper: "whispering to the agent", barge: "in the call (everyone hears)" };
+
+  function helping(callId, mode) {
+    ui.helping = mode ? { callId: callId, mode: mode } : null;
+    $("help-state").textContent = mode ? HELP_TEXT[mode] + " · call " + String(callId).slice(0, 8) : "not in a call";
+    ["whisper-btn", "barge-btn", "leave-btn"].forEach(function (id) { $(id).disabled = !mode; });
+  }
+
+  function help(api, options) {
+    $("action-error").textContent = "";
+    if (!ui.client) { $("action-error").textContent = api + ": no kefu plugin on this computer"; return; }
+    ui.client[api](Object.assign({}, options || {}, {
+      success: function (data) { var p = data.payload || {}; helping(p.callId, p.mode); },
+      error: function (data) { $("action-error").textContent = api + ": " + errorText(data); }
+    }));
+  }
+
+  $("whisper-btn").addEventListener("click", function () { help("whisper"); });
+  $("barge-btn").addEventListener("click", function () { help("barge"); });
+  $("leave-btn").addEventListener("click", function () { help("leaveMonitor"); });
+
+  function connectPlugin() {
+    if (ui.client || typeof IMClient === "undefined") return;
+    ui.client = new IMClient({
+      baseWsUrl: params.get("plugin") || "ws://127.0.0.1:1040",
+      ssoTo: location.origin + "/agent",
+      lang: /^zh\b/i.test(navigator.language || "") ? "zh" : "en",
+      success: function () { pluginPill("plugin: connected", "ok"); },
+      error: function () { pluginPill("plugin: offline", "bad"); },
+      kefuReady: function () { pluginPill("plugin: signed in", "ok"); if (ui.last) drawAgents(ui.last.agents); }
+    });
+    ui.client.initInnerCallBack({
+      call: function (data) {
+        var p = data.payload || {};
+        if (ui.helping && p.callId === ui.helping.callId && (p.what === "ended" || p.what === "left")) helping(null, null);
+      }
+    });
+  }
+
+  function signInPlugin(name, password) {
+    if (!ui.client) return;
+    ui.client.startLogin({
+      data: { url: location.origin + "/doLogin?name=" + encodeURIComponent(name) + "&pwd=" + encodeURIComponent(password) + "&returnTo=" },
+      error: function (err) { pluginPill("plugin: " + errorText(err), "bad"); }
+    });
   }
 
   // ------------------------------------------------------------ drawing
@@ -103,7 +162,9 @@
       var t = cell(tr, duration(since(a.stateSince)), "in-state");
       t.dataset.since = a.stateSince;
       cell(tr, a.openSessions + " / " + a.maxSessions, "sessions");
-      cell(tr, a.calls.length ? String(a.calls.length) : "", "calls");
+      // issue 20: the calls a supervisor helps in, and how
+      var helping = (a.supervising || []).map(function (h) { return h.mode + " " + h.callId.slice(0, 8); });
+      cell(tr, [a.calls.length ? String(a.calls.length) : ""].concat(helping).filter(Boolean).join(" · "), "calls");
       cell(tr, actions(a));
       body.appendChild(tr);
     });
@@ -195,6 +256,7 @@
     ev.preventDefault();
     $("login-error").textContent = "";
     $("login-btn").disabled = true;
+    var name = $("login-name").value.trim(), password = $("login-pwd").value;
     fetch("/api/login", {
       method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ name: $("login-name").value.trim(), password: $("login-pwd").value })
@@ -202,9 +264,11 @@
       $("login-btn").disabled = false;
       if (!r.ok) return r.json().then(function (d) { $("login-error").textContent = errorText(d); });
       $("login-pwd").value = "";
+      signInPlugin(name, password);  // the plugin makes the supervisor's media (help in a call)
       start();
     }).catch(function () { $("login-btn").disabled = false; $("login-error").textContent = "the server did not answer"; });
   });
 
+  connectPlugin();
   start();
 })();

@@ -255,6 +255,7 @@
         break;
       case "memberJoined":
         if (call && p.kind === "visitor" && p.name !== state.name) say(p.name + " joined the call.", "system");
+        else if (call && p.role === "supervisor") say("A supervisor, " + p.name + ", joined the call.", "system");  // issue 20: a barge
         else if (call && p.kind === "agent" && p.name !== call.agentName) say("Agent " + p.name + " joined the call.", "system");
         break;
       case "memberLeft":
