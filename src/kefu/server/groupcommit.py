@@ -260,17 +260,24 @@ class MessageWriter:
             return
         self.batches += 1
         self.written += len(batch)
-        if pushes:
-            await self.hub.bus.publish_many(pushes)
-        if self.hub.on_events is not None and any(not isinstance(o, BaseException) for o in outcomes):
-            self.hub.on_events()
-        for job, outcome in zip(batch, outcomes, strict=True):
-            if job.fut.done():
-                continue
-            if isinstance(outcome, BaseException):
-                job.fut.set_exception(outcome)
-            else:
-                job.fut.set_result(outcome)
+        try:
+            if pushes:
+                await self.hub.bus.publish_many(pushes)
+            if self.hub.on_events is not None:
+                self.hub.on_events()
+        except Exception:
+            # stored all the same: each receiver catches up from the database on its next push,
+            # its reconnection or the bus's look for lost pushes (D25)
+            log.exception("a batch's pushes were not all handed to the bus")
+        finally:
+            # committed: every sender gets its answer, whatever happened after the commit
+            for job, outcome in zip(batch, outcomes, strict=True):
+                if job.fut.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    job.fut.set_exception(outcome)
+                else:
+                    job.fut.set_result(outcome)
 
     async def _write(self, batch: list[MessageJob]) -> tuple[list[Any], list[Push]]:
         async with self.hub.store.write() as conn:
