@@ -28,7 +28,7 @@ from kefu.protocol import ApiError, ErrorCode
 
 from .accounts import Agent
 from .events import EventType, emit
-from .groupcommit import ALONE, STORE_MESSAGE, MessageJob, MessageWriter, not_own
+from .groupcommit import STORE_MESSAGE, MessageJob, MessageWriter, not_own
 from .hub import Hub, Tx, agent_key, latest_seq, visitor_key
 from .routing import Router, event
 from .schema import messages, sessions
@@ -117,11 +117,17 @@ class Sessions:
         two sessions: the second looks again once it holds the lock, and the unique
         index on the visitor's active session (r0008) stops it in any case; it then
         runs again and finds the first's session."""
-        done = await self.writer.submit(
-            MessageJob(visitor.recipient, text, client_msg_id, visitor_id=visitor.id)
+        job = MessageJob(
+            visitor.recipient,
+            text,
+            client_msg_id,
+            alone=lambda: self._visitor_alone(visitor, text, client_msg_id),
+            visitor_id=visitor.id,
         )
-        if done is not ALONE:
-            return done  # type: ignore[no-any-return]
+        return await self.writer.send(job)  # type: ignore[no-any-return]
+
+    async def _visitor_alone(self, visitor: Visitor, text: str, client_msg_id: str | None) -> dict[str, Any]:
+        """A visitor's message in a transaction of its own."""
         for attempt in range(_ATTEMPTS):
             try:
                 return await self._visitor_send(visitor, text, client_msg_id)
@@ -173,10 +179,20 @@ class Sessions:
         self, agent: Agent, session_id: str, text: str, client_msg_id: str | None
     ) -> dict[str, Any]:
         """An agent's message in one of its open sessions."""
-        job = MessageJob(agent_key(agent.id), text, client_msg_id, agent_id=agent.id, session_id=session_id)
-        done = await self.writer.submit(job)
-        if done is not ALONE:
-            return done  # type: ignore[no-any-return]
+        job = MessageJob(
+            agent_key(agent.id),
+            text,
+            client_msg_id,
+            alone=lambda: self._agent_alone(agent, session_id, text, client_msg_id),
+            agent_id=agent.id,
+            session_id=session_id,
+        )
+        return await self.writer.send(job)  # type: ignore[no-any-return]
+
+    async def _agent_alone(
+        self, agent: Agent, session_id: str, text: str, client_msg_id: str | None
+    ) -> dict[str, Any]:
+        """An agent's message in a transaction of its own."""
         try:
             async with self.hub.transaction() as tx:
                 first = await self._repeat(tx, agent_key(agent.id), client_msg_id)
