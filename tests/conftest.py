@@ -10,9 +10,12 @@ instead of sleeping.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +67,45 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
     env.update(extra)
     return env
+
+
+def kefu_argv(*args: str) -> list[str]:
+    """``python -m kefu.cli …`` with this interpreter (a ``kefu`` process a test starts)."""
+    return [sys.executable, "-m", "kefu.cli", *args]
+
+
+@contextlib.asynccontextmanager
+async def plugin_process(
+    server_url: str,
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stderr: Any = asyncio.subprocess.PIPE,
+    prefix: Sequence[str] = (),
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``kefu plugin --server server_url --data-dir data_dir *args`` in a process of its own,
+    once it printed ``ready ws://127.0.0.1:<port>``: the process and that URL. Killed (by
+    its pid) at the end if still running. ``prefix``: e.g. ``ip netns exec NAME``."""
+    argv = kefu_argv("plugin", "--server", server_url, "--data-dir", str(data_dir), *args)
+    proc = await asyncio.create_subprocess_exec(
+        *prefix,
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), scaled(60.0))).decode()
+        if not line.startswith("ready ws://127.0.0.1:"):
+            said = (await proc.stderr.read()).decode() if proc.stderr is not None else ""
+            raise AssertionError(f"the plugin did not start: {line}{said}")
+        yield proc, line.split()[1]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.communicate()
 
 
 def fast_settings(data_dir: Path, clock: Clock, **overrides: Any) -> Settings:

@@ -22,11 +22,19 @@ def test_states_table() -> None:
 def test_states_json() -> None:
     r = runner.invoke(app, ["states", "--json"])
     rows = json.loads(r.output)
-    assert len(rows) == 49
+    assert len(rows) == 49 + 20  # issue 20: the call transfers' 20 codes
     row = next(x for x in rows if x["code"] == "006011")
     assert row["name"] == "callVisitor_VisitorAcceptSuccess"
     assert row["state"] == "006000" and row["addition"] is False
-    assert {x["code"] for x in rows if x["addition"]} == {"001000", "002000", "004001", "004002"}
+    additions = {x["code"] for x in rows if x["addition"]}
+    assert {"001000", "002000", "004001", "004002", "004003", "006023", "007004"} <= additions
+    assert len(additions) == 24
+
+
+def test_states_explains_a_transfer_code() -> None:
+    r = runner.invoke(app, ["states", "007004"])
+    assert r.exit_code == 0
+    assert "consultTransfer_inviteSendSuccess" in r.output and "the visitor is on hold" in r.output
 
 
 def test_states_explains_one_code() -> None:

@@ -160,6 +160,23 @@ async def wait_js(page: Page, expression: str, arg: Any = None, limit: float = L
     return await handle.json_value()
 
 
+async def page_stats(page: Page, take: str, where: str, limit: float = LIMIT) -> dict[str, Any]:
+    """The page's figures once ``where`` holds of them (as ``s``): ``take``, a JS async function
+    returning the figures, runs every 100 ms in the page (started once per page)."""
+    await page.evaluate(
+        f"""() => {{
+            if (window.__statsTimer) return;
+            const take = {take};
+            window.__statsTimer = setInterval(async () => {{ window.__stats = await take(); }}, 100);
+        }}"""
+    )
+    handle = await page.wait_for_function(
+        f"() => {{ const s = window.__stats; return s && ({where}) ? s : null; }}", timeout=limit * 1000
+    )
+    found: dict[str, Any] = await handle.json_value()
+    return found
+
+
 async def calls(
     page: Page, api: str, name: str | None = None, *, count: int = 1, limit: float = LIMIT
 ) -> list[dict[str, Any]]:

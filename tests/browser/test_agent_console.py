@@ -225,3 +225,49 @@ async def test_transfers_and_a_supervisors_action_show_in_the_console(
         await screenshot(page, "agent-console-transfer")
         await page.close()
     await a2.aclose()
+
+
+async def test_call_transfers_show_in_the_console(context: BrowserContext, stack: Stack) -> None:
+    """Issue 20: a call transferred to the console's agent rings with the other agent's name
+    and note; the console then consults another agent (the visitor on hold) and completes."""
+    from tests.e2e.test_im_transfer import second_agent
+
+    a2 = await second_agent(stack)  # on the server's socket, without a plugin (no media)
+    page = await open_console(context, stack)
+    await sign_in(page)
+    await page.click("#ready-btn")
+    await shows_state(page, "002000")
+    async with Visitor(stack.server.url, "vc", timeout=LIMIT, on_invite="accept"):
+        await a2.call("setAgentState", {"state": "idle"})
+        await a2.call("callbackToVisitor", {"visitorName": "vc"})
+        while (await a2.next_event(mark="state"))["state"] != "006011":
+            pass  # the visitor accepts by itself
+        await a2.call("transferCall", {"agentName": "a1", "note": "wants a mortgage"})
+        await page.wait_for_selector(
+            "#ringing-text >> text=Agent a2 transfers a call to you — note: wants a mortgage", timeout=MS
+        )
+        await screenshot(page, "agent-console-transfer-ringing")
+        await page.click("#pickup-btn")
+        await shows_state(page, "006023")
+        # the console consults a2 (ready again after the blind transfer's after-call work)
+        await a2.call("setAgentState", {"state": "idle"})
+        await page.fill("#call-transfer-to", "a2")
+        await page.select_option("#call-transfer-mode", "consult")
+        await page.fill("#call-transfer-note", "second opinion")
+        await page.click("#call-transfer-btn")
+        await shows_state(page, "007004")
+        await page.wait_for_selector(
+            "#call-transfer-text >> text=Calling a2; the visitor is on hold.", timeout=MS
+        )
+        assert await page.is_disabled("#transfer-complete-btn")
+        await a2.call("multipleVideoPickUp")
+        await shows_state(page, "008003")
+        await page.wait_for_selector("#call-transfer-text >> text=Consulting a2", timeout=MS)
+        await screenshot(page, "agent-console-consulting")
+        await page.click("#transfer-complete-btn")
+        await shows_state(page, "005012")
+        await page.wait_for_selector("#call-transfer", state="hidden", timeout=MS)
+        await page.wait_for_selector("#timeline >> text=the call went to a2", timeout=MS)
+        await a2.call("videoDisconnect")
+    await page.close()
+    await a2.aclose()

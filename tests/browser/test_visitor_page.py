@@ -312,3 +312,46 @@ async def test_a_third_visitor_appears_as_a_tile_of_its_own(context: BrowserCont
         await page.wait_for_selector(".tile figcaption >> text=gus", state="detached", timeout=LIMIT * 1000)
     await desk.agent.video_disconnect()
     await page.close()
+
+
+async def test_a_blind_transfer_moves_the_pages_media_to_the_new_agent(
+    context: BrowserContext, desk: Desk, tmp_path: Path
+) -> None:
+    """Issue 20 (D30): the page closes its connection to a1's hub and answers a2's offer."""
+    from kefu.plugin import Plugin
+    from tests.plugin.harness import fast_settings
+
+    plugin = Plugin(fast_settings(desk.stack.server.url, tmp_path / "plugin-a2", media=MEDIA))
+    await plugin.start()
+    try:
+        async with Client(plugin.url, data_dir=plugin.settings.data_dir) as a2:
+            await a2.start_login(desk.stack.login_url("a2"))
+            await a2.set_agent_state("idle")
+            page, _call, call_id = await in_call(context, desk, "tom")
+            transfer = desk.agent.stream("transferCall", {"agentName": "a2", "note": "savings"})
+            (asked,) = await replies(transfer, 1)
+            assert (asked.sub_mark, asked.state) == ("inviteSuccess", "007003")
+            picked = await a2.request("multipleVideoPickUp")
+            assert (picked.sub_mark, picked.state) == ("acceptSuccess", "006023")
+            (done,) = await replies(transfer, 1)
+            assert (done.sub_mark, done.state) == ("transferSuccess", "005011")
+            await page.wait_for_selector(
+                ".msg.system >> text=Your call is now with agent a2", timeout=LIMIT * 1000
+            )
+            # a2's plugin is the hub now: it receives the page's camera, the page shows a2's
+            assert plugin.media is not None
+            hub = plugin.media.calls[call_id].hub  # type: ignore[union-attr]
+            frame = await hub.peer("tom").next_frame("tom", "camera", within=LIMIT)
+            assert frame.width >= 320
+            await wait_js(
+                page,
+                """() => [...document.querySelectorAll('.tile')].some(t =>
+                    t.querySelector('figcaption').textContent.includes('a2') &&
+                    t.querySelector('video').videoWidth > 0)""",
+            )
+            await screenshot(page, "visitor-after-transfer")
+            await page.click("#hangup-btn")
+            await wait_js(page, "() => document.getElementById('call-panel').classList.contains('hidden')")
+            await page.close()
+    finally:
+        await plugin.aclose()

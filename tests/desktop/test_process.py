@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from ..conftest import plugin_process as kefu_plugin
 from ..plugin.harness import wait_for
 
 pytestmark = pytest.mark.desktop
@@ -27,31 +27,11 @@ async def plugin_process(
     tmp_path: Path, env: dict[str, str], *args: str
 ) -> AsyncIterator[tuple[Any, str, str]]:
     """``kefu plugin`` (killed by its pid if the test leaves it running); (process, url, stderr so far)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "kefu.cli",
-        "plugin",
-        "--server",
-        "http://127.0.0.1:9",
-        "--port",
-        "0",
-        "--data-dir",
-        str(tmp_path / "plugin"),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        line = (await wait_for(proc.stdout.readline(), 60)).decode()
-        assert line.startswith("ready ws://127.0.0.1:"), line + (await proc.stderr.read()).decode()
-        yield proc, line.split()[1], ""
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.communicate()
+    async with kefu_plugin("http://127.0.0.1:9", tmp_path / "plugin", "--port", "0", *args, env=env) as (
+        proc,
+        url,
+    ):
+        yield proc, url, ""
 
 
 async def _sdk(url: str, tmp_path: Path) -> ClientConnection:

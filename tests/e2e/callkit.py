@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ from kefu.media import MediaSettings
 from kefu.plugin import Plugin
 from kefu.sdk import IMClient
 from tests.conftest import PASSWORD, ServerHandle, child_env
+from tests.conftest import plugin_process as kefu_plugin
 from tests.plugin.harness import LIMIT
 from tests.plugin.harness import fast_settings as plugin_settings
 
@@ -76,6 +76,12 @@ CALLBACKS = (
     "refuseSuccess",
     "open",
     "close",
+    # call transfers (issue 20)
+    "transferSuccess",
+    "completeSuccess",
+    "cancelSuccess",
+    "refuse",
+    "targetLeft",
 )
 
 
@@ -141,41 +147,23 @@ async def plugin_process(
     """``kefu plugin --headless`` on a free port, with media (320x240 at 15 fps) and
     ``options``, until it printed ``ready``; killed at the end if still running.
     ``prefix``: e.g. ``ip netns exec NAME`` to run it in a network namespace."""
-    log = log_path.open("ab")
-    proc = await asyncio.create_subprocess_exec(
-        *prefix,
-        sys.executable,
-        "-m",
-        "kefu.cli",
-        "plugin",
-        "--server",
-        server.url,
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        "--headless",
-        "--video-size",
-        "320x240",
-        "--fps",
-        "15",
-        *options,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,
-        stdin=asyncio.subprocess.DEVNULL,
-        env=child_env(),
-    )
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        assert line.startswith(b"ready ws://127.0.0.1:"), line
-        token = (data_dir / "plugin.token").read_text().strip()
-        yield PluginProcess(proc, line.split()[1].decode(), token)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        log.close()
+    with log_path.open("ab") as log:
+        async with kefu_plugin(
+            server.url,
+            data_dir,
+            "--port",
+            "0",
+            "--headless",
+            "--video-size",
+            "320x240",
+            "--fps",
+            "15",
+            *options,
+            env=child_env(),
+            stderr=log,
+            prefix=prefix,
+        ) as (proc, url):
+            yield PluginProcess(proc, url, (data_dir / "plugin.token").read_text().strip())
 
 
 class AgentSide:

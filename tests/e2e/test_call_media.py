@@ -67,7 +67,7 @@ async def scene(server: ServerHandle, tmp_path: Path) -> AsyncIterator[Scene]:
 
 
 def hub_of(agent: AgentSide) -> MediaHub:
-    hub = agent.plugin.hub
+    hub = agent.plugin.call_media
     assert hub is not None, "the agent's plugin has no hub for its call"
     return hub
 
@@ -116,7 +116,7 @@ async def test_two_party_media_both_ways_and_the_snapshot(scene: Scene) -> None:
     await a1.call("videoDisconnect").callback("success", "005004")
     await v.wait_for(MediaStatus, lambda e: e.status == "closed", within=LIMIT)
     await a1.plugin.media.wait_closed()  # type: ignore[union-attr]
-    assert a1.plugin.hub is None and peer.closed
+    assert a1.plugin.call_media is None and peer.closed
 
 
 async def test_snapshot_before_any_frame_and_without_media(scene: Scene) -> None:
@@ -139,7 +139,7 @@ async def test_snapshot_before_any_frame_and_without_media(scene: Scene) -> None
     await c.callback("acceptSuccess", "006011")
     err = await a2.call("snapshot").callback("error")
     assert err["error"]["code"] == "no_media" and "--no-media" in err["error"]["detail"]
-    assert a2.plugin.hub is None and v2.media is None
+    assert a2.plugin.call_media is None and v2.media is None
 
 
 async def test_three_party_each_member_receives_both_others(scene: Scene) -> None:

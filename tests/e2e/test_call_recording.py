@@ -76,7 +76,7 @@ async def test_a_short_call_is_recorded_on_the_server_as_long_as_the_call(
         c = a1.call("callbackToVisitor", {"visitorName": "v1"})
         call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
         await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
-        hub = a1.plugin.hub
+        hub = a1.plugin.call_media
         assert hub is not None
         await hub.peer("v1").next_frame("v1", "camera", within=LIMIT)
         await asyncio.sleep(2.0)  # the call's length

@@ -56,7 +56,7 @@ async def scene(dc: DataCentre, tmp_path: Path) -> AsyncIterator[Scene]:
 
 
 def sfu_of(agent: AgentSide) -> SfuMember:
-    media = agent.plugin.hub
+    media = agent.plugin.call_media
     assert isinstance(media, SfuMember), f"{agent.name}'s plugin has no SFU media: {media!r}"
     return media
 

@@ -17,6 +17,7 @@ import pytest
 from kefu.media import NegotiationNeeded, SfuMember, TrackAdded, colour_for, read_counter, sample_rgb
 from kefu.protocol.sfu import SFU
 from kefu.visitor.link import Link
+from tests.conftest import scaled
 from tests.media.conftest import Events, near
 from tests.server.test_calls import call_event, state, visitor
 
@@ -140,7 +141,7 @@ async def test_two_members_see_each_other_through_janus(dc: DataCentre) -> None:
         assert relay._calls == {}  # every handle of the call detached
 
 
-async def _next_frame(d: Driven, name: str, within: float = 15.0) -> Any:
+async def _next_frame(d: Driven, name: str, within: float = scaled(15.0)) -> Any:
     """The next camera frame of ``name`` at ``d``'s member, once its subscription exists."""
     await d.events.wait_for(lambda e: isinstance(e, TrackAdded) and e.member == name, within)
     return await d.member.subscription(name).next_frame(name, within=within)

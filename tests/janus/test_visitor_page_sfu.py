@@ -18,17 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from av import VideoFrame
 from PIL import Image as PILImage
 from PIL import ImageChops
 from playwright.async_api import Page, async_playwright
 
-from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS
+from kefu.media import SfuMember, TrackRemoved
+from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, page_stats
 from tests.e2e.callkit import SMALL_MEDIA, AgentSide
+from tests.media.conftest import Events
 from tests.netns.test_browser import fake_camera
 from tests.plugin.harness import LIMIT
 
 from .conftest import DataCentre
 from .netns import HOST
+from .test_calls_sfu import frame_of
 
 pytestmark = [pytest.mark.media, pytest.mark.browser]
 
@@ -53,18 +57,7 @@ STATS = """async () => {
 
 
 async def stats(page: Page, where: str) -> dict[str, Any]:
-    await page.evaluate(
-        f"""() => {{
-            if (window.__statsTimer) return;
-            const take = {STATS};
-            window.__statsTimer = setInterval(async () => {{ window.__stats = await take(); }}, 100);
-        }}"""
-    )
-    handle = await page.wait_for_function(
-        f"() => {{ const s = window.__stats; return s && ({where}) ? s : null; }}", timeout=LIMIT * 1000
-    )
-    found: dict[str, Any] = await handle.json_value()
-    return found
+    return await page_stats(page, STATS, where, LIMIT)
 
 
 def _need_chromium() -> None:
@@ -186,3 +179,47 @@ async def test_a_second_agent_is_a_tile_of_its_own_until_it_leaves(
         before = (await stats(page, "true"))["inVideo"]["agent:a1"]
         await page.evaluate("() => { window.__stats = null; }")
         await stats(page, f"s.inVideo['agent:a1'] > {before + 10}")  # a1's video still comes
+
+
+async def test_the_page_shares_its_screen_through_janus(dc: DataCentre, page: Page, tmp_path: Path) -> None:
+    async with AsyncExitStack() as stack:
+        await dc.server.add_agent("a1")
+        a1 = AgentSide(dc.server, "a1", tmp_path / "plugin-a1", media=MEDIA)
+        stack.push_async_callback(a1.close)
+        await a1.start(ready=True)
+        await page.goto(dc.server.url + "/visitor?name=pv1")
+        await page.wait_for_function(
+            "() => document.getElementById('conn').textContent === 'connected'", timeout=LIMIT * 1000
+        )
+        c = a1.call("callbackToVisitor", {"visitorName": "pv1"})
+        await page.wait_for_selector("#invite-dialog[open]", timeout=LIMIT * 1000)
+        await page.click("#accept-btn")
+        await c.callback("acceptSuccess", "006011")
+        await stats(page, "s.state === 'connected' && s.outVideo > 5")
+        media = a1.plugin.hub
+        assert isinstance(media, SfuMember)
+        camera = await frame_of(media, "pv1")
+        # inviteShare: the page publishes Chromium's fake screen as a second track of its feed
+        share = a1.call("inviteShare")
+        await page.wait_for_selector("#share-dialog[open]", timeout=LIMIT * 1000)
+        await page.click("#share-yes")
+        await share.callback("open")
+        sub = media.subscription("pv1")
+        screen = [await sub.next_frame("pv1", "screen", within=LIMIT) for _ in range(3)]
+        assert isinstance(screen[-1], VideoFrame)
+        # the fake screen is not the fake camera: a picture of its own, at its own size
+        assert screen[-1].width >= 640 and (screen[-1].width, screen[-1].height) != (
+            camera.width,
+            camera.height,
+        )
+        assert (await a1.call("isShareState").callback("success"))["data"] is True
+        assert await sub.next_frame("pv1", "camera", within=LIMIT)  # the camera goes on beside it
+        # the page stops: the share closes, the agent's subscription loses the screen
+        tracks = Events()
+        media.events.subscribe(tracks)
+        await page.click("#share-stop-btn")
+        await share.callback("close")
+        assert (await a1.call("isShareState").callback("success"))["data"] is False
+        await tracks.wait_for(lambda e: isinstance(e, TrackRemoved) and e.role == "screen", LIMIT)
+        assert sub.received_track("pv1", "screen") is None
+        await a1.call("videoDisconnect").callback("success", "005004")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from kefu.media import DirectLink, MediaEvent, MediaHub, MediaMember, MediaSettings, open_source
+from tests.conftest import scaled
 
 BLUE = (30, 90, 200)  # the agent
 GREEN = (40, 170, 60)  # visitor v1
@@ -53,7 +54,7 @@ class Events:
     def of(self, kind: type) -> list[MediaEvent]:
         return [e for e in self.seen if isinstance(e, kind)]
 
-    async def wait_for(self, test: Callable[[MediaEvent], bool], within: float = 5.0) -> MediaEvent:
+    async def wait_for(self, test: Callable[[MediaEvent], bool], within: float = scaled(5.0)) -> MediaEvent:
         async def scan() -> MediaEvent:
             while True:
                 for e in self.seen:

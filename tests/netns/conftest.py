@@ -190,7 +190,7 @@ class Network:
         if turns:
             await self.topo.wait_udp("dc", TURN_ADDRESS, TURNS_PORT, proto="tcp")
 
-    async def agent(self, name: str = "a1", *, connect_timeout: float = 20.0) -> Lines:
+    async def agent(self, name: str = "a1", *, connect_timeout: float = scaled(20.0)) -> Lines:
         """The plugin on the agent host (headless, real media) and an IMClient logged in, ready."""
         data = self.tmp / f"plugin-{name}"
         plugin = await self.topo.spawn(

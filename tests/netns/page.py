@@ -31,12 +31,13 @@ from typing import Any
 
 from playwright.async_api import Page, async_playwright
 
-from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, page_stats
+from tests.conftest import scaled
 
 from .probe import emit, lines
 
 #: Every wait here, in seconds (the test bounds the whole with its own LIMIT).
-WAIT = 60.0
+WAIT = scaled(60.0)
 
 #: What the page's peer connection reports: frames and the route (getStats).
 STATS = """async () => {
@@ -72,18 +73,7 @@ def chromium_args(spki_hash: str) -> list[str]:
 
 
 async def stats(page: Page, where: str) -> dict[str, Any]:
-    await page.evaluate(
-        f"""() => {{
-            if (window.__statsTimer) return;
-            const take = {STATS};
-            window.__statsTimer = setInterval(async () => {{ window.__stats = await take(); }}, 100);
-        }}"""
-    )
-    handle = await page.wait_for_function(
-        f"() => {{ const s = window.__stats; return s && ({where}) ? s : null; }}", timeout=WAIT * 1000
-    )
-    found: dict[str, Any] = await handle.json_value()
-    return found
+    return await page_stats(page, STATS, where, WAIT)
 
 
 async def command(page: Page, cmd: dict[str, Any]) -> None:

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.conftest import scaled
+
 __all__ = ["DC_SERVICES", "KEFU_ADDRESS", "TURN_ADDRESS", "Host", "Topology", "unavailable"]
 
 DC_SERVICES = "10.77.0.0/24"
@@ -169,7 +171,7 @@ class Topology:
         return {line.split()[-1].rsplit(":", 1)[0] for line in lines}
 
     async def wait_udp(
-        self, role: str, address: str, port: int, within: float = 30.0, *, proto: str = "udp"
+        self, role: str, address: str, port: int, within: float = scaled(30.0), *, proto: str = "udp"
     ) -> None:
         """Until something listens on UDP (or ``proto="tcp"``) ``address:port`` in ``role``
         (coturn says nothing on stdout when it is ready: look at the sockets)."""

@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect
 from kefu.cli import app
 from kefu.plugin.cli import DESKTOP_FILE, _desktop_quote
 
+from ..conftest import kefu_argv, plugin_process
 from .harness import wait_for
 
 runner = CliRunner()
@@ -114,28 +115,8 @@ def test_install_url_handler_registers_pocprotocol_for_the_user(tmp_path: Path) 
 @contextlib.asynccontextmanager
 async def running_plugin(tmp_path: Path, *args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """``kefu plugin`` in a process of its own; killed (by its pid) if the test leaves it running."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "kefu.cli",
-        "plugin",
-        "--server",
-        "http://127.0.0.1:9",
-        "--data-dir",
-        str(tmp_path / "plugin"),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = (await wait_for(proc.stdout.readline(), 60)).decode()
-        assert line.startswith("ready ws://127.0.0.1:"), line
-        yield proc, line.split()[1]
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.communicate()
+    async with plugin_process("http://127.0.0.1:9", tmp_path / "plugin", *args) as running:
+        yield running
 
 
 async def test_the_plugin_runs_answers_and_quits(tmp_path: Path) -> None:
@@ -166,16 +147,15 @@ async def test_a_port_in_use_says_what_to_do(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "kefu.cli",
-            "plugin",
-            "--server",
-            "http://127.0.0.1:9",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "p"),
+            *kefu_argv(
+                "plugin",
+                "--server",
+                "http://127.0.0.1:9",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "p"),
+            ),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )

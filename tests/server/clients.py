@@ -7,13 +7,14 @@ from typing import Any
 
 from kefu.protocol.wire import Json
 from kefu.visitor.link import Link
+from tests.conftest import scaled
 
 
 class AgentClient:
     """``auth`` with a token, then requests and pushes over :class:`Link`."""
 
     def __init__(
-        self, url: str, token: str, *, timeout: float = 5.0, tls: ssl.SSLContext | None = None
+        self, url: str, token: str, *, timeout: float = scaled(5.0), tls: ssl.SSLContext | None = None
     ) -> None:
         self.token = token
         self.link = Link(url, timeout=timeout, ssl=tls)

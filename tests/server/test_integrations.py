@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from kefu.protocol.integrations import EVENT_INFO, SIGNATURE_HEADER, EventType, verify
-from tests.conftest import PASSWORD, ServerHandle
+from tests.conftest import PASSWORD, ServerHandle, scaled
 from tests.server.test_calls import state
 from tests.server.test_media_store import in_call, jpeg
 
@@ -95,7 +95,7 @@ class Receiver:
             self._writers.discard(writer)
             writer.close()
 
-    async def until(self, cond: Callable[[Receiver], bool], within: float = 10.0) -> None:
+    async def until(self, cond: Callable[[Receiver], bool], within: float = scaled(10.0)) -> None:
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: cond(self))
 
@@ -168,7 +168,7 @@ def check_order_per_stream(events: list[dict[str, Any]]) -> None:
 
 async def a_day(server: ServerHandle) -> str:
     """A scripted day: a chat (queued, assigned, messages, transferred, closed) and a call with a
-    snapshot, a photo and a recording; returns the call's id."""
+    snapshot, a photo, a transfer refused, a supervisor and a recording; returns the call's id."""
     agent, v, call_id, token = await in_call(server)
     auth = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -192,6 +192,15 @@ async def a_day(server: ServerHandle) -> str:
             headers=auth,
         )
         assert r.status_code == 200, r.text
+    other = await server.agent("a9", ready=True)  # issue 20: a call transfer, refused
+    await agent.call("transferCall", {"agentName": "a9", "note": "loans"})
+    await state(agent, "007003")
+    await other.call("multipleVideoRefuse")
+    await state(agent, "006015")
+    await other.call("setAgentState", {"state": "busy"})  # a1 stays the only ready agent
+    sup = await server.agent("boss", add=False)  # an admin supervises any call (issue 20)
+    await sup.call("monitorCall", {"callId": call_id})
+    await sup.call("leaveMonitor")
     await agent.call("videoDisconnect")
     await state(agent, "005004")
     await agent.call("setAgentState", {"state": "idle"})
@@ -233,7 +242,16 @@ async def test_every_event_of_a_day_arrives_once_in_order_and_signed(
     ended = next(e for e in call if e["type"] == "call.ended")["data"]
     assert ended["endedBy"] == "a1" and ended["reason"]
     states = [e["data"] for e in got if e["type"] == "agent.state_changed" and e["data"]["agentName"] == "a1"]
-    assert [s["new"] for s in states] == ["001000", "002000", "003001", "006011", "005004", "002000"]
+    assert [s["new"] for s in states] == [
+        "001000",
+        "002000",
+        "003001",
+        "006011",
+        "007003",
+        "006015",
+        "005004",
+        "002000",
+    ]
     for e in got:
         assert set(EVENT_INFO[EventType(e["type"])].data) <= set(e["data"]), e
     photo = next(e for e in got if e["type"] == "photo.taken")["data"]

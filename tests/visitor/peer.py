@@ -23,6 +23,7 @@ from kefu.media import MediaHub, MediaPeer, NegotiationNeeded
 from kefu.media.events import MediaEvent
 from kefu.protocol import encode, loads_strict
 from kefu.protocol.wire import Json
+from tests.conftest import scaled
 
 Answer = Callable[[Json], Json | None]
 
@@ -72,7 +73,7 @@ class ScriptedServer:
                     reply = {"subMark": "success", "payload": {}}
                 await ws.send(encode({"v": 1, "id": rid, "mark": mark, **reply}))
 
-    async def push(self, sub_mark: str, payload: Any, within: float = 30.0) -> None:
+    async def push(self, sub_mark: str, payload: Any, within: float = scaled(30.0)) -> None:
         """Push to the visitor, once it has said hello (waiting at most ``within``)."""
         await asyncio.wait_for(self._connected.wait(), within)
         assert self.ws is not None
@@ -83,7 +84,7 @@ class ScriptedServer:
         await self.push("call", {"callId": call_id, "what": what, **detail})
 
     async def next_request(
-        self, mark: str, where: Callable[[Json], bool] | None = None, within: float = 5.0
+        self, mark: str, where: Callable[[Json], bool] | None = None, within: float = scaled(5.0)
     ) -> Json:
         """The first request (past or coming) with ``mark`` that passes ``where``; taken."""
 

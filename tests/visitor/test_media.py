@@ -29,6 +29,7 @@ from kefu.media import (
     sample_rgb,
 )
 from kefu.visitor import CallAction, CallUpdate, MediaStatus, MediaTrack, PhotoAnswer, ShareAnswer, Visitor
+from tests.conftest import scaled
 from tests.media.test_sources import ORANGE, write_clip
 
 from .peer import HubRelay, ScriptedServer
@@ -51,7 +52,9 @@ class HubEvents:
         self.seen.append(event)
         self.changed.set()
 
-    async def wait_for(self, kind: type, within: float = 5.0, since: int = 0, **attrs: object) -> MediaEvent:
+    async def wait_for(
+        self, kind: type, within: float = scaled(5.0), since: int = 0, **attrs: object
+    ) -> MediaEvent:
         """The first event of ``kind`` (with ``attrs``) from ``seen[since]`` on."""
 
         async def scan() -> MediaEvent:

@@ -17,7 +17,7 @@ from typing import Any
 from av import VideoFrame
 from PIL import Image as PILImage
 
-__all__ = ["Image", "RgbImage", "encode_jpeg", "encode_jpeg_async", "to_pil", "to_rgb"]
+__all__ = ["Image", "RgbImage", "VideoFrame", "encode_jpeg", "encode_jpeg_async", "to_pil", "to_rgb"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,8 @@ class MediaHub:
         self._unsubscribe: dict[str, Callable[[], None]] = {}
         self._audience: dict[str, frozenset[str]] = {}  # member → who receives its tracks
         self._recorders: list[Recorder] = []
+        self._apart: set[frozenset[str]] = set()  # pairs of members whose media is not forwarded
+        self._held: set[str] = set()  # members on hold: sent nothing (issue 20)
         self._closed = False
         self._watchdog_task = asyncio.ensure_future(
             run_watchdog(self.watchdog, self.events, settings.check_interval, clock)
@@ -83,6 +85,29 @@ class MediaHub:
             return self._peers[member]
         except KeyError:
             raise MediaError(f"{member} is not in call {self.call_id}") from None
+
+    def keep_apart(self, a: str, b: str, on: bool = True) -> None:
+        """Forward nothing between members ``a`` and ``b`` (a consult transfer, issue 20: the
+        consulted agent and the visitor on hold), or again (``on=False``). It applies to what
+        is forwarded from then on: set it before either joins the hub."""
+        if on:
+            self._apart.add(frozenset((a, b)))
+        else:
+            self._apart.discard(frozenset((a, b)))
+
+    def hold(self, member: str, on: bool) -> None:
+        """Put ``member`` on hold (or take it off): nothing is sent to it, its connection
+        stays (issue 20); a member added later on hold starts so."""
+        if on:
+            self._held.add(member)
+        else:
+            self._held.discard(member)
+        peer = self._peers.get(member)
+        if peer is not None:
+            _hold(peer, on)
+
+    def is_held(self, member: str) -> bool:
+        return member in self._held
 
     def add_member(self, member: str) -> MediaPeer:
         """A peer connection to ``member``, sending the agent's media and every
@@ -112,11 +137,15 @@ class MediaHub:
                 for rec in other.received:
                     if self._reaches(rec.label.member, member):
                         peer.send(rec.track, rec.label.role, member=rec.label.member)
+        _hold(peer, member in self._held)
         return peer
 
     def _reaches(self, owner: str, member: str) -> bool:
+        """Whether ``owner``'s tracks go to ``member``: its audience (a supervisor's, D35),
+        and not a pair kept apart (a consult transfer, D32)."""
         audience = self._audience.get(owner)
-        return owner != member and (audience is None or member in audience)
+        apart = frozenset((owner, member)) in self._apart
+        return owner != member and not apart and (audience is None or member in audience)
 
     def set_audience(self, owner: str, audience: frozenset[str] | None) -> None:
         """Forward ``owner``'s tracks only to ``audience`` (``None``: to every member)
@@ -140,6 +169,7 @@ class MediaHub:
                     other.send(rec.track, rec.label.role, member=owner)
                 elif not self._reaches(owner, other.remote) and label in sending:
                     other.unsend(owner, rec.label.role)
+            _hold(other, other.remote in self._held)
 
     async def remove_member(self, member: str) -> None:
         """Close ``member``'s connection and stop forwarding its tracks."""
@@ -162,6 +192,7 @@ class MediaHub:
                     if other is not peer and self._reaches(rec.label.member, other.remote):
                         other.unsend(rec.label.member, rec.label.role)  # a re-labelled track replaces
                         other.send(rec.track, rec.label.role, member=rec.label.member)
+                        _hold(other, other.remote in self._held)
         elif isinstance(event, TrackRemoved):
             for other in self._peers.values():
                 if other is not peer:
@@ -224,3 +255,10 @@ class MediaHub:
         await asyncio.gather(*(p.close() for p in peers))
         self._watchdog_task.cancel()
         await asyncio.gather(self._watchdog_task, return_exceptions=True)
+
+
+def _hold(peer: MediaPeer, on: bool) -> None:
+    """Every track ``peer`` sends reads its source and drops the frames while ``on`` (issue 20,
+    D32): no renegotiation. Applied again after each track the hub sends it."""
+    for sent in peer._sent:  # MediaPeer.hold, once peer.py has room under the line limit
+        sent.track.held = on

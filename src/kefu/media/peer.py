@@ -77,6 +77,7 @@ from .peer_state import (
 )
 from .settings import MediaSettings
 from .signal_checks import decode_signal, parse_candidate, parse_sdp
+from .ssrc import route_ssrcs
 from .tracks import KIND_OF_ROLE, Label, LabelledTrack, Role, track_label
 from .watchdog import FrameWatchdog, run_watchdog
 
@@ -100,6 +101,7 @@ class MediaPeer:
         watchdog: FrameWatchdog | None = None,
         trust_labels: bool = True,
         send_only: bool = False,
+        dtls_server: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -112,6 +114,10 @@ class MediaPeer:
         self.clock = clock
         self._trust_labels = trust_labels
         self._send_only = send_only  # a publisher to the media server receives nothing
+        # answer a=setup:passive: the offerer starts the DTLS handshake once it has our answer
+        # (a subscription to Janus: our ClientHello, sent before Janus has the answer, is lost
+        # and OpenSSL tries again only after 1 s — docs/decisions.md D45)
+        self._dtls_server = dtls_server
         config = rtc_configuration(settings)
         config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
         self.pc = RTCPeerConnection(config)
@@ -239,6 +245,10 @@ class MediaPeer:
             self._outstanding = False
             bind_pending(self.pc, self._sent, self._burnt, description)
             answer = await self.pc.createAnswer()
+            if self._dtls_server:
+                answer = RTCSessionDescription(
+                    answer.sdp.replace("a=setup:active", "a=setup:passive"), "answer"
+                )
             with host_addresses(self.settings.host_addresses):
                 await self.pc.setLocalDescription(answer)
             self._reconcile()
@@ -302,10 +312,13 @@ class MediaPeer:
             return
         description = SessionDescription.parse(remote.sdp)
         ids = {m.rtp.muxId: description.webrtc_track_id(m) for m in description.media}
+        by_mid = {m.rtp.muxId: m for m in description.media}
         for t in self.pc.getTransceivers():
             if t.mid is None:
                 continue
             receiving = t.currentDirection in ("recvonly", "sendrecv") and t.receiver.track is not None
+            if receiving and t.mid in by_mid:
+                route_ssrcs(t, by_mid[t.mid])  # an m-line used again (kefu.media.ssrc)
             current = self._received.get(t.mid)
             label = (
                 label_of_track(ids.get(t.mid), t.kind, t.mid, self.remote, self._trust_labels, self._received)

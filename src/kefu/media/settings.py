@@ -109,6 +109,10 @@ class MediaSettings:
     watchdog_interval: float | None = None
     #: ``RTCPeerConnection.close()`` can hang after the peer crashed: bound it.
     close_timeout: float = 2.0
+    #: SFU mode: a subscription answers ``a=setup:passive`` and waits for Janus's DTLS
+    #: handshake (False: ``active``, aiortc's default, whose early ClientHello Janus may miss:
+    #: then 1 s more to the first frame; docs/decisions.md D45; kept for the benchmark).
+    sfu_dtls_passive: bool = True
     #: JPEG quality of snapshots and photos.
     jpeg_quality: int = 90
     #: Extra PyAV options for a device or file input (e.g. ``{"input_format": "mjpeg"}``).

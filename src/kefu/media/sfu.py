@@ -15,6 +15,11 @@ server, and receives each other member's from it. :class:`SfuMember` holds:
   :meth:`handle` returns the answer (with the same ``feed``); ``{type:
   leave, feed}`` closes it.
 
+A screen share (inviteShare) is a second video track of the publisher
+(:meth:`start_share`): the renegotiated offer goes to the sfu, which adds it
+to the member's feed and offers it again to every subscriber, who sees a
+``screen`` track come (:class:`TrackAdded`) as from the hub.
+
 The subscriptions share one relay and one frame watchdog, so
 ``visitorStreamOffline`` works as with the hub; their events come out of
 :attr:`events` (:class:`TrackAdded` names the feed's member). The wire forms
@@ -35,13 +40,13 @@ from kefu.protocol import ApiError
 from kefu.protocol.errors import ErrorCode
 from kefu.protocol.sfu import decode_feed, feed_ref
 
-from .errors import NegotiationError, NoFrameError
+from .errors import MediaError, NegotiationError, NoFrameError
 from .events import Emitter, MediaEvent, NegotiationNeeded
 from .frames import Image, RgbImage, encode_jpeg_async, to_rgb
 from .peer import MediaPeer, run_watchdog
 from .settings import MediaSettings
 from .source import MediaSource, open_source
-from .tracks import Role, track_label
+from .tracks import PatternVideoTrack, Role, track_label
 from .watchdog import FrameWatchdog
 
 __all__ = ["SFU_NAME", "SfuMember"]
@@ -91,6 +96,7 @@ class SfuMember:
         if "mic" in publish:
             self.publisher.send(self.source.audio, "mic")
         self.subscriptions: dict[Feed, MediaPeer] = {}
+        self._screen: PatternVideoTrack | None = None
         self._closed = False
         self._watchdog_task = asyncio.ensure_future(
             run_watchdog(self.watchdog, self.events, settings.check_interval, clock)
@@ -152,6 +158,7 @@ class SfuMember:
                 relay=self.relay,
                 watchdog=self.watchdog,
                 trust_labels=False,  # the feed's tracks are its member's
+                dtls_server=self.settings.sfu_dtls_passive,  # Janus starts DTLS with the answer (D45)
                 clock=self.clock,
             )
             peer.events.subscribe(self._subscription_event)
@@ -210,6 +217,29 @@ class SfuMember:
     async def take_photo(self) -> Image:
         return await self.source.capture_still()
 
+    # ------------------------------------------------------------ screen share
+    @property
+    def sharing(self) -> bool:
+        return self._screen is not None
+
+    def start_share(self) -> None:
+        """inviteShare accepted: publish a screen (a synthetic one from Python) as a second
+        video track. Emits NegotiationNeeded (a new offer to the sfu)."""
+        if self._closed:
+            raise MediaError("the call's media is closed", code=ErrorCode.invalid_state)
+        if self._screen is not None:
+            raise MediaError("the screen is already shared")
+        self._screen = self.source.screen_track()
+        self.publisher.send(self._screen, "screen")
+
+    def stop_share(self) -> None:
+        """Close the screen share (the subscribers see the track go after renegotiation)."""
+        if self._screen is None:
+            return
+        self.publisher.unsend(self.local, "screen")
+        self._screen.stop()
+        self._screen = None
+
     # ------------------------------------------------------------ life
     @property
     def closed(self) -> bool:
@@ -220,6 +250,9 @@ class SfuMember:
         if self._closed:
             return
         self._closed = True
+        if self._screen is not None:
+            self._screen.stop()
+            self._screen = None
         peers = [self.publisher, *self.subscriptions.values()]
         self.subscriptions.clear()
         await asyncio.gather(*(p.close() for p in peers))

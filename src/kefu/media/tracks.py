@@ -224,13 +224,18 @@ class LabelledTrack(MediaStreamTrack):
         self.kind = inner.kind
         self._id = label
         self.inner = inner
+        #: on hold (issue 20): ``inner``'s frames are read and dropped, none is sent, so
+        #: nothing piles up in a relay's buffer; the far end keeps its last frame
+        self.held = False
 
     async def recv(self) -> Frame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        frame = await self.inner.recv()
-        assert isinstance(frame, Frame)
-        return frame
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            frame = await self.inner.recv()
+            assert isinstance(frame, Frame)
+            if not self.held:
+                return frame
 
     def stop(self) -> None:
         super().stop()

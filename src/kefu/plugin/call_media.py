@@ -151,11 +151,25 @@ class RelayCall(CallMediaBase):
         self.started = time.monotonic()  # the call connected for this plugin
         self._record_due = False
         self._watch: dict[str, asyncio.Task[Any]] = {}  # member → its connection's watcher
+        self._consulted: str | None = None  # the agent of a consult transfer (issue 20)
+        #: the call came to this agent by a transfer (issue 20): the hub mode's recording is the
+        #: transferring agent's, finished when it left (one recording per call, docs/calls.md)
+        self.transferred_in = False
 
     # --- members
 
     def sync(self, view: CallView) -> None:
-        """Peers for the joined members, none for those who left."""
+        """Peers for the joined members, none for those who left; a consult transfer's
+        visitors on hold, kept apart from the consulted agent (issue 20, D32)."""
+        t = view.transfer
+        consulted = t.get("to") if t is not None and t.get("kind") == "consult" else None
+        for _kind, visitor in view.joined("visitor"):
+            if isinstance(consulted, str):
+                self.hub.keep_apart(consulted, visitor, True)
+            elif self._consulted is not None:
+                self.hub.keep_apart(self._consulted, visitor, False)
+            self.hub.hold(visitor, consulted is not None)
+        self._consulted = consulted if isinstance(consulted, str) else None
         joined = {name: kind for kind, name in view.joined() if name != self.hub.local}
         # issue 20: a supervisor is a member of the hub; its audio reaches its mode's audience
         joined.update((name, "agent") for name in view.supervisors if name != self.hub.local)
@@ -219,7 +233,12 @@ class RelayCall(CallMediaBase):
         elif isinstance(event, TrackAdded):
             if event.role == "screen":
                 self.owner.host.share_changed(self.call_id, True, "track")
-            elif self.owner.settings.record and not self._record_due and self.recorder is None:
+            elif (
+                self.owner.settings.record
+                and not self._record_due
+                and self.recorder is None
+                and not self.transferred_in
+            ):
                 # the first member's camera and mic come in one exchange: record them both
                 self._record_due = True
                 self.do(self._start_recording)

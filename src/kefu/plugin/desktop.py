@@ -15,8 +15,8 @@ to one :class:`DesktopWindow`:
   number of sessions in progress, refreshed on every message the SDKs are told
   (``Plugin.observers``); the sessions count is asked with ``sessionCount``
   through the same request path as an SDK's.
-- **Video.** During a call the media hub (``media()``, by default the plugin's
-  ``hub`` attribute, set while a call has media) gives each member's latest
+- **Video.** During a call the call's media (``media()``, by default the plugin's
+  ``call_media``, set while a call has media: a :class:`CallPicture`) gives each member's latest
   frame. A refresh task pulls the latest frame of each tile ``fps`` times a
   second, converts only frames it has not seen (``MediaHub.latest_rgb``'s
   packed RGB straight into a ``QImage``, no copy), and asks Qt to repaint.
@@ -54,12 +54,12 @@ from kefu.protocol.plugin_api import PLUGIN_API
 from kefu.protocol.wire import Json
 
 from .app import Plugin, client_event
-from .desktop_video import Tile, VideoView, layout_tiles, wanted_tiles
+from .desktop_video import CallPicture, Tile, VideoView, layout_tiles, wanted_tiles
 from .desktop_window import BAR_ACTIONS, DesktopWindow
 from .window import Window, WindowState
 
 if TYPE_CHECKING:
-    from kefu.media import MediaHub
+    pass
 
 __all__ = ["BAR_ACTIONS", "CALL_STATES", "Desktop", "DesktopWindow", "Tile", "VideoView", "layout_tiles"]
 
@@ -116,13 +116,13 @@ class Desktop:
         *,
         video_bar: bool = True,
         fps: float = 15.0,
-        media: Callable[[], MediaHub | None] | None = None,
+        media: Callable[[], CallPicture | None] | None = None,
         answer_timeout: float = 10.0,
     ) -> None:
         self.plugin = plugin
         self.fps = fps
         self.answer_timeout = answer_timeout
-        self.media = media if media is not None else (lambda: getattr(plugin, "hub", None))
+        self.media = media if media is not None else (lambda: plugin.call_media)
         self.sessions: int | None = None
         self.closing_allowed = False
         self.question: QMessageBox | None = None

@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 if TYPE_CHECKING:  # kefu.media loads aiortc: the window imports it only with media
-    from kefu.media import MediaHub
+    from kefu.media import MediaPeer, MediaSource
+    from kefu.media.frames import VideoFrame  # av's, through the only package that imports av
     from kefu.media.tracks import Role
 
-__all__ = ["Tile", "VideoView", "layout_tiles", "wanted_tiles"]
+__all__ = ["CallPicture", "Tile", "VideoView", "layout_tiles", "wanted_tiles"]
+
+
+class CallPicture(Protocol):
+    """What the window paints from: the media of the agent's current call, a
+    :class:`~kefu.media.MediaHub` (it relays, ``media: "hub"``) or a
+    :class:`~kefu.media.SfuMember` (``media: "sfu"``)."""
+
+    @property
+    def local(self) -> str: ...
+
+    @property
+    def members(self) -> tuple[str, ...]: ...
+
+    @property
+    def source(self) -> MediaSource | None: ...
+
+    def peer(self, member: str) -> MediaPeer: ...
+
+    def latest_frame(self, member: str, role: Role = "camera") -> VideoFrame: ...
 
 
 @dataclass
@@ -111,7 +131,7 @@ class VideoView(QWidget):
             self.paint_seconds += time.perf_counter() - started
 
 
-def wanted_tiles(hub: MediaHub) -> tuple[list[tuple[str, Role, str]], list[str]]:
+def wanted_tiles(hub: CallPicture) -> tuple[list[tuple[str, Role, str]], list[str]]:
     """(member, role, label) of each tile, and its kind for :func:`layout_tiles`."""
     remotes = list(hub.members)
     shares: list[str] = []

@@ -122,8 +122,14 @@ class PluginMedia:
                     self.calls[view.call_id] = SfuCall(self, view.call_id, me, primary=view.primary == me)
                 except MediaError as exc:
                     log.error("call %s: no media: %s", view.call_id, exc.msg)
+            elif isinstance(call, SfuCall):
+                call.primary = view.primary == me  # a transfer moves it (issue 20)
             return
         if view.primary == me:
+            if isinstance(call, MemberCall):
+                # the call was transferred to this agent (issue 20): its hub is here now (D30)
+                self._close(view.call_id)
+                call = None
             if call is None:
                 if not [n for _k, n in view.joined() if n != me]:
                     return  # nobody to send to yet (ringing, calling out)
@@ -133,6 +139,10 @@ class PluginMedia:
                     log.error("call %s: no media: %s", view.call_id, exc.msg)
                     return
                 self.calls[view.call_id] = call
+                roles = {
+                    m.get("role") for m in view.members if m.get("kind") == "agent" and m.get("name") == me
+                }
+                call.transferred_in = bool(roles & {"transferTarget", "consultAgent"})
             if isinstance(call, RelayCall):
                 call.sync(view)
         elif call is None:

@@ -40,6 +40,9 @@ def follow(media: PluginMedia, me: str, view: CallView) -> None:
     """A ``call`` push naming ``me`` among the call's supervisors: its media, in its mode."""
     call = media.calls.get(view.call_id)
     mode = view.supervisors.get(me)
+    if isinstance(call, SupervisorCall) and call.primary != view.primary:
+        media._close(view.call_id)  # the call was transferred: its hub moved (issue 20, D30)
+        call = None
     if call is None:
         try:
             if view.media == "sfu":

@@ -31,6 +31,7 @@ from .plugin_api import (
     SendMessageParams,
     SessionParams,
     SetAgentStateParams,
+    TransferCallParams,
     TransferSessionParams,
     VideoInviteAgentParams,
     VisitorNameParams,
@@ -81,6 +82,9 @@ AGENT_API = Api(
         "videoInviteCurrentVisitor": NoParams,
         "videoInviteVisitor": VisitorNameParams,
         "videoDisconnect": NoParams,
+        "transferCall": TransferCallParams,  # issue 20
+        "completeTransfer": NoParams,
+        "cancelTransfer": NoParams,
         # issue 20: a supervisor in a call (kefu.server.supervise)
         "monitorCall": MonitorCallParams,
         "whisper": NoParams,

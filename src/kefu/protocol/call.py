@@ -56,10 +56,11 @@ from .call_effects import (
     MemberKind,
     MemberStatus,
     TimerEffect,
+    TransferEffect,
     VisitorEffect,
 )
 from .errors import ApiError, ErrorCode
-from .machine import Event, Flow
+from .machine import TRANSFER_FLOWS, Event, Flow
 
 __all__ = [
     "MEDIA_LOST",
@@ -76,6 +77,7 @@ __all__ = [
     "MemberKind",
     "MemberStatus",
     "TimerEffect",
+    "TransferEffect",
     "VisitorEffect",
 ]
 
@@ -162,14 +164,18 @@ class Call(CallRecord):
         m = self.pending
         if m is None or m.kind is not MemberKind.agent or m.name != agent:
             raise _invalid("no invitation is ringing for this agent")
+        if m.flow in TRANSFER_FLOWS:
+            from . import transfer  # it builds on this module: imported when used
+
+            return transfer.answer(self, m, answer == "accept")
         return self._third_answer(m, answer)
 
     def invite_third(self, kind: MemberKind, name: str) -> list[Effect]:
         """``videoInviteVisitor`` / ``videoInviteAgent`` from a two-party call."""
         if self.phase is not CallPhase.connected:
             raise _invalid("a third party is invited from a connected two-party call")
-        if self.pending is not None:
-            raise _invalid("an invitation is already in progress")
+        if self.pending is not None or self.transfer is not None:
+            raise _invalid("an invitation or a transfer is already in progress")
         if self.three_party:
             raise _invalid("the call has three members already")
         if self.involves(kind, name):
@@ -281,6 +287,10 @@ class Call(CallRecord):
     def _pending_ends(self, event: Event, status: MemberStatus, reason: str) -> list[Effect]:
         m = self.pending
         assert m is not None
+        if m.flow in TRANSFER_FLOWS:
+            from . import transfer  # it builds on this module: imported when used
+
+            return transfer.ring_ends(self, m, event, status, reason)
         self.pending = None
         fx: list[Effect] = [AgentEffect(self.primary, m.flow, event, reason)]
         fx += self._set(m.kind, m.name, status, reason)
@@ -335,7 +345,7 @@ class Call(CallRecord):
         self.pending = None
         fx = self._set(m.kind, m.name, MemberStatus.cancelled, "call ended")
         if m.kind is MemberKind.agent:
-            fx.append(AgentEffect(m.name, Flow.agentInvite, Event.cancel))
+            fx.append(AgentEffect(m.name, _side_flow(m), Event.cancel))
         else:
             fx.append(VisitorEffect(m.name, "cancelled", {"reason": "call ended"}))
         return fx
@@ -351,21 +361,31 @@ class Call(CallRecord):
             fx += self._set(MemberKind.visitor, self.visitor, MemberStatus.cancelled, "agent hung up")
             fx.append(VisitorEffect(self.visitor, "cancelled", {"reason": "agent hung up"}))
             return [*fx, self._stop_timer(), *self._end(self.primary, reason)]
-        # connected: the meeting ends for everyone (SPEC §6 decision)
+        # connected: the meeting ends for everyone (SPEC §6 decision); a transfer in
+        # progress is withdrawn first (issue 20), the call as it was before it
+        if self.transfer is not None:
+            from . import transfer  # it builds on this module: imported when used
+
+            pre = transfer.cancel(self, self.primary, "call ended")
+            return pre + self._primary_hangs_up(reason, by)
         if self.pending is not None:
             flow = self.pending.flow
         elif self.three_party:
             flow = next(m.flow for m in self.joined() if m.role.startswith("third"))
         else:
-            flow = self.flow
+            flow = self._primary_flow()
         fx = [AgentEffect(self.primary, flow, Event.agentHangup, reason)]
         fx += self._withdraw_pending()
         for m in self.joined(MemberKind.agent):
             if m.name != self.primary:
-                fx.append(AgentEffect(m.name, Flow.agentInvite, Event.agentHangup, reason))
+                fx.append(AgentEffect(m.name, _side_flow(m), Event.agentHangup, reason))
         return [*fx, self._stop_timer(), *self._end(by or self.primary, reason)]
 
     def _third_agent_leaves(self, m: Member, reason: str) -> list[Effect]:
+        if m.flow in TRANSFER_FLOWS:  # the consulted agent hangs up (issue 20)
+            from . import transfer  # it builds on this module: imported when used
+
+            return transfer.target_leaves(self, m, reason)
         fx: list[Effect] = [
             AgentEffect(self.primary, Flow.inviteThirdAgent, Event.leave),
             AgentEffect(m.name, Flow.agentInvite, Event.leave, reason),
@@ -387,12 +407,12 @@ class Call(CallRecord):
                 fx.append(VisitorEffect(v.name, "memberLeft", {"kind": "visitor", "name": m.name}))
             return fx
         # the last visitor left: the call ends for every agent
-        fx = [AgentEffect(self.primary, self.flow, Event.visitorHangup, reason)]
+        fx = [AgentEffect(self.primary, self._primary_flow(), Event.visitorHangup, reason)]
         fx += self._withdraw_pending()
         fx += self._set(m.kind, m.name, MemberStatus.left, reason)
         for a in self.joined(MemberKind.agent):
             if a.name != self.primary:
-                fx.append(AgentEffect(a.name, Flow.agentInvite, Event.visitorHangup, reason))
+                fx.append(AgentEffect(a.name, _side_flow(a), Event.visitorHangup, reason))
         return [*fx, self._stop_timer(), *self._end(by or m.name, reason)]
 
     # --- helpers
@@ -415,11 +435,19 @@ class Call(CallRecord):
     def _stop_timer(self) -> TimerEffect:
         return TimerEffect(self.timer_gen, False)
 
+    def _primary_flow(self) -> Flow:
+        """The flow by which the primary agent is in the call: the call's own, or
+        ``transferIn`` for an agent the call was transferred to (issue 20)."""
+        m = self.members[(MemberKind.agent, self.primary)]
+        return Flow.transferIn if m.flow in TRANSFER_FLOWS else m.flow
+
     def _end(self, by: str, reason: str) -> list[Effect]:
+        from . import transfer  # it builds on this module: imported when used
+
         self.phase = CallPhase.ended
         self.ended_by = by
         self.end_reason = reason
-        fx: list[Effect] = []
+        fx: list[Effect] = transfer.ended(self)
         for m in self.members.values():
             if m.status is not MemberStatus.joined:
                 continue
@@ -429,3 +457,9 @@ class Call(CallRecord):
             fx.append(MemberEffect(m.kind, m.name, m.role, MemberStatus.left, reason))
         fx.append(EndEffect(by, reason))
         return fx
+
+
+def _side_flow(m: Member) -> Flow:
+    """The flow in which an agent member other than the primary goes through events: an
+    invited third agent's ``agentInvite``, a transfer's target's ``transferIn``."""
+    return Flow.transferIn if m.flow in TRANSFER_FLOWS else Flow.agentInvite

@@ -28,6 +28,7 @@ __all__ = [
     "MemberKind",
     "MemberStatus",
     "TimerEffect",
+    "TransferEffect",
     "VisitorEffect",
 ]
 
@@ -123,7 +124,19 @@ class EndEffect:
     reason: str
 
 
-Effect = AgentEffect | VisitorEffect | MemberEffect | TimerEffect | EndEffect
+@dataclass(frozen=True, slots=True)
+class TransferEffect:
+    """A transfer of the call ended with ``outcome`` (issue 20, :mod:`kefu.protocol.transfer`);
+    the adapter records it with the time."""
+
+    kind: str  # blind, consult
+    from_agent: str
+    to_agent: str
+    note: str | None
+    outcome: str
+
+
+Effect = AgentEffect | VisitorEffect | MemberEffect | TimerEffect | EndEffect | TransferEffect
 
 
 #: The end reason of a call whose media could not connect (error code ``media_unreachable``).
@@ -139,7 +152,7 @@ class CallRecord:
     adds what happens to it."""
 
     def __init__(self, call_id: str, flow: Flow, primary: str, visitor: str) -> None:
-        if flow not in CALL_FLOWS or flow is Flow.agentInvite:
+        if flow not in CALL_FLOWS or flow in (Flow.agentInvite, Flow.transferIn):
             raise ValueError(f"a call starts by visitorInvite, callVisitor or callCurrentVisitor, not {flow}")
         self.id = call_id
         self.flow: Flow = flow
@@ -150,6 +163,8 @@ class CallRecord:
         self.timer_gen = 0
         self.ended_by: str | None = None
         self.end_reason: str | None = None
+        self.transfer: dict[str, Any] | None = None  # the transfer in progress (issue 20)
+        self.transfers: list[dict[str, Any]] = []  # the transfers that ended, in order
         self.supervisors: dict[str, str] = {}  # supervisor → its mode (kefu.protocol.supervise)
         self._add(MemberKind.agent, primary, "primary", MemberStatus.joined, flow)
         self._add(MemberKind.visitor, visitor, "visitor", MemberStatus.invited, flow)
@@ -167,6 +182,8 @@ class CallRecord:
             "endedBy": self.ended_by,
             "endReason": self.end_reason,
             "pending": [self.pending.kind.value, self.pending.name] if self.pending else None,
+            "transfer": self.transfer,
+            "transfers": self.transfers,
             "supervisors": dict(self.supervisors),
             "members": [
                 {
@@ -190,6 +207,8 @@ class CallRecord:
         call.timer_gen = data["timerGen"]
         call.ended_by = data["endedBy"]
         call.end_reason = data["endReason"]
+        call.transfer = data.get("transfer")  # absent from snapshots older than issue 20
+        call.transfers = list(data.get("transfers", ()))
         call.supervisors = dict(data.get("supervisors") or {})
         call.members = {}
         for m in data["members"]:

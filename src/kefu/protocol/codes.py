@@ -68,6 +68,7 @@ class Code(enum.StrEnum):
     busy = "001000"  # addition (SPEC §5.3.6): not ready, by login or by hand
     visitorInvite_timeout = "001001"
     agentInvite_timeout = "001002"
+    transferIn_timeout = "001003"  # addition (issue 20)
     # 002 idle / ready
     idle = "002000"  # addition (SPEC §5.3.6): ready, by hand or after wrap-up
     callVisitor_visitorRefuse = "002001"
@@ -82,12 +83,14 @@ class Code(enum.StrEnum):
     callCurrentVisitor_agentCloseVideo_notAnswer = "002010"
     visitorInvite_error = "002011"
     agentInvite_error = "002012"
+    transferIn_error = "002013"  # addition (issue 20)
     # 003 calling out
     callVisitor_inviteSendSuccess = "003001"
     callCurrentVisitor_inviteSendSuccess = "003002"
     # 004 ringing: no sub-code in the document (SPEC §5.3.5)
     visitorInvite_ringing = "004001"  # addition
     agentInvite_ringing = "004002"  # addition
+    transferIn_ringing = "004003"  # addition (issue 20)
     # 005 after-call work
     inviteThirdVisitor_masterAgentCloseVideo = "005001"
     inviteThirdAgent_masterAgentCloseVideo = "005002"
@@ -99,6 +102,10 @@ class Code(enum.StrEnum):
     visitorInvite_agentCloseVideo = "005008"
     agentInvite_visitorDisconnect = "005009"
     agentInvite_agentCloseVideo = "005010"
+    blindTransfer_success = "005011"  # addition (issue 20)
+    consultTransfer_success = "005012"  # addition (issue 20)
+    transferIn_visitorDisconnect = "005013"  # addition (issue 20)
+    transferIn_agentCloseVideo = "005014"  # addition (issue 20)
     # 006 two-party call
     inviteThirdVisitor_visitorRefuse = "006001"
     inviteThirdVisitor_busy = "006002"  # SPEC §5.3.2: 006002 is busy
@@ -114,12 +121,25 @@ class Code(enum.StrEnum):
     callCurrentVisitor_VisitorAcceptSuccess = "006012"
     visitorInvite_Success = "006013"
     agentInvite_Success = "006014"
+    blindTransfer_refuse = "006015"  # addition (issue 20)
+    blindTransfer_timeout = "006016"  # addition (issue 20)
+    blindTransfer_error = "006017"  # addition (issue 20)
+    blindTransfer_cancel = "006018"  # addition (issue 20)
+    consultTransfer_refuse = "006019"  # addition (issue 20)
+    consultTransfer_timeout = "006020"  # addition (issue 20)
+    consultTransfer_error = "006021"  # addition (issue 20)
+    consultTransfer_cancel = "006022"  # addition (issue 20)
+    transferIn_success = "006023"  # addition (issue 20)
+    transferIn_completed = "006024"  # addition (issue 20)
     # 007 inviting a third party
     inviteThirdVisitor_inviteSendSuccess = "007001"
     inviteThirdAgent_inviteSendSuccess = "007002"
+    blindTransfer_inviteSendSuccess = "007003"  # addition (issue 20)
+    consultTransfer_inviteSendSuccess = "007004"  # addition (issue 20)
     # 008 three-party call
     inviteThirdVisitor_success = "008001"
     inviteThirdAgent_success = "008002"
+    consultTransfer_talking = "008003"  # addition (issue 20)
 
     @property
     def top(self) -> TopState:
@@ -285,6 +305,117 @@ CODE_INFO: dict[Code, CodeInfo] = {
             C.inviteThirdAgent_success,
             "third agent: accepted, three-party call",
             "邀请三方坐席-坐席接受视频成功",
+        ),
+        # --- call transfers (issue 20), all additions
+        _i(
+            C.transferIn_timeout,
+            "transfer in: the transferred call rang, not answered in time",
+            "转接来电-超时",
+            True,
+        ),
+        _i(C.transferIn_error, "transfer in: the transfer failed or was withdrawn", "转接来电-错误", True),
+        _i(
+            C.transferIn_ringing,
+            "transfer in: a call transferred to this agent is ringing",
+            "转接来电-振铃",
+            True,
+        ),
+        _i(
+            C.blindTransfer_success,
+            "blind transfer: the target took the call; this agent left it",
+            "盲转-目标坐席接听,本坐席离开",
+            True,
+        ),
+        _i(
+            C.consultTransfer_success,
+            "consult transfer: completed; the target has the visitor, this agent left",
+            "咨询转接-完成,本坐席离开",
+            True,
+        ),
+        _i(
+            C.transferIn_visitorDisconnect,
+            "transfer in: the visitor of the transferred call hung up",
+            "转接来电-访客挂断",
+            True,
+        ),
+        _i(
+            C.transferIn_agentCloseVideo,
+            "transfer in: this agent hung up the transferred call",
+            "转接来电-坐席挂断",
+            True,
+        ),
+        _i(
+            C.blindTransfer_refuse,
+            "blind transfer: the target refused; the call stays",
+            "盲转-目标坐席拒绝",
+            True,
+        ),
+        _i(
+            C.blindTransfer_timeout,
+            "blind transfer: the target did not answer in time; the call stays",
+            "盲转-目标坐席超时",
+            True,
+        ),
+        _i(
+            C.blindTransfer_error,
+            "blind transfer: failed (the target is gone); the call stays",
+            "盲转-错误",
+            True,
+        ),
+        _i(C.blindTransfer_cancel, "blind transfer: withdrawn by this agent", "盲转-取消", True),
+        _i(
+            C.consultTransfer_refuse,
+            "consult transfer: the target refused; back with the visitor",
+            "咨询转接-目标坐席拒绝",
+            True,
+        ),
+        _i(
+            C.consultTransfer_timeout,
+            "consult transfer: the target did not answer in time; back with the visitor",
+            "咨询转接-目标坐席超时",
+            True,
+        ),
+        _i(
+            C.consultTransfer_error,
+            "consult transfer: failed (the target is gone); back with the visitor",
+            "咨询转接-错误",
+            True,
+        ),
+        _i(
+            C.consultTransfer_cancel,
+            "consult transfer: cancelled, or the target left; back with the visitor",
+            "咨询转接-取消",
+            True,
+        ),
+        _i(
+            C.transferIn_success,
+            "transfer in: connected (blind: with the visitor; consult: with the transferring agent)",
+            "转接来电-接通",
+            True,
+        ),
+        _i(
+            C.transferIn_completed,
+            "transfer in: the consult transfer completed; this agent now has the visitor",
+            "转接来电-转接完成",
+            True,
+        ),
+        _i(
+            C.blindTransfer_inviteSendSuccess,
+            "blind transfer: the target rings; the visitor stays with this agent",
+            "盲转-邀请发送成功",
+            True,
+        ),
+        _i(
+            C.consultTransfer_inviteSendSuccess,
+            "consult transfer: the target rings; the visitor is on hold",
+            "咨询转接-邀请发送成功",
+            True,
+        ),
+        _i(
+            C.consultTransfer_talking,
+            "consult transfer: talking to the target; the visitor is on hold",
+            "咨询转接-与目标坐席通话中",
+            True,
         ),
     )
 }

@@ -86,6 +86,10 @@ class ErrorCode(enum.Enum):
     agent_offline = "agent_offline"
     not_in_call = "not_in_call"
     no_capacity = "no_capacity"
+    agent_busy = "agent_busy"
+    transfer_in_progress = "transfer_in_progress"
+    no_transfer = "no_transfer"
+    no_agent_available = "no_agent_available"
     not_available_yet = "not_available_yet"
     no_media = "no_media"
     no_such_media = "no_such_media"
@@ -347,6 +351,34 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
             "the agent has no free capacity",
             "坐席接待量已满",
             "picking up a session beyond the agent's maximum number of sessions",
+            409,
+        ),
+        ErrorInfo(
+            E.agent_busy,
+            "the agent cannot take a call now",
+            "坐席当前无法接听",
+            "a call transfer names an agent who is not ready (not idle) (issue 20)",
+            409,
+        ),
+        ErrorInfo(
+            E.transfer_in_progress,
+            "a transfer of this call is already in progress",
+            "该通话已有转接正在进行",
+            "transferCall while a transfer of the same call rings or is consulting (issue 20)",
+            409,
+        ),
+        ErrorInfo(
+            E.no_transfer,
+            "no transfer of this agent is in progress",
+            "当前没有进行中的转接",
+            "completeTransfer or cancelTransfer without a transfer of the agent's call (issue 20)",
+            409,
+        ),
+        ErrorInfo(
+            E.no_agent_available,
+            "no agent of the queue is ready",
+            "该队列没有空闲坐席",
+            "a call transferred to a team (queue) none of whose agents is ready now (issue 20)",
             409,
         ),
         ErrorInfo(

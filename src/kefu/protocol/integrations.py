@@ -71,6 +71,7 @@ class EventType(enum.StrEnum):
     call_member_joined = "call.member_joined"
     call_member_left = "call.member_left"
     call_ended = "call.ended"
+    call_transferred = "call.transferred"
     call_supervisor = "call.supervisor"
     recording_started = "recording.started"
     recording_ready = "recording.ready"
@@ -114,7 +115,8 @@ EVENT_INFO: dict[EventType, EventInfo] = {
         StreamKind.session,
         "a session left its agent (issue 20): to another agent or back to the head of the queue "
         "(``to`` null, with its ``position``); ``reason`` is transferred (the agent's "
-        "transferSession, with its note), agentLoggedOut or agentLost",
+        "transferSession, with its note), agentLoggedOut, agentLost or callTransferred (its call went "
+        "to the agent, with the call transfer's note)",
         ("sessionId", "visitorName", "from", "to", "reason", "note", "position"),
     ),
     EventType.message_created: EventInfo(
@@ -143,6 +145,13 @@ EVENT_INFO: dict[EventType, EventInfo] = {
     ),
     EventType.call_ended: EventInfo(
         StreamKind.call, "the call ended: who ended it and why", ("callId", "flow", "endedBy", "reason")
+    ),
+    EventType.call_transferred: EventInfo(
+        StreamKind.call,
+        "a transfer of the call ended (issue 20): ``kind`` blind or consult, from the agent to "
+        "the agent, the note; ``outcome`` completed (the target has the visitor), refused, "
+        "timeout, failed, cancelled, targetLeft (the consulted agent hung up) or ended",
+        ("callId", "kind", "from", "to", "note", "outcome", "visitorName"),
     ),
     EventType.call_supervisor: EventInfo(
         StreamKind.call,

@@ -37,6 +37,7 @@ __all__ = [
     "CALL_FLOWS",
     "INITIAL",
     "THIRD_FLOWS",
+    "TRANSFER_FLOWS",
     "TRANSITIONS",
     "AgentState",
     "Event",
@@ -58,6 +59,9 @@ class Flow(enum.StrEnum):
     callCurrentVisitor = "callCurrentVisitor"
     inviteThirdVisitor = "inviteThirdVisitor"
     inviteThirdAgent = "inviteThirdAgent"
+    blindTransfer = "blindTransfer"  # addition (issue 20): this agent hands its call to another
+    consultTransfer = "consultTransfer"  # addition (issue 20): this agent consults, then hands over
+    transferIn = "transferIn"  # addition (issue 20): a call transferred to this agent
 
 
 class Event(enum.StrEnum):
@@ -81,13 +85,19 @@ class Event(enum.StrEnum):
     cancel = "cancel"  # the other side withdrew before an answer
     visitorHangup = "visitorHangup"
     agentHangup = "agentHangup"  # the primary agent hung up
-    leave = "leave"  # the invited third agent left
+    leave = "leave"  # the invited third agent left (or the consulted agent, issue 20)
+    transfer = "transfer"  # this agent asked to transfer its call (issue 20)
+    complete = "complete"  # the consult transfer completed (issue 20)
 
 
 #: Flows by which an agent enters a call.
-CALL_FLOWS = frozenset({Flow.visitorInvite, Flow.agentInvite, Flow.callVisitor, Flow.callCurrentVisitor})
+CALL_FLOWS = frozenset(
+    {Flow.visitorInvite, Flow.agentInvite, Flow.callVisitor, Flow.callCurrentVisitor, Flow.transferIn}
+)
 #: Flows that bring a third member into a two-party call.
 THIRD_FLOWS = frozenset({Flow.inviteThirdVisitor, Flow.inviteThirdAgent})
+#: Flows by which the agent of a two-party call hands it to another agent (issue 20).
+TRANSFER_FLOWS = frozenset({Flow.blindTransfer, Flow.consultTransfer})
 
 #: The SDK API (``mark``) whose callbacks report each flow (SPEC §4.3).
 API_OF_FLOW: dict[Flow, str] = {
@@ -98,6 +108,9 @@ API_OF_FLOW: dict[Flow, str] = {
     Flow.callCurrentVisitor: "videoInviteCurrentVisitor",
     Flow.inviteThirdVisitor: "videoInviteVisitor",
     Flow.inviteThirdAgent: "videoInviteAgent",
+    Flow.blindTransfer: "transferCall",
+    Flow.consultTransfer: "transferCall",
+    Flow.transferIn: "multipleVideoPickUp",
 }
 
 
@@ -471,6 +484,155 @@ _row(
     "the invited agent left by itself: 005010 with exitSuccess",
 )
 
+# --- call transfers (issue 20, additions; docs/calls.md "Transfers"). The transferring
+# agent's side: blindTransfer and consultTransfer, from a two-party call; the target's side:
+# transferIn, which rings like an invitation (multipleVideoPickUp / multipleVideoRefuse).
+_T_ADD = "addition (issue 20)"
+for _flow, _sent, _refused, _timed_out, _failed, _cancelled in (
+    (
+        F.blindTransfer,
+        K.blindTransfer_inviteSendSuccess,
+        K.blindTransfer_refuse,
+        K.blindTransfer_timeout,
+        K.blindTransfer_error,
+        K.blindTransfer_cancel,
+    ),
+    (
+        F.consultTransfer,
+        K.consultTransfer_inviteSendSuccess,
+        K.consultTransfer_refuse,
+        K.consultTransfer_timeout,
+        K.consultTransfer_error,
+        K.consultTransfer_cancel,
+    ),
+):
+    _row([T], _flow, E.transfer, _sent, "inviteSuccess", _T_ADD, "the target rings; the call stays meanwhile")
+    _row(
+        [V], _flow, E.refuse, _refused, "refuse", _T_ADD, "the target refused: the call stays with this agent"
+    )
+    _row([V], _flow, E.timeout, _timed_out, "timeoutDisconnect", _T_ADD, "not answered: the call stays")
+    _row([V], _flow, E.error, _failed, "error", _T_ADD, "the target is gone: the call stays with this agent")
+    _row(
+        [V, M] if _flow is F.consultTransfer else [V],
+        _flow,
+        E.cancel,
+        _cancelled,
+        "cancelSuccess",
+        _T_ADD,
+        "this agent withdrew the transfer (or hangs up, which withdraws it first)",
+    )
+_row(
+    [V],
+    F.blindTransfer,
+    E.accept,
+    K.blindTransfer_success,
+    "transferSuccess",
+    _T_ADD,
+    "blind: the target picked up and has the visitor; this agent leaves into after-call work",
+)
+_row(
+    [V],
+    F.consultTransfer,
+    E.accept,
+    K.consultTransfer_talking,
+    "acceptSuccess",
+    _T_ADD,
+    "consult: the target picked up; the two agents talk, the visitor is on hold",
+)
+_row(
+    [M],
+    F.consultTransfer,
+    E.leave,
+    K.consultTransfer_cancel,
+    "targetLeft",
+    _T_ADD,
+    "consult: the target hung up before the completion; back with the visitor",
+)
+_row(
+    [M],
+    F.consultTransfer,
+    E.complete,
+    K.consultTransfer_success,
+    "completeSuccess",
+    _T_ADD,
+    "consult: completed; the target has the visitor, this agent leaves into after-call work",
+)
+_row(
+    [I],
+    F.transferIn,
+    E.ring,
+    K.transferIn_ringing,
+    "ringing",
+    _T_ADD,
+    "only a ready (idle) agent rings; the transfer of any other is refused (agent_busy)",
+)
+_row([R], F.transferIn, E.pickUp, K.transferIn_success, "acceptSuccess", _T_ADD)
+_row([R], F.transferIn, E.timeout, K.transferIn_timeout, "timeoutDisconnect", _T_ADD)
+_row([R], F.transferIn, E.error, K.transferIn_error, "error", _T_ADD)
+_row(
+    [R],
+    F.transferIn,
+    E.refuse,
+    K.idle,
+    "refuseSuccess",
+    _T_ADD,
+    "the target refused: back to ready (it could only ring while ready)",
+)
+_row(
+    [R],
+    F.transferIn,
+    E.cancel,
+    K.idle,
+    "kefuCloseVideoSuccess",
+    _T_ADD,
+    "the transfer was withdrawn (or the call ended) before the pickUp: back to ready",
+)
+_row(
+    [T],
+    F.transferIn,
+    E.complete,
+    K.transferIn_completed,
+    "completeSuccess",
+    _T_ADD,
+    "consult completed: this agent is the call's primary agent now",
+)
+_row(
+    [T],
+    F.transferIn,
+    E.cancel,
+    K.idle,
+    "cancelSuccess",
+    _T_ADD,
+    "consult cancelled by the transferring agent (or its call ended): back to ready",
+)
+_row(
+    [T],
+    F.transferIn,
+    E.leave,
+    K.idle,
+    "exitSuccess",
+    _T_ADD,
+    "the consulted agent hung up before the completion: back to ready",
+)
+_row(
+    [T, V, M],
+    F.transferIn,
+    E.visitorHangup,
+    K.transferIn_visitorDisconnect,
+    "visitorDisconnect",
+    _T_ADD,
+    "the transferred call's visitor hung up",
+)
+_row(
+    [T],
+    F.transferIn,
+    E.agentHangup,
+    K.transferIn_agentCloseVideo,
+    "kefuCloseVideoSuccess",
+    _T_ADD,
+    "this agent, now the primary, hung up the transferred call",
+)
+
 del F, E, K
 
 TRANSITIONS: dict[tuple[TopState, Flow, Event], Transition] = {}
@@ -488,7 +650,7 @@ def _context_error(state: AgentState, flow: Flow, event: Event) -> str | None:
     top = state.top
     if top not in _IN_CALL:
         return None
-    if flow in THIRD_FLOWS:
+    if flow in THIRD_FLOWS or flow in TRANSFER_FLOWS:
         if top is T:
             if state.call_flow is Flow.agentInvite:
                 return "only the primary agent invites a third party"
@@ -531,7 +693,7 @@ def process(state: AgentState, flow: Flow, event: Event) -> tuple[AgentState, Tr
     new_top = t.target.top
     if new_top in _OUT_OF_CALL:
         return AgentState(t.target), t
-    if flow in THIRD_FLOWS:
+    if flow in THIRD_FLOWS or flow in TRANSFER_FLOWS:
         third = flow if new_top in (V, M) else None
         return replace(state, code=t.target, third_flow=third), t
     picked = state.picked_up or event is Event.pickUp

@@ -188,6 +188,8 @@ class CallView:
     share_epoch: int = 0  # counts the shares: one more each time a share opens
     screen_epoch: int = -1  # the share during which the hub last saw a screen track arrive
     media: str = "hub"  # how the call's media goes: the primary agent's hub, or the media server ("sfu")
+    #: the transfer in progress (issue 20): ``{kind, from, to, note, phase}``, or None
+    transfer: Json | None = None
     supervisors: dict[str, str] = field(default_factory=dict)  # supervisor → mode (issue 20)
 
     def status_of(self, kind: str, name: str) -> str | None:
@@ -220,6 +222,7 @@ class CallView:
             "primary": self.primary,
             "members": [dict(m) for m in self.members],
             "share": self.share,
+            "transfer": self.transfer,
         }
 
     @property
@@ -259,6 +262,8 @@ class CallMirror:
         view.members = [m for m in members if isinstance(m, dict)]
         if payload.get("media") in ("hub", "sfu"):
             view.media = payload["media"]
+        transfer = payload.get("transfer")
+        view.transfer = transfer if isinstance(transfer, dict) else None
         helping = payload.get("supervisors")
         if isinstance(helping, list):
             view.supervisors = {

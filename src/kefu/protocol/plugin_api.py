@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from .wire import Api, NoParams, Params
 
@@ -48,6 +48,7 @@ __all__ = [
     "SetWindowSizeParams",
     "StartLoginParams",
     "StartupParams",
+    "TransferCallParams",
     "TransferSessionParams",
     "VideoInviteAgentParams",
     "VisitorNameParams",
@@ -153,6 +154,24 @@ class VideoInviteAgentParams(Params):
     agentName: Name
 
 
+class TransferCallParams(Params):
+    """``transferCall`` (addition, issue 20): the agent's call to the agent named, or to the
+    ready agent of the team named that routing would pick; ``blind`` (the target rings, the
+    call goes to it on its pick-up) or ``consult`` (the visitor on hold, the agents talk, then
+    ``completeTransfer`` or ``cancelTransfer``); a note for the target."""
+
+    agentName: Name | None = None
+    teamName: Name | None = None
+    mode: Literal["blind", "consult"] = "blind"
+    note: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferCallParams:
+        if (self.agentName is None) == (self.teamName is None):
+            raise ValueError("name the target: agentName or teamName, one of them")
+        return self
+
+
 class MonitorCallParams(Params):
     """``monitorCall`` (addition, issue 20): a supervisor starts monitoring the call named,
     or the call its agent is in; exactly one of the two."""
@@ -179,6 +198,10 @@ CALL_MARKS = frozenset(
         "videoInviteCurrentVisitor",
         "videoInviteVisitor",
         "videoDisconnect",
+        # call transfers (addition, issue 20)
+        "transferCall",
+        "completeTransfer",
+        "cancelTransfer",
     }
 )
 
@@ -211,6 +234,9 @@ PLUGIN_API = Api(
         "videoInviteCurrentVisitor": NoParams,
         "videoInviteVisitor": VisitorNameParams,
         "videoDisconnect": NoParams,
+        "transferCall": TransferCallParams,  # addition (issue 20)
+        "completeTransfer": NoParams,  # addition (issue 20)
+        "cancelTransfer": NoParams,  # addition (issue 20)
         # additions (issue 20): a supervisor in a call
         "monitorCall": MonitorCallParams,
         "whisper": NoParams,
@@ -328,6 +354,22 @@ CALL_FINAL_SUBMARKS: dict[str, frozenset[str]] = {
         }
     ),
     "videoDisconnect": frozenset({"error", "success"}),
+    # issue 20: a transfer's request lives until the call is the target's, or back with the agent
+    "transferCall": frozenset(
+        {
+            "error",
+            "transferSuccess",
+            "completeSuccess",
+            "refuse",
+            "timeoutDisconnect",
+            "cancelSuccess",
+            "targetLeft",
+            "visitorDisconnect",
+            "kefuCloseVideoSuccess",
+        }
+    ),
+    "completeTransfer": frozenset({"error", "completeSuccess"}),
+    "cancelTransfer": frozenset({"error", "cancelSuccess"}),
     # SPEC §4.5: ``open`` when the visitor's share is on, ``close`` when it stops
     # (or the call ends), ``error`` when the invitation failed
     "inviteShare": frozenset({"error", "close"}),

@@ -357,6 +357,34 @@ class Client:
             params["note"] = note
         return (await self.request("transferSession", params)).payload
 
+    async def transfer_call(
+        self,
+        agent_name: str | None = None,
+        *,
+        team_name: str | None = None,
+        mode: str = "blind",
+        note: str | None = None,
+    ) -> Reply:
+        """Addition (issue 20): the agent's call to ``agent_name`` (or to the ready agent of
+        ``team_name`` routing would pick), ``"blind"`` or ``"consult"``; the first reply
+        (``inviteSuccess``, 007003 / 007004). Follow the rest with ``stream``."""
+        params: Json = {"mode": mode}
+        if agent_name is not None:
+            params["agentName"] = agent_name
+        if team_name is not None:
+            params["teamName"] = team_name
+        if note is not None:
+            params["note"] = note
+        return await self.request("transferCall", params)
+
+    async def complete_transfer(self) -> Reply:
+        """Addition (issue 20): the consult transfer completes (005012)."""
+        return await self.request("completeTransfer")
+
+    async def cancel_transfer(self) -> Reply:
+        """Addition (issue 20): the transfer is withdrawn (006018 / 006022)."""
+        return await self.request("cancelTransfer")
+
     # additions (issue 20): a supervisor helping in a call
 
     async def monitor_call(self, call_id: str | None = None, *, agent_name: str | None = None) -> Any:

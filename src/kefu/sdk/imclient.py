@@ -44,6 +44,7 @@ plugin's ``plugin.token``), ``dataDir`` (the plugin's data folder), ``kefuWSOpen
 ``startupTimeout``; ``initInnerCallBack`` also takes ``stateChange(state,
 payload)`` and the server's events by name (``sessionAssigned``,
 ``message``, ``supervisorChange`` ...); APIs ``sendMessage``, ``transferSession``,
+``transferCall``, ``completeTransfer``, ``cancelTransfer``,
 ``monitorCall``, ``whisper``, ``barge``, ``leaveMonitor``, ``setAgentState``, ``logout``,
 ``getState``, ``getWindow``, ``multipleVideoRefuse``.
 """

@@ -83,6 +83,29 @@ class SpecApi:
         named, or back to the head of the queue; ``success(data)`` with the session."""
         return self._call("transferSession", options, callback)
 
+    # --- call transfers (addition, issue 20; docs/calls.md "Transfers")
+
+    def transferCall(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
+        """Addition (issue 20): ``{agentName | teamName, mode?: "blind" | "consult", note?}``:
+        the agent's call to another agent. ``inviteSuccess`` (007003 / 007004) while the target
+        rings; then ``transferSuccess`` (005011, blind: the target has the call),
+        ``acceptSuccess`` (008003, consult: talking to the target), ``completeSuccess`` (005012),
+        ``refuse`` / ``timeoutDisconnect`` / ``error`` / ``cancelSuccess`` / ``targetLeft``
+        (006xxx: the call stays with this agent)."""
+        return self._call("transferCall", options, callback)
+
+    def completeTransfer(
+        self, options: Options | None = None, callback: StateCallback | None = None
+    ) -> Pending:
+        """Addition (issue 20): the consult transfer completes: ``completeSuccess`` (005012)."""
+        return self._call("completeTransfer", options, callback)
+
+    def cancelTransfer(
+        self, options: Options | None = None, callback: StateCallback | None = None
+    ) -> Pending:
+        """Addition (issue 20): the transfer is withdrawn: ``cancelSuccess`` (006018 / 006022)."""
+        return self._call("cancelTransfer", options, callback)
+
     # --- additions (issue 20): a supervisor helping in a call (docs/calls.md)
 
     def monitorCall(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:

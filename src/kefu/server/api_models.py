@@ -17,6 +17,7 @@ __all__ = [
     "AgentOut",
     "ArtifactOut",
     "CallOut",
+    "CallTransferOut",
     "ErrorOut",
     "LoginIn",
     "LoginOut",
@@ -119,6 +120,17 @@ class CallMemberOut(_Out):
     reason: str | None
 
 
+class CallTransferOut(_Out):
+    kind: Literal["blind", "consult"]
+    from_: str = Field(alias="from", description="the agent who transferred the call")
+    to: str = Field(description="the agent it was transferred to")
+    note: str | None
+    outcome: str = Field(
+        description="completed, refused, timeout, failed, cancelled, targetLeft or ended (issue 20)"
+    )
+    at: datetime = Field(description="when the transfer ended")
+
+
 class SupervisionOut(_Out):
     supervisor: str
     mode: Literal["monitor", "whisper", "barge"] | None = Field(description="null: the supervisor left")
@@ -143,6 +155,7 @@ class CallOut(_Out):
         "startedAt, and artifactId or reason",
     )
     members: list[CallMemberOut]
+    transfers: list[CallTransferOut] = Field(default=[], description="the call's transfers, in order")
     supervision: list[SupervisionOut] = Field(
         default_factory=list, description="issue 20: each supervisor's join, change of mode and leave"
     )

@@ -1,6 +1,6 @@
 """The agent's call APIs (SPEC §4.3, §4.4, §4.5): one handler per mark, each with its params' type.
 
-:data:`AgentCallApi.routes` is the table from a mark to its params model and
+:data:`CALL_ROUTES` is the table from a mark to its params model and
 handler; :meth:`AgentCallApi.handle` checks the decoded params against the
 model once and calls the handler with them typed.
 
@@ -27,6 +27,7 @@ from kefu.protocol.plugin_api import (
     SUPERVISE_MARKS,
     CallVisitorParams,
     SessionParams,
+    TransferCallParams,
     VideoInviteAgentParams,
     VisitorNameParams,
 )
@@ -36,13 +37,14 @@ from kefu.protocol.wire import NoParams, Params, Request, error_message, reply_m
 from .accounts import Agent, find_agent
 from .call_engine import CallEngine, Outcome
 from .call_signals import CallSignals
+from .call_transfers import CallTransfers
 from .hub import agent_key
 from .janus import MediaServerError
 from .media import open_photo_request
 from .routing import event
 from .visitors import Visitor
 
-__all__ = ["AgentCallApi", "AgentRequest", "Replier"]
+__all__ = ["CALL_ROUTES", "AgentCallApi", "AgentRequest", "CallRoute", "Replier"]
 
 AGENT, VISITOR = MemberKind.agent, MemberKind.visitor
 
@@ -69,17 +71,17 @@ class AgentRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class _Route(Generic[P]):
+class CallRoute(Generic[P]):
     """A mark's params model and its handler, which gets the params typed."""
 
     params: type[P]
-    handler: Callable[[AgentRequest, P], Awaitable[None]]
+    handler: Callable[[AgentCallApi, AgentRequest, P], Awaitable[None]]
 
-    async def __call__(self, asked: AgentRequest) -> None:
+    async def __call__(self, api: AgentCallApi, asked: AgentRequest) -> None:
         params = asked.request.params
         if not isinstance(params, self.params):  # the decoder chose another model: a server bug
             raise ApiError(f"{asked.request.mark} takes {self.params.__name__}", code=ErrorCode.invalid_field)
-        await self.handler(asked, params)
+        await self.handler(api, asked, params)
 
 
 def _require_allowed(agent: Agent, flow: Flow, event_: Event, what: str) -> None:
@@ -99,28 +101,25 @@ class AgentCallApi:
         self.engine = engine
         self.signals = signals
         self.queries = engine.queries
-        #: mark → its params model and handler (the models are those of ``AGENT_API``)
-        self.routes: dict[str, _Route[Any]] = {
-            "videoPickUp": _Route(SessionParams, self._video_pick_up),
-            "multipleVideoPickUp": _Route(NoParams, self._multiple_pick_up),
-            "multipleVideoRefuse": _Route(NoParams, self._multiple_refuse),
-            "callbackToVisitor": _Route(CallVisitorParams, self._call_visitor),
-            "videoInviteCurrentVisitor": _Route(NoParams, self._call_current_visitor),
-            "videoInviteVisitor": _Route(VisitorNameParams, self._invite_visitor),
-            "videoInviteAgent": _Route(VideoInviteAgentParams, self._invite_agent),
-            "videoDisconnect": _Route(NoParams, self._disconnect),
-            "signal": _Route(SignalParams, self._signal),
-            "inviteShare": _Route(NoParams, self._invite_share),
-            "takePhoto": _Route(NoParams, self._take_photo),
-            "mediaFailed": _Route(MediaFailedParams, self._media_failed),
-        }
+        self.transfers = CallTransfers(engine, self._answer)  # issue 20: call transfers
 
     async def handle(self, agent: Agent, req: Request, conn: Replier) -> None:
         """Answer one call API request from ``agent``."""
         if req.mark in SUPERVISE_MARKS:  # issue 20: a supervisor in a call (kefu.server.supervise)
             await self.engine.supervision.handle(agent, req, conn)
             return
-        await self.routes[req.mark](AgentRequest(agent, req, conn))
+        await CALL_ROUTES[req.mark](self, AgentRequest(agent, req, conn))
+
+    # --- call transfers (issue 20): kefu.server.call_transfers answers them
+
+    async def _transfer_call(self, asked: AgentRequest, p: TransferCallParams) -> None:
+        await self.transfers.transfer_call(asked, p)
+
+    async def _complete_transfer(self, asked: AgentRequest, p: NoParams) -> None:
+        await self.transfers.complete(asked, p)
+
+    async def _cancel_transfer(self, asked: AgentRequest, p: NoParams) -> None:
+        await self.transfers.cancel(asked, p)
 
     # --- replies
 
@@ -343,3 +342,25 @@ class AgentCallApi:
             await tx.push(visitor.recipient, event(sub_mark, payload))
         reply = {**payload, "visitorName": visitor.name}
         asked.conn.reply(reply_message(asked.request.mark, "success", reply, rid=asked.request.id))
+
+
+#: mark → its params model (those of ``AGENT_API``) and handler: every call API of an agent
+#: (``CALL_MARKS``) and the media's marks that go through the call (SPEC §4.3–4.5).
+CALL_ROUTES: dict[str, CallRoute[Any]] = {
+    "videoPickUp": CallRoute(SessionParams, AgentCallApi._video_pick_up),
+    "multipleVideoPickUp": CallRoute(NoParams, AgentCallApi._multiple_pick_up),
+    "multipleVideoRefuse": CallRoute(NoParams, AgentCallApi._multiple_refuse),
+    "callbackToVisitor": CallRoute(CallVisitorParams, AgentCallApi._call_visitor),
+    "videoInviteCurrentVisitor": CallRoute(NoParams, AgentCallApi._call_current_visitor),
+    "videoInviteVisitor": CallRoute(VisitorNameParams, AgentCallApi._invite_visitor),
+    "videoInviteAgent": CallRoute(VideoInviteAgentParams, AgentCallApi._invite_agent),
+    "videoDisconnect": CallRoute(NoParams, AgentCallApi._disconnect),
+    "signal": CallRoute(SignalParams, AgentCallApi._signal),
+    "inviteShare": CallRoute(NoParams, AgentCallApi._invite_share),
+    "takePhoto": CallRoute(NoParams, AgentCallApi._take_photo),
+    "mediaFailed": CallRoute(MediaFailedParams, AgentCallApi._media_failed),
+    # issue 20: call transfers (kefu.server.call_transfers)
+    "transferCall": CallRoute(TransferCallParams, AgentCallApi._transfer_call),
+    "completeTransfer": CallRoute(NoParams, AgentCallApi._complete_transfer),
+    "cancelTransfer": CallRoute(NoParams, AgentCallApi._cancel_transfer),
+}

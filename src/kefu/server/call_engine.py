@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,7 @@ from kefu.protocol.call import (
     MemberKind,
     MemberStatus,
     TimerEffect,
+    TransferEffect,
     VisitorEffect,
 )
 from kefu.protocol.machine import Event, Flow
@@ -64,7 +65,7 @@ from .routing import event
 from .schema import call_members, calls
 from .settings import Settings
 from .sfu import Sfu
-from .store import aware, new_id
+from .store import aware, iso, new_id
 from .supervise import SupervisionService, tell_supervisors
 from .tasks import Background
 from .visitors import Visitor
@@ -93,6 +94,10 @@ class Outcome:
         return got[0] if got else None
 
 
+#: ``(tx, call id, from agent, to agent, note)``: the chat session goes with a transferred call.
+SessionFollows = Callable[[Tx, str, str, str, str | None], Awaitable[None]]
+
+
 class CallEngine:
     """Runs the operations on calls, one at a time on this node, and their ringing timers."""
 
@@ -106,6 +111,9 @@ class CallEngine:
         # every timer task until it has ended (it leaves _ring_timers when it fires)
         self._tasks = Background(log)
         self.sfu: Sfu | None = None  # the SFU mode: set by Services when --janus is given
+        #: a transferred call's chat session follows it (issue 20): set by Services
+        #: (``Transfers.follow_call``), run in the call's transaction
+        self.session_follows: SessionFollows | None = None
         self.supervision = SupervisionService(self)  # issue 20: monitorCall, whisper, barge, leaveMonitor
 
     @property
@@ -235,6 +243,11 @@ class CallEngine:
                 await tx.push(recipient, event("call", payload))
             elif isinstance(f, MemberEffect):
                 await self._save_member(tx, call, f)
+            elif isinstance(f, TransferEffect):  # issue 20: the transfer's entry gets its time
+                for entry in call.transfers:
+                    entry.setdefault("at", iso(tx.now))
+                if f.outcome == "completed" and self.session_follows is not None:
+                    await self.session_follows(tx, call.id, f.from_agent, f.to_agent, f.note)
             elif isinstance(f, EndEffect):
                 await tx.conn.execute(
                     update(calls)
@@ -275,7 +288,7 @@ class CallEngine:
             joined = media_members(call)  # the supervisors too (issue 20), heard by their audience
             heard = {(MemberKind.agent.value, name): audience(call, name) for name in call.supervisors}
             ended = call.ended
-            tx.after_commit.append(lambda: sfu.relay.sync(call.id, joined, ended, heard))
+            tx.after_commit.append(lambda: sfu.sync(call.id, joined, ended, heard))  # on the room's node
             if ended:
                 tx.after_commit.append(lambda: sfu.ended(call.id))
 
@@ -351,6 +364,7 @@ class CallEngine:
                 {"kind": m.kind.value, "name": m.name, "role": m.role, "status": m.status.value}
                 for m in call.members.values()
             ],
+            "transfer": call.transfer,  # the transfer in progress (issue 20)
             "supervisors": [{"name": n, "mode": mode} for n, mode in call.supervisors.items()],
         }
 

@@ -72,6 +72,7 @@ class CallRecords:
             "endedBy": call.ended_by,
             "endReason": call.end_reason,
             "recording": call.recording,  # the SFU mode's: its status, start and failure (server/sfu.py)
+            "transfers": call.snapshot.get("transfers", []),  # issue 20: kind, from, to, note, outcome, at
             "supervision": await supervision_record(conn, call.id),  # issue 20: who helped, how, when
             "members": [
                 {

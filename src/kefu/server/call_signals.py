@@ -47,7 +47,7 @@ class CallSignals:
                     "through the media server",
                     code=ErrorCode.invalid_field,
                 )
-            await sfu.relay.signal(call.id, (kind.value, name), media, p.data)
+            await sfu.signal(call.id, (kind.value, name), media, p.data)  # on the room's node (D46)
             return
         to_kind = MemberKind(p.to.kind)
         if (to_kind.value, p.to.name) not in media:

@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, text, update
 
-from kefu.protocol.call import Call, Effect, EndEffect, MemberEffect, MemberStatus
+from kefu.protocol.call import Call, Effect, EndEffect, MemberEffect, MemberStatus, TransferEffect
 from kefu.protocol.integrations import EVENT_INFO, EventType, matches, stream_key
 
 from .hub import Hub, Tx
@@ -243,6 +243,17 @@ async def emit_call_effect(tx: Tx, call: Call, f: Effect) -> None:
     elif isinstance(f, EndEffect):
         ended = {"callId": call.id, "flow": call.flow.value, "endedBy": f.by, "reason": f.reason}
         await emit(tx, EventType.call_ended, call.id, ended)
+    elif isinstance(f, TransferEffect):  # issue 20
+        transferred = {
+            "callId": call.id,
+            "kind": f.kind,
+            "from": f.from_agent,
+            "to": f.to_agent,
+            "note": f.note,
+            "outcome": f.outcome,
+            "visitorName": call.visitor,
+        }
+        await emit(tx, EventType.call_transferred, call.id, transferred)
 
 
 async def emit_call_connected(tx: Tx, call: Call) -> None:

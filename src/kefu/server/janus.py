@@ -79,6 +79,7 @@ class Room:
     secret: str
     call_id: str
     publishers: dict[str, int] = field(default_factory=dict)  # member key -> publisher handle
+    node: str | None = None  # the kefu node whose Janus session drives its handles
 
 
 class JanusClient:

@@ -275,7 +275,8 @@ class Media(MediaRecordings):
                 )
         return len(rows)
 
-    async def _may_read(self, agent: Agent, call_id: str | None) -> None:
+    async def _require_reader(self, agent: Agent, call_id: str | None) -> None:
+        """``no_such_media`` unless ``agent`` is an admin or an agent of the call."""
         if agent.admin:
             return
         if call_id is not None:
@@ -299,7 +300,7 @@ class Media(MediaRecordings):
             ).first()
         if art is None:
             raise ApiError(code=ErrorCode.no_such_media)
-        await self._may_read(agent, art.call_id)
+        await self._require_reader(agent, art.call_id)
         if art.deleted_at is not None:
             raise ApiError("this artifact was deleted when its retention ended", code=ErrorCode.no_such_media)
         path = Path(self.settings.data_dir) / art.path
@@ -322,12 +323,12 @@ class Media(MediaRecordings):
     async def recording_of(self, agent: Agent, call_id: str, address: str) -> tuple[Any, Path]:
         art = await self._recording_art(call_id)
         if art is None:
-            await self._may_read(agent, call_id)
+            await self._require_reader(agent, call_id)
             raise ApiError("this call has no recording", code=ErrorCode.no_such_media)
         return await self.read(agent, art.id, address)
 
     async def of_call(self, agent: Agent, call_id: str) -> list[dict[str, Any]]:
-        await self._may_read(agent, call_id)
+        await self._require_reader(agent, call_id)
         async with self.push_hub.store.read() as c:
             rows = (
                 await c.execute(

@@ -238,6 +238,7 @@ media_rooms = Table(
     Column("secret", String(64), nullable=False),
     Column("created_at", TS, nullable=False),
     Column("closed_at", TS),
+    Column("node", String(64)),  # the node driving the room's handles (server/sfu_nodes.py)
 )
 
 media_artifacts = Table(

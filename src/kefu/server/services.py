@@ -110,10 +110,12 @@ class Services:
             floor=floor,
             transfers=transfers,
         )
+        services.calls.engine.session_follows = transfers.follow_call  # issue 20
         services.calls.supervision.listeners.append(floor.changed)  # issue 20: who helps in which call
         if settings.janus_url:
             services.calls.sfu = Sfu(settings, store, services.calls.push_signal, services.media)
             services.calls.sfu.end_call = services.calls.media_server_lost
+            await services.calls.sfu.start()  # several nodes: the channel of its calls' rooms
         await agents.start()
         await services.calls.start()
         await transfers.start()

@@ -25,6 +25,11 @@ subprocesses, ``recording_workers`` calls at a time) and stored as the call's
 recording artifact with its SHA-256 (``recording.ready``); anything that goes
 wrong is ``recording.failed`` with the reason, in the record and pushed.
 
+Several nodes (``--redis``): the node that created a call's room drives its
+handles in Janus; the others hand it the members' signals and the call's
+changes (:mod:`kefu.server.sfu_nodes`, D46). :meth:`signal`, :meth:`sync` and
+:meth:`ended` choose where each runs.
+
 Janus lost mid-call (killed, or restarted: its session is gone, and with it
 every room and handle): every call with an open room ends at once with
 ``media_server_lost`` (``end_call``, set by the services: the call service's
@@ -38,11 +43,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 
 from kefu.protocol import ApiError
 from kefu.protocol.call import CallPhase
@@ -53,13 +58,16 @@ from .media import Media
 from .recording import Composer, RecordingError, remove_room_files, tracks_of_room
 from .schema import calls, media_rooms
 from .settings import Settings
-from .sfu_relay import Push, SfuRelay
+from .sfu_nodes import InOrder, SfuNodes
+from .sfu_relay import Member, Push, SfuRelay
 from .store import Store, iso
 from .tasks import Background
 
 __all__ = ["MediaServerError", "Sfu"]
 
 log = logging.getLogger("kefu.server.sfu")
+
+_OWNERS_KEPT = 4096  # calls whose room's node this node remembers
 
 
 class Sfu:
@@ -91,6 +99,23 @@ class Sfu:
         self.janus.on_lost = self._lost
         if media is not None and settings.janus_recordings is not None:
             self.relay.on_media_up = self._media_up
+        self._per_call = InOrder(self._closing)  # one call's syncs and end, in order
+        self._owners: dict[str, str | None] = {}  # call → the node driving its room (None: unknown)
+        self.nodes: SfuNodes | None = None
+        if settings.redis_url:
+            self.nodes = SfuNodes(
+                settings.redis_url,
+                prefix=settings.redis_prefix,
+                node_id=settings.node_id,
+                timeout=2 * settings.janus_timeout + 1.0,
+                signal=self.relay.signal,
+                sync=self.relay.sync,
+                ended=self._close_here,
+            )
+
+    async def start(self) -> None:
+        if self.nodes is not None:
+            await self.nodes.start()
 
     @property
     def records(self) -> bool:
@@ -100,6 +125,7 @@ class Sfu:
         """A room for a new call (before its transaction); ``MediaServerError`` when Janus is down."""
         record = str(self.s.janus_recordings) if self.s.janus_recordings is not None else None
         room = await self.janus.create_room(call_id, record_dir=record)
+        room.node = self.s.node_id
         log.info("call %s: media room %d", call_id, room.number)
         return room
 
@@ -107,7 +133,7 @@ class Sfu:
         """Keep the room beside its call, in the call's transaction."""
         await tx.conn.execute(
             insert(media_rooms).values(
-                call_id=room.call_id, room=room.number, secret=room.secret, created_at=tx.now
+                call_id=room.call_id, room=room.number, secret=room.secret, created_at=tx.now, node=room.node
             )
         )
 
@@ -120,15 +146,85 @@ class Sfu:
         async with self.store.read() as c:
             row = (
                 await c.execute(
-                    select(media_rooms.c.room, media_rooms.c.secret).where(
+                    select(media_rooms.c.room, media_rooms.c.secret, media_rooms.c.node).where(
                         media_rooms.c.call_id == call_id, media_rooms.c.closed_at.is_(None)
                     )
                 )
             ).first()
-        return None if row is None else Room(number=int(row.room), secret=row.secret, call_id=call_id)
+        if row is None:
+            return None
+        return Room(number=int(row.room), secret=row.secret, call_id=call_id, node=row.node)
+
+    # --- where a call's Janus work runs (one node, or its room's owner among several)
+
+    async def _owner(self, call_id: str) -> str | None:
+        """The node driving the call's room when it is another node; None when it is this one."""
+        if self.nodes is None:
+            return None
+        if call_id not in self._owners:
+            room = await self.room_of(call_id)
+            if len(self._owners) >= _OWNERS_KEPT:  # the oldest calls' (most ended since)
+                del self._owners[next(iter(self._owners))]
+            self._owners[call_id] = room.node if room is not None else None
+        owner = self._owners[call_id]
+        return owner if owner is not None and owner != self.s.node_id else None
+
+    async def signal(self, call_id: str, me: Member, joined: list[Member], data: object) -> None:
+        """A joined member's ``signal`` to the sfu, run where the call's handles are."""
+        owner = await self._owner(call_id)
+        if owner is None or self.nodes is None:
+            await self.relay.signal(call_id, me, joined, data)
+        else:
+            await self.nodes.signal(owner, call_id, me, joined, data)
+
+    def sync(
+        self,
+        call_id: str,
+        joined: list[Member],
+        ended: bool,
+        audience: Mapping[Member, frozenset[str]] | None = None,
+    ) -> None:
+        """After a call changed (after its commit): who is joined now, and the feeds only some
+        members hear (:meth:`SfuRelay.sync`), told where its handles are."""
+        if self.nodes is None:
+            self.relay.sync(call_id, joined, ended, audience)
+        else:
+            # told in the order the changes were committed here (the end after the last sync)
+            self._per_call.run(
+                call_id, self._sync(call_id, joined, ended, audience), f"kefu-sfu-sync-{call_id}"
+            )
+
+    async def _sync(
+        self,
+        call_id: str,
+        joined: list[Member],
+        ended: bool,
+        audience: Mapping[Member, frozenset[str]] | None,
+    ) -> None:
+        owner = await self._owner(call_id)
+        if owner is None or self.nodes is None:
+            self.relay.sync(call_id, joined, ended, audience)
+            return
+        heard = [[k, n, sorted(names)] for (k, n), names in (audience or {}).items()]
+        await self.nodes.tell(
+            owner, "sync", call_id, joined=[list(m) for m in joined], ended=ended, audience=heard
+        )
 
     def ended(self, call_id: str) -> None:
-        """The call ended (after its commit): destroy its room in the background."""
+        """The call ended (after its commit): its room destroyed in the background, by the
+        node driving it, or here when that node is gone."""
+        self._per_call.run(call_id, self._ended(call_id), f"kefu-sfu-close-{call_id}")
+
+    async def _ended(self, call_id: str) -> None:
+        owner = await self._owner(call_id) if self.nodes is not None else None
+        self._owners.pop(call_id, None)
+        if owner is not None and self.nodes is not None and await self.nodes.tell(owner, "ended", call_id):
+            return
+        await self.close(call_id)
+
+    def _close_here(self, call_id: str) -> None:
+        """Another node ended the call whose room this node drives."""
+        self._owners.pop(call_id, None)
         self._closing.spawn(self.close(call_id), f"kefu-sfu-close-{call_id}")
 
     def _lost(self) -> None:
@@ -142,6 +238,8 @@ class Sfu:
                     select(media_rooms.c.call_id)
                     .join(calls, calls.c.id == media_rooms.c.call_id)
                     .where(media_rooms.c.closed_at.is_(None), calls.c.status != CallPhase.ended.value)
+                    # the calls whose handles were in this node's session (the others' are fine)
+                    .where(or_(media_rooms.c.node == self.s.node_id, media_rooms.c.node.is_(None)))
                 )
             ).all()
         if open_rooms:
@@ -225,6 +323,8 @@ class Sfu:
     async def aclose(self) -> None:
         """After the calls' timers stopped, before the store closes: the rooms of ended calls
         are destroyed first (each bounded by ``janus_timeout``)."""
+        if self.nodes is not None:
+            await self.nodes.aclose()  # no more work from other nodes (and none handed to them)
         await self.relay.aclose()
         await self._closing.settled()
         await self._closing.close()

@@ -7,7 +7,14 @@ sending ``signal`` to ``{"kind": "sfu", "name": "sfu"}`` with an offer: the
 server attaches a publisher handle, sends ``joinandconfigure`` (``ptype``
 publisher, ``display`` the member's ``kind:name``) with the offer and pushes
 Janus's answer back as ``signal`` from the sfu. A later offer of the same
-member (a screen share on or off) is a ``configure`` on the same handle.
+member (a screen share on or off) is a ``configure`` on the same handle; Janus
+adds a publisher's new stream to a subscription only when asked, so the
+streams it publishes now (``mids``) are compared with before and every
+subscription to it gets an ``update`` (``subscribe`` / ``unsubscribe`` those
+mids), whose new offer goes to its member as any subscription's offer.
+A subscription's ``start`` also asks the feed's publisher for a key frame
+(``configure`` with ``keyframe``): a stream joined mid-way decodes nothing
+until the next one.
 
 When Janus says a publisher's connection is up (``webrtcup`` on its handle,
 from the long poll), every other joined member gets a subscription to it: a
@@ -53,6 +60,7 @@ class _Publisher:
     handle: int
     feed: int  # Janus's publisher id in the room
     up: bool = False
+    mids: frozenset[str] = frozenset()  # the streams it publishes (Janus's mids), as last configured
 
 
 @dataclass(slots=True)
@@ -70,6 +78,16 @@ class _CallMedia:
         return member != owner and (heard is None or member[1] in heard)
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _mids(data: dict[str, Any]) -> frozenset[str]:
+    """The streams a publisher sends, from Janus's ``joined``/``configured`` event."""
+    streams = data.get("streams")
+    if not isinstance(streams, list):
+        return frozenset()
+    return frozenset(
+        str(s["mid"]) for s in streams if isinstance(s, dict) and "mid" in s and not s.get("disabled")
+    )
 
 
 class SfuRelay:
@@ -106,6 +124,9 @@ class SfuRelay:
                         code=ErrorCode.invalid_field,
                     )
                 await self.janus.message(handle, {"request": "start"}, {"type": "answer", "sdp": message.sdp})
+                pub = cm.publishers.get(message.feed)
+                if pub is not None:
+                    await self._key_frame(cm, message.feed, pub)
             else:
                 await self._trickle(cm, me, message)
 
@@ -122,8 +143,9 @@ class SfuRelay:
     async def _publish(self, cm: _CallMedia, me: Member, sdp: str) -> None:
         jsep = {"type": "offer", "sdp": sdp}
         pub = cm.publishers.get(me)
-        if pub is not None:  # the member changes what it sends
-            _data, answer = await self.janus.message(pub.handle, {"request": "configure"}, jsep)
+        if pub is not None:  # the member changes what it sends (a screen share on or off)
+            data, answer = await self.janus.message(pub.handle, {"request": "configure"}, jsep)
+            before, pub.mids = pub.mids, _mids(data)
         else:
             handle = await self.janus.attach()
             self._handles[handle] = (cm.call_id, me, None)
@@ -138,12 +160,48 @@ class SfuRelay:
             except MediaServerError:
                 await self._detach(handle)
                 raise
-            cm.publishers[me] = _Publisher(handle, int(data["id"]))
+            pub = cm.publishers[me] = _Publisher(handle, int(data["id"]), mids=_mids(data))
+            before = pub.mids
             self.feeds.setdefault(cm.call_id, {})[int(data["id"])] = f"{me[0]}:{me[1]}"
         if answer is None or answer.get("type") != "answer":
             raise MediaServerError("the media server gave no answer to the offer")
         log.info("call %s: %s %s publishes", cm.call_id, *me)
         await self._push(cm.call_id, me, {"type": "answer", "sdp": answer["sdp"]})
+        if pub.mids != before:
+            await self._update_subscriptions(cm, me, pub, before)
+
+    async def _update_subscriptions(
+        self, cm: _CallMedia, owner: Member, pub: _Publisher, before: frozenset[str]
+    ) -> None:
+        """``owner`` publishes other streams now (a screen share on or off): Janus adds them
+        to a subscription only when asked (``update``), and answers with a new offer."""
+        body: dict[str, Any] = {"request": "update"}
+        if pub.mids - before:
+            body["subscribe"] = [{"feed": pub.feed, "mid": mid} for mid in sorted(pub.mids - before)]
+        if before - pub.mids:
+            body["unsubscribe"] = [{"feed": pub.feed, "mid": mid} for mid in sorted(before - pub.mids)]
+        for (member, feed), handle in list(cm.subs.items()):
+            if feed != owner:
+                continue
+            try:
+                _data, offer = await self.janus.message(handle, body)
+            except MediaServerError as exc:
+                log.warning(
+                    "call %s: %s %s's subscription to %s not updated: %s", cm.call_id, *member, owner, exc
+                )
+                continue
+            if offer is not None and offer.get("type") == "offer":
+                await self._tell(
+                    cm.call_id, member, {"type": "offer", "sdp": offer["sdp"], "feed": feed_ref(*owner)}
+                )
+
+    async def _key_frame(self, cm: _CallMedia, owner: Member, pub: _Publisher) -> None:
+        """Ask ``owner``'s publisher for a key frame (an RTCP PLI from Janus): a subscription
+        that starts, or gets a stream again, decodes nothing until the next one (D45)."""
+        try:
+            await self.janus.message(pub.handle, {"request": "configure", "keyframe": True})
+        except MediaServerError as exc:
+            log.warning("call %s: no key frame asked of %s %s: %s", cm.call_id, *owner, exc)
 
     async def _trickle(self, cm: _CallMedia, me: Member, c: SfuCandidate) -> None:
         if c.feed is None:
@@ -163,7 +221,7 @@ class SfuRelay:
     async def _reconcile(self, cm: _CallMedia) -> None:
         """Every joined member subscribed to every other member's feed that is up (under the lock)."""
         for owner, pub in list(cm.publishers.items()):
-            if not pub.up:
+            if not pub.up:  # Janus refuses a subscription before (No such feed)
                 continue
             for member in sorted(cm.members):
                 if cm.hears(member, owner) and (member, owner) not in cm.subs:
@@ -297,6 +355,11 @@ class SfuRelay:
                 if ev.kind == "hangup":
                     del cm.subs[(member, feed)]
                     await self._detach(ev.handle)
+                elif ev.kind == "webrtcup":
+                    # the subscription's connection is up: a key frame now reaches it (D45)
+                    pub = cm.publishers.get(feed)
+                    if pub is not None:
+                        await self._key_frame(cm, feed, pub)
                 elif ev.jsep is not None and ev.jsep.get("type") == "offer":
                     # the feed changed its tracks: Janus offers the subscription again
                     data = {"type": "offer", "sdp": ev.jsep.get("sdp"), "feed": feed_ref(*feed)}

@@ -16,7 +16,10 @@ Why a session moves (``reason``):
   ``POST /api/agents/{name}/logout``, any change to ``000000``: the state
   setter's listener, after the commit);
 - ``agentLost``: its agent's last connection closed and it did not come back
-  within ``session_grace`` seconds.
+  within ``session_grace`` seconds;
+- ``callTransferred``: the session's call was transferred to another agent and
+  the target took it (:meth:`Transfers.follow_call`, in the call's transaction):
+  the chat follows the call, with the transfer's note.
 
 A session given back to the queue waits at its head (``priority`` 1, see
 :data:`kefu.server.routing.QUEUE_ORDER`): the visitor keeps its place, ahead
@@ -41,7 +44,7 @@ from .agents import Change, is_logged_in
 from .events import EventType, emit
 from .hub import Hub, Tx, agent_key, visitor_key
 from .routing import Router, event
-from .schema import agents, sessions
+from .schema import agents, calls, sessions
 from .sessions import Sessions
 from .settings import Settings
 from .views import fetch_messages, fetch_session, session_view
@@ -51,7 +54,7 @@ __all__ = ["REASONS", "Transfers"]
 log = logging.getLogger("kefu.server.transfers")
 
 #: Why a session moved (the ``reason`` of ``sessionTransferred`` and ``session.transferred``).
-REASONS = ("transferred", "agentLoggedOut", "agentLost")
+REASONS = ("transferred", "agentLoggedOut", "agentLost", "callTransferred")
 
 
 class Transfers:
@@ -99,6 +102,25 @@ class Transfers:
                 code=ErrorCode.no_capacity,
             )
         return target
+
+    async def follow_call(self, tx: Tx, call_id: str, from_name: str, to_name: str, note: str | None) -> None:
+        """A call went to ``to_name`` (issue 20): its open chat session with ``from_name``, if it
+        has one, goes along in the same transaction (no capacity check: the call is taken)."""
+        session_id = (
+            await tx.conn.execute(select(calls.c.session_id).where(calls.c.id == call_id))
+        ).scalar_one_or_none()
+        if session_id is None:
+            return
+        row = (
+            await tx.conn.execute(
+                select(sessions).where(sessions.c.id == session_id, sessions.c.status == "open")
+            )
+        ).first()
+        source = await find_agent(tx.conn, name=from_name)
+        target = await find_agent(tx.conn, name=to_name, lock=True)
+        if row is None or source is None or target is None or row.agent_id != source.id:
+            return  # closed, or it had moved already
+        await self._move(tx, row, from_name, target, "callTransferred", note)
 
     # --- moving one session (the one place that does it)
 

@@ -479,6 +479,8 @@ class Visitor:
         elif what in ("cancelled", "ended"):
             self._pending.pop(call_id, None)
             await self._end_call(call_id)
+        elif what == "transferred" and call is not None and call.call_id == call_id:
+            await self._transferred(call, agent)
         elif what in ("memberJoined", "memberLeft") and call is not None and call.call_id == call_id:
             kind, name = p.get("kind"), p.get("name")
             if isinstance(kind, str) and isinstance(name, str):
@@ -532,6 +534,17 @@ class Visitor:
         await self.link.call("answerCall", {"callId": call_id, "answer": answer})
         self._pending.pop(call_id, None)
         self._emit(CallAction(call_id, action, auto=auto))
+
+    async def _transferred(self, call: VisitorCall, agent: str | None) -> None:
+        """The call went to another agent (issue 20). In the hub mode the hub moves to its
+        plugin (D30): the old media closes and the new agent's first offer opens the next.
+        In the SFU mode the media server stays; the agents' feeds come and go."""
+        call.agent_name = agent or call.agent_name
+        media = call.media
+        if media is not None and not media.sfu:
+            call.media = None
+            await media.close()
+            self._medias.discard(media)
 
     async def _end_call(self, call_id: str) -> None:
         call = self.call

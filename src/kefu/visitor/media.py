@@ -13,7 +13,8 @@ In the SFU mode (the call's ``media`` is ``"sfu"``, docs/media.md §4b) the
 member is a :class:`kefu.media.SfuMember` instead: it publishes its camera and
 microphone to the media server (``signal`` to ``{kind: "sfu", name: "sfu"}``)
 as soon as the call is joined and answers the server's offer of each other
-member's feed. A screen share through the media server is not built yet.
+member's feed. A screen share is a second track of its publisher (a new
+offer to the media server), as it is a second track to the hub.
 """
 
 from __future__ import annotations
@@ -133,16 +134,13 @@ class CallMedia:
 
     @property
     def sharing(self) -> bool:
-        return isinstance(self.member, MediaMember) and self.member.sharing
+        return self.member.sharing
 
     def start_share(self) -> None:
-        if not isinstance(self.member, MediaMember):
-            raise MediaError("a screen share through the media server is not built yet")
         self.member.start_share()
 
     def stop_share(self) -> None:
-        if isinstance(self.member, MediaMember):
-            self.member.stop_share()
+        self.member.stop_share()
 
     def _camera(self) -> PatternVideoTrack:
         track = self.member.source.video

@@ -23,7 +23,8 @@
   };
   // why a session came to this agent from another (issue 20: sessionAssigned's transfer.reason)
   var TRANSFER_WHY = {
-    transferred: "Transferred", agentLoggedOut: "Taken over (agent logged out)", agentLost: "Taken over (agent lost)"
+    transferred: "Transferred", agentLoggedOut: "Taken over (agent logged out)", agentLost: "Taken over (agent lost)",
+    callTransferred: "Came with a transferred call"
   };
   window.kefuConsole = ui; // for tests and debugging
 
@@ -242,16 +243,18 @@
         ring({ kind: "visitor", callId: p.callId, sessionId: p.sessionId, visitorName: p.visitorName });
         break;
       case "invited":
-        ring({ kind: "agent", callId: p.callId, inviter: p.inviter });
+        ring({ kind: "agent", callId: p.callId, inviter: p.inviter, transfer: p.transfer });
         break;
       case "ended":
         ui.call = null;
         $("members").textContent = "—";
         $("sharing").textContent = "off";
         hideRinging();
+        showTransfer(null);
         break;
       default:
         ui.call = p;
+        showTransfer(p.transfer);
         if (p.members) {
           $("members").textContent = p.members.filter(function (m) { return m.status === "joined"; })
             .map(function (m) { return (m.kind === "agent" ? "agent " : "") + m.name; }).join(", ") || "—";
@@ -261,10 +264,26 @@
 
   function ring(r) {
     ui.ringing = r;
+    var t = r.transfer;  // issue 20: a call transferred to this agent rings like an invitation
     $("ringing-text").textContent = r.kind === "visitor"
       ? (r.visitorName || "A visitor") + " asks for a video call."
-      : "Agent " + (r.inviter || "?") + " invites you into a video call.";
+      : t
+        ? "Agent " + t.from + (t.kind === "consult" ? " consults you about a call" : " transfers a call to you") +
+          (t.note ? " — note: " + t.note : "") + "."
+        : "Agent " + (r.inviter || "?") + " invites you into a video call.";
     $("ringing").classList.remove("hidden");
+  }
+
+  /** The transfer of the call in progress (issue 20), as the transferring agent sees it. */
+  function showTransfer(t) {
+    var mine = t && ui.agent && t.from === ui.agent.name;
+    $("call-transfer").classList.toggle("hidden", !mine);
+    if (!mine) return;
+    var what = t.kind === "consult"
+      ? (t.phase === "consulting" ? "Consulting " + t.to + "; the visitor is on hold." : "Calling " + t.to + "; the visitor is on hold.")
+      : "Transferring the call to " + t.to + "…";
+    $("call-transfer-text").textContent = what + (t.note ? " Note: " + t.note : "");
+    $("transfer-complete-btn").disabled = !(t.kind === "consult" && t.phase === "consulting");
   }
 
   function hideRinging() { $("ringing").classList.add("hidden"); }
@@ -526,6 +545,24 @@
     var name = $("third-agent").value.trim();
     if (name) ui.client.videoInviteAgent(Object.assign({ agentName: name }, callCallbacks("videoInviteAgent")));
   });
+  $("call-transfer-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var to = $("call-transfer-to").value.trim();
+    if (!to) return;
+    var p = { agentName: to, mode: $("call-transfer-mode").value };
+    if ($("call-transfer-note").value.trim()) p.note = $("call-transfer-note").value.trim();
+    timeline(null, (p.mode === "consult" ? "consulting " : "transferring the call to ") + to);
+    ui.client.transferCall(Object.assign(p, callCallbacks("transferCall", {
+      transferSuccess: function (data) { timeline(data.state, "the call went to " + to); },
+      completeSuccess: function (data) { timeline(data.state, "the call went to " + to); },
+      refuse: function (data) { timeline(data.state, to + " refused the transfer"); },
+      timeoutDisconnect: function (data) { timeline(data.state, to + " did not answer the transfer"); },
+      cancelSuccess: function (data) { timeline(data.state, "transfer cancelled"); },
+      targetLeft: function (data) { timeline(data.state, to + " left; back with the visitor"); }
+    })));
+  });
+  $("transfer-complete-btn").addEventListener("click", function () { ui.client.completeTransfer(callCallbacks("completeTransfer")); });
+  $("transfer-cancel-btn").addEventListener("click", function () { ui.client.cancelTransfer(callCallbacks("cancelTransfer")); });
   $("hangup-btn").addEventListener("click", function () { ui.client.videoDisconnect(callCallbacks("videoDisconnect")); });
   $("snapshot-btn").addEventListener("click", function () {
     ui.client.snapshot({

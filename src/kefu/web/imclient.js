@@ -40,9 +40,9 @@
  * such as plugin_unreachable, from the catalogue's table below), `token`, `kefuWSOpen`, `quit`, `reconnect`;
  * initInnerCallBack also takes `stateChange(state, payload)` and the server's
  * events by name (`sessionAssigned`, `message`, `queue`, `call`, `share`, ...);
- * APIs sendMessage, transferSession, monitorCall, whisper, barge, leaveMonitor (issue 20:
- * a supervisor in a call; its agent hears of it by initInnerCallBack supervisorChange),
- * setAgentState, logout, getState, getWindow,
+ * APIs sendMessage, transferSession, transferCall, completeTransfer, cancelTransfer,
+ * monitorCall, whisper, barge, leaveMonitor (issue 20: a supervisor in a call; its agent
+ * hears of it by initInnerCallBack supervisorChange), setAgentState, logout, getState, getWindow,
  * multipleVideoRefuse; client.state (the latest state code), client.currentCall
  * (the call the agent is in, also after a page reload: docs/sdk.md), client.close().
  * No dependency, no build step. See docs/web.md.
@@ -66,6 +66,11 @@
     videoInviteCurrentVisitor: INVITES,
     videoInviteVisitor: INVITES,
     videoDisconnect: ["error", "success"],
+    // call transfers (issue 20): until the call is the target's, or back with the agent
+    transferCall: ["error", "transferSuccess", "completeSuccess", "refuse", "timeoutDisconnect",
+      "cancelSuccess", "targetLeft", "visitorDisconnect", "kefuCloseVideoSuccess"],
+    completeTransfer: ["error", "completeSuccess"],
+    cancelTransfer: ["error", "cancelSuccess"],
     // SPEC §4.5: the visitor's share opens, then closes
     inviteShare: ["error", "close"]
   };
@@ -83,7 +88,8 @@
     "sessionCount", "sessionState", "isMultipleVideo", "isShareState",
     // additions
     "sendMessage", "setAgentState", "logout", "getState", "getWindow", "multipleVideoRefuse",
-    "transferSession", "monitorCall", "whisper", "barge", "leaveMonitor"
+    "transferSession", "transferCall", "completeTransfer", "cancelTransfer",
+    "monitorCall", "whisper", "barge", "leaveMonitor"
   ];
 
   function isFinal(mark, subMark) {
@@ -143,6 +149,10 @@
     "agent_offline": {"en": "the agent is not logged in or not connected", "zh": "坐席未登录或不在线"},
     "not_in_call": {"en": "not in a call", "zh": "当前不在通话中"},
     "no_capacity": {"en": "the agent has no free capacity", "zh": "坐席接待量已满"},
+    "agent_busy": {"en": "the agent cannot take a call now", "zh": "坐席当前无法接听"},
+    "transfer_in_progress": {"en": "a transfer of this call is already in progress", "zh": "该通话已有转接正在进行"},
+    "no_transfer": {"en": "no transfer of this agent is in progress", "zh": "当前没有进行中的转接"},
+    "no_agent_available": {"en": "no agent of the queue is ready", "zh": "该队列没有空闲坐席"},
     "not_available_yet": {"en": "this API is not available in this version", "zh": "该API在此版本中尚不可用"},
     "no_media": {"en": "no video from the visitor yet", "zh": "尚未收到访客视频"},
     "no_such_media": {"en": "no such photo, snapshot or recording", "zh": "照片、截图或录像不存在"},

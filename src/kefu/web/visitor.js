@@ -266,6 +266,21 @@
         say(p.by === state.name ? "You hung up." : "The video call ended.", "system");
         endCall();
         break;
+      // call transfers (issue 20, docs/calls.md)
+      case "held":
+        if (call && call.id === p.callId) { say("Please hold: the agent is consulting a colleague.", "system"); callStatus("on hold", "warn"); }
+        break;
+      case "resumed":
+        if (call && call.id === p.callId) { say("The agent is back.", "system"); callStatus("connected", "ok"); }
+        break;
+      case "transferred":
+        if (!call || call.id !== p.callId) return;
+        call.agentName = p.agentName;
+        say("Your call is now with agent " + p.agentName + ".", "system");
+        // the hub mode: the media's hub moves to the new agent's plugin, whose offer comes next
+        // (D30); the SFU mode keeps its connections, the agents' feeds come and go
+        if (!media.sfu) { closeMedia(); callStatus("connecting…", "warn"); }
+        break;
       default: break;
     }
   }
@@ -638,6 +653,33 @@
     });
   }
 
+  /** SFU mode: the screen as a second track of the publisher, offered to the sfu again
+   * (it adds the stream to the feed and offers it to every subscriber); "open" once answered. */
+  function sfuShare(track, stream) {
+    media.chain = media.chain.then(function () {
+      if (!media.pc || media.screen !== track) return null;
+      media.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      return sfuRepublish().then(function () {
+        if (media.screen === track && state.call && media.screenState === "asked") {
+          media.screenState = "open";
+          return request("shareAnswer", { callId: state.call.id, answer: "open" });
+        }
+      });
+    }).catch(mediaProblem);
+    return media.chain;
+  }
+
+  /** The publisher's new offer (its tracks changed), answered by the sfu. */
+  function sfuRepublish() {
+    var link = media.publisher;
+    if (!link || !state.call) return Promise.resolve(null);
+    return link.pc.createOffer().then(function (offer) {
+      return link.pc.setLocalDescription(offer);
+    }).then(function () {
+      return sfuSend(link, { type: "offer" });
+    });
+  }
+
   function feedKey(feed) { return feed && typeof feed.name === "string" ? feed.kind + ":" + feed.name : null; }
 
   function onSfuSignal(data) {
@@ -760,10 +802,6 @@
 
   function onShareRequest(p) {
     state.shareRequest = p;
-    if (media.sfu) { // not built yet in the SFU mode (docs/calls.md)
-      quietly(request("shareAnswer", { callId: p.callId, answer: "error", reason: "no screen share through the media server yet" }));
-      return;
-    }
     if (!state.call || p.callId !== state.call.id || !media.pc) {
       quietly(request("shareAnswer", { callId: p.callId, answer: "error", reason: "no media connection yet" }));
       return;
@@ -791,6 +829,7 @@
       track.onended = stopShare; // the browser's own "Stop sharing"
       $("share-stop-btn").classList.remove("hidden");
       $("sharing-note").classList.remove("hidden");
+      if (media.sfu) return sfuShare(track, stream);
       return renegotiate({ video: 1, audio: 0 });
     }).catch(function (e) {
       var refusedByUser = e && (e.name === "NotAllowedError" || e.name === "AbortError");
@@ -816,7 +855,8 @@
       });
     }
     if (state.call) {
-      quietly(renegotiate({ video: 0, audio: 0 }));
+      if (media.sfu) media.chain = media.chain.then(sfuRepublish).catch(mediaProblem);
+      else quietly(renegotiate({ video: 0, audio: 0 }));
       quietly(request("shareAnswer", { callId: state.call.id, answer: "close" }));
     }
   }
