@@ -53,6 +53,7 @@ from kefu.protocol.call import (
     VisitorEffect,
 )
 from kefu.protocol.machine import Event, Flow
+from kefu.protocol.messages import CallPush, to_json
 from kefu.protocol.supervise import SupervisorEffect, audience, end_supervision, media_members
 
 from .accounts import Agent
@@ -239,8 +240,8 @@ class CallEngine:
                 out.changes.setdefault(f.agent, []).append(change)
             elif isinstance(f, VisitorEffect):
                 recipient = await self.queries.recipient(MemberKind.visitor, f.visitor, tx=tx)
-                payload = {"callId": call.id, "what": f.what, "media": self.media_mode.value, **f.detail}
-                await tx.push(recipient, event("call", payload))
+                push = CallPush(call.id, f.what, self.media_mode.value, detail=f.detail)
+                await tx.push(recipient, to_json(push))
             elif isinstance(f, MemberEffect):
                 await self._save_member(tx, call, f)
             elif isinstance(f, TransferEffect):  # issue 20: the transfer's entry gets its time

@@ -28,6 +28,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from kefu.protocol.close import CloseCode
 from kefu.protocol.wire import Json, encode, event_message
 
 from .hub import Push
@@ -37,9 +38,10 @@ __all__ = ["CLOSE_POLICY", "CLOSE_REPLACED", "CLOSE_TOO_BIG", "Outbox"]
 
 log = logging.getLogger("kefu.server.connection")
 
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_REPLACED = 4001
+# the old names of three close codes (kefu.protocol.close has them all)
+CLOSE_POLICY = CloseCode.policy
+CLOSE_TOO_BIG = CloseCode.too_big
+CLOSE_REPLACED = CloseCode.replaced
 
 
 class Outbox:
@@ -204,7 +206,7 @@ class Outbox:
             self._stopped = True
             self._dead = True
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await self.ws.close(1011, "internal error")
+                await self.ws.close(CloseCode.internal, "internal error")
         # no await between the queue's last look and here: nothing is left queued without a sender
         self._items = None
 
