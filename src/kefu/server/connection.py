@@ -151,7 +151,12 @@ class Connection:
                 return
             if msg["type"] == "websocket.disconnect":
                 return
-            await self._frame(msg.get("text"), msg.get("bytes"))
+            self.outbox.hold()  # the replies go after the frame, from this task (D43)
+            try:
+                await self._frame(msg.get("text"), msg.get("bytes"))
+            finally:
+                self.outbox.release()
+            await self.outbox.flush()
             msg = None  # not kept while waiting for the next one
         await self._drain_until_closed()
 

@@ -172,6 +172,7 @@ class Services:
         await self.floor.close()
         await self.webhooks.close()
         await self.journal.close()
+        await self.sessions.close()
         await self.hub.close()
         await self.hub.bus.close()
         await self.store.close()
