@@ -72,6 +72,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.common import Log
 from bench.procs import WorkerPool, serve_worker
+from kefu.protocol.client_session import Answer, ClientSession, Push, Stray
 
 __all__ = ["CallPhase", "RigConfig", "RigPool", "RigWorker", "iso_ns", "latency_ms", "merge", "run_calls"]
 
@@ -136,13 +137,6 @@ def merge(reports: list[Json]) -> Json:
     return out
 
 
-def _envelope(rid: str, mark: str, params: Json | None = None) -> str:
-    msg: Json = {"v": 1, "id": rid, "mark": mark}
-    if params is not None:
-        msg["params"] = params
-    return json.dumps(msg, separators=(",", ":"))
-
-
 async def _open(url: str) -> ClientConnection:
     return await connect(
         url,
@@ -160,8 +154,8 @@ class _RawClient:
 
     def __init__(self, ws: ClientConnection, on_push: Callable[[Json, int], Any] | None = None) -> None:
         self.ws = ws
-        self._ids = itertools.count()
-        self._waiting: dict[str, asyncio.Future[tuple[int, Json]]] = {}
+        # every answer final, pushes in arrival order (the rig counts them itself)
+        self._session: ClientSession[asyncio.Future[tuple[int, Json]]] = ClientSession(ordered=False)
         self._on_push = on_push
         self.reader = asyncio.create_task(self._read())
 
@@ -169,28 +163,25 @@ class _RawClient:
         try:
             async for raw in self.ws:
                 now = time.monotonic_ns()
-                msg = json.loads(raw)
-                fut = self._waiting.pop(msg.get("id"), None) if "id" in msg else None
-                if fut is not None:
-                    if not fut.done():
-                        fut.set_result((now, msg))
-                elif self._on_push is not None:
-                    await self._on_push(msg, now)
+                got = self._session.receive_message(json.loads(raw))  # json: the rig's own cost stays low
+                if isinstance(got, Answer):
+                    if not got.pending.tag.done():
+                        got.pending.tag.set_result((now, got.msg))
+                elif isinstance(got, Push | Stray) and self._on_push is not None:
+                    await self._on_push(got.msg, now)
         except ConnectionClosed:
             pass
         finally:
-            for fut in self._waiting.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("closed"))
-                    fut.exception()
-            self._waiting.clear()
+            for p in self._session.fail_all():
+                if not p.tag.done():
+                    p.tag.set_exception(ConnectionError("closed"))
+                    p.tag.exception()
 
     async def send(self, mark: str, params: Json | None = None) -> asyncio.Future[tuple[int, Json]]:
         """Send one request; the future of (receipt time, answer)."""
-        rid = f"r{next(self._ids)}"
         fut: asyncio.Future[tuple[int, Json]] = asyncio.get_running_loop().create_future()
-        self._waiting[rid] = fut
-        await self.ws.send(_envelope(rid, mark, params))
+        _, text = self._session.request(mark, params, fut)
+        await self.ws.send(text)
         return fut
 
     async def request(self, mark: str, params: Json | None = None, within: float = 30.0) -> Json:

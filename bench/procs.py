@@ -141,7 +141,8 @@ def py_spy() -> str | None:
 @contextlib.contextmanager
 def profiled(pid: int, out: Path, *, rate: int = 100) -> Any:
     """Sample process ``pid`` with py-spy while the block runs; on leaving, py-spy is
-    interrupted and writes a flame graph (SVG) to ``out``. py-spy needs ptrace on ``pid``
+    interrupted and writes a flame graph (SVG) to ``out`` (raw collapsed stacks when ``out``
+    ends in ``.txt``). py-spy needs ptrace on ``pid``
     (root, or ``kernel.yama.ptrace_scope`` 0 for one's own processes): when it cannot
     attach, leaving raises RuntimeError with what it said."""
     exe = py_spy()
@@ -149,7 +150,9 @@ def profiled(pid: int, out: Path, *, rate: int = 100) -> Any:
         raise RuntimeError("py-spy is not installed (it is in the project's dev dependencies)")
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.with_suffix(out.suffix + ".py-spy.log")
-    argv = [exe, "record", "--format", "flamegraph", "--rate", str(rate), "-o", str(out), "--pid", str(pid)]
+    # a .txt file gets py-spy's raw collapsed stacks (one line a stack: easy to grep and sum)
+    fmt = "raw" if out.suffix == ".txt" else "flamegraph"
+    argv = [exe, "record", "--format", fmt, "--rate", str(rate), "-o", str(out), "--pid", str(pid)]
     with log.open("wb") as sink:
         spy = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:

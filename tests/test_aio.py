@@ -34,3 +34,20 @@ def test_an_unknown_loop_is_refused() -> None:
 def test_the_server_refuses_an_unknown_loop(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["server", "--port", "0", "--data-dir", str(tmp_path), "--loop", "tokio"])
     assert r.exit_code == 2 and "use one of uvloop, asyncio" in r.output
+
+
+def test_a_loop_for_a_thread_is_uvloop_unless_asked_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The synchronous IMClient runs its own loop in a thread (kefu.sdk.imclient)."""
+    monkeypatch.delenv("KEFU_LOOP", raising=False)
+    loop = aio.new_event_loop()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+        assert loop.run_until_complete(_loop_type()) is uvloop.Loop
+    finally:
+        loop.close()
+    monkeypatch.setenv("KEFU_LOOP", "asyncio")
+    loop = aio.new_event_loop()
+    try:
+        assert not isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()

@@ -215,27 +215,14 @@ MAX_LINES = 500
 #: Tables (one row per code, state or transition): long by nature, read by lookup.
 LONG_TABLES = frozenset({"kefu/protocol/machine.py", "kefu/protocol/errors.py"})
 
-#: Being split on other branches (issue 19, the session layer, i19s): remove each
-#: from this list once its branch is merged and the file is under MAX_LINES.
-SPLIT_ELSEWHERE = frozenset(
-    {
-        "kefu/server/connection.py",
-        "kefu/visitor/client.py",
-        "kefu/plugin/connection.py",
-        "kefu/plugin/link.py",
-        "kefu/visitor/link.py",
-        "kefu/sdk/transport.py",
-    }
-)
-
 
 def test_no_module_over_the_line_limit() -> None:
-    allowed = LONG_TABLES | SPLIT_ELSEWHERE
+    allowed = LONG_TABLES
     long = {
         path.relative_to(SRC).as_posix(): n
         for path in (SRC / "kefu").rglob("*.py")
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert {name: n for name, n in long.items() if name not in allowed} == {}
-    # a table that got short leaves the list (the files of SPLIT_ELSEWHERE leave it when merged)
+    # a table that got short leaves the list
     assert {name for name in LONG_TABLES if name not in long} == set()

@@ -13,7 +13,7 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["LOOPS", "loop_name", "run"]
+__all__ = ["LOOPS", "loop_name", "new_event_loop", "run"]
 
 T = TypeVar("T")
 LOOPS = ("uvloop", "asyncio")
@@ -40,3 +40,13 @@ def run(main: Coroutine[Any, Any, T], *, loop: str | None = None) -> T:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+def new_event_loop(*, loop: str | None = None) -> asyncio.AbstractEventLoop:
+    """A new loop of the kind :func:`loop_name` picks (for a loop run in a thread, such
+    as the synchronous ``IMClient``'s)."""
+    if loop_name(loop) == "asyncio":
+        return asyncio.new_event_loop()
+    import uvloop
+
+    return uvloop.new_event_loop()

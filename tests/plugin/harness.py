@@ -28,6 +28,7 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
 from kefu.plugin import Plugin, PluginSettings
+from kefu.protocol.client_session import Answer, ClientSession, Push, Stray
 from kefu.server.accounts import add_agent
 from kefu.server.runner import ServerRunner
 from kefu.server.settings import Settings
@@ -230,9 +231,11 @@ class Visitor:
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
-        self._n = 0
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # replies by id through the protocol's client session; pushes in arrival order (no seq check)
+        self._session: ClientSession[asyncio.Future[dict[str, Any]]] = ClientSession(
+            prefix="v", ordered=False
+        )
         self.key = ""
         self._task = asyncio.create_task(self._read())
 
@@ -259,19 +262,16 @@ class Visitor:
     async def _read(self) -> None:
         with contextlib.suppress(Exception):
             async for raw in self.ws:
-                msg = json.loads(raw)
-                fut = self.replies.pop(msg.get("id"), None) if "id" in msg else None
-                if fut is not None:
-                    fut.set_result(msg)
-                else:
-                    self.events.put_nowait(msg)
+                got = self._session.receive(raw)
+                if isinstance(got, Answer):
+                    got.pending.tag.set_result(got.msg)
+                elif isinstance(got, Push | Stray):
+                    self.events.put_nowait(got.msg)
 
     async def request(self, mark: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        self._n += 1
-        rid = f"v{self._n}"
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.replies[rid] = fut
-        await self.ws.send(json.dumps({"v": 1, "id": rid, "mark": mark, "params": params or {}}))
+        _, text = self._session.request(mark, params or {}, fut)
+        await self.ws.send(text)
         return await wait_for(fut)
 
     async def say(self, text: str) -> dict[str, Any]:

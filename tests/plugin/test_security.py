@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kefu.plugin.security import PairingGuard, PairingToken, RateLimiter, check_handshake
+from kefu.plugin.security import PairingGuard, PairingToken, check_handshake
 from kefu.plugin.settings import PluginSettings, default_data_dir, origin_of
 from kefu.protocol import ErrorCode
 
@@ -148,14 +148,6 @@ def test_failures_outside_the_window_do_not_count() -> None:
         guard.failed()
         clock.now += 20  # three failures per window at most
     assert guard.locked_for() == 0
-
-
-def test_the_rate_limiter_slides() -> None:
-    clock = Clock()
-    limit = RateLimiter(clock, limit=3, window=10)
-    assert [limit.allow() for _ in range(4)] == [True, True, True, False]
-    clock.now += 10
-    assert limit.allow()
 
 
 @pytest.mark.parametrize(

@@ -191,3 +191,33 @@ async def test_stop_cancels_a_send_in_flight() -> None:
     box.reply({"n": 2})  # stopped: dropped
     ws.gate.set()
     assert idle(box) and ws.sent == []
+
+
+async def test_a_held_outbox_sends_its_replies_from_the_reader_and_pushes_do_not_wait() -> None:
+    """D43: the replies of a frame cost no task; a push meanwhile starts one as before."""
+    ws = FakeSocket()
+    hub = FakeHub("p1")
+    box = outbox(ws, hub)
+    box.hold()  # the reader handles a frame
+    box.reply({"r": "a"})
+    box.reply({"r": "b"})
+    assert box._task is None and ws.sent == []  # queued for the reader, no task
+    await box.flush()  # after the frame, in the reader's own task
+    assert ws.sent == ['{"r":"a"}', '{"r":"b"}'] and idle(box)
+
+    box.hold()
+    box.reply({"r": "c"})
+    ws.gate.clear()
+    box.offer(hub.stored[0])  # a push from another connection: it does not wait for the frame
+    assert box._task is not None
+    await box.flush()  # the task sends both, in order; the reader has nothing left to do
+    ws.gate.set()
+    await sent_all(box)
+    assert ws.sent[2:] == ['{"r":"c"}', "p1"] and idle(box)
+
+    box.hold()
+    box.release()  # the frame failed: the next reply starts a task again
+    box.reply({"r": "d"})
+    await sent_all(box)
+    assert ws.sent[-1] == '{"r":"d"}'
+    await box.stop()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from kefu.protocol import ApiError, ErrorCode, ProtocolError, Request, TopState, error_message, reply_message
 from kefu.protocol.plugin_api import StartLoginParams
-from kefu.protocol.wire import Json
+from kefu.protocol.wire import Json, event_message
 
 from .host import PluginCore, Replier
 from .link import AgentLink
@@ -122,7 +122,7 @@ class AgentLogin:
         queue = payload.get("queue") if isinstance(payload, dict) else None
         self.core.queue = queue if isinstance(queue, dict) else None
         if self.core.someone_waits():
-            self.core.broadcast({"v": 1, "mark": "event", "subMark": "queue", "payload": self.core.queue})
+            self.core.broadcast(event_message("queue", self.core.queue, mark="event"))
 
     def _login_params(self) -> Json:
         """What the plugin holds as it logs in: the calls whose media it has.

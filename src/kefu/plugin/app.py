@@ -71,7 +71,7 @@ from kefu.protocol import (
 )
 from kefu.protocol.mirror import CallMirror, CallRequests
 from kefu.protocol.plugin_api import FORWARDED_MARKS, SetWindowSizeParams
-from kefu.protocol.wire import Json
+from kefu.protocol.wire import Json, event_message, state_message
 
 from .agent_login import AgentLogin
 from .connection import ControlConnection
@@ -305,7 +305,7 @@ class Plugin:
         if self.agent is not None:
             conn.send(client_event("kefuReady", self.ready_payload()))
             if self.someone_waits():
-                conn.send({"v": 1, "mark": "event", "subMark": "queue", "payload": self.queue})
+                conn.send(event_message("queue", self.queue, mark="event"))
             if self.link is not None and not self.link.up:
                 conn.send(client_event("kefuWSClose", {"reason": "connection lost", "reconnecting": True}))
         elif not self.login.in_progress:
@@ -388,7 +388,7 @@ class Plugin:
             return
         if state != self.state:
             self.state = state
-            self._observe({"v": 1, "mark": "state", "state": state})
+            self._observe(state_message(state))
 
     async def end_calls(self) -> None:
         """The agent is gone (logout, another login, the plugin stops): its

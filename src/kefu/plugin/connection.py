@@ -47,27 +47,26 @@ from kefu import __version__
 from kefu.protocol import (
     PROTOCOL_VERSION,
     ErrorCode,
-    ProtocolError,
     Request,
-    decode_request,
     encode,
     error_message,
-    protocol_error_message,
     reply_message,
 )
+from kefu.protocol.close import CloseCode
 from kefu.protocol.errors import DEFAULT_LANG, localize
 from kefu.protocol.plugin_api import PLUGIN_API, HelloParams
+from kefu.protocol.server_session import Limits, ServerSession
 from kefu.protocol.wire import Json
 
-from .security import PairingGuard, PairingToken, RateLimiter
+from .security import PairingGuard, PairingToken
 from .settings import PluginSettings
 
 __all__ = ["CLOSE_POLICY", "ConnectionHost", "ControlConnection"]
 
 log = logging.getLogger("kefu.plugin.connection")
 
-CLOSE_POLICY = 1008
-CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = CloseCode.policy
+CLOSE_GOING_AWAY = CloseCode.going_away
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +107,16 @@ class ControlConnection:
         self.controller = False
         self._out: asyncio.Queue[Json | _Close] = asyncio.Queue(maxsize=plugin.settings.max_outbound)
         self._closing = False
-        self._inflight: set[str] = set()
         s = plugin.settings
-        self._limiter = RateLimiter(plugin.clock, limit=s.rate_limit, window=s.rate_window)
-        self._told_limited = False  # a frame without an id was answered rate_limited in this flood
+        limits = Limits(rate=s.rate_limit, window=s.rate_window, quiet_floods=True, inflight=True)
+        self.session = ServerSession(
+            PLUGIN_API,
+            limits,
+            first_mark="hello",
+            first_closes=True,
+            first_hint="the first message must be hello with the pairing token",
+            authenticated=browser,  # a page from an allowed Origin needs no token
+        )
 
     def __repr__(self) -> str:
         kind = "browser" if self.browser else "client"
@@ -197,22 +202,12 @@ class ControlConnection:
             )
             self.close(CLOSE_POLICY, "unauthenticated")
             return False
-        req: Request | None = None
-        if isinstance(raw, str):
-            with contextlib.suppress(ProtocolError):
-                req = decode_request(raw, PLUGIN_API)
-        if req is None or req.mark != "hello" or not isinstance(req.params, HelloParams):
-            rid = req.id if req is not None else None
-            mark = req.mark if req is not None else None
-            self.send(
-                error_message(
-                    mark,
-                    ErrorCode.unauthenticated,
-                    "the first message must be hello with the pairing token",
-                    rid=rid,
-                )
-            )
-            self.close(CLOSE_POLICY, "unauthenticated")
+        verdict = self.session.receive(raw, self.plugin.clock())
+        req = verdict.request
+        if req is None or not isinstance(req.params, HelloParams):
+            if verdict.reply is not None:
+                self.send(verdict.reply)
+            self.close(verdict.close or CloseCode.policy, verdict.reason)
             return False
         self._hello(req.params)
         guard = self.plugin.guard
@@ -242,7 +237,7 @@ class ControlConnection:
             )
             self.close(CLOSE_POLICY, "unauthenticated")
             return False
-        self.paired = True
+        self.paired = self.session.authenticated = True
         if not self.plugin.attach(self):
             self._refuse_busy(req.id)
             return False
@@ -286,50 +281,24 @@ class ControlConnection:
     async def _on_frame(self, raw: str | bytes) -> None:
         if self._closing:
             return
-        allowed = self._limiter.allow()  # every frame counts, text or binary
-        if allowed:
-            self._told_limited = False
-        if isinstance(raw, bytes):
-            if allowed:
-                self.send(error_message(None, ErrorCode.binary_frame))
+        verdict = self.session.receive(raw, self.plugin.clock())
+        if verdict.reply is not None:
+            if verdict.limited:
+                self.reply(verdict.reply)  # with the agent's state, as every answer to a request
             else:
-                self._limited(None, None)
-            return
-        try:
-            req = decode_request(raw, PLUGIN_API)
-        except ProtocolError as exc:
-            if not allowed:
-                self._limited(exc.mark, exc.request_id)
-                return
-            log.info("%r: bad request: %s %s", self, exc.code.value, exc.msg)
-            self.send(protocol_error_message(exc))
-            return
-        if not allowed:
-            self._limited(req.mark, req.id)
+                error = verdict.reply.get("error", {})
+                log.info("%r: bad request: %s %s", self, error.get("code"), error.get("msg"))
+                self.send(verdict.reply)
+        req = verdict.request
+        if req is None:
             return
         if req.mark == "hello":
             if isinstance(req.params, HelloParams):
                 self._hello(req.params)
             self.send(self._hello_reply(req.id))
+            self.session.finished(req.id)
             return
-        if req.id in self._inflight:
-            self.send(error_message(req.mark, ErrorCode.duplicate_request, rid=req.id))
-            return
-        self._inflight.add(req.id)
         self.plugin.spawn(self._dispatch(req))
-
-    def _limited(self, mark: str | None, rid: str | None) -> None:
-        """A frame over the rate limit. A request with an id is answered (its
-        caller is not left waiting); of the frames without one (binary, not
-        JSON), only the first of each flood is: a flood is not answered frame
-        by frame."""
-        if rid is None:
-            if self._told_limited:
-                return
-            self._told_limited = True
-        s = self.plugin.settings
-        msg = f"more than {s.rate_limit} messages in {s.rate_window:g} s; slow down"
-        self.reply(error_message(mark, ErrorCode.rate_limited, msg, rid=rid))
 
     async def _dispatch(self, req: Request) -> None:
         try:
@@ -338,4 +307,4 @@ class ControlConnection:
             log.exception("%s failed", req.mark)
             self.reply(error_message(req.mark, ErrorCode.internal, rid=req.id))
         finally:
-            self._inflight.discard(req.id)
+            self.session.finished(req.id)

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,9 +48,13 @@ from PySide6.QtWidgets import (
     QMessageBox,
 )
 
-from kefu.protocol import CODE_INFO, Request, TopState, decode_request, encode, parse_code
-from kefu.protocol.plugin_api import PLUGIN_API
-from kefu.protocol.wire import Json
+from kefu.protocol import CODE_INFO, Request, TopState, decode_request, parse_code
+from kefu.protocol.client_session import Answer, ClientSession
+from kefu.protocol.codes import top_state
+from kefu.protocol.errors import ErrorCode
+from kefu.protocol.machine import IN_CALL
+from kefu.protocol.plugin_api import PLUGIN_API, is_final
+from kefu.protocol.wire import Json, error_message
 
 from .app import Plugin, client_event
 from .desktop_video import CallPicture, Tile, VideoView, layout_tiles, wanted_tiles
@@ -65,8 +68,9 @@ __all__ = ["BAR_ACTIONS", "CALL_STATES", "Desktop", "DesktopWindow", "Tile", "Vi
 
 log = logging.getLogger("kefu.plugin.desktop")
 
-#: Top-level states in which a call is in progress (closing by hand asks first).
-CALL_STATES = frozenset({TopState.callingOut, TopState.twoParty, TopState.inviting, TopState.threeParty})
+#: Top-level states in which a call is in progress (closing by hand asks first): the
+#: machine's in-call states but ringing (an incoming call not picked up has nothing to hang up).
+CALL_STATES = IN_CALL - {TopState.ringing}
 
 
 def state_text(code: str) -> str:
@@ -129,8 +133,10 @@ class Desktop:
         self.outcomes: list[Json] = []  # every final answer of a bar action, in order
         self.muted = False
         self.camera_off = False
-        self._ids = itertools.count(1)
-        self._pending: dict[str, _Outcome] = {}
+        # the window's own requests, answered through the same session rules as an SDK's
+        self._requests: ClientSession[_Outcome] = ClientSession(
+            prefix="window-", final=is_final, ordered=False
+        )
         self._conn = _WindowConnection(self)
         self._tiles: dict[tuple[str, str], Tile] = {}
         self._sessions_task: asyncio.Task[None] | None = None
@@ -245,7 +251,7 @@ class Desktop:
 
     def in_call(self) -> bool:
         try:
-            top = TopState(self.plugin.state[:3] + "000")
+            top = top_state(self.plugin.state)
         except ValueError:
             return False
         return top in CALL_STATES or self.media() is not None
@@ -302,25 +308,22 @@ class Desktop:
     async def request(self, mark: str, params: Json | None = None) -> Json:
         """Run ``mark`` as an SDK would (decoded by the same rules, answered by
         :meth:`Plugin.handle`); the final answer. Raises TimeoutError."""
-        rid = f"window-{next(self._ids)}"
-        raw = {"v": 1, "id": rid, "mark": mark, "params": params or {}}
-        req: Request = decode_request(encode(raw), PLUGIN_API)
         outcome = _Outcome(mark)
-        self._pending[rid] = outcome
+        rid, text = self._requests.request(mark, params or {}, outcome)
         try:
+            req: Request = decode_request(text, PLUGIN_API)
             async with asyncio.timeout(self.answer_timeout):
                 await self.plugin.handle(self._conn, req)
                 await outcome.done.wait()
         finally:
-            self._pending.pop(rid, None)
+            self._requests.forget(rid)
         return outcome.messages[-1]
 
     def _answer(self, msg: Json) -> None:
-        outcome = self._pending.get(str(msg.get("id")))
-        if outcome is None:
-            return
-        outcome.messages.append(msg)
-        outcome.done.set()
+        got = self._requests.receive_message(msg)
+        if isinstance(got, Answer):
+            got.pending.tag.messages.append(msg)
+            got.pending.tag.done.set()
 
     def bar_action(self, name: str) -> None:
         """A button of the control bar."""
@@ -337,12 +340,7 @@ class Desktop:
         try:
             answer = await self.request(mark)
         except TimeoutError:
-            answer = {
-                "v": 1,
-                "mark": mark,
-                "subMark": "error",
-                "error": {"code": "timeout", "msg": "no answer"},
-            }
+            answer = error_message(mark, ErrorCode.timeout, "no answer")
         outcome = {k: v for k, v in answer.items() if k not in ("v", "id")}
         self.outcomes.append(outcome)
         self.plugin.broadcast(client_event("windowAction", outcome))

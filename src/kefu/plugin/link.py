@@ -32,14 +32,15 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from ssl import SSLContext
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from kefu.protocol import ApiError, ErrorCode, ProtocolError, encode, error_message, loads_strict
+from kefu.protocol import ApiError, ErrorCode, ProtocolError
+from kefu.protocol.client_session import Answer, ClientSession, Dropped, Push, Stray, error_for, reply_error
+from kefu.protocol.close import CloseCode
 from kefu.protocol.wire import Json
 
 __all__ = ["CLOSE_REPLACED", "AgentLink", "LinkListener"]
@@ -47,10 +48,7 @@ __all__ = ["CLOSE_REPLACED", "AgentLink", "LinkListener"]
 log = logging.getLogger("kefu.plugin.link")
 
 #: The server closes the older link of an agent who logged in again elsewhere.
-CLOSE_REPLACED = 4001
-_CLOSE_POLICY = 1008
-#: The server closes a link whose login ended: token expired or revoked, account disabled.
-_CLOSE_LOGIN_ENDED = 4003
+CLOSE_REPLACED = CloseCode.replaced
 _AUTH_ID = "a1"
 
 
@@ -66,28 +64,17 @@ class LinkListener(Protocol):
     def link_push(self, msg: Json) -> None: ...
 
 
-@dataclass
-class _Pending:
-    mark: str
-    on_message: Callable[[Json], None]
-    timer: asyncio.TimerHandle | None = None
-    answered: bool = field(default=False)
+OnMessage = Callable[[Json], None]
+
+
+def _ignore(msg: Json) -> None:
+    """The auth request's handler: its answer is read in place."""
 
 
 class _AuthRefused(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(error.get("msg", "authentication refused"))
         self.error = error
-
-
-def _api_error(error: dict[str, Any]) -> ApiError:
-    raw = error.get("code")
-    try:
-        code = ErrorCode(raw)
-    except ValueError:
-        code = ErrorCode.unauthenticated
-    msg = error.get("msg")
-    return ApiError(msg if isinstance(msg, str) else None, code=code)
 
 
 class AgentLink:
@@ -120,14 +107,17 @@ class AgentLink:
         self._ping_timeout = ping_timeout
         self._rng = rng
         self._ws: ClientConnection | None = None
-        self._pending: dict[str, _Pending] = {}
-        self._next_id = 0
+        self._session: ClientSession[OnMessage] = ClientSession(prefix="p")
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._ended: str | None = None
-        #: The last push ``seq`` seen: sent in ``auth`` to resume after a break.
-        self.last_seq = 0
         self.auth: Json = {}
+
+    @property
+    def last_seq(self) -> int:
+        """The last push ``seq`` seen: sent in ``auth`` to resume after a break."""
+        return self._session.last_seq
 
     @property
     def up(self) -> bool:
@@ -147,15 +137,17 @@ class AgentLink:
         try:
             ws, auth = await self._open(login)
         except _AuthRefused as exc:
-            raise _api_error(exc.error) from None
+            refused = reply_error({"error": exc.error}, default=ErrorCode.unauthenticated)
+            assert refused is not None
+            raise refused.exception() from None
         except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, ProtocolError) as exc:
             raise ApiError(
                 f"cannot reach the server's agent socket ({type(exc).__name__})", code=ErrorCode.upstream_down
             ) from None
         payload = auth.get("payload")
-        server_seq = payload.get("lastSeq") if isinstance(payload, dict) else None
-        if isinstance(server_seq, int) and server_seq > self.last_seq:
-            self.last_seq = server_seq
+        self._session.resume_from(
+            payload.get("lastSeq") if isinstance(payload, dict) else None, follow_back=False
+        )
         self._ws = ws
         self.auth = auth
         self._task = asyncio.create_task(self._run(ws), name="kefu-plugin-link")
@@ -167,7 +159,7 @@ class AgentLink:
         task, self._task = self._task, None
         ws, self._ws = self._ws, None
         if ws is not None:
-            await ws.close(1000, "closed by the plugin")
+            await ws.close(CloseCode.normal, "closed by the plugin")
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -183,8 +175,7 @@ class AgentLink:
 
     def new_id(self) -> str:
         """A fresh request id, for a caller that must know it before the answer can come."""
-        self._next_id += 1
-        return f"p{self._next_id}"
+        return self._session.new_id()
 
     async def request(
         self,
@@ -205,36 +196,40 @@ class AgentLink:
         ws = self._ws
         if ws is None or self._closing:
             raise ApiError(code=ErrorCode.upstream_down)
-        if uid is None:
-            uid = self.new_id()
-        pending = _Pending(mark, on_message)
-        pending.timer = asyncio.get_running_loop().call_later(self._request_timeout, self._expire, uid)
-        self._pending[uid] = pending
+        loop = asyncio.get_running_loop()
+        uid, text = self._session.request(
+            mark, params, on_message, rid=uid, deadline=loop.time() + self._request_timeout
+        )
+        self._arm(loop)
         try:
-            await ws.send(encode({"v": 1, "id": uid, "mark": mark, "params": params}))
+            await ws.send(text)
         except ConnectionClosed:
-            self._pending.pop(uid, None)
-            if pending.timer is not None:
-                pending.timer.cancel()
+            self._session.forget(uid)
             raise ApiError(code=ErrorCode.upstream_down) from None
         return uid
 
-    def _expire(self, uid: str) -> None:
-        pending = self._pending.get(uid)
-        if pending is None or pending.answered:
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One timer, at the earliest deadline of a request not answered yet."""
+        due = self._session.next_deadline()
+        if self._timer is not None and (due is None or self._timer.when() <= due):
             return
-        del self._pending[uid]
-        log.warning("no answer from the server to %s within %.1f s", pending.mark, self._request_timeout)
-        pending.on_message(
-            error_message(pending.mark, ErrorCode.timeout, "the server did not answer in time", rid=uid)
-        )
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(due, self._expire, loop) if due is not None else None
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        for p in self._session.expire(loop.time()):
+            log.warning("no answer from the server to %s within %.1f s", p.mark, self._request_timeout)
+            p.tag(error_for(p, ErrorCode.timeout, "the server did not answer in time"))
+        self._arm(loop)
 
     def _fail_pending(self, why: str) -> None:
-        pending, self._pending = self._pending, {}
-        for uid, p in pending.items():
-            if p.timer is not None:
-                p.timer.cancel()
-            p.on_message(error_message(p.mark, ErrorCode.upstream_down, why, rid=uid))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for p in self._session.fail_all():
+            p.tag(error_for(p, ErrorCode.upstream_down, why))
 
     # --- the socket
 
@@ -252,12 +247,16 @@ class AgentLink:
         )
         try:
             auth = {**(login or {}), "token": self._token, "lastSeq": self.last_seq}
-            await ws.send(encode({"v": 1, "id": _AUTH_ID, "mark": "auth", "params": auth}))
-            async with asyncio.timeout(self._open_timeout):
-                raw = await ws.recv()
-            reply = loads_strict(raw)
-            if not isinstance(reply, dict) or reply.get("id") != _AUTH_ID:
+            _, text = self._session.request("auth", auth, _ignore, rid=_AUTH_ID)
+            try:
+                await ws.send(text)
+                async with asyncio.timeout(self._open_timeout):
+                    got = self._session.receive(await ws.recv())
+            finally:
+                self._session.forget(_AUTH_ID)
+            if not isinstance(got, Answer) or got.pending.rid != _AUTH_ID:
                 raise ProtocolError("the server's first message is not the auth reply")
+            reply = got.msg
             if reply.get("subMark") != "success":
                 error = reply.get("error")
                 raise _AuthRefused(error if isinstance(error, dict) else {})
@@ -290,7 +289,7 @@ class AgentLink:
     def _end_reason(code: int | None, reason: str) -> str | None:
         if code == CLOSE_REPLACED:
             return "replaced"
-        if code in (_CLOSE_POLICY, _CLOSE_LOGIN_ENDED):
+        if code in (CloseCode.policy, CloseCode.login_ended):
             return reason or "unauthenticated"
         return None
 
@@ -307,7 +306,7 @@ class AgentLink:
                 code = exc.error.get("code")
                 self._ended = code if isinstance(code, str) else "unauthenticated"
                 self._fail_pending("the server refused the link's token")
-                self._listener.link_ended(self._ended, _CLOSE_POLICY)
+                self._listener.link_ended(self._ended, CloseCode.policy)
                 return None
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, ProtocolError) as exc:
                 log.debug("reconnect attempt %d failed: %s", attempt, exc)
@@ -316,12 +315,11 @@ class AgentLink:
                 await ws.close()
                 return None
             payload = auth.get("payload")
-            server_seq = payload.get("lastSeq") if isinstance(payload, dict) else None
-            if isinstance(server_seq, int) and server_seq < self.last_seq:
-                log.warning(
-                    "the server's seq went back from %d to %d; following it", self.last_seq, server_seq
-                )
-                self.last_seq = server_seq
+            before = self.last_seq
+            if self._session.resume_from(
+                payload.get("lastSeq") if isinstance(payload, dict) else None, follow_back=True
+            ):
+                log.warning("the server's seq went back from %d to %d; following it", before, self.last_seq)
             self._ws = ws
             self.auth = auth
             log.info("link to the server is back after %d attempt(s)", attempt)
@@ -342,36 +340,20 @@ class AgentLink:
         return (rcvd.code, rcvd.reason) if rcvd is not None else (None, "")
 
     def _dispatch(self, raw: str | bytes) -> None:
-        try:
-            msg = loads_strict(raw)
-        except ProtocolError as exc:
-            log.warning("dropped a malformed message from the server: %s", exc.msg)
-            return
-        if not isinstance(msg, dict):
-            log.warning("dropped a non-object message from the server")
-            return
-        rid = msg.get("id")
-        if isinstance(rid, str):
-            pending = self._pending.get(rid)
-            if pending is None:
-                log.debug("dropped an answer to an unknown or finished request %s", rid)
-                return
-            if pending.timer is not None:
-                pending.timer.cancel()
-                pending.timer = None
-            pending.answered = True
-            if pending.mark == "logout" and msg.get("subMark") == "success":
+        got = self._session.receive(raw)
+        if isinstance(got, Answer):
+            if got.pending.mark == "logout" and got.msg.get("subMark") == "success":
                 # the server may close the socket right after: that is the end, not a break
                 self._ended = "logout"
-            del self._pending[rid]
-            pending.on_message(msg)
-            return
-        seq = msg.get("seq")
-        if isinstance(seq, int):
-            if seq <= self.last_seq:
-                log.debug("dropped push seq %d (already seen %d)", seq, self.last_seq)
-                return
-            if seq != self.last_seq + 1:
-                log.warning("push seq jumped from %d to %d", self.last_seq, seq)
-            self.last_seq = seq
-        self._listener.link_push(msg)
+            got.pending.tag(got.msg)
+        elif isinstance(got, Push):
+            if got.gap:
+                log.warning("push seq jumped to %d", got.seq)
+            self._listener.link_push(got.msg)
+        elif isinstance(got, Stray):
+            log.debug("dropped an answer to an unknown or finished request %s", got.rid)
+        elif isinstance(got, Dropped):
+            # a duplicate push (it has a seq) is expected after a replay; anything else is not
+            log.log(
+                logging.DEBUG if got.seq is not None else logging.WARNING, "dropped a message: %s", got.why
+            )

@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from kefu.protocol import TopState, event_message
 from kefu.protocol.call import MemberStatus
 from kefu.protocol.mirror import call_ended
-from kefu.protocol.wire import Json
+from kefu.protocol.wire import Json, state_message
 
 from .host import PluginCore
 from .link import AgentLink
@@ -139,10 +139,7 @@ class LinkEvents:
         and when it ends the agent's call, the end of every call request."""
         before = self.core.state
         self.core.set_state(state)
-        out: Json = {"v": 1, "mark": "state", "state": state}
-        if payload is not None:
-            out["payload"] = payload
-        self.core.broadcast(out)
+        self.core.broadcast(state_message(cast(str, state), payload))  # forwarded as the server sent it
         if not isinstance(payload, dict):
             return
         self.core.requests.progress(state, payload)

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from kefu.protocol import ApiError, ErrorCode, ProtocolError
+from kefu.protocol.client_session import reply_error
 
 from .security import path_within
 from .settings import origin_of
@@ -103,14 +104,9 @@ def _server_error(response: httpx.Response) -> ApiError:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        msg = error.get("msg")
-        try:
-            code = ErrorCode(error.get("code"))
-        except ValueError:
-            code = ErrorCode.internal
-        return ApiError(msg if isinstance(msg, str) else None, code=code)
+    error = reply_error(body) if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
+    if error is not None:
+        return error.exception()
     return ApiError(
         f"the server answered the login with HTTP {response.status_code}", code=ErrorCode.internal
     )

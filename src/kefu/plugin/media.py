@@ -51,6 +51,7 @@ from kefu.media import (
 )
 from kefu.paths import open_private, private_dir
 from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol.call import MemberStatus
 from kefu.protocol.mirror import CallView
 from kefu.protocol.wire import Json
 
@@ -106,7 +107,7 @@ class PluginMedia:
     def on_call(self, me: str, view: CallView) -> None:
         """A ``call`` push: follow the call's members."""
         call = self.calls.get(view.call_id)
-        mine = view.status_of("agent", me) == "joined"
+        mine = view.status_of("agent", me) is MemberStatus.joined
         if me in view.supervisors and not view.ended:  # issue 20: a supervisor helping in the call
             follow(self, me, view)
             return

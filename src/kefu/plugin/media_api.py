@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kefu.protocol import ApiError, ErrorCode, Request, error_body, error_message, reply_message
+from kefu.protocol.call import MemberStatus
+from kefu.protocol.messages import readdress
 from kefu.protocol.mirror import CallView, OpenRequest
 from kefu.protocol.wire import Json
 
@@ -68,7 +70,7 @@ class MediaApi:
             return None
         call = self.core.mirror.current()
         me = self.core.mirror.me
-        if call is None or me is None or call.status_of("agent", me) != "joined":
+        if call is None or me is None or call.status_of("agent", me) is not MemberStatus.joined:
             conn.reply(
                 error_message(req.mark, ErrorCode.not_in_call, "the agent is not in a call", rid=req.id)
             )
@@ -127,8 +129,7 @@ class MediaApi:
             async with asyncio.timeout(self.core.settings.media_timeout):
                 answer = await self.upstream.upstream(link, "takePhoto", {})
                 if answer.get("subMark") == "error":
-                    answer.pop("id", None)
-                    conn.reply({**answer, "id": req.id, "mark": req.mark, "v": 1})
+                    conn.reply(readdress(answer, req.id, req.mark))
                     return
                 body = answer.get("payload") or {}
                 request_id = body.get("requestId") if isinstance(body, dict) else None
@@ -142,7 +143,7 @@ class MediaApi:
                 error = event.get("error")
                 if isinstance(error, dict):
                     # SPEC §4.4: photos disabled is exactly {"type":"snapShotDisabled","msg":"snapShotDisabled"}
-                    conn.reply({"v": 1, "id": req.id, "mark": req.mark, "subMark": "error", "error": error})
+                    conn.reply(readdress({"subMark": "error", "error": error}, req.id, req.mark))
                     return
                 artifact_id = event.get("artifactId")
                 if not isinstance(artifact_id, str):
@@ -203,8 +204,7 @@ class MediaApi:
 
         def on_answer(msg: Json) -> None:
             if msg.get("subMark") == "error":
-                msg.pop("id", None)
-                wait.req.reply({**msg, "id": req.id, "mark": req.mark, "v": 1})
+                wait.req.reply(readdress(msg, req.id, req.mark))
                 return
             # the visitor was asked: the spec has no callback for that; its answer follows
             wait.req.accepted()

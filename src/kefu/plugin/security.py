@@ -13,7 +13,6 @@ decide who may control the plugin.
 - :class:`PairingToken` — the per-start secret in ``<data-dir>/plugin.token``
   (mode 0600), compared in constant time.
 - :class:`PairingGuard` — too many wrong tokens lock pairing for a while.
-- :class:`RateLimiter` — messages per connection per window.
 - :func:`canonical_path` / :func:`path_within` — a URL path from page input,
   percent-decoded and its dot segments resolved before it is checked.
 - :func:`private_dir` / :func:`open_private` — the plugin's folder (0700) and
@@ -41,7 +40,6 @@ __all__ = [
     "HandshakeVerdict",
     "PairingGuard",
     "PairingToken",
-    "RateLimiter",
     "canonical_path",
     "certificate_host_allowed",
     "check_handshake",
@@ -180,25 +178,6 @@ class PairingGuard:
         if len(self._recent) >= self._failures:
             self._locked_until = now + self._lock
             self._recent.clear()
-
-
-class RateLimiter:
-    """At most ``limit`` events in any ``window`` seconds (a sliding log)."""
-
-    def __init__(self, clock: Clock, *, limit: int, window: float) -> None:
-        self._clock = clock
-        self._limit = limit
-        self._window = window
-        self._log: deque[float] = deque()
-
-    def allow(self) -> bool:
-        now = self._clock()
-        while self._log and self._log[0] <= now - self._window:
-            self._log.popleft()
-        if len(self._log) >= self._limit:
-            return False
-        self._log.append(now)
-        return True
 
 
 # --- paths from page input

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol.client_session import reply_error
 from kefu.protocol.wire import Json
 
 from .security import path_within
@@ -38,14 +39,9 @@ def _error_of(response: httpx.Response) -> ApiError:
         body = response.json()
     except ValueError:
         body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        try:
-            code = ErrorCode(error.get("code"))
-        except ValueError:
-            code = ErrorCode.internal
-        msg = error.get("msg")
-        return ApiError(msg if isinstance(msg, str) else None, code=code)
+    error = reply_error(body) if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
+    if error is not None:
+        return error.exception()
     return ApiError(f"the server answered HTTP {response.status_code}", code=ErrorCode.upstream_down)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kefu.protocol import ApiError, ErrorCode, Request, error_message
+from kefu.protocol.messages import readdress
 from kefu.protocol.plugin_api import CALL_MARKS, is_final
 from kefu.protocol.wire import Json
 
@@ -58,8 +59,7 @@ class Upstream:
         )
 
         def on_message(msg: Json) -> None:
-            out: Json = {"v": 1, "id": req.id, "mark": req.mark}
-            out.update((k, v) for k, v in msg.items() if k not in ("v", "id", "seq", "mark"))
+            out = readdress(msg, req.id, req.mark)
             sub_mark = msg.get("subMark")
             if (
                 req.mark in ("setAgentState", "logout", "getState")

@@ -1,9 +1,11 @@
 """The pure protocol core of kefu: state codes, errors, the agent state
-machine and the wire messages. No I/O, no clock, no asyncio (DESIGN §2)."""
+machine, the wire messages and the sessions over them (the client's and the
+server's, sans-I/O: docs/architecture.md). No I/O, no clock, no asyncio (DESIGN §2)."""
 
 from .call import (
     AgentEffect,
     Call,
+    CallNotice,
     CallPhase,
     Effect,
     EndEffect,
@@ -14,6 +16,8 @@ from .call import (
     TimerEffect,
     VisitorEffect,
 )
+from .client_session import Answer, ClientSession, Dropped, Push, Stray
+from .close import CLOSE_MEANINGS, CloseCode
 from .codes import ADDITIONS, CODE_INFO, SPEC_CODES, Code, CodeInfo, TopState, parse_code, top_state
 from .errors import (
     CATALOGUE,
@@ -39,6 +43,8 @@ from .machine import (
     process,
     transitions_to,
 )
+from .messages import CallPush, ErrorReply, EventPush, OutRequest, Reply, StatePush, to_json
+from .server_session import Limits, ServerSession, Verdict
 from .wire import (
     MAX_DEPTH,
     MAX_MESSAGE_BYTES,
@@ -54,6 +60,7 @@ from .wire import (
     loads_strict,
     protocol_error_message,
     reply_message,
+    request_message,
     state_message,
 )
 
@@ -62,6 +69,7 @@ __all__ = [
     "API_OF_FLOW",
     "CALL_FLOWS",
     "CATALOGUE",
+    "CLOSE_MEANINGS",
     "CODE_INFO",
     "INITIAL",
     "MAX_DEPTH",
@@ -72,31 +80,47 @@ __all__ = [
     "TRANSITIONS",
     "AgentEffect",
     "AgentState",
+    "Answer",
     "Api",
     "ApiError",
     "Call",
+    "CallNotice",
     "CallPhase",
+    "CallPush",
+    "ClientSession",
+    "CloseCode",
     "Code",
     "CodeInfo",
+    "Dropped",
     "Effect",
     "EndEffect",
     "ErrorCode",
     "ErrorInfo",
+    "ErrorReply",
     "Event",
+    "EventPush",
     "Flow",
     "InvalidTransition",
     "KefuError",
+    "Limits",
     "Member",
     "MemberEffect",
     "MemberKind",
     "MemberStatus",
     "NoParams",
+    "OutRequest",
     "Params",
     "ProtocolError",
+    "Push",
+    "Reply",
     "Request",
+    "ServerSession",
+    "StatePush",
+    "Stray",
     "TimerEffect",
     "TopState",
     "Transition",
+    "Verdict",
     "VisitorEffect",
     "allowed",
     "decode_request",
@@ -109,7 +133,9 @@ __all__ = [
     "process",
     "protocol_error_message",
     "reply_message",
+    "request_message",
     "state_message",
+    "to_json",
     "top_state",
     "transitions_to",
 ]

@@ -46,6 +46,7 @@ from .call_effects import (
     MEDIA_SERVER_LOST,
     MEDIA_UNREACHABLE,
     AgentEffect,
+    CallNotice,
     CallPhase,
     CallRecord,
     Effect,
@@ -68,6 +69,7 @@ __all__ = [
     "MEDIA_UNREACHABLE",
     "AgentEffect",
     "Call",
+    "CallNotice",
     "CallPhase",
     "Effect",
     "EndEffect",
@@ -101,7 +103,7 @@ class Call(CallRecord):
         fx: list[Effect] = [
             AgentEffect(agent, Flow.visitorInvite, Event.ring),
             *call._member_fx(),
-            VisitorEffect(visitor, "ringing", {"agentName": agent}),
+            VisitorEffect(visitor, CallNotice.ringing, {"agentName": agent}),
             call._start_timer(),
         ]
         return call, fx
@@ -116,7 +118,7 @@ class Call(CallRecord):
         fx: list[Effect] = [
             AgentEffect(agent, flow, Event.invite),
             *call._member_fx(),
-            VisitorEffect(visitor, "invited", {"agentName": agent, "role": "visitor"}),
+            VisitorEffect(visitor, CallNotice.invited, {"agentName": agent, "role": "visitor"}),
             call._start_timer(),
         ]
         return call, fx
@@ -130,7 +132,7 @@ class Call(CallRecord):
         self.phase = CallPhase.joining
         return [
             AgentEffect(agent, Flow.visitorInvite, Event.pickUp),
-            VisitorEffect(self.visitor, "accepted", {"agentName": agent}),
+            VisitorEffect(self.visitor, CallNotice.accepted, {"agentName": agent}),
             self._start_timer(),
         ]
 
@@ -187,7 +189,7 @@ class Call(CallRecord):
         fx: list[Effect] = [AgentEffect(self.primary, flow, Event.invite)]
         fx += self._member_fx(m)
         if kind is MemberKind.visitor:
-            fx.append(VisitorEffect(name, "invited", {"agentName": self.primary, "role": role}))
+            fx.append(VisitorEffect(name, CallNotice.invited, {"agentName": self.primary, "role": role}))
         else:
             fx.append(AgentEffect(name, Flow.agentInvite, Event.ring))
         fx.append(self._start_timer())
@@ -204,7 +206,7 @@ class Call(CallRecord):
             raise _invalid(f"{name} is not connected in this call")
         fx = self.hangup(kind, name, MEDIA_UNREACHABLE, by="system")
         if kind is MemberKind.visitor:  # it left (status set) before the end told the joined ones
-            fx.append(VisitorEffect(name, "ended", {"by": "system", "reason": MEDIA_UNREACHABLE}))
+            fx.append(VisitorEffect(name, CallNotice.ended, {"by": "system", "reason": MEDIA_UNREACHABLE}))
         return fx
 
     def hangup(
@@ -289,7 +291,7 @@ class Call(CallRecord):
         flow = self.flow if self.phase is CallPhase.calling else Flow.visitorInvite
         fx: list[Effect] = [AgentEffect(self.primary, flow, event, reason)]
         fx += self._set(MemberKind.visitor, self.visitor, status, reason)
-        fx.append(VisitorEffect(self.visitor, "cancelled", {"reason": reason}))
+        fx.append(VisitorEffect(self.visitor, CallNotice.cancelled, {"reason": reason}))
         return [*fx, self._stop_timer(), *self._end("system", reason)]
 
     def _pending_ends(self, event: Event, status: MemberStatus, reason: str) -> list[Effect]:
@@ -305,7 +307,7 @@ class Call(CallRecord):
         if m.kind is MemberKind.agent:
             fx.append(AgentEffect(m.name, Flow.agentInvite, event, reason))
         else:
-            fx.append(VisitorEffect(m.name, "cancelled", {"reason": reason}))
+            fx.append(VisitorEffect(m.name, CallNotice.cancelled, {"reason": reason}))
         return [*fx, self._stop_timer()]
 
     def _first_answer(self, m: Member, answer: str) -> list[Effect]:
@@ -331,7 +333,9 @@ class Call(CallRecord):
             for other in self.joined(MemberKind.visitor):
                 if other is not m:
                     fx.append(
-                        VisitorEffect(other.name, "memberJoined", {"kind": m.kind.value, "name": m.name})
+                        VisitorEffect(
+                            other.name, CallNotice.memberJoined, {"kind": m.kind.value, "name": m.name}
+                        )
                     )
             return fx
         status = MemberStatus.refused if answer == "refuse" else MemberStatus.busy
@@ -355,19 +359,19 @@ class Call(CallRecord):
         if m.kind is MemberKind.agent:
             fx.append(AgentEffect(m.name, _side_flow(m), Event.cancel))
         else:
-            fx.append(VisitorEffect(m.name, "cancelled", {"reason": "call ended"}))
+            fx.append(VisitorEffect(m.name, CallNotice.cancelled, {"reason": "call ended"}))
         return fx
 
     def _primary_hangs_up(self, reason: str, by: str | None = None) -> list[Effect]:
         if self.phase in (CallPhase.ringing, CallPhase.joining):
             fx: list[Effect] = [AgentEffect(self.primary, Flow.visitorInvite, Event.agentHangup, reason)]
             fx += self._set(MemberKind.visitor, self.visitor, MemberStatus.cancelled, "declined")
-            fx.append(VisitorEffect(self.visitor, "cancelled", {"reason": "declined"}))
+            fx.append(VisitorEffect(self.visitor, CallNotice.cancelled, {"reason": "declined"}))
             return [*fx, self._stop_timer(), *self._end(self.primary, reason)]
         if self.phase is CallPhase.calling:
             fx = [AgentEffect(self.primary, self.flow, Event.agentHangup, reason)]
             fx += self._set(MemberKind.visitor, self.visitor, MemberStatus.cancelled, "agent hung up")
-            fx.append(VisitorEffect(self.visitor, "cancelled", {"reason": "agent hung up"}))
+            fx.append(VisitorEffect(self.visitor, CallNotice.cancelled, {"reason": "agent hung up"}))
             return [*fx, self._stop_timer(), *self._end(self.primary, reason)]
         # connected: the meeting ends for everyone (SPEC §6 decision); a transfer in
         # progress is withdrawn first (issue 20), the call as it was before it
@@ -400,7 +404,7 @@ class Call(CallRecord):
         ]
         fx += self._set(m.kind, m.name, MemberStatus.left, reason)
         for v in self.joined(MemberKind.visitor):
-            fx.append(VisitorEffect(v.name, "memberLeft", {"kind": "agent", "name": m.name}))
+            fx.append(VisitorEffect(v.name, CallNotice.memberLeft, {"kind": "agent", "name": m.name}))
         return fx
 
     def _visitor_leaves(self, m: Member, reason: str, by: str | None = None) -> list[Effect]:
@@ -412,7 +416,7 @@ class Call(CallRecord):
             ]
             fx += self._set(m.kind, m.name, MemberStatus.left, reason)
             for v in self.joined(MemberKind.visitor):
-                fx.append(VisitorEffect(v.name, "memberLeft", {"kind": "visitor", "name": m.name}))
+                fx.append(VisitorEffect(v.name, CallNotice.memberLeft, {"kind": "visitor", "name": m.name}))
             return fx
         # the last visitor left: the call ends for every agent
         fx = [AgentEffect(self.primary, self._primary_flow(), Event.visitorHangup, reason)]
@@ -460,7 +464,7 @@ class Call(CallRecord):
             if m.status is not MemberStatus.joined:
                 continue
             if m.kind is MemberKind.visitor:
-                fx.append(VisitorEffect(m.name, "ended", {"by": by, "reason": reason}))
+                fx.append(VisitorEffect(m.name, CallNotice.ended, {"by": by, "reason": reason}))
             m.status = MemberStatus.left
             fx.append(MemberEffect(m.kind, m.name, m.role, MemberStatus.left, reason))
         fx.append(EndEffect(by, reason))

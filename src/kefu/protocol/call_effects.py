@@ -18,6 +18,7 @@ __all__ = [
     "MEDIA_SERVER_LOST",
     "MEDIA_UNREACHABLE",
     "AgentEffect",
+    "CallNotice",
     "CallPhase",
     "CallRecord",
     "Effect",
@@ -43,6 +44,33 @@ class CallPhase(enum.StrEnum):
     calling = "calling"  # callVisitor / callCurrentVisitor: the visitor's invitation rings
     connected = "connected"
     ended = "ended"
+
+
+class CallNotice(enum.StrEnum):
+    """What a ``call`` push tells (``payload.what``, docs/calls.md)."""
+
+    ringing = "ringing"  # the visitor's request rings for the agent
+    invited = "invited"  # the visitor (or an agent) is invited
+    accepted = "accepted"  # the agent picked up the visitor's request: join
+    cancelled = "cancelled"  # the invitation or request was withdrawn
+    memberJoined = "memberJoined"
+    memberLeft = "memberLeft"
+    ended = "ended"
+    transferred = "transferred"  # issue 20: the call went to another agent
+    held = "held"  # issue 20: the agent put the visitor on hold (a warm transfer's consultation)
+    resumed = "resumed"  # issue 20: back from hold
+    queued = "queued"  # issue 20 (D50): the call waits in a team's queue, with its place
+    update = "update"  # the agent's view of the call changed
+
+    @classmethod
+    def of(cls, value: object) -> CallNotice | None:
+        """Decode ``payload.what`` (None for a notice this side does not know)."""
+        if not isinstance(value, str):
+            return None
+        try:
+            return cls(value)
+        except ValueError:
+            return None
 
 
 class MediaMode(enum.StrEnum):
@@ -95,7 +123,7 @@ class VisitorEffect:
     """Tell visitor ``visitor`` that ``what`` happened (a push on its socket)."""
 
     visitor: str
-    what: str  # ringing, invited, accepted, cancelled, memberJoined, memberLeft, ended
+    what: CallNotice
     detail: dict[str, str | None] = field(default_factory=dict)
 
 

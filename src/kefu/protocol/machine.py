@@ -652,14 +652,16 @@ for _t in _ROWS:
     assert _key not in TRANSITIONS, f"duplicate row {_key}"
     TRANSITIONS[_key] = _t
 
-_IN_CALL = frozenset({C, R, T, V, M})
-_OUT_OF_CALL = frozenset({N, B, I, A})
+#: The top-level states of an agent in a call (calling out and ringing included).
+IN_CALL: frozenset[TopState] = frozenset({C, R, T, V, M})
+#: The top-level states out of any call.
+OUT_OF_CALL: frozenset[TopState] = frozenset({N, B, I, A})
 
 
 def _context_error(state: AgentState, flow: Flow, event: Event) -> str | None:
     """Why this row may not be used in this state's call context, or None."""
     top = state.top
-    if top not in _IN_CALL:
+    if top not in IN_CALL:
         return None
     if flow in THIRD_FLOWS or flow in TRANSFER_FLOWS:
         if top is T:
@@ -702,7 +704,7 @@ def process(state: AgentState, flow: Flow, event: Event) -> tuple[AgentState, Tr
     if reason is not None:
         raise InvalidTransition(state.code.value, flow.value, event.value, reason)
     new_top = t.target.top
-    if new_top in _OUT_OF_CALL:
+    if new_top in OUT_OF_CALL:
         return AgentState(t.target), t
     if flow in THIRD_FLOWS or flow in TRANSFER_FLOWS:
         third = flow if new_top in (V, M) else None

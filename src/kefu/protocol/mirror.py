@@ -32,12 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kefu.protocol.call import CallNotice, CallPhase, MemberStatus
+from kefu.protocol.codes import TopState, top_state
+from kefu.protocol.machine import IN_CALL, OUT_OF_CALL
 from kefu.protocol.plugin_api import is_final
-from kefu.protocol.wire import Json
+from kefu.protocol.wire import Json, reply_message
 
 __all__ = [
-    "CALL_TOPS",
-    "IDLE_TOPS",
     "CallMirror",
     "CallRequests",
     "CallView",
@@ -45,15 +46,20 @@ __all__ = [
     "call_ended",
 ]
 
-#: Top-level states of an agent in a call (ringing and calling out included).
-CALL_TOPS = frozenset({"003", "004", "006", "007", "008"})
-#: Top-level states out of any call.
-IDLE_TOPS = frozenset({"000", "001", "002", "005"})
+
+def _top(code: object) -> TopState | None:
+    if not isinstance(code, str):
+        return None
+    try:
+        return top_state(code)
+    except ValueError:
+        return None
 
 
 def call_ended(old: object, new: object) -> bool:
-    """Whether a change from ``old`` to ``new`` takes the agent out of its call."""
-    return isinstance(old, str) and isinstance(new, str) and old[:3] in CALL_TOPS and new[:3] in IDLE_TOPS
+    """Whether a change from ``old`` to ``new`` takes the agent out of its call
+    (the machine's in-call states to its out-of-call ones)."""
+    return _top(old) in IN_CALL and _top(new) in OUT_OF_CALL
 
 
 Send = Callable[[Json], None]
@@ -76,11 +82,7 @@ class OpenRequest:
         """Send a progress message; the last one if ``sub_mark`` is final for the mark."""
         if self.closed:
             return
-        msg: Json = {"v": 1, "id": self.rid, "mark": self.mark, "subMark": sub_mark}
-        if state is not None:
-            msg["state"] = state
-        if payload is not None:
-            msg["payload"] = payload
+        msg = reply_message(self.mark, sub_mark, payload, rid=self.rid, state=state)
         msg.update(extra)
         if not self.replied:
             self.held.append(msg)
@@ -192,11 +194,17 @@ class CallView:
     transfer: Json | None = None
     supervisors: dict[str, str] = field(default_factory=dict)  # supervisor → mode (issue 20)
 
-    def status_of(self, kind: str, name: str) -> str | None:
+    def status_of(self, kind: str, name: str) -> MemberStatus | None:
+        """The member's status (None: not a member, or a status this side does not know)."""
         for m in self.members:
             if m.get("kind") == kind and m.get("name") == name:
                 status = m.get("status")
-                return status if isinstance(status, str) else None
+                if not isinstance(status, str):
+                    return None
+                try:
+                    return MemberStatus(status)
+                except ValueError:
+                    return None
         return None
 
     def joined(self, kind: str | None = None) -> list[tuple[str, str]]:
@@ -204,14 +212,14 @@ class CallView:
         out = []
         for m in self.members:
             k, n = m.get("kind"), m.get("name")
-            if m.get("status") == "joined" and isinstance(k, str) and isinstance(n, str):
+            if m.get("status") == MemberStatus.joined and isinstance(k, str) and isinstance(n, str):
                 if kind is None or k == kind:
                     out.append((k, n))
         return out
 
     @property
     def ended(self) -> bool:
-        return self.phase == "ended"
+        return self.phase == CallPhase.ended
 
     def to_json(self) -> Json:
         """The call as an SDK is told it (``currentCall``: docs/sdk.md)."""
@@ -249,8 +257,8 @@ class CallMirror:
         if not isinstance(call_id, str) or not isinstance(primary, str) or not isinstance(members, list):
             return None
         phase = payload.get("phase")
-        if payload.get("what") == "ended":
-            phase = "ended"
+        if payload.get("what") == CallNotice.ended:
+            phase = CallPhase.ended.value
         flow = payload.get("flow")
         view = self.calls.get(call_id)
         if view is None:
@@ -298,10 +306,10 @@ class CallMirror:
         """The call this agent is in (joined), else the one it rings or calls in."""
         if self.me is None:
             return None
-        mine = [c for c in self.calls.values() if c.status_of("agent", self.me) == "joined"]
+        mine = [c for c in self.calls.values() if c.status_of("agent", self.me) is MemberStatus.joined]
         if mine:
             return mine[-1]
-        ringing = [c for c in self.calls.values() if c.status_of("agent", self.me) == "invited"]
+        ringing = [c for c in self.calls.values() if c.status_of("agent", self.me) is MemberStatus.invited]
         return ringing[-1] if ringing else None
 
     def is_multiple_video(self, state: str) -> bool:
@@ -310,12 +318,12 @@ class CallMirror:
         The primary agent is in one exactly in 008xxx. The invited third agent
         stays in 006014 (the spec gives it no three-party code), so for it the
         answer is whether its call has three joined members (decision)."""
-        if state.startswith("008"):
+        if _top(state) is TopState.threeParty:
             return True
         call = self.current()
         if call is None or self.me is None or call.primary == self.me:
             return False
-        return call.status_of("agent", self.me) == "joined" and len(call.joined()) >= 3
+        return call.status_of("agent", self.me) is MemberStatus.joined and len(call.joined()) >= 3
 
     def is_share_state(self) -> bool:
         """SPEC §4.6 (v1211): a screen share is on (between its ``open`` and ``close``)."""

@@ -32,7 +32,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .call import Call, CallPhase, Effect, MemberKind, VisitorEffect
+from .call import Call, CallNotice, CallPhase, Effect, MemberKind, VisitorEffect
 from .errors import ApiError, ErrorCode
 
 __all__ = [
@@ -86,9 +86,9 @@ def supervise(call: Call, name: str, mode: SupervisorMode) -> list[Effect | Supe
     call.supervisors[name] = mode.value
     fx: list[Effect | SupervisorEffect] = [SupervisorEffect(name, mode, old)]
     if mode is SupervisorMode.barge:
-        fx += _tell_visitors(call, "memberJoined", name)
+        fx += _tell_visitors(call, CallNotice.memberJoined, name)
     elif old is SupervisorMode.barge:
-        fx += _tell_visitors(call, "memberLeft", name)
+        fx += _tell_visitors(call, CallNotice.memberLeft, name)
     return fx
 
 
@@ -100,7 +100,7 @@ def leave(call: Call, name: str, reason: str = "left") -> list[Effect | Supervis
     del call.supervisors[name]
     fx: list[Effect | SupervisorEffect] = [SupervisorEffect(name, None, old, reason)]
     if old is SupervisorMode.barge and not call.ended:
-        fx += _tell_visitors(call, "memberLeft", name)
+        fx += _tell_visitors(call, CallNotice.memberLeft, name)
     return fx
 
 
@@ -140,6 +140,6 @@ def media_members(call: Call) -> list[tuple[str, str]]:
     return joined + [(MemberKind.agent.value, s) for s in call.supervisors]
 
 
-def _tell_visitors(call: Call, what: str, name: str) -> list[Effect | SupervisorEffect]:
+def _tell_visitors(call: Call, what: CallNotice, name: str) -> list[Effect | SupervisorEffect]:
     detail: dict[str, str | None] = {"kind": MemberKind.agent.value, "name": name, "role": SUPERVISOR_ROLE}
     return [VisitorEffect(v.name, what, detail) for v in call.joined(MemberKind.visitor)]

@@ -50,6 +50,7 @@ from collections.abc import Mapping, Sequence
 from .call import (
     AgentEffect,
     Call,
+    CallNotice,
     CallPhase,
     Effect,
     Member,
@@ -134,7 +135,9 @@ def start(call: Call, by: str, target: str, *, consult: bool, note: str | None) 
     fx += call._member_fx(m)
     fx.append(AgentEffect(target, Flow.transferIn, Event.ring))
     if consult:
-        fx += [VisitorEffect(v.name, "held", {"agentName": by}) for v in call.joined(MemberKind.visitor)]
+        fx += [
+            VisitorEffect(v.name, CallNotice.held, {"agentName": by}) for v in call.joined(MemberKind.visitor)
+        ]
     fx.append(call._start_timer())
     return fx
 
@@ -157,7 +160,7 @@ def queue(call: Call, by: str, team: str, note: str | None) -> list[Effect]:
     fx: list[Effect] = [AgentEffect(by, Flow.blindTransfer, Event.queue)]
     fx += call._set(MemberKind.agent, by, MemberStatus.left, "transferred")
     fx += [
-        VisitorEffect(v.name, "queued", {"teamName": team, "from": by})
+        VisitorEffect(v.name, CallNotice.queued, {"teamName": team, "from": by})
         for v in call.joined(MemberKind.visitor)
     ]
     return fx
@@ -349,7 +352,9 @@ def _hand_over(call: Call, to: str, outcome: str) -> list[Effect]:
     if call.members[(MemberKind.agent, by)].status is not MemberStatus.left:  # it left when queued
         fx += call._set(MemberKind.agent, by, MemberStatus.left, "transferred")
     for v in call.joined(MemberKind.visitor):
-        fx.append(VisitorEffect(v.name, "transferred", {"agentName": to, "from": by, "kind": t["kind"]}))
+        fx.append(
+            VisitorEffect(v.name, CallNotice.transferred, {"agentName": to, "from": by, "kind": t["kind"]})
+        )
     return fx + _over(call, outcome, tell_visitor=False)
 
 
@@ -365,7 +370,7 @@ def _over(call: Call, outcome: str, *, tell_visitor: bool = True) -> list[Effect
     fx: list[Effect] = [TransferEffect(t["kind"], t["from"], t["to"], t["note"], outcome)]
     if tell_visitor and t["kind"] == "consult":
         fx += [
-            VisitorEffect(v.name, "resumed", {"agentName": t["from"]})
+            VisitorEffect(v.name, CallNotice.resumed, {"agentName": t["from"]})
             for v in call.joined(MemberKind.visitor)
         ]
     return fx

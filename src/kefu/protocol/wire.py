@@ -36,7 +36,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import ErrorCode, ProtocolError, error_body
+from .errors import ErrorCode, ProtocolError
+from .messages import PROTOCOL_VERSION, error_json, event_json, reply_json, request_json, state_json
 
 __all__ = [
     "MAX_DEPTH",
@@ -52,10 +53,10 @@ __all__ = [
     "event_message",
     "loads_strict",
     "reply_message",
+    "request_message",
     "state_message",
 ]
 
-PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_DEPTH = 32
 _INT64 = 2**63
@@ -255,19 +256,14 @@ def _from_validation(exc: ValidationError) -> ProtocolError:
     return ProtocolError(f"{path}: {err['msg']}", code=ErrorCode.invalid_field, field=path)
 
 
-# --- building messages: one function per kind, used by every adapter.
+# --- building messages: shorthands of the typed models (kefu.protocol.messages).
 
 Json = dict[str, Any]
 
 
-def _base(mark: str, rid: str | None, seq: int | None) -> Json:
-    msg: Json = {"v": PROTOCOL_VERSION}
-    if rid is not None:
-        msg["id"] = rid
-    if seq is not None:
-        msg["seq"] = seq
-    msg["mark"] = mark
-    return msg
+def request_message(mark: str, params: Any = None, *, rid: str) -> Json:
+    """A request: ``{"v":1,"id":"r17","mark":"...","params":{...}}`` (no ``params`` when None)."""
+    return request_json(mark, params, rid)
 
 
 def reply_message(
@@ -281,15 +277,7 @@ def reply_message(
     data: Any = None,
 ) -> Json:
     """A reply or progress message for request ``rid`` (``subMark`` = the v1204 callback)."""
-    msg = _base(mark, rid, seq)
-    msg["subMark"] = sub_mark
-    if state is not None:
-        msg["state"] = state
-    if payload is not None:
-        msg["payload"] = payload
-    if data is not None:
-        msg["data"] = data
-    return msg
+    return reply_json(mark, sub_mark, payload, rid, state, seq, data)
 
 
 def error_message(
@@ -301,37 +289,22 @@ def error_message(
     state: str | None = None,
     field_name: str | None = None,
     seq: int | None = None,
+    retry_after: float | None = None,
 ) -> Json:
     """An error in the spec's form: ``{..., "subMark": "error", "error": {code, msg}}``."""
-    out = _base(mark if mark is not None else "error", rid, seq)
-    out["subMark"] = "error"
-    if state is not None:
-        out["state"] = state
-    body = error_body(code, msg)
-    if field_name is not None:
-        body["field"] = field_name
-    out["error"] = body
-    return out
+    return error_json(mark, code, msg, rid, state, field_name, retry_after, seq)
 
 
 def event_message(
     sub_mark: str, payload: Any = None, *, mark: str = "initInnerCallBack", seq: int | None = None
 ) -> Json:
     """A pushed event (SPEC §3.2 callbacks are ``mark: initInnerCallBack``)."""
-    msg = _base(mark, None, seq)
-    msg["subMark"] = sub_mark
-    if payload is not None:
-        msg["payload"] = payload
-    return msg
+    return event_json(sub_mark, payload, mark, seq)
 
 
 def state_message(state: str, payload: Any = None, *, seq: int | None = None) -> Json:
     """A state-change push: ``{"v":1,"mark":"state","state":"006011",...}``."""
-    msg = _base("state", None, seq)
-    msg["state"] = state
-    if payload is not None:
-        msg["payload"] = payload
-    return msg
+    return state_json(state, payload, seq)
 
 
 def protocol_error_message(exc: ProtocolError) -> Json:

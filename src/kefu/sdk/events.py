@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from kefu.protocol import ApiError, Code, ErrorCode, parse_code
+from kefu.protocol.client_session import reply_error
 
 __all__ = [
     "EventEmitter",
@@ -70,27 +71,14 @@ class RequestError(ApiError):
 
 def api_error(msg: Json) -> RequestError:
     """The error an error message carries (``error.code``, ``error.msg``)."""
-    error = msg.get("error")
+    error = reply_error(msg) if isinstance(msg.get("error"), dict) else None
     state = msg.get("state") if isinstance(msg.get("state"), str) else None
-    if not isinstance(error, dict):
+    if error is None:
         return RequestError(
             "the plugin answered an error without details", code=ErrorCode.internal, state=state, message=msg
         )
-    raw = error.get("code", error.get("type"))
-    text = error.get("msg")
-    try:
-        code = ErrorCode(raw)
-    except ValueError:
-        code = ErrorCode.internal
-        text = f"{raw}: {text}"
-    field_name = error.get("field")
-    return RequestError(
-        text if isinstance(text, str) else None,
-        code=code,
-        state=state,
-        field=field_name if isinstance(field_name, str) else None,
-        message=msg,
-    )
+    text = error.msg if error.known else f"{error.raw_code}: {error.msg}"
+    return RequestError(text, code=error.code, state=error.state, field=error.field, message=msg)
 
 
 @dataclass(frozen=True, slots=True)

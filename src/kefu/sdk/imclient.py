@@ -61,6 +61,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kefu import aio
 from kefu.paths import default_data_dir
 from kefu.protocol import ErrorCode, error_body, error_message
 from kefu.protocol.errors import DEFAULT_LANG, localize
@@ -128,7 +129,7 @@ class IMClient(SpecApi):
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._loop = asyncio.new_event_loop()
+            self._loop = aio.new_event_loop()  # uvloop where installed (D26)
             ready = threading.Event()
 
             def run() -> None:

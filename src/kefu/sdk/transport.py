@@ -27,8 +27,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from kefu import __version__
-from kefu.protocol import ErrorCode, error_message
+from kefu.protocol import ErrorCode, encode, error_message
+from kefu.protocol.client_session import Answer, ClientSession, Dropped, Push, Stray, error_for
 from kefu.protocol.plugin_api import is_final
+from kefu.protocol.wire import request_message
 
 from .events import RequestError, api_error
 
@@ -64,8 +66,7 @@ class Transport:
         self._on_close = on_close
         self._open_timeout = open_timeout
         self._ws: ClientConnection | None = None
-        self._pending: dict[str, tuple[str, Handler]] = {}
-        self._next_id = 0
+        self._session: ClientSession[Handler] = ClientSession(final=is_final, ordered=False)
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
         self.hello: Json = {}
@@ -98,8 +99,7 @@ class Transport:
             params: Json = {"client": f"kefu.sdk/{__version__}", **self._hello}
             if self._token is not None:
                 params["token"] = self._token
-            hello = {"v": 1, "id": "hello", "mark": "hello", "params": params}
-            await ws.send(json.dumps(hello))
+            await ws.send(encode(request_message("hello", params, rid="hello")))
             async with asyncio.timeout(self._open_timeout):
                 reply = json.loads(await ws.recv())
         except (ConnectionClosed, TimeoutError, ValueError):
@@ -116,20 +116,17 @@ class Transport:
     async def request(self, mark: str, params: dict[str, Any] | None, handler: Handler) -> str:
         """Send a request; ``handler`` gets each of its messages. Returns its id."""
         ws = self._ws
-        self._next_id += 1
-        rid = f"r{self._next_id}"
         if ws is None or self._closed:
+            rid = self._session.new_id()
             handler(error_message(mark, ErrorCode.plugin_unreachable, rid=rid))
             return rid
-        self._pending[rid] = (mark, handler)
-        msg: Json = {"v": 1, "id": rid, "mark": mark}
-        if params is not None:
-            msg["params"] = params
+        rid, text = self._session.request(mark, params, handler)
         try:
-            await ws.send(json.dumps(msg, ensure_ascii=False))
+            await ws.send(text)
         except ConnectionClosed:
-            if self._pending.pop(rid, None) is not None:
-                handler(error_message(mark, ErrorCode.plugin_unreachable, rid=rid))
+            pending = self._session.forget(rid)
+            if pending is not None:
+                handler(error_for(pending, ErrorCode.plugin_unreachable))
         return rid
 
     async def send_raw(self, text: str | bytes) -> None:
@@ -150,39 +147,24 @@ class Transport:
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for raw in ws:
-                try:
-                    msg = json.loads(raw)
-                except ValueError:
-                    log.warning("dropped a message from the plugin that is not JSON")
-                    continue
-                if isinstance(msg, dict):
-                    self._dispatch(msg)
+                self._dispatch(raw)
         except ConnectionClosed:
             pass
         finally:
             self._ws = None
             self._closed = True
-            pending, self._pending = self._pending, {}
-            for rid, (mark, handler) in pending.items():
-                handler(
-                    error_message(
-                        mark, ErrorCode.plugin_unreachable, "the connection to the plugin closed", rid=rid
-                    )
-                )
+            for p in self._session.fail_all():
+                p.tag(error_for(p, ErrorCode.plugin_unreachable, "the connection to the plugin closed"))
             rcvd = ws.protocol.close_rcvd
             self._on_close(rcvd.code if rcvd else None, rcvd.reason if rcvd else "")
 
-    def _dispatch(self, msg: Json) -> None:
-        rid = msg.get("id")
-        if isinstance(rid, str):
-            entry = self._pending.get(rid)
-            if entry is None:
-                log.debug("dropped a message for an unknown request %s", rid)
-                return
-            mark, handler = entry
-            sub_mark = msg.get("subMark")
-            if is_final(mark, sub_mark if isinstance(sub_mark, str) else None):
-                del self._pending[rid]
-            handler(msg)
-            return
-        self._on_push(msg)
+    def _dispatch(self, raw: str | bytes) -> None:
+        got = self._session.receive(raw)
+        if isinstance(got, Answer):
+            got.pending.tag(got.msg)
+        elif isinstance(got, Push):
+            self._on_push(got.msg)
+        elif isinstance(got, Stray):
+            log.debug("dropped a message for an unknown request %s", got.rid)
+        elif isinstance(got, Dropped):
+            log.warning("dropped a message from the plugin: %s", got.why)

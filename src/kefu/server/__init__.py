@@ -8,7 +8,8 @@ and :mod:`~kefu.server.schema` (database, migrations), :mod:`~kefu.server.hub`
 :mod:`~kefu.server.accounts` (login, tokens), :mod:`~kefu.server.agents` (the
 one state setter), :mod:`~kefu.server.routing` and
 :mod:`~kefu.server.sessions` (queue, IM), :mod:`~kefu.server.calls` (the call
-issue's place), then the adapters :mod:`~kefu.server.connection`,
+issue's place), then the adapters :mod:`~kefu.server.connection` (with
+:mod:`~kefu.server.agent_connection` and :mod:`~kefu.server.visitor_connection`),
 :mod:`~kefu.server.api`, :mod:`~kefu.server.app`, :mod:`~kefu.server.runner`
 and :mod:`~kefu.server.cli`.
 """

@@ -37,14 +37,16 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kefu.protocol import CATALOGUE, ApiError, ErrorCode, error_body
+from kefu.protocol.close import CloseCode
 from kefu.protocol.hosts import host_allowed
 
 from . import api, floor_api, integrations
+from .agent_connection import AgentConnection
 from .auth import LoginLocked
-from .connection import AgentConnection, VisitorConnection
 from .services import Services
 from .settings import Settings
 from .store import storage_full
+from .visitor_connection import VisitorConnection
 
 __all__ = ["WEB", "KefuApp", "create_app"]
 
@@ -124,7 +126,7 @@ class KefuApp(FastAPI):
         if "websocket.http.response" in scope.get("extensions", {}):
             await ws.send_denial_response(resp)  # before the upgrade: HTTP 403 with the error
         else:
-            await ws.close(1008)
+            await ws.close(CloseCode.policy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and not host_allowed(_host_of(scope), self.host_names):

@@ -41,6 +41,7 @@ from kefu.protocol import ApiError, ErrorCode, transfer
 from kefu.protocol.call import (
     AgentEffect,
     Call,
+    CallNotice,
     CallPhase,
     Effect,
     EndEffect,
@@ -53,6 +54,7 @@ from kefu.protocol.call import (
     VisitorEffect,
 )
 from kefu.protocol.machine import Event, Flow
+from kefu.protocol.messages import CallPush, to_json
 from kefu.protocol.supervise import SupervisorEffect, audience, end_supervision, media_members
 
 from .accounts import Agent
@@ -251,11 +253,11 @@ class CallEngine:
                 out.changes.setdefault(f.agent, []).append(change)
             elif isinstance(f, VisitorEffect):
                 recipient = await self.queries.recipient(MemberKind.visitor, f.visitor, tx=tx)
-                payload: dict[str, Any] = {"callId": call.id, "what": f.what, "media": self.media_mode.value}
-                payload.update(f.detail)
-                if f.what == "queued":  # its place in the team's queue (D50), as the chat queue's
-                    payload["position"] = await queue_position(tx, call, str(f.detail["teamName"]))
-                await tx.push(recipient, event("call", payload))
+                detail: dict[str, Any] = dict(f.detail)
+                if f.what is CallNotice.queued:  # its place in the team's queue (D50), as the chat queue's
+                    detail["position"] = await queue_position(tx, call, str(f.detail["teamName"]))
+                push = CallPush(call.id, f.what, self.media_mode.value, detail=detail)
+                await tx.push(recipient, to_json(push))
             elif isinstance(f, MemberEffect):
                 await self._save_member(tx, call, f)
             elif isinstance(f, TransferEffect):  # issue 20: the transfer's entry gets its time

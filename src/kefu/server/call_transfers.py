@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from kefu.protocol import ApiError, ErrorCode, InvalidTransition, transfer
-from kefu.protocol.call import Call, Effect, MemberKind, MemberStatus
+from kefu.protocol.call import Call, CallNotice, Effect, MemberKind, MemberStatus
 from kefu.protocol.codes import TopState
 from kefu.protocol.machine import Event, Flow, allowed
+from kefu.protocol.messages import CallPush, to_json
 from kefu.protocol.plugin_api import TransferCallParams
 from kefu.protocol.wire import NoParams
 
@@ -49,7 +50,6 @@ from .agents import Change
 from .call_engine import CallEngine, Outcome
 from .call_queries import waiting_calls
 from .hub import agent_key
-from .routing import event
 from .schema import agents, calls, team_members, teams
 
 if TYPE_CHECKING:
@@ -181,11 +181,11 @@ class CallTransfers:
             for place, call_id in enumerate(await waiting_calls(tx.conn, [team]), start=1):
                 q = select(calls.c.snapshot).where(calls.c.id == call_id)
                 call = Call.from_dict((await tx.conn.execute(q)).scalar_one())
+                detail = {"teamName": team, "position": place}
+                push = CallPush(call_id, CallNotice.queued, self.engine.media_mode.value, detail=detail)
                 for v in call.joined(MemberKind.visitor):
-                    payload: dict[str, object] = {"callId": call_id, "what": "queued", "teamName": team}
-                    payload |= {"media": self.engine.media_mode.value, "position": place}
                     recipient = await self.queries.recipient(MemberKind.visitor, v.name, tx=tx)
-                    await tx.push(recipient, event("call", payload))
+                    await tx.push(recipient, to_json(push))
 
     async def on_agent_change(self, change: Change) -> None:
         """The state setter's listener: an agent ready again gets its teams' oldest waiting call."""

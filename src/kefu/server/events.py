@@ -44,6 +44,7 @@ from .store import aware, new_id
 
 __all__ = [
     "JOURNAL_LOCK",
+    "RECORD",
     "EventType",
     "Journal",
     "emit",
@@ -64,12 +65,33 @@ _BUMP = (
     .returning(journal_streams.c.last_seq)
 )
 _NEW_STREAM = insert(journal_streams).values(stream=bindparam("s"), last_seq=1)
-_RECORD = insert(journal).values(
+RECORD = insert(journal).values(
     id=bindparam("id"),
     type=bindparam("type"),
     stream=bindparam("s"),
     seq=bindparam("seq"),
     data=bindparam("data"),
+    created_at=bindparam("t"),
+)
+
+# the sequencer's statements, built once (it runs after every commit that emitted, D42)
+_SEQUENCER_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+_UNSEQUENCED = (
+    select(journal.c.num, journal.c.type)
+    .where(journal.c.pos.is_(None))
+    .order_by(journal.c.num)
+    .limit(bindparam("n"))
+)
+_TOP = select(func.coalesce(func.max(journal.c.pos), 0))
+_GIVE_POS = update(journal).where(journal.c.num == bindparam("n")).values(pos=bindparam("p"))
+_HOOKS = select(webhooks.c.id, webhooks.c.events)
+_DELIVER = insert(webhook_deliveries).values(
+    webhook_id=bindparam("w"),
+    event_num=bindparam("e"),
+    pos=bindparam("p"),
+    status="pending",
+    attempts=0,
+    next_at=bindparam("t"),
     created_at=bindparam("t"),
 )
 
@@ -82,7 +104,7 @@ async def emit(tx: Tx, event_type: EventType, ident: str | int, data: dict[str, 
         seq = 1
         await tx.conn.execute(_NEW_STREAM, {"s": stream})
     await tx.conn.execute(
-        _RECORD,
+        RECORD,
         {"id": new_id(), "type": event_type.value, "s": stream, "seq": seq, "data": data, "t": tx.now},
     )
     tx.emitted += 1
@@ -163,7 +185,7 @@ class Journal:
 
     async def _top(self) -> int:
         async with self.hub.store.read() as conn:
-            top: int = (await conn.execute(select(func.coalesce(func.max(journal.c.pos), 0)))).scalar_one()
+            top: int = (await conn.execute(_TOP)).scalar_one()
             return top
 
     async def sequence(self, batch: int = 500) -> int:
@@ -172,23 +194,13 @@ class Journal:
         while True:
             async with self.hub.store.write() as conn:
                 if not self.hub.store.is_sqlite:
-                    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": JOURNAL_LOCK})
-                rows = (
-                    await conn.execute(
-                        select(journal.c.num, journal.c.type)
-                        .where(journal.c.pos.is_(None))
-                        .order_by(journal.c.num)
-                        .limit(batch)
-                    )
-                ).all()
+                    await conn.execute(_SEQUENCER_LOCK, {"k": JOURNAL_LOCK})
+                rows = (await conn.execute(_UNSEQUENCED, {"n": batch})).all()
                 if not rows:
                     return total
-                top = (await conn.execute(select(func.coalesce(func.max(journal.c.pos), 0)))).scalar_one()
-                await conn.execute(
-                    update(journal).where(journal.c.num == bindparam("n")).values(pos=bindparam("p")),
-                    [{"n": r.num, "p": top + i + 1} for i, r in enumerate(rows)],
-                )
-                hooks = (await conn.execute(select(webhooks.c.id, webhooks.c.events))).all()
+                top = (await conn.execute(_TOP)).scalar_one()
+                await conn.execute(_GIVE_POS, [{"n": r.num, "p": top + i + 1} for i, r in enumerate(rows)])
+                hooks = (await conn.execute(_HOOKS)).all()
                 now = self.s.now()
                 wanted = [
                     {"w": h.id, "e": r.num, "p": top + i + 1, "t": now}
@@ -197,20 +209,11 @@ class Journal:
                     if matches(h.events, r.type)
                 ]
                 if wanted:
-                    await conn.execute(
-                        insert(webhook_deliveries).values(
-                            webhook_id=bindparam("w"),
-                            event_num=bindparam("e"),
-                            pos=bindparam("p"),
-                            status="pending",
-                            attempts=0,
-                            next_at=bindparam("t"),
-                            created_at=bindparam("t"),
-                        ),
-                        wanted,
-                    )
+                    await conn.execute(_DELIVER, wanted)
             total += len(rows)
             log.debug("sequenced %d events (%d deliveries)", len(rows), len(wanted))
+            if len(rows) < batch:
+                return total  # that was all: no second transaction to find nothing (issue 18)
 
     async def after(self, cursor: int, limit: int) -> list[dict[str, Any]]:
         """The events with ``pos > cursor``, in order, at most ``limit``."""

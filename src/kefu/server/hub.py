@@ -224,7 +224,7 @@ _BUMP = (
     .returning(mailboxes.c.last_seq)
 )
 _NEW_MAILBOX = insert(mailboxes).values(recipient=bindparam("r"), last_seq=bindparam("s"))
-_STORE_EVENT = insert(events).values(
+STORE_EVENT = insert(events).values(
     recipient=bindparam("r"), seq=bindparam("s"), message=bindparam("m"), created_at=bindparam("t")
 )
 _LATEST = select(mailboxes.c.last_seq).where(mailboxes.c.recipient == bindparam("r"))
@@ -239,6 +239,13 @@ _AFTER = (
     .order_by(events.c.seq)
     .limit(bindparam("n"))
 )
+
+
+def push_text(message: dict[str, Any], seq: int) -> str:
+    """The push as stored and sent: ``message`` with its ``seq`` after ``v``, encoded once."""
+    out: dict[str, Any] = {"v": message["v"], "seq": seq}
+    out.update((k, v) for k, v in message.items() if k not in ("v", "seq"))
+    return encode(out)
 
 
 @dataclass
@@ -260,10 +267,8 @@ class Tx:
         if seq is None:
             seq = 1
             await self.conn.execute(_NEW_MAILBOX, {"r": recipient, "s": seq})
-        out: dict[str, Any] = {"v": message["v"], "seq": seq}
-        out.update((k, v) for k, v in message.items() if k not in ("v", "seq"))
-        text = encode(out)
-        await self.conn.execute(_STORE_EVENT, {"r": recipient, "s": seq, "m": text, "t": self.now})
+        text = push_text(message, seq)
+        await self.conn.execute(STORE_EVENT, {"r": recipient, "s": seq, "m": text, "t": self.now})
         self.pushes.append(Push(recipient, seq, text))
         return seq
 
@@ -347,4 +352,4 @@ class Hub:
             return [Push(recipient, r.seq, r.message) for r in rows]
 
 
-__all__ += ["latest_seq", "open_mailbox"]
+__all__ += ["STORE_EVENT", "latest_seq", "open_mailbox", "push_text"]

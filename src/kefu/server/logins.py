@@ -34,6 +34,7 @@ from typing import Protocol
 from sqlalchemy import select
 
 from kefu.protocol import ErrorCode
+from kefu.protocol.close import CloseCode
 
 from .schema import agents, tokens
 from .settings import Settings
@@ -44,7 +45,7 @@ __all__ = ["CLOSE_LOGIN_ENDED", "LoginWatch", "Watched"]
 log = logging.getLogger("kefu.server.logins")
 
 #: The close code of a socket whose login ended (expired, revoked, account disabled).
-CLOSE_LOGIN_ENDED = 4003
+CLOSE_LOGIN_ENDED = CloseCode.login_ended
 
 # at most this many token hashes per query (SQLite's bound parameters are limited)
 _BATCH = 500

@@ -14,6 +14,8 @@ Memory: an idle connection holds no queue and no task of its own (most
 visitors are idle; each would cost ~4 KiB). The first message queued starts a
 sending task, which sends until the queue is empty and ends; messages queued
 meanwhile join its queue, so they still leave in order and one at a time.
+The connection's own replies start no task: its reader holds the outbox while
+it handles a frame and sends what the frame queued after it (D43).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from kefu.protocol.close import CloseCode
 from kefu.protocol.wire import Json, encode, event_message
 
 from .hub import Push
@@ -35,16 +38,19 @@ __all__ = ["CLOSE_POLICY", "CLOSE_REPLACED", "CLOSE_TOO_BIG", "Outbox"]
 
 log = logging.getLogger("kefu.server.connection")
 
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_REPLACED = 4001
+# the old names of three close codes (kefu.protocol.close has them all)
+CLOSE_POLICY = CloseCode.policy
+CLOSE_TOO_BIG = CloseCode.too_big
+CLOSE_REPLACED = CloseCode.replaced
 
 
 class Outbox:
     """One connection's outgoing messages, sent in order by one task at a time."""
 
     __slots__ = (
+        "_busy",
         "_dead",
+        "_held",
         "_items",
         "_started",
         "_stopped",
@@ -67,6 +73,8 @@ class Outbox:
         self._started = False
         self._stopped = False  # closing: nothing more is queued
         self._dead = False  # a send failed: nothing more is sent
+        self._held = False  # the reader handles a frame: it sends its own replies after (flush)
+        self._busy = False  # the reader sends what is queued, in its own task (flush)
 
     def start(self) -> None:
         """The socket is accepted: send what is queued, and from now on."""
@@ -75,7 +83,7 @@ class Outbox:
 
     def _wake(self) -> None:
         """Start the sending task if there is something to send and none runs."""
-        if self._task is not None or not self._started or self._dead:
+        if self._task is not None or self._busy or not self._started or self._dead:
             return
         if self._items:
             self._task = asyncio.create_task(self._run(), name="kefu-outbox")
@@ -93,6 +101,29 @@ class Outbox:
             self._wake()
             return
         items.append((kind, item))
+        if not (self._held and kind == "text"):
+            self._wake()
+
+    def hold(self) -> None:
+        """The reader is about to handle a frame: its replies wait for :meth:`flush`
+        instead of starting a sending task (pushes from elsewhere do not wait)."""
+        self._held = True
+
+    def release(self) -> None:
+        """The frame is handled (or failed): replies start a sending task again."""
+        self._held = False
+
+    async def flush(self) -> None:
+        """Send what is queued here, in the caller's task, if no sending task runs: a
+        reply costs no task of its own (D43). Order and slow-reader close are unchanged."""
+        self._held = False
+        if self._task is not None or self._busy or not self._items or not self._started or self._dead:
+            return
+        self._busy = True
+        try:
+            await self._drain()
+        finally:
+            self._busy = False
         self._wake()
 
     def reply(self, msg: Json) -> None:
@@ -154,6 +185,11 @@ class Outbox:
         return False
 
     async def _run(self) -> None:
+        """Send until the queue is empty (the sending task)."""
+        await self._drain()
+        self._task = None
+
+    async def _drain(self) -> None:
         """Send until the queue is empty."""
         try:
             while self._items:
@@ -170,9 +206,8 @@ class Outbox:
             self._stopped = True
             self._dead = True
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                await self.ws.close(1011, "internal error")
-        # no await between the queue's last look and here: nothing is left queued without a task
-        self._task = None
+                await self.ws.close(CloseCode.internal, "internal error")
+        # no await between the queue's last look and here: nothing is left queued without a sender
         self._items = None
 
     async def stop(self) -> None:

@@ -25,6 +25,7 @@ from .floor import Floor
 from .hub import Bus, Hub
 from .logins import LoginWatch
 from .media import Media
+from .redisbus import RedisBus
 from .routing import Router
 from .sessions import Sessions
 from .settings import Settings
@@ -67,8 +68,6 @@ class Services:
         store = Store(settings)
         await store.open()
         if bus is None and settings.redis_url:
-            from .redisbus import RedisBus
-
             redis_bus = RedisBus(
                 settings.redis_url,
                 node_id=settings.node_id,
@@ -116,9 +115,13 @@ class Services:
         if settings.janus_url:
             services.calls.sfu = Sfu(settings, store, services.calls.push_signal, services.media)
             services.calls.sfu.end_call = services.calls.media_server_lost
+            if isinstance(bus, RedisBus):  # a node gone: the calls whose rooms it drove end (D48)
+                bus.on_node_gone = services.calls.sfu.node_gone
             await services.calls.sfu.start()  # several nodes: the channel of its calls' rooms
         await agents.start()
         await services.calls.start()
+        if services.calls.sfu is not None:
+            await services.calls.sfu.end_orphans()  # a previous run's rooms (D48)
         await transfers.start()
         services.logins.start()
         await journal.start()
@@ -170,6 +173,7 @@ class Services:
         await self.floor.close()
         await self.webhooks.close()
         await self.journal.close()
+        await self.sessions.close()
         await self.hub.close()
         await self.hub.bus.close()
         await self.store.close()

@@ -6,6 +6,11 @@ hears of it, in order (``messages.num``), and pushed to the other side as
 ``message``. A repeated ``clientMsgId`` (the sender's idempotency key) gets
 the first result back and stores nothing new (reliability F11).
 
+A message to an existing session is stored by group commit (many senders'
+messages in one transaction, :mod:`kefu.server.groupcommit`, D42); a first
+message, and any message the batch could not decide, takes the one-message
+path below.
+
 Either side closes a session; both get ``sessionClosed {sessionId, by,
 reason}`` (the plugin reports it to the SDK as ``chatCloseCB``, SPEC §3.2).
 """
@@ -23,6 +28,7 @@ from kefu.protocol import ApiError, ErrorCode
 
 from .accounts import Agent
 from .events import EventType, emit
+from .groupcommit import STORE_MESSAGE, MessageJob, MessageWriter, not_own
 from .hub import Hub, Tx, agent_key, latest_seq, visitor_key
 from .routing import Router, event
 from .schema import messages, sessions
@@ -39,15 +45,6 @@ log = logging.getLogger("kefu.server.sessions")
 # The statements of the hot paths, built once (see kefu.server.hub).
 _REPEAT = select(messages).where(
     messages.c.sender_key == bindparam("k"), messages.c.client_msg_id == bindparam("c")
-)
-_STORE = insert(messages).values(
-    id=bindparam("id"),
-    session_id=bindparam("sid"),
-    sender=bindparam("sender"),
-    sender_key=bindparam("k"),
-    text=bindparam("text"),
-    client_msg_id=bindparam("c"),
-    created_at=bindparam("t"),
 )
 # FOR UPDATE (PostgreSQL; SQLite has one writer anyway): a message and the session's assignment
 # or closing take turns on the session's row, and nothing else takes turns with them.
@@ -70,6 +67,11 @@ class Sessions:
         self.hub = hub
         self.s = settings
         self.router = router
+        #: Messages to existing sessions, many senders' in one transaction (D42).
+        self.writer = MessageWriter(hub, router)
+
+    async def close(self) -> None:
+        await self.writer.close()
 
     # --- messages
 
@@ -90,7 +92,7 @@ class Sessions:
     ) -> dict[str, Any]:
         mid = new_id()
         await tx.conn.execute(
-            _STORE,
+            STORE_MESSAGE,
             {
                 "id": mid,
                 "sid": session_id,
@@ -115,6 +117,17 @@ class Sessions:
         two sessions: the second looks again once it holds the lock, and the unique
         index on the visitor's active session (r0008) stops it in any case; it then
         runs again and finds the first's session."""
+        job = MessageJob(
+            visitor.recipient,
+            text,
+            client_msg_id,
+            alone=lambda: self._visitor_alone(visitor, text, client_msg_id),
+            visitor_id=visitor.id,
+        )
+        return await self.writer.send(job)  # type: ignore[no-any-return]
+
+    async def _visitor_alone(self, visitor: Visitor, text: str, client_msg_id: str | None) -> dict[str, Any]:
+        """A visitor's message in a transaction of its own."""
         for attempt in range(_ATTEMPTS):
             try:
                 return await self._visitor_send(visitor, text, client_msg_id)
@@ -166,6 +179,20 @@ class Sessions:
         self, agent: Agent, session_id: str, text: str, client_msg_id: str | None
     ) -> dict[str, Any]:
         """An agent's message in one of its open sessions."""
+        job = MessageJob(
+            agent_key(agent.id),
+            text,
+            client_msg_id,
+            alone=lambda: self._agent_alone(agent, session_id, text, client_msg_id),
+            agent_id=agent.id,
+            session_id=session_id,
+        )
+        return await self.writer.send(job)  # type: ignore[no-any-return]
+
+    async def _agent_alone(
+        self, agent: Agent, session_id: str, text: str, client_msg_id: str | None
+    ) -> dict[str, Any]:
+        """An agent's message in a transaction of its own."""
         try:
             async with self.hub.transaction() as tx:
                 first = await self._repeat(tx, agent_key(agent.id), client_msg_id)
@@ -185,16 +212,9 @@ class Sessions:
     async def own_session(self, tx: Tx, agent: Agent, session_id: str) -> Any:
         """The agent's open session ``session_id``, or the error that says why not."""
         row = (await tx.conn.execute(select(sessions).where(sessions.c.id == session_id))).first()
-        if row is None:
-            raise ApiError(code=ErrorCode.no_such_session)
-        if row.agent_id != agent.id:
-            if row.status == "queued":
-                raise ApiError(
-                    "the session is waiting in the queue; pick it up first", code=ErrorCode.forbidden
-                )
-            raise ApiError("the session is another agent's", code=ErrorCode.forbidden)
-        if row.status == "closed":
-            raise ApiError(code=ErrorCode.session_closed)
+        problem = not_own(row, agent.id)
+        if problem is not None:
+            raise problem
         return row
 
     # --- closing

@@ -41,6 +41,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol.client_session import reply_error
 
 from .tasks import Background
 
@@ -161,13 +162,9 @@ class SfuNodes:
                 ) from None
         finally:
             self._asked.pop(rid, None)
-        error = reply.get("error")
-        if isinstance(error, dict):
-            try:
-                code = ErrorCode(error.get("code"))
-            except ValueError:
-                code = ErrorCode.internal
-            raise ApiError(str(error.get("msg", "")), code=code)
+        failed = reply_error(reply)
+        if failed is not None:
+            raise ApiError(failed.msg or "", code=failed.code)
 
     async def tell(self, owner: str, op: str, call_id: str, **fields: Any) -> bool:
         """Tell ``owner`` a call's ``sync`` or ``ended``; whether it listened."""

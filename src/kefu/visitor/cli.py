@@ -29,6 +29,7 @@ from kefu import aio
 from kefu.logs import configure_logging
 from kefu.media import MediaError, MediaSettings, default_host_addresses
 from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol.call import CallNotice
 from kefu.tls import TlsError, client_context
 
 from .client import Visitor
@@ -96,12 +97,12 @@ def summarise(timeline: list[VisitorEvent]) -> list[CallSummary]:
         c = calls.setdefault(call_id, CallSummary(call_id))
         if isinstance(ev, CallUpdate):
             c.agent = c.agent or (ev.agent_name or "")
-            if ev.what in ("ringing", "invited") and not c.how:
-                c.how = "you asked" if ev.what == "ringing" else "invited"
-            elif ev.what in ("cancelled", "ended") and not c.end:
+            if ev.what in (CallNotice.ringing, CallNotice.invited) and not c.how:
+                c.how = "you asked" if ev.what == CallNotice.ringing else "invited"
+            elif ev.what in (CallNotice.cancelled, CallNotice.ended) and not c.end:
                 c.end = (
                     f"{ev.what} ({ev.reason})"
-                    if ev.what == "cancelled"
+                    if ev.what == CallNotice.cancelled
                     else f"ended by {ev.by} ({ev.reason})"
                 )
         elif isinstance(ev, CallAction):
@@ -163,7 +164,7 @@ class _Script:
                         task.add_done_callback(self.hangups.discard)
                 elif ev.action == "hungUp":
                     self.over.add(ev.call_id)
-            elif isinstance(ev, CallUpdate) and ev.what in ("cancelled", "ended"):
+            elif isinstance(ev, CallUpdate) and ev.what in (CallNotice.cancelled, CallNotice.ended):
                 self.over.add(ev.call_id)
             if self.scripted and self.engaged and self.engaged <= self.over:
                 return

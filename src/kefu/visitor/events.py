@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from kefu.protocol.call import CallNotice
 from kefu.protocol.wire import Json
 
 __all__ = [
@@ -127,21 +128,21 @@ class CallUpdate:
 
     def describe(self) -> str:
         w, c = self.what, self.call_id
-        if w == "queued":
+        if w == CallNotice.queued:
             return f"call {c}: waiting for an agent, number {self.position} in the queue"
-        if w == "ringing":
+        if w == CallNotice.ringing:
             return f"call {c}: your video request rings for agent {self.agent_name}"
-        if w == "invited":
+        if w == CallNotice.invited:
             return f"call {c}: agent {self.agent_name} invites you to a video call"
-        if w == "accepted":
+        if w == CallNotice.accepted:
             return f"call {c}: agent {self.agent_name} picked up your video request"
-        if w == "cancelled":
+        if w == CallNotice.cancelled:
             return f"call {c}: over before it connected ({self.reason})"
-        if w == "memberJoined":
+        if w == CallNotice.memberJoined:
             return f"call {c}: {self.kind} {self.name} joined"
-        if w == "memberLeft":
+        if w == CallNotice.memberLeft:
             return f"call {c}: {self.kind} {self.name} left"
-        if w == "ended":
+        if w == CallNotice.ended:
             return f"call {c}: ended by {self.by} ({self.reason})"
         return f"call {c}: {w}"
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import ssl as ssl_module
 from collections.abc import Callable
@@ -27,7 +26,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from kefu.protocol import ApiError, ErrorCode, ProtocolError, encode, loads_strict
+from kefu.protocol import ApiError
+from kefu.protocol.client_session import Answer, ClientSession, Push, Stray, reply_error
 from kefu.protocol.wire import Json
 
 __all__ = ["Link", "LinkClosed", "RequestFailed"]
@@ -48,14 +48,11 @@ class RequestFailed(ApiError):
     """The server answered a request with an error; :attr:`reply` is the whole message."""
 
     def __init__(self, reply: Json) -> None:
-        error = reply.get("error") or {}
-        try:
-            code = ErrorCode(error.get("code"))
-        except ValueError:
-            code = ErrorCode.internal
-        super().__init__(str(error.get("msg", "")), code=code)
+        error = reply_error(reply)
+        assert error is not None
+        super().__init__(error.msg or "", code=error.code)
         self.reply = reply
-        self.state: str | None = reply.get("state")
+        self.state: str | None = error.state
 
 
 class Link:
@@ -75,19 +72,34 @@ class Link:
         self.timeout = timeout
         self.max_size = max_size
         self.ws: ClientConnection | None = None
-        self.last_seq = 0
-        self.duplicates = 0
-        self.gaps = 0
+        self._session: ClientSession[asyncio.Future[Json]] = ClientSession()
         self.history: list[Json] = []  # every push delivered, in order
         self.close_code: int | None = None
         self.close_reason = ""
-        self._ids = itertools.count(1)
-        self._pending: dict[str, asyncio.Future[Json]] = {}
         self._inbox: list[Json] = []
         self._arrived = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._push_listeners: list[Callable[[Json], None]] = []
         self._close_listeners: list[Callable[[int | None, str], None]] = []
+
+    @property
+    def last_seq(self) -> int:
+        """The last push ``seq`` seen; a reconnect resumes after it (tests set it)."""
+        return self._session.last_seq
+
+    @last_seq.setter
+    def last_seq(self, seq: int) -> None:
+        self._session.last_seq = seq
+
+    @property
+    def duplicates(self) -> int:
+        """Pushes dropped as seen already."""
+        return self._session.duplicates
+
+    @property
+    def gaps(self) -> int:
+        """Pushes that came after a gap in ``seq``."""
+        return self._session.gaps
 
     def on_push(self, listener: Callable[[Json], None]) -> Callable[[], None]:
         """Call ``listener(msg)`` for every push delivered (after duplicates are
@@ -155,25 +167,21 @@ class Link:
         """Send a request; return its reply (which may be an error reply)."""
         if self.ws is None:
             raise LinkClosed(self.close_code, self.close_reason)
-        rid = rid or f"r{next(self._ids)}"
         fut: asyncio.Future[Json] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        msg: Json = {"v": 1, "id": rid, "mark": mark}
-        if params is not None:
-            msg["params"] = params
+        rid, text = self._session.request(mark, params, fut, rid=rid or None)
         try:
-            await self.ws.send(encode(msg))
+            await self.ws.send(text)
             async with asyncio.timeout(self.timeout):
                 return await fut
         except ConnectionClosed:
             raise LinkClosed(self.close_code, self.close_reason) from None
         finally:
-            self._pending.pop(rid, None)
+            self._session.forget(rid)
 
     async def call(self, mark: str, params: dict[str, Any] | None = None) -> Json:
         """:meth:`request`, raising :class:`RequestFailed` on an error reply."""
         reply = await self.request(mark, params)
-        if reply.get("subMark") == "error":
+        if reply_error(reply) is not None:
             raise RequestFailed(reply)
         return reply
 
@@ -206,27 +214,19 @@ class Link:
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for raw in ws:
-                try:
-                    msg = loads_strict(raw)
-                except ProtocolError:
+                got = self._session.receive(raw)
+                if isinstance(got, Answer):
+                    if not got.pending.tag.done():
+                        got.pending.tag.set_result(got.msg)
                     continue
-                if not isinstance(msg, dict):
+                if isinstance(got, Stray):
+                    msg = got.msg  # an answer nobody waits for: shown as a push (tests send raw frames)
+                elif isinstance(got, Push):
+                    msg = got.msg
+                    if got.seq is not None:
+                        self.history.append(msg)
+                else:
                     continue
-                rid = msg.get("id")
-                fut = self._pending.get(rid) if isinstance(rid, str) else None
-                if fut is not None:
-                    if not fut.done():
-                        fut.set_result(msg)
-                    continue
-                seq = msg.get("seq")
-                if isinstance(seq, int):
-                    if seq <= self.last_seq:
-                        self.duplicates += 1
-                        continue
-                    if seq > self.last_seq + 1:
-                        self.gaps += 1
-                    self.last_seq = seq
-                    self.history.append(msg)
                 self._notify(self._push_listeners, msg)
                 self._inbox.append(msg)
                 self._arrived.set()
@@ -236,9 +236,9 @@ class Link:
             rcvd = ws.protocol.close_rcvd
             self.close_code = rcvd.code if rcvd is not None else None
             self.close_reason = rcvd.reason if rcvd is not None else ""
-            for f in self._pending.values():
-                if not f.done():
-                    f.set_exception(LinkClosed(self.close_code, self.close_reason))
+            for p in self._session.fail_all():
+                if not p.tag.done():
+                    p.tag.set_exception(LinkClosed(self.close_code, self.close_reason))
             self._arrived.set()
             self._notify(self._close_listeners, self.close_code, self.close_reason)
 

@@ -1,0 +1,137 @@
+"""Group commit (kefu.server.groupcommit, D42): many senders' messages in one transaction.
+
+The messages are given to the server's own ``Sessions`` in one turn of the
+loop (as concurrent connections do), so the batch they form is known: the
+writer task starts after every sender has queued its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from kefu.protocol import ApiError, ErrorCode
+from kefu.server.hub import agent_key, visitor_key
+from kefu.server.schema import events, journal, messages
+from kefu.server.store import new_ids
+from kefu.server.visitors import Visitor as ServerVisitor
+from tests.conftest import ServerHandle
+
+
+async def _open_sessions(server: ServerHandle, n: int) -> tuple[Any, Any, list[ServerVisitor], list[str]]:
+    """An agent with ``n`` open sessions; the server's views of the visitors; the session ids."""
+    acc = await server.add_agent("a1", max_sessions=n)
+    agent = await server.agent("a1", add=False, ready=True)
+    clients = [await server.visitor(f"v{i}") for i in range(n)]
+    sids = [(await c.send_message("hello"))["sessionId"] for c in clients]
+    for _ in range(n):
+        await agent.next_event("sessionAssigned")
+    visitors = [ServerVisitor(c.visitor_id, c.name) for c in clients]
+    return acc, agent, visitors, sids
+
+
+async def _seqs(server: ServerHandle, recipient: str) -> list[int]:
+    async with server.services.store.read() as conn:
+        rows = await conn.execute(select(events.c.seq).where(events.c.recipient == recipient))
+        return sorted(r.seq for r in rows)
+
+
+async def test_concurrent_messages_commit_together_with_gap_free_seqs(server: ServerHandle) -> None:
+    acc, agent, visitors, sids = await _open_sessions(server, 8)
+    sessions = server.services.sessions
+    writer = sessions.writer
+    before_batches, before_written = writer.batches, writer.written
+    agent_seqs_before = await _seqs(server, agent_key(acc.id))
+    sends = [sessions.visitor_send(v, f"m{i}", f"c{i}") for i, v in enumerate(visitors)]
+    sends += [sessions.agent_send(acc, sid, f"r{i}", f"d{i}") for i, sid in enumerate(sids)]
+    replies = await asyncio.gather(*sends)
+    assert writer.batches - before_batches == 1  # 16 messages, one transaction
+    assert writer.written - before_written == 16
+    assert [r["text"] for r in replies] == [f"m{i}" for i in range(8)] + [f"r{i}" for i in range(8)]
+    assert all(r["status"] == "open" for r in replies[:8])
+    # the agent's pushes: the 8 new ones follow the old ones without a gap, in the senders' order
+    seqs = await _seqs(server, agent_key(acc.id))
+    assert seqs == list(range(1, len(agent_seqs_before) + 9))
+    got = [(await agent.next_event("message"))["payload"]["text"] for _ in range(8)]
+    assert got == [f"m{i}" for i in range(8)]
+    # each visitor: one push more, the next seq
+    for v in visitors:
+        vs = await _seqs(server, visitor_key(v.id))
+        assert vs == list(range(1, len(vs) + 1))
+    # stored once each, and the journal has each message's event
+    async with server.services.store.read() as conn:
+        stored = (await conn.execute(select(messages.c.text).where(messages.c.text.like("m%")))).all()
+        recorded = (await conn.execute(select(journal.c.stream, journal.c.seq, journal.c.type))).all()
+    assert sorted(r.text for r in stored) == [f"m{i}" for i in range(8)]
+    by_stream: dict[str, list[int]] = {}
+    for r in recorded:
+        by_stream.setdefault(r.stream, []).append(r.seq)
+    assert all(sorted(s) == list(range(1, len(s) + 1)) for s in by_stream.values())  # gap-free
+    assert sum(r.type == "message.created" for r in recorded) == 8 + 8 + 8
+
+
+async def test_repeats_errors_and_new_sessions_in_one_batch(server: ServerHandle) -> None:
+    acc, _, visitors, sids = await _open_sessions(server, 3)
+    other = await server.add_agent("a2")
+    sessions = server.services.sessions
+    stored = await sessions.visitor_send(visitors[0], "stored before", "k-old")
+    newcomer_client = await server.visitor("newcomer")
+    newcomer = ServerVisitor(newcomer_client.visitor_id, "newcomer")
+    before = sessions.writer.batches
+    results = await asyncio.gather(
+        sessions.visitor_send(visitors[0], "stored before", "k-old"),  # a repeat of a stored one
+        sessions.visitor_send(visitors[1], "twice", "k-new"),
+        sessions.visitor_send(visitors[1], "twice", "k-new"),  # a repeat within the batch
+        sessions.agent_send(other, sids[2], "not mine", None),  # forbidden: fails alone
+        sessions.visitor_send(newcomer, "a new session", None),  # the queue's way
+        sessions.agent_send(acc, sids[2], "fine", None),
+        return_exceptions=True,
+    )
+    assert sessions.writer.batches == before + 1
+    old, first, again, refused, queued, fine = results
+    assert old["messageId"] == stored["messageId"] and old["repeated"] is True
+    assert again["messageId"] == first["messageId"] and again["repeated"] is True
+    assert "repeated" not in first
+    assert isinstance(refused, ApiError) and refused.code == ErrorCode.forbidden
+    assert queued["status"] == "queued" and queued["position"] == 1
+    assert fine["text"] == "fine"
+    async with server.services.store.read() as conn:
+        texts = [r.text for r in await conn.execute(select(messages.c.text))]
+    assert texts.count("twice") == 1 and texts.count("stored before") == 1
+    assert "not mine" not in texts and "fine" in texts and "a new session" in texts
+
+
+async def test_a_failing_batch_fails_only_its_bad_message(server: ServerHandle) -> None:
+    if not server.services.store.is_sqlite:
+        pytest.skip("the failure is made with an SQLite trigger")
+    acc, agent, visitors, _ = await _open_sessions(server, 4)
+    async with server.services.store.write() as conn:
+        # a real error from the database for one message only (as a full disk or a race would be)
+        await conn.execute(
+            text(
+                "CREATE TRIGGER refuse_boom BEFORE INSERT ON messages WHEN NEW.text = 'boom' "
+                "BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+            )
+        )
+    sessions = server.services.sessions
+    texts = ["ok0", "boom", "ok2", "ok3"]
+    results = await asyncio.gather(
+        *(sessions.visitor_send(v, t, None) for v, t in zip(visitors, texts, strict=True)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Exception)
+    assert [r["text"] for i, r in enumerate(results) if i != 1] == ["ok0", "ok2", "ok3"]
+    got = sorted([(await agent.next_event("message"))["payload"]["text"] for _ in range(3)])
+    assert got == ["ok0", "ok2", "ok3"]
+    seqs = await _seqs(server, agent_key(acc.id))  # no seq was taken by the failed batch
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_ids_of_a_batch_are_distinct_128_bit_hex() -> None:
+    ids = new_ids(64)
+    assert len(ids) == 64 == len(set(ids))
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len(set(new_ids(2)) | set(ids)) == 66
