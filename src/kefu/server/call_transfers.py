@@ -25,7 +25,7 @@ leaves (``005015``), the visitor is told ``queued`` with its ``position``,
 and the call rings the team's first agent that is ready (:meth:`CallTransfers.
 on_agent_change`, and each time the call joins the queue again after an agent
 did not take it: :meth:`CallTransfers.call_queued`). ``calls.queue_team`` /
-``queued_at`` (migration 0017) are the queue: FIFO by the first time a call
+``queued_at`` (migration 0014) are the queue: FIFO by the first time a call
 joined it.
 """
 
