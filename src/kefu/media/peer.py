@@ -104,6 +104,7 @@ class MediaPeer:
         send_only: bool = False,
         dtls_server: bool = False,
         audio_on_demand: bool = False,
+        video_on_demand: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -119,6 +120,7 @@ class MediaPeer:
         # answer a=setup:passive: the offerer (Janus) starts DTLS once it has our answer (D45)
         self._dtls_server = dtls_server
         self._audio_on_demand = audio_on_demand
+        self._video_on_demand = video_on_demand
         config = rtc_configuration(settings)
         config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
         self.pc = RTCPeerConnection(config)
@@ -337,9 +339,17 @@ class MediaPeer:
         if label.role == "camera":
             self.watchdog.watch(label.member)
         rec.task = self._spawn(self._consume(rec))
+        key = (label.member, label.role)
         if self._audio_on_demand and track.kind == "audio":  # decoded when asked for (D49)
-            key = (label.member, label.role)
             decode_on_demand(self.pc, mid, lambda: bool(self._listeners or self._waiters.get(key)))
+        elif self._video_on_demand and track.kind == "video":  # the same, from a key frame (D55)
+            rec.on_demand = decode_on_demand(
+                self.pc,
+                mid,
+                lambda: bool(self._listeners or self._waiters.get(key)),
+                skipped=lambda: self._video_arrived(rec, self.clock()),
+                key_frames=True,
+            )
         self.events.emit(TrackAdded(self.remote, label.member, label.role, track.kind))
 
     def _stop_received(self, rec: ReceivedTrack) -> None:
@@ -366,10 +376,8 @@ class MediaPeer:
             rec.last_time = now
             if isinstance(frame, AudioFrame):
                 rec.samples += frame.samples
-            elif rec.label.role == "camera":
-                online = self.watchdog.frame(rec.label.member, now)
-                if online is not None:
-                    self.events.emit(online)
+            else:
+                self._video_arrived(rec, now)
             waiters = self._waiters.pop((rec.label.member, rec.label.role), None)
             if waiters is not None:
                 for fut in waiters:
@@ -380,6 +388,14 @@ class MediaPeer:
                     listener(rec.label, frame, now)
                 except Exception:
                     log.exception("frame listener failed")
+
+    def _video_arrived(self, rec: ReceivedTrack, now: float) -> None:
+        """A frame of ``rec``'s video arrived (decoded, or counted undecoded: D55)."""
+        rec.last_time = now
+        if rec.label.role == "camera" and self._received.get(rec.mid) is rec:
+            online = self.watchdog.frame(rec.label.member, now)
+            if online is not None:
+                self.events.emit(online)
 
     def add_frame_listener(self, listener: FrameListener) -> Callable[[], None]:
         """Call ``listener(label, frame, time)`` for every received frame."""

@@ -49,6 +49,8 @@ class ReceivedTrack:
     last_time: float | None = None
     task: asyncio.Task[None] | None = None
     proxy: MediaStreamTrack | None = None
+    #: its frames are decoded only while asked for (latest is then not the last one: D55)
+    on_demand: bool = False
 
 
 async def read_stats(pc: RTCPeerConnection) -> PeerStats:

@@ -117,6 +117,13 @@ class MediaSettings:
     #: it (a waiter, a listener: nothing plays it in the plugin); False: every frame decoded
     #: (the former way, kept for the benchmark; docs/decisions.md D49).
     sfu_audio_on_demand: bool = True
+    #: SFU mode, no window (``--headless``): a subscription decodes the video it receives only
+    #: while something asks for it (a snapshot, a waiter, a listener), from a key frame it asks
+    #: the publisher for; undecoded frames still feed the frame watchdog. False: every frame
+    #: decoded (a window shows the tiles; the former way, for the benchmark; D55).
+    sfu_video_on_demand: bool = True
+    #: seconds a snapshot waits for the first decoded frame once decoding is turned on (D55).
+    sfu_video_wake: float = 3.0
     #: JPEG quality of snapshots and photos.
     jpeg_quality: int = 90
     #: Extra PyAV options for a device or file input (e.g. ``{"input_format": "mjpeg"}``).
@@ -133,6 +140,8 @@ class MediaSettings:
             raise MediaError("offline_threshold, close_timeout and record_chunk_seconds must be positive")
         if self.watchdog_interval is not None and self.watchdog_interval <= 0:
             raise MediaError("watchdog_interval must be positive")
+        if self.sfu_video_wake <= 0:
+            raise MediaError("sfu_video_wake must be positive")
         if not 1 <= self.jpeg_quality <= 95:
             raise MediaError("jpeg_quality: between 1 and 95")
         if self.audio_input is not None and self.audio_input.partition(":")[0] not in AUDIO_INPUTS:

@@ -160,6 +160,7 @@ class SfuMember:
                 trust_labels=False,  # the feed's tracks are its member's
                 dtls_server=self.settings.sfu_dtls_passive,  # Janus starts DTLS with the answer (D45)
                 audio_on_demand=self.settings.sfu_audio_on_demand,  # nobody plays it (D49)
+                video_on_demand=self.settings.sfu_video_on_demand,  # no window shows it (D55)
                 clock=self.clock,
             )
             peer.events.subscribe(self._subscription_event)
@@ -211,9 +212,21 @@ class SfuMember:
     def latest_rgb(self, member: str, role: Role = "camera") -> RgbImage:
         return to_rgb(self.latest_frame(member, role))
 
+    async def current_frame(self, member: str) -> VideoFrame:
+        """``member``'s camera now: the latest decoded frame, or, when its video is decoded only
+        on demand (D55), the next one (decoding turned on until it comes from a key frame)."""
+        if member != self.local:
+            peer = self.subscription(member)
+            rec = peer.received_track(member, "camera")
+            if rec is not None and rec.on_demand:
+                frame = await peer.next_frame(member, "camera", within=self.settings.sfu_video_wake)
+                assert isinstance(frame, VideoFrame)
+                return frame
+        return self.latest_frame(member)
+
     async def snapshot(self, member: str) -> Image:
         """snapshot (SPEC §4.4): a JPEG of ``member``'s latest received camera frame."""
-        return await encode_jpeg_async(self.latest_frame(member), self.settings.jpeg_quality)
+        return await encode_jpeg_async(await self.current_frame(member), self.settings.jpeg_quality)
 
     async def take_photo(self) -> Image:
         return await self.source.capture_still()

@@ -97,6 +97,7 @@ def media_settings(
     fps: int = 30,
     audio_input: str | None = None,
     sfu_audio_on_demand: bool = True,
+    sfu_video_on_demand: bool = True,
 ) -> Any:
     """The plugin's :class:`~kefu.media.MediaSettings` from its options.
     Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one.
@@ -129,6 +130,7 @@ def media_settings(
         video_height=int(height),
         fps=fps,
         sfu_audio_on_demand=sfu_audio_on_demand,
+        sfu_video_on_demand=sfu_video_on_demand,
     )
 
 
@@ -273,6 +275,12 @@ def register(app: typer.Typer) -> None:
             hidden=True,
             help="SFU mode: decode every received audio frame (the former way, for the benchmark; D49)",
         ),
+        sfu_decode_all_video: bool = typer.Option(
+            False,
+            "--sfu-decode-all-video",
+            hidden=True,
+            help="SFU mode without a window: decode every received video frame (the former way; D55)",
+        ),
         media_timeout: float = typer.Option(
             25.0, "--media-timeout", help="seconds takePhoto and inviteShare wait for the visitor"
         ),
@@ -306,6 +314,8 @@ def register(app: typer.Typer) -> None:
             path = install_url_handler(command)
             err.print(f"registered {SCHEME}:// for this user: {path}")
             return
+        reason = None if headless else desktop_unavailable()
+        windowless = headless or reason is not None
         media = None
         if not no_media:
             from kefu.media import MediaError
@@ -324,6 +334,8 @@ def register(app: typer.Typer) -> None:
                     fps=fps,
                     audio_input=audio_input,
                     sfu_audio_on_demand=not sfu_decode_all_audio,
+                    # a window shows every member's video: decoded always (D55)
+                    sfu_video_on_demand=windowless and not sfu_decode_all_video,
                 )
             except MediaError as exc:
                 err.print(f"[red]{exc.msg}[/red]")
@@ -347,8 +359,7 @@ def register(app: typer.Typer) -> None:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from None
         by_url = launch_url is not None
-        reason = None if headless else desktop_unavailable()
-        if headless or reason is not None:
+        if windowless:
             if reason is not None:
                 err.print(f"[yellow]no window[/yellow]: {reason}")
             code = aio.run(run_plugin(settings, launched_by_url=by_url))
