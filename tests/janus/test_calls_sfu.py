@@ -92,8 +92,13 @@ async def test_two_party_call_through_janus_both_ways_and_the_snapshot(scene: Sc
     offer = a_media.subscription("v1").pc.remoteDescription.sdp
     assert "a=candidate:" in offer and f" {HOST} " in offer
     assert a_media.members == ("v1",) and v.media.members == ("a1",)
-    # snapshot (SPEC §4.4) from the plugin's subscription to the visitor
+    # snapshot (SPEC §4.4) from the plugin's subscription to the visitor: the plugin has no
+    # window, so the video is decoded for it (from a key frame asked of the publisher: D55)
+    camera = a_media.subscription("v1").received_track("v1", "camera")
+    assert camera is not None and camera.on_demand
+    decoded = camera.frames
     shot = await a1.call("snapshot").callback("success")
+    assert camera.frames > decoded
     p = shot["payload"]
     assert (p["width"], p["height"], p["callId"]) == (320, 240, call_id)
     assert near(jpeg_rgb(base64.b64decode(p["base64"])), colour_for("v1"))
