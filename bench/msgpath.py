@@ -11,7 +11,11 @@ Two variants in the same run, same database, same senders:
 
 - ``one a transaction``: the writer of group commit is closed, so every
   message takes the general path (its own transaction: the path before D42);
-- ``group commit``: many senders' messages per transaction (D42).
+- ``group commit``: many senders' messages per transaction (D42), the
+  journal's positions given inside the batch's transaction (D52);
+- ``journal after`` (unless ``--group-only``): group commit with the journal
+  sequenced after each batch in the sequencer's own transaction (the path
+  before D52). It and ``group commit`` alternate ``--rounds`` times.
 
 Figures: stored messages/s, the process's CPU per message (user + system,
 µs), messages per transaction; each variant's ratio to the first.
@@ -101,7 +105,7 @@ async def run_variant(runner: ServerRunner, senders: list[Visitor], seconds: flo
 
 
 async def measure(
-    *, senders: int, agents: int, seconds: float, db: str | None, alone: bool = True
+    *, senders: int, agents: int, seconds: float, db: str | None, alone: bool = True, rounds: int = 1
 ) -> dict[str, Any]:
     """Both variants (``alone=False``: group commit only, e.g. to profile it)."""
     with tempfile.TemporaryDirectory(prefix="kefu-msgpath-") as tmp:
@@ -113,9 +117,15 @@ async def measure(
             vs = await _setup(runner, agents, senders)
             await run_variant(runner, vs, min(1.0, seconds))  # warm-up (caches, pages)
             writer = runner.services.sessions.writer
-            grouped = await run_variant(runner, vs, seconds)
             if not alone:
-                return {"group_commit": grouped}
+                return {"group_commit": await run_variant(runner, vs, seconds)}
+            res: dict[str, Any] = {}
+            for r in range(1, rounds + 1):
+                tag = f" {r}" if rounds > 1 else ""
+                writer.sequence_in = False
+                res[f"journal_after{tag}"] = await run_variant(runner, vs, seconds)
+                writer.sequence_in = True
+                res[f"group_commit{tag}"] = await run_variant(runner, vs, seconds)
             await writer.close()  # from now on every message goes alone (the path before D42)
             single = await run_variant(runner, vs, seconds)
         finally:
@@ -124,7 +134,7 @@ async def measure(
                 from bench.storage import _pg
 
                 await _pg(db, f'DROP SCHEMA IF EXISTS "{kw["db_schema"]}" CASCADE')
-    return {"one_a_transaction": single, "group_commit": grouped}
+    return {"one_a_transaction": single, **res}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,10 +144,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--db", default=None, help="postgresql://… (default: SQLite in a temporary folder)")
     p.add_argument("--group-only", action="store_true", help="the group commit variant only")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="rounds of journal after / group commit, alternating"
+    )
     p.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     a = p.parse_args(argv)
-    coro = measure(senders=a.senders, agents=a.agents, seconds=a.seconds, db=a.db, alone=not a.group_only)
+    coro = measure(
+        senders=a.senders,
+        agents=a.agents,
+        seconds=a.seconds,
+        db=a.db,
+        alone=not a.group_only,
+        rounds=a.rounds,
+    )
     if a.loop == "uvloop":
         import uvloop
 

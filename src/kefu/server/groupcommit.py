@@ -20,7 +20,10 @@ an ``executemany``), not per message:
    ``executemany`` (rows not there yet are inserted) — each message gets the
    next ``seq`` of its recipient, gap-free, in the order the messages came;
 4. the rows: messages, journal events and pushes, one ``executemany`` each;
-5. one commit.
+5. the journal's sequencer, as the transaction's last statements: the batch's
+   events (and any committed before) get their public positions under the
+   sequencer's lock, which the commit releases (D52) — no second transaction;
+6. one commit.
 
 Each sender awaits its own future, resolved only **after** the commit that
 holds its message (acknowledged = stored); then the batch's pushes go to the
@@ -196,6 +199,9 @@ class MessageWriter:
         self.hub = hub
         self.router = router
         self.max_batch = max_batch
+        #: Sequence the journal inside the batch's transaction (D52); False: after it, in the
+        #: sequencer's own transaction (the path before D52, for the benchmark's comparison).
+        self.sequence_in = True
         self.writers = 1 if hub.store.is_sqlite else PG_WRITERS
         self._queue: deque[MessageJob] = deque()
         self._wake = asyncio.Event()
@@ -271,7 +277,7 @@ class MessageWriter:
 
     async def _write_batch(self, batch: list[MessageJob]) -> None:
         try:
-            outcomes, pushes = await self._write(batch)
+            outcomes, pushes, top = await self._write(batch)
         except asyncio.CancelledError:
             for job in batch:
                 if not job.fut.done():
@@ -291,7 +297,9 @@ class MessageWriter:
         try:
             if pushes:
                 await self.hub.bus.publish_many(pushes)
-            if self.hub.on_events is not None:
+            if top and self.hub.on_sequenced is not None:
+                self.hub.on_sequenced(top)
+            elif self.hub.on_events is not None:
                 self.hub.on_events()
         except Exception:
             # stored all the same: each receiver catches up from the database on its next push,
@@ -307,10 +315,18 @@ class MessageWriter:
                 else:
                     job.fut.set_result(outcome)
 
-    async def _write(self, batch: list[MessageJob]) -> tuple[list[Any], list[Push]]:
+    async def _write(self, batch: list[MessageJob]) -> tuple[list[Any], list[Push], int]:
         async with self.hub.store.write() as conn:
             now = self.hub.settings.now()
-            return await self._statements(conn, now, batch)
+            outcomes, pushes = await self._statements(conn, now, batch)
+            top = 0
+            if (
+                self.sequence_in
+                and self.hub.sequence_in is not None
+                and any(isinstance(o, dict) and not o.get("repeated") for o in outcomes)
+            ):
+                top = await self.hub.sequence_in(conn)
+            return outcomes, pushes, top
 
     async def _statements(
         self, conn: AsyncConnection, now: datetime, batch: list[MessageJob]
