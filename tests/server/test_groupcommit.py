@@ -147,6 +147,7 @@ async def test_a_batch_gives_positions_to_its_events_and_earlier_ones_in_its_tra
     journal_ = server.services.journal
     await journal_.sequence()
     await journal_.close()  # no sequencer loop from here: only the batch can give positions
+    server.services.sessions.writer.sequence_in = True  # D52's variant
     hub = server.services.hub
     async with hub.transaction() as tx:  # committed, not sequenced: the stream of session 0
         await emit(tx, EventType.message_created, sids[0], {"earlier": True})
@@ -168,14 +169,14 @@ async def test_a_batch_gives_positions_to_its_events_and_earlier_ones_in_its_tra
     assert earlier.pos < max(p for _, p in stream0)
 
 
-async def test_with_the_journal_after_the_batch_the_sequencer_gives_the_positions(
+async def test_by_default_the_sequencer_gives_the_batch_its_positions_after_it(
     server: ServerHandle,
 ) -> None:
     _, _, visitors, _ = await _open_sessions(server, 3)
     journal_ = server.services.journal
     await journal_.sequence()
     await journal_.close()
-    server.services.sessions.writer.sequence_in = False  # the path before D52
+    assert server.services.sessions.writer.sequence_in is False  # the default (D52)
     await asyncio.gather(*(server.services.sessions.visitor_send(v, "y", None) for v in visitors))
     async with server.services.store.read() as conn:
         unsequenced = (await conn.execute(select(journal.c.num).where(journal.c.pos.is_(None)))).all()

@@ -199,9 +199,11 @@ class MessageWriter:
         self.hub = hub
         self.router = router
         self.max_batch = max_batch
-        #: Sequence the journal inside the batch's transaction (D52); False: after it, in the
-        #: sequencer's own transaction (the path before D52, for the benchmark's comparison).
-        self.sequence_in = True
+        #: Sequence the journal inside the batch's transaction (D52). Off: measured slower on
+        #: PostgreSQL (the sequencer's lock, held to the commit, makes the writers' commits
+        #: take turns) and no faster on SQLite (the sequencer after the batches is coalesced
+        #: over several of them); the benchmark turns it on to compare.
+        self.sequence_in = False
         self.writers = 1 if hub.store.is_sqlite else PG_WRITERS
         self._queue: deque[MessageJob] = deque()
         self._wake = asyncio.Event()
