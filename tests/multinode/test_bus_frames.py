@@ -1,4 +1,4 @@
-"""The bus sends what was queued since its last send in one ``PUBLISH`` (D52).
+"""The bus sends what was queued since its last send in one ``PUBLISH`` (D53).
 
 A group-commit batch hands the bus its pushes at once; they reach Redis as one
 message (a JSON array) and the other nodes' connections get each of them, in

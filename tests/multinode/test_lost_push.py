@@ -96,7 +96,7 @@ class Beats:
     async def of(self, node_id: str, n: int = 1) -> None:
         async for m in self.pubsub.listen():  # the test's timeout bounds it
             if m["type"] == "message":
-                got = json.loads(m["data"])  # a message, or an array of them (D52)
+                got = json.loads(m["data"])  # a message, or an array of them (D53)
                 for msg in got if isinstance(got, list) else [got]:
                     if msg["k"] == "beat" and msg["n"] == node_id:
                         n -= 1

@@ -20,10 +20,9 @@ an ``executemany``), not per message:
    ``executemany`` (rows not there yet are inserted) — each message gets the
    next ``seq`` of its recipient, gap-free, in the order the messages came;
 4. the rows: messages, journal events and pushes, one ``executemany`` each;
-5. the journal's sequencer, as the transaction's last statements: the batch's
-   events (and any committed before) get their public positions under the
-   sequencer's lock, which the commit releases (D52) — no second transaction;
-6. one commit.
+5. one commit; then the journal's sequencer gives the events their public
+   positions in its own transaction, coalesced over batches (D20; giving them
+   inside the batch's transaction is a measured-slower variant, D52).
 
 Each sender awaits its own future, resolved only **after** the commit that
 holds its message (acknowledged = stored); then the batch's pushes go to the

@@ -12,7 +12,7 @@ Every push is stored (with its recipient's ``seq``) before it is published
   connection of that recipient. One task sends what is queued, in order: all
   that was queued since its last send goes in **one** ``PUBLISH`` (a JSON
   array, at most :data:`PUBLISH_MAX` messages), so a group-commit batch's
-  pushes cost Redis one message and each listening node one decode (D52).
+  pushes cost Redis one message and each listening node one decode (D53).
 - Pub/sub is at most once. A push lost on the way with nothing after it for
   its recipient would be a gap nobody sees, so **the bus notices losses**
   instead of every connection polling the database (an idle connection costs
@@ -64,7 +64,7 @@ __all__ = ["RedisBus"]
 log = logging.getLogger("kefu.server.redisbus")
 
 
-#: The most bus messages one ``PUBLISH`` carries (a JSON array of them, D52).
+#: The most bus messages one ``PUBLISH`` carries (a JSON array of them, D53).
 PUBLISH_MAX = 256
 
 
