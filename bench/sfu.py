@@ -10,7 +10,9 @@
   this same machine);
 * the CPU of the agent's plugin (``kefu plugin --headless`` in its own process,
   so the figure is the plugin's alone) in a two-party call (one visitor) and a
-  three-party call (a visitor and a second agent), in each mode;
+  three-party call (a visitor and a second agent), in each mode; in the SFU mode
+  also with every received audio frame decoded (``--sfu-decode-all-audio``, the
+  former way: ``sfu_decode_all_audio_*``, measured before the default: D49);
 * Janus's CPU in the three-party SFU call, and per forwarded stream (each of
   the three members' audio and video forwarded to the two others: 12);
 * the time from the hang-up to a downloadable recording (the SFU mode's
@@ -107,6 +109,11 @@ async def _measure(
             for label, times in firsts.items():
                 out[f"{label}_accept_to_first_frame_p50_ms"] = round(statistics.median(times), 1)
                 out[f"{label}_accept_to_first_frame_max_ms"] = round(max(times), 1)
+            if mode == "sfu":  # the former way first, then the default, in the same server
+                cpu = await _plugin_cpu(
+                    server, tmp / "before", prefix, window, janus, "--sfu-decode-all-audio"
+                )
+                out.update({f"sfu_decode_all_audio_{k}": v for k, v in cpu.items()})
             cpu = await _plugin_cpu(server, tmp / mode, prefix, window, janus if mode == "sfu" else None)
             out.update({f"{mode}_{k}": v for k, v in cpu.items()})
             if mode == "sfu":
@@ -190,36 +197,45 @@ async def _first_frames(server: Any, folder: Path, tries: int, *, sfu: bool) -> 
 
 
 async def _plugin_cpu(
-    server: Any, folder: Path, prefix: list[str], window: float, janus: Any | None
+    server: Any, folder: Path, prefix: list[str], window: float, janus: Any | None, *options: str
 ) -> dict[str, Any]:
-    """The plugin's CPU (its own process) in a two-party, then a three-party call; Janus's too."""
+    """The plugin's CPU (its own process, with ``options``) in a two-party, then a three-party
+    call; Janus's too."""
     from tests.e2e.callkit import AgentSide, plugin_process
     from tests.janus.netns import HOST
 
-    await server.add_agent("p1")
-    await server.add_agent("p2")
+    tag = folder.name  # the names of this round's agents and visitor
+    p1_name, p2_name, v_name = f"p1{tag}", f"p2{tag}", f"cv{tag}"
+    await server.add_agent(p1_name)
+    await server.add_agent(p2_name)
     out: dict[str, Any] = {}
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     async with plugin_process(
-        server, folder / "plugin-p1", folder / "plugin-p1.log", "--candidate-address", HOST, prefix=prefix
+        server,
+        folder / "plugin-p1",
+        folder / "plugin-p1.log",
+        "--candidate-address",
+        HOST,
+        *options,
+        prefix=prefix,
     ) as proc:
-        p1 = await AgentSide.of_process(server, "p1", proc.url, proc.token).start(ready=True)
-        p2 = await AgentSide(server, "p2", folder / "plugin-p2", media=_media()).start(ready=True)
+        p1 = await AgentSide.of_process(server, p1_name, proc.url, proc.token).start(ready=True)
+        p2 = await AgentSide(server, p2_name, folder / "plugin-p2", media=_media()).start(ready=True)
         try:
-            v = await server.visitor("cv", media=_media(), on_invite="accept")
-            c = p1.call("callbackToVisitor", {"visitorName": "cv"})
+            v = await server.visitor(v_name, media=_media(), on_invite="accept")
+            c = p1.call("callbackToVisitor", {"visitorName": v_name})
             await c.callback("acceptSuccess", "006011")
-            await _visitor_frame(v, "p1")
+            await _visitor_frame(v, p1_name)
             await asyncio.sleep(1.0)  # warm-up (renegotiations settle), not a wait for an event
             out["plugin_cpu_2party_pct"] = await _cpu(proc.proc.pid, window)
-            invite = p1.call("videoInviteAgent", {"agentName": "p2"})
+            invite = p1.call("videoInviteAgent", {"agentName": p2_name})
             await p2.state("004002")
             await p2.call("multipleVideoPickUp").callback("acceptSuccess", "006014")
             await invite.callback("acceptSuccess", "008002")
-            await _visitor_frame(v, "p2")
+            await _visitor_frame(v, p2_name)
             if janus is not None:  # p2 receives through Janus (in the hub mode, from p1's hub: not its own)
-                await _first_frame(p2, "cv")
-                await _first_frame(p2, "p1")
+                await _first_frame(p2, v_name)
+                await _first_frame(p2, p1_name)
             await asyncio.sleep(1.0)  # warm-up
             if janus is not None:
                 janus0, wall0 = _cpu_seconds(janus.proc.pid), time.monotonic()
@@ -257,7 +273,7 @@ async def _recording_latency(server: Any, folder: Path, call_seconds: float) -> 
         hung_up = time.perf_counter()
         await agent.call("videoDisconnect").callback("success")
         await server.services.calls.sfu.aclose_pending()
-        auth = {"Authorization": f"Bearer {agent.plugin._api_token}"}
+        auth = {"Authorization": f"Bearer {agent.plugin.api_token}"}
         async with httpx.AsyncClient(base_url=server.url) as http:
             got = await http.get(f"/api/calls/{call_id}/recording", headers=auth)
         ready = time.perf_counter() - hung_up

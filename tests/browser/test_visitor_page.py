@@ -355,3 +355,64 @@ async def test_a_blind_transfer_moves_the_pages_media_to_the_new_agent(
             await page.close()
     finally:
         await plugin.aclose()
+
+
+async def test_a_call_waiting_in_a_teams_queue_shows_the_waiting_state_then_the_new_agent(
+    context: BrowserContext, desk: Desk, tmp_path: Path
+) -> None:
+    """Issue 20 (D50): a blind transfer to a team none of whose agents is ready: the page says
+    it waits, with its place, and shows no agent's media; the team's agent who becomes ready
+    picks up, its plugin is the hub and the page shows its video."""
+    from kefu.plugin import Plugin
+    from kefu.server.teams import add_team, assign
+    from tests.plugin.harness import fast_settings
+
+    server = desk.stack.server
+    await add_team(server.services.store, "loans", now=server.settings.now())
+    await assign(server.services.store, "loans", "a2")
+    plugin = Plugin(fast_settings(server.url, tmp_path / "plugin-a2", media=MEDIA))
+    await plugin.start()
+    try:
+        async with Client(plugin.url, data_dir=plugin.settings.data_dir) as a2:
+            await a2.start_login(desk.stack.login_url("a2"))  # logged in, not ready
+            page, _call, call_id = await in_call(context, desk, "una")
+            transfer = desk.agent.stream("transferCall", {"teamName": "loans"})
+            (queued,) = await replies(transfer, 1)
+            assert (queued.sub_mark, queued.state) == ("queued", "005015")
+            await page.wait_for_selector(
+                ".msg.system >> text=you are number 1 in the queue", timeout=LIMIT * 1000
+            )
+            status = await page.locator("#call-status").inner_text()
+            assert "waiting for an agent (#1)" in status
+            assert await page.locator(".tile").count() == 0  # no agent's media while it waits
+            await screenshot(page, "visitor-waiting-in-queue")
+            states = a2.states()
+            await a2.set_agent_state("idle")
+
+            async def rung() -> None:  # the waiting call rings a2 once it is ready
+                async for change in states:
+                    if change.code.value == "004003":
+                        return
+
+            await asyncio.wait_for(rung(), LIMIT)
+            await states.aclose()
+            picked = await a2.request("multipleVideoPickUp")
+            assert (picked.sub_mark, picked.state) == ("acceptSuccess", "006023")
+            await page.wait_for_selector(
+                ".msg.system >> text=Your call is now with agent a2", timeout=LIMIT * 1000
+            )
+            assert plugin.media is not None
+            hub = plugin.media.calls[call_id].hub  # type: ignore[union-attr]
+            frame = await hub.peer("una").next_frame("una", "camera", within=LIMIT)
+            assert frame.width >= 320
+            await wait_js(
+                page,
+                """() => [...document.querySelectorAll('.tile')].some(t =>
+                    t.querySelector('figcaption').textContent.includes('a2') &&
+                    t.querySelector('video').videoWidth > 0)""",
+            )
+            await page.click("#hangup-btn")
+            await wait_js(page, "() => document.getElementById('call-panel').classList.contains('hidden')")
+            await page.close()
+    finally:
+        await plugin.aclose()

@@ -82,6 +82,7 @@ CALLBACKS = (
     "cancelSuccess",
     "refuse",
     "targetLeft",
+    "queued",  # blind to a team's queue (D50)
 )
 
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from kefu.server.schema import audit
 from kefu.visitor import MediaStatus
 from tests.conftest import ServerHandle
 from tests.plugin.harness import LIMIT
@@ -103,6 +105,75 @@ async def test_a_short_call_is_recorded_on_the_server_as_long_as_the_call(
         assert not (tmp_path / "plugin" / "recordings" / f"{call_id}.webm").exists()
     finally:
         await a1.close()
+
+
+async def test_a_transferred_call_is_recorded_in_two_parts_as_long_as_the_call(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """Issue 20 (D51), hub mode: a blind transfer moves the hub to a2's plugin, which records
+    the rest as part 2; both parts are final, sealed, listed with their SHA-256 in the call
+    record, served by ``?part=N``, and their durations add up to the call's within 1 s."""
+    sides = []
+    for name in ("a1", "a2"):
+        await server.add_agent(name)
+        sides.append(AgentSide(server, name, tmp_path / f"plugin-{name}", media=RECORDING))
+    a1, a2 = sides
+    try:
+        for side in sides:
+            await side.start(ready=True)
+        v = await server.visitor("v1", on_invite="accept", media=SMALL_MEDIA)
+        c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+        call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
+        await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
+        hub = a1.plugin.call_media
+        assert hub is not None
+        await hub.peer("v1").next_frame("v1", "camera", within=LIMIT)
+        await asyncio.sleep(1.0)  # the first part's length
+        t = a1.call("transferCall", {"agentName": "a2"})
+        await t.callback("inviteSuccess", "007003")
+        await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+        await t.callback("transferSuccess", "005011")
+        hub2 = a2.plugin.call_media
+        assert hub2 is not None
+        await hub2.peer("v1").next_frame("v1", "camera", within=LIMIT)
+        await asyncio.sleep(1.0)  # the second part's length
+        await a2.call("videoDisconnect").callback("success", "005014")
+        for side in sides:
+            assert side.plugin.media is not None
+            await asyncio.wait_for(side.plugin.media.wait_closed(), LIMIT)  # finished and uploaded
+        token = await server.login("a2")
+        record = (await fetch(server, f"/api/calls/{call_id}", token)).json()
+        parts = record["recordingParts"]
+        assert [(p["part"], p["agentName"], p["complete"]) for p in parts] == [
+            (1, "a1", True),
+            (2, "a2", True),
+        ]
+        total = 0.0
+        for p, who in zip(parts, ("a1", "a2"), strict=True):
+            response = await fetch(server, f"/api/calls/{call_id}/recording?part={p['part']}", token)
+            assert response.status_code == 200 and response.headers["content-type"] == "video/webm"
+            assert response.headers["x-checksum-sha256"] == p["sha256"] and len(response.content) == p["size"]
+            path = tmp_path / f"part{p['part']}.webm"
+            path.write_bytes(response.content)
+            info = ffprobe(path)
+            total += float(info["format"]["duration"])
+            titles = sorted(s["tags"].get("title", s["tags"].get("TITLE")) for s in info["streams"])
+            assert titles == [f"{who} camera", f"{who} mic", "v1 camera", "v1 mic"]
+        call_length = seconds(record["endedAt"]) - seconds(record["answeredAt"])
+        assert abs(total - call_length) <= 1.0, (total, call_length)
+        missing = await fetch(server, f"/api/calls/{call_id}/recording?part=3", token)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "no_such_media"
+        # evidence: every read audited, no part written again
+        async with server.services.store.read() as c:
+            reads = (
+                await c.execute(
+                    select(audit.c.object_id).where(audit.c.call_id == call_id, audit.c.action == "read")
+                )
+            ).scalars()
+            assert {p["artifactId"] for p in parts} <= set(reads)
+    finally:
+        for side in sides:
+            await side.close()
 
 
 async def test_no_record_means_no_recording(server: ServerHandle, tmp_path: Path) -> None:

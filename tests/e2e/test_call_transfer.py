@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from av import AudioFrame
 
-from kefu.media import colour_for, sample_rgb
+from kefu.media import MediaPeer, colour_for, sample_rgb
+from kefu.media.pattern import tone_for, tone_of
 from kefu.plugin.call_media import MemberCall, RelayCall
 from kefu.visitor import CallUpdate, MediaStatus, SessionAssigned, Visitor
 from tests.plugin.harness import LIMIT
@@ -46,6 +48,35 @@ async def frames_between(agent: AgentSide, v: Visitor, call_id: str) -> None:
     assert v.media is not None
     frame = await v.media.peer.next_frame(agent.name, "camera", within=LIMIT)
     assert near(sample_rgb(frame), colour_for(agent.name))  # type: ignore[arg-type]
+
+
+async def nothing_reaches(v: Visitor, consulted: MediaPeer) -> None:
+    """The held visitor receives no new frame nor audio of either agent (D32), while the
+    consulted agent (``consulted``: its connection to the hub) receives a1's all along."""
+    assert v.media is not None
+    peer = v.media.peer
+    assert not [r for r in peer.received if r.label.member == "a2"]
+
+    def counts() -> list[int]:
+        return [r.frames for r in peer.received if r.label.member == "a1"]
+
+    for _ in range(3):  # a1 is sending: the frames in flight before the hold are in
+        await consulted.next_frame("a1", "camera", within=LIMIT)
+    before = counts()
+    assert len(before) == 2, peer.received  # a1's camera and microphone tracks stay, held
+    for _ in range(10):
+        await consulted.next_frame("a1", "camera", within=LIMIT)
+    for _ in range(25):
+        await consulted.next_frame("a1", "mic", within=LIMIT)
+    assert counts() == before
+
+
+async def hears(v: Visitor, agent: str) -> None:
+    """The visitor hears ``agent``'s own tone again."""
+    assert v.media is not None
+    frames = [await v.media.peer.next_frame(agent, "mic", within=LIMIT) for _ in range(12)]
+    hz = tone_of([f for f in frames[2:] if isinstance(f, AudioFrame)])
+    assert abs(hz - tone_for(agent)) < 40.0, (agent, hz)
 
 
 async def record_of(agent: AgentSide, url: str, call_id: str) -> Any:
@@ -95,14 +126,14 @@ async def test_blind_transfer_moves_the_call_and_its_media_to_the_target(scene: 
     await a1.plugin.media.wait_closed()
     assert a1.plugin.media.calls == {}  # a1's hub is gone
     hub2 = a2.plugin.media.calls[call_id] if a2.plugin.media is not None else None
-    assert isinstance(hub2, RelayCall) and hub2.transferred_in and hub2.recorder is None
-    # the hub mode's recording is a1's, finished when it left (one recording per call)
+    assert isinstance(hub2, RelayCall) and hub2.transferred_in and hub2.recorder is not None
+    # the hub mode's recording: part 1 is a1's, finished when it left; a2's hub records part 2
     token = a1.plugin.api_token
     async with httpx.AsyncClient(base_url=scene.server.url) as http:
         arts = (
             await http.get(f"/api/calls/{call_id}/media", headers={"Authorization": f"Bearer {token}"})
         ).json()
-    (rec,) = [a for a in arts if a["kind"] == "recording"]
+    (rec,) = [a for a in arts if a["kind"] == "recording" and a["meta"]["part"] == 1]
     assert rec["meta"]["complete"] is True and rec["meta"]["agentName"] == "a1" and rec["size"] > 0
     # the call record shows the transfer
     record = await record_of(a2, scene.server.url, call_id)
@@ -149,6 +180,7 @@ async def test_consult_transfer_holds_the_visitor_then_completes(scene: Scene) -
     hub = hub_of(a1)
     assert hub.is_held("v1") and "v1" not in {r.label.member for r in member.peer.received}
     assert not [label for label in hub.peer("a2").sending if label.endswith(".v1")]
+    await nothing_reaches(v, member.peer)
     # a1 completes: a2 has the visitor, a1 leaves; the media moves to a2's plugin
     mark = len(v.timeline)
     await a1.call("completeTransfer").callback("completeSuccess", "005012")
@@ -159,6 +191,7 @@ async def test_consult_transfer_holds_the_visitor_then_completes(scene: Scene) -
         MediaStatus, lambda e: e.status == "connected" and v.timeline.index(e) >= mark, within=LIMIT
     )
     await frames_between(a2, v, call_id)
+    await hears(v, "a2")
     # a2 hangs up
     await a2.call("videoDisconnect").callback("success", "005014")
     await v.wait_for(CallUpdate, lambda e: e.what == "ended")
@@ -180,6 +213,10 @@ async def test_consult_cancelled_brings_the_agent_back_to_the_visitor(scene: Sce
     await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
     await t.callback("acceptSuccess", "008003")
     assert hub_of(a1).is_held("v1")
+    assert a2.plugin.media is not None
+    member_call = a2.plugin.media.calls[call_id]
+    assert isinstance(member_call, MemberCall)
+    await nothing_reaches(v, (await asyncio.wait_for(member_call.wait_member(), LIMIT)).peer)
     await a1.call("cancelTransfer").callback("cancelSuccess", "006022")
     await t.callback("cancelSuccess", "006022")
     await a2.state("002000", start=m2)
@@ -189,6 +226,7 @@ async def test_consult_cancelled_brings_the_agent_back_to_the_visitor(scene: Sce
     await asyncio.wait_for(a1.plugin.media.calls[call_id].settled(), LIMIT)
     assert not hub_of(a1).is_held("v1")
     await frames_between(a1, v, call_id)
+    await hears(v, "a1")
     assert codes(a1, m1) == ["007004", "008003", "006022"]
     assert codes(a2, m2) == ["004003", "006023", "002000"]
     assert visitor_whats(v, call_id)[-2:] == ["held", "resumed"]
@@ -275,7 +313,7 @@ async def test_bad_transfers_are_refused_with_their_error_and_change_nothing(sce
 
 async def test_a_transfer_to_a_team_rings_its_ready_agent(scene: Scene) -> None:
     """To a team (its queue): the ready, connected agent routing would pick rings; none ready
-    → no_agent_available and the call stays (it does not wait in the queue, D31)."""
+    → a consult is refused with no_agent_available and the call stays (D31, D50)."""
     from kefu.server.teams import add_team, assign
 
     sv = scene.server.services
@@ -289,7 +327,7 @@ async def test_a_transfer_to_a_team_rings_its_ready_agent(scene: Scene) -> None:
     c = a1.call("callbackToVisitor", {"visitorName": "v1"})
     await c.callback("acceptSuccess", "006011")
     # a1 itself does not count, a2 is not ready, a3 is not in the team
-    err = await a1.call("transferCall", {"teamName": "loans"}).callback("error")
+    err = await a1.call("transferCall", {"teamName": "loans", "mode": "consult"}).callback("error")
     assert err["error"]["code"] == "no_agent_available"
     await a2.set_ready()
     m2 = len(a2.states.items)
@@ -387,3 +425,100 @@ async def test_a_monitoring_supervisor_follows_the_transferred_call(scene: Scene
     for member in ("v1", "a3"):
         frame = await again.member.peer.next_frame(member, "camera", within=LIMIT)
         assert near(sample_rgb(frame), colour_for(member)), member  # type: ignore[arg-type]
+
+
+async def test_a_blind_transfer_to_a_queue_waits_for_the_teams_first_ready_agent(scene: Scene) -> None:
+    """D50: no agent of the team ready: the agent leaves (005015), the visitor waits with no
+    media, told its place; the team's agent who becomes ready rings, picks up and is the hub."""
+    from kefu.server.teams import add_team, assign
+
+    sv = scene.server.services
+    await add_team(sv.store, "loans", now=scene.server.settings.now())
+    a1 = await scene.agent("a1")
+    a2 = await scene.agent("a2", ready=False)
+    for name in ("a1", "a2"):
+        await assign(sv.store, "loans", name)
+    v = await scene.visitor("v1", on_invite="accept")
+    call_id, _ = await call_visitor(a1, v)
+    await frames_between(a1, v, call_id)
+    m1, m2 = len(a1.states.items), len(a2.states.items)
+    t = a1.call("transferCall", {"teamName": "loans", "note": "card blocked"})
+    await t.callback("queued", "005015")
+    assert t.names == ["queued"]  # the request's last word
+    queued = await v.wait_for(CallUpdate, lambda e: e.what == "queued", within=LIMIT)
+    assert queued.position == 1
+    # the visitor waits with no media: the old hub closed with a1's leaving
+    assert a1.plugin.media is not None
+    await a1.plugin.media.wait_closed()
+    assert a1.plugin.media.calls == {} and v.call is not None and v.call.media is None
+    record = await record_of(a1, scene.server.url, call_id)
+    assert record["status"] == "connected" and record["transfers"] == []
+    # a2 becomes ready: the waiting call rings it as a transferred call
+    mark = len(v.timeline)
+    await a2.set_ready()
+    ringing = await a2.state("004003", start=m2)
+    assert ringing["flow"] == "transferIn"
+    await a2.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+    await v.wait_for(CallUpdate, lambda e: e.what == "transferred" and e.agent_name == "a2", within=LIMIT)
+    await v.wait_for(
+        MediaStatus, lambda e: e.status == "connected" and v.timeline.index(e) >= mark, within=LIMIT
+    )
+    await frames_between(a2, v, call_id)
+    await a2.call("videoDisconnect").callback("success", "005014")
+    await v.wait_for(CallUpdate, lambda e: e.what == "ended", within=LIMIT)
+    assert codes(a1, m1) == ["005015"]
+    assert codes(a2, m2) == ["002000", "004003", "006023", "005014"]
+    assert visitor_whats(v, call_id) == ["invited", "queued", "transferred", "ended"]
+    record = await record_of(a2, scene.server.url, call_id)
+    (entry,) = record["transfers"]
+    assert (entry["kind"], entry["from"], entry["to"], entry["team"], entry["outcome"]) == (
+        "blind",
+        "a1",
+        "a2",
+        "loans",
+        "completed",
+    )
+
+
+async def test_calls_wait_in_the_queue_in_order_and_a_visitor_may_hang_up_waiting(scene: Scene) -> None:
+    """Signalling only: two calls wait (places 1 and 2); the first visitor hangs up waiting
+    (the call ends, its transfer ``abandoned``); the second rings the agent that becomes
+    ready, who refuses: it waits again and rings the next agent, not the same one."""
+    from kefu.server.teams import add_team, assign
+
+    sv = scene.server.services
+    await add_team(sv.store, "loans", now=scene.server.settings.now())
+    a1 = await scene.agent("a1", media=None)
+    a3 = await scene.agent("a3", media=None)
+    a2 = await scene.agent("a2", media=None, ready=False)
+    a4 = await scene.agent("a4", media=None, ready=False)
+    for name in ("a2", "a4"):
+        await assign(sv.store, "loans", name)
+    v1 = await scene.visitor("v1", on_invite="accept", media=None)
+    v2 = await scene.visitor("v2", on_invite="accept", media=None)
+    ids = []
+    for agent, v in ((a1, v1), (a3, v2)):
+        c = agent.call("callbackToVisitor", {"visitorName": v.name})
+        ids.append((await c.callback("acceptSuccess", "006011"))["payload"]["callId"])
+        await agent.call("transferCall", {"teamName": "loans"}).callback("queued", "005015")
+        update = await v.wait_for(CallUpdate, lambda e: e.what == "queued", within=LIMIT)
+        assert update.position == len(ids)
+    # v1 hangs up while it waits: the call ends, the record says so
+    await v1.hangup()  # answered once the call's operation committed
+    record = await record_of(a1, scene.server.url, ids[0])
+    assert record["status"] == "ended" and record["endedBy"] == "v1", record
+    assert [e["outcome"] for e in record["transfers"]] == ["abandoned"]
+    moved = await v2.wait_for(CallUpdate, lambda e: e.what == "queued" and e.position == 1, within=LIMIT)
+    assert moved.call_id == ids[1]  # v2 moved up to the head of the queue
+    # a2 ready: v2's call rings it (v1's is gone); a2 refuses; a4 ready gets it
+    m2, m4 = len(a2.states.items), len(a4.states.items)
+    await a2.set_ready()
+    await a2.state("004003", start=m2)
+    await a2.call("multipleVideoRefuse").callback("success", "002000")
+    await a4.set_ready()
+    await a4.state("004003", start=m4)
+    await a4.call("multipleVideoPickUp").callback("acceptSuccess", "006023")
+    await v2.wait_for(CallUpdate, lambda e: e.what == "transferred" and e.agent_name == "a4", within=LIMIT)
+    assert codes(a2, m2) == ["002000", "004003", "002000"]
+    await v2.hangup()
+    await a4.state("005013", start=m4)

@@ -12,6 +12,7 @@ test's own on a Unix socket in its folder."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -25,16 +26,18 @@ import redis.asyncio as aioredis
 
 from kefu.media import SfuMember, colour_for, sample_rgb
 from kefu.server import Settings
-from kefu.visitor import MediaStatus
-from tests.conftest import _drop_schema, fast_settings
+from kefu.visitor import CallUpdate, MediaStatus
+from tests.conftest import TIMEOUT_FACTOR, _drop_schema, fast_settings
 from tests.e2e.callkit import AgentSide
 from tests.e2e.test_call_media import near
 from tests.multinode.conftest import Cluster, Deployment, SplitServer
+from tests.multinode.nodes import NodeProcess
 from tests.plugin.harness import LIMIT
 
 from .kit import Janus, available
 from .netns import Namespace, unavailable
 from .test_calls_sfu import MEDIA, frame_of, sfu_of
+from .test_recording_sfu import lost_record
 
 pytestmark = pytest.mark.media
 
@@ -42,6 +45,7 @@ POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
 PG_SOCKET = os.environ.get("KEFU_TEST_POSTGRES_SOCKET", "/var/run/postgresql")
 PG_SOCKET_THERE = Path(PG_SOCKET).exists()
 REDIS_SERVER = shutil.which("redis-server")
+PRESENCE_TTL = 1.0  # the bus's: a node not heard for this long is gone
 
 
 def _socket_url(url: str) -> str:
@@ -66,7 +70,7 @@ class SfuDeployment(Deployment):
             redis_url=self.redis_url,
             redis_prefix=self.prefix,
             node_id=node_id,
-            presence_ttl=1.0,
+            presence_ttl=PRESENCE_TTL,
             sweep_interval=0.1,
             db_settings=(("synchronous_commit", "off"),),
             ring_timeout=5.0,
@@ -110,8 +114,9 @@ async def _redis_server(folder: Path) -> tuple[asyncio.subprocess.Process, str]:
         await r.aclose()
 
 
-@pytest.fixture
-async def nodes(tmp_path: Path) -> AsyncIterator[SplitServer]:
+@contextlib.asynccontextmanager
+async def _deployment(tmp_path: Path) -> AsyncIterator[tuple[Namespace, SfuDeployment]]:
+    """Janus in a namespace (the test's thread in it), a Redis and a PostgreSQL schema."""
     why = unavailable() or available()
     if why:
         pytest.skip(why)
@@ -128,6 +133,21 @@ async def nodes(tmp_path: Path) -> AsyncIterator[SplitServer]:
         janus.prefix = ns.prefix
         await janus.start()
         dep = SfuDeployment(tmp_path, _socket_url(POSTGRES_URL), redis_url, janus)
+        try:
+            yield ns, dep
+        finally:
+            await dep.cleanup()
+            await janus.stop()
+    finally:
+        ns.leave()
+        ns.delete()
+        redis_proc.terminate()
+        await redis_proc.wait()
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path) -> AsyncIterator[SplitServer]:
+    async with _deployment(tmp_path) as (_, dep):
         cluster = Cluster(dep, 2)
         try:
             await cluster.start()
@@ -138,13 +158,6 @@ async def nodes(tmp_path: Path) -> AsyncIterator[SplitServer]:
                 await handle.stop()
         finally:
             await cluster.stop()
-            await dep.cleanup()
-            await janus.stop()
-    finally:
-        ns.leave()
-        ns.delete()
-        redis_proc.terminate()
-        await redis_proc.wait()
 
 
 async def agent_on(server: SplitServer, node: int, name: str, tmp_path: Path) -> AgentSide:
@@ -200,4 +213,71 @@ async def test_a_call_whose_members_are_on_two_nodes(nodes: SplitServer, tmp_pat
         assert await sfu1.room_of(call_id) is None
     finally:
         await a2.close()
+        await a1.close()
+
+
+@pytest.fixture
+async def killable(tmp_path: Path) -> AsyncIterator[tuple[NodeProcess, SplitServer]]:
+    """Node 1 a ``kefu server`` process (to be killed), node 2 in this process."""
+    async with _deployment(tmp_path) as (ns, dep):
+        j = dep.janus
+        node1 = NodeProcess(
+            dep,
+            "1",
+            "--janus", j.url, "--janus-recordings", str(j.recordings),
+            "--presence-ttl", str(PRESENCE_TTL),
+            db_url=dep.db_url,
+            redis_url=dep.redis_url,
+            prefix=tuple(ns.prefix),
+            env={"KEFU_JANUS_API_SECRET": j.api_secret, "KEFU_JANUS_ADMIN_KEY": j.admin_key},
+        )  # fmt: skip
+        cluster = Cluster(dep, 1, first=2)
+        try:
+            await cluster.start()  # node 2 first: it migrates the schema
+            await node1.start()
+            handle = SplitServer(cluster)
+            try:
+                yield node1, handle
+            finally:
+                await handle.stop()
+        finally:
+            await node1.stop()
+            await cluster.stop()
+
+
+async def test_the_rooms_node_killed_mid_call_ends_it_for_the_members_elsewhere(
+    killable: tuple[NodeProcess, SplitServer], tmp_path: Path
+) -> None:
+    """The room's node dies (SIGKILL), Janus lives: the call ends with ``media_server_lost``
+    for the members on node 2 within the bus's ``presence_ttl`` (and a beat), and node 2
+    makes the recording of what Janus received (D48)."""
+    node1, nodes = killable
+    await nodes.add_agent("a1")
+    side = AgentSide(nodes, "a1", tmp_path / "plugin-a1", media=MEDIA, server_url=node1.url)
+    a1 = await side.start(ready=True)  # on node 1: the call's room is node 1's
+    try:
+        v = await nodes.visitor("v1", media=MEDIA, on_invite="accept")  # on node 2
+        c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+        call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
+        sfu2 = nodes.cluster.services(0).calls.sfu
+        assert sfu2 is not None
+        room = await sfu2.room_of(call_id)
+        assert room is not None and room.node == "1"
+        await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
+        assert isinstance(v.media, SfuMember)
+        assert near(sample_rgb(await frame_of(v.media, "a1")), colour_for("a1"))
+        assert near(sample_rgb(await frame_of(sfu_of(a1), "v1")), colour_for("v1"))
+        await node1.kill()  # SIGKILL: no bye; Janus keeps the room, its handles undriven
+        killed = asyncio.get_running_loop().time()
+        ended = await v.wait_for(CallUpdate, lambda e: e.what == "ended", within=LIMIT)
+        took = asyncio.get_running_loop().time() - killed
+        assert (ended.call_id, ended.by, ended.reason) == (call_id, "system", "media_server_lost")
+        # noticed by the beats: no beat for presence_ttl, looked at every presence_ttl / 3
+        assert took < PRESENCE_TTL * 4 / 3 + 0.5 * TIMEOUT_FACTOR, took
+        await v.wait_for(MediaStatus, lambda e: e.status == "closed", within=LIMIT)
+        record = await lost_record(nodes.cluster.services(0), call_id, ("a1", "v1"))
+        # the room destroyed by node 2, the recording made there from Janus's files
+        assert await sfu2.room_of(call_id) is None
+        assert record["recording"]["status"] == "ready", record["recording"]
+    finally:
         await a1.close()

@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from kefu.media import colour_for
 from kefu.media.pattern import sample_box
+from kefu.server import Services
 from kefu.server.schema import journal
 from kefu.server.vault import MAGIC
 from kefu.visitor import CallUpdate, MediaStatus
@@ -204,6 +205,23 @@ async def test_a_recording_that_cannot_be_made_is_a_failure_in_the_record_and_pu
     assert not any(scene.server.settings.data_dir.glob("media/recording/*"))
 
 
+async def lost_record(services: Services, call_id: str, members: tuple[str, ...]) -> dict[str, Any]:
+    """The call's record once its room is closed: ended by the system with
+    ``media_server_lost``, for the call and each of ``members``."""
+    sfu = services.calls.sfu
+    assert sfu is not None
+    await sfu.aclose_pending()
+    record = await services.calls.get_call(call_id)
+    assert record is not None
+    assert (record["status"], record["endedBy"], record["endReason"]) == (
+        "ended",
+        "system",
+        "media_server_lost",
+    )
+    assert {m["name"]: m["reason"] for m in record["members"]} == dict.fromkeys(members, "media_server_lost")
+    return record
+
+
 async def test_janus_killed_mid_call_ends_it_for_everyone_and_keeps_what_was_recorded(
     scene: Scene, tmp_path: Path
 ) -> None:
@@ -224,21 +242,8 @@ async def test_janus_killed_mid_call_ends_it_for_everyone_and_keeps_what_was_rec
     ended = await v.wait_for(CallUpdate, lambda e: e.what == "ended", within=LIMIT)
     assert (ended.call_id, ended.by, ended.reason) == (call_id, "system", "media_server_lost")
     await v.wait_for(MediaStatus, lambda e: e.status == "closed", within=LIMIT)
-    sfu = scene.server.services.calls.sfu
-    assert sfu is not None
-    await sfu.aclose_pending()
     # the record: ended by the system for that reason; the recording of what Janus received kept
-    record = await scene.server.services.calls.get_call(call_id)
-    assert record is not None
-    assert (record["status"], record["endedBy"], record["endReason"]) == (
-        "ended",
-        "system",
-        "media_server_lost",
-    )
-    assert {m["name"]: m["reason"] for m in record["members"]} == {
-        "a1": "media_server_lost",
-        "v1": "media_server_lost",
-    }
+    record = await lost_record(scene.server.services, call_id, ("a1", "v1"))
     ready = await recording_push(a1, "ready")
     assert record["recording"]["status"] == "ready"
     auth = {"Authorization": f"Bearer {a1.plugin.api_token}"}
@@ -252,3 +257,19 @@ async def test_janus_killed_mid_call_ends_it_for_everyone_and_keeps_what_was_rec
     assert abs(duration - (killed - answered).total_seconds()) < 0.5, (duration, killed - answered)
     middle = frame_at(path, duration / 2)
     assert near(tile_rgb(middle, 0, 2), colour_for("a1")) and near(tile_rgb(middle, 1, 2), colour_for("v1"))
+
+
+async def test_a_server_restarted_mid_call_ends_the_calls_its_previous_run_drove(scene: Scene) -> None:
+    """The handles of a call were in the previous run's Janus session, which nobody drives
+    now: the new run ends the call with ``media_server_lost`` at its start and makes the
+    recording of what Janus received (D48)."""
+    a1 = await scene.agent("a1")
+    await scene.visitor("v1")
+    c = a1.call("callbackToVisitor", {"visitorName": "v1"})
+    call_id = (await c.callback("acceptSuccess", "006011"))["payload"]["callId"]
+    await recording_push(a1, "recording")
+    await frame_of(sfu_of(a1), "v1")
+    await scene.server.restart()
+    record = await lost_record(scene.server.services, call_id, ("a1", "v1"))
+    assert await scene.server.services.calls.sfu.room_of(call_id) is None  # type: ignore[union-attr]
+    assert record["recording"]["status"] == "ready", record["recording"]

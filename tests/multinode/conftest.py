@@ -78,11 +78,11 @@ class Deployment:
 
 
 class Cluster:
-    """``n`` nodes in this process on one deployment."""
+    """``n`` nodes in this process on one deployment, named ``first``, ``first + 1`` …"""
 
-    def __init__(self, dep: Deployment, n: int, **overrides: Any) -> None:
+    def __init__(self, dep: Deployment, n: int, *, first: int = 1, **overrides: Any) -> None:
         self.dep = dep
-        self.runners = [ServerRunner(dep.settings(str(i + 1), **overrides)) for i in range(n)]
+        self.runners = [ServerRunner(dep.settings(str(first + i), **overrides)) for i in range(n)]
         self.urls: list[str] = []
 
     async def start(self) -> None:

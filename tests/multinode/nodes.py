@@ -19,13 +19,26 @@ KEFU = str(Path(sys.executable).with_name("kefu"))
 class NodeProcess:
     """One ``kefu server`` process on a free port of 127.0.0.1."""
 
-    def __init__(self, dep: Deployment, node_id: str, *options: str) -> None:
-        assert POSTGRES_URL is not None and REDIS_URL is not None
+    def __init__(
+        self,
+        dep: Deployment,
+        node_id: str,
+        *options: str,
+        db_url: str | None = None,
+        redis_url: str | None = None,
+        prefix: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``prefix``: a command the node runs under (``ip netns exec …``); ``env``: added to
+        this process's environment."""
+        db_url, redis_url = db_url or POSTGRES_URL, redis_url or REDIS_URL
+        assert db_url is not None and redis_url is not None
         self.node_id = node_id
+        self.env = {**os.environ, "NO_COLOR": "1", **(env or {})}
         self.args = [
-            KEFU, "server", "--port", "0", "--data-dir", str(dep.tmp / f"proc-{node_id}"),
-            "--db", POSTGRES_URL, "--db-schema", dep.schema,
-            "--redis", REDIS_URL, "--redis-prefix", dep.prefix, "--node-id", node_id,
+            *prefix, KEFU, "server", "--port", "0", "--data-dir", str(dep.tmp / f"proc-{node_id}"),
+            "--db", db_url, "--db-schema", dep.schema,
+            "--redis", redis_url, "--redis-prefix", dep.prefix, "--node-id", node_id,
             "--presence-ttl", "1", "--sweep-interval", "0.1",
             "--log-level", "warning", *options,
         ]  # fmt: skip
@@ -34,7 +47,7 @@ class NodeProcess:
 
     async def start(self) -> str:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.args, stdout=asyncio.subprocess.PIPE, stderr=None, env={**os.environ, "NO_COLOR": "1"}
+            *self.args, stdout=asyncio.subprocess.PIPE, stderr=None, env=self.env
         )
         assert self.proc.stdout is not None
         async with asyncio.timeout(30):

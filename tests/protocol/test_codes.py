@@ -29,7 +29,7 @@ def test_spec_row(row: dict[str, str]) -> None:
 
 
 def test_additions_are_marked() -> None:
-    transfers = {"001003", "002013", "004003", *(f"0050{n}" for n in range(11, 15))}
+    transfers = {"001003", "002013", "004003", *(f"0050{n}" for n in range(11, 16))}  # 005015: D50
     transfers |= {f"0060{n}" for n in range(15, 25)} | {"007003", "007004", "008003"}  # issue 20
     assert {c.value for c in ADDITIONS} == {"001000", "002000", "004001", "004002"} | transfers
     assert Code("004001").top is TopState.ringing

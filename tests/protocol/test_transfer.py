@@ -76,6 +76,29 @@ def test_blind_that_does_not_happen_leaves_the_call(
     assert w.codes("a1")[-1] == "007003"
 
 
+def test_a_consults_hold_in_the_media_audience() -> None:
+    """D32 in the SFU mode's subscriptions during a consult: no feed reaches the visitor, the
+    visitor's reaches everyone but the consulted agent; a supervisor's audience is kept."""
+    from kefu.protocol.supervise import media_members
+
+    w, call = started(True)
+    whisper = {("agent", "boss"): frozenset({"a1"})}
+    assert transfer.held_audience(call, media_members(call), {}) == {
+        ("agent", "a1"): frozenset(),
+        ("visitor", "v1"): frozenset({"a1"}),
+    }
+    w.apply(call.agent_answer("a2", "accept"))
+    members = [*media_members(call), ("agent", "boss")]
+    assert transfer.held_audience(call, members, whisper) == {
+        ("agent", "a1"): frozenset({"a2", "boss"}),
+        ("visitor", "v1"): frozenset({"a1", "boss"}),
+        ("agent", "a2"): frozenset({"a1", "boss"}),
+        ("agent", "boss"): frozenset({"a1"}),
+    }
+    w.apply(transfer.cancel(call, "a1"))
+    assert transfer.held_audience(call, members, whisper) == whisper  # the hold is over
+
+
 def test_consult_completed() -> None:
     w, call = started(True)
     assert w.visitor_log == [("v1", "held")]
@@ -164,3 +187,94 @@ def test_what_a_transfer_refuses() -> None:
     with pytest.raises(ApiError):  # nor is a third party invited meanwhile
         call.invite_third(AG, "a3")
     assert not [f for f in w.log if f[0] == "a3"]
+
+
+def queued() -> tuple[World, Call]:
+    w = World("a1", "a2", "a3")
+    call = visitor_invite(w)
+    w.log.clear()
+    w.apply(transfer.queue(call, "a1", "loans", "card blocked"))
+    return w, call
+
+
+def test_a_blind_transfer_to_a_queue_waits_then_rings_the_first_ready_agent() -> None:
+    """D50: the transferring agent leaves at once (005015), the visitor waits (``queued``);
+    an agent that refuses or lets it ring out is passed over, the next one takes it."""
+    w, call = queued()
+    assert w.codes("a1") == ["005015"] and transfer.is_queued(call)
+    assert w.visitor_log[-1] == ("v1", "queued") and w.timer is None
+    assert call.member(AG, "a1").status.value == "left"  # type: ignore[union-attr]
+    with pytest.raises(ApiError) as e:
+        call.hangup(AG, "a1")  # not its call any more
+    assert e.value.code.value == "invalid_state"
+    with pytest.raises(ApiError) as e:
+        transfer.cancel(call, "a1")
+    assert e.value.code.value == "no_transfer"
+    # a2 rings and refuses: the call waits again, a2 is not offered it again
+    w.apply(transfer.offer(call, "a2"))
+    assert w.timer is not None and call.pending is not None
+    with pytest.raises(ApiError):
+        transfer.offer(call, "a3")  # one at a time
+    w.apply(call.agent_answer("a2", "refuse"))
+    assert w.codes("a2") == ["004003", "002000"] and transfer.is_queued(call) and call.pending is None
+    with pytest.raises(ApiError):
+        transfer.offer(call, "a2")
+    # a3 lets it ring out: passed over too, the call waits
+    w.apply(transfer.offer(call, "a3"))
+    w.apply(call.timeout(call.timer_gen))
+    assert w.codes("a3") == ["004003", "001003"] and transfer.is_queued(call)
+    assert w.codes("a1") == ["005015"]  # nothing more reaches the agent who left
+    w.states["a4"] = w.states["a2"]
+    w.apply(transfer.offer(call, "a4"))
+    w.apply(call.agent_answer("a4", "accept"))
+    assert w.codes("a4") == ["004003", "006023"] and call.primary == "a4" and call.transfer is None
+    assert w.visitor_log[-1] == ("v1", "transferred")
+    assert call.transfers[-1] == {
+        "kind": "blind",
+        "from": "a1",
+        "to": "a4",
+        "note": "card blocked",
+        "outcome": "completed",
+        "team": "loans",
+    }
+    w.apply(call.hangup(VI, "v1"))
+    assert w.codes("a4")[-1] == "005013" and call.ended
+
+
+@pytest.mark.parametrize("ringing", [False, True])
+def test_the_visitor_hangs_up_while_its_call_waits_in_the_queue(ringing: bool) -> None:
+    w, call = queued()
+    if ringing:
+        w.apply(transfer.offer(call, "a2"))
+    w.apply(call.hangup(VI, "v1"))
+    assert call.ended and call.ended_by == "v1" and call.end_reason == "hangup" and w.timer is None
+    assert call.transfers[-1]["outcome"] == "abandoned"
+    assert w.codes("a2") == (["004003", "002000"] if ringing else [])
+    assert w.codes("a1") == ["005015"]
+
+
+def test_the_media_server_lost_while_the_call_waits() -> None:
+    w, call = queued()
+    w.apply(call.media_server_lost())
+    assert call.ended and call.ended_by == "system" and call.transfers[-1]["outcome"] == "ended"
+    assert w.visitor_log[-1] == ("v1", "ended")
+
+
+def test_a_queued_call_survives_the_snapshot() -> None:
+    _, call = queued()
+    again = Call.from_dict(json.loads(json.dumps(call.to_dict())))
+    assert transfer.is_queued(again) and again.transfer == call.transfer
+
+
+def test_the_hubs_of_a_call_in_order() -> None:
+    """Recording parts (hub mode): the first primary, then every completed transfer's target."""
+    w, call = started(False)
+    assert transfer.hubs(call) == ["a1"]
+    w.apply(call.agent_answer("a2", "refuse"))
+    assert transfer.hubs(call) == ["a1"]  # a refused transfer made no hub
+    w.apply(transfer.start(call, "a1", "a2", consult=False, note=None))
+    w.apply(call.agent_answer("a2", "accept"))
+    w.states["a1"] = w.states["a3"]  # a1 ready again after its after-call work
+    w.apply(transfer.start(call, "a2", "a1", consult=False, note=None))
+    w.apply(call.agent_answer("a1", "accept"))
+    assert transfer.hubs(call) == ["a1", "a2", "a1"]

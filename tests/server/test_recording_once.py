@@ -67,7 +67,7 @@ async def test_a_final_chunk_racing_another_nodes_emits_once(
         first = await put_final(http, call_id, token, 4, b"-end")
         assert first.status_code == 200, first.text
 
-        async def stale(_call_id: str) -> Any:
+        async def stale(_call_id: str, _part: int = 1) -> Any:
             return before  # what the other node read before the first final committed
 
         monkeypatch.setattr(media, "_recording_art", stale)

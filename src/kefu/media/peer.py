@@ -61,6 +61,7 @@ from av.frame import Frame
 
 from kefu.protocol.errors import ErrorCode
 
+from .decoding import decode_on_demand
 from .errors import NegotiationError, NoFrameError
 from .events import Emitter, NegotiationNeeded, TrackAdded, TrackRemoved
 from .frames import Image, RgbImage, encode_jpeg_async, to_rgb
@@ -102,6 +103,7 @@ class MediaPeer:
         trust_labels: bool = True,
         send_only: bool = False,
         dtls_server: bool = False,
+        audio_on_demand: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -114,10 +116,9 @@ class MediaPeer:
         self.clock = clock
         self._trust_labels = trust_labels
         self._send_only = send_only  # a publisher to the media server receives nothing
-        # answer a=setup:passive: the offerer starts the DTLS handshake once it has our answer
-        # (a subscription to Janus: our ClientHello, sent before Janus has the answer, is lost
-        # and OpenSSL tries again only after 1 s — docs/decisions.md D45)
+        # answer a=setup:passive: the offerer (Janus) starts DTLS once it has our answer (D45)
         self._dtls_server = dtls_server
+        self._audio_on_demand = audio_on_demand
         config = rtc_configuration(settings)
         config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
         self.pc = RTCPeerConnection(config)
@@ -186,8 +187,7 @@ class MediaPeer:
 
     # ------------------------------------------------------------ signalling
     async def negotiate(self) -> dict[str, Any] | None:
-        """What to send the other side now: an offer (offerer) or a
-        ``renegotiate`` request (answerer); ``None`` when nothing is due."""
+        """Now: an offer (offerer), a ``renegotiate`` request (answerer), or ``None``."""
         self._assert_open()
         async with self._lock:
             if not self._dirty:
@@ -337,6 +337,9 @@ class MediaPeer:
         if label.role == "camera":
             self.watchdog.watch(label.member)
         rec.task = self._spawn(self._consume(rec))
+        if self._audio_on_demand and track.kind == "audio":  # decoded when asked for (D49)
+            key = (label.member, label.role)
+            decode_on_demand(self.pc, mid, lambda: bool(self._listeners or self._waiters.get(key)))
         self.events.emit(TrackAdded(self.remote, label.member, label.role, track.kind))
 
     def _stop_received(self, rec: ReceivedTrack) -> None:

@@ -113,6 +113,10 @@ class MediaSettings:
     #: handshake (False: ``active``, aiortc's default, whose early ClientHello Janus may miss:
     #: then 1 s more to the first frame; docs/decisions.md D45; kept for the benchmark).
     sfu_dtls_passive: bool = True
+    #: SFU mode: a subscription decodes the audio it receives only while something asks for
+    #: it (a waiter, a listener: nothing plays it in the plugin); False: every frame decoded
+    #: (the former way, kept for the benchmark; docs/decisions.md D49).
+    sfu_audio_on_demand: bool = True
     #: JPEG quality of snapshots and photos.
     jpeg_quality: int = 90
     #: Extra PyAV options for a device or file input (e.g. ``{"input_format": "mjpeg"}``).

@@ -159,6 +159,7 @@ class SfuMember:
                 watchdog=self.watchdog,
                 trust_labels=False,  # the feed's tracks are its member's
                 dtls_server=self.settings.sfu_dtls_passive,  # Janus starts DTLS with the answer (D45)
+                audio_on_demand=self.settings.sfu_audio_on_demand,  # nobody plays it (D49)
                 clock=self.clock,
             )
             peer.events.subscribe(self._subscription_event)

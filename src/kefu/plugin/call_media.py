@@ -152,8 +152,8 @@ class RelayCall(CallMediaBase):
         self._record_due = False
         self._watch: dict[str, asyncio.Task[Any]] = {}  # member → its connection's watcher
         self._consulted: str | None = None  # the agent of a consult transfer (issue 20)
-        #: the call came to this agent by a transfer (issue 20): the hub mode's recording is the
-        #: transferring agent's, finished when it left (one recording per call, docs/calls.md)
+        #: the call came to this agent by a transfer (issue 20): this hub records the next part
+        #: of the call's recording (the server numbers the parts by hub, D51; docs/calls.md)
         self.transferred_in = False
 
     # --- members
@@ -233,12 +233,7 @@ class RelayCall(CallMediaBase):
         elif isinstance(event, TrackAdded):
             if event.role == "screen":
                 self.owner.host.share_changed(self.call_id, True, "track")
-            elif (
-                self.owner.settings.record
-                and not self._record_due
-                and self.recorder is None
-                and not self.transferred_in
-            ):
+            elif self.owner.settings.record and not self._record_due and self.recorder is None:
                 # the first member's camera and mic come in one exchange: record them both
                 self._record_due = True
                 self.do(self._start_recording)

@@ -96,6 +96,7 @@ def media_settings(
     video_size: str = "640x480",
     fps: int = 30,
     audio_input: str | None = None,
+    sfu_audio_on_demand: bool = True,
 ) -> Any:
     """The plugin's :class:`~kefu.media.MediaSettings` from its options.
     Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one.
@@ -127,6 +128,7 @@ def media_settings(
         video_width=int(width),
         video_height=int(height),
         fps=fps,
+        sfu_audio_on_demand=sfu_audio_on_demand,
     )
 
 
@@ -265,6 +267,12 @@ def register(app: typer.Typer) -> None:
         no_record: bool = typer.Option(False, "--no-record", help="do not record the calls"),
         video_size: str = typer.Option("640x480", "--video-size", help="the video sent, WIDTHxHEIGHT"),
         fps: int = typer.Option(30, "--fps", help="frames per second of the video sent"),
+        sfu_decode_all_audio: bool = typer.Option(
+            False,
+            "--sfu-decode-all-audio",
+            hidden=True,
+            help="SFU mode: decode every received audio frame (the former way, for the benchmark; D49)",
+        ),
         media_timeout: float = typer.Option(
             25.0, "--media-timeout", help="seconds takePhoto and inviteShare wait for the visitor"
         ),
@@ -315,6 +323,7 @@ def register(app: typer.Typer) -> None:
                     video_size=video_size,
                     fps=fps,
                     audio_input=audio_input,
+                    sfu_audio_on_demand=not sfu_decode_all_audio,
                 )
             except MediaError as exc:
                 err.print(f"[red]{exc.msg}[/red]")

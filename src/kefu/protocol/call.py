@@ -226,6 +226,10 @@ class Call(CallRecord):
             return self.agent_answer(name, "refuse")
         if m.status is not MemberStatus.joined:
             raise _invalid("already left this call")
+        if kind is MemberKind.visitor and self.transfer is not None and self.transfer.get("queued"):
+            from . import transfer  # it builds on this module: imported when used
+
+            return transfer.abandon(self, m, reason, by or name)  # it hung up waiting (D50)
         if kind is MemberKind.agent and name == self.primary:
             return self._primary_hangs_up(reason, by)
         if kind is MemberKind.agent:
@@ -254,6 +258,10 @@ class Call(CallRecord):
             return []
         if self.phase is not CallPhase.connected:
             return self._unanswered(Event.error, MemberStatus.failed, MEDIA_SERVER_LOST)
+        if self.transfer is not None and self.transfer.get("queued"):
+            from . import transfer  # it builds on this module: imported when used
+
+            return transfer.abandon(self, None, MEDIA_SERVER_LOST, "system")
         return self.hangup(MemberKind.agent, self.primary, MEDIA_SERVER_LOST, by="system")
 
     def timeout(self, gen: int) -> list[Effect]:

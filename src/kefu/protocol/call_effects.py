@@ -59,6 +59,7 @@ class CallNotice(enum.StrEnum):
     transferred = "transferred"  # issue 20: the call went to another agent
     held = "held"  # issue 20: the agent put the visitor on hold (a warm transfer's consultation)
     resumed = "resumed"  # issue 20: back from hold
+    queued = "queued"  # issue 20 (D50): the call waits in a team's queue, with its place
     update = "update"  # the agent's view of the call changed
 
     @classmethod

@@ -106,6 +106,7 @@ class Code(enum.StrEnum):
     consultTransfer_success = "005012"  # addition (issue 20)
     transferIn_visitorDisconnect = "005013"  # addition (issue 20)
     transferIn_agentCloseVideo = "005014"  # addition (issue 20)
+    blindTransfer_queued = "005015"  # addition (issue 20, D50)
     # 006 two-party call
     inviteThirdVisitor_visitorRefuse = "006001"
     inviteThirdVisitor_busy = "006002"  # SPEC §5.3.2: 006002 is busy
@@ -324,6 +325,12 @@ CODE_INFO: dict[Code, CodeInfo] = {
             C.blindTransfer_success,
             "blind transfer: the target took the call; this agent left it",
             "盲转-目标坐席接听,本坐席离开",
+            True,
+        ),
+        _i(
+            C.blindTransfer_queued,
+            "blind transfer to a queue: the call waits in the team's queue; this agent left it",
+            "盲转-转入队列,本坐席离开",
             True,
         ),
         _i(

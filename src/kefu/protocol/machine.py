@@ -88,6 +88,7 @@ class Event(enum.StrEnum):
     leave = "leave"  # the invited third agent left (or the consulted agent, issue 20)
     transfer = "transfer"  # this agent asked to transfer its call (issue 20)
     complete = "complete"  # the consult transfer completed (issue 20)
+    queue = "queue"  # this agent's call was put in a team's queue (issue 20, D50)
 
 
 #: Flows by which an agent enters a call.
@@ -529,6 +530,16 @@ _row(
     "transferSuccess",
     _T_ADD,
     "blind: the target picked up and has the visitor; this agent leaves into after-call work",
+)
+_row(
+    [T],
+    F.blindTransfer,
+    E.queue,
+    K.blindTransfer_queued,
+    "queued",
+    _T_ADD,
+    "blind to a team none of whose agents is ready: the call waits in its queue, this agent "
+    "leaves into after-call work (D50)",
 )
 _row(
     [V],

@@ -359,6 +359,7 @@ CALL_FINAL_SUBMARKS: dict[str, frozenset[str]] = {
         {
             "error",
             "transferSuccess",
+            "queued",  # blind to a team none of whose agents is ready: it waits there (D50)
             "completeSuccess",
             "refuse",
             "timeoutDisconnect",

@@ -88,7 +88,9 @@ class SpecApi:
     def transferCall(self, options: Options | None = None, callback: StateCallback | None = None) -> Pending:
         """Addition (issue 20): ``{agentName | teamName, mode?: "blind" | "consult", note?}``:
         the agent's call to another agent. ``inviteSuccess`` (007003 / 007004) while the target
-        rings; then ``transferSuccess`` (005011, blind: the target has the call),
+        rings; then ``transferSuccess`` (005011, blind: the target has the call), or at once
+        ``queued`` (005015, blind to a team none of whose agents is ready: the call waits in
+        its queue without this agent, D50),
         ``acceptSuccess`` (008003, consult: talking to the target), ``completeSuccess`` (005012),
         ``refuse`` / ``timeoutDisconnect`` / ``error`` / ``cancelSuccess`` / ``targetLeft``
         (006xxx: the call stays with this agent)."""

@@ -121,10 +121,14 @@ async def recording_chunk(
     response_class=FileResponse,
     responses={**FILE, **WRITES},
 )
-async def recording(request: Request, call_id: IdP, agent: Me) -> Response:
-    """The call's recording (WebM), for the call's agents and admins; every read is audited."""
+async def recording(
+    request: Request, call_id: IdP, agent: Me, part: Annotated[int, Query(ge=1, le=1000)] = 1
+) -> Response:
+    """The call's recording (WebM), for the call's agents and admins; every read is audited.
+    ``part``: in the hub mode a call transferred to another agent is recorded in parts, one
+    per hub, in order (the call record's ``recordingParts``); 1 is the first (D51)."""
     sv = services_of(request)
-    art, path = await sv.media.recording_of(agent, call_id, client_address(request))
+    art, path = await sv.media.recording_of(agent, call_id, client_address(request), part)
     return await _artifact_file(sv.media, art, path)
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "LoginIn",
     "LoginOut",
     "MessageOut",
+    "RecordingPartOut",
     "SessionOut",
     "StateChangeOut",
     "StateOut",
@@ -123,10 +124,14 @@ class CallMemberOut(_Out):
 class CallTransferOut(_Out):
     kind: Literal["blind", "consult"]
     from_: str = Field(alias="from", description="the agent who transferred the call")
-    to: str = Field(description="the agent it was transferred to")
+    to: str | None = Field(
+        description="the agent it was transferred to; null: it waited in a team's queue and no agent took it"
+    )
+    team: str | None = Field(None, description="the team whose queue it went through (D50)")
     note: str | None
     outcome: str = Field(
-        description="completed, refused, timeout, failed, cancelled, targetLeft or ended (issue 20)"
+        description="completed, refused, timeout, failed, cancelled, targetLeft, ended or abandoned "
+        "(the visitor hung up while it waited in the queue, D50) (issue 20)"
     )
     at: datetime = Field(description="when the transfer ended")
 
@@ -137,6 +142,15 @@ class SupervisionOut(_Out):
     old: str | None = Field(description="the mode before; null when the supervisor joined")
     reason: str | None
     at: datetime
+
+
+class RecordingPartOut(_Out):
+    part: int = Field(description="1, 2, …: the hubs in order (hub mode: a transfer starts a new part, D51)")
+    artifactId: str
+    agentName: str | None = Field(description="the agent whose plugin recorded this part")
+    sha256: str = Field(description="empty while the part is not final")
+    size: int
+    complete: bool
 
 
 class CallOut(_Out):
@@ -153,6 +167,11 @@ class CallOut(_Out):
         default=None,
         description="SFU mode: the server's recording of the call: status (recording, ready, failed), "
         "startedAt, and artifactId or reason",
+    )
+    recordingParts: list[RecordingPartOut] = Field(
+        default_factory=list,
+        description="the call's recording files in order, each with its SHA-256 (hub mode: one per "
+        "hub, a transfer starts the next; GET /api/calls/{id}/recording?part=N)",
     )
     members: list[CallMemberOut]
     transfers: list[CallTransferOut] = Field(default=[], description="the call's transfers, in order")

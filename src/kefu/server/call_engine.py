@@ -31,16 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
-from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol import ApiError, ErrorCode, transfer
 from kefu.protocol.call import (
     AgentEffect,
     Call,
+    CallNotice,
     CallPhase,
     Effect,
     EndEffect,
@@ -58,7 +59,7 @@ from kefu.protocol.supervise import SupervisorEffect, audience, end_supervision,
 
 from .accounts import Agent
 from .agents import AgentService, Change
-from .call_queries import CallQueries, member_id
+from .call_queries import CallQueries, member_id, queue_position
 from .events import emit_call_connected, emit_call_effect
 from .hub import Hub, Tx, agent_key
 from .janus import Room
@@ -116,6 +117,10 @@ class CallEngine:
         #: (``Transfers.follow_call``), run in the call's transaction
         self.session_follows: SessionFollows | None = None
         self.supervision = SupervisionService(self)  # issue 20: monitorCall, whisper, barge, leaveMonitor
+        #: a call waits in a team's queue (D50) / a call left a team's queue, after the
+        #: commit: set by CallTransfers
+        self.call_queued: Callable[[str], None] | None = None
+        self.queue_moved: Callable[[str], None] | None = None
 
     @property
     def media_mode(self) -> MediaMode:
@@ -138,6 +143,10 @@ class CallEngine:
             deadline = aware(row.ring_deadline)
             assert deadline is not None  # selected so
             self._schedule(row.id, int(row.snapshot["timerGen"]), deadline)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Work started by a call's change, owned until it ends (closed with the engine)."""
+        self._tasks.spawn(coro, name)
 
     async def close(self) -> None:
         """Stop the ringing timers on shutdown, those at work too."""
@@ -214,7 +223,11 @@ class CallEngine:
                     return Outcome(None)  # another node is on it
                 raise ApiError(code=ErrorCode.no_such_call)
             call = Call.from_dict(row.snapshot)
+            waited = _waiting_in(call)
             fx = op(call)  # ApiError: nothing changed
+            if waited is not None and _waiting_in(call) is None and self.queue_moved is not None:
+                moved, team = self.queue_moved, waited  # D50: the calls behind it move up
+                tx.after_commit.append(lambda: moved(team))
             fx = [*fx, *end_supervision(call)]  # issue 20: the call's end ends its supervisors' part
             out = await self._apply(tx, call, fx, requester)
             await self._save(tx, call, fx)
@@ -240,7 +253,10 @@ class CallEngine:
                 out.changes.setdefault(f.agent, []).append(change)
             elif isinstance(f, VisitorEffect):
                 recipient = await self.queries.recipient(MemberKind.visitor, f.visitor, tx=tx)
-                push = CallPush(call.id, f.what, self.media_mode.value, detail=f.detail)
+                detail: dict[str, Any] = dict(f.detail)
+                if f.what is CallNotice.queued:  # its place in the team's queue (D50), as the chat queue's
+                    detail["position"] = await queue_position(tx, call, str(f.detail["teamName"]))
+                push = CallPush(call.id, f.what, self.media_mode.value, detail=detail)
                 await tx.push(recipient, to_json(push))
             elif isinstance(f, MemberEffect):
                 await self._save_member(tx, call, f)
@@ -269,6 +285,12 @@ class CallEngine:
             values["ring_deadline"] = deadline
         if call.ended:
             values["ring_deadline"] = None
+        values["queue_team"] = _waiting_in(call)
+        if values["queue_team"] is not None:  # D50: its place is kept from the first time it joined the queue
+            values["queued_at"] = func.coalesce(calls.c.queued_at, tx.now)
+            if self.call_queued is not None:
+                hook = self.call_queued
+                tx.after_commit.append(lambda: hook(call.id))
         if any(isinstance(f, AgentEffect) and f.event in (Event.accept, Event.joined) for f in fx):
             row = (await tx.conn.execute(select(calls.c.answered_at).where(calls.c.id == call.id))).first()
             if row is not None and row.answered_at is None:
@@ -288,6 +310,7 @@ class CallEngine:
             sfu = self.sfu
             joined = media_members(call)  # the supervisors too (issue 20), heard by their audience
             heard = {(MemberKind.agent.value, name): audience(call, name) for name in call.supervisors}
+            heard = transfer.held_audience(call, joined, heard)  # a consult's hold (D32)
             ended = call.ended
             tx.after_commit.append(lambda: sfu.sync(call.id, joined, ended, heard))  # on the room's node
             if ended:
@@ -426,3 +449,11 @@ class CallEngine:
             await self.run(call_id, lambda call: call.timeout(gen))
         except Exception:
             log.exception("the ringing timer of call %s failed", call_id)
+
+
+def _waiting_in(call: Call) -> str | None:
+    """The team in whose queue the call waits now (not ringing an agent), D50."""
+    t = call.transfer
+    if call.ended or t is None or not transfer.is_queued(call) or t["phase"] != "queued":
+        return None
+    return str(t["team"])

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, desc, select
+from sqlalchemy import bindparam, desc, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.call import Call, CallPhase, MemberKind, MemberStatus
@@ -21,7 +22,7 @@ from .store import Store
 from .supervise import helped_in
 from .visitors import Visitor
 
-__all__ = ["IN_PROGRESS", "CallQueries", "member_id"]
+__all__ = ["IN_PROGRESS", "CallQueries", "member_id", "queue_position", "waiting_calls"]
 
 #: A member whose invitation rings or who is in the call.
 IN_PROGRESS = (MemberStatus.invited.value, MemberStatus.joined.value)
@@ -54,6 +55,32 @@ async def member_id(tx: Tx, kind: MemberKind, name: str) -> Any:
         else:
             tx.memo[key] = (await tx.conn.execute(_VISITOR_ID, {"name": name})).scalar_one_or_none()
     return tx.memo[key]
+
+
+async def queue_position(tx: Tx, call: Call, team: str) -> int:
+    """The call's place in ``team``'s queue of calls (D50): 1 + the calls waiting ahead of it
+    (its first ``queued_at``, or now for a call joining the queue)."""
+    mine = (await tx.conn.execute(select(calls.c.queued_at).where(calls.c.id == call.id))).scalar()
+    ahead = (
+        await tx.conn.execute(
+            select(func.count()).where(
+                calls.c.queue_team == team,
+                calls.c.id != call.id,
+                calls.c.queued_at <= (mine if mine is not None else tx.now),
+            )
+        )
+    ).scalar_one()
+    return int(ahead) + 1
+
+
+async def waiting_calls(conn: AsyncConnection, teams: list[str]) -> list[str]:
+    """The calls waiting in these teams' queues (not ringing an agent), first come first."""
+    rows = await conn.execute(
+        select(calls.c.id)
+        .where(calls.c.queue_team.in_(teams), calls.c.status != CallPhase.ended.value)
+        .order_by(calls.c.queued_at, calls.c.id)
+    )
+    return list(rows.scalars())
 
 
 def _no_such(kind: MemberKind) -> ApiError:

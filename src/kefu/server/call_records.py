@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol.call import MemberKind
 
-from .schema import call_members, calls
+from .media_files import recording_part
+from .schema import call_members, calls, media_artifacts
 from .store import Store, aware, iso
 from .supervise import supervision_record
 
@@ -72,6 +73,7 @@ class CallRecords:
             "endedBy": call.ended_by,
             "endReason": call.end_reason,
             "recording": call.recording,  # the SFU mode's: its status, start and failure (server/sfu.py)
+            "recordingParts": await _recording_parts(conn, call.id),  # hub mode, D51
             "transfers": call.snapshot.get("transfers", []),  # issue 20: kind, from, to, note, outcome, at
             "supervision": await supervision_record(conn, call.id),  # issue 20: who helped, how, when
             "members": [
@@ -89,3 +91,27 @@ class CallRecords:
                 for m in members
             ],
         }
+
+
+async def _recording_parts(conn: AsyncConnection, call_id: str) -> list[dict[str, Any]]:
+    """The call's recording, part by part (hub mode: one per hub, D51): each part's artifact,
+    agent, SHA-256 (empty until final), size and whether it is final."""
+    rows = await conn.execute(
+        select(media_artifacts).where(
+            media_artifacts.c.call_id == call_id, media_artifacts.c.kind == "recording"
+        )
+    )
+    parts = []
+    for r in rows:
+        meta = r.meta or {}
+        parts.append(
+            {
+                "part": recording_part(meta),
+                "artifactId": r.id,
+                "agentName": meta.get("agentName"),
+                "sha256": r.sha256,
+                "size": r.size,
+                "complete": bool(meta.get("complete")),
+            }
+        )
+    return sorted(parts, key=lambda p: p["part"])

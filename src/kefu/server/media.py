@@ -320,11 +320,15 @@ class Media(MediaRecordings):
             )
         return art, path
 
-    async def recording_of(self, agent: Agent, call_id: str, address: str) -> tuple[Any, Path]:
-        art = await self._recording_art(call_id)
+    async def recording_of(self, agent: Agent, call_id: str, address: str, part: int = 1) -> tuple[Any, Path]:
+        """Part ``part`` of the call's recording (hub mode: one per hub, D51)."""
+        art = await self._recording_art(call_id, part)
         if art is None:
             await self._require_reader(agent, call_id)
-            raise ApiError("this call has no recording", code=ErrorCode.no_such_media)
+            raise ApiError(
+                "this call has no recording" if part == 1 else f"this call's recording has no part {part}",
+                code=ErrorCode.no_such_media,
+            )
         return await self.read(agent, art.id, address)
 
     async def of_call(self, agent: Agent, call_id: str) -> list[dict[str, Any]]:

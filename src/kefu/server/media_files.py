@@ -28,7 +28,7 @@ from .settings import Settings
 from .store import aware, iso
 from .vault import Vault
 
-__all__ = ["MediaFiles", "jpeg_size", "sha256_file"]
+__all__ = ["MediaFiles", "jpeg_size", "recording_part", "sha256_file"]
 
 log = logging.getLogger("kefu.server.media")
 
@@ -47,6 +47,12 @@ def sha256_file(path: Path) -> str:
     """The file's SHA-256, read in blocks (never the whole file in memory); run in a thread."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def recording_part(meta: Any) -> int:
+    """A recording row's part (hub mode, one per hub, D51; rows before it have none: part 1)."""
+    part = (meta or {}).get("part", 1)
+    return part if type(part) is int and part >= 1 else 1
 
 
 class MediaFiles:

@@ -20,13 +20,13 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from kefu.protocol import ApiError, ErrorCode
+from kefu.protocol import ApiError, ErrorCode, transfer
 
 from .accounts import Agent
 from .audit import record_audit
 from .events import EventType, emit
 from .hub import Hub, Tx, agent_key
-from .media_files import MediaFiles, sha256_file
+from .media_files import MediaFiles, recording_part, sha256_file
 from .routing import event
 from .schema import call_members, calls, media_artifacts
 from .settings import Settings
@@ -35,6 +35,10 @@ from .store import aware, iso, new_id
 __all__ = ["MediaRecordings"]
 
 log = logging.getLogger("kefu.server.media")
+
+
+def _part_file(call_id: str, part: int) -> str:
+    return f"{call_id}.webm" if part == 1 else f"{call_id}.part{part}.webm"
 
 
 class MediaRecordings(MediaFiles):
@@ -47,15 +51,23 @@ class MediaRecordings(MediaFiles):
     async def recording_chunk(
         self, agent: Agent, call_id: str, offset: int, data: bytes, final: bool, address: str
     ) -> dict[str, Any]:
-        row, _call = await self._call(call_id)
-        if row.agent_id != agent.id:
-            raise ApiError("only the call's primary agent records it", code=ErrorCode.forbidden)
-        lock = self._rec_locks.setdefault(call_id, asyncio.Lock())
+        row, call = await self._call(call_id)
+        # hub mode: part n is the n-th hub's, the call's first primary then each agent a
+        # transfer made the primary (D51); an agent's upload goes to its first unfinished part
+        mine = [n for n, name in enumerate(transfer.hubs(call), start=1) if name == agent.name]
+        if not mine:
+            raise ApiError(
+                "only an agent whose plugin was the call's hub records it", code=ErrorCode.forbidden
+            )
+        arts = await self._recording_parts(call_id)
+        part = next((n for n in mine if n not in arts or not (arts[n].meta or {}).get("complete")), mine[-1])
+        key = f"{call_id}/{part}"
+        lock = self._rec_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            existing = await self._recording_art(call_id)
+            existing = await self._recording_art(call_id, part)
             if existing is not None and (existing.meta or {}).get("complete"):
                 await self._refuse_finished(agent, call_id, existing.id, offset, address)
-            path = self._path("recording", f"{call_id}.webm")
+            path = self._path("recording", _part_file(call_id, part))
             size = await asyncio.to_thread(lambda: path.stat().st_size if path.exists() else 0)
             if offset > size:
                 raise ApiError(
@@ -89,6 +101,7 @@ class MediaRecordings(MediaFiles):
             stored = await self._seal(path) if final else path
             art = await self._recording_row(
                 call_id,
+                part,
                 row,
                 agent,
                 stored,
@@ -96,12 +109,12 @@ class MediaRecordings(MediaFiles):
                 digest,
                 final,
                 address,
-                f"offset {offset}, {len(data)} bytes",
+                f"part {part}, offset {offset}, {len(data)} bytes",
             )
             if isinstance(art, str):  # another node finished it meanwhile
                 await self._refuse_finished(agent, call_id, art, offset, address)
         if final:
-            self._rec_locks.pop(call_id, None)
+            self._rec_locks.pop(key, None)
         return self.view(art)
 
     async def _refuse_finished(
@@ -122,19 +135,23 @@ class MediaRecordings(MediaFiles):
             )
         raise ApiError(code=ErrorCode.recording_finished)
 
-    async def _recording_art(self, call_id: str) -> Any:
+    async def _recording_art(self, call_id: str, part: int = 1) -> Any:
+        return (await self._recording_parts(call_id)).get(part)
+
+    async def _recording_parts(self, call_id: str) -> dict[int, Any]:
+        """The call's recording rows by part (1: the first hub's, or the SFU mode's one)."""
         async with self.push_hub.store.read() as c:
-            return (
-                await c.execute(
-                    select(media_artifacts).where(
-                        media_artifacts.c.call_id == call_id, media_artifacts.c.kind == "recording"
-                    )
+            rows = await c.execute(
+                select(media_artifacts).where(
+                    media_artifacts.c.call_id == call_id, media_artifacts.c.kind == "recording"
                 )
-            ).first()
+            )
+            return {recording_part(r.meta): r for r in rows}
 
     async def _recording_row(
         self,
         call_id: str,
+        part: int,
         row: Any,
         agent: Agent,
         path: Path,
@@ -149,16 +166,15 @@ class MediaRecordings(MediaFiles):
         Exactly one ``recording.ready`` per call: the call's row is locked first (PostgreSQL;
         SQLite has one writer), so of two final chunks of one call on two nodes, the second
         finds the recording complete here, in its transaction, and changes and emits nothing."""
-        meta = {"complete": final, "agentName": agent.name}
+        meta = {"complete": final, "agentName": agent.name, "part": part}
         async with self.push_hub.transaction() as tx:
             await tx.conn.execute(select(calls.c.id).where(calls.c.id == call_id).with_for_update())
-            found = (
-                await tx.conn.execute(
-                    select(media_artifacts.c.id, media_artifacts.c.meta).where(
-                        media_artifacts.c.call_id == call_id, media_artifacts.c.kind == "recording"
-                    )
+            rows = await tx.conn.execute(
+                select(media_artifacts.c.id, media_artifacts.c.meta).where(
+                    media_artifacts.c.call_id == call_id, media_artifacts.c.kind == "recording"
                 )
-            ).first()
+            )
+            found = next((r for r in rows if recording_part(r.meta) == part), None)
             if found is not None and (found.meta or {}).get("complete"):
                 return str(found.id)
             existing = None if found is None else found.id

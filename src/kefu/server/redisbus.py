@@ -26,6 +26,10 @@ Every push is stored (with its recipient's ``seq``) before it is published
   connected here, a few hundred per query, and connections that are behind
   send what they missed from ``events``. Nothing is lost, and the outbox drops
   duplicates.
+- **A node gone** (a ``bye``, or its run not heard for ``presence_ttl``, and no
+  newer run of the same node heard) is also told to ``on_node_gone`` with the
+  node's id: what only that node drove (a call's handles in Janus, D48) is
+  ended by the others. The beats are the heartbeat: nothing is polled per call.
 - **Presence** (who is connected to *some* node) is the hash
   ``<prefix>presence:<recipient>``: one field per node holding the connection,
   whose value is the time (ms) until which it is valid. The owning node
@@ -50,7 +54,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -99,8 +103,10 @@ class RedisBus(LocalSinks):
         self._queue: list[str] = []
         self._queued = asyncio.Event()
         self._flushed: asyncio.Future[None] | None = None  # done when what is queued now was sent
-        # listening: per run of another node, the last number heard and when (loop time)
-        self._heard_no: dict[str, tuple[int, float]] = {}
+        # listening: per run of another node, the last number heard, when (loop time), whose
+        self._heard_no: dict[str, tuple[int, float, str]] = {}
+        #: Called with a node's id when it is gone (set by the services: the SFU's calls, D48).
+        self.on_node_gone: Callable[[str], None] | None = None
         self.losses = 0  # times a loss was noticed (tests, benchmarks)
         self.publish_failures = 0
 
@@ -231,25 +237,39 @@ class RedisBus(LocalSinks):
         run, no = msg.get("i"), msg.get("c")
         if not isinstance(run, str) or not isinstance(no, int):
             return
-        last = self._heard_no.get(run, (0, 0.0))[0]
-        kind = msg["k"]
+        last = self._heard_no.get(run, (0, 0.0, ""))[0]
+        kind, node = msg["k"], str(msg["n"])
         if kind == "bye":
             self._heard_no.pop(run, None)
-            self._lost(f"node {msg['n']} left")  # it may have committed and not published
+            self._lost(f"node {node} left")  # it may have committed and not published
+            self._node_gone(node)
             return
         numbered = kind != "beat"
         if no > last + (1 if numbered else 0):
-            self._lost(f"node {msg['n']} sent {no}, {last} was the last heard")
-        self._heard_no[run] = (max(no, last), asyncio.get_running_loop().time())
+            self._lost(f"node {node} sent {no}, {last} was the last heard")
+        self._heard_no[run] = (max(no, last), asyncio.get_running_loop().time(), node)
 
     def _departed(self) -> None:
         """Runs of other nodes not heard for ``presence_ttl``: gone (maybe killed mid-publish)."""
         now = asyncio.get_running_loop().time()
-        gone = [run for run, (_, at) in self._heard_no.items() if now - at > self.presence_ttl]
-        for run in gone:
-            del self._heard_no[run]
+        gone = [run for run, (_, at, _n) in self._heard_no.items() if now - at > self.presence_ttl]
+        nodes = {self._heard_no.pop(run)[2] for run in gone}
         if gone:
             self._lost(f"{len(gone)} node(s) stopped beating")
+        for node in sorted(nodes):
+            self._node_gone(node)
+
+    def _node_gone(self, node: str) -> None:
+        """``node`` is gone, unless a newer run of it is heard (restarted: it ends what its
+        previous run drove itself)."""
+        if any(n == node for _, _, n in self._heard_no.values()):
+            return
+        log.warning("node %s is gone (no beat for %.1f s, or it said bye)", node, self.presence_ttl)
+        if self.on_node_gone is not None:
+            try:
+                self.on_node_gone(node)
+            except Exception:
+                log.exception("handling node %s gone failed", node)
 
     # --- inside
 

@@ -207,6 +207,10 @@ calls = Table(
     Column("snapshot", JSON),  # kefu.protocol.call.Call.to_dict()
     # r0011: the SFU mode's recording: {"status": recording|processing|ready|failed, "startedAt", …}
     Column("recording", JSON),
+    # r0014: a call waiting in a team's queue after a blind transfer to it (D50): the team while
+    # it waits (not while it rings an agent), and when it first joined the queue (its place)
+    Column("queue_team", String(64), index=True),
+    Column("queued_at", TS),
 )
 
 call_members = Table(

@@ -25,6 +25,7 @@ from .floor import Floor
 from .hub import Bus, Hub
 from .logins import LoginWatch
 from .media import Media
+from .redisbus import RedisBus
 from .routing import Router
 from .sessions import Sessions
 from .settings import Settings
@@ -67,8 +68,6 @@ class Services:
         store = Store(settings)
         await store.open()
         if bus is None and settings.redis_url:
-            from .redisbus import RedisBus
-
             redis_bus = RedisBus(
                 settings.redis_url,
                 node_id=settings.node_id,
@@ -111,13 +110,18 @@ class Services:
             transfers=transfers,
         )
         services.calls.engine.session_follows = transfers.follow_call  # issue 20
+        agents.listeners.append(services.calls.agent_api.transfers.on_agent_change)  # D50: call queue
         services.calls.supervision.listeners.append(floor.changed)  # issue 20: who helps in which call
         if settings.janus_url:
             services.calls.sfu = Sfu(settings, store, services.calls.push_signal, services.media)
             services.calls.sfu.end_call = services.calls.media_server_lost
+            if isinstance(bus, RedisBus):  # a node gone: the calls whose rooms it drove end (D48)
+                bus.on_node_gone = services.calls.sfu.node_gone
             await services.calls.sfu.start()  # several nodes: the channel of its calls' rooms
         await agents.start()
         await services.calls.start()
+        if services.calls.sfu is not None:
+            await services.calls.sfu.end_orphans()  # a previous run's rooms (D48)
         await transfers.start()
         services.logins.start()
         await journal.start()

@@ -36,6 +36,17 @@ every room and handle): every call with an open room ends at once with
 :meth:`~kefu.server.calls.CallService.media_server_lost`), every member told
 as for any end; the recording is then made from the ``.mjr`` files Janus had
 written until it died.
+
+The room's node lost mid-call (several nodes: its process killed, or its host
+gone; Janus is alive): the call's handles were in that node's Janus session,
+which nobody drives any more, so its media would stop without an end. Every
+other node hears the node go (its beats on the bus stop for ``presence_ttl``,
+or its ``bye``: :attr:`RedisBus.on_node_gone`) and ends its calls with
+``media_server_lost`` (the same ``end_call``); the node where the end commits
+destroys the room (Janus stops recording and writes the files) and makes the
+recording from the ``.mjr`` files as for any end (docs/decisions.md D48). A
+node that restarts under the same id ends the calls its previous run drove
+(:meth:`end_orphans`): its Janus session is a new one.
 """
 
 from __future__ import annotations
@@ -229,25 +240,42 @@ class Sfu:
 
     def _lost(self) -> None:
         """Janus's session is gone (from the long poll): end the calls whose media it carried."""
-        self._closing.spawn(self._end_lost_calls(), "kefu-sfu-lost")
+        self._closing.spawn(self._end_lost_calls(self.s.node_id, "the media server is lost"), "kefu-sfu-lost")
 
-    async def _end_lost_calls(self) -> None:
+    def node_gone(self, node: str) -> None:
+        """Another node is gone (:attr:`RedisBus.on_node_gone`): the calls whose rooms it drove
+        have no one to drive their handles any more (D48)."""
+        if node != self.s.node_id:
+            self._closing.spawn(
+                self._end_lost_calls(node, f"node {node}, which drove their media, is gone"),
+                f"kefu-sfu-node-gone-{node}",
+            )
+
+    async def end_orphans(self) -> None:
+        """At start: rooms this node's id drove before are a previous run's (its handles were in
+        a Janus session nobody drives now): their calls end."""
+        await self._end_lost_calls(self.s.node_id, "this node restarted")
+
+    async def _end_lost_calls(self, node: str, why: str) -> None:
+        """End, with ``media_server_lost``, the calls whose room ``node`` drove."""
         async with self.store.read() as c:
             open_rooms = (
                 await c.execute(
                     select(media_rooms.c.call_id)
                     .join(calls, calls.c.id == media_rooms.c.call_id)
                     .where(media_rooms.c.closed_at.is_(None), calls.c.status != CallPhase.ended.value)
-                    # the calls whose handles were in this node's session (the others' are fine)
-                    .where(or_(media_rooms.c.node == self.s.node_id, media_rooms.c.node.is_(None)))
+                    # the calls whose handles were in that node's session (the others' are fine)
+                    .where(
+                        or_(media_rooms.c.node == node, media_rooms.c.node.is_(None))
+                        if node == self.s.node_id  # rooms of unknown node (before 0015): this one's
+                        else media_rooms.c.node == node
+                    )
                 )
             ).all()
         if open_rooms:
-            log.error(
-                "the media server is lost: ending %d call(s) whose media went through it", len(open_rooms)
-            )
+            log.error("%s: ending %d call(s) whose media went through it", why, len(open_rooms))
         else:
-            log.warning("the media server's session is lost (no call's media went through it)")
+            log.info("%s (no call's media went through it)", why)
         for row in open_rooms:
             if self.end_call is None:
                 break

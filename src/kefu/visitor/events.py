@@ -113,7 +113,8 @@ class Disconnected:
 @dataclass(frozen=True, slots=True)
 class CallUpdate:
     """A ``call`` push: ``what`` is ringing, invited, accepted, cancelled,
-    memberJoined, memberLeft or ended (docs/calls.md)."""
+    memberJoined, memberLeft or ended, or a transfer's held, resumed, transferred,
+    queued (docs/calls.md)."""
 
     call_id: str
     what: str
@@ -123,9 +124,12 @@ class CallUpdate:
     by: str | None = None
     kind: str | None = None
     name: str | None = None
+    position: int | None = None  # ``queued``: the call's place in the team's queue (D50)
 
     def describe(self) -> str:
         w, c = self.what, self.call_id
+        if w == CallNotice.queued:
+            return f"call {c}: waiting for an agent, number {self.position} in the queue"
         if w == CallNotice.ringing:
             return f"call {c}: your video request rings for agent {self.agent_name}"
         if w == CallNotice.invited:
@@ -346,6 +350,7 @@ def from_push(msg: Json) -> VisitorEvent | None:
             by=_s(p.get("by")),
             kind=_s(p.get("kind")),
             name=_s(p.get("name")),
+            position=p["position"] if type(p.get("position")) is int else None,
         )
     if sub == "shareRequest":
         return ShareRequest(call_id, _s(p.get("agentName")))

@@ -176,8 +176,12 @@ class CallPushes:
         elif what in (CallNotice.cancelled, CallNotice.ended):
             self._pending.pop(call_id, None)
             await self._end_call(call_id)
-        elif what is CallNotice.transferred and call is not None and call.call_id == call_id:
-            await self._transferred(call, agent)
+        elif (
+            what in (CallNotice.transferred, CallNotice.queued)
+            and call is not None
+            and call.call_id == call_id
+        ):
+            await self._transferred(call, agent)  # queued: no agent's media until one picks up (D50)
         elif (
             what in (CallNotice.memberJoined, CallNotice.memberLeft)
             and call is not None

@@ -549,11 +549,14 @@
     ev.preventDefault();
     var to = $("call-transfer-to").value.trim();
     if (!to) return;
-    var p = { agentName: to, mode: $("call-transfer-mode").value };
+    // "team:NAME" names a team's queue (a blind transfer there waits when nobody is ready, D50)
+    var p = to.indexOf("team:") === 0 ? { teamName: to.slice(5) } : { agentName: to };
+    p.mode = $("call-transfer-mode").value;
     if ($("call-transfer-note").value.trim()) p.note = $("call-transfer-note").value.trim();
     timeline(null, (p.mode === "consult" ? "consulting " : "transferring the call to ") + to);
     ui.client.transferCall(Object.assign(p, callCallbacks("transferCall", {
       transferSuccess: function (data) { timeline(data.state, "the call went to " + to); },
+      queued: function (data) { timeline(data.state, "the call waits in the queue of " + to.slice(5)); },
       completeSuccess: function (data) { timeline(data.state, "the call went to " + to); },
       refuse: function (data) { timeline(data.state, to + " refused the transfer"); },
       timeoutDisconnect: function (data) { timeline(data.state, to + " did not answer the transfer"); },

@@ -67,7 +67,7 @@
     videoInviteVisitor: INVITES,
     videoDisconnect: ["error", "success"],
     // call transfers (issue 20): until the call is the target's, or back with the agent
-    transferCall: ["error", "transferSuccess", "completeSuccess", "refuse", "timeoutDisconnect",
+    transferCall: ["error", "transferSuccess", "queued", "completeSuccess", "refuse", "timeoutDisconnect",
       "cancelSuccess", "targetLeft", "visitorDisconnect", "kefuCloseVideoSuccess"],
     completeTransfer: ["error", "completeSuccess"],
     cancelTransfer: ["error", "cancelSuccess"],

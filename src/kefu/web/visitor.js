@@ -273,6 +273,14 @@
       case "resumed":
         if (call && call.id === p.callId) { say("The agent is back.", "system"); callStatus("connected", "ok"); }
         break;
+      case "queued":
+        // a blind transfer to a team none of whose agents is ready (D50): the call waits with no
+        // agent; no media until one picks up (the hub mode's connection closes with the old hub)
+        if (!call || call.id !== p.callId) return;
+        say("All agents are busy: please wait, you are number " + p.position + " in the queue.", "system");
+        if (!media.sfu) closeMedia();
+        callStatus("waiting for an agent (#" + p.position + ")", "warn");
+        break;
       case "transferred":
         if (!call || call.id !== p.callId) return;
         call.agentName = p.agentName;

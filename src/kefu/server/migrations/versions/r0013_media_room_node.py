@@ -1,7 +1,7 @@
 """Issue 17: the node that drives a call's room in Janus (several nodes in the SFU mode).
 
-Revision ID: 0015
-Revises: 0013
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | None = "0013"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | None = None
 depends_on: str | None = None
 
