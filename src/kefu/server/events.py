@@ -87,14 +87,25 @@ RECORD = insert(journal).values(
 
 # the sequencer's statements, built once (it runs after every commit that emitted, D42)
 _SEQUENCER_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
-_UNSEQUENCED = (
-    select(journal.c.num, journal.c.type)
+_TOP = select(func.coalesce(func.max(journal.c.pos), 0))
+# the first ``n`` unsequenced events in ``num`` order get the positions after the top, in one
+# statement (it read them, read the top and updated them one by one: 3 trips and n updates)
+_NEXT = (
+    select(
+        journal.c.num,
+        (_TOP.scalar_subquery() + func.row_number().over(order_by=journal.c.num)).label("p"),
+    )
     .where(journal.c.pos.is_(None))
     .order_by(journal.c.num)
     .limit(bindparam("n"))
+    .subquery()
 )
-_TOP = select(func.coalesce(func.max(journal.c.pos), 0))
-_GIVE_POS = update(journal).where(journal.c.num == bindparam("n")).values(pos=bindparam("p"))
+_GIVE_POS = (
+    update(journal)
+    .where(journal.c.num == _NEXT.c.num)
+    .values(pos=_NEXT.c.p)
+    .returning(journal.c.num, journal.c.type, journal.c.pos)
+)
 _HOOKS = select(webhooks.c.id, webhooks.c.events)
 _DELIVER = insert(webhook_deliveries).values(
     webhook_id=bindparam("w"),
@@ -234,23 +245,21 @@ class Journal:
         """One sequencer step in ``conn``'s transaction: how many got a position, the highest."""
         if not self.hub.store.is_sqlite:
             await conn.execute(_SEQUENCER_LOCK, {"k": JOURNAL_LOCK})  # held until the commit
-        rows = (await conn.execute(_UNSEQUENCED, {"n": batch})).all()
+        rows = sorted((await conn.execute(_GIVE_POS, {"n": batch})).all(), key=lambda r: r.pos)
         if not rows:
             return 0, 0
-        top = (await conn.execute(_TOP)).scalar_one()
-        await conn.execute(_GIVE_POS, [{"n": r.num, "p": top + i + 1} for i, r in enumerate(rows)])
         hooks = (await conn.execute(_HOOKS)).all()
         now = self.s.now()
         wanted = [
-            {"w": h.id, "e": r.num, "p": top + i + 1, "t": now}
-            for i, r in enumerate(rows)
+            {"w": h.id, "e": r.num, "p": r.pos, "t": now}
+            for r in rows
             for h in hooks
             if matches(h.events, r.type)
         ]
         if wanted:
             await conn.execute(_DELIVER, wanted)
         log.debug("sequenced %d events (%d deliveries)", len(rows), len(wanted))
-        return len(rows), top + len(rows)
+        return len(rows), rows[-1].pos
 
     async def after(self, cursor: int, limit: int) -> list[dict[str, Any]]:
         """The events with ``pos > cursor``, in order, at most ``limit``."""
