@@ -113,3 +113,26 @@ async def test_an_agent_is_refused_the_floor(context: BrowserContext, server: Se
     await page.wait_for_selector("#refused:not(.hidden)", timeout=MS)
     assert "supervisors" in await page.inner_text("#refused-msg")
     assert await page.is_hidden("#floor")
+
+
+async def test_a_call_waiting_in_the_teams_queue_shows_live(
+    context: BrowserContext, server: ServerHandle
+) -> None:
+    from tests.server.test_calls import state, visitor
+
+    page = await sign_in(context, server, "sup")
+    await page.wait_for_selector("#live-pill.ok", timeout=MS)
+    a1 = await server.agent("a1", add=False, ready=True)
+    v = await visitor(server, "v1")
+    call_id = (await a1.call("callbackToVisitor", {"visitorName": "v1"}))["payload"]["callId"]
+    await v.call("answerCall", {"callId": call_id, "answer": "accept"})
+    await state(a1, "003001")
+    await state(a1, "006011")
+    await a1.call("transferCall", {"teamName": "t1", "mode": "blind"})  # a2 is not connected: it waits
+    row = f"#call-queue tr[data-call='{call_id}']"
+    await page.wait_for_selector(row, timeout=MS)
+    assert await page.inner_text(f"{row} .team") == "t1"
+    assert await page.inner_text("#call-queue-count") == "(1)"
+    await v.call("hangup", {"callId": call_id})
+    await page.wait_for_selector(row, state="detached", timeout=MS)
+    assert await page.inner_text("#call-queue-count") == "(0)"

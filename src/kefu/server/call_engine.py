@@ -121,6 +121,9 @@ class CallEngine:
         #: commit: set by CallTransfers
         self.call_queued: Callable[[str], None] | None = None
         self.queue_moved: Callable[[str], None] | None = None
+        #: told after the commit of each operation by which a call joined or left a team's
+        #: queue (D50): the floor shows the calls waiting (D54)
+        self.queue_listeners: list[Callable[[], None]] = []
 
     @property
     def media_mode(self) -> MediaMode:
@@ -228,6 +231,8 @@ class CallEngine:
             if waited is not None and _waiting_in(call) is None and self.queue_moved is not None:
                 moved, team = self.queue_moved, waited  # D50: the calls behind it move up
                 tx.after_commit.append(lambda: moved(team))
+            if waited != _waiting_in(call):
+                tx.after_commit.extend(self.queue_listeners)
             fx = [*fx, *end_supervision(call)]  # issue 20: the call's end ends its supervisors' part
             out = await self._apply(tx, call, fx, requester)
             await self._save(tx, call, fx)

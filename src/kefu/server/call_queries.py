@@ -22,7 +22,7 @@ from .store import Store
 from .supervise import helped_in
 from .visitors import Visitor
 
-__all__ = ["IN_PROGRESS", "CallQueries", "member_id", "queue_position", "waiting_calls"]
+__all__ = ["IN_PROGRESS", "CallQueries", "member_id", "queue_position", "queued_calls", "waiting_calls"]
 
 #: A member whose invitation rings or who is in the call.
 IN_PROGRESS = (MemberStatus.invited.value, MemberStatus.joined.value)
@@ -73,14 +73,23 @@ async def queue_position(tx: Tx, call: Call, team: str) -> int:
     return int(ahead) + 1
 
 
-async def waiting_calls(conn: AsyncConnection, teams: list[str]) -> list[str]:
-    """The calls waiting in these teams' queues (not ringing an agent), first come first."""
-    rows = await conn.execute(
-        select(calls.c.id)
-        .where(calls.c.queue_team.in_(teams), calls.c.status != CallPhase.ended.value)
+async def queued_calls(conn: AsyncConnection, teams: list[str] | None = None) -> list[Any]:
+    """The calls waiting in these teams' queues (``None``: every team's; not ringing an agent),
+    first come first: rows of ``id``, ``team``, ``queued_at`` and the visitor's ``name``."""
+    q = (
+        select(calls.c.id, calls.c.queue_team.label("team"), calls.c.queued_at, visitors.c.name)
+        .outerjoin(visitors, visitors.c.id == calls.c.visitor_id)
+        .where(calls.c.queue_team.is_not(None), calls.c.status != CallPhase.ended.value)
         .order_by(calls.c.queued_at, calls.c.id)
     )
-    return list(rows.scalars())
+    if teams is not None:
+        q = q.where(calls.c.queue_team.in_(teams))
+    return list(await conn.execute(q))
+
+
+async def waiting_calls(conn: AsyncConnection, teams: list[str]) -> list[str]:
+    """The ids of the calls waiting in these teams' queues, first come first."""
+    return [r.id for r in await queued_calls(conn, teams)]
 
 
 def _no_such(kind: MemberKind) -> ApiError:

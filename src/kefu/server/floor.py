@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 The floor is *read* from the database, never kept beside it: every agent with
 its state, the reason and who set it (the last ``state_changes`` row), its open
-sessions and calls in progress; the waiting queue; and the figures of the day
+sessions and calls in progress; the waiting queue; the calls waiting in a
+team's queue after a blind transfer (D50, shown to the team's supervisors and
+admins: D54); and the figures of the day
 (:func:`figures`: service level, abandoned, average wait and handle time,
 not-ready time by reason). :meth:`Floor.snapshot` reads it once for a
 :class:`~kefu.server.teams.Viewer` (a supervisor sees its teams' agents, an
@@ -15,12 +17,13 @@ streams, :mod:`kefu.server.floor_api`): a change marks the floor dirty
 (:meth:`Floor.changed`: an agent's state change, heard from
 :class:`~kefu.server.agents.AgentService`; a queue change, heard from the
 router's :class:`~kefu.server.routing.QueueNotifier`, which also hears other
-nodes), and one task reads the whole floor once and hands each subscriber its
+nodes; a call joining or leaving a team's queue, heard from the call engine's
+``queue_listeners``), and one task reads the whole floor once and hands each subscriber its
 view, at most every ``floor_push_interval`` seconds however many changes came
 meanwhile (the same coalescing as the queue pushes, D10). A subscriber keeps
 only the newest frame: a slow reader skips frames, it never queues them.
 Changes no hook reports (a session closing, an agent's change on another
-node) show at the latest after ``floor_refresh`` seconds, when the floor is
+node, a call queued on another node) show at the latest after ``floor_refresh`` seconds, when the floor is
 read again anyway.
 """
 
@@ -41,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kefu.protocol import CODE_INFO, Code
 
 from .agents import Change
+from .call_queries import queued_calls
 from .hub import Hub, agent_key
 from .reasons import list_reasons
 from .routing import Router
@@ -51,7 +55,7 @@ from .supervise import supervising
 from .tasks import Coalesced
 from .teams import Viewer
 
-__all__ = ["Floor", "Subscription", "day_start", "figures", "not_ready_by_reason"]
+__all__ = ["Floor", "Subscription", "call_queue", "day_start", "figures", "not_ready_by_reason"]
 
 log = logging.getLogger("kefu.server.floor")
 
@@ -161,6 +165,28 @@ def not_ready_by_reason(
         slot = out[r.agent_id].setdefault(r.reason or "none", [0, 0.0])
         slot[0] += at >= since
         slot[1] += max(0.0, (end - start).total_seconds())
+    return out
+
+
+def call_queue(rows: Iterable[Any], now: datetime) -> list[dict[str, Any]]:
+    """The calls waiting in the teams' queues (D50) as the floor shows them (pure): ``rows``
+    first come first, as :func:`~kefu.server.call_queries.queued_calls` reads them; each
+    with its place in its own team's queue."""
+    places: dict[str, int] = defaultdict(int)
+    out = []
+    for r in rows:
+        places[r.team] += 1
+        since = aware(r.queued_at)
+        out.append(
+            {
+                "callId": r.id,
+                "visitorName": r.name,
+                "team": r.team,
+                "since": iso(since),
+                "wait": round(_secs(since, now) or 0.0, 3),
+                "position": places[r.team],
+            }
+        )
     return out
 
 
@@ -304,6 +330,7 @@ class Floor:
                 }
                 for w in await self.router._waiting_rows(conn)
             ]
+            board["callQueue"] = call_queue(await queued_calls(conn), now)
         for a in board["agents"]:
             a["connected"] = await self.hub.bus.present(agent_key(a["id"]))
         return board
@@ -453,5 +480,6 @@ class Floor:
             "viewer": {"name": viewer.name, "admin": viewer.admin},
             "agents": mine,
             "queue": board["queue"],
+            "callQueue": [c for c in board["callQueue"] if viewer.sees_team(c["team"])],
             "metrics": self._metrics_view(board, viewer),
         }

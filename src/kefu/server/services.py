@@ -111,6 +111,7 @@ class Services:
         )
         services.calls.engine.session_follows = transfers.follow_call  # issue 20
         agents.listeners.append(services.calls.agent_api.transfers.on_agent_change)  # D50: call queue
+        services.calls.engine.queue_listeners.append(floor.changed)  # D54: the floor shows it
         services.calls.supervision.listeners.append(floor.changed)  # issue 20: who helps in which call
         if settings.janus_url:
             services.calls.sfu = Sfu(settings, store, services.calls.push_signal, services.media)

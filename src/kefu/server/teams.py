@@ -121,26 +121,33 @@ async def list_teams(conn: AsyncConnection) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """Who looks at the floor and which agents they see (``None``: every agent)."""
+    """Who looks at the floor and which agents and teams' call queues they see (``None``: all)."""
 
     name: str
     admin: bool
     agent_ids: frozenset[int] | None
+    team_names: frozenset[str] | None = frozenset()
 
     def sees(self, agent_id: int) -> bool:
         return self.agent_ids is None or agent_id in self.agent_ids
+
+    def sees_team(self, team: str) -> bool:
+        return self.team_names is None or team in self.team_names
 
 
 async def viewer_of(conn: AsyncConnection, agent: Agent) -> Viewer:
     """The floor as ``agent`` may see it; ``forbidden`` unless a supervisor or an admin."""
     if agent.admin:
-        return Viewer(agent.name, True, None)
+        return Viewer(agent.name, True, None, None)
     supervisor = (await conn.execute(select(agents.c.supervisor).where(agents.c.id == agent.id))).scalar()
     if not supervisor:
         raise ApiError("the floor is for supervisors and admins", code=ErrorCode.forbidden)
     mine = select(team_members.c.team_id).where(team_members.c.agent_id == agent.id)
     rows = await conn.execute(select(team_members.c.agent_id).where(team_members.c.team_id.in_(mine)))
-    return Viewer(agent.name, False, frozenset(r.agent_id for r in rows) | {agent.id})
+    names = await conn.execute(select(teams.c.name).where(teams.c.id.in_(mine)))
+    return Viewer(
+        agent.name, False, frozenset(r.agent_id for r in rows) | {agent.id}, frozenset(names.scalars())
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,6 +185,24 @@
     $("queue-count").textContent = "(" + queue.length + ")";
   }
 
+  // D54: the calls waiting in a team's queue after a blind transfer (D50), each with its place there
+  function drawCallQueue(queue) {
+    var body = $("call-queue").tBodies[0];
+    body.textContent = "";
+    queue.forEach(function (q) {
+      var tr = document.createElement("tr");
+      tr.dataset.call = q.callId;
+      tr.dataset.team = q.team;
+      cell(tr, q.position);
+      cell(tr, q.team, "team");
+      cell(tr, q.visitorName || "");
+      var t = cell(tr, duration(since(q.since)), "wait");
+      t.dataset.since = q.since;
+      body.appendChild(tr);
+    });
+    $("call-queue-count").textContent = "(" + queue.length + ")";
+  }
+
   function drawMetrics(m) {
     $("m-sla-s").textContent = "(" + m.serviceLevelSeconds + " s)";
     $("m-sla").textContent = m.serviceLevel === null ? "—" : Math.round(m.serviceLevel * 100) + "%";
@@ -210,6 +228,7 @@
     $("viewer-name").textContent = frame.viewer.name + (frame.viewer.admin ? " (admin)" : "");
     drawAgents(frame.agents);
     drawQueue(frame.queue);
+    drawCallQueue(frame.callQueue || []);
     drawMetrics(frame.metrics);
     ui.frames += 1;
     ui.last = frame;
