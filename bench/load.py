@@ -26,6 +26,13 @@ Every text carries who sent it, a number and the send time:
 size. ``time.monotonic_ns`` is one clock for every process on Linux, so the
 receiver computes the latency. The numbers give loss and duplicates: every
 acknowledged message must be received exactly once.
+
+Each connection's requests, answers and push order are the protocol's
+sans-I/O :class:`~kefu.protocol.client_session.ClientSession` (issue 19), as
+for the SDK and the agents' rig: request ids, the open requests, replayed
+pushes (``seq`` at or below the last: dropped and counted) and gaps (a jump
+in ``seq``) are counted there, not here. One session per visitor lives across
+its reconnections (its ``last_seq`` is what the next ``hello`` resumes from).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from bench.procs import WorkerPool, serve_worker
+from kefu.protocol.client_session import Answer, ClientSession, Dropped, Push, Stray
+from kefu.protocol.wire import encode, request_message
 
 __all__ = ["LoadConfig", "Pool"]
 
@@ -85,18 +94,14 @@ class _Visitor:
     name: str
     ws: ClientConnection | None = None
     key: str | None = None
-    last_seq: int = 0
     session: str | None = None
     assigned: asyncio.Event = field(default_factory=asyncio.Event)
-    pending: dict[str, _Pending] = field(default_factory=dict)
+    cs: ClientSession[_Pending] = field(default_factory=lambda: ClientSession(prefix="m"))
     outbox: dict[str, tuple[int, str]] = field(default_factory=dict)  # clientMsgId → (n, text)
     acked: set[int] = field(default_factory=set)
     errors: Counter[str] = field(default_factory=Counter)
     next_n: int = 0
-    rid: itertools.count[int] = field(default_factory=itertools.count)
     got: Counter[tuple[int, int]] = field(default_factory=Counter)  # (agent, n) → times received
-    overlap: int = 0  # pushes with seq ≤ last seq (replayed again): ignored, as a client should
-    gaps: int = 0  # pushes never received (a jump in seq)
     reader: asyncio.Task[None] | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -108,31 +113,24 @@ class _Agent:
     ws: ClientConnection | None = None
     token: str = ""
     sessions: list[str] = field(default_factory=list)
-    pending: dict[str, _Pending] = field(default_factory=dict)
+    cs: ClientSession[_Pending] = field(default_factory=lambda: ClientSession(prefix="s"))
     acked: set[int] = field(default_factory=set)
     errors: Counter[str] = field(default_factory=Counter)
     next_n: int = 0
-    rid: itertools.count[int] = field(default_factory=itertools.count)
-    last_seq: int = 0
-    gaps: int = 0
     reader: asyncio.Task[None] | None = None
 
 
-def _fail_pending(pending: dict[str, _Pending]) -> None:
+def _fail_pending(cs: ClientSession[_Pending]) -> None:
     """The connection closed: whoever waits for an answer hears so (nobody may wait)."""
-    for p in pending.values():
-        if p.fut is not None and not p.fut.done():
-            p.fut.set_exception(ConnectionError("closed"))
-            p.fut.exception()  # retrieved: no "never retrieved" log for open-loop sends
-    pending.clear()
+    for p in cs.fail_all():
+        fut = p.tag.fut
+        if fut is not None and not fut.done():
+            fut.set_exception(ConnectionError("closed"))
+            fut.exception()  # retrieved: no "never retrieved" log for open-loop sends
 
 
 def _pad(head: str, size: int) -> str:
     return head + "x" * (size - len(head)) if len(head) < size else head
-
-
-def _envelope(rid: str, mark: str, params: dict[str, Any]) -> str:
-    return json.dumps({"v": 1, "id": rid, "mark": mark, "params": params}, separators=(",", ":"))
 
 
 class Worker:
@@ -172,9 +170,11 @@ class Worker:
             max_queue=None,
         )
 
-    async def _request(self, ws: ClientConnection, pending: dict[str, _Pending], rid: str, text: str) -> Any:
+    async def _request(
+        self, ws: ClientConnection, cs: ClientSession[_Pending], mark: str, params: dict[str, Any]
+    ) -> Any:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        pending[rid] = _Pending(-1, time.monotonic_ns(), fut)
+        _, text = cs.request(mark, params, _Pending(-1, time.monotonic_ns(), fut))
         await ws.send(text)
         return await asyncio.wait_for(fut, self.cfg.request_timeout)
 
@@ -192,9 +192,8 @@ class Worker:
             params: dict[str, Any] = {"name": v.name}
             if v.key is not None:
                 params["visitorKey"] = v.key
-                params["lastSeq"] = v.last_seq
-            rid = f"h{next(v.rid)}"
-            reply = await self._request(v.ws, v.pending, rid, _envelope(rid, "hello", params))
+                params["lastSeq"] = v.cs.last_seq
+            reply = await self._request(v.ws, v.cs, "hello", params)
             if reply.get("subMark") != "success":
                 raise RuntimeError(f"hello refused: {reply}")
             payload = reply.get("payload") or {}
@@ -216,14 +215,10 @@ class Worker:
                 a.token = await self._login(a.name)
             a.ws = await self._open("/ws/agent")
             a.reader = asyncio.create_task(self._agent_reader(a, a.ws))
-            reply = await self._request(
-                a.ws, a.pending, "auth", _envelope("auth", "auth", {"token": a.token, "lastSeq": a.last_seq})
-            )
+            reply = await self._request(a.ws, a.cs, "auth", {"token": a.token, "lastSeq": a.cs.last_seq})
             if reply.get("subMark") != "success":
                 raise RuntimeError(f"auth refused: {reply}")
-            reply = await self._request(
-                a.ws, a.pending, "ready", _envelope("ready", "setAgentState", {"state": "idle"})
-            )
+            reply = await self._request(a.ws, a.cs, "setAgentState", {"state": "idle"})
             if reply.get("subMark") == "error":
                 raise RuntimeError(f"setAgentState idle refused: {reply}")
         elif self.cfg.target == "relay":
@@ -257,26 +252,28 @@ class Worker:
 
     # --- readers ----------------------------------------------------------------------
 
-    def _reply(self, pending: dict[str, _Pending], msg: dict[str, Any], now: int) -> _Pending | None:
-        p = pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
-        if p is not None and p.fut is not None and not p.fut.done():
-            p.fut.set_result(msg)
+    @staticmethod
+    def _answered(got: Answer[_Pending]) -> _Pending:
+        p = got.pending.tag
+        if p.fut is not None and not p.fut.done():
+            p.fut.set_result(got.msg)
         return p
 
     async def _visitor_reader(self, v: _Visitor, ws: ClientConnection) -> None:
         try:
             async for raw in ws:
                 now = time.monotonic_ns()
-                msg = json.loads(raw)
+                msg = json.loads(raw)  # json, not the strict decoder: the generator's own cost stays low
                 if self.cfg.target == "broadcast":  # one publisher's messages, to everyone
                     parts = str((msg.get("params") or {}).get("text", "")).split("|", 5)
                     if len(parts) > 4 and parts[0] == "b":
                         self.latency[parts[1]].append(now - int(parts[4]))
                         self.recv_at[parts[1]].append(now)
                     continue
-                if "id" in msg:
-                    p = self._reply(v.pending, msg, now)
-                    if p is not None and p.n >= 0:
+                got = v.cs.receive_message(msg)
+                if isinstance(got, Answer):
+                    p = self._answered(got)
+                    if p.n >= 0:
                         if msg.get("subMark") == "error":
                             v.errors[str((msg.get("error") or {}).get("code"))] += 1
                         else:
@@ -286,14 +283,8 @@ class Worker:
                             self.ack_latency[p.phase].append(now - p.t_ns)
                             self.ack_at[p.phase].append(now)
                     continue
-                seq = msg.get("seq")
-                if isinstance(seq, int):
-                    if seq <= v.last_seq:
-                        v.overlap += 1
-                        continue
-                    if seq > v.last_seq + 1 and v.last_seq:
-                        v.gaps += seq - v.last_seq - 1
-                    v.last_seq = seq
+                if not isinstance(got, Push):
+                    continue  # a replayed push (counted by the session), or an answer to no request
                 sub = msg.get("subMark")
                 payload = msg.get("payload") or {}
                 if sub == "sessionAssigned":
@@ -309,7 +300,7 @@ class Worker:
         except ConnectionClosed:
             pass
         finally:
-            _fail_pending(v.pending)
+            _fail_pending(v.cs)
             if v.ws is ws:
                 v.connected.clear()
 
@@ -318,23 +309,21 @@ class Worker:
             async for raw in ws:
                 now = time.monotonic_ns()
                 msg = json.loads(raw)
-                if "id" in msg and "params" not in msg:
-                    p = self._reply(a.pending, msg, now)
-                    if p is not None and p.n >= 0:
+                got = a.cs.receive_message(msg)
+                if isinstance(got, Answer):
+                    p = self._answered(got)
+                    if p.n >= 0:
                         if msg.get("subMark") == "error":
                             a.errors[str((msg.get("error") or {}).get("code"))] += 1
                         else:
                             a.acked.add(p.n)
                     continue
-                seq = msg.get("seq")
-                if isinstance(seq, int):
-                    if seq <= a.last_seq:
-                        continue
-                    if seq > a.last_seq + 1 and a.last_seq:
-                        a.gaps += seq - a.last_seq - 1
-                    a.last_seq = seq
+                if isinstance(got, Dropped):
+                    continue  # a replayed push (counted by the session)
                 if "params" in msg:  # the baseline relays the visitor's envelope as it is
                     text = (msg.get("params") or {}).get("text", "")
+                elif isinstance(got, Stray):
+                    continue  # an answer to no open request
                 else:
                     sub = msg.get("subMark")
                     payload = msg.get("payload") or {}
@@ -358,7 +347,7 @@ class Worker:
         except ConnectionClosed:
             pass
         finally:
-            _fail_pending(a.pending)
+            _fail_pending(a.cs)
 
     def _delivered(self, text: str, now: int) -> None:
         """A visitor's message reached an agent: count it, and its latency by phase."""
@@ -389,16 +378,15 @@ class Worker:
         self, v: _Visitor, n: int, text: str, cid: str | None, t: int, phase: str
     ) -> _Pending | None:
         assert v.ws is not None
-        rid = f"m{next(v.rid)}"
         params: dict[str, Any] = {"text": text}
         if cid is not None:
             params["clientMsgId"] = cid
         p = _Pending(n, t, asyncio.get_running_loop().create_future(), cid, phase)
-        v.pending[rid] = p
+        rid, frame = v.cs.request("sendMessage", params, p)
         try:
-            await v.ws.send(_envelope(rid, "sendMessage", params))
+            await v.ws.send(frame)
         except ConnectionClosed:
-            v.pending.pop(rid, None)
+            v.cs.forget(rid)
             return None
         return p
 
@@ -409,14 +397,10 @@ class Worker:
         a.next_n += 1
         sid = a.sessions[n % len(a.sessions)]
         text = _pad(f"a|{a.idx}|{n}|{time.monotonic_ns()}|", self.cfg.msg_size)
-        rid = f"s{next(a.rid)}"
-        a.pending[rid] = _Pending(n, time.monotonic_ns(), None)
+        params = {"session_id": sid, "text": text, "clientMsgId": f"a{a.idx}-{n}"}
+        _, frame = a.cs.request("sendMessage", params, _Pending(n, time.monotonic_ns(), None))
         with contextlib.suppress(ConnectionClosed):
-            await a.ws.send(
-                _envelope(
-                    rid, "sendMessage", {"session_id": sid, "text": text, "clientMsgId": f"a{a.idx}-{n}"}
-                )
-            )
+            await a.ws.send(frame)
 
     # --- phases -----------------------------------------------------------------------
 
@@ -547,7 +531,7 @@ class Worker:
             for _ in range(max(0, int(elapsed * rate) - sent)):
                 t = time.monotonic_ns()
                 text = _pad(f"b|{phase}|{v.idx}|{sent}|{t}|", self.cfg.msg_size)
-                await v.ws.send(_envelope(f"m{sent}", "sendMessage", {"text": text}))
+                await v.ws.send(encode(request_message("sendMessage", {"text": text}, rid=f"m{sent}")))
                 sent += 1
             await asyncio.sleep(0.002)
         return {"sent": sent}
@@ -652,7 +636,7 @@ class Worker:
         return {
             "visitor_acked": sum(len(v.acked) for v in self.visitors),
             "visitor_outbox": sum(len(v.outbox) for v in self.visitors),
-            "visitor_pending": sum(len(v.pending) for v in self.visitors),
+            "visitor_pending": sum(len(v.cs) for v in self.visitors),
             "agent_received": sum(self.received.values()),
             "agent_acked": sum(len(a.acked) for a in self.agents),
             "visitor_got": sum(sum(v.got.values()) for v in self.visitors),
@@ -665,7 +649,7 @@ class Worker:
             if v.ws is None or not v.connected.is_set():
                 continue
             for cid, (num, text) in list(v.outbox.items()):
-                if not any(p.cid == cid for p in v.pending.values()):
+                if not any(p.tag.cid == cid for p in v.cs.pending()):
                     await self._send_text(v, num, text, cid, time.monotonic_ns(), "retry")
                     n += 1
         return {"resent": n}
@@ -685,9 +669,9 @@ class Worker:
             "agent_acked": {a.idx: sorted(a.acked) for a in self.agents},
             "agent_errors": dict(sum((a.errors for a in self.agents), Counter())),
             "visitor_got": {f"{k}/{n}": c for v in self.visitors for (k, n), c in v.got.items()},
-            "visitor_overlap": sum(v.overlap for v in self.visitors),
-            "visitor_gaps": sum(v.gaps for v in self.visitors),
-            "agent_gaps": sum(a.gaps for a in self.agents),
+            "visitor_overlap": sum(v.cs.duplicates for v in self.visitors),
+            "visitor_gaps": sum(v.cs.gaps for v in self.visitors),
+            "agent_gaps": sum(a.cs.gaps for a in self.agents),
             "unparsed": self.unparsed,
         }
 

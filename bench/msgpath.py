@@ -11,7 +11,11 @@ Two variants in the same run, same database, same senders:
 
 - ``one a transaction``: the writer of group commit is closed, so every
   message takes the general path (its own transaction: the path before D42);
-- ``group commit``: many senders' messages per transaction (D42).
+- ``group commit``: many senders' messages per transaction (D42), the
+  journal sequenced after the batches by the sequencer's own transaction;
+- ``journal in batch`` (unless ``--group-only``): group commit with the
+  journal's positions given inside each batch's transaction (D52's variant,
+  off by default). It and ``group commit`` alternate ``--rounds`` times.
 
 Figures: stored messages/s, the process's CPU per message (user + system,
 µs), messages per transaction; each variant's ratio to the first.
@@ -101,7 +105,7 @@ async def run_variant(runner: ServerRunner, senders: list[Visitor], seconds: flo
 
 
 async def measure(
-    *, senders: int, agents: int, seconds: float, db: str | None, alone: bool = True
+    *, senders: int, agents: int, seconds: float, db: str | None, alone: bool = True, rounds: int = 1
 ) -> dict[str, Any]:
     """Both variants (``alone=False``: group commit only, e.g. to profile it)."""
     with tempfile.TemporaryDirectory(prefix="kefu-msgpath-") as tmp:
@@ -113,9 +117,15 @@ async def measure(
             vs = await _setup(runner, agents, senders)
             await run_variant(runner, vs, min(1.0, seconds))  # warm-up (caches, pages)
             writer = runner.services.sessions.writer
-            grouped = await run_variant(runner, vs, seconds)
             if not alone:
-                return {"group_commit": grouped}
+                return {"group_commit": await run_variant(runner, vs, seconds)}
+            res: dict[str, Any] = {}
+            for r in range(1, rounds + 1):
+                tag = f" {r}" if rounds > 1 else ""
+                res[f"group_commit{tag}"] = await run_variant(runner, vs, seconds)
+                writer.sequence_in = True
+                res[f"journal_in_batch{tag}"] = await run_variant(runner, vs, seconds)
+                writer.sequence_in = False
             await writer.close()  # from now on every message goes alone (the path before D42)
             single = await run_variant(runner, vs, seconds)
         finally:
@@ -124,7 +134,7 @@ async def measure(
                 from bench.storage import _pg
 
                 await _pg(db, f'DROP SCHEMA IF EXISTS "{kw["db_schema"]}" CASCADE')
-    return {"one_a_transaction": single, "group_commit": grouped}
+    return {"one_a_transaction": single, **res}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,17 +144,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--db", default=None, help="postgresql://… (default: SQLite in a temporary folder)")
     p.add_argument("--group-only", action="store_true", help="the group commit variant only")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="rounds of journal after / group commit, alternating"
+    )
     p.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     a = p.parse_args(argv)
-    coro = measure(senders=a.senders, agents=a.agents, seconds=a.seconds, db=a.db, alone=not a.group_only)
+    coro = measure(
+        senders=a.senders,
+        agents=a.agents,
+        seconds=a.seconds,
+        db=a.db,
+        alone=not a.group_only,
+        rounds=a.rounds,
+    )
     if a.loop == "uvloop":
         import uvloop
 
         res = uvloop.run(coro)
     else:
         res = asyncio.run(coro)
-    base = res.get("one_a_transaction", res["group_commit"])["msg_per_s"]
+    base = (res.get("one_a_transaction") or next(iter(res.values())))["msg_per_s"]
     print(f"load average {os.getloadavg()}, {a.senders} senders, {a.seconds:g} s, db {a.db or 'sqlite'}")
     for name, r in res.items():
         print(

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, text
 
 from kefu.protocol import ApiError, ErrorCode
+from kefu.server.events import EventType, emit
 from kefu.server.hub import agent_key, visitor_key
 from kefu.server.schema import events, journal, messages
 from kefu.server.store import new_ids
@@ -135,3 +136,51 @@ def test_ids_of_a_batch_are_distinct_128_bit_hex() -> None:
     assert len(ids) == 64 == len(set(ids))
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
     assert len(set(new_ids(2)) | set(ids)) == 66
+
+
+async def test_a_batch_gives_positions_to_its_events_and_earlier_ones_in_its_transaction(
+    server: ServerHandle,
+) -> None:
+    """D52: the journal is sequenced by the batch's own transaction, in commit order, an
+    earlier transaction's event of the same stream first; nothing is left for the sequencer."""
+    _, _, visitors, sids = await _open_sessions(server, 4)
+    journal_ = server.services.journal
+    await journal_.sequence()
+    await journal_.close()  # no sequencer loop from here: only the batch can give positions
+    server.services.sessions.writer.sequence_in = True  # D52's variant
+    hub = server.services.hub
+    async with hub.transaction() as tx:  # committed, not sequenced: the stream of session 0
+        await emit(tx, EventType.message_created, sids[0], {"earlier": True})
+    before = journal_.top
+    replies = await asyncio.gather(*(server.services.sessions.visitor_send(v, "x", None) for v in visitors))
+    assert len(replies) == 4
+    async with server.services.store.read() as conn:
+        rows = (
+            await conn.execute(
+                select(journal.c.stream, journal.c.seq, journal.c.pos, journal.c.data).order_by(journal.c.num)
+            )
+        ).all()
+    assert all(r.pos is not None for r in rows)  # the batch sequenced everything, its own too
+    assert sorted(r.pos for r in rows) == list(range(1, len(rows) + 1))  # no hole
+    assert journal_.top == len(rows) > before  # told after the commit: waiters wake
+    stream0 = sorted((r.seq, r.pos) for r in rows if r.stream.endswith(sids[0]))
+    assert [p for _, p in stream0] == sorted(p for _, p in stream0)  # per stream: seq order = pos order
+    earlier = next(r for r in rows if r.data == {"earlier": True})
+    assert earlier.pos < max(p for _, p in stream0)
+
+
+async def test_by_default_the_sequencer_gives_the_batch_its_positions_after_it(
+    server: ServerHandle,
+) -> None:
+    _, _, visitors, _ = await _open_sessions(server, 3)
+    journal_ = server.services.journal
+    await journal_.sequence()
+    await journal_.close()
+    assert server.services.sessions.writer.sequence_in is False  # the default (D52)
+    await asyncio.gather(*(server.services.sessions.visitor_send(v, "y", None) for v in visitors))
+    async with server.services.store.read() as conn:
+        unsequenced = (await conn.execute(select(journal.c.num).where(journal.c.pos.is_(None)))).all()
+    assert len(unsequenced) == 3
+    await journal_.sequence()
+    async with server.services.store.read() as conn:
+        assert not (await conn.execute(select(journal.c.num).where(journal.c.pos.is_(None)))).all()

@@ -20,7 +20,9 @@ an ``executemany``), not per message:
    ``executemany`` (rows not there yet are inserted) — each message gets the
    next ``seq`` of its recipient, gap-free, in the order the messages came;
 4. the rows: messages, journal events and pushes, one ``executemany`` each;
-5. one commit.
+5. one commit; then the journal's sequencer gives the events their public
+   positions in its own transaction, coalesced over batches (D20; giving them
+   inside the batch's transaction is a measured-slower variant, D52).
 
 Each sender awaits its own future, resolved only **after** the commit that
 holds its message (acknowledged = stored); then the batch's pushes go to the
@@ -196,6 +198,11 @@ class MessageWriter:
         self.hub = hub
         self.router = router
         self.max_batch = max_batch
+        #: Sequence the journal inside the batch's transaction (D52). Off: measured slower on
+        #: PostgreSQL (the sequencer's lock, held to the commit, makes the writers' commits
+        #: take turns) and no faster on SQLite (the sequencer after the batches is coalesced
+        #: over several of them); the benchmark turns it on to compare.
+        self.sequence_in = False
         self.writers = 1 if hub.store.is_sqlite else PG_WRITERS
         self._queue: deque[MessageJob] = deque()
         self._wake = asyncio.Event()
@@ -271,7 +278,7 @@ class MessageWriter:
 
     async def _write_batch(self, batch: list[MessageJob]) -> None:
         try:
-            outcomes, pushes = await self._write(batch)
+            outcomes, pushes, top = await self._write(batch)
         except asyncio.CancelledError:
             for job in batch:
                 if not job.fut.done():
@@ -291,7 +298,9 @@ class MessageWriter:
         try:
             if pushes:
                 await self.hub.bus.publish_many(pushes)
-            if self.hub.on_events is not None:
+            if top and self.hub.on_sequenced is not None:
+                self.hub.on_sequenced(top)
+            elif self.hub.on_events is not None:
                 self.hub.on_events()
         except Exception:
             # stored all the same: each receiver catches up from the database on its next push,
@@ -307,10 +316,18 @@ class MessageWriter:
                 else:
                     job.fut.set_result(outcome)
 
-    async def _write(self, batch: list[MessageJob]) -> tuple[list[Any], list[Push]]:
+    async def _write(self, batch: list[MessageJob]) -> tuple[list[Any], list[Push], int]:
         async with self.hub.store.write() as conn:
             now = self.hub.settings.now()
-            return await self._statements(conn, now, batch)
+            outcomes, pushes = await self._statements(conn, now, batch)
+            top = 0
+            if (
+                self.sequence_in
+                and self.hub.sequence_in is not None
+                and any(isinstance(o, dict) and not o.get("repeated") for o in outcomes)
+            ):
+                top = await self.hub.sequence_in(conn)
+            return outcomes, pushes, top
 
     async def _statements(
         self, conn: AsyncConnection, now: datetime, batch: list[MessageJob]

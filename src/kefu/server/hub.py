@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -291,6 +291,11 @@ class Hub:
         self.bus: Bus = bus if bus is not None else LocalBus()
         #: Called after a transaction that recorded integration events commits (the journal).
         self.on_events: Callable[[], None] | None = None
+        #: The journal's sequencer run *inside* a transaction, as its last statements: the
+        #: committed events and the transaction's own get their positions (D52); the highest
+        #: position given, or 0. After the commit, ``on_sequenced`` gets that number.
+        self.sequence_in: Callable[[AsyncConnection], Awaitable[int]] | None = None
+        self.on_sequenced: Callable[[int], None] | None = None
         self.bus.on_gap = self.gap
         self.gap_checks = 0  # looks after a possible loss on the bus (tests, benchmarks)
         self._gap = Coalesced(

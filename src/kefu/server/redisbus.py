@@ -9,8 +9,10 @@ Every push is stored (with its recipient's ``seq``) before it is published
 - :meth:`RedisBus.publish_many` hands a transaction's pushes to this node's
   connections of their recipients, if any, and queues them for ``PUBLISH`` on
   ``<prefix>bus``; every other node hears them and hands each to its own
-  connection of that recipient. One task sends what is queued, in order, a
-  pipeline at a time (a busy node sends many pushes per round trip).
+  connection of that recipient. One task sends what is queued, in order: all
+  that was queued since its last send goes in **one** ``PUBLISH`` (a JSON
+  array, at most :data:`PUBLISH_MAX` messages), so a group-commit batch's
+  pushes cost Redis one message and each listening node one decode (D53).
 - Pub/sub is at most once. A push lost on the way with nothing after it for
   its recipient would be a gap nobody sees, so **the bus notices losses**
   instead of every connection polling the database (an idle connection costs
@@ -66,8 +68,17 @@ __all__ = ["RedisBus"]
 log = logging.getLogger("kefu.server.redisbus")
 
 
+#: The most bus messages one ``PUBLISH`` carries (a JSON array of them, D53).
+PUBLISH_MAX = 256
+
+
 def _dumps(msg: dict[str, Any]) -> str:
     return json.dumps(msg, separators=(",", ":"))
+
+
+def _frame(texts: list[str]) -> str:
+    """One ``PUBLISH``'s payload: the messages queued since the last, as one JSON array."""
+    return texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]"
 
 
 class RedisBus(LocalSinks):
@@ -200,8 +211,8 @@ class RedisBus(LocalSinks):
             done, self._flushed = self._flushed, None
             try:
                 pipe = self._redis.pipeline(transaction=False)
-                for text in batch:
-                    pipe.publish(self.channel, text)
+                for i in range(0, len(batch), PUBLISH_MAX):
+                    pipe.publish(self.channel, _frame(batch[i : i + PUBLISH_MAX]))
                 await pipe.execute()
             except (RedisError, OSError) as exc:
                 # stored already; the other nodes see the numbers skipped and look in the database
@@ -321,8 +332,17 @@ class RedisBus(LocalSinks):
                     await pubsub.aclose()
 
     def _heard(self, data: bytes | str) -> None:
+        """One ``PUBLISH``: a message, or an array of them in the order they were sent."""
         try:
-            msg = json.loads(data)
+            got = json.loads(data)
+        except ValueError as exc:
+            log.warning("a bad message on the Redis bus: %r", exc)
+            return
+        for msg in got if isinstance(got, list) else (got,):
+            self._heard_one(msg)
+
+    def _heard_one(self, msg: Any) -> None:
+        try:
             if msg["n"] == self.node_id:
                 return
             self._count(msg)

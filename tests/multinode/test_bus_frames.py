@@ -1,0 +1,84 @@
+"""The bus sends what was queued since its last send in one ``PUBLISH`` (D53).
+
+A group-commit batch hands the bus its pushes at once; they reach Redis as one
+message (a JSON array) and the other nodes' connections get each of them, in
+order, with nothing noticed as lost. Real Redis, two buses of one prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from kefu.server.hub import Push
+from kefu.server.redisbus import PUBLISH_MAX, RedisBus
+
+from .conftest import REDIS_URL
+
+pytestmark = pytest.mark.skipif(REDIS_URL is None, reason="needs KEFU_TEST_REDIS_URL")
+
+
+class _Sink:
+    def __init__(self, want: int) -> None:
+        self.got: list[int] = []
+        self.want = want
+        self.all = asyncio.Event()
+
+    def offer(self, push: Push) -> None:
+        self.got.append(push.seq)
+        if len(self.got) >= self.want:
+            self.all.set()
+
+    def reply(self, msg: dict[str, Any]) -> None:
+        raise AssertionError(msg)
+
+    def check(self, latest: int) -> None:
+        raise AssertionError(latest)
+
+
+async def _frames(pubsub: Any, until: int) -> list[Any]:
+    """What the channel carried, one entry per PUBLISH, until ``until`` pushes were seen."""
+    frames: list[Any] = []
+    pushes = 0
+    async for m in pubsub.listen():  # the test's timeout bounds it
+        if m["type"] != "message":
+            continue
+        got = json.loads(m["data"])
+        frames.append(got)
+        pushes += sum(1 for x in (got if isinstance(got, list) else [got]) if x["k"] == "push")
+        if pushes >= until:
+            return frames
+
+
+@pytest.mark.parametrize("n", [1, 50, PUBLISH_MAX + 3])
+async def test_a_batch_of_pushes_is_one_publish_and_each_arrives_once(n: int) -> None:
+    assert REDIS_URL is not None
+    prefix = f"kefu-test-{uuid.uuid4().hex[:12]}:"
+    a = RedisBus(REDIS_URL, node_id="a", prefix=prefix)
+    b = RedisBus(REDIS_URL, node_id="b", prefix=prefix)
+    watch = aioredis.from_url(REDIS_URL)
+    pubsub: Any = watch.pubsub()
+    await pubsub.subscribe(f"{prefix}bus")
+    await a.start()
+    await b.start()
+    try:
+        sink = _Sink(n)
+        b.attach("v:x", sink)
+        frames = asyncio.create_task(_frames(pubsub, n))
+        await a.publish_many([Push("v:x", s, f'{{"seq":{s}}}') for s in range(1, n + 1)])
+        await asyncio.wait_for(sink.all.wait(), 10)
+        seen = await asyncio.wait_for(frames, 10)
+        assert sink.got == list(range(1, n + 1))  # each once, in order
+        publishes = [f for f in seen if any(x["k"] == "push" for x in (f if isinstance(f, list) else [f]))]
+        assert len(publishes) == -(-n // PUBLISH_MAX)  # one PUBLISH per PUBLISH_MAX pushes
+        assert b.losses == 0 and a.publish_failures == 0
+    finally:
+        await a.close()
+        await b.close()
+        await pubsub.aclose()
+        await watch.aclose()
