@@ -194,6 +194,8 @@ def test_media_settings_from_the_options() -> None:
     default = media_settings()
     assert default.ice_servers == () and default.host_addresses == ("127.0.0.1",) and default.record
     assert (default.offline_threshold, default.source) == (3.0, "pattern")
+    assert default.sfu_audio_on_demand and default.sfu_video_on_demand  # D49, D55
+    assert not media_settings(sfu_video_on_demand=False).sfu_video_on_demand  # a window (D55)
     m = media_settings(
         ice_servers=["stun:stun.example:3478", "turn:turn.example:3478?transport=udp"],
         ice_username="u",
