@@ -5,7 +5,7 @@ Theory of operation
 A :class:`MediaPeer` wraps an aiortc ``RTCPeerConnection``. It sends tracks
 (:meth:`send` / :meth:`unsend`), receives the remote member's tracks, knows
 whose each incoming track is from its label (:func:`~kefu.media.tracks.track_label`),
-keeps the latest decoded frame of each, feeds the frame watchdog, and counts
+keeps the latest decoded frame of each (read through :class:`~kefu.media.peer_frames.ReceivedFrames`), feeds the frame watchdog, and counts
 audio.
 
 **Signalling** is a few opaque JSON objects that the caller carries to the
@@ -56,16 +56,16 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription
-from av import AudioFrame, VideoFrame
+from av import AudioFrame
 from av.frame import Frame
 
 from kefu.protocol.errors import ErrorCode
 
 from .decoding import decode_on_demand
-from .errors import NegotiationError, NoFrameError
+from .errors import NegotiationError
 from .events import Emitter, NegotiationNeeded, TrackAdded, TrackRemoved
-from .frames import Image, RgbImage, encode_jpeg_async, to_rgb
 from .ice import host_addresses, rtc_configuration
+from .peer_frames import ReceivedFrames
 from .peer_state import (
     FrameListener,
     PeerStats,
@@ -87,7 +87,7 @@ __all__ = ["MediaPeer", "PeerStats", "ReceivedTrack", "run_watchdog"]
 log = logging.getLogger(__name__)
 
 
-class MediaPeer:
+class MediaPeer(ReceivedFrames):
     """A peer connection from ``local`` to ``remote`` (see the module's docstring)."""
 
     def __init__(
@@ -396,47 +396,6 @@ class MediaPeer:
             online = self.watchdog.frame(rec.label.member, now)
             if online is not None:
                 self.events.emit(online)
-
-    def add_frame_listener(self, listener: FrameListener) -> Callable[[], None]:
-        """Call ``listener(label, frame, time)`` for every received frame."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
-
-    @property
-    def received(self) -> tuple[ReceivedTrack, ...]:
-        return tuple(self._received.values())
-
-    def received_track(self, member: str | None = None, role: Role = "camera") -> ReceivedTrack | None:
-        who = member if member is not None else self.remote
-        return next((r for r in self._received.values() if r.label == Label(who, role)), None)
-
-    async def next_frame(
-        self, member: str | None = None, role: Role = "camera", within: float = 5.0
-    ) -> Frame:
-        """The next frame of ``member``'s ``role`` track (the remote member's camera by default)."""
-        who = member if member is not None else self.remote
-        fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault((who, role), []).append(fut)
-        try:
-            return await asyncio.wait_for(fut, within)
-        except TimeoutError:
-            raise NoFrameError(f"no {role} frame from {who} within {within} s") from None
-
-    def latest_frame(self, member: str | None = None, role: Role = "camera") -> VideoFrame:
-        """The latest decoded video frame of ``member``'s ``role`` track."""
-        rec = self.received_track(member, role)
-        if rec is None or not isinstance(rec.latest, VideoFrame):
-            who = member if member is not None else self.remote
-            raise NoFrameError(f"no {role} video from {who} yet")
-        return rec.latest
-
-    def latest_rgb(self, member: str | None = None, role: Role = "camera") -> RgbImage:
-        """:meth:`latest_frame` as packed RGB (for the window)."""
-        return to_rgb(self.latest_frame(member, role))
-
-    async def snapshot(self, member: str | None = None) -> Image:
-        """snapshot (SPEC §4.4): a JPEG of ``member``'s latest camera frame."""
-        return await encode_jpeg_async(self.latest_frame(member), self.settings.jpeg_quality)
 
     # ------------------------------------------------------------ state
     async def stats(self) -> PeerStats:
