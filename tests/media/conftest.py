@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from kefu.media import DirectLink, MediaEvent, MediaHub, MediaMember, MediaSettings, open_source
+from kefu.media import DirectLink, MediaEvent, MediaHub, MediaMember, MediaPeer, MediaSettings, open_source
 from tests.conftest import scaled
 
 BLUE = (30, 90, 200)  # the agent
@@ -108,3 +108,22 @@ async def call(settings: MediaSettings, *members: tuple[str, tuple[int, int, int
             for m in c.members.values():
                 await m.close()
                 m.source.stop()
+
+
+@asynccontextmanager
+async def sending_pair(settings: MediaSettings, **receiver: bool) -> AsyncIterator[MediaPeer]:
+    """``a`` sends its camera and microphone to the returned receiver ``b`` (a
+    :class:`MediaPeer` made with the ``receiver`` options, e.g. ``audio_on_demand``)."""
+    source = open_source(settings, "a")
+    a = MediaPeer(settings, local="a", remote="b", offerer=True)
+    b = MediaPeer(settings, local="b", remote="a", offerer=False, **receiver)
+    a.send(source.video, "camera")
+    a.send(source.audio, "mic")
+    link = DirectLink(a, b)
+    try:
+        yield b
+    finally:
+        await link.close()
+        await a.close()
+        await b.close()
+        source.stop()

@@ -5,16 +5,12 @@ receiver asks the sender for (an RTCP PLI); the former way (every frame decoded)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
 from av import VideoFrame
 
 from kefu.media import MediaPeer, MediaSettings
 from kefu.media.decoding import is_key_frame
-from kefu.media.signal import DirectLink
-from kefu.media.source import open_source
+from tests.media.conftest import sending_pair
 
 pytestmark = pytest.mark.media
 
@@ -28,24 +24,6 @@ def test_a_vp8_key_frame_is_told_by_its_frame_tag() -> None:
     assert is_key_frame("H264", b"\x00\x00\x00\x01\x65") is None  # not told here: decoded as it comes
 
 
-@asynccontextmanager
-async def pair(settings: MediaSettings, *, on_demand: bool) -> AsyncIterator[MediaPeer]:
-    """``a`` sends its camera and microphone to the returned receiver ``b``."""
-    source = open_source(settings, "a")
-    a = MediaPeer(settings, local="a", remote="b", offerer=True)
-    b = MediaPeer(settings, local="b", remote="a", offerer=False, video_on_demand=on_demand)
-    a.send(source.video, "camera")
-    a.send(source.audio, "mic")
-    link = DirectLink(a, b)
-    try:
-        yield b
-    finally:
-        await link.close()
-        await a.close()
-        await b.close()
-        source.stop()
-
-
 async def _a_second(b: MediaPeer) -> None:
     """A second of the call, measured by the audio decoded meanwhile."""
     for _ in range(AUDIO_FRAMES):
@@ -53,7 +31,7 @@ async def _a_second(b: MediaPeer) -> None:
 
 
 async def test_video_is_decoded_only_while_asked_for_yet_watched(settings: MediaSettings) -> None:
-    async with pair(settings, on_demand=True) as b:
+    async with sending_pair(settings, video_on_demand=True) as b:
         await _a_second(b)
         camera = b.received_track("a", "camera")
         assert camera is not None and camera.on_demand
@@ -74,7 +52,7 @@ async def test_video_is_decoded_only_while_asked_for_yet_watched(settings: Media
 
 
 async def test_every_video_frame_decoded_the_former_way(settings: MediaSettings) -> None:
-    async with pair(settings, on_demand=False) as b:
+    async with sending_pair(settings, video_on_demand=False) as b:
         await _a_second(b)
         camera = b.received_track("a", "camera")
         assert camera is not None and not camera.on_demand and camera.frames > 5
