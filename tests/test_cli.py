@@ -22,13 +22,13 @@ def test_states_table() -> None:
 def test_states_json() -> None:
     r = runner.invoke(app, ["states", "--json"])
     rows = json.loads(r.output)
-    assert len(rows) == 49 + 20  # issue 20: the call transfers' 20 codes
+    assert len(rows) == 49 + 21  # issue 20: the call transfers' 21 codes (005015: queued to a team)
     row = next(x for x in rows if x["code"] == "006011")
     assert row["name"] == "callVisitor_VisitorAcceptSuccess"
     assert row["state"] == "006000" and row["addition"] is False
     additions = {x["code"] for x in rows if x["addition"]}
-    assert {"001000", "002000", "004001", "004002", "004003", "006023", "007004"} <= additions
-    assert len(additions) == 24
+    assert {"001000", "002000", "004001", "004002", "004003", "005015", "006023", "007004"} <= additions
+    assert len(additions) == 25
 
 
 def test_states_explains_a_transfer_code() -> None:
