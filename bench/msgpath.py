@@ -12,10 +12,11 @@ Two variants in the same run, same database, same senders:
 - ``one a transaction``: the writer of group commit is closed, so every
   message takes the general path (its own transaction: the path before D42);
 - ``group commit``: many senders' messages per transaction (D42), the
-  journal sequenced after the batches by the sequencer's own transaction;
+  journal sequenced after the batches by the sequencer's own transaction
+  (the default on PostgreSQL, D52);
 - ``journal in batch`` (unless ``--group-only``): group commit with the
-  journal's positions given inside each batch's transaction (D52's variant,
-  off by default). It and ``group commit`` alternate ``--rounds`` times.
+  journal's positions given inside each batch's transaction (the default on
+  SQLite, D61). It and ``group commit`` alternate ``--rounds`` times.
 
 Figures: stored messages/s, the process's CPU per message (user + system,
 µs), messages per transaction; each variant's ratio to the first.
@@ -120,12 +121,14 @@ async def measure(
             if not alone:
                 return {"group_commit": await run_variant(runner, vs, seconds)}
             res: dict[str, Any] = {}
+            default = writer.sequence_in  # in the batch on SQLite (D61), after it on PostgreSQL
             for r in range(1, rounds + 1):
                 tag = f" {r}" if rounds > 1 else ""
+                writer.sequence_in = False
                 res[f"group_commit{tag}"] = await run_variant(runner, vs, seconds)
                 writer.sequence_in = True
                 res[f"journal_in_batch{tag}"] = await run_variant(runner, vs, seconds)
-                writer.sequence_in = False
+            writer.sequence_in = default
             await writer.close()  # from now on every message goes alone (the path before D42)
             single = await run_variant(runner, vs, seconds)
         finally:
