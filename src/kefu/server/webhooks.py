@@ -232,8 +232,8 @@ class Webhooks:
                 for ev in self._wake.values():
                     ev.set()
             # other nodes' endpoints: one look per ``events_poll``, not one per journal growth
-            # (a read a batch of messages, most of the server's steady cost at 100 msg/s: D60);
-            # this node's own registrations and deletions start and stop their workers at once
+            # (that was a read per batch, i.e. per message at a steady 100 msg/s: D60); this
+            # node's own registrations and deletions start and stop their workers at once
             if time.monotonic() - looked < self.s.events_poll:
                 continue
             looked = time.monotonic()
