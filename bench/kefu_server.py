@@ -17,7 +17,9 @@ import asyncio
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bench.load import LoadConfig
 from bench.procs import ServerProcess
 
 __all__ = ["AGENT_PASSWORD", "KefuServer", "add_agents", "agent_names", "kefu_process"]
@@ -105,4 +107,18 @@ def ws_of(http_url: str) -> str:
     return "ws://" + http_url.split("://", 1)[1]
 
 
-__all__ += ["SERVER_OPTIONS", "ws_of"]
+def kefu_load(srv: ServerProcess, visitors: int, names: tuple[str, ...], **kw: Any) -> LoadConfig:
+    """The load generator's configuration against the kefu server ``srv`` and agents ``names``."""
+    return LoadConfig(
+        target="kefu",
+        base_url=ws_of(srv.url),
+        http_url=srv.url,
+        visitors=visitors,
+        agents=len(names),
+        agent_names=names,
+        agent_password=AGENT_PASSWORD,
+        **kw,
+    )
+
+
+__all__ += ["SERVER_OPTIONS", "kefu_load", "ws_of"]

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Result, Row, kib
-from bench.kefu_server import AGENT_PASSWORD, SERVER_OPTIONS, add_agents, agent_names, kefu_process, ws_of
+from bench.kefu_server import SERVER_OPTIONS, add_agents, agent_names, kefu_load, kefu_process
 from bench.load import LoadConfig, Pool
 from bench.measure import drain
 from bench.procs import ServerProcess, baseline_process
@@ -194,15 +194,7 @@ def run(
         add_agents(workdir / "data", names, capacity=CAPACITY)
         t0 = time.monotonic()
         with kefu_process(workdir) as ksrv:
-            kcfg = LoadConfig(
-                target="kefu",
-                base_url=ws_of(ksrv.url),
-                http_url=ksrv.url,
-                visitors=n,
-                agents=m,
-                agent_names=names,
-                agent_password=AGENT_PASSWORD,
-            )
+            kcfg = kefu_load(ksrv, n, names)
             k = storm(ksrv, kcfg, **kw)
             k["server_log_tail"] = ksrv.tail(1500)
         k["total_s"] = time.monotonic() - t0

@@ -32,8 +32,8 @@ from typing import Any
 
 from bench.common import percentiles
 from bench.im import CHATTING
-from bench.kefu_server import AGENT_PASSWORD, add_agents, agent_names, kefu_process, ws_of
-from bench.load import LoadConfig, Pool
+from bench.kefu_server import add_agents, agent_names, kefu_load, kefu_process
+from bench.load import Pool
 from bench.measure import drain, loss_check
 from bench.procs import profiled
 
@@ -75,15 +75,7 @@ def run(*, visitors: int, agents: int, window: float, profile: set[str], out: Pa
         wd = Path(tmp)
         add_agents(wd / "data", names, capacity=5)
         with kefu_process(wd) as srv:
-            cfg = LoadConfig(
-                target="kefu",
-                base_url=ws_of(srv.url),
-                http_url=srv.url,
-                visitors=visitors,
-                agents=agents,
-                agent_names=names,
-                agent_password=AGENT_PASSWORD,
-            )
+            cfg = kefu_load(srv, visitors, names)
             active = min(CHATTING, visitors, agents * 5)
             with Pool(cfg, WORKERS) as pool:
                 pool.call("connect_agents", timeout=300)
