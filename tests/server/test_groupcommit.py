@@ -187,3 +187,23 @@ async def test_on_postgresql_the_sequencer_gives_the_batch_its_positions_after_i
     await journal_.sequence()
     async with server.services.store.read() as conn:
         assert not (await conn.execute(select(journal.c.num).where(journal.c.pos.is_(None)))).all()
+
+
+async def test_batches_of_one_message_keep_the_counters_gap_free(server: ServerHandle) -> None:
+    """D62: on SQLite a batch whose counters all move by one takes them in one
+    ``UPDATE … RETURNING``; the pushes' and the stream's numbers stay gap-free."""
+    acc, agent, visitors, sids = await _open_sessions(server, 2)
+    writer = server.services.sessions.writer
+    before = await _seqs(server, agent_key(acc.id))
+    for i in range(3):  # one at a time: each its own batch
+        batches = writer.batches
+        await server.services.sessions.visitor_send(visitors[i % 2], f"one{i}", None)
+        assert writer.batches == batches + 1
+    assert await _seqs(server, agent_key(acc.id)) == list(range(1, len(before) + 4))
+    got = [(await agent.next_event("message"))["payload"]["text"] for _ in range(3)]
+    assert got == ["one0", "one1", "one2"]
+    async with server.services.store.read() as conn:
+        rows = (await conn.execute(select(journal.c.stream, journal.c.seq))).all()
+    for sid in sids:
+        seqs = sorted(r.seq for r in rows if r.stream.endswith(sid))  # the session's stream
+        assert len(seqs) >= 3 and seqs == list(range(1, len(seqs) + 1))

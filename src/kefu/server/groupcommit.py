@@ -104,15 +104,30 @@ class _Counters:
         )
         self.set = update(table).where(key == bindparam("k")).values(last_seq=bindparam("s"))
         self.new = insert(table).values({key.name: bindparam("k"), "last_seq": bindparam("s")})
+        #: SQLite, every counter of the batch moved by the same count (a batch of one message):
+        #: one ``UPDATE … RETURNING`` instead of the read and the write (D62). Not on PostgreSQL,
+        #: where the rows must be locked in key order (the ``SELECT … ORDER BY … FOR UPDATE``).
+        self.bump = (
+            update(table)
+            .where(key.in_(bindparam("ks", expanding=True)))
+            .values(last_seq=table.c.last_seq + bindparam("n"))
+            .returning(key, table.c.last_seq)
+        )
+        self.returning = True  # the benchmark switches it to compare
 
     async def take(self, conn: AsyncConnection, counts: dict[str, int]) -> dict[str, int]:
         """Add ``counts[k]`` to each counter ``k``; return each one's value before."""
         keys = sorted(counts)
-        have: dict[str, int] = {r[0]: r[1] for r in await conn.execute(self.read, {"ks": keys})}
-        known = [{"k": k, "s": have[k] + counts[k]} for k in keys if k in have]
+        steps = set(counts.values())
+        if self.returning and len(steps) == 1 and conn.dialect.name == "sqlite":
+            n = steps.pop()
+            have = {r[0]: r[1] - n for r in await conn.execute(self.bump, {"ks": keys, "n": n})}
+        else:
+            have = {r[0]: r[1] for r in await conn.execute(self.read, {"ks": keys})}
+            known = [{"k": k, "s": have[k] + counts[k]} for k in keys if k in have]
+            if known:
+                await conn.execute(self.set, known)
         fresh = [{"k": k, "s": counts[k]} for k in keys if k not in have]
-        if known:
-            await conn.execute(self.set, known)
         if fresh:
             await conn.execute(self.new, fresh)
         return {k: have.get(k, 0) for k in keys}
