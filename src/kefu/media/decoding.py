@@ -127,7 +127,7 @@ def _light_path(receiver: Any, wanted: Callable[[], bool], skipped: Callable[[bo
     if codecs is None or active is None or streams is None or jitter is None or full is None:
         return False  # another aiortc: every packet the full way, as before
     video = getattr(receiver.track, "kind", None) == "video"
-    skipping = False
+    skipping = True  # a receiver gated again (its m-line used again) starts afresh too
 
     async def handle_rtp_packet(packet: Any, arrival_time_ms: int) -> None:
         nonlocal skipping
