@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.netns.topology import die_with_parent
+
 JANUS = shutil.which("janus") or "/usr/bin/janus"
 LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
 OTHER_PLUGINS = (
@@ -101,6 +103,7 @@ class Janus:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     async def start(self, wait: float = 10.0) -> str:

@@ -35,11 +35,32 @@ from pathlib import Path
 
 from tests.conftest import scaled
 
-__all__ = ["DC_SERVICES", "KEFU_ADDRESS", "TURN_ADDRESS", "Host", "Topology", "unavailable"]
+__all__ = [
+    "DC_SERVICES",
+    "KEFU_ADDRESS",
+    "TURN_ADDRESS",
+    "Host",
+    "Topology",
+    "die_with_parent",
+    "unavailable",
+]
 
 DC_SERVICES = "10.77.0.0/24"
 KEFU_ADDRESS = "10.77.0.1"  # the kefu server, on dc
 TURN_ADDRESS = "10.77.0.2"  # coturn (listening and relay), on dc
+
+
+def die_with_parent() -> None:
+    """In a child before ``exec``: SIGKILL it when the test process dies.
+
+    The test's processes run in their own session (so that a test can kill a
+    whole group); without this, a test run cut short (pytest killed by a
+    timeout or ^C) would leave them behind, holding ports and namespaces.
+    """
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 _CONNECT = """
@@ -198,6 +219,7 @@ class Topology:
                 stderr=err,
                 cwd=cwd,
                 start_new_session=True,  # its own group: close() kills its children too
+                preexec_fn=die_with_parent,
             )
         finally:
             if log is not None:
