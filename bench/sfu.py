@@ -119,7 +119,6 @@ async def _measure(
                     "decode_all_audio": "--sfu-decode-all-audio",
                     "decode_all_video": "--sfu-decode-all-video",
                     "estimate_bandwidth": "--sfu-estimate-bandwidth",
-                    "assemble_undecoded": "--sfu-assemble-undecoded",
                 }
                 for name, option in formers.items():
                     cpu = await _plugin_cpu(

@@ -9,9 +9,9 @@ import random
 
 import pytest
 from aiortc import rtp
-from av import AudioFrame, VideoFrame
+from av import AudioFrame
 
-from kefu.media import MediaPeer, MediaSettings, PatternPainter
+from kefu.media import MediaSettings, PatternPainter
 from kefu.media.audio_level import audio_level_dbov, install
 from kefu.media.pattern import COLOURS
 from kefu.media.signal_checks import ABS_SEND_TIME, without_extension
@@ -82,30 +82,3 @@ def test_the_pattern_drawn_over_the_last_frame_is_the_pattern_drawn_afresh(
         assert [bytes(p) for p in painter.paint(n).planes] == [bytes(p) for p in fresh.paint(n).planes], n
     with pytest.raises(ValueError):
         painter.paint(-1)
-
-
-def _jitter_buffer_origin(b: MediaPeer, kind: str) -> int | None:
-    receiver = next(t.receiver for t in b.pc.getTransceivers() if t.kind == kind)
-    return receiver._RTCRtpReceiver__jitter_buffer._origin  # type: ignore[attr-defined,no-any-return]
-
-
-@pytest.mark.media
-@pytest.mark.parametrize("assemble", [False, True])
-@pytest.mark.parametrize(("gated", "clock", "frames"), [("audio", "camera", 15), ("video", "mic", 50)])
-async def test_packets_not_decoded_skip_the_jitter_buffer_yet_feed_the_watchdog(
-    settings: MediaSettings, assemble: bool, gated: str, clock: str, frames: int
-) -> None:
-    on_demand = {"audio_on_demand": gated == "audio", "video_on_demand": gated == "video"}
-    async with sending_pair(settings, assemble_undecoded=assemble, **on_demand) as b:
-        for _ in range(frames):  # a second of the other kind, decoded: the clock
-            await b.next_frame("a", clock)
-        assert (await b.stats()).packets_received[gated] > 0
-        # the light path (D58): nothing reassembled; the former way: every packet in the buffer
-        assert (_jitter_buffer_origin(b, gated) is None) is not assemble
-        if gated == "video":
-            camera = b.received_track("a", "camera")
-            assert camera is not None and camera.frames == 0  # not decoded
-            assert camera.last_time is not None and b.clock() - camera.last_time < 0.5  # yet watched
-        # asked: decoded from a fresh jitter buffer (audio at once, video from a key frame)
-        frame = await b.next_frame("a", "camera" if gated == "video" else "mic")
-        assert isinstance(frame, VideoFrame if gated == "video" else AudioFrame)

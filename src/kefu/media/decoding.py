@@ -27,19 +27,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCPeerConnection, clock
-from aiortc.codecs import is_rtx
-from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc import RTCPeerConnection
 
 __all__ = ["decode_on_demand", "is_key_frame"]
 
 _QUEUE = "_RTCRtpReceiver__decoder_queue"  # aiortc 1.x: the receiver's frames to decode
-# aiortc 1.x: what a receiver keeps of the packets it got (the light path keeps them up to date)
-_CODECS = "_RTCRtpReceiver__codecs"  # payload type → codec
-_ACTIVE = "_RTCRtpReceiver__active_ssrc"  # SSRC → when last heard (getSynchronizationSources)
-_STREAMS = "_RTCRtpReceiver__remote_streams"  # SSRC → RTP statistics (RTCP reports, getStats)
-_JITTER = "_RTCRtpReceiver__jitter_buffer"
-_NACK = "_RTCRtpReceiver__nack_generator"
 
 
 def is_key_frame(codec: str, data: bytes) -> bool | None:
@@ -59,13 +51,11 @@ def decode_on_demand(
     skipped: Callable[[], None] | None = None,
     key_frames: bool = False,
     pli_every: int = 15,
-    light: bool = True,
 ) -> bool:
     """Gate the decoding of what ``pc`` receives on the m-line ``mid`` by ``wanted``; whether
     it could (an aiortc without that queue decodes everything, as before). ``skipped`` is
     called (on the event loop) for every encoded frame not decoded; ``key_frames``: decode
-    from a key frame on after a pause, asking for one (see the module's docstring); ``light``:
-    while not wanted, the packets skip the jitter buffer too (:func:`_light_path`, D58)."""
+    from a key frame on after a pause, asking for one (see the module's docstring)."""
     receiver = next((t.receiver for t in pc.getTransceivers() if t.mid == mid), None)
     queue = getattr(receiver, _QUEUE, None)
     if receiver is None or queue is None:
@@ -102,57 +92,5 @@ def decode_on_demand(
             waiting = -1
         put(item, *args, **kw)
 
-    def skipped_packet(frame_end: bool) -> None:  # the light path's: decoding is paused
-        nonlocal waiting
-        waiting = 0 if key_frames else -1
-        if frame_end and skipped is not None:
-            skipped()
-
     queue.put = gated
-    if light:
-        _light_path(receiver, wanted, skipped_packet)
-    return True
-
-
-def _light_path(receiver: Any, wanted: Callable[[], bool], skipped: Callable[[bool], None]) -> bool:
-    """While ``wanted()`` is false, a packet ``receiver`` gets is only counted (its SSRC heard,
-    its RTP statistics) and told to ``skipped``, with whether it ends a video frame (its marker
-    bit, RFC 7741 §4.1 for VP8; not RTX): no reassembly in the jitter buffer, no depayloading, no NACK, for
-    frames nobody decodes (D58). When wanted again, the jitter buffer and the NACK generator
-    start afresh from the next packet (they would wait for the packets skipped meanwhile)."""
-    codecs, active, streams = (getattr(receiver, n, None) for n in (_CODECS, _ACTIVE, _STREAMS))
-    jitter, nack = getattr(receiver, _JITTER, None), getattr(receiver, _NACK, None)  # None for audio
-    # aiortc's own handler, kept on the receiver: gated again (an m-line used again) wraps it once
-    full = getattr(receiver, "_kefu_full_rtp", None) or getattr(receiver, "_handle_rtp_packet", None)
-    if codecs is None or active is None or streams is None or jitter is None or full is None:
-        return False  # another aiortc: every packet the full way, as before
-    video = getattr(receiver.track, "kind", None) == "video"
-    skipping = True  # a receiver gated again (its m-line used again) starts afresh too
-
-    async def handle_rtp_packet(packet: Any, arrival_time_ms: int) -> None:
-        nonlocal skipping
-        if wanted() or not receiver._enabled:
-            if skipping:  # the packets skipped will not come: start afresh
-                skipping = False
-                if jitter._origin is not None:  # None: it never had a packet
-                    jitter.remove(jitter.capacity)
-                    jitter._origin = None
-                if nack is not None:
-                    nack.max_seq = None
-                    nack.missing.clear()
-            await full(packet, arrival_time_ms)
-            return
-        skipping = True
-        codec = codecs.get(packet.payload_type)
-        if codec is None:
-            return
-        active[packet.ssrc] = clock.current_datetime()
-        stats = streams.get(packet.ssrc)
-        if stats is None:
-            stats = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
-        stats.add(packet)
-        skipped(video and bool(packet.marker) and not is_rtx(codec))
-
-    receiver._kefu_full_rtp = full
-    receiver._handle_rtp_packet = handle_rtp_packet
     return True

@@ -107,7 +107,6 @@ class MediaPeer(ReceivedFrames):
         audio_on_demand: bool = False,
         video_on_demand: bool = False,
         estimate_bandwidth: bool = True,
-        assemble_undecoded: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -126,7 +125,6 @@ class MediaPeer(ReceivedFrames):
         self._video_on_demand = video_on_demand
         # False: offers are answered without abs-send-time, so no REMB is computed per packet (D56)
         self._estimate_bandwidth = estimate_bandwidth
-        self._light = not assemble_undecoded  # undecoded packets skip the jitter buffer (D58)
         audio_level.install()  # the level of each sent audio frame, in C (D57)
         config = rtc_configuration(settings)
         config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
@@ -350,9 +348,7 @@ class MediaPeer(ReceivedFrames):
         rec.task = self._spawn(self._consume(rec))
         key = (label.member, label.role)
         if self._audio_on_demand and track.kind == "audio":  # decoded when asked for (D49)
-            decode_on_demand(
-                self.pc, mid, lambda: bool(self._listeners or self._waiters.get(key)), light=self._light
-            )
+            decode_on_demand(self.pc, mid, lambda: bool(self._listeners or self._waiters.get(key)))
         elif self._video_on_demand and track.kind == "video":  # the same, from a key frame (D55)
             rec.on_demand = decode_on_demand(
                 self.pc,
@@ -360,7 +356,6 @@ class MediaPeer(ReceivedFrames):
                 lambda: bool(self._listeners or self._waiters.get(key)),
                 skipped=lambda: self._video_arrived(rec, self.clock()),
                 key_frames=True,
-                light=self._light,
             )
         self.events.emit(TrackAdded(self.remote, label.member, label.role, track.kind))
 

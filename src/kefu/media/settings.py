@@ -127,11 +127,6 @@ class MediaSettings:
     #: a subscriber's REMB. False: the subscription's answer leaves abs-send-time out, so no
     #: estimate is made. True: the former way, kept for the benchmark (docs/decisions.md D56).
     sfu_estimate_bandwidth: bool = False
-    #: SFU mode: a received track's packets not decoded (on demand, D49/D55) are reassembled
-    #: into frames all the same (aiortc's jitter buffer, depayloading, NACKs). False: they are
-    #: only counted (statistics, a frame's end for the watchdog); the jitter buffer starts
-    #: afresh when decoding does. True: the former way, kept for the benchmark (D58).
-    sfu_assemble_undecoded: bool = False
     #: seconds a snapshot waits for the first decoded frame once decoding is turned on (D55).
     sfu_video_wake: float = 3.0
     #: JPEG quality of snapshots and photos.

@@ -162,7 +162,6 @@ class SfuMember:
                 audio_on_demand=self.settings.sfu_audio_on_demand,  # nobody plays it (D49)
                 video_on_demand=self.settings.sfu_video_on_demand,  # no window shows it (D55)
                 estimate_bandwidth=self.settings.sfu_estimate_bandwidth,  # Janus ignores it (D56)
-                assemble_undecoded=self.settings.sfu_assemble_undecoded,  # counted only (D58)
                 clock=self.clock,
             )
             peer.events.subscribe(self._subscription_event)

@@ -99,7 +99,6 @@ def media_settings(
     sfu_audio_on_demand: bool = True,
     sfu_video_on_demand: bool = True,
     sfu_estimate_bandwidth: bool = False,
-    sfu_assemble_undecoded: bool = False,
 ) -> Any:
     """The plugin's :class:`~kefu.media.MediaSettings` from its options.
     Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one.
@@ -134,7 +133,6 @@ def media_settings(
         sfu_audio_on_demand=sfu_audio_on_demand,
         sfu_video_on_demand=sfu_video_on_demand,
         sfu_estimate_bandwidth=sfu_estimate_bandwidth,
-        sfu_assemble_undecoded=sfu_assemble_undecoded,
     )
 
 
@@ -291,12 +289,6 @@ def register(app: typer.Typer) -> None:
             hidden=True,
             help="SFU mode: subscriptions take abs-send-time and send REMB (the former way; D56)",
         ),
-        sfu_assemble_undecoded: bool = typer.Option(
-            False,
-            "--sfu-assemble-undecoded",
-            hidden=True,
-            help="SFU mode: packets not decoded still go through the jitter buffer (the former way; D58)",
-        ),
         media_timeout: float = typer.Option(
             25.0, "--media-timeout", help="seconds takePhoto and inviteShare wait for the visitor"
         ),
@@ -353,7 +345,6 @@ def register(app: typer.Typer) -> None:
                     # a window shows every member's video: decoded always (D55)
                     sfu_video_on_demand=windowless and not sfu_decode_all_video,
                     sfu_estimate_bandwidth=sfu_estimate_bandwidth,
-                    sfu_assemble_undecoded=sfu_assemble_undecoded,
                 )
             except MediaError as exc:
                 err.print(f"[red]{exc.msg}[/red]")
