@@ -7,7 +7,8 @@ aiortc puts the level of each audio frame it sends in the RTP header extension
 each microphone sent. :func:`audio_level_dbov` gives the same value (the same
 formula over the same bytes; exact, since the sum of the squares of 16-bit samples
 of a frame is an integer well below 2**53) with the sum done by ``map`` and
-``operator.mul`` over an ``array``: three times faster. :func:`install` makes aiortc's
+``operator.mul`` over an ``array``: about half the time (212 → 114 µs a frame, measured
+under load). :func:`install` makes aiortc's
 senders use it (they call it through the module ``aiortc.rtp``). docs/decisions.md D57.
 """
 
