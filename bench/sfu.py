@@ -14,7 +14,10 @@
   also with every received audio frame decoded (``--sfu-decode-all-audio``, the
   former way: ``sfu_decode_all_audio_*``, measured before the default: D49), and
   with every received video frame decoded (``--sfu-decode-all-video``: the way
-  before D55, audio on demand; ``sfu_decode_all_video_*``);
+  before D55, audio on demand; ``sfu_decode_all_video_*``), and with the
+  subscriptions' receive-side bandwidth estimate (``--sfu-estimate-bandwidth``:
+  abs-send-time taken, a REMB computed per video packet; the way before D56,
+  ``sfu_estimate_bandwidth_*``);
 * Janus's CPU in the three-party SFU call, and per forwarded stream (each of
   the three members' audio and video forwarded to the two others: 12);
 * the time from the hang-up to a downloadable recording (the SFU mode's
@@ -112,10 +115,16 @@ async def _measure(
                 out[f"{label}_accept_to_first_frame_p50_ms"] = round(statistics.median(times), 1)
                 out[f"{label}_accept_to_first_frame_max_ms"] = round(max(times), 1)
             if mode == "sfu":  # the former ways first, then the default, in the same server
-                for kind in ("audio", "video"):  # D49's before, then D55's (audio on demand)
-                    option = f"--sfu-decode-all-{kind}"
-                    cpu = await _plugin_cpu(server, tmp / f"before{kind}", prefix, window, janus, option)
-                    out.update({f"sfu_decode_all_{kind}_{k}": v for k, v in cpu.items()})
+                formers = {  # D49's before, D55's (audio on demand), D56's (both on demand)
+                    "decode_all_audio": "--sfu-decode-all-audio",
+                    "decode_all_video": "--sfu-decode-all-video",
+                    "estimate_bandwidth": "--sfu-estimate-bandwidth",
+                }
+                for name, option in formers.items():
+                    cpu = await _plugin_cpu(
+                        server, tmp / f"before{name.replace('_', '')}", prefix, window, janus, option
+                    )
+                    out.update({f"sfu_{name}_{k}": v for k, v in cpu.items()})
             cpu = await _plugin_cpu(server, tmp / mode, prefix, window, janus if mode == "sfu" else None)
             out.update({f"{mode}_{k}": v for k, v in cpu.items()})
             if mode == "sfu":

@@ -118,6 +118,12 @@ class _Layout:
         return 2 * self.cell + i * self.cell, self.cell
 
 
+#: a region of the counter: ("bit" or "digit", x0, y0, x1, y1)
+_Box = tuple[str, int, int, int, int]
+#: a region's rows: (offset, bytes) of the Y plane; (offset, U bytes, V bytes) of the chroma
+_Rows = tuple[list[tuple[int, bytes]], list[tuple[int, bytes, bytes]]]
+
+
 def _even(x: float) -> int:
     return int(x) // 2 * 2
 
@@ -150,6 +156,24 @@ class _Planes:
         for yy in range(y0 // 2, y1 // 2):
             self.u[yy * cw + x0 // 2 : yy * cw + x1 // 2] = urow
             self.v[yy * cw + x0 // 2 : yy * cw + x1 // 2] = vrow
+
+    def cut(self, x0: int, y0: int, x1: int, y1: int) -> _Rows:
+        """The rectangle [x0, x1) x [y0, y1) (even corners) as slices of each plane."""
+        x0, x1 = max(0, x0), min(self.width, x1)
+        y0, y1 = max(0, y0), min(self.height, y1)
+        w, cw = self.width, self.width // 2
+        luma = [(r * w + x0, bytes(self.y[r * w + x0 : r * w + x1])) for r in range(y0, y1)]
+        chroma = [(r * cw + x0 // 2, r * cw + x1 // 2) for r in range(y0 // 2, y1 // 2)]
+        return luma, [(a, bytes(self.u[a:b]), bytes(self.v[a:b])) for a, b in chroma]
+
+    def put(self, rows: _Rows) -> None:
+        """Put slices :meth:`cut` gave (of a plane of the same size) back where they were."""
+        y, u, v = self.y, self.u, self.v
+        for at, data in rows[0]:
+            y[at : at + len(data)] = data
+        for at, du, dv in rows[1]:
+            u[at : at + len(du)] = du
+            v[at : at + len(dv)] = dv
 
     def copy(self) -> _Planes:
         other = _Planes.__new__(_Planes)
@@ -196,6 +220,10 @@ class PatternPainter:
         self.width, self.height, self.rgb, self.style = width, height, rgb, style
         self._layout = _Layout.of(width, height)
         self._background = self._paint_background()
+        self._stroke = max(2, self._layout.cell // 2 // 2 * 2)  # a digit's segment width
+        self._planes = self._background.copy()  # the last frame painted, drawn over by the next
+        self._last: int | None = None  # the counter on ``_planes``; None: the background alone
+        self._glyphs: dict[tuple[_Box, str], _Rows] = {}
 
     def _paint_background(self) -> _Planes:
         w, h = self.width, self.height
@@ -217,27 +245,53 @@ class PatternPainter:
         return p
 
     def paint(self, counter: int) -> VideoFrame:
-        """A frame showing ``counter``."""
-        p = self._background.copy()
-        c = self._layout.cell
+        """A frame showing ``counter`` (not negative).
+
+        Drawn over the previous frame: only the squares and digits that differ from
+        the last counter painted are put again, each as the rows of its box painted
+        once on the background (cached), so the pixels are those of the counter
+        painted on a fresh background, for a few row copies a frame."""
+        if counter < 0:
+            raise ValueError("a pattern's counter is not negative")
+        last = self._last
         for i in range(COUNTER_BITS):
-            if counter >> (COUNTER_BITS - 1 - i) & 1:
-                x, y = self._layout.bit_origin(i)
-                p.fill(x, y, x + c, y + c, (_WHITE, 128, 128))
-        stroke = max(2, c // 2 // 2 * 2)
-        x = 2 * c
-        for ch in str(counter):
-            for seg in _DIGITS[int(ch)]:
-                sx0, sy0, sx1, sy1 = _SEGMENTS[seg]
-                p.fill(
-                    x + sx0 * stroke,
-                    3 * c + sy0 * stroke,
-                    x + sx1 * stroke,
-                    3 * c + sy1 * stroke,
-                    (_WHITE, 128, 128),
-                )
-            x += 6 * stroke
-        return p.to_frame()
+            bit = counter >> (COUNTER_BITS - 1 - i) & 1
+            if last is None or bit != last >> (COUNTER_BITS - 1 - i) & 1:
+                self._put(self._bit_box(i), "1" if bit else "")
+        digits, before = str(counter), "" if last is None else str(last)
+        for k in range(max(len(digits), len(before))):
+            ch = digits[k] if k < len(digits) else ""
+            if k >= len(before) or before[k] != ch:
+                self._put(self._digit_box(k), ch)
+        self._last = counter
+        return self._planes.to_frame()
+
+    def _bit_box(self, i: int) -> _Box:
+        x, y = self._layout.bit_origin(i)
+        c = self._layout.cell
+        return ("bit", x, y, x + c, y + c)
+
+    def _digit_box(self, k: int) -> _Box:
+        """The region of the ``k``-th digit: the 4 x 7 strokes its segments can cover."""
+        c, s = self._layout.cell, self._stroke
+        x = 2 * c + k * 6 * s
+        return ("digit", x, 3 * c, x + 4 * s, 3 * c + 7 * s)
+
+    def _put(self, box: _Box, glyph: str) -> None:
+        """Put ``glyph`` ("" for none; "1" for a white square; a decimal digit) in ``box``."""
+        rows = self._glyphs.get((box, glyph))
+        if rows is None:
+            kind, x0, y0, x1, y1 = box
+            scratch = self._background.copy()
+            if kind == "bit" and glyph:
+                scratch.fill(x0, y0, x1, y1, (_WHITE, 128, 128))
+            elif kind == "digit" and glyph:
+                s = self._stroke
+                for seg in _DIGITS[int(glyph)]:
+                    sx0, sy0, sx1, sy1 = _SEGMENTS[seg]
+                    scratch.fill(x0 + sx0 * s, y0 + sy0 * s, x0 + sx1 * s, y0 + sy1 * s, (_WHITE, 128, 128))
+            rows = self._glyphs[(box, glyph)] = scratch.cut(x0, y0, x1, y1)
+        self._planes.put(rows)
 
 
 def read_counter(frame: VideoFrame) -> int:

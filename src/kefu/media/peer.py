@@ -61,6 +61,7 @@ from av.frame import Frame
 
 from kefu.protocol.errors import ErrorCode
 
+from . import audio_level
 from .decoding import decode_on_demand
 from .errors import NegotiationError
 from .events import Emitter, NegotiationNeeded, TrackAdded, TrackRemoved
@@ -77,7 +78,7 @@ from .peer_state import (
     selected_route,
 )
 from .settings import MediaSettings
-from .signal_checks import decode_signal, parse_candidate, parse_sdp
+from .signal_checks import ABS_SEND_TIME, decode_signal, parse_candidate, parse_sdp, without_extension
 from .ssrc import route_ssrcs
 from .tracks import KIND_OF_ROLE, Label, LabelledTrack, Role, track_label
 from .watchdog import FrameWatchdog, run_watchdog
@@ -105,6 +106,7 @@ class MediaPeer(ReceivedFrames):
         dtls_server: bool = False,
         audio_on_demand: bool = False,
         video_on_demand: bool = False,
+        estimate_bandwidth: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -121,6 +123,9 @@ class MediaPeer(ReceivedFrames):
         self._dtls_server = dtls_server
         self._audio_on_demand = audio_on_demand
         self._video_on_demand = video_on_demand
+        # False: offers are answered without abs-send-time, so no REMB is computed per packet (D56)
+        self._estimate_bandwidth = estimate_bandwidth
+        audio_level.install()  # the level of each sent audio frame, in C (D57)
         config = rtc_configuration(settings)
         config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
         self.pc = RTCPeerConnection(config)
@@ -239,6 +244,8 @@ class MediaPeer(ReceivedFrames):
                     code=ErrorCode.invalid_state,
                 )
             description = parse_sdp(sdp)
+            if not self._estimate_bandwidth:
+                sdp = without_extension(sdp, ABS_SEND_TIME)
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
             except Exception as exc:

@@ -122,6 +122,11 @@ class MediaSettings:
     #: the publisher for; undecoded frames still feed the frame watchdog. False: every frame
     #: decoded (a window shows the tiles; the former way, for the benchmark; D55).
     sfu_video_on_demand: bool = True
+    #: SFU mode: a subscription estimates the bandwidth it receives (aiortc's REMB, from the
+    #: abs-send-time header extension of every video packet) and tells Janus, which does not use
+    #: a subscriber's REMB. False: the subscription's answer leaves abs-send-time out, so no
+    #: estimate is made. True: the former way, kept for the benchmark (docs/decisions.md D56).
+    sfu_estimate_bandwidth: bool = False
     #: seconds a snapshot waits for the first decoded frame once decoding is turned on (D55).
     sfu_video_wake: float = 3.0
     #: JPEG quality of snapshots and photos.

@@ -161,6 +161,7 @@ class SfuMember:
                 dtls_server=self.settings.sfu_dtls_passive,  # Janus starts DTLS with the answer (D45)
                 audio_on_demand=self.settings.sfu_audio_on_demand,  # nobody plays it (D49)
                 video_on_demand=self.settings.sfu_video_on_demand,  # no window shows it (D55)
+                estimate_bandwidth=self.settings.sfu_estimate_bandwidth,  # Janus ignores it (D56)
                 clock=self.clock,
             )
             peer.events.subscribe(self._subscription_event)

@@ -11,10 +11,22 @@ from kefu.protocol.errors import ErrorCode
 
 from .errors import NegotiationError
 
-__all__ = ["SDP_LIMIT", "decode_signal", "parse_candidate", "parse_sdp"]
+__all__ = ["ABS_SEND_TIME", "SDP_LIMIT", "decode_signal", "parse_candidate", "parse_sdp", "without_extension"]
 
 #: the longest SDP accepted
 SDP_LIMIT = 256 * 1024
+#: the RTP header extension that feeds aiortc's receive-side bandwidth estimate (REMB)
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+def without_extension(sdp: str, uri: str) -> str:
+    """``sdp`` without its ``a=extmap`` lines of the header extension ``uri`` (RFC 8285):
+    an answer to it does not take that extension, so the offerer does not send it."""
+    return "".join(
+        line
+        for line in sdp.splitlines(keepends=True)
+        if not (line.startswith("a=extmap:") and line.split()[1:2] == [uri])
+    )
 
 
 def parse_sdp(sdp: str) -> SessionDescription:

@@ -98,6 +98,7 @@ def media_settings(
     audio_input: str | None = None,
     sfu_audio_on_demand: bool = True,
     sfu_video_on_demand: bool = True,
+    sfu_estimate_bandwidth: bool = False,
 ) -> Any:
     """The plugin's :class:`~kefu.media.MediaSettings` from its options.
     Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one.
@@ -131,6 +132,7 @@ def media_settings(
         fps=fps,
         sfu_audio_on_demand=sfu_audio_on_demand,
         sfu_video_on_demand=sfu_video_on_demand,
+        sfu_estimate_bandwidth=sfu_estimate_bandwidth,
     )
 
 
@@ -281,6 +283,12 @@ def register(app: typer.Typer) -> None:
             hidden=True,
             help="SFU mode without a window: decode every received video frame (the former way; D55)",
         ),
+        sfu_estimate_bandwidth: bool = typer.Option(
+            False,
+            "--sfu-estimate-bandwidth",
+            hidden=True,
+            help="SFU mode: subscriptions take abs-send-time and send REMB (the former way; D56)",
+        ),
         media_timeout: float = typer.Option(
             25.0, "--media-timeout", help="seconds takePhoto and inviteShare wait for the visitor"
         ),
@@ -336,6 +344,7 @@ def register(app: typer.Typer) -> None:
                     sfu_audio_on_demand=not sfu_decode_all_audio,
                     # a window shows every member's video: decoded always (D55)
                     sfu_video_on_demand=windowless and not sfu_decode_all_video,
+                    sfu_estimate_bandwidth=sfu_estimate_bandwidth,
                 )
             except MediaError as exc:
                 err.print(f"[red]{exc.msg}[/red]")

@@ -1,0 +1,84 @@
+"""What the plugin no longer spends CPU on, and that nothing else changed (D56, D57): an
+SFU subscription's answer without abs-send-time (no bandwidth estimate per received
+packet), aiortc's audio level of a sent frame computed in C with the same value, and the
+test pattern drawn over the previous frame with the same pixels."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from aiortc import rtp
+from av import AudioFrame
+
+from kefu.media import MediaSettings, PatternPainter
+from kefu.media.audio_level import audio_level_dbov, install
+from kefu.media.pattern import COLOURS
+from kefu.media.signal_checks import ABS_SEND_TIME, without_extension
+from tests.media.conftest import sending_pair
+
+ORIGINAL_LEVEL = rtp.compute_audio_level_dbov  # aiortc's, before install() (the test imports it first)
+
+OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+    "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
+    f"a=extmap:3 {ABS_SEND_TIME}\r\n"
+    f"a=extmap:4/recvonly {ABS_SEND_TIME}\r\n"
+    "a=extmap:5 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n"
+)
+
+
+def test_an_extension_is_taken_out_of_an_sdp_and_nothing_else() -> None:
+    out = without_extension(OFFER, ABS_SEND_TIME)
+    assert ABS_SEND_TIME not in out
+    assert out == OFFER.replace(f"a=extmap:3 {ABS_SEND_TIME}\r\n", "").replace(
+        f"a=extmap:4/recvonly {ABS_SEND_TIME}\r\n", ""
+    )
+    assert without_extension(out, ABS_SEND_TIME) == out  # none left: unchanged
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("estimate", [False, True])
+async def test_a_subscription_answers_without_abs_send_time_and_still_receives(
+    settings: MediaSettings, estimate: bool
+) -> None:
+    async with sending_pair(settings, estimate_bandwidth=estimate) as b:
+        frame = await b.next_frame("a", "camera")
+        assert (frame.width, frame.height) == (320, 240)
+        assert (ABS_SEND_TIME in b.pc.localDescription.sdp) is estimate  # True: the former way
+        assert (await b.stats()).packets_received["video"] > 0
+
+
+def _frame(samples: list[int]) -> AudioFrame:
+    frame = AudioFrame(format="s16", layout="mono", samples=len(samples))
+    frame.planes[0].update(b"".join(s.to_bytes(2, "little", signed=True) for s in samples))
+    frame.sample_rate = 48000
+    return frame
+
+
+def test_the_audio_level_is_aiortcs_to_the_dbov() -> None:
+    rnd = random.Random(7)
+    frames = [
+        _frame([0] * 960),  # silence: -127
+        _frame([32767, -32768] * 480),  # full scale: 0
+        _frame([1] * 960),  # just above silence
+        *(_frame([rnd.randint(-(2**e), 2**e - 1) for _ in range(960)]) for e in range(1, 16)),
+    ]
+    assert [audio_level_dbov(f) for f in frames] == [ORIGINAL_LEVEL(f) for f in frames]
+    assert audio_level_dbov(frames[0]) == -127 and audio_level_dbov(frames[1]) == 0
+    install()
+    assert rtp.compute_audio_level_dbov is audio_level_dbov  # what aiortc's senders call
+
+
+@pytest.mark.parametrize(("width", "height", "style"), [(320, 240, "camera"), (1280, 720, "screen")])
+def test_the_pattern_drawn_over_the_last_frame_is_the_pattern_drawn_afresh(
+    width: int, height: int, style: str
+) -> None:
+    painter = PatternPainter(width, height, COLOURS[1], style)  # type: ignore[arg-type]
+    rnd = random.Random(3)
+    counters = [*range(120), 999, 1000, 99, 100000, 7, 2**20 + 5, *(rnd.randrange(10**7) for _ in range(20))]
+    for n in counters:
+        fresh = PatternPainter(width, height, COLOURS[1], style)  # type: ignore[arg-type]
+        assert [bytes(p) for p in painter.paint(n).planes] == [bytes(p) for p in fresh.paint(n).planes], n
+    with pytest.raises(ValueError):
+        painter.paint(-1)
