@@ -1,7 +1,8 @@
-"""What the plugin no longer spends CPU on, and that nothing else changed (D56, D57): an
-SFU subscription's answer without abs-send-time (no bandwidth estimate per received
-packet), aiortc's audio level of a sent frame computed in C with the same value, and the
-test pattern drawn over the previous frame with the same pixels."""
+"""What the plugin no longer spends CPU on, and that nothing else changed (D56, D57, D63):
+an SFU subscription's answer without abs-send-time (no bandwidth estimate per received
+packet), aiortc's audio level of a sent frame computed in C with the same value, the
+test pattern drawn over the previous frame with the same pixels, and the microphone
+encoded in mono Opus that decodes to the same tone."""
 
 from __future__ import annotations
 
@@ -82,3 +83,50 @@ def test_the_pattern_drawn_over_the_last_frame_is_the_pattern_drawn_afresh(
         assert [bytes(p) for p in painter.paint(n).planes] == [bytes(p) for p in fresh.paint(n).planes], n
     with pytest.raises(ValueError):
         painter.paint(-1)
+
+
+def test_the_microphone_is_encoded_mono_and_decodes_to_the_same_tone() -> None:
+    from aiortc import rtcrtpsender
+    from aiortc.codecs import get_encoder as aiortcs_get_encoder
+    from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+    from aiortc.jitterbuffer import JitterFrame
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    from kefu.media.opus import BIT_RATE, MonoOpusEncoder
+    from kefu.media.opus import install as install_opus
+    from kefu.media.pattern import tone_of
+    from kefu.media.tracks import ToneAudioTrack
+
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    install_opus()
+    install_opus()  # idempotent: still one wrapper around aiortc's own
+    senders_get_encoder = getattr(rtcrtpsender, "get_encoder")  # noqa: B009 (not exported)
+    assert isinstance(senders_get_encoder(opus), MonoOpusEncoder)
+    assert type(senders_get_encoder(vp8)) is type(aiortcs_get_encoder(vp8))
+    assert type(aiortcs_get_encoder(opus)) is OpusEncoder  # aiortc's own table is untouched
+
+    tone = ToneAudioTrack(450)
+    pcm = tone._pcm  # one frame's samples: whole periods
+    mono, stereo = MonoOpusEncoder(), OpusEncoder()
+    sizes: dict[str, int] = {"mono": 0, "stereo": 0}
+    decoded: list[AudioFrame] = []
+    decoder = OpusDecoder()
+    for i in range(50):  # one second
+        frame = _frame([int.from_bytes(pcm[k : k + 2], "little", signed=True) for k in range(0, len(pcm), 2)])
+        frame.pts = i * 960
+        for name, encoder in (("mono", mono), ("stereo", stereo)):
+            payloads, timestamp = encoder.encode(frame)
+            sizes[name] += sum(len(p) for p in payloads)
+            if name == "mono":
+                for p in payloads:
+                    assert p[0] & 0x04 == 0, "the TOC byte says stereo"  # RFC 6716 §3.1: s bit
+                    decoded += [
+                        f
+                        for f in decoder.decode(JitterFrame(data=p, timestamp=timestamp))
+                        if isinstance(f, AudioFrame)
+                    ]
+    assert decoded and decoded[0].layout.name == "stereo"  # aiortc's receivers decode it as ever
+    assert abs(tone_of(decoded[10:]) - 450) < 10
+    assert sizes["mono"] < sizes["stereo"]
+    assert sizes["mono"] * 8 <= BIT_RATE * 1.25  # one second at about the set rate

@@ -61,7 +61,7 @@ from av.frame import Frame
 
 from kefu.protocol.errors import ErrorCode
 
-from . import audio_level
+from . import audio_level, opus
 from .decoding import decode_on_demand
 from .errors import NegotiationError
 from .events import Emitter, NegotiationNeeded, TrackAdded, TrackRemoved
@@ -126,6 +126,7 @@ class MediaPeer(ReceivedFrames):
         # False: offers are answered without abs-send-time, so no REMB is computed per packet (D56)
         self._estimate_bandwidth = estimate_bandwidth
         audio_level.install()  # the level of each sent audio frame, in C (D57)
+        opus.install()  # the microphone in mono Opus, as browsers send it (D63)
         config = rtc_configuration(settings)
         config.bundlePolicy = RTCBundlePolicy.MAX_BUNDLE
         self.pc = RTCPeerConnection(config)
