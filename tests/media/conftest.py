@@ -127,3 +127,14 @@ async def sending_pair(settings: MediaSettings, **receiver: bool) -> AsyncIterat
         await a.close()
         await b.close()
         source.stop()
+
+
+#: a second of the sending pair's media: its camera's frames (15 fps) and its microphone's (50 a second)
+SECOND_OF = {"camera": 15, "mic": 50}
+
+
+async def a_second_of(b: MediaPeer, track: str) -> None:
+    """A second of ``a``'s call to ``b`` (:func:`sending_pair`), measured by ``track``'s frames
+    decoded meanwhile (the other track is sent all the while)."""
+    for _ in range(SECOND_OF[track]):
+        await b.next_frame("a", track)

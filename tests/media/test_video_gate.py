@@ -8,13 +8,11 @@ from __future__ import annotations
 import pytest
 from av import VideoFrame
 
-from kefu.media import MediaPeer, MediaSettings
+from kefu.media import MediaSettings
 from kefu.media.decoding import is_key_frame
-from tests.media.conftest import sending_pair
+from tests.media.conftest import a_second_of, sending_pair
 
 pytestmark = pytest.mark.media
-
-AUDIO_FRAMES = 50  # a second of audio (50 frames a second): video sent meanwhile (15 fps)
 
 
 def test_a_vp8_key_frame_is_told_by_its_frame_tag() -> None:
@@ -24,15 +22,9 @@ def test_a_vp8_key_frame_is_told_by_its_frame_tag() -> None:
     assert is_key_frame("H264", b"\x00\x00\x00\x01\x65") is None  # not told here: decoded as it comes
 
 
-async def _a_second(b: MediaPeer) -> None:
-    """A second of the call, measured by the audio decoded meanwhile."""
-    for _ in range(AUDIO_FRAMES):
-        await b.next_frame("a", "mic")
-
-
 async def test_video_is_decoded_only_while_asked_for_yet_watched(settings: MediaSettings) -> None:
     async with sending_pair(settings, video_on_demand=True) as b:
-        await _a_second(b)
+        await a_second_of(b, "mic")
         camera = b.received_track("a", "camera")
         assert camera is not None and camera.on_demand
         assert camera.frames == 0  # nobody asked: nothing decoded
@@ -45,7 +37,7 @@ async def test_video_is_decoded_only_while_asked_for_yet_watched(settings: Media
         frame = await b.next_frame("a", "camera")
         assert isinstance(frame, VideoFrame) and (frame.width, frame.height) == (320, 240)
         asked = camera.frames
-        await _a_second(b)
+        await a_second_of(b, "mic")
         assert camera.frames - asked <= 3, camera.frames - asked  # no more asked: (almost) none
         again = await b.next_frame("a", "camera")  # after a pause again: a new key frame
         assert isinstance(again, VideoFrame)
@@ -53,6 +45,6 @@ async def test_video_is_decoded_only_while_asked_for_yet_watched(settings: Media
 
 async def test_every_video_frame_decoded_the_former_way(settings: MediaSettings) -> None:
     async with sending_pair(settings, video_on_demand=False) as b:
-        await _a_second(b)
+        await a_second_of(b, "mic")
         camera = b.received_track("a", "camera")
         assert camera is not None and not camera.on_demand and camera.frames > 5
