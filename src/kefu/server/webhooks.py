@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -224,7 +223,8 @@ class Webhooks:
     async def _watch(self) -> None:
         """Wake the workers when the journal grows; look for other nodes' endpoints now and then."""
         seen = self.journal.top
-        looked = time.monotonic()
+        clock = asyncio.get_running_loop()
+        looked = clock.time()
         while not self._closed:
             await self.journal.wait(seen, self.s.events_poll)
             if self.journal.top > seen:
@@ -234,9 +234,9 @@ class Webhooks:
             # other nodes' endpoints: one look per ``events_poll``, not one per journal growth
             # (that was a read per batch, i.e. per message at a steady 100 msg/s: D60); this
             # node's own registrations and deletions start and stop their workers at once
-            if time.monotonic() - looked < self.s.events_poll:
+            if clock.time() - looked < self.s.events_poll:
                 continue
-            looked = time.monotonic()
+            looked = clock.time()
             try:
                 await self._refresh()
             except Exception:
