@@ -125,6 +125,60 @@ def proc_sample(pid: int) -> ProcSample:
     return ProcSample(at=now, cpu_s=(utime + stime) / _CLK_TCK, rss_bytes=rss, threads=threads)
 
 
+def all_cpu() -> dict[int, tuple[str, float]]:
+    """Every process's name and CPU seconds (user + system) now: pid → (name, seconds).
+
+    The name is the command line's first words (``postgres: postgres kefu_bench_1a2b …``
+    names a backend's database; ``nginx: worker process``; ``redis-server …``), else the
+    kernel's ``comm``. A process that ends while being read is left out."""
+    out: dict[int, tuple[str, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            cmd = (
+                Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        out[int(entry.name)] = (cmd.strip() or comm, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
+    return out
+
+
+def cpu_by_part(
+    before: dict[int, tuple[str, float]],
+    after: dict[int, tuple[str, float]],
+    wall_s: float,
+    named: dict[int, str],
+) -> dict[str, float]:
+    """CPU between two :func:`all_cpu` readings, in % of a core, summed per part: the pids
+    in ``named`` under their name; ``nginx``, ``redis``, ``postgres <database>`` (a
+    backend) or ``postgres`` (its other processes) by command line; the rest ``other``.
+    Processes started in between count from 0."""
+    parts: dict[str, float] = {}
+    for pid, (name, cpu) in after.items():
+        used = cpu - before[pid][1] if pid in before else cpu
+        if used <= 0:
+            continue
+        if pid in named:
+            part = named[pid]
+        elif name.startswith("nginx"):
+            part = "nginx"
+        elif name.startswith("redis-server"):
+            part = "redis"
+        elif name.startswith("postgres:"):
+            words = name.split()
+            # a backend: "postgres: 15/main: <user> <database> <host>(<port>) <state>"
+            part = f"postgres {words[3]}" if len(words) > 4 and "(" in words[4] else "postgres"
+        else:
+            part = "other"
+        parts[part] = parts.get(part, 0.0) + used
+    return {k: 100.0 * v / wall_s for k, v in sorted(parts.items())} if wall_s > 0 else {}
+
+
 def system_cpu() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine, from ``/proc/stat``."""
     try:

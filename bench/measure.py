@@ -18,7 +18,10 @@ Steps (each bounded in time):
 
 Server CPU is the process's user+system time over each phase's wall time
 (100 % = one core); the load workers' CPU is recorded beside it, to show
-whether the load generator or the server was the limit.
+whether the load generator or the server was the limit. Over the saturation phase,
+``sat_cpu_pct_by_part`` is every process's CPU on the machine summed per part (each
+node, the load workers, nginx, Redis, PostgreSQL's backends per database, the rest):
+divided by the stored rate, what a message costs each part.
 """
 
 from __future__ import annotations
@@ -29,7 +32,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import ProcSample, kib, machine_busy_pct, percentiles, proc_sample, system_cpu
+from bench.common import (
+    ProcSample,
+    all_cpu,
+    cpu_by_part,
+    kib,
+    machine_busy_pct,
+    percentiles,
+    proc_sample,
+    system_cpu,
+)
 from bench.load import LoadConfig, Pool
 from bench.procs import ServerProcess
 
@@ -66,6 +78,15 @@ def _cpu(server: list[ProcSample], workers: list[list[ProcSample]]) -> dict[str,
             b.cpu_percent_since(a) for a, b in zip(server[0].parts, server[1].parts, strict=True)
         ]
     return out
+
+
+def _named(server: Any, workers: list[int]) -> dict[int, str]:
+    """The run's own processes by pid: ``node 1`` … (or ``server``), ``load``."""
+    nodes = getattr(server, "nodes", None)
+    named = {int(n.pid): f"node {i}" for i, n in enumerate(nodes, 1)} if nodes else {}
+    if not nodes and hasattr(server, "pid"):
+        named[int(server.pid)] = "server"
+    return {**named, **{int(w): "load" for w in workers}}
 
 
 def _samples(pids: list[int]) -> list[ProcSample]:
@@ -188,6 +209,7 @@ def measure(
         srv = [server.sample()]
         wk = [_samples(wpids)]
         busy0 = system_cpu()
+        every0, t_every0 = all_cpu(), time.monotonic()
         start_ns = time.monotonic_ns()
         sat = pool.call(
             "saturate",
@@ -199,6 +221,9 @@ def measure(
         srv.append(server.sample())
         wk.append(_samples(wpids))
         f["sat_machine_busy_pct"] = machine_busy_pct(busy0, system_cpu())
+        f["sat_cpu_pct_by_part"] = cpu_by_part(
+            every0, all_cpu(), time.monotonic() - t_every0, _named(server, wpids)
+        )
         f["sat_concurrency"] = sum(s["visitors"] for s in sat)
         f["sat_stalled"] = sum(s["stalled"] for s in sat)
         f.update({f"sat_{k}": v for k, v in _cpu(srv, [list(x) for x in zip(*wk, strict=True)]).items()})
