@@ -147,6 +147,11 @@ def server(
     db_pool: int = typer.Option(
         10, help="PostgreSQL connections this node keeps open (as many again when busy)"
     ),
+    db_writers: int = typer.Option(
+        4,
+        min=1,
+        help="PostgreSQL: batches of chat messages this node writes at once (D70)",
+    ),
     sweep_interval: float = typer.Option(1.0, help="seconds between looks for any node's due timers"),
     queue_push_interval: float = typer.Option(
         0.2, help="seconds between two rounds of queue pushes (changes meanwhile are shown together)"
@@ -273,6 +278,7 @@ def server(
         redis_prefix=redis_prefix,
         presence_ttl=presence_ttl,
         db_pool=db_pool,
+        db_writers=db_writers,
         sweep_interval=sweep_interval,
         queue_push_interval=queue_push_interval,
         service_level_seconds=service_level_seconds,

@@ -209,7 +209,9 @@ class MessageWriter:
     each batch locks its sessions, journal streams and mailboxes in key order),
     so one batch's commit round trip does not stop the next batch from starting."""
 
-    def __init__(self, hub: Hub, router: Router, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, hub: Hub, router: Router, *, max_batch: int = MAX_BATCH, writers: int = PG_WRITERS
+    ) -> None:
         self.hub = hub
         self.router = router
         self.max_batch = max_batch
@@ -219,7 +221,7 @@ class MessageWriter:
         #: two messages) the sequencer's own transaction after each batch was a second commit
         #: per message; the benchmark switches it to compare.
         self.sequence_in = hub.store.is_sqlite
-        self.writers = 1 if hub.store.is_sqlite else PG_WRITERS
+        self.writers = 1 if hub.store.is_sqlite else max(1, writers)
         self._queue: deque[MessageJob] = deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

@@ -69,6 +69,9 @@ class Settings:
     # PostgreSQL only: connections kept open, and as many again opened when busy (every node counts
     # against the server's max_connections); a write holds one from its first statement to its commit
     db_pool: int = 10
+    # PostgreSQL only: group-commit batches of chat messages in flight at once on this node (D70);
+    # SQLite has one writer
+    db_writers: int = 4
     # --- accounts and login
     token_ttl: float = 12 * 3600.0  # seconds a login token lives
     allowed_origins: tuple[str, ...] = ()  # returnTo targets and browser Origins besides our own
