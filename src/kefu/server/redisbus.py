@@ -32,11 +32,17 @@ Every push is stored (with its recipient's ``seq``) before it is published
   ended by the others. The beats are the heartbeat: nothing is polled per call.
 - **Presence** (who is connected to *some* node) is the hash
   ``<prefix>presence:<recipient>``: one field per node holding the connection,
-  whose value is the time (ms) until which it is valid. The owning node
-  refreshes its fields every ``presence_ttl / 3`` seconds; the fields of a
-  node that died stop counting after ``presence_ttl``. :meth:`announce`
-  writes the field *before* the connection's first reply, so a client that
-  has its answer is present for every node.
+  whose value is the id of that node's run. A field counts while its node's
+  run is alive: the key ``<prefix>node:<node id>`` holds the run's id and
+  expires after ``presence_ttl``, refreshed every ``presence_ttl / 3``
+  seconds — one key per node, whatever the number of its connections (D71:
+  it refreshed one field per connection). A node that died stops counting
+  after ``presence_ttl``; a node restarted under the same id is a new run, and
+  the fields of the run before do not count. :meth:`announce` writes the field
+  *before* the connection's first reply, so a client that has its answer is
+  present for every node. The hashes expire after :data:`PRESENCE_KEEP`
+  (their holders renew them every third of it), so what a dead node left
+  goes away; :meth:`present` also drops the dead fields it reads.
 - A connection that takes over a recipient announces it (``attach`` on the
   channel); the node holding the older connection tells it ``replaced`` and
   closes it, as one node does for two connections of the same recipient.
@@ -53,7 +59,6 @@ import contextlib
 import json
 import logging
 import secrets
-import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -71,6 +76,26 @@ log = logging.getLogger("kefu.server.redisbus")
 #: The most bus messages one ``PUBLISH`` carries (a JSON array of them, D53).
 PUBLISH_MAX = 256
 
+#: Seconds a recipient's presence hash is kept without its holder renewing it (D71): what a
+#: dead node left there goes away; a live one renews its recipients' every third of it.
+PRESENCE_KEEP = 3600.0
+
+#: Is some node's live run holding the recipient (KEYS[1], its presence hash)? A field whose
+#: run is not its node's live one (``ARGV[1]`` .. node id: the run's id while it lives) is
+#: dropped. One round trip, atomic.
+_PRESENT = """
+local f = redis.call('HGETALL', KEYS[1])
+local found = 0
+for i = 1, #f, 2 do
+  if redis.call('GET', ARGV[1] .. f[i]) == f[i + 1] then
+    found = 1
+  else
+    redis.call('HDEL', KEYS[1], f[i])
+  end
+end
+return found
+"""
+
 
 def _dumps(msg: dict[str, Any]) -> str:
     return json.dumps(msg, separators=(",", ":"))
@@ -84,15 +109,25 @@ def _frame(texts: list[str]) -> str:
 class RedisBus(LocalSinks):
     """The :class:`~kefu.server.hub.Bus` of a node among several (see the module docstring)."""
 
-    def __init__(self, url: str, *, node_id: str, prefix: str = "kefu:", presence_ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        node_id: str,
+        prefix: str = "kefu:",
+        presence_ttl: float = 5.0,
+        presence_keep: float = PRESENCE_KEEP,
+    ) -> None:
         self.url = url
         self.node_id = node_id
         self.prefix = prefix
         self.presence_ttl = presence_ttl
+        self.presence_keep = presence_keep
         self.channel = f"{prefix}bus"
         self.run_id = secrets.token_hex(6)  # this run of the node: numbers start again at 1
         super().__init__()
         self._redis: aioredis.Redis = aioredis.from_url(url)
+        self._present_script: Any = self._redis.register_script(_PRESENT)
         self._pubsub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background = Background(log)  # forgetting presence, telling the queue changed
@@ -115,6 +150,7 @@ class RedisBus(LocalSinks):
     async def start(self) -> None:
         """Check Redis answers, subscribe, and start the sender and the heartbeat."""
         await self._redis.ping()
+        await self._alive()  # before any announce: this run's fields count from the first
         self._tasks = [
             asyncio.create_task(self._listen(), name="kefu-redis-listen"),
             asyncio.create_task(self._sender(), name="kefu-redis-send"),
@@ -135,10 +171,12 @@ class RedisBus(LocalSinks):
         await self._background.close()
         with contextlib.suppress(RedisError, OSError):
             if self._sinks:
-                pipe = self._redis.pipeline()
+                pipe = self._redis.pipeline(transaction=False)
                 for recipient in self._sinks:
                     pipe.hdel(self._key(recipient), self.node_id)
                 await pipe.execute()
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.delete(self._node_key())  # gone now, not after presence_ttl
         self._sinks.clear()
         await self._redis.aclose()
 
@@ -166,12 +204,11 @@ class RedisBus(LocalSinks):
         if recipient in self._sinks:
             return True
         try:
-            fields = await self._redis.hgetall(self._key(recipient))
+            found = await self._present_script(keys=[self._key(recipient)], args=[self._node_key("")])
         except (RedisError, OSError):
             log.warning("presence of %s: Redis does not answer; counting it as absent", recipient)
             return False
-        now = self._now_ms()
-        return any(int(v) > now for v in fields.values())
+        return bool(found)
 
     def queue_changed(self) -> None:
         """Every other node shows the queue anew (at-most-once is enough: the next change,
@@ -276,14 +313,17 @@ class RedisBus(LocalSinks):
     def _key(self, recipient: str) -> str:
         return f"{self.prefix}presence:{recipient}"
 
-    def _now_ms(self) -> int:
-        return int(time.time() * 1000)
+    def _node_key(self, node_id: str | None = None) -> str:
+        return f"{self.prefix}node:{self.node_id if node_id is None else node_id}"
+
+    async def _alive(self) -> None:
+        """This run lives for another ``presence_ttl``: its presence fields count."""
+        await self._redis.set(self._node_key(), self.run_id, px=int(self.presence_ttl * 1000))
 
     async def _mark(self, recipient: str) -> None:
-        ttl_ms = int(self.presence_ttl * 1000)
-        pipe = self._redis.pipeline()
-        pipe.hset(self._key(recipient), self.node_id, self._now_ms() + ttl_ms)
-        pipe.pexpire(self._key(recipient), ttl_ms * 2)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(self._key(recipient), self.node_id, self.run_id)
+        pipe.pexpire(self._key(recipient), int(self.presence_keep * 1000))
         await pipe.execute()
 
     async def _forget(self, recipient: str) -> None:
@@ -297,18 +337,20 @@ class RedisBus(LocalSinks):
 
     async def _heartbeat(self) -> None:
         period = self.presence_ttl / 3
+        loop = asyncio.get_running_loop()
+        kept_at = loop.time()
         while not self._closed:
             await asyncio.sleep(period)
             self._queue_msg({"k": "beat", "n": self.node_id}, numbered=False)
             self._departed()
             try:
-                ttl_ms = int(self.presence_ttl * 1000)
-                deadline = self._now_ms() + ttl_ms
-                pipe = self._redis.pipeline()
-                for recipient in list(self._sinks):
-                    pipe.hset(self._key(recipient), self.node_id, deadline)
-                    pipe.pexpire(self._key(recipient), ttl_ms * 2)
-                await pipe.execute()
+                await self._alive()  # one key, whatever the number of connections (D71)
+                if loop.time() - kept_at >= self.presence_keep / 3:
+                    kept_at = loop.time()
+                    pipe = self._redis.pipeline(transaction=False)
+                    for recipient in list(self._sinks):
+                        pipe.pexpire(self._key(recipient), int(self.presence_keep * 1000))
+                    await pipe.execute()
             except (RedisError, OSError) as exc:
                 log.warning("refreshing presence on Redis failed: %r", exc)
 
