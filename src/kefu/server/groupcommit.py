@@ -54,7 +54,7 @@ from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.integrations import EVENT_INFO, EventType, stream_key
 
 from .events import RECORD
-from .hub import STORE_EVENT, Hub, Push, agent_key, push_text, visitor_key
+from .hub import SEQUENCE_IN, STORE_EVENT, Hub, Push, agent_key, push_text, visitor_key
 from .routing import Router, event
 from .schema import journal_streams, mailboxes, messages, sessions
 from .store import new_ids
@@ -219,6 +219,12 @@ class MessageWriter:
         #: two messages) the sequencer's own transaction after each batch was a second commit
         #: per message; the benchmark switches it to compare.
         self.sequence_in = hub.store.is_sqlite
+        #: PostgreSQL, a lone message (the general path, run by the writer): its transaction
+        #: gives the journal's positions too (D67). At a steady low rate every message is
+        #: alone, and the sequencer's own transaction after it was a second commit — a second
+        #: WAL flush — per message; batches keep D52 (the lock held to their commits would
+        #: make the writers take turns). The benchmark switches it to compare.
+        self.sequence_lone = not hub.store.is_sqlite
         self.writers = 1 if hub.store.is_sqlite else PG_WRITERS
         self._queue: deque[MessageJob] = deque()
         self._wake = asyncio.Event()
@@ -278,8 +284,8 @@ class MessageWriter:
             elif batch:
                 await self._write_batch(batch)
 
-    @staticmethod
-    async def _one(job: MessageJob) -> None:
+    async def _one(self, job: MessageJob) -> None:
+        token = SEQUENCE_IN.set(self.sequence_lone)
         try:
             result = await job.alone()
         except asyncio.CancelledError:
@@ -289,6 +295,8 @@ class MessageWriter:
             if not job.fut.done():
                 job.fut.set_exception(exc)
             return
+        finally:
+            SEQUENCE_IN.reset(token)
         if not job.fut.done():
             job.fut.set_result(result)
 
