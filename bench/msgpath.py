@@ -17,9 +17,11 @@ Two variants in the same run, same database, same senders:
 - ``journal in batch`` (unless ``--group-only``): group commit with the
   journal's positions given inside each batch's transaction (the default on
   SQLite, D61);
-- ``lone sequenced in`` (PostgreSQL): ``group commit`` with a lone message's
-  transaction giving the journal's positions too (the default there, D67).
-  These alternate ``--rounds`` times.
+- PostgreSQL: ``group commit`` there is D52's path with the counters read
+  and written in two statements each; ``lone sequenced in`` adds a lone
+  message's transaction giving the journal's positions too (D67);
+  ``counters in one`` adds the counters in one ``UPDATE … RETURNING`` each
+  (D68): the defaults there. These alternate ``--rounds`` times.
 
 Figures: stored messages/s, the process's CPU per message (user + system,
 µs), messages per transaction, a message's round trip p50 / p99; each
@@ -41,6 +43,7 @@ from sqlalchemy import insert
 
 from bench.common import percentiles
 from kefu.server.accounts import add_agent
+from kefu.server.groupcommit import _MAILBOXES, _STREAMS
 from kefu.server.hub import open_mailbox, visitor_key
 from kefu.server.runner import ServerRunner
 from kefu.server.schema import sessions, visitors
@@ -131,16 +134,23 @@ async def measure(
                 return {"group_commit": await run_variant(runner, vs, seconds)}
             res: dict[str, Any] = {}
             # in the batch on SQLite (D61), after it on PostgreSQL; a lone message's on PostgreSQL (D67)
-            default = writer.sequence_in, writer.sequence_lone
-            variants = [("group_commit", False, False), ("journal_in_batch", True, False)]
+            # and the counters in one statement on PostgreSQL (D68)
+            default = writer.sequence_in, writer.sequence_lone, _MAILBOXES.returning
+            variants = [("group_commit", False, False, True), ("journal_in_batch", True, False, True)]
             if db:
-                variants.append(("lone_sequenced_in", False, True))
+                variants[0] = ("group_commit", False, False, False)
+                variants += [
+                    ("lone_sequenced_in", False, True, False),
+                    ("counters_in_one", False, True, True),
+                ]
             for r in range(1, rounds + 1):
                 tag = f" {r}" if rounds > 1 else ""
-                for name, in_batch, lone in variants:
+                for name, in_batch, lone, returning in variants:
                     writer.sequence_in, writer.sequence_lone = in_batch, lone
+                    _MAILBOXES.returning = _STREAMS.returning = returning
                     res[f"{name}{tag}"] = await run_variant(runner, vs, seconds)
-            writer.sequence_in, writer.sequence_lone = default
+            writer.sequence_in, writer.sequence_lone, _MAILBOXES.returning = default
+            _STREAMS.returning = _MAILBOXES.returning
             await writer.close()  # from now on every message goes alone (the path before D42)
             single = await run_variant(runner, vs, seconds)
         finally:

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Column, Select, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Column, Select, Table, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
@@ -92,8 +92,9 @@ class MessageJob:
 
 class _Counters:
     """The batched form of ``UPDATE … SET last_seq = last_seq + 1 RETURNING`` for one
-    counter table (``mailboxes`` or ``journal_streams``): read the batch's rows locked,
-    in key order, then write each one's new value."""
+    counter table (``mailboxes`` or ``journal_streams``): one ``UPDATE … RETURNING``
+    (PostgreSQL, D68; SQLite when every count is the same, D62), else read the batch's
+    rows locked, in key order, then write each one's new value."""
 
     def __init__(self, table: Table, key: Column[Any]) -> None:
         self.read = (
@@ -105,13 +106,22 @@ class _Counters:
         self.set = update(table).where(key == bindparam("k")).values(last_seq=bindparam("s"))
         self.new = insert(table).values({key.name: bindparam("k"), "last_seq": bindparam("s")})
         #: SQLite, every counter of the batch moved by the same count (a batch of one message):
-        #: one ``UPDATE … RETURNING`` instead of the read and the write (D62). Not on PostgreSQL,
-        #: where the rows must be locked in key order (the ``SELECT … ORDER BY … FOR UPDATE``).
+        #: one ``UPDATE … RETURNING`` instead of the read and the write (D62).
         self.bump = (
             update(table)
             .where(key.in_(bindparam("ks", expanding=True)))
             .values(last_seq=table.c.last_seq + bindparam("n"))
             .returning(key, table.c.last_seq)
+        )
+        #: PostgreSQL: the same in one statement whatever the counts (D68) — the rows locked in
+        #: key order by the ``WITH`` (against deadlocks between the writers), then each moved
+        #: by its own count from the arrays of keys and counts.
+        t, k = table.name, key.name
+        self.bump_pg = text(
+            f"WITH locked AS (SELECT {k} FROM {t} WHERE {k} = ANY(CAST(:ks AS text[])) ORDER BY {k} FOR UPDATE) "
+            f"UPDATE {t} SET last_seq = {t}.last_seq + v.n "
+            f"FROM locked, unnest(CAST(:ks AS text[]), CAST(:ns AS integer[])) AS v(k, n) "
+            f"WHERE {t}.{k} = locked.{k} AND v.k = locked.{k} RETURNING {t}.{k}, {t}.last_seq"
         )
         self.returning = True  # the benchmark switches it to compare
 
@@ -119,7 +129,11 @@ class _Counters:
         """Add ``counts[k]`` to each counter ``k``; return each one's value before."""
         keys = sorted(counts)
         steps = set(counts.values())
-        if self.returning and len(steps) == 1 and conn.dialect.name == "sqlite":
+        if self.returning and conn.dialect.name != "sqlite":
+            ns = [counts[k] for k in keys]
+            rows = await conn.execute(self.bump_pg, {"ks": keys, "ns": ns})
+            have = {r[0]: r[1] - counts[r[0]] for r in rows}
+        elif self.returning and len(steps) == 1:
             n = steps.pop()
             have = {r[0]: r[1] - n for r in await conn.execute(self.bump, {"ks": keys, "n": n})}
         else:
