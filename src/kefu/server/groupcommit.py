@@ -17,12 +17,15 @@ an ``executemany``), not per message:
    sessions by id;
 3. the counters: the journal streams and the mailboxes of the batch, read
    ``FOR UPDATE`` in key order, then set to their new values in one
-   ``executemany`` (rows not there yet are inserted) — each message gets the
-   next ``seq`` of its recipient, gap-free, in the order the messages came;
+   ``executemany`` (rows not there yet are inserted; on PostgreSQL one
+   ``UPDATE … RETURNING`` whose ``WITH`` locks them in key order, D68) — each
+   message gets the next ``seq`` of its recipient, gap-free, in the order the
+   messages came;
 4. the rows: messages, journal events and pushes, one ``executemany`` each;
 5. one commit; then the journal's sequencer gives the events their public
    positions in its own transaction, coalesced over batches (D20; giving them
-   inside the batch's transaction is a measured-slower variant, D52).
+   inside the batch's transaction is a measured-slower variant on PostgreSQL,
+   D52; SQLite does, D61, and so does a lone message on PostgreSQL, D67).
 
 Each sender awaits its own future, resolved only **after** the commit that
 holds its message (acknowledged = stored); then the batch's pushes go to the
