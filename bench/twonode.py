@@ -1,0 +1,116 @@
+"""One node against two behind nginx, several codes in one run (issue 18, D70).
+
+``python -m bench.twonode VARIANT[,VARIANT…] [--python NAME=PYTHON] [--options NAME="--opt v"]``
+
+``bench.scaling``'s load (1,000 visitors, 100 agents, two load workers) on 1
+node, then on 2 nodes behind nginx + Redis, in one PostgreSQL database made for
+the run, for each variant in the order given (``main,w2,main,w2``: alternating
+rounds). A variant names the Python that starts its nodes (``--python
+main=/work/wt-main/.venv/bin/python``: that worktree's code; default this
+Python) and extra ``kefu server`` options (``--options w2="--db-writers 2"``).
+Prints one JSON line per variant: stored msg/s, p50 / p99 at 100 msg/s, the
+machine's busy share, lost / duplicated, and every process's CPU at saturation
+per part (``bench.measure``'s ``sat_cpu_pct_by_part``) in % of a core and in
+µs per stored message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bench.multinode as mn
+from bench.im import load_of
+from bench.procs import ServerProcess
+from bench.scaling import with_database
+from bench.storage import _pg, postgres_url
+
+__all__ = ["main"]
+
+
+def _starter(python: str, extra: list[str]) -> Any:
+    def node(
+        workdir: Path, db: str, schema: str, redis: str | None, prefix: str, node_id: int
+    ) -> ServerProcess:
+        argv = [python, "-m", "kefu.cli", "server", "--port", "0", "--data-dir", str(workdir / "data")]
+        argv += ["--db", db, "--db-schema", schema]
+        if redis:
+            argv += ["--redis", redis, "--redis-prefix", prefix, "--node-id", str(node_id)]
+        argv += [*mn.SERVER_OPTIONS, *extra]
+        return ServerProcess(
+            argv,
+            pattern=r"kefu server listening on (http://127\.0\.0\.1:\d+)",
+            log=workdir / f"node-{node_id}.log",
+        )
+
+    return node
+
+
+def figures(k: dict[str, Any]) -> dict[str, Any]:
+    rate = k["sat_acked_per_s"]
+    parts = k.get("sat_cpu_pct_by_part", {})
+    lat = k.get("rate_latency_ms") or {}
+    loss = k.get("loss") or {}
+    return {
+        "rate": round(rate),
+        "p50": lat.get("p50"),
+        "p99": lat.get("p99"),
+        "busy": k.get("sat_machine_busy_pct"),
+        "acked_lost_dup": [loss.get("acked"), loss.get("lost"), loss.get("duplicated")],
+        "cpu_pct": {p: round(v, 1) for p, v in parts.items()},
+        "us_per_msg": {p: round(v / 100 / rate * 1e6) for p, v in parts.items()} if rate else {},
+    }
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    return dict(i.split("=", 1) for i in items)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.twonode", description=__doc__.split("\n\n")[0])
+    ap.add_argument("plan", help="variants in the order run, comma-separated")
+    ap.add_argument("--python", action="append", default=[], help="NAME=PYTHON starting that variant's nodes")
+    ap.add_argument("--options", action="append", default=[], help='NAME="kefu server options"')
+    ap.add_argument("--visitors", type=int, default=1000)
+    ap.add_argument("--agents", type=int, default=100)
+    a = ap.parse_args(argv)
+    pythons, options = _pairs(a.python), _pairs(a.options)
+    load = load_of(a.visitors, a.agents, quick=False, workers=2)
+    db, redis, nginx = postgres_url(), mn.redis_url(), mn.nginx_path()
+    name = f"kefu_bench_{secrets.token_hex(4)}"
+    asyncio.run(_pg(db, f'CREATE DATABASE "{name}"'))
+    run_db = with_database(db, name)
+    rounds: dict[str, int] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="kefu-bench-twonode-") as tmp:
+            for v in a.plan.split(","):
+                rounds[v] = r = rounds.get(v, 0) + 1
+                mn._node = _starter(pythons.get(v, sys.executable), shlex.split(options.get(v, "")))
+                out: dict[str, Any] = {
+                    "variant": v,
+                    "round": r,
+                    "start": time.strftime("%H:%M:%S", time.gmtime()),
+                }
+                load0 = os.getloadavg()[0]
+                for n in (1, 2):
+                    out[f"n{n}"] = figures(
+                        mn._measure(load, Path(tmp) / f"{v}{r}-n{n}", n, run_db, redis, nginx)
+                    )
+                out["load"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+                out["ratio"] = round(out["n2"]["rate"] / out["n1"]["rate"], 3) if out["n1"]["rate"] else None
+                print(json.dumps(out), flush=True)
+    finally:
+        asyncio.run(_pg(db, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
