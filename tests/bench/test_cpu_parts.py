@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from bench.common import all_cpu, cpu_by_part
 
 
@@ -38,6 +37,7 @@ def test_parts_by_pid_and_by_command_line() -> None:
             "other": 15.0,
         }
     )
+
 
 def test_this_process_is_read() -> None:
     name, cpu = all_cpu()[os.getpid()]
