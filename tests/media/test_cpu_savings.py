@@ -6,6 +6,7 @@ encoded in mono Opus that decodes to the same tone."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -130,3 +131,55 @@ def test_the_microphone_is_encoded_mono_and_decodes_to_the_same_tone() -> None:
     assert abs(tone_of(decoded[10:]) - 450) < 10
     assert sizes["mono"] < sizes["stereo"]
     assert sizes["mono"] * 8 <= BIT_RATE * 1.25  # one second at about the set rate
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("on_loop", [True, False])
+async def test_the_microphone_encoded_on_the_loop_is_sent_as_before(
+    settings: MediaSettings, on_loop: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D64: the microphone's Opus frames encoded on the event loop (False: in aiortc's thread
+    pool, the former way); either way mono packets with the frame's audio level, and the tone."""
+    import threading
+    from dataclasses import replace
+
+    from aiortc import RTCRtpReceiver
+
+    from kefu.media.opus import MonoOpusEncoder
+    from kefu.media.pattern import tone_for, tone_of
+    from kefu.media.tracks import ToneAudioTrack
+
+    encoded_in: set[int] = set()
+    encode = MonoOpusEncoder.encode
+
+    def recorded_encode(self: MonoOpusEncoder, frame: AudioFrame, force_keyframe: bool = False) -> object:
+        encoded_in.add(threading.get_ident())
+        return encode(self, frame, force_keyframe)
+
+    monkeypatch.setattr(MonoOpusEncoder, "encode", recorded_encode)
+    received: list[object] = []
+    handle = RTCRtpReceiver._handle_rtp_packet
+
+    async def recorded_packet(self: RTCRtpReceiver, packet: object, arrival_time_ms: int) -> None:
+        if self.track.kind == "audio":
+            received.append(packet)
+        await handle(self, packet, arrival_time_ms)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", recorded_packet)
+    async with sending_pair(replace(settings, encode_audio_on_loop=on_loop)) as b:
+        frames = [await b.next_frame("a", "mic") for _ in range(25)]
+    loop_thread = threading.get_ident()
+    if on_loop:
+        assert encoded_in == {loop_thread}
+    else:
+        assert encoded_in and loop_thread not in encoded_in
+    tone = ToneAudioTrack(tone_for("a"))
+    level = audio_level_dbov(await tone.recv())  # every frame of the tone has this level
+    tone.stop()
+    assert len(received) >= 25
+    for packet in received:
+        assert packet.extensions.audio_level == (False, -level)  # type: ignore[attr-defined]
+        assert packet.payload[0] & 0x04 == 0, "the TOC byte says stereo"  # type: ignore[attr-defined]
+    timestamps = [p.timestamp for p in received]  # type: ignore[attr-defined]
+    assert all((later - earlier) % 2**32 == 960 for earlier, later in itertools.pairwise(timestamps))
+    assert abs(tone_of(frames[5:]) - tone_for("a")) < 10

@@ -169,6 +169,7 @@ class MediaPeer(ReceivedFrames):
         if self.offerer:
             sent.transceiver = self.pc.addTransceiver(sent.track, direction=sent.direction)
         self._sent.append(sent)
+        self._encode_on_loop()
         self._changed()
         return label
 
@@ -187,6 +188,13 @@ class MediaPeer(ReceivedFrames):
         sent.track.stop()
         self._changed()
         return True
+
+    def _encode_on_loop(self) -> None:
+        """The senders of our audio tracks encode Opus on the loop, not in a thread (D64)."""
+        if self.settings.encode_audio_on_loop:
+            for s in self._sent:
+                if s.transceiver is not None and s.track.kind == "audio":
+                    opus.encode_on_loop(s.transceiver.sender)
 
     @property
     def sending(self) -> tuple[str, ...]:
@@ -254,6 +262,7 @@ class MediaPeer(ReceivedFrames):
             self._seen_offer = True
             self._outstanding = False
             bind_pending(self.pc, self._sent, self._burnt, description)
+            self._encode_on_loop()
             answer = await self.pc.createAnswer()
             if self._dtls_server:
                 answer = RTCSessionDescription(

@@ -127,6 +127,9 @@ class MediaSettings:
     #: a subscriber's REMB. False: the subscription's answer leaves abs-send-time out, so no
     #: estimate is made. True: the former way, kept for the benchmark (docs/decisions.md D56).
     sfu_estimate_bandwidth: bool = False
+    #: The microphone's Opus frames are encoded on the event loop as they are sent (D64); False:
+    #: in aiortc's thread pool, a hand-over per 20 ms frame (the former way, for the benchmark).
+    encode_audio_on_loop: bool = True
     #: seconds a snapshot waits for the first decoded frame once decoding is turned on (D55).
     sfu_video_wake: float = 3.0
     #: JPEG quality of snapshots and photos.
