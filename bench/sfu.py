@@ -24,6 +24,11 @@
   post-processing: ``janus-pp-rec`` and ``ffmpeg``, then sealing and storing),
   for a call of ``call_seconds``.
 
+``ab(rounds) -> dict`` is the same-run comparison of the latest saving against the
+way before it: one server and one Janus, the plugin's two- and three-party CPU
+(the call above) with each of :data:`AB`'s option sets in turn, ``rounds``
+times (``python -m bench.sfu --ab [ROUNDS]``; the load average at both ends).
+
 Root only (it makes the namespace of tests/janus/netns.py and runs Janus in
 it, as the tests do); run from the source tree (it uses the tests' kits).
 ``kefu bench media`` runs it after bench/media.py's figures.
@@ -41,9 +46,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["measure", "run"]
+__all__ = ["AB", "ab", "measure", "run"]
 
 STREAMS_3PARTY = 3 * 2 * 2  # members × others × (audio, video)
+
+#: ``ab``'s variants, alternated within each round: the way before the latest saving
+#: (D64: the microphone encoded in aiortc's thread pool), then the default
+AB: dict[str, tuple[str, ...]] = {"encode_audio_in_thread": ("--encode-audio-in-thread",), "default": ()}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -119,6 +128,7 @@ async def _measure(
                     "decode_all_audio": "--sfu-decode-all-audio",
                     "decode_all_video": "--sfu-decode-all-video",
                     "estimate_bandwidth": "--sfu-estimate-bandwidth",
+                    "encode_audio_in_thread": "--encode-audio-in-thread",  # D64's before
                 }
                 for name, option in formers.items():
                     cpu = await _plugin_cpu(
@@ -298,6 +308,51 @@ async def _recording_latency(server: Any, folder: Path, call_seconds: float) -> 
         await agent.close()
 
 
+async def measure_ab(rounds: int, window: float = 10.0) -> dict[str, Any]:
+    """:data:`AB`'s variants alternated ``rounds`` times against one server and one Janus."""
+    import os
+
+    from tests.janus.kit import Janus, available
+    from tests.janus.netns import Namespace, unavailable
+
+    why = unavailable() or available()
+    if why:
+        return {"sfu_skipped": why}
+    out: dict[str, Any] = {"load_at_start": os.getloadavg()[0], "rounds": rounds, "window_s": window}
+    ns = Namespace()
+    ns.create()
+    ns.enter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="kefu-bench-sfu-ab-") as tmp:
+            janus = Janus(Path(tmp) / "janus")
+            janus.prefix = ns.prefix
+            await janus.start()
+            try:
+                async with _server(Path(tmp) / "sfu", janus) as server:
+                    for r in range(rounds):
+                        for name, options in AB.items():
+                            folder = Path(tmp) / f"{name.replace('_', '')}{r}"
+                            cpu = await _plugin_cpu(server, folder, ns.prefix, window, janus, *options)
+                            for k, v in cpu.items():
+                                out.setdefault(f"{name}_{k}", []).append(v)
+            finally:
+                await janus.stop()
+    finally:
+        ns.leave()
+        ns.delete()
+    for name in AB:
+        for party in ("2party", "3party"):
+            values = out[f"{name}_plugin_cpu_{party}_pct"]
+            out[f"{name}_plugin_cpu_{party}_mean"] = round(statistics.mean(values), 2)
+    out["load_at_end"] = os.getloadavg()[0]
+    return out
+
+
+def ab(rounds: int) -> dict[str, Any]:
+    """:func:`measure_ab`, from synchronous code."""
+    return asyncio.run(measure_ab(rounds))
+
+
 def run(quick: bool) -> dict[str, Any]:
     """Measure; a flat dict of figures (bench/registry.py makes rows of it)."""
     return asyncio.run(measure(quick))
@@ -307,4 +362,8 @@ if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(run("--quick" in sys.argv), indent=1))
+    if "--ab" in sys.argv:
+        rest = sys.argv[sys.argv.index("--ab") + 1 :]
+        print(json.dumps(ab(int(rest[0]) if rest else 3), indent=1))
+    else:
+        print(json.dumps(run("--quick" in sys.argv), indent=1))
