@@ -51,8 +51,8 @@ __all__ = ["AB", "ab", "measure", "run"]
 STREAMS_3PARTY = 3 * 2 * 2  # members × others × (audio, video)
 
 #: ``ab``'s variants, alternated within each round: the way before the latest saving
-#: (D64: the microphone encoded in aiortc's thread pool), then the default
-AB: dict[str, tuple[str, ...]] = {"encode_audio_in_thread": ("--encode-audio-in-thread",), "default": ()}
+#: (D64: every frame encoded in aiortc's thread pool), then the default
+AB: dict[str, tuple[str, ...]] = {"encode_in_threads": ("--encode-on-loop", "none"), "default": ()}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -128,7 +128,7 @@ async def _measure(
                     "decode_all_audio": "--sfu-decode-all-audio",
                     "decode_all_video": "--sfu-decode-all-video",
                     "estimate_bandwidth": "--sfu-estimate-bandwidth",
-                    "encode_audio_in_thread": "--encode-audio-in-thread",  # D64's before
+                    "encode_in_threads": "--encode-on-loop=none",  # D64's before
                 }
                 for name, option in formers.items():
                     cpu = await _plugin_cpu(

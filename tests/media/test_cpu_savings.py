@@ -134,29 +134,36 @@ def test_the_microphone_is_encoded_mono_and_decodes_to_the_same_tone() -> None:
 
 
 @pytest.mark.media
-@pytest.mark.parametrize("on_loop", [True, False])
-async def test_the_microphone_encoded_on_the_loop_is_sent_as_before(
-    settings: MediaSettings, on_loop: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("on_loop", [("audio",), ("audio", "video"), ()])
+async def test_frames_encoded_on_the_loop_are_sent_as_before(
+    settings: MediaSettings, on_loop: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """D64: the microphone's Opus frames encoded on the event loop (False: in aiortc's thread
-    pool, the former way); either way mono packets with the frame's audio level, and the tone."""
+    """D64: the kinds ``encode_on_loop`` names are encoded on the event loop (the others in
+    aiortc's thread pool, the former way); either way the microphone's packets are mono, carry
+    the frame's audio level and decode to the tone, and the camera's frames arrive."""
     import threading
     from dataclasses import replace
 
     from aiortc import RTCRtpReceiver
+    from aiortc.codecs.vpx import Vp8Encoder
 
     from kefu.media.opus import MonoOpusEncoder
-    from kefu.media.pattern import tone_for, tone_of
+    from kefu.media.pattern import read_counter, tone_for, tone_of
     from kefu.media.tracks import ToneAudioTrack
 
-    encoded_in: set[int] = set()
-    encode = MonoOpusEncoder.encode
+    encoded_in: dict[str, set[int]] = {"audio": set(), "video": set()}
 
-    def recorded_encode(self: MonoOpusEncoder, frame: AudioFrame, force_keyframe: bool = False) -> object:
-        encoded_in.add(threading.get_ident())
-        return encode(self, frame, force_keyframe)
+    def recorded(kind: str, encoder: type) -> None:
+        encode = encoder.encode
 
-    monkeypatch.setattr(MonoOpusEncoder, "encode", recorded_encode)
+        def recorded_encode(self: object, frame: object, force_keyframe: bool = False) -> object:
+            encoded_in[kind].add(threading.get_ident())
+            return encode(self, frame, force_keyframe)
+
+        monkeypatch.setattr(encoder, "encode", recorded_encode)
+
+    recorded("audio", MonoOpusEncoder)
+    recorded("video", Vp8Encoder)
     received: list[object] = []
     handle = RTCRtpReceiver._handle_rtp_packet
 
@@ -166,13 +173,17 @@ async def test_the_microphone_encoded_on_the_loop_is_sent_as_before(
         await handle(self, packet, arrival_time_ms)  # type: ignore[arg-type]
 
     monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", recorded_packet)
-    async with sending_pair(replace(settings, encode_audio_on_loop=on_loop)) as b:
+    async with sending_pair(replace(settings, encode_on_loop=on_loop)) as b:
         frames = [await b.next_frame("a", "mic") for _ in range(25)]
+        counters = [read_counter(await b.next_frame("a", "camera")) for _ in range(5)]  # type: ignore[arg-type]
     loop_thread = threading.get_ident()
-    if on_loop:
-        assert encoded_in == {loop_thread}
-    else:
-        assert encoded_in and loop_thread not in encoded_in
+    for kind, threads in encoded_in.items():
+        assert threads, kind
+        if kind in on_loop:
+            assert threads == {loop_thread}, kind
+        else:
+            assert loop_thread not in threads, kind
+    assert counters == sorted(counters) and len(set(counters)) == 5  # frames by content, in order
     tone = ToneAudioTrack(tone_for("a"))
     level = audio_level_dbov(await tone.recv())  # every frame of the tone has this level
     tone.stop()

@@ -10,27 +10,16 @@ microphone a kefu process sends (the agent's plugin, the Python visitor, the
 hub's mix). :func:`install` makes aiortc's senders create this encoder for
 Opus (they call ``get_encoder`` through the module ``aiortc.rtcrtpsender``).
 docs/decisions.md D63.
-
-aiortc's sender hands every frame to a thread of its pool to be encoded
-(``run_in_executor``) and waits for the result on the event loop: for a 20 ms
-Opus frame (≈ 170 µs of encoding) the hand-over costs about as much as the
-encoding, 50 times a second. :func:`encode_on_loop` makes one sender encode its
-Opus frames where it reads them, on the loop, with the same encoder and the same
-audio level in every packet (D57); video stays in the pool (a VP8 frame of
-640x480 is milliseconds of the loop). docs/decisions.md D64.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aiortc import RTCRtpSender, rtp
 from aiortc.codecs.opus import SAMPLE_RATE, SAMPLES_PER_FRAME, TIME_BASE, OpusEncoder
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpsender import RTCEncodedFrame
-from av import AudioFrame, AudioResampler, CodecContext
+from av import AudioResampler, CodecContext
 
-__all__ = ["BIT_RATE", "MonoOpusEncoder", "encode_on_loop", "install"]
+__all__ = ["BIT_RATE", "MonoOpusEncoder", "install"]
 
 #: bits a second of the microphone's Opus stream (aiortc: 96,000 in stereo)
 BIT_RATE = 48_000
@@ -67,36 +56,3 @@ def install() -> None:
 
     get_encoder.kefu_original = original  # type: ignore[attr-defined]
     setattr(rtcrtpsender, "get_encoder", get_encoder)  # noqa: B010
-
-
-def encode_on_loop(sender: RTCRtpSender) -> None:
-    """``sender`` encodes its Opus frames on the event loop with a :class:`MonoOpusEncoder`,
-    not in aiortc's thread pool (idempotent; another codec: aiortc's own way).
-
-    What aiortc's ``RTCRtpSender._next_encoded_frame`` does for a frame, without the
-    hand-over: the track's next frame (dropped while the sender is disabled), its audio
-    level by the function aiortc's senders call (D57's), its payloads and RTP timestamp
-    from the encoder; a pre-encoded packet is packed as aiortc packs it."""
-    if getattr(sender, "kefu_on_loop", False):
-        return
-    aiortcs = sender._next_encoded_frame
-    encoder = MonoOpusEncoder()
-
-    async def next_encoded_frame(codec: RTCRtpCodecParameters) -> RTCEncodedFrame | None:
-        if codec.mimeType.lower() != "audio/opus":
-            return await aiortcs(codec)
-        data = await sender.track.recv()
-        if not sender._enabled:
-            return None
-        if isinstance(data, AudioFrame):
-            level: int | None = rtp.compute_audio_level_dbov(data)
-            payloads, timestamp = encoder.encode(data)
-        else:
-            level = None
-            payloads, timestamp = encoder.pack(data)  # type: ignore[arg-type]  # an av.Packet
-        if not payloads:
-            return None  # the resampler holds a part frame
-        return RTCEncodedFrame(payloads, timestamp, level)  # type: ignore[arg-type]  # None: no level, as aiortc
-
-    sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
-    sender.kefu_on_loop = True  # type: ignore[attr-defined]

@@ -63,6 +63,7 @@ from kefu.protocol.errors import ErrorCode
 
 from . import audio_level, opus
 from .decoding import decode_on_demand
+from .encoding import encode_on_loop
 from .errors import NegotiationError
 from .events import Emitter, NegotiationNeeded, TrackAdded, TrackRemoved
 from .ice import host_addresses, rtc_configuration
@@ -190,11 +191,10 @@ class MediaPeer(ReceivedFrames):
         return True
 
     def _encode_on_loop(self) -> None:
-        """The senders of our audio tracks encode Opus on the loop, not in a thread (D64)."""
-        if self.settings.encode_audio_on_loop:
-            for s in self._sent:
-                if s.transceiver is not None and s.track.kind == "audio":
-                    opus.encode_on_loop(s.transceiver.sender)
+        """The senders of the kinds ``encode_on_loop`` names encode on the loop, not in a thread (D64)."""
+        for s in self._sent:
+            if s.transceiver is not None and s.track.kind in self.settings.encode_on_loop:
+                encode_on_loop(s.transceiver.sender)
 
     @property
     def sending(self) -> tuple[str, ...]:

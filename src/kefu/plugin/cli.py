@@ -99,7 +99,7 @@ def media_settings(
     sfu_audio_on_demand: bool = True,
     sfu_video_on_demand: bool = True,
     sfu_estimate_bandwidth: bool = False,
-    encode_audio_on_loop: bool = True,
+    encode_on_loop: tuple[str, ...] = ("audio",),
 ) -> Any:
     """The plugin's :class:`~kefu.media.MediaSettings` from its options.
     Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one.
@@ -134,7 +134,7 @@ def media_settings(
         sfu_audio_on_demand=sfu_audio_on_demand,
         sfu_video_on_demand=sfu_video_on_demand,
         sfu_estimate_bandwidth=sfu_estimate_bandwidth,
-        encode_audio_on_loop=encode_audio_on_loop,
+        encode_on_loop=encode_on_loop,
     )
 
 
@@ -291,11 +291,12 @@ def register(app: typer.Typer) -> None:
             hidden=True,
             help="SFU mode: subscriptions take abs-send-time and send REMB (the former way; D56)",
         ),
-        encode_audio_in_thread: bool = typer.Option(
-            False,
-            "--encode-audio-in-thread",
+        encode_on_loop: str = typer.Option(
+            "audio",
+            "--encode-on-loop",
             hidden=True,
-            help="encode the microphone in aiortc's thread pool (the former way, for the benchmark; D64)",
+            help="the kinds of sent media encoded on the event loop, 'audio,video' or 'none' (the "
+            "former way: all in aiortc's thread pool; D64)",
         ),
         media_timeout: float = typer.Option(
             25.0, "--media-timeout", help="seconds takePhoto and inviteShare wait for the visitor"
@@ -353,7 +354,7 @@ def register(app: typer.Typer) -> None:
                     # a window shows every member's video: decoded always (D55)
                     sfu_video_on_demand=windowless and not sfu_decode_all_video,
                     sfu_estimate_bandwidth=sfu_estimate_bandwidth,
-                    encode_audio_on_loop=not encode_audio_in_thread,
+                    encode_on_loop=tuple(k for k in encode_on_loop.split(",") if k not in ("", "none")),
                 )
             except MediaError as exc:
                 err.print(f"[red]{exc.msg}[/red]")
