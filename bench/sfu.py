@@ -52,7 +52,11 @@ STREAMS_3PARTY = 3 * 2 * 2  # members × others × (audio, video)
 
 #: ``ab``'s variants, alternated within each round: the way before the latest saving
 #: (D64: every frame encoded in aiortc's thread pool), then the default
-AB: dict[str, tuple[str, ...]] = {"encode_in_threads": ("--encode-on-loop", "none"), "default": ()}
+AB: dict[str, tuple[str, ...]] = {
+    "encode_in_threads": ("--encode-on-loop", "none"),
+    "default": (),
+    "video_on_loop": ("--encode-on-loop", "audio,video"),
+}
 
 
 def _cpu_seconds(pid: int) -> float:

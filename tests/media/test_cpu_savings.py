@@ -194,3 +194,23 @@ async def test_frames_encoded_on_the_loop_are_sent_as_before(
     timestamps = [p.timestamp for p in received]  # type: ignore[attr-defined]
     assert all((later - earlier) % 2**32 == 960 for earlier, later in itertools.pairwise(timestamps))
     assert abs(tone_of(frames[5:]) - tone_for("a")) < 10
+
+
+async def test_a_sender_on_the_loop_runs_the_encoder_at_once_and_sees_its_error() -> None:
+    from aiortc import RTCPeerConnection
+    from aiortc.mediastreams import AudioStreamTrack
+
+    from kefu.media.encoding import encode_on_loop
+
+    pc = RTCPeerConnection()
+    try:
+        sender = pc.addTransceiver(AudioStreamTrack()).sender  # never started
+        assert encode_on_loop(sender) and encode_on_loop(sender)  # idempotent
+        loop = sender._RTCRtpSender__loop  # type: ignore[attr-defined]
+        assert loop.is_running()  # the loop's own methods
+        assert await loop.run_in_executor(None, divmod, 7, 2) == (3, 1)  # at once, no thread
+        with pytest.raises(ZeroDivisionError):
+            await loop.run_in_executor(None, divmod, 7, 0)
+    finally:
+        await pc.close()
+    assert not encode_on_loop(object())  # type: ignore[arg-type]  # an aiortc without that loop
