@@ -17,7 +17,8 @@
   before D55, audio on demand; ``sfu_decode_all_video_*``), and with the
   subscriptions' receive-side bandwidth estimate (``--sfu-estimate-bandwidth``:
   abs-send-time taken, a REMB computed per video packet; the way before D56,
-  ``sfu_estimate_bandwidth_*``);
+  ``sfu_estimate_bandwidth_*``), and with every sent frame encoded in aiortc's
+  thread pool (``--encode-on-loop=none``: the way before D64, ``sfu_encode_in_threads_*``);
 * Janus's CPU in the three-party SFU call, and per forwarded stream (each of
   the three members' audio and video forwarded to the two others: 12);
 * the time from the hang-up to a downloadable recording (the SFU mode's
@@ -264,11 +265,17 @@ async def _plugin_cpu(
             await asyncio.sleep(1.0)  # warm-up
             if janus is not None:
                 janus0, wall0 = _cpu_seconds(janus.proc.pid), time.monotonic()
+                camera = v.media.subscription(p1_name).received_track(p1_name, "camera")
+                assert camera is not None
+                arrived0 = camera.arrived
             out["plugin_cpu_3party_pct"] = await _cpu(proc.proc.pid, window)
             if janus is not None:
-                pct = 100 * (_cpu_seconds(janus.proc.pid) - janus0) / (time.monotonic() - wall0)
+                elapsed = time.monotonic() - wall0
+                pct = 100 * (_cpu_seconds(janus.proc.pid) - janus0) / elapsed
                 out["janus_cpu_3party_pct"] = round(pct, 1)
                 out["janus_cpu_per_stream_pct"] = round(pct / STREAMS_3PARTY, 2)
+                # the plugin's camera as the visitor gets it: the frame rate it sends (D64)
+                out["plugin_camera_fps_3party"] = round((camera.arrived - arrived0) / elapsed, 1)
             await p1.call("videoDisconnect").callback("success")
         finally:
             await p2.close()
@@ -345,9 +352,8 @@ async def measure_ab(rounds: int, window: float = 10.0) -> dict[str, Any]:
         ns.leave()
         ns.delete()
     for name in AB:
-        for party in ("2party", "3party"):
-            values = out[f"{name}_plugin_cpu_{party}_pct"]
-            out[f"{name}_plugin_cpu_{party}_mean"] = round(statistics.mean(values), 2)
+        for figure in ("plugin_cpu_2party_pct", "plugin_cpu_3party_pct", "plugin_camera_fps_3party"):
+            out[f"{name}_{figure}_mean"] = round(statistics.mean(out[f"{name}_{figure}"]), 2)
     out["load_at_end"] = os.getloadavg()[0]
     return out
 

@@ -409,6 +409,7 @@ class MediaPeer(ReceivedFrames):
     def _video_arrived(self, rec: ReceivedTrack, now: float) -> None:
         """A frame of ``rec``'s video arrived (decoded, or counted undecoded: D55)."""
         rec.last_time = now
+        rec.arrived += 1
         if rec.label.role == "camera" and self._received.get(rec.mid) is rec:
             online = self.watchdog.frame(rec.label.member, now)
             if online is not None:
