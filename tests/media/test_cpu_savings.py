@@ -134,11 +134,22 @@ def test_the_microphone_is_encoded_mono_and_decodes_to_the_same_tone() -> None:
 
 
 @pytest.mark.media
-@pytest.mark.parametrize("on_loop", [("audio",), ("audio", "video"), ()])
+@pytest.mark.parametrize(
+    ("kinds", "video_on_loop", "on_loop"),
+    [
+        (("audio", "video"), True, {"audio", "video"}),  # the SFU's publisher
+        (("audio", "video"), False, {"audio"}),  # a hub's peer: one encoder per member
+        ((), True, set()),  # the former way
+    ],
+)
 async def test_frames_encoded_on_the_loop_are_sent_as_before(
-    settings: MediaSettings, on_loop: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+    settings: MediaSettings,
+    kinds: tuple[str, ...],
+    video_on_loop: bool,
+    on_loop: set[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """D64: the kinds ``encode_on_loop`` names are encoded on the event loop (the others in
+    """D64: audio, and video where the peer says so, encoded on the event loop (the others in
     aiortc's thread pool, the former way); either way the microphone's packets are mono, carry
     the frame's audio level and decode to the tone, and the camera's frames arrive."""
     import threading
@@ -173,7 +184,8 @@ async def test_frames_encoded_on_the_loop_are_sent_as_before(
         await handle(self, packet, arrival_time_ms)  # type: ignore[arg-type]
 
     monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", recorded_packet)
-    async with sending_pair(replace(settings, encode_on_loop=on_loop)) as b:
+    sender = {"encode_video_on_loop": video_on_loop}
+    async with sending_pair(replace(settings, encode_on_loop=kinds), sender=sender) as b:
         frames = [await b.next_frame("a", "mic") for _ in range(25)]
         counters = [read_counter(await b.next_frame("a", "camera")) for _ in range(5)]  # type: ignore[arg-type]
     loop_thread = threading.get_ident()
@@ -214,3 +226,32 @@ async def test_a_sender_on_the_loop_runs_the_encoder_at_once_and_sees_its_error(
     finally:
         await pc.close()
     assert not encode_on_loop(object())  # type: ignore[arg-type]  # an aiortc without that loop
+
+
+def test_a_20ms_mono_frame_is_encoded_without_the_resampler_to_the_same_bytes() -> None:
+    """D65: a frame already in the encoder's shape skips aiortc's resampler; the packets and
+    their timestamps are those the resampler's way gives; another shape resamples for good."""
+    import fractions
+
+    from kefu.media.opus import MonoOpusEncoder
+
+    rnd = random.Random(11)
+
+    def frames(count: int, samples: int = 960) -> list[AudioFrame]:
+        out = []
+        for i in range(count):
+            f = _frame([rnd.randint(-8000, 8000) for _ in range(samples)])
+            f.pts, f.time_base = i * samples, fractions.Fraction(1, 48000)
+            out.append(f)
+        return out
+
+    direct, resampled = MonoOpusEncoder(), MonoOpusEncoder()
+    resampled._resampling = True  # aiortc's way for every frame
+    for f in frames(60):
+        assert direct.encode(f) == resampled.encode(f)
+    assert not direct._resampling
+    halves = MonoOpusEncoder()
+    assert halves.encode(frames(1, 480)[0]) == ([], None)  # half a frame: the resampler holds it
+    assert halves._resampling
+    assert halves.encode(frames(2)[1])[0]  # a whole frame after it: still through the resampler
+    assert halves._resampling

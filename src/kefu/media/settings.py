@@ -127,9 +127,11 @@ class MediaSettings:
     #: a subscriber's REMB. False: the subscription's answer leaves abs-send-time out, so no
     #: estimate is made. True: the former way, kept for the benchmark (docs/decisions.md D56).
     sfu_estimate_bandwidth: bool = False
-    #: The kinds of sent tracks (``audio``, ``video``) whose frames are encoded on the event loop
-    #: as they are sent; the others in aiortc's thread pool, a hand-over per frame (D64).
-    encode_on_loop: tuple[str, ...] = ("audio",)
+    #: The kinds of sent tracks (``audio``, ``video``) whose frames may be encoded on the event
+    #: loop as they are sent: audio always, video by the SFU mode's publisher (one encoder for the
+    #: camera; a hub encodes it once per member, in threads); the others in aiortc's thread pool,
+    #: a hand-over per frame. ``()``: all in the pool (the former way, for the benchmark; D64).
+    encode_on_loop: tuple[str, ...] = ("audio", "video")
     #: seconds a snapshot waits for the first decoded frame once decoding is turned on (D55).
     sfu_video_wake: float = 3.0
     #: JPEG quality of snapshots and photos.

@@ -99,7 +99,7 @@ def media_settings(
     sfu_audio_on_demand: bool = True,
     sfu_video_on_demand: bool = True,
     sfu_estimate_bandwidth: bool = False,
-    encode_on_loop: tuple[str, ...] = ("audio",),
+    encode_on_loop: tuple[str, ...] = ("audio", "video"),
 ) -> Any:
     """The plugin's :class:`~kefu.media.MediaSettings` from its options.
     Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one.
@@ -292,11 +292,11 @@ def register(app: typer.Typer) -> None:
             help="SFU mode: subscriptions take abs-send-time and send REMB (the former way; D56)",
         ),
         encode_on_loop: str = typer.Option(
-            "audio",
+            "audio,video",
             "--encode-on-loop",
             hidden=True,
-            help="the kinds of sent media encoded on the event loop, 'audio,video' or 'none' (the "
-            "former way: all in aiortc's thread pool; D64)",
+            help="the kinds of sent media that may be encoded on the event loop: 'audio,video', "
+            "'audio', or 'none' (the former way: all in aiortc's thread pool; D64)",
         ),
         media_timeout: float = typer.Option(
             25.0, "--media-timeout", help="seconds takePhoto and inviteShare wait for the visitor"
