@@ -27,8 +27,10 @@
 
 ``ab(rounds) -> dict`` is the same-run comparison of the latest saving against the
 way before it: one server and one Janus, the plugin's two- and three-party CPU
-(the call above) with each of :data:`AB`'s option sets in turn, ``rounds``
-times (``python -m bench.sfu --ab [ROUNDS]``; the load average at both ends).
+(the call above) and its camera's frame rate at the visitor, with each of
+:data:`AB`'s option sets in turn, ``rounds`` times, and with ``--main TREE`` the
+plugin of another source tree first in each round (``python -m bench.sfu --ab
+[ROUNDS] [--main TREE]``; the load average at both ends).
 
 Root only (it makes the namespace of tests/janus/netns.py and runs Janus in
 it, as the tests do); run from the source tree (it uses the tests' kits).
@@ -53,11 +55,7 @@ STREAMS_3PARTY = 3 * 2 * 2  # members × others × (audio, video)
 
 #: ``ab``'s variants, alternated within each round: the way before the latest saving
 #: (D64: every frame encoded in aiortc's thread pool), then the default
-AB: dict[str, tuple[str, ...]] = {
-    "encode_in_threads": ("--encode-on-loop", "none"),
-    "default": (),
-    "video_on_loop": ("--encode-on-loop", "audio,video"),
-}
+AB: dict[str, tuple[str, ...]] = {"encode_in_threads": ("--encode-on-loop", "none"), "default": ()}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -319,8 +317,10 @@ async def _recording_latency(server: Any, folder: Path, call_seconds: float) -> 
         await agent.close()
 
 
-async def measure_ab(rounds: int, window: float = 10.0) -> dict[str, Any]:
-    """:data:`AB`'s variants alternated ``rounds`` times against one server and one Janus."""
+async def measure_ab(rounds: int, window: float = 10.0, main: Path | None = None) -> dict[str, Any]:
+    """:data:`AB`'s variants alternated ``rounds`` times against one server and one Janus;
+    with ``main`` (a source tree, e.g. ``git archive main``) first in each round the plugin
+    of that tree (its ``src`` on ``PYTHONPATH``), with no option."""
     import os
 
     from tests.janus.kit import Janus, available
@@ -340,10 +340,14 @@ async def measure_ab(rounds: int, window: float = 10.0) -> dict[str, Any]:
             await janus.start()
             try:
                 async with _server(Path(tmp) / "sfu", janus) as server:
+                    variants = {name: (ns.prefix, options) for name, options in AB.items()}
+                    if main is not None:
+                        trees = [*ns.prefix, "env", f"PYTHONPATH={main / 'src'}"]
+                        variants = {"main": (trees, ()), **variants}
                     for r in range(rounds):
-                        for name, options in AB.items():
+                        for name, (prefix, options) in variants.items():
                             folder = Path(tmp) / f"{name.replace('_', '')}{r}"
-                            cpu = await _plugin_cpu(server, folder, ns.prefix, window, janus, *options)
+                            cpu = await _plugin_cpu(server, folder, prefix, window, janus, *options)
                             for k, v in cpu.items():
                                 out.setdefault(f"{name}_{k}", []).append(v)
             finally:
@@ -351,16 +355,16 @@ async def measure_ab(rounds: int, window: float = 10.0) -> dict[str, Any]:
     finally:
         ns.leave()
         ns.delete()
-    for name in AB:
+    for name in (["main"] if main is not None else []) + list(AB):
         for figure in ("plugin_cpu_2party_pct", "plugin_cpu_3party_pct", "plugin_camera_fps_3party"):
             out[f"{name}_{figure}_mean"] = round(statistics.mean(out[f"{name}_{figure}"]), 2)
     out["load_at_end"] = os.getloadavg()[0]
     return out
 
 
-def ab(rounds: int) -> dict[str, Any]:
+def ab(rounds: int, main: Path | None = None) -> dict[str, Any]:
     """:func:`measure_ab`, from synchronous code."""
-    return asyncio.run(measure_ab(rounds))
+    return asyncio.run(measure_ab(rounds, main=main))
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -372,8 +376,9 @@ if __name__ == "__main__":
     import json
     import sys
 
-    if "--ab" in sys.argv:
+    if "--ab" in sys.argv:  # --ab [ROUNDS] [--main TREE]
         rest = sys.argv[sys.argv.index("--ab") + 1 :]
-        print(json.dumps(ab(int(rest[0]) if rest else 3), indent=1))
+        tree = Path(sys.argv[sys.argv.index("--main") + 1]).resolve() if "--main" in sys.argv else None
+        print(json.dumps(ab(int(rest[0]) if rest and rest[0].isdigit() else 3, tree), indent=1))
     else:
         print(json.dumps(run("--quick" in sys.argv), indent=1))
