@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from aiortc import RTCRtpSender
 
-__all__ = ["encode_on_loop"]
+__all__ = ["encode_on_loop", "encodes_on_loop"]
 
 T = TypeVar("T")
 
@@ -54,3 +54,8 @@ def encode_on_loop(sender: RTCRtpSender) -> bool:
     if not isinstance(loop, _OnLoop):
         setattr(sender, _LOOP, _OnLoop(loop))
     return True
+
+
+def encodes_on_loop(sender: RTCRtpSender) -> bool:
+    """Whether :func:`encode_on_loop` was applied to ``sender``."""
+    return isinstance(getattr(sender, _LOOP, None), _OnLoop)
