@@ -158,7 +158,7 @@ async def test_three_party_call_through_janus(scene: Scene) -> None:
 
 
 async def test_the_publisher_encodes_on_the_loop_and_janus_forwards_its_frames(scene: Scene) -> None:
-    """D64, D65: the agent's publisher encodes its camera and microphone on the event loop;
+    """D64: the agent's publisher encodes its camera and microphone on the event loop;
     through Janus the visitor gets its colour, a counter that goes up frame by frame, and the
     agent's tone."""
     from kefu.media.encoding import encodes_on_loop

@@ -226,32 +226,3 @@ async def test_a_sender_on_the_loop_runs_the_encoder_at_once_and_sees_its_error(
     finally:
         await pc.close()
     assert not encode_on_loop(object())  # type: ignore[arg-type]  # an aiortc without that loop
-
-
-def test_a_20ms_mono_frame_is_encoded_without_the_resampler_to_the_same_bytes() -> None:
-    """D65: a frame already in the encoder's shape skips aiortc's resampler; the packets and
-    their timestamps are those the resampler's way gives; another shape resamples for good."""
-    import fractions
-
-    from kefu.media.opus import MonoOpusEncoder
-
-    rnd = random.Random(11)
-
-    def frames(count: int, samples: int = 960) -> list[AudioFrame]:
-        out = []
-        for i in range(count):
-            f = _frame([rnd.randint(-8000, 8000) for _ in range(samples)])
-            f.pts, f.time_base = i * samples, fractions.Fraction(1, 48000)
-            out.append(f)
-        return out
-
-    direct, resampled = MonoOpusEncoder(), MonoOpusEncoder()
-    resampled._resampling = True  # aiortc's way for every frame
-    for f in frames(60):
-        assert direct.encode(f) == resampled.encode(f)
-    assert not direct._resampling
-    halves = MonoOpusEncoder()
-    assert halves.encode(frames(1, 480)[0]) == ([], None)  # half a frame: the resampler holds it
-    assert halves._resampling
-    assert halves.encode(frames(2)[1])[0]  # a whole frame after it: still through the resampler
-    assert halves._resampling

@@ -10,13 +10,6 @@ microphone a kefu process sends (the agent's plugin, the Python visitor, the
 hub's mix). :func:`install` makes aiortc's senders create this encoder for
 Opus (they call ``get_encoder`` through the module ``aiortc.rtcrtpsender``).
 docs/decisions.md D63.
-
-aiortc's encoder passes every frame through a resampler (an ``AudioResampler``
-with a FIFO of 960 samples) to make 20 ms frames of the encoder's format. A
-frame that already is one — s16 mono at 48 kHz, 960 samples, in the encoder's
-time base, as the plugin's tone and a 20 ms microphone give — is encoded as it
-is, with the same bytes and timestamps (D65); any other frame, and every frame
-after one, goes through the resampler as before.
 """
 
 from __future__ import annotations
@@ -24,8 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiortc.codecs.opus import SAMPLE_RATE, SAMPLES_PER_FRAME, TIME_BASE, OpusEncoder
-from av import AudioFrame, AudioResampler, CodecContext
-from av.frame import Frame
+from av import AudioResampler, CodecContext
 
 __all__ = ["BIT_RATE", "MonoOpusEncoder", "install"]
 
@@ -48,33 +40,6 @@ class MonoOpusEncoder(OpusEncoder):
             format="s16", layout="mono", rate=SAMPLE_RATE, frame_size=SAMPLES_PER_FRAME
         )
         self.first_packet_pts = None
-        self._resampling = False  # a frame went through the resampler: all that follow do (D65)
-
-    def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        """aiortc's ``encode``, without the resampler for a frame already in the encoder's shape."""
-        if self._resampling or not isinstance(frame, AudioFrame) or not _encoder_ready(frame):
-            self._resampling = True
-            return super().encode(frame, force_keyframe)
-        packets = self.codec.encode(frame)
-        if not packets:
-            return [], None  # type: ignore[return-value]  # aiortc's own: buffered, no timestamp
-        pts = packets[0].pts
-        assert pts is not None  # the frame's, less the encoder's delay
-        if self.first_packet_pts is None:
-            self.first_packet_pts = pts
-        return [bytes(p) for p in packets], pts - self.first_packet_pts
-
-
-def _encoder_ready(frame: AudioFrame) -> bool:
-    """``frame`` is what the resampler would give the encoder: 960 s16 mono samples at 48 kHz."""
-    return (
-        frame.samples == SAMPLES_PER_FRAME
-        and frame.sample_rate == SAMPLE_RATE
-        and frame.format.name == "s16"
-        and frame.layout.name == "mono"
-        and frame.pts is not None
-        and frame.time_base == TIME_BASE
-    )
 
 
 def install() -> None:
