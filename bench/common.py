@@ -212,7 +212,8 @@ def save(result: Result, folder: Path = RESULTS_DIR) -> Path:
     return path
 
 
-def _fmt(v: object) -> str:
+def fmt(v: object) -> str:
+    """A figure as the tables print it: thousands separated, two significant decimals below 10."""
     if v is None:
         return "—"
     if isinstance(v, bool):
@@ -256,9 +257,9 @@ def render(result: Result, console: Console | None = None) -> Table:
             goal = f"[red]✗ {goal}[/red]"
         table.add_row(
             r.figure,
-            _fmt(r.value),
+            fmt(r.value),
             r.unit,
-            _fmt(r.baseline),
+            fmt(r.baseline),
             "—" if r.ratio is None else f"{r.ratio:.2f}×",
             goal,
         )

@@ -13,25 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.common import fmt
+
 __all__ = ["markdown", "table_md"]
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        if v == 0:
-            return "0"
-        if abs(v) >= 100:
-            return f"{v:,.0f}"
-        if abs(v) >= 10:
-            return f"{v:.1f}"
-        return f"{v:.2f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v).replace("|", "\\|")
+    """A table cell: :func:`bench.common.fmt`, with ``|`` escaped for Markdown."""
+    return fmt(v).replace("|", "\\|")
 
 
 def table_md(data: dict[str, Any]) -> str:

@@ -448,3 +448,13 @@ async def test_a_rolled_back_change_records_no_event(server: ServerHandle) -> No
             raise RuntimeError("the change fails")
     await settled(server)
     assert await journal(server, token) == before
+
+
+async def test_the_webhooks_watcher_stops_when_the_journal_closes(server: ServerHandle) -> None:
+    """A closed journal's ``wait`` returns at once: the watcher must end, not spin on the loop
+    (it held the loop for a whole ``events_poll`` at a time, with nothing else running)."""
+    watcher = server.services.webhooks._watcher
+    assert watcher is not None and not watcher.done()
+    await server.services.journal.close()
+    await asyncio.wait_for(asyncio.shield(watcher), scaled(2.0))
+    assert watcher.exception() is None

@@ -225,7 +225,7 @@ class Webhooks:
         seen = self.journal.top
         clock = asyncio.get_running_loop()
         looked = clock.time()
-        while not self._closed:
+        while not self._closed and not self.journal.closed:  # a closed journal's wait returns at once
             await self.journal.wait(seen, self.s.events_poll)
             if self.journal.top > seen:
                 seen = self.journal.top
