@@ -317,7 +317,9 @@ async def _recording_latency(server: Any, folder: Path, call_seconds: float) -> 
         await agent.close()
 
 
-async def measure_ab(rounds: int, window: float = 10.0, main: Path | None = None) -> dict[str, Any]:
+async def measure_ab(
+    rounds: int, window: float = 10.0, main: Path | None = None, only: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """:data:`AB`'s variants alternated ``rounds`` times against one server and one Janus;
     with ``main`` (a source tree, e.g. ``git archive main``) first in each round the plugin
     of that tree (its ``src`` on ``PYTHONPATH``), with no option."""
@@ -340,7 +342,7 @@ async def measure_ab(rounds: int, window: float = 10.0, main: Path | None = None
             await janus.start()
             try:
                 async with _server(Path(tmp) / "sfu", janus) as server:
-                    variants = {name: (ns.prefix, options) for name, options in AB.items()}
+                    variants = {n: (ns.prefix, o) for n, o in AB.items() if not only or n in only}
                     if main is not None:
                         trees = [*ns.prefix, "env", f"PYTHONPATH={main / 'src'}"]
                         variants = {"main": (trees, ()), **variants}
@@ -355,16 +357,16 @@ async def measure_ab(rounds: int, window: float = 10.0, main: Path | None = None
     finally:
         ns.leave()
         ns.delete()
-    for name in (["main"] if main is not None else []) + list(AB):
+    for name in (["main"] if main is not None else []) + [n for n in AB if not only or n in only]:
         for figure in ("plugin_cpu_2party_pct", "plugin_cpu_3party_pct", "plugin_camera_fps_3party"):
             out[f"{name}_{figure}_mean"] = round(statistics.mean(out[f"{name}_{figure}"]), 2)
     out["load_at_end"] = os.getloadavg()[0]
     return out
 
 
-def ab(rounds: int, main: Path | None = None) -> dict[str, Any]:
-    """:func:`measure_ab`, from synchronous code."""
-    return asyncio.run(measure_ab(rounds, main=main))
+def ab(rounds: int, main: Path | None = None, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """:func:`measure_ab`, from synchronous code (``only``: those of :data:`AB`'s variants)."""
+    return asyncio.run(measure_ab(rounds, main=main, only=only))
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -376,9 +378,10 @@ if __name__ == "__main__":
     import json
     import sys
 
-    if "--ab" in sys.argv:  # --ab [ROUNDS] [--main TREE]
+    if "--ab" in sys.argv:  # --ab [ROUNDS] [--main TREE] [--only NAME,...]
         rest = sys.argv[sys.argv.index("--ab") + 1 :]
         tree = Path(sys.argv[sys.argv.index("--main") + 1]).resolve() if "--main" in sys.argv else None
-        print(json.dumps(ab(int(rest[0]) if rest and rest[0].isdigit() else 3, tree), indent=1))
+        only = tuple(sys.argv[sys.argv.index("--only") + 1].split(",")) if "--only" in sys.argv else ()
+        print(json.dumps(ab(int(rest[0]) if rest and rest[0].isdigit() else 3, tree, only), indent=1))
     else:
         print(json.dumps(run("--quick" in sys.argv), indent=1))
