@@ -16,10 +16,16 @@ Two variants in the same run, same database, same senders:
   (the default on PostgreSQL, D52);
 - ``journal in batch`` (unless ``--group-only``): group commit with the
   journal's positions given inside each batch's transaction (the default on
-  SQLite, D61). It and ``group commit`` alternate ``--rounds`` times.
+  SQLite, D61);
+- PostgreSQL: ``group commit`` there is D52's path with the counters read
+  and written in two statements each; ``lone sequenced in`` adds a lone
+  message's transaction giving the journal's positions too (D67);
+  ``counters in one`` adds the counters in one ``UPDATE … RETURNING`` each
+  (D68): the defaults there. These alternate ``--rounds`` times.
 
 Figures: stored messages/s, the process's CPU per message (user + system,
-µs), messages per transaction; each variant's ratio to the first.
+µs), messages per transaction, a message's round trip p50 / p99; each
+variant's ratio to the first.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from bench.common import percentiles
 from kefu.server.accounts import add_agent
+from kefu.server.groupcommit import _MAILBOXES, _STREAMS
 from kefu.server.hub import open_mailbox, visitor_key
 from kefu.server.runner import ServerRunner
 from kefu.server.schema import sessions, visitors
@@ -83,10 +91,13 @@ async def run_variant(runner: ServerRunner, senders: list[Visitor], seconds: flo
     stop = time.monotonic() + seconds
     counts = [0] * len(senders)
 
+    took: list[float] = []
+
     async def loop(i: int, v: Visitor) -> None:
         n = 0
-        while time.monotonic() < stop:
+        while (t := time.monotonic()) < stop:
             await sessions_.visitor_send(v, f"bench message {n} " + "x" * 60, f"{v.id[:8]}-{n}-{stop}")
+            took.append(time.monotonic() - t)
             n += 1
         counts[i] = n
 
@@ -102,6 +113,7 @@ async def run_variant(runner: ServerRunner, senders: list[Visitor], seconds: flo
         "cpu_pct": 100 * cpu / wall,
         "failed_batches": writer.failed - f0,
         "per_transaction": (writer.written - w0) / batches if batches else 1.0,
+        "ms": {k: round(1e3 * v, 2) for k, v in percentiles(took).items() if k != "count" and v is not None},
     }
 
 
@@ -121,14 +133,24 @@ async def measure(
             if not alone:
                 return {"group_commit": await run_variant(runner, vs, seconds)}
             res: dict[str, Any] = {}
-            default = writer.sequence_in  # in the batch on SQLite (D61), after it on PostgreSQL
+            # in the batch on SQLite (D61), after it on PostgreSQL; a lone message's on PostgreSQL (D67)
+            # and the counters in one statement on PostgreSQL (D68)
+            default = writer.sequence_in, writer.sequence_lone, _MAILBOXES.returning
+            variants = [("group_commit", False, False, True), ("journal_in_batch", True, False, True)]
+            if db:
+                variants[0] = ("group_commit", False, False, False)
+                variants += [
+                    ("lone_sequenced_in", False, True, False),
+                    ("counters_in_one", False, True, True),
+                ]
             for r in range(1, rounds + 1):
                 tag = f" {r}" if rounds > 1 else ""
-                writer.sequence_in = False
-                res[f"group_commit{tag}"] = await run_variant(runner, vs, seconds)
-                writer.sequence_in = True
-                res[f"journal_in_batch{tag}"] = await run_variant(runner, vs, seconds)
-            writer.sequence_in = default
+                for name, in_batch, lone, returning in variants:
+                    writer.sequence_in, writer.sequence_lone = in_batch, lone
+                    _MAILBOXES.returning = _STREAMS.returning = returning
+                    res[f"{name}{tag}"] = await run_variant(runner, vs, seconds)
+            writer.sequence_in, writer.sequence_lone, _MAILBOXES.returning = default
+            _STREAMS.returning = _MAILBOXES.returning
             await writer.close()  # from now on every message goes alone (the path before D42)
             single = await run_variant(runner, vs, seconds)
         finally:
@@ -173,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{name:>18}: {r['msg_per_s']:8.0f} msg/s ({r['msg_per_s'] / base:.2f}×), "
             f"{r['cpu_us_per_msg']:6.0f} µs CPU/msg, {r['per_transaction']:5.1f} msg/transaction, "
-            f"CPU {r['cpu_pct']:.0f} %, {r['failed_batches']} batches failed"
+            f"CPU {r['cpu_pct']:.0f} %, {r['failed_batches']} batches failed, "
+            f"p50 / p99 {r['ms'].get('p50')} / {r['ms'].get('p99')} ms"
         )
     if a.json:
         print(json.dumps(res))

@@ -3,7 +3,7 @@ a steady rate, and at saturation (issue 18, D60).
 
 ``python -m bench.steady [--visitors 1000] [--agents 100] [--window 15] [--profile idle,rate]``
 
-One ``kefu server`` (SQLite, the benchmarks' options), ``--agents`` agents and
+One ``kefu server`` (SQLite, or ``--db postgresql://…`` in a schema of its own; the benchmarks' options), ``--agents`` agents and
 ``--visitors`` visitors connected from two load workers, 100 sessions open
 (:data:`bench.im.CHATTING`), then three windows of ``--window`` seconds:
 
@@ -22,8 +22,10 @@ collapsed stacks in ``--out``). Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,6 +38,7 @@ from bench.kefu_server import add_agents, agent_names, kefu_load, kefu_process
 from bench.load import Pool
 from bench.measure import drain, loss_check
 from bench.procs import profiled
+from bench.storage import _pg
 
 __all__ = ["main", "run"]
 
@@ -67,14 +70,35 @@ def _threads(pid: int) -> dict[str, tuple[int, int]]:
     return out
 
 
-def run(*, visitors: int, agents: int, window: float, profile: set[str], out: Path) -> dict[str, Any]:
+def run(
+    *, visitors: int, agents: int, window: float, profile: set[str], out: Path, db: str | None = None
+) -> dict[str, Any]:
     names = agent_names(agents)
     res: dict[str, Any] = {"visitors": visitors, "agents": agents, "window_s": window}
+    schema = f"steady_{secrets.token_hex(4)}" if db else None
+    try:
+        return _run(res, names, visitors, window, profile, out, db, schema)
+    finally:
+        if db:
+            asyncio.run(_pg(db, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def _run(
+    res: dict[str, Any],
+    names: tuple[str, ...],
+    visitors: int,
+    window: float,
+    profile: set[str],
+    out: Path,
+    db: str | None,
+    schema: str | None,
+) -> dict[str, Any]:
+    agents = len(names)
     tick = os.sysconf("SC_CLK_TCK")
     with tempfile.TemporaryDirectory(prefix="kefu-steady-") as tmp:
         wd = Path(tmp)
-        add_agents(wd / "data", names, capacity=5)
-        with kefu_process(wd) as srv:
+        add_agents(wd / "data", names, capacity=5, db_url=db, db_schema=schema)
+        with kefu_process(wd, db_url=db, db_schema=schema) as srv:
             cfg = kefu_load(srv, visitors, names)
             active = min(CHATTING, visitors, agents * 5)
             with Pool(cfg, WORKERS) as pool:
@@ -140,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--window", type=float, default=15.0, help="seconds of each window")
     p.add_argument("--profile", default="", help="windows py-spy samples: idle,rate,sat")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument(
+        "--db", default=None, help="postgresql://… (a schema of its own, dropped after; default SQLite)"
+    )
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     load0 = os.getloadavg()
@@ -149,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         window=a.window,
         profile={w for w in a.profile.split(",") if w},
         out=a.out,
+        db=a.db,
     )
     res["loadavg_start_end"] = [load0, os.getloadavg()]
     print(json.dumps(res))

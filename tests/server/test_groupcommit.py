@@ -209,3 +209,23 @@ async def test_batches_of_one_message_keep_the_counters_gap_free(server: ServerH
     for sid in sids:
         seqs = sorted(r.seq for r in rows if r.stream.endswith(sid))  # the session's stream
         assert len(seqs) >= 3 and seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_lone_message_is_acknowledged_with_its_journal_position(server: ServerHandle) -> None:
+    """D61 (SQLite: a batch of one) and D67 (PostgreSQL: the general path run by the writer):
+    a message sent alone gives the journal's positions in its own transaction — its event and
+    an earlier committed one, in commit order — with no sequencer loop running."""
+    _, _, visitors, sids = await _open_sessions(server, 1)
+    journal_ = server.services.journal
+    await journal_.sequence()
+    await journal_.close()  # no sequencer loop from here
+    async with server.services.hub.transaction() as tx:  # committed, not sequenced
+        await emit(tx, EventType.message_created, sids[0], {"earlier": True})
+    reply = await server.services.sessions.visitor_send(visitors[0], "alone", None)
+    async with server.services.store.read() as conn:
+        rows = (await conn.execute(select(journal.c.pos, journal.c.data).order_by(journal.c.num))).all()
+    assert all(r.pos is not None for r in rows)
+    assert sorted(r.pos for r in rows) == list(range(1, len(rows) + 1))
+    earlier = next(r.pos for r in rows if r.data == {"earlier": True})
+    mine = next(r.pos for r in rows if r.data.get("messageId") == reply["messageId"])
+    assert earlier < mine == journal_.top  # told after the commit: waiters wake

@@ -17,7 +17,7 @@ from kefu.tls import TlsError
 from .atrest import SECRETS_KEY_ENV, load_key
 from .cli_accounts import agent_app, reason_app, team_app
 from .cli_common import DataDir, Db, DbSchema, database_where, err, storage
-from .runner import ServerRunner
+from .runner import ServerRunner, freeze_heap
 from .settings import WILDCARDS, Settings
 from .turn import TurnIssuer
 from .vault import MediaKeyError, parse_keys
@@ -307,6 +307,7 @@ def server(
                 f"[red]cannot listen on {host}:{port}: {exc.strerror}[/red]; try another --port (0 = any)."
             )
             raise typer.Exit(1) from None
+        freeze_heap()  # what lives as long as the process, out of the collector's way (D69)
         typer.echo(f"kefu server listening on {url}", err=False)
         typer.echo(f"data: {database_where(s)}; API docs: {url}/docs", err=False)
         if s.turn_urls:

@@ -17,12 +17,15 @@ an ``executemany``), not per message:
    sessions by id;
 3. the counters: the journal streams and the mailboxes of the batch, read
    ``FOR UPDATE`` in key order, then set to their new values in one
-   ``executemany`` (rows not there yet are inserted) — each message gets the
-   next ``seq`` of its recipient, gap-free, in the order the messages came;
+   ``executemany`` (rows not there yet are inserted; on PostgreSQL one
+   ``UPDATE … RETURNING`` whose ``WITH`` locks them in key order, D68) — each
+   message gets the next ``seq`` of its recipient, gap-free, in the order the
+   messages came;
 4. the rows: messages, journal events and pushes, one ``executemany`` each;
 5. one commit; then the journal's sequencer gives the events their public
    positions in its own transaction, coalesced over batches (D20; giving them
-   inside the batch's transaction is a measured-slower variant, D52).
+   inside the batch's transaction is a measured-slower variant on PostgreSQL,
+   D52; SQLite does, D61, and so does a lone message on PostgreSQL, D67).
 
 Each sender awaits its own future, resolved only **after** the commit that
 holds its message (acknowledged = stored); then the batch's pushes go to the
@@ -47,14 +50,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Column, Select, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Column, Select, Table, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.integrations import EVENT_INFO, EventType, stream_key
 
 from .events import RECORD
-from .hub import STORE_EVENT, Hub, Push, agent_key, push_text, visitor_key
+from .hub import SEQUENCE_IN, STORE_EVENT, Hub, Push, agent_key, push_text, visitor_key
 from .routing import Router, event
 from .schema import journal_streams, mailboxes, messages, sessions
 from .store import new_ids
@@ -92,8 +95,9 @@ class MessageJob:
 
 class _Counters:
     """The batched form of ``UPDATE … SET last_seq = last_seq + 1 RETURNING`` for one
-    counter table (``mailboxes`` or ``journal_streams``): read the batch's rows locked,
-    in key order, then write each one's new value."""
+    counter table (``mailboxes`` or ``journal_streams``): one ``UPDATE … RETURNING``
+    (PostgreSQL, D68; SQLite when every count is the same, D62), else read the batch's
+    rows locked, in key order, then write each one's new value."""
 
     def __init__(self, table: Table, key: Column[Any]) -> None:
         self.read = (
@@ -105,13 +109,22 @@ class _Counters:
         self.set = update(table).where(key == bindparam("k")).values(last_seq=bindparam("s"))
         self.new = insert(table).values({key.name: bindparam("k"), "last_seq": bindparam("s")})
         #: SQLite, every counter of the batch moved by the same count (a batch of one message):
-        #: one ``UPDATE … RETURNING`` instead of the read and the write (D62). Not on PostgreSQL,
-        #: where the rows must be locked in key order (the ``SELECT … ORDER BY … FOR UPDATE``).
+        #: one ``UPDATE … RETURNING`` instead of the read and the write (D62).
         self.bump = (
             update(table)
             .where(key.in_(bindparam("ks", expanding=True)))
             .values(last_seq=table.c.last_seq + bindparam("n"))
             .returning(key, table.c.last_seq)
+        )
+        #: PostgreSQL: the same in one statement whatever the counts (D68) — the rows locked in
+        #: key order by the ``WITH`` (against deadlocks between the writers), then each moved
+        #: by its own count from the arrays of keys and counts.
+        t, k = table.name, key.name
+        self.bump_pg = text(
+            f"WITH locked AS (SELECT {k} FROM {t} WHERE {k} = ANY(CAST(:ks AS text[])) ORDER BY {k} FOR UPDATE) "
+            f"UPDATE {t} SET last_seq = {t}.last_seq + v.n "
+            f"FROM locked, unnest(CAST(:ks AS text[]), CAST(:ns AS integer[])) AS v(k, n) "
+            f"WHERE {t}.{k} = locked.{k} AND v.k = locked.{k} RETURNING {t}.{k}, {t}.last_seq"
         )
         self.returning = True  # the benchmark switches it to compare
 
@@ -119,7 +132,11 @@ class _Counters:
         """Add ``counts[k]`` to each counter ``k``; return each one's value before."""
         keys = sorted(counts)
         steps = set(counts.values())
-        if self.returning and len(steps) == 1 and conn.dialect.name == "sqlite":
+        if self.returning and conn.dialect.name != "sqlite":
+            ns = [counts[k] for k in keys]
+            rows = await conn.execute(self.bump_pg, {"ks": keys, "ns": ns})
+            have = {r[0]: r[1] - counts[r[0]] for r in rows}
+        elif self.returning and len(steps) == 1:
             n = steps.pop()
             have = {r[0]: r[1] - n for r in await conn.execute(self.bump, {"ks": keys, "n": n})}
         else:
@@ -219,6 +236,12 @@ class MessageWriter:
         #: two messages) the sequencer's own transaction after each batch was a second commit
         #: per message; the benchmark switches it to compare.
         self.sequence_in = hub.store.is_sqlite
+        #: PostgreSQL, a lone message (the general path, run by the writer): its transaction
+        #: gives the journal's positions too (D67). At a steady low rate every message is
+        #: alone, and the sequencer's own transaction after it was a second commit — a second
+        #: WAL flush — per message; batches keep D52 (the lock held to their commits would
+        #: make the writers take turns). The benchmark switches it to compare.
+        self.sequence_lone = not hub.store.is_sqlite
         self.writers = 1 if hub.store.is_sqlite else PG_WRITERS
         self._queue: deque[MessageJob] = deque()
         self._wake = asyncio.Event()
@@ -278,8 +301,8 @@ class MessageWriter:
             elif batch:
                 await self._write_batch(batch)
 
-    @staticmethod
-    async def _one(job: MessageJob) -> None:
+    async def _one(self, job: MessageJob) -> None:
+        token = SEQUENCE_IN.set(self.sequence_lone)
         try:
             result = await job.alone()
         except asyncio.CancelledError:
@@ -289,6 +312,8 @@ class MessageWriter:
             if not job.fut.done():
                 job.fut.set_exception(exc)
             return
+        finally:
+            SEQUENCE_IN.reset(token)
         if not job.fut.done():
             job.fut.set_result(result)
 

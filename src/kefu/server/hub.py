@@ -37,6 +37,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -56,6 +57,7 @@ log = logging.getLogger("kefu.server.hub")
 __all__ = [
     "AGENT_PREFIX",
     "GAP_CHUNK",
+    "SEQUENCE_IN",
     "VISITOR_PREFIX",
     "Bus",
     "Hub",
@@ -71,6 +73,12 @@ __all__ = [
 
 AGENT_PREFIX = "a:"
 VISITOR_PREFIX = "v:"
+
+#: Set (by the group commit's writer, around a lone message on PostgreSQL) for the
+#: transactions of a task that should give the journal's positions as their own last
+#: statements (``Hub.sequence_in``) instead of leaving them to the sequencer's own
+#: transaction after the commit: one transaction, one commit a message instead of two (D67).
+SEQUENCE_IN: ContextVar[bool] = ContextVar("kefu_sequence_in", default=False)
 
 
 def agent_key(agent_id: int) -> str:
@@ -333,13 +341,20 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        """Write, commit, then publish what was pushed and run the after-commit hooks."""
+        """Write, commit, then publish what was pushed and run the after-commit hooks. With
+        :data:`SEQUENCE_IN` set, the events recorded get their journal positions before the
+        commit."""
+        top = 0
         async with self.store.write() as conn:
             tx = Tx(conn, self.settings.now())
             yield tx
+            if tx.emitted and self.sequence_in is not None and SEQUENCE_IN.get():
+                top = await self.sequence_in(conn)
         if tx.pushes:
             await self.bus.publish_many(tx.pushes)
-        if tx.emitted and self.on_events is not None:
+        if top and self.on_sequenced is not None:
+            self.on_sequenced(top)
+        elif tx.emitted and self.on_events is not None:
             self.on_events()
         for hook in tx.after_commit:
             result = hook()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import resource
 import socket
 from types import TracebackType
@@ -26,7 +27,7 @@ from .guard import Gate, GuardedHttp, protocols
 from .services import Services
 from .settings import Settings
 
-__all__ = ["ServerRunner", "uvicorn_config"]
+__all__ = ["ServerRunner", "freeze_heap", "uvicorn_config"]
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
@@ -73,6 +74,16 @@ class _Server(uvicorn.Server):
         if services is not None:
             await services.floor.close()
         await super().shutdown(sockets)
+
+
+def freeze_heap() -> None:
+    """Once the server has started: collect, then move every object alive — modules,
+    classes, the app, the statements built once, the pools: ~150,000 objects that live as
+    long as the process — out of the garbage collector's sight (``gc.freeze``). A full
+    collection walked them all each time (80–100 ms here, the event loop stopped: every
+    message in flight waited); from here on it walks only what was made since (D69)."""
+    gc.collect()
+    gc.freeze()
 
 
 def raise_fd_limit() -> int:
