@@ -43,7 +43,7 @@ from sqlalchemy import insert
 
 from bench.common import percentiles
 from kefu.server.accounts import add_agent
-from kefu.server.groupcommit import _MAILBOXES, _STREAMS
+from kefu.server.counters import MAILBOXES, STREAMS
 from kefu.server.hub import open_mailbox, visitor_key
 from kefu.server.runner import ServerRunner
 from kefu.server.schema import sessions, visitors
@@ -135,7 +135,7 @@ async def measure(
             res: dict[str, Any] = {}
             # in the batch on SQLite (D61), after it on PostgreSQL; a lone message's on PostgreSQL (D67)
             # and the counters in one statement on PostgreSQL (D68)
-            default = writer.sequence_in, writer.sequence_lone, _MAILBOXES.returning
+            default = writer.sequence_in, writer.sequence_lone, MAILBOXES.returning
             variants = [("group_commit", False, False, True), ("journal_in_batch", True, False, True)]
             if db:
                 variants[0] = ("group_commit", False, False, False)
@@ -147,10 +147,10 @@ async def measure(
                 tag = f" {r}" if rounds > 1 else ""
                 for name, in_batch, lone, returning in variants:
                     writer.sequence_in, writer.sequence_lone = in_batch, lone
-                    _MAILBOXES.returning = _STREAMS.returning = returning
+                    MAILBOXES.returning = STREAMS.returning = returning
                     res[f"{name}{tag}"] = await run_variant(runner, vs, seconds)
-            writer.sequence_in, writer.sequence_lone, _MAILBOXES.returning = default
-            _STREAMS.returning = _MAILBOXES.returning
+            writer.sequence_in, writer.sequence_lone, MAILBOXES.returning = default
+            STREAMS.returning = MAILBOXES.returning
             await writer.close()  # from now on every message goes alone (the path before D42)
             single = await run_variant(runner, vs, seconds)
         finally:

@@ -17,12 +17,20 @@
   before D55, audio on demand; ``sfu_decode_all_video_*``), and with the
   subscriptions' receive-side bandwidth estimate (``--sfu-estimate-bandwidth``:
   abs-send-time taken, a REMB computed per video packet; the way before D56,
-  ``sfu_estimate_bandwidth_*``);
+  ``sfu_estimate_bandwidth_*``), and with every sent frame encoded in aiortc's
+  thread pool (``--encode-on-loop=none``: the way before D64, ``sfu_encode_in_threads_*``);
 * Janus's CPU in the three-party SFU call, and per forwarded stream (each of
   the three members' audio and video forwarded to the two others: 12);
 * the time from the hang-up to a downloadable recording (the SFU mode's
   post-processing: ``janus-pp-rec`` and ``ffmpeg``, then sealing and storing),
   for a call of ``call_seconds``.
+
+``ab(rounds) -> dict`` is the same-run comparison of the latest saving against the
+way before it: one server and one Janus, the plugin's two- and three-party CPU
+(the call above) and its camera's frame rate at the visitor, with each of
+:data:`AB`'s option sets in turn, ``rounds`` times, and with ``--main TREE`` the
+plugin of another source tree first in each round (``python -m bench.sfu --ab
+[ROUNDS] [--main TREE]``; the load average at both ends).
 
 Root only (it makes the namespace of tests/janus/netns.py and runs Janus in
 it, as the tests do); run from the source tree (it uses the tests' kits).
@@ -41,9 +49,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["measure", "run"]
+__all__ = ["AB", "ab", "measure", "run"]
 
 STREAMS_3PARTY = 3 * 2 * 2  # members × others × (audio, video)
+
+#: ``ab``'s variants, alternated within each round: the way before the latest saving
+#: (D64: every frame encoded in aiortc's thread pool), then the default
+AB: dict[str, tuple[str, ...]] = {"encode_in_threads": ("--encode-on-loop", "none"), "default": ()}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -119,6 +131,7 @@ async def _measure(
                     "decode_all_audio": "--sfu-decode-all-audio",
                     "decode_all_video": "--sfu-decode-all-video",
                     "estimate_bandwidth": "--sfu-estimate-bandwidth",
+                    "encode_in_threads": "--encode-on-loop=none",  # D64's before
                 }
                 for name, option in formers.items():
                     cpu = await _plugin_cpu(
@@ -250,11 +263,17 @@ async def _plugin_cpu(
             await asyncio.sleep(1.0)  # warm-up
             if janus is not None:
                 janus0, wall0 = _cpu_seconds(janus.proc.pid), time.monotonic()
+                camera = v.media.subscription(p1_name).received_track(p1_name, "camera")
+                assert camera is not None
+                arrived0 = camera.arrived
             out["plugin_cpu_3party_pct"] = await _cpu(proc.proc.pid, window)
             if janus is not None:
-                pct = 100 * (_cpu_seconds(janus.proc.pid) - janus0) / (time.monotonic() - wall0)
+                elapsed = time.monotonic() - wall0
+                pct = 100 * (_cpu_seconds(janus.proc.pid) - janus0) / elapsed
                 out["janus_cpu_3party_pct"] = round(pct, 1)
                 out["janus_cpu_per_stream_pct"] = round(pct / STREAMS_3PARTY, 2)
+                # the plugin's camera as the visitor gets it: the frame rate it sends (D64)
+                out["plugin_camera_fps_3party"] = round((camera.arrived - arrived0) / elapsed, 1)
             await p1.call("videoDisconnect").callback("success")
         finally:
             await p2.close()
@@ -298,6 +317,58 @@ async def _recording_latency(server: Any, folder: Path, call_seconds: float) -> 
         await agent.close()
 
 
+async def measure_ab(
+    rounds: int, window: float = 10.0, main: Path | None = None, only: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """:data:`AB`'s variants alternated ``rounds`` times against one server and one Janus;
+    with ``main`` (a source tree, e.g. ``git archive main``) first in each round the plugin
+    of that tree (its ``src`` on ``PYTHONPATH``), with no option."""
+    import os
+
+    from tests.janus.kit import Janus, available
+    from tests.janus.netns import Namespace, unavailable
+
+    why = unavailable() or available()
+    if why:
+        return {"sfu_skipped": why}
+    out: dict[str, Any] = {"load_at_start": os.getloadavg()[0], "rounds": rounds, "window_s": window}
+    ns = Namespace()
+    ns.create()
+    ns.enter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="kefu-bench-sfu-ab-") as tmp:
+            janus = Janus(Path(tmp) / "janus")
+            janus.prefix = ns.prefix
+            await janus.start()
+            try:
+                async with _server(Path(tmp) / "sfu", janus) as server:
+                    variants = {n: (ns.prefix, o) for n, o in AB.items() if not only or n in only}
+                    if main is not None:
+                        trees = [*ns.prefix, "env", f"PYTHONPATH={main / 'src'}"]
+                        variants = {"main": (trees, ()), **variants}
+                    for r in range(rounds):
+                        for name, (prefix, options) in variants.items():
+                            folder = Path(tmp) / f"{name.replace('_', '')}{r}"
+                            cpu = await _plugin_cpu(server, folder, prefix, window, janus, *options)
+                            for k, v in cpu.items():
+                                out.setdefault(f"{name}_{k}", []).append(v)
+            finally:
+                await janus.stop()
+    finally:
+        ns.leave()
+        ns.delete()
+    for name in (["main"] if main is not None else []) + [n for n in AB if not only or n in only]:
+        for figure in ("plugin_cpu_2party_pct", "plugin_cpu_3party_pct", "plugin_camera_fps_3party"):
+            out[f"{name}_{figure}_mean"] = round(statistics.mean(out[f"{name}_{figure}"]), 2)
+    out["load_at_end"] = os.getloadavg()[0]
+    return out
+
+
+def ab(rounds: int, main: Path | None = None, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """:func:`measure_ab`, from synchronous code (``only``: those of :data:`AB`'s variants)."""
+    return asyncio.run(measure_ab(rounds, main=main, only=only))
+
+
 def run(quick: bool) -> dict[str, Any]:
     """Measure; a flat dict of figures (bench/registry.py makes rows of it)."""
     return asyncio.run(measure(quick))
@@ -307,4 +378,10 @@ if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(run("--quick" in sys.argv), indent=1))
+    if "--ab" in sys.argv:  # --ab [ROUNDS] [--main TREE] [--only NAME,...]
+        rest = sys.argv[sys.argv.index("--ab") + 1 :]
+        tree = Path(sys.argv[sys.argv.index("--main") + 1]).resolve() if "--main" in sys.argv else None
+        only = tuple(sys.argv[sys.argv.index("--only") + 1].split(",")) if "--only" in sys.argv else ()
+        print(json.dumps(ab(int(rest[0]) if rest and rest[0].isdigit() else 3, tree, only), indent=1))
+    else:
+        print(json.dumps(run("--quick" in sys.argv), indent=1))

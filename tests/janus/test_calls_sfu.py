@@ -155,3 +155,29 @@ async def test_three_party_call_through_janus(scene: Scene) -> None:
     # and the media between the two who stay still flows
     frame = await frame_of(receivers["v1"], "a1")
     assert near(sample_rgb(frame), colour_for("a1"))
+
+
+async def test_the_publisher_encodes_on_the_loop_and_janus_forwards_its_frames(scene: Scene) -> None:
+    """D64: the agent's publisher encodes its camera and microphone on the event loop;
+    through Janus the visitor gets its colour, a counter that goes up frame by frame, and the
+    agent's tone."""
+    from kefu.media.encoding import encodes_on_loop
+    from kefu.media.pattern import tone_for, tone_of
+
+    a1 = await scene.agent("a1")
+    v = await scene.visitor("v1")
+    await a1.call("callbackToVisitor", {"visitorName": "v1"}).callback("acceptSuccess", "006011")
+    await v.wait_for(MediaStatus, lambda e: e.status == "connected", within=LIMIT)
+    assert isinstance(v.media, SfuMember)
+    senders = {t.kind: t.sender for t in sfu_of(a1).publisher.pc.getTransceivers()}
+    assert sorted(senders) == ["audio", "video"]
+    assert all(encodes_on_loop(s) for s in senders.values())
+    counters = []
+    for _ in range(6):
+        frame = await frame_of(v.media, "a1")
+        assert near(sample_rgb(frame), colour_for("a1"))
+        counters.append(read_counter(frame))
+    assert counters == sorted(counters) and len(set(counters)) == len(counters)
+    sub = v.media.subscription("a1")
+    sound = [await sub.next_frame("a1", "mic", within=LIMIT) for _ in range(25)]
+    assert abs(tone_of(sound[5:]) - tone_for("a1")) < 10  # type: ignore[arg-type]

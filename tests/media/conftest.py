@@ -111,11 +111,14 @@ async def call(settings: MediaSettings, *members: tuple[str, tuple[int, int, int
 
 
 @asynccontextmanager
-async def sending_pair(settings: MediaSettings, **receiver: bool) -> AsyncIterator[MediaPeer]:
-    """``a`` sends its camera and microphone to the returned receiver ``b`` (a
-    :class:`MediaPeer` made with the ``receiver`` options, e.g. ``audio_on_demand``)."""
+async def sending_pair(
+    settings: MediaSettings, *, sender: dict[str, bool] | None = None, **receiver: bool
+) -> AsyncIterator[MediaPeer]:
+    """``a`` (a :class:`MediaPeer` made with the ``sender`` options) sends its camera and
+    microphone to the returned receiver ``b`` (made with the ``receiver`` options, e.g.
+    ``audio_on_demand``)."""
     source = open_source(settings, "a")
-    a = MediaPeer(settings, local="a", remote="b", offerer=True)
+    a = MediaPeer(settings, local="a", remote="b", offerer=True, **(sender or {}))
     b = MediaPeer(settings, local="b", remote="a", offerer=False, **receiver)
     a.send(source.video, "camera")
     a.send(source.audio, "mic")

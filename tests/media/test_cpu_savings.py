@@ -6,6 +6,7 @@ encoded in mono Opus that decodes to the same tone."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -130,3 +131,98 @@ def test_the_microphone_is_encoded_mono_and_decodes_to_the_same_tone() -> None:
     assert abs(tone_of(decoded[10:]) - 450) < 10
     assert sizes["mono"] < sizes["stereo"]
     assert sizes["mono"] * 8 <= BIT_RATE * 1.25  # one second at about the set rate
+
+
+@pytest.mark.media
+@pytest.mark.parametrize(
+    ("kinds", "video_on_loop", "on_loop"),
+    [
+        (("audio", "video"), True, {"audio", "video"}),  # the SFU's publisher
+        (("audio", "video"), False, {"audio"}),  # a hub's peer: one encoder per member
+        ((), True, set()),  # the former way
+    ],
+)
+async def test_frames_encoded_on_the_loop_are_sent_as_before(
+    settings: MediaSettings,
+    kinds: tuple[str, ...],
+    video_on_loop: bool,
+    on_loop: set[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """D64: audio, and video where the peer says so, encoded on the event loop (the others in
+    aiortc's thread pool, the former way); either way the microphone's packets are mono, carry
+    the frame's audio level and decode to the tone, and the camera's frames arrive."""
+    import threading
+    from dataclasses import replace
+
+    from aiortc import RTCRtpReceiver
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    from kefu.media.opus import MonoOpusEncoder
+    from kefu.media.pattern import read_counter, tone_for, tone_of
+    from kefu.media.tracks import ToneAudioTrack
+
+    encoded_in: dict[str, set[int]] = {"audio": set(), "video": set()}
+
+    def recorded(kind: str, encoder: type) -> None:
+        encode = encoder.encode
+
+        def recorded_encode(self: object, frame: object, force_keyframe: bool = False) -> object:
+            encoded_in[kind].add(threading.get_ident())
+            return encode(self, frame, force_keyframe)
+
+        monkeypatch.setattr(encoder, "encode", recorded_encode)
+
+    recorded("audio", MonoOpusEncoder)
+    recorded("video", Vp8Encoder)
+    received: list[object] = []
+    handle = RTCRtpReceiver._handle_rtp_packet
+
+    async def recorded_packet(self: RTCRtpReceiver, packet: object, arrival_time_ms: int) -> None:
+        if self.track.kind == "audio":
+            received.append(packet)
+        await handle(self, packet, arrival_time_ms)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", recorded_packet)
+    sender = {"encode_video_on_loop": video_on_loop}
+    async with sending_pair(replace(settings, encode_on_loop=kinds), sender=sender) as b:
+        frames = [await b.next_frame("a", "mic") for _ in range(25)]
+        counters = [read_counter(await b.next_frame("a", "camera")) for _ in range(5)]  # type: ignore[arg-type]
+    loop_thread = threading.get_ident()
+    for kind, threads in encoded_in.items():
+        assert threads, kind
+        if kind in on_loop:
+            assert threads == {loop_thread}, kind
+        else:
+            assert loop_thread not in threads, kind
+    assert counters == sorted(counters) and len(set(counters)) == 5  # frames by content, in order
+    tone = ToneAudioTrack(tone_for("a"))
+    level = audio_level_dbov(await tone.recv())  # every frame of the tone has this level
+    tone.stop()
+    assert len(received) >= 25
+    for packet in received:
+        assert packet.extensions.audio_level == (False, -level)  # type: ignore[attr-defined]
+        assert packet.payload[0] & 0x04 == 0, "the TOC byte says stereo"  # type: ignore[attr-defined]
+    timestamps = [p.timestamp for p in received]  # type: ignore[attr-defined]
+    assert all((later - earlier) % 2**32 == 960 for earlier, later in itertools.pairwise(timestamps))
+    assert abs(tone_of(frames[5:]) - tone_for("a")) < 10
+
+
+async def test_a_sender_on_the_loop_runs_the_encoder_at_once_and_sees_its_error() -> None:
+    from aiortc import RTCPeerConnection
+    from aiortc.mediastreams import AudioStreamTrack
+
+    from kefu.media.encoding import encode_on_loop
+
+    pc = RTCPeerConnection()
+    try:
+        sender = pc.addTransceiver(AudioStreamTrack()).sender  # never started
+        assert encode_on_loop(sender) and encode_on_loop(sender)  # idempotent
+        loop = sender._RTCRtpSender__loop  # type: ignore[attr-defined]
+        assert loop.is_running()  # the loop's own methods
+        assert await loop.run_in_executor(None, divmod, 7, 2) == (3, 1)  # at once, no thread
+        with pytest.raises(ZeroDivisionError):
+            await loop.run_in_executor(None, divmod, 7, 0)
+    finally:
+        await pc.close()
+    assert not encode_on_loop(object())  # type: ignore[arg-type]  # an aiortc without that loop

@@ -63,6 +63,7 @@ from kefu.protocol.errors import ErrorCode
 
 from . import audio_level, opus
 from .decoding import decode_on_demand
+from .encoding import encode_on_loop
 from .errors import NegotiationError
 from .events import Emitter, NegotiationNeeded, TrackAdded, TrackRemoved
 from .ice import host_addresses, rtc_configuration
@@ -107,6 +108,7 @@ class MediaPeer(ReceivedFrames):
         audio_on_demand: bool = False,
         video_on_demand: bool = False,
         estimate_bandwidth: bool = True,
+        encode_video_on_loop: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -125,6 +127,10 @@ class MediaPeer(ReceivedFrames):
         self._video_on_demand = video_on_demand
         # False: offers are answered without abs-send-time, so no REMB is computed per packet (D56)
         self._estimate_bandwidth = estimate_bandwidth
+        # the kinds whose frames are encoded on the loop: audio, and video where one encoder
+        # serves the camera (the SFU's publisher; a hub encodes it once per member: threads) (D64)
+        wanted = {"audio", "video"} if encode_video_on_loop else {"audio"}
+        self._encode_on_loop = wanted & set(settings.encode_on_loop)
         audio_level.install()  # the level of each sent audio frame, in C (D57)
         opus.install()  # the microphone in mono Opus, as browsers send it (D63)
         config = rtc_configuration(settings)
@@ -169,6 +175,7 @@ class MediaPeer(ReceivedFrames):
         if self.offerer:
             sent.transceiver = self.pc.addTransceiver(sent.track, direction=sent.direction)
         self._sent.append(sent)
+        self._encode_sent_on_loop()
         self._changed()
         return label
 
@@ -187,6 +194,12 @@ class MediaPeer(ReceivedFrames):
         sent.track.stop()
         self._changed()
         return True
+
+    def _encode_sent_on_loop(self) -> None:
+        """Our senders of the kinds chosen at the start encode on the loop, not in a thread (D64)."""
+        for s in self._sent:
+            if s.transceiver is not None and s.track.kind in self._encode_on_loop:
+                encode_on_loop(s.transceiver.sender)
 
     @property
     def sending(self) -> tuple[str, ...]:
@@ -254,6 +267,7 @@ class MediaPeer(ReceivedFrames):
             self._seen_offer = True
             self._outstanding = False
             bind_pending(self.pc, self._sent, self._burnt, description)
+            self._encode_sent_on_loop()
             answer = await self.pc.createAnswer()
             if self._dtls_server:
                 answer = RTCSessionDescription(
@@ -400,6 +414,7 @@ class MediaPeer(ReceivedFrames):
     def _video_arrived(self, rec: ReceivedTrack, now: float) -> None:
         """A frame of ``rec``'s video arrived (decoded, or counted undecoded: D55)."""
         rec.last_time = now
+        rec.arrived += 1
         if rec.label.role == "camera" and self._received.get(rec.mid) is rec:
             online = self.watchdog.frame(rec.label.member, now)
             if online is not None:

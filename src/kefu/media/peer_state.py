@@ -44,6 +44,8 @@ class ReceivedTrack:
     mid: str
     track: MediaStreamTrack
     frames: int = 0
+    #: video frames that arrived, decoded or not (an on-demand track skips most: D55)
+    arrived: int = 0
     samples: int = 0
     latest: Frame | None = None
     last_time: float | None = None

@@ -127,6 +127,11 @@ class MediaSettings:
     #: a subscriber's REMB. False: the subscription's answer leaves abs-send-time out, so no
     #: estimate is made. True: the former way, kept for the benchmark (docs/decisions.md D56).
     sfu_estimate_bandwidth: bool = False
+    #: The kinds of sent tracks (``audio``, ``video``) whose frames may be encoded on the event
+    #: loop as they are sent: audio always, video by the SFU mode's publisher (one encoder for the
+    #: camera; a hub encodes it once per member, in threads); the others in aiortc's thread pool,
+    #: a hand-over per frame. ``()``: all in the pool (the former way, for the benchmark; D64).
+    encode_on_loop: tuple[str, ...] = ("audio", "video")
     #: seconds a snapshot waits for the first decoded frame once decoding is turned on (D55).
     sfu_video_wake: float = 3.0
     #: JPEG quality of snapshots and photos.
@@ -145,6 +150,8 @@ class MediaSettings:
             raise MediaError("offline_threshold, close_timeout and record_chunk_seconds must be positive")
         if self.watchdog_interval is not None and self.watchdog_interval <= 0:
             raise MediaError("watchdog_interval must be positive")
+        if not set(self.encode_on_loop) <= {"audio", "video"}:
+            raise MediaError("encode_on_loop: the kinds audio and video")
         if self.sfu_video_wake <= 0:
             raise MediaError("sfu_video_wake must be positive")
         if not 1 <= self.jpeg_quality <= 95:

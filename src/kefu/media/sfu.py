@@ -88,6 +88,7 @@ class SfuMember:
             relay=self.relay,
             watchdog=self.watchdog,
             send_only=True,
+            encode_video_on_loop=True,  # one encoder for the camera: on the loop (D64)
             clock=clock,
         )
         self.publisher.events.subscribe(self.events.emit)

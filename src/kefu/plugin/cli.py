@@ -99,6 +99,7 @@ def media_settings(
     sfu_audio_on_demand: bool = True,
     sfu_video_on_demand: bool = True,
     sfu_estimate_bandwidth: bool = False,
+    encode_on_loop: tuple[str, ...] = ("audio", "video"),
 ) -> Any:
     """The plugin's :class:`~kefu.media.MediaSettings` from its options.
     Raises :class:`~kefu.media.MediaError` (with what to change) on a bad one.
@@ -133,6 +134,7 @@ def media_settings(
         sfu_audio_on_demand=sfu_audio_on_demand,
         sfu_video_on_demand=sfu_video_on_demand,
         sfu_estimate_bandwidth=sfu_estimate_bandwidth,
+        encode_on_loop=encode_on_loop,
     )
 
 
@@ -289,6 +291,13 @@ def register(app: typer.Typer) -> None:
             hidden=True,
             help="SFU mode: subscriptions take abs-send-time and send REMB (the former way; D56)",
         ),
+        encode_on_loop: str = typer.Option(
+            "audio,video",
+            "--encode-on-loop",
+            hidden=True,
+            help="the kinds of sent media that may be encoded on the event loop: 'audio,video', "
+            "'audio', or 'none' (the former way: all in aiortc's thread pool; D64)",
+        ),
         media_timeout: float = typer.Option(
             25.0, "--media-timeout", help="seconds takePhoto and inviteShare wait for the visitor"
         ),
@@ -345,6 +354,7 @@ def register(app: typer.Typer) -> None:
                     # a window shows every member's video: decoded always (D55)
                     sfu_video_on_demand=windowless and not sfu_decode_all_video,
                     sfu_estimate_bandwidth=sfu_estimate_bandwidth,
+                    encode_on_loop=tuple(k for k in encode_on_loop.split(",") if k not in ("", "none")),
                 )
             except MediaError as exc:
                 err.print(f"[red]{exc.msg}[/red]")

@@ -50,16 +50,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Column, Select, Table, and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import Select, and_, bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.integrations import EVENT_INFO, EventType, stream_key
 
+from .counters import MAILBOXES, STREAMS
 from .events import RECORD
 from .hub import SEQUENCE_IN, STORE_EVENT, Hub, Push, agent_key, push_text, visitor_key
 from .routing import Router, event
-from .schema import journal_streams, mailboxes, messages, sessions
+from .schema import messages, sessions
 from .store import new_ids
 from .views import message_view
 
@@ -93,65 +94,6 @@ class MessageJob:
     fut: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-class _Counters:
-    """The batched form of ``UPDATE … SET last_seq = last_seq + 1 RETURNING`` for one
-    counter table (``mailboxes`` or ``journal_streams``): one ``UPDATE … RETURNING``
-    (PostgreSQL, D68; SQLite when every count is the same, D62), else read the batch's
-    rows locked, in key order, then write each one's new value."""
-
-    def __init__(self, table: Table, key: Column[Any]) -> None:
-        self.read = (
-            select(key, table.c.last_seq)
-            .where(key.in_(bindparam("ks", expanding=True)))
-            .order_by(key)
-            .with_for_update()
-        )
-        self.set = update(table).where(key == bindparam("k")).values(last_seq=bindparam("s"))
-        self.new = insert(table).values({key.name: bindparam("k"), "last_seq": bindparam("s")})
-        #: SQLite, every counter of the batch moved by the same count (a batch of one message):
-        #: one ``UPDATE … RETURNING`` instead of the read and the write (D62).
-        self.bump = (
-            update(table)
-            .where(key.in_(bindparam("ks", expanding=True)))
-            .values(last_seq=table.c.last_seq + bindparam("n"))
-            .returning(key, table.c.last_seq)
-        )
-        #: PostgreSQL: the same in one statement whatever the counts (D68) — the rows locked in
-        #: key order by the ``WITH`` (against deadlocks between the writers), then each moved
-        #: by its own count from the arrays of keys and counts.
-        t, k = table.name, key.name
-        self.bump_pg = text(
-            f"WITH locked AS (SELECT {k} FROM {t} WHERE {k} = ANY(CAST(:ks AS text[])) ORDER BY {k} FOR UPDATE) "
-            f"UPDATE {t} SET last_seq = {t}.last_seq + v.n "
-            f"FROM locked, unnest(CAST(:ks AS text[]), CAST(:ns AS integer[])) AS v(k, n) "
-            f"WHERE {t}.{k} = locked.{k} AND v.k = locked.{k} RETURNING {t}.{k}, {t}.last_seq"
-        )
-        self.returning = True  # the benchmark switches it to compare
-
-    async def take(self, conn: AsyncConnection, counts: dict[str, int]) -> dict[str, int]:
-        """Add ``counts[k]`` to each counter ``k``; return each one's value before."""
-        keys = sorted(counts)
-        steps = set(counts.values())
-        if self.returning and conn.dialect.name != "sqlite":
-            ns = [counts[k] for k in keys]
-            rows = await conn.execute(self.bump_pg, {"ks": keys, "ns": ns})
-            have = {r[0]: r[1] - counts[r[0]] for r in rows}
-        elif self.returning and len(steps) == 1:
-            n = steps.pop()
-            have = {r[0]: r[1] - n for r in await conn.execute(self.bump, {"ks": keys, "n": n})}
-        else:
-            have = {r[0]: r[1] for r in await conn.execute(self.read, {"ks": keys})}
-            known = [{"k": k, "s": have[k] + counts[k]} for k in keys if k in have]
-            if known:
-                await conn.execute(self.set, known)
-        fresh = [{"k": k, "s": counts[k]} for k in keys if k not in have]
-        if fresh:
-            await conn.execute(self.new, fresh)
-        return {k: have.get(k, 0) for k in keys}
-
-
-_MAILBOXES = _Counters(mailboxes, mailboxes.c.recipient)
-_STREAMS = _Counters(journal_streams, journal_streams.c.stream)
 _REPEAT_COLUMNS = (
     messages.c.session_id,
     messages.c.id,
@@ -445,8 +387,8 @@ class MessageWriter:
             streams[s] = streams.get(s, 0) + 1
             if to is not None:
                 boxes[to] = boxes.get(to, 0) + 1
-        stream_at = await _STREAMS.take(conn, streams)
-        box_at = await _MAILBOXES.take(conn, boxes) if boxes else {}
+        stream_at = await STREAMS.take(conn, streams)
+        box_at = await MAILBOXES.take(conn, boxes) if boxes else {}
         stored: list[dict[str, Any]] = []
         recorded: list[dict[str, Any]] = []
         pushed: list[dict[str, Any]] = []
