@@ -18,7 +18,8 @@
   subscriptions' receive-side bandwidth estimate (``--sfu-estimate-bandwidth``:
   abs-send-time taken, a REMB computed per video packet; the way before D56,
   ``sfu_estimate_bandwidth_*``), and with every sent frame encoded in aiortc's
-  thread pool (``--encode-on-loop=none``: the way before D64, ``sfu_encode_in_threads_*``);
+  thread pool (``--encode-on-loop=none``: the way before D64, ``sfu_encode_in_threads_*``;
+  the hub mode's too, ``hub_encode_in_threads_*``);
 * Janus's CPU in the three-party SFU call, and per forwarded stream (each of
   the three members' audio and video forwarded to the two others: 12);
 * the time from the hang-up to a downloadable recording (the SFU mode's
@@ -138,6 +139,11 @@ async def _measure(
                         server, tmp / f"before{name.replace('_', '')}", prefix, window, janus, option
                     )
                     out.update({f"sfu_{name}_{k}": v for k, v in cpu.items()})
+            if mode == "hub":  # the hub's peers encode their audio on the loop too (D64): its before
+                cpu = await _plugin_cpu(
+                    server, tmp / "hubthreads", prefix, window, None, "--encode-on-loop=none"
+                )
+                out.update({f"hub_encode_in_threads_{k}": v for k, v in cpu.items()})
             cpu = await _plugin_cpu(server, tmp / mode, prefix, window, janus if mode == "sfu" else None)
             out.update({f"{mode}_{k}": v for k, v in cpu.items()})
             if mode == "sfu":
