@@ -66,33 +66,48 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(quick: bool) -> dict[str, Any]:
-    try:
-        from tests.janus.kit import Janus, available
-        from tests.janus.netns import Namespace, unavailable
-    except ImportError:
-        return {"sfu_skipped": "run from the source tree (tests/janus)"}
-    why = unavailable() or available()
-    if why:
-        return {"sfu_skipped": why}
-    tries = 3 if quick else 9
-    window = 3.0 if quick else 10.0
-    call_seconds = 5.0
+@contextlib.asynccontextmanager
+async def _janus(prefix: str) -> AsyncIterator[tuple[Path, Any, list[str]]]:
+    """A network namespace entered, and Janus started in it (tests/janus's kits): a scratch
+    folder, the Janus, the namespace's command prefix; all gone at the end."""
+    from tests.janus.kit import Janus
+    from tests.janus.netns import Namespace
+
     ns = Namespace()
     ns.create()
     ns.enter()
     try:
-        with tempfile.TemporaryDirectory(prefix="kefu-bench-sfu-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
             janus = Janus(Path(tmp) / "janus")
             janus.prefix = ns.prefix
             await janus.start()
             try:
-                return await _measure(Path(tmp), janus, ns.prefix, tries, window, call_seconds)
+                yield Path(tmp), janus, ns.prefix
             finally:
                 await janus.stop()
     finally:
         ns.leave()
         ns.delete()
+
+
+def _unavailable() -> str | None:
+    """Why Janus in a namespace cannot run here (not root, no Janus, not the source tree)."""
+    try:
+        from tests.janus.kit import available
+        from tests.janus.netns import unavailable
+    except ImportError:
+        return "run from the source tree (tests/janus)"
+    return unavailable() or available()
+
+
+async def measure(quick: bool) -> dict[str, Any]:
+    why = _unavailable()
+    if why:
+        return {"sfu_skipped": why}
+    tries = 3 if quick else 9
+    window = 3.0 if quick else 10.0
+    async with _janus("kefu-bench-sfu-") as (tmp, janus, prefix):
+        return await _measure(tmp, janus, prefix, tries, window, call_seconds=5.0)
 
 
 @contextlib.asynccontextmanager
@@ -331,38 +346,21 @@ async def measure_ab(
     of that tree (its ``src`` on ``PYTHONPATH``), with no option."""
     import os
 
-    from tests.janus.kit import Janus, available
-    from tests.janus.netns import Namespace, unavailable
-
-    why = unavailable() or available()
+    why = _unavailable()
     if why:
         return {"sfu_skipped": why}
     out: dict[str, Any] = {"load_at_start": os.getloadavg()[0], "rounds": rounds, "window_s": window}
-    ns = Namespace()
-    ns.create()
-    ns.enter()
-    try:
-        with tempfile.TemporaryDirectory(prefix="kefu-bench-sfu-ab-") as tmp:
-            janus = Janus(Path(tmp) / "janus")
-            janus.prefix = ns.prefix
-            await janus.start()
-            try:
-                async with _server(Path(tmp) / "sfu", janus) as server:
-                    variants = {n: (ns.prefix, o) for n, o in AB.items() if not only or n in only}
-                    if main is not None:
-                        trees = [*ns.prefix, "env", f"PYTHONPATH={main / 'src'}"]
-                        variants = {"main": (trees, ()), **variants}
-                    for r in range(rounds):
-                        for name, (prefix, options) in variants.items():
-                            folder = Path(tmp) / f"{name.replace('_', '')}{r}"
-                            cpu = await _plugin_cpu(server, folder, prefix, window, janus, *options)
-                            for k, v in cpu.items():
-                                out.setdefault(f"{name}_{k}", []).append(v)
-            finally:
-                await janus.stop()
-    finally:
-        ns.leave()
-        ns.delete()
+    async with _janus("kefu-bench-sfu-ab-") as (tmp, janus, ns_prefix), _server(tmp / "sfu", janus) as server:
+        variants = {n: (ns_prefix, o) for n, o in AB.items() if not only or n in only}
+        if main is not None:
+            trees = [*ns_prefix, "env", f"PYTHONPATH={main / 'src'}"]
+            variants = {"main": (trees, ()), **variants}
+        for r in range(rounds):
+            for name, (prefix, options) in variants.items():
+                folder = tmp / f"{name.replace('_', '')}{r}"
+                cpu = await _plugin_cpu(server, folder, prefix, window, janus, *options)
+                for k, v in cpu.items():
+                    out.setdefault(f"{name}_{k}", []).append(v)
     for name in (["main"] if main is not None else []) + [n for n in AB if not only or n in only]:
         for figure in ("plugin_cpu_2party_pct", "plugin_cpu_3party_pct", "plugin_camera_fps_3party"):
             out[f"{name}_{figure}_mean"] = round(statistics.mean(out[f"{name}_{figure}"]), 2)
