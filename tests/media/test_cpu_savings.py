@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import itertools
 import random
+import threading
 
 import pytest
 from aiortc import rtp
-from av import AudioFrame
+from av import AudioFrame, VideoFrame
 
 from kefu.media import MediaSettings, PatternPainter
 from kefu.media.audio_level import audio_level_dbov, install
@@ -223,6 +224,11 @@ async def test_a_sender_on_the_loop_runs_the_encoder_at_once_and_sees_its_error(
         assert await loop.run_in_executor(None, divmod, 7, 2) == (3, 1)  # at once, no thread
         with pytest.raises(ZeroDivisionError):
             await loop.run_in_executor(None, divmod, 7, 0)
+        # a video frame up to 640x480 is encoded on the loop; a larger one (a screen, 720p) in the pool
+        here = threading.get_ident()
+        on = await loop.run_in_executor(None, lambda f: threading.get_ident(), VideoFrame(640, 480))
+        off = await loop.run_in_executor(None, lambda f: threading.get_ident(), VideoFrame(1280, 720))
+        assert on == here and off != here
     finally:
         await pc.close()
     assert not encode_on_loop(object())  # type: ignore[arg-type]  # an aiortc without that loop

@@ -8,7 +8,10 @@ Opus frame costs (≈ 170 µs), 50 times a second for a microphone.
 :func:`encode_on_loop` gives one sender a loop whose executor is the loop
 itself: the sender's own code runs unchanged (its encoder, the audio level of
 each frame, key frames asked for by the receiver, the bit rate the receiver's
-REMB sets), the encoding simply happens where the frame was read.
+REMB sets), the encoding simply happens where the frame was read. A video
+frame larger than :data:`MAX_PIXELS_ON_LOOP` (a screen share, a camera set to
+720p or more) still goes to the pool: its encode is long enough to hold up the
+loop's audio and signalling, and in a thread it overlaps the loop on another core.
 docs/decisions.md D64.
 """
 
@@ -19,8 +22,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiortc import RTCRtpSender
+from av import VideoFrame
 
-__all__ = ["encode_on_loop", "encodes_on_loop"]
+__all__ = ["MAX_PIXELS_ON_LOOP", "encode_on_loop", "encodes_on_loop"]
+
+#: The largest video frame encoded on the loop: 640x480, VP8's 1–2 ms (D64's latency figures);
+#: a larger one is encoded in aiortc's pool, as before.
+MAX_PIXELS_ON_LOOP = 640 * 480
 
 T = TypeVar("T")
 
@@ -28,12 +36,15 @@ _LOOP = "_RTCRtpSender__loop"  # aiortc 1.x: the loop whose executor encodes the
 
 
 class _OnLoop:
-    """An event loop, as a sender sees it, whose executor is the loop: ``fn`` runs at once."""
+    """An event loop, as a sender sees it, whose executor is the loop: ``fn`` runs at once
+    (a video frame over :data:`MAX_PIXELS_ON_LOOP`: in the loop's pool, as before)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
 
     def run_in_executor(self, executor: Any, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if args and isinstance(args[0], VideoFrame) and args[0].width * args[0].height > MAX_PIXELS_ON_LOOP:
+            return self.loop.run_in_executor(executor, fn, *args)
         future: asyncio.Future[T] = self.loop.create_future()
         try:
             future.set_result(fn(*args))
