@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -166,12 +166,23 @@ class Nodes:
         return "\n".join(n.tail(chars // len(self.nodes)) for n in self.nodes)
 
 
-def _node(workdir: Path, db: str, schema: str, redis: str | None, prefix: str, node_id: int) -> ServerProcess:
-    argv = [sys.executable, "-m", "kefu.cli", "server", "--port", "0", "--data-dir", str(workdir / "data")]
+def _node(
+    workdir: Path,
+    db: str,
+    schema: str,
+    redis: str | None,
+    prefix: str,
+    node_id: int,
+    *,
+    python: str = sys.executable,
+    extra: Sequence[str] = (),
+) -> ServerProcess:
+    """A ``kefu server`` node started by ``python`` (another tree's, to compare) with ``extra`` options."""
+    argv = [python, "-m", "kefu.cli", "server", "--port", "0", "--data-dir", str(workdir / "data")]
     argv += ["--db", db, "--db-schema", schema]
     if redis:
         argv += ["--redis", redis, "--redis-prefix", prefix, "--node-id", str(node_id)]
-    argv += list(SERVER_OPTIONS)
+    argv += [*SERVER_OPTIONS, *extra]
     return ServerProcess(
         argv,
         pattern=r"kefu server listening on (http://127\.0\.0\.1:\d+)",
@@ -188,6 +199,8 @@ def _measure(
     nginx: str | None,
     *,
     idle: Callable[[], dict[str, Any]] | None = None,
+    python: str = sys.executable,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     schema = f"bench_mn_{secrets.token_hex(4)}"
     prefix = f"kefu-bench-{secrets.token_hex(4)}:"
@@ -196,7 +209,18 @@ def _measure(
     try:
         with ExitStack() as stack:
             procs = [
-                stack.enter_context(_node(workdir, db, schema, redis if n > 1 else None, prefix, i + 1))
+                stack.enter_context(
+                    _node(
+                        workdir,
+                        db,
+                        schema,
+                        redis if n > 1 else None,
+                        prefix,
+                        i + 1,
+                        python=python,
+                        extra=extra,
+                    )
+                )
                 for i in range(n)
             ]
             if n == 1:

@@ -30,29 +30,10 @@ from typing import Any
 
 import bench.multinode as mn
 from bench.im import load_of
-from bench.procs import ServerProcess
 from bench.scaling import with_database
 from bench.storage import _pg, postgres_url
 
 __all__ = ["main"]
-
-
-def _starter(python: str, extra: list[str]) -> Any:
-    def node(
-        workdir: Path, db: str, schema: str, redis: str | None, prefix: str, node_id: int
-    ) -> ServerProcess:
-        argv = [python, "-m", "kefu.cli", "server", "--port", "0", "--data-dir", str(workdir / "data")]
-        argv += ["--db", db, "--db-schema", schema]
-        if redis:
-            argv += ["--redis", redis, "--redis-prefix", prefix, "--node-id", str(node_id)]
-        argv += [*mn.SERVER_OPTIONS, *extra]
-        return ServerProcess(
-            argv,
-            pattern=r"kefu server listening on (http://127\.0\.0\.1:\d+)",
-            log=workdir / f"node-{node_id}.log",
-        )
-
-    return node
 
 
 def figures(k: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="kefu-bench-twonode-") as tmp:
             for v in a.plan.split(","):
                 rounds[v] = r = rounds.get(v, 0) + 1
-                mn._node = _starter(pythons.get(v, sys.executable), shlex.split(options.get(v, "")))
+                python, extra = pythons.get(v, sys.executable), shlex.split(options.get(v, ""))
                 out: dict[str, Any] = {
                     "variant": v,
                     "round": r,
@@ -103,7 +84,16 @@ def main(argv: list[str] | None = None) -> None:
                 load0 = os.getloadavg()[0]
                 for n in (1, 2):
                     out[f"n{n}"] = figures(
-                        mn._measure(load, Path(tmp) / f"{v}{r}-n{n}", n, run_db, redis, nginx)
+                        mn._measure(
+                            load,
+                            Path(tmp) / f"{v}{r}-n{n}",
+                            n,
+                            run_db,
+                            redis,
+                            nginx,
+                            python=python,
+                            extra=extra,
+                        )
                     )
                 out["load"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
                 out["ratio"] = round(out["n2"]["rate"] / out["n1"]["rate"], 3) if out["n1"]["rate"] else None
