@@ -1,0 +1,261 @@
+"""What decoding a request costs (issue 18, docs/decisions.md D77).
+
+``python -m bench.decoder [--n 50000] [--rounds 5]`` times, in one process
+and one run, :func:`kefu.protocol.wire.decode_request` against
+:func:`old_decode_request`, a copy of the decoder before D77 (the same-run
+baseline; tests/protocol/test_wire_paths.py checks that both give the same
+result or the same error), and ``json.loads`` alone for scale. The two
+alternate round by round on each input: a visitor's ``sendMessage`` (ASCII,
+Chinese, Chinese escaped ``\\uXXXX`` as Python's ``json.dumps`` writes it),
+an agent's ``sendMessage`` and a 4 KiB text with brackets in it. Prints
+µs per request (the best round) and the ratio. CPU only, no sockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from kefu.protocol.agent_api import AGENT_API
+from kefu.protocol.errors import ErrorCode, ProtocolError
+from kefu.protocol.visitor_api import VISITOR_API
+from kefu.protocol.wire import (
+    _ID_MAX,
+    _INT64,
+    MAX_DEPTH,
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    Api,
+    Params,
+    _from_validation,
+    decode_request,
+)
+
+# --- the baseline: the decoder as it was before D77 (a copy)
+
+
+def _old_reject_constant(name: str) -> Any:
+    raise ProtocolError(f"{name} is not a JSON number", code=ErrorCode.bad_json)
+
+
+def _old_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, val in pairs:
+        if k in out:
+            raise ProtocolError(f"duplicate key {k!r}", code=ErrorCode.bad_json, field=k)
+        out[k] = val
+    return out
+
+
+def _old_parse_int(text: str) -> int:
+    if len(text) > 20:
+        raise ProtocolError("integer out of range", code=ErrorCode.bad_json)
+    value = int(text)
+    if not -_INT64 <= value < _INT64:
+        raise ProtocolError("integer out of range", code=ErrorCode.bad_json)
+    return value
+
+
+def _old_parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ProtocolError("number out of range", code=ErrorCode.bad_json)
+    return value
+
+
+def old_depth_ok(text: str) -> bool:
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def old_loads_strict(data: str | bytes) -> Any:
+    if isinstance(data, bytes):
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise ProtocolError(code=ErrorCode.too_large)
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("not UTF-8", code=ErrorCode.bad_json) from None
+    if len(data.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(code=ErrorCode.too_large)
+    if not old_depth_ok(data):
+        raise ProtocolError(f"nested deeper than {MAX_DEPTH}", code=ErrorCode.bad_json)
+    try:
+        return json.loads(
+            data,
+            object_pairs_hook=_old_pairs,
+            parse_constant=_old_reject_constant,
+            parse_int=_old_parse_int,
+            parse_float=_old_parse_float,
+        )
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"not JSON: {exc.msg}", code=ErrorCode.bad_json) from None
+
+
+def _old_has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_old_has_lone_surrogate(k) or _old_has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_old_has_lone_surrogate(v) for v in value)
+    return False
+
+
+_OLD_ENVELOPE_KEYS = frozenset({"v", "id", "mark", "params"})
+
+
+@dataclass(frozen=True, slots=True)
+class OldRequest:
+    id: str
+    mark: str
+    params: Params
+    v: int = PROTOCOL_VERSION
+
+
+def old_decode_request(data: str | bytes, api: Api) -> OldRequest:
+    obj = old_loads_strict(data)
+    if not isinstance(obj, dict):
+        raise ProtocolError("a request is a JSON object", code=ErrorCode.bad_request)
+    if _old_has_lone_surrogate(obj):
+        raise ProtocolError("text with a lone surrogate", code=ErrorCode.bad_json)
+    rid = obj.get("id")
+    mark = obj.get("mark")
+    try:
+        if "id" not in obj:
+            raise ProtocolError("a request needs an id", code=ErrorCode.missing_field, field="id")
+        if not isinstance(rid, str) or not 0 < len(rid) <= _ID_MAX:
+            raise ProtocolError(
+                f"id is a string of 1 to {_ID_MAX} characters", code=ErrorCode.invalid_field, field="id"
+            )
+        v = obj.get("v")
+        if "v" not in obj:
+            raise ProtocolError("a request needs v", code=ErrorCode.missing_field, field="v")
+        if type(v) is not int or v != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"protocol version {v!r} is not supported; this peer speaks {PROTOCOL_VERSION}",
+                code=ErrorCode.unsupported_version,
+                field="v",
+            )
+        if "mark" not in obj:
+            raise ProtocolError("a request needs a mark", code=ErrorCode.missing_field, field="mark")
+        if not isinstance(mark, str):
+            raise ProtocolError("mark is a string", code=ErrorCode.invalid_field, field="mark")
+        extra = set(obj) - _OLD_ENVELOPE_KEYS
+        if extra:
+            name = sorted(extra)[0]
+            raise ProtocolError(f"unknown field {name!r}", code=ErrorCode.invalid_field, field=name)
+        model = api.marks.get(mark)
+        if model is None:
+            raise ProtocolError(
+                "unknown API (the mark is not echoed); docs/protocol.md lists them",
+                code=ErrorCode.unknown_mark,
+                field="mark",
+            )
+        raw_params = obj.get("params")
+        if raw_params is None:
+            raw_params = {}
+        if not isinstance(raw_params, dict):
+            raise ProtocolError("params is an object", code=ErrorCode.invalid_field, field="params")
+        try:
+            params = model.model_validate(raw_params)
+        except ValidationError as exc:
+            raise _from_validation(exc) from None
+    except ProtocolError as exc:
+        exc.request_id = rid if isinstance(rid, str) and 0 < len(rid) <= _ID_MAX else None
+        exc.mark = mark if isinstance(mark, str) and mark in api.marks else None
+        raise
+    return OldRequest(id=rid, mark=mark, params=params, v=v)
+
+
+# --- the inputs
+
+
+def _text(params: dict[str, Any], mark: str = "sendMessage", *, ascii_only: bool = False) -> str:
+    msg = {"v": 1, "id": "r12345", "mark": mark, "params": params}
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=ascii_only)
+
+
+CASES: list[tuple[str, str, Api]] = [
+    (
+        "visitor, ASCII",
+        _text({"text": "hello there, how are you doing today 12", "clientMsgId": "c-000123-abcdef"}),
+        VISITOR_API,
+    ),
+    ("visitor, Chinese", _text({"text": "您好，我想查询一下信用卡账单", "clientMsgId": "c-1"}), VISITOR_API),
+    (
+        "visitor, Chinese as \\uXXXX",
+        _text({"text": "您好，我想查询一下信用卡账单", "clientMsgId": "c-1"}, ascii_only=True),
+        VISITOR_API,
+    ),
+    (
+        "agent",
+        _text({"session_id": "s-42", "text": "Your card is on its way.", "clientMsgId": "a-9"}),
+        AGENT_API,
+    ),
+    ("visitor, 4 KiB, brackets", _text({"text": "[x] {y} " * 512, "clientMsgId": "c-2"}), VISITOR_API),
+]
+
+
+def _per_call(fn: Callable[[], object], n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=50_000, help="calls per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    print(f"python {platform.python_version()}, {args.rounds} rounds of {args.n} calls, best round")
+    print(f"{'request':28s} {'bytes':>6s} {'json.loads':>10s} {'old µs':>8s} {'new µs':>8s} {'new/old':>8s}")
+    for name, text, api in CASES:
+        old = old_decode_request(text, api)
+        new = decode_request(text, api)
+        assert (old.id, old.mark, old.params, old.v) == tuple(new), name
+        n = args.n if len(text) < 1000 else max(1, args.n // 20)
+        best_old = best_new = best_json = float("inf")
+        for _ in range(args.rounds):  # alternating, the same run
+            best_old = min(best_old, _per_call(lambda t=text, a=api: old_decode_request(t, a), n))
+            best_new = min(best_new, _per_call(lambda t=text, a=api: decode_request(t, a), n))
+            best_json = min(best_json, _per_call(lambda t=text: json.loads(t), n))
+        size = len(text.encode())
+        print(
+            f"{name:28s} {size:6d} {best_json:10.2f} {best_old:8.2f} {best_new:8.2f} "
+            f"{best_new / best_old:8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
