@@ -141,3 +141,21 @@ def test_a_surrogate_pair_escaped_is_text_and_a_lone_one_is_not() -> None:
         with pytest.raises(ProtocolError) as info:
             decode_request(ok.replace("\\ud83d\\udc4b", lone), VISITOR_API)
         assert info.value.code is ErrorCode.bad_json
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "]" * 10 + "[" * 40,  # below zero first: the old loop let it climb back
+        "[" * 33 + "]" * 33,
+        "[" * 32 + '"' + "[" * 40 + '"' + "]" * 32,
+        "[" * 32 + '"\\\\"' + "[" + "]" * 33,  # an even run: the quote closes
+        "[" * 32 + '"\\\\\\"' + "[" + "]" * 33,  # an odd run: it does not
+        "[" * 32 + '"' + "\\" * 1001 + '"[' + "]" * 33,
+        '"' + "[" * 40,  # a string not closed
+        "[" * 32 + "\\" + '"[' + "]",  # a backslash outside a string is nothing
+        '{"a":"[[[[' + "[" * 40 + '"}',
+    ],
+)
+def test_depth_by_hand(text: str) -> None:
+    same(text)

@@ -133,35 +133,41 @@ def _depth_ok(text: str) -> bool:
     return _depth_walk(text)
 
 
-# what changes the depth or whether it counts: the rest is skipped in C
-_DEPTH_CHARS = re.compile(r'["\\\[\]{}]')
-
-
 def _depth_walk(text: str) -> bool:
-    """The depth, over the characters that matter (brackets inside strings do not
-    count). A backslash in a string escapes the character right after it."""
+    """The depth; brackets inside strings do not count. Between strings, the
+    brackets are counted in C and walked one by one only when they could pass
+    the limit; a string is skipped in C to its closing quote (the first one
+    after an even run of backslashes)."""
     depth = 0
-    in_string = False
-    escaped = -1  # the index a backslash escapes
-    for m in _DEPTH_CHARS.finditer(text):
-        ch = m.group()
-        if in_string:
-            i = m.start()
-            if i == escaped:
-                continue
-            if ch == "\\":
-                escaped = i + 1
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return False
-        elif ch in "]}":
-            depth -= 1
-    return True
+    i = 0
+    find = text.find
+    while True:
+        q = find('"', i)
+        seg = text[i:] if q < 0 else text[i:q]  # outside strings
+        opens = seg.count("[") + seg.count("{")
+        if depth + opens <= MAX_DEPTH:
+            depth += opens - seg.count("]") - seg.count("}")
+        else:
+            for ch in seg:
+                if ch in "[{":
+                    depth += 1
+                    if depth > MAX_DEPTH:
+                        return False
+                elif ch in "]}":
+                    depth -= 1
+        if q < 0:
+            return True
+        i = q + 1
+        while True:  # inside a string
+            j = find('"', i)
+            if j < 0:
+                return True  # not closed: the rest is the string's
+            k = j
+            while text[k - 1] == "\\":  # stops at the opening quote at the latest
+                k -= 1
+            i = j + 1
+            if (j - k) % 2 == 0:
+                break
 
 
 # one decoder for every call: json.loads with hooks builds one per call (~2 µs, D77)
