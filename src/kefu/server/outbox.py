@@ -15,7 +15,11 @@ visitors are idle; each would cost ~4 KiB). The first message queued starts a
 sending task, which sends until the queue is empty and ends; messages queued
 meanwhile join its queue, so they still leave in order and one at a time.
 The connection's own replies start no task: its reader holds the outbox while
-it handles a frame and sends what the frame queued after it (D43).
+it handles a frame and sends what the frame queued after it (D43). Under
+uvicorn's sans-I/O protocol, a reply or an in-order push for an idle outbox
+(nothing queued, nothing being sent) whose socket is writable is written at
+once, in the caller's task (:mod:`.wsdirect`, D78): no task, no queue; what
+cannot be written at once is queued as before.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from kefu.protocol.wire import Json, encode, event_message
 
 from .hub import Push
 from .services import Services
+from .wsdirect import DirectSend
 
 __all__ = ["CLOSE_POLICY", "CLOSE_REPLACED", "CLOSE_TOO_BIG", "Outbox"]
 
@@ -50,6 +55,7 @@ class Outbox:
     __slots__ = (
         "_busy",
         "_dead",
+        "_direct",
         "_held",
         "_items",
         "_started",
@@ -75,10 +81,12 @@ class Outbox:
         self._dead = False  # a send failed: nothing more is sent
         self._held = False  # the reader handles a frame: it sends its own replies after (flush)
         self._busy = False  # the reader sends what is queued, in its own task (flush)
+        self._direct: DirectSend | None = None  # set once accepted, under uvicorn's sans-I/O
 
     def start(self) -> None:
         """The socket is accepted: send what is queued, and from now on."""
         self._started = True
+        self._direct = DirectSend.of(self.ws)
         self._wake()
 
     def _wake(self) -> None:
@@ -88,11 +96,30 @@ class Outbox:
         if self._items:
             self._task = asyncio.create_task(self._run(), name="kefu-outbox")
 
+    def _now(self, kind: str, item: Any) -> bool:
+        """Write a reply or an in-order push at once, if the outbox is idle and the
+        socket writable (D78); ``False``: queue it."""
+        direct = self._direct
+        if direct is None or self._task is not None or self._busy:
+            return False
+        if kind == "text":
+            return direct.text(item)
+        if kind != "push" or item.seq > self.last_sent + 1:
+            return False  # a gap: the queue reads it from the database first
+        if item.seq <= self.last_sent:
+            return True  # sent already (a replay overlapped a live push)
+        if direct.text(item.text):
+            self.last_sent = item.seq
+            return True
+        return False
+
     def _put(self, kind: str, item: Any) -> None:
         if self._stopped or self._dead:
             return
         items = self._items
         if items is None:
+            if self._now(kind, item):
+                return
             items = self._items = deque()
         elif len(items) >= self.limit and kind != "close":
             log.warning("%s reads too slowly: closing it (it resumes from its last seq)", self.recipient)
@@ -153,6 +180,10 @@ class Outbox:
         self.reply(event_message("replaced", {"reason": "a newer connection took over"}, mark="event"))
         self.close(CLOSE_REPLACED, "replaced by a newer connection")
 
+    async def _write(self, text: str) -> None:
+        if self._direct is None or not self._direct.text(text):
+            await self.ws.send_text(text)
+
     async def _fill(self, upto: int | None) -> None:
         assert self.recipient is not None
         while True:
@@ -162,19 +193,19 @@ class Outbox:
             for p in batch:
                 if upto is not None and p.seq > upto:
                     return
-                await self.ws.send_text(p.text)
+                await self._write(p.text)
                 self.last_sent = p.seq
 
     async def _send(self, kind: str, item: Any) -> bool:
         """Send one queued item; ``True`` once the connection is closed."""
         if kind == "text":
-            await self.ws.send_text(item)
+            await self._write(item)
         elif kind == "push":
             if item.seq <= self.last_sent:
                 return False  # sent already (a replay overlapped a live push)
             if item.seq > self.last_sent + 1:
                 await self._fill(item.seq - 1)
-            await self.ws.send_text(item.text)
+            await self._write(item.text)
             self.last_sent = item.seq
         elif kind == "catchup":
             await self._fill(None)
