@@ -8,7 +8,9 @@ result or the same error), and ``json.loads`` alone for scale. The two
 alternate round by round on each input: a visitor's ``sendMessage`` (ASCII,
 Chinese, Chinese escaped ``\\uXXXX`` as Python's ``json.dumps`` writes it),
 an agent's ``sendMessage`` and a 4 KiB text with brackets in it. Prints
-µs per request (the best round) and the ratio. CPU only, no sockets.
+µs per request (the best round) and the ratio. Then :func:`kefu.protocol.wire.encode`
+(D79) against ``json.dumps`` with the same options (:func:`old_encode`) on a
+reply and a push. CPU only, no sockets.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from kefu.protocol.wire import (
     Params,
     _from_validation,
     decode_request,
+    encode,
+    event_message,
+    reply_message,
 )
 
 # --- the baseline: the decoder as it was before D77 (a copy)
@@ -197,6 +202,11 @@ def old_decode_request(data: str | bytes, api: Api) -> OldRequest:
     return OldRequest(id=rid, mark=mark, params=params, v=v)
 
 
+def old_encode(msg: Any) -> str:
+    """``wire.encode`` before D79: an encoder built per call."""
+    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 # --- the inputs
 
 
@@ -223,6 +233,18 @@ CASES: list[tuple[str, str, Api]] = [
         AGENT_API,
     ),
     ("visitor, 4 KiB, brackets", _text({"text": "[x] {y} " * 512, "clientMsgId": "c-2"}), VISITOR_API),
+]
+
+
+_MESSAGE = {"msgId": 123456, "sessionId": "s-abcdef", "seq": 17, "at": "2026-12-06T11:40:00.123456+00:00"}
+ENCODE_CASES: list[tuple[str, Any]] = [
+    ("reply to sendMessage", reply_message("sendMessage", "success", _MESSAGE, rid="r12345")),
+    (
+        "push of a message",
+        event_message(
+            "message", {**_MESSAGE, "from": "visitor", "text": "您好，我想查询一下信用卡账单"}, seq=42
+        ),
+    ),
 ]
 
 
@@ -255,6 +277,16 @@ def main() -> None:
             f"{name:28s} {size:6d} {best_json:10.2f} {best_old:8.2f} {best_new:8.2f} "
             f"{best_new / best_old:8.2f}"
         )
+
+    print(f"{'message':28s} {'bytes':>6s} {'':>10s} {'old µs':>8s} {'new µs':>8s} {'new/old':>8s}")
+    for name, msg in ENCODE_CASES:
+        assert encode(msg) == old_encode(msg), name
+        best_old = best_new = float("inf")
+        for _ in range(args.rounds):  # alternating, the same run
+            best_old = min(best_old, _per_call(lambda m=msg: old_encode(m), args.n))
+            best_new = min(best_new, _per_call(lambda m=msg: encode(m), args.n))
+        size = len(encode(msg).encode())
+        print(f"{name:28s} {size:6d} {'':>10s} {best_old:8.2f} {best_new:8.2f} {best_new / best_old:8.2f}")
 
 
 if __name__ == "__main__":

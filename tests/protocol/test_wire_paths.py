@@ -14,7 +14,7 @@ from bench.decoder import CASES, old_decode_request, old_depth_ok, old_loads_str
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kefu.protocol import ErrorCode, ProtocolError, decode_request, loads_strict
+from kefu.protocol import ErrorCode, ProtocolError, decode_request, encode, loads_strict
 from kefu.protocol.visitor_api import VISITOR_API
 from kefu.protocol.wire import MAX_DEPTH, MAX_MESSAGE_BYTES, _depth_ok, _depth_walk
 
@@ -159,3 +159,37 @@ def test_a_surrogate_pair_escaped_is_text_and_a_lone_one_is_not() -> None:
 )
 def test_depth_by_hand(text: str) -> None:
     same(text)
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),  # NaN and Infinity too: refused the same way
+        st.text(alphabet=ALPHABET, max_size=12),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(alphabet=ALPHABET, max_size=4), inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+def _encoded(fn: Callable[[Any], str], value: Any) -> tuple[Any, ...]:
+    try:
+        return ("ok", fn(value))
+    except (ValueError, TypeError) as exc:
+        return ("error", type(exc), str(exc))
+
+
+@SETTINGS
+@given(JSON_VALUES)
+def test_encode_is_json_dumps_with_the_wires_options(value: Any) -> None:
+    """D79: the encoder made once writes what ``json.dumps`` wrote, or fails alike."""
+
+    def old(v: Any) -> str:
+        return json.dumps(v, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+    assert _encoded(encode, value) == _encoded(old, value)

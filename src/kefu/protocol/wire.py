@@ -33,6 +33,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -373,9 +374,28 @@ def protocol_error_message(exc: ProtocolError) -> Json:
     return error_message(exc.mark, exc.code, exc.msg, rid=exc.request_id, field_name=exc.field)
 
 
+def _not_json(value: object) -> Any:
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+# json.dumps with options builds an encoder per call (~2.5 µs of 6, D79): one, made once.
+# No circular check (a circular message is a bug: RecursionError rather than ValueError);
+# the C encoder's check would keep a stale mark after a failed call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_c_encoder = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _not_json, encode_basestring, None, ":", ",", False, False, False)
+)
+
+
 def encode(msg: Mapping[str, Any]) -> str:
-    """Encode a message as compact JSON text (UTF-8 kept, not escaped)."""
-    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Encode a message as compact JSON text (UTF-8 kept, not escaped; NaN and
+    Infinity refused): ``json.dumps(msg, ensure_ascii=False, separators=(",", ":"),
+    allow_nan=False)``, in C when the interpreter has it."""
+    if _c_encoder is None:  # pragma: no cover (CPython has it)
+        return _ENCODER.encode(msg)
+    return "".join(_c_encoder(msg, 0))
 
 
 # re-exported for adapters
