@@ -252,5 +252,10 @@ class Outbox:
                 await task
 
     @property
+    def pending(self) -> bool:
+        """Something is queued (what :meth:`flush` would send)."""
+        return bool(self._items)
+
+    @property
     def closing(self) -> bool:
         return self._stopped
