@@ -6,8 +6,9 @@ Theory of operation
 The handler's task reads: every frame is rate-limited, size-checked and
 decoded by :func:`kefu.protocol.wire.decode_request` against the socket's API;
 a bad one is answered with an error in the spec's form and the connection
-stays up. The :class:`~kefu.server.outbox.Outbox` writes: replies and pushes
-go through one bounded queue, sent by a task of its own while the queue is not
+stays up. The :class:`~kefu.server.outbox.Outbox` writes: a reply or the next
+push for an idle, writable socket is written at once (D78); the rest goes
+through one bounded queue, sent by a task of its own while the queue is not
 empty, so they leave in order, and pushes leave strictly in ``seq`` order.
 
 Until the first message (``auth`` / ``hello``) succeeds, only that message is
