@@ -57,6 +57,7 @@ from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.integrations import EVENT_INFO, EventType, stream_key
 
 from .counters import MAILBOXES, STREAMS
+from .driversql import DriverSQL, PerDialect, driver_sql, one_of
 from .events import RECORD
 from .hub import SEQUENCE_IN, STORE_EVENT, Hub, Push, agent_key, push_text, visitor_key
 from .routing import Router, event
@@ -132,13 +133,15 @@ _SESSION_COLUMNS = (
     sessions.c.agent_id,
     sessions.c.visitor_id,
 )
-_ACTIVE_OF = (
-    select(*_SESSION_COLUMNS)
-    .where(sessions.c.visitor_id.in_(bindparam("vs", expanding=True)), sessions.c.status != "closed")
-    .order_by(sessions.c.id)
-    .with_for_update()
+_ACTIVE_OF = PerDialect(
+    lambda pg: (
+        select(*_SESSION_COLUMNS)
+        .where(one_of(sessions.c.visitor_id, "vs", pg), sessions.c.status != "closed")
+        .order_by(sessions.c.id)
+        .with_for_update()
+    )
 )
-_BY_ID = select(*_SESSION_COLUMNS).where(sessions.c.id.in_(bindparam("ss", expanding=True)))
+_BY_ID = PerDialect(lambda pg: select(*_SESSION_COLUMNS).where(one_of(sessions.c.id, "ss", pg)))
 #: Store a message (the one-message path of kefu.server.sessions uses it too).
 STORE_MESSAGE = insert(messages).values(
     id=bindparam("id"),
@@ -304,7 +307,7 @@ class MessageWriter:
     async def _write(self, batch: list[MessageJob]) -> tuple[list[Any], list[Push], int]:
         async with self.hub.store.write() as conn:
             now = self.hub.settings.now()
-            outcomes, pushes = await self._statements(conn, now, batch)
+            outcomes, pushes = await self._statements(conn, await driver_sql(conn), now, batch)
             top = 0
             if (
                 self.sequence_in
@@ -315,20 +318,20 @@ class MessageWriter:
             return outcomes, pushes, top
 
     async def _statements(
-        self, conn: AsyncConnection, now: datetime, batch: list[MessageJob]
+        self, conn: AsyncConnection, db: DriverSQL, now: datetime, batch: list[MessageJob]
     ) -> tuple[list[Any], list[Push]]:
         # 1. repeats: stored before, or earlier in this batch
         keys = sorted({(j.sender_key, j.client_msg_id) for j in batch if j.client_msg_id is not None})
         repeats: dict[tuple[str, str], Any] = {}
         if keys:
             params = {f"{p}{i}": v for i, (k, c) in enumerate(keys) for p, v in (("k", k), ("c", c))}
-            for r in await conn.execute(_repeats(len(keys)), params):
+            for r in await db.rows(_repeats(len(keys)), params):
                 repeats[(r.sender_key, r.client_msg_id)] = _repeat_view(r)
         # 2. sessions
         vids = sorted({j.visitor_id for j in batch if j.visitor_id is not None})
         sids = sorted({j.session_id for j in batch if j.session_id is not None})
-        active = {r.visitor_id: r for r in await conn.execute(_ACTIVE_OF, {"vs": vids})} if vids else {}
-        by_id = {r.id: r for r in await conn.execute(_BY_ID, {"ss": sids})} if sids else {}
+        active = {r.visitor_id: r for r in await db.rows(_ACTIVE_OF, {"vs": vids})} if vids else {}
+        by_id = {r.id: r for r in await db.rows(_BY_ID, {"ss": sids})} if sids else {}
         # each job: its outcome, or what it stores (session row, sender, recipient or None)
         outcomes: list[Any] = []
         plans: list[tuple[int, Any, str, str | None]] = []
@@ -360,7 +363,7 @@ class MessageWriter:
             outcomes.append(None)
         pushes: list[Push] = []
         if plans:
-            pushes = await self._store(conn, now, batch, plans, outcomes)
+            pushes = await self._store(db, now, batch, plans, outcomes)
         # queued sessions: the visitor is told its place (after the batch's own rows)
         for i, row, sender, _ in plans:
             if sender == "visitor" and row.status == "queued":
@@ -374,7 +377,7 @@ class MessageWriter:
 
     async def _store(
         self,
-        conn: AsyncConnection,
+        db: DriverSQL,
         now: datetime,
         batch: list[MessageJob],
         plans: list[tuple[int, Any, str, str | None]],
@@ -387,8 +390,8 @@ class MessageWriter:
             streams[s] = streams.get(s, 0) + 1
             if to is not None:
                 boxes[to] = boxes.get(to, 0) + 1
-        stream_at = await STREAMS.take(conn, streams)
-        box_at = await MAILBOXES.take(conn, boxes) if boxes else {}
+        stream_at = await STREAMS.take(db, streams)
+        box_at = await MAILBOXES.take(db, boxes) if boxes else {}
         stored: list[dict[str, Any]] = []
         recorded: list[dict[str, Any]] = []
         pushed: list[dict[str, Any]] = []
@@ -431,10 +434,10 @@ class MessageWriter:
             if sender == "visitor":
                 reply["status"] = row.status
             outcomes[i] = reply
-        await conn.execute(STORE_MESSAGE, stored)
-        await conn.execute(RECORD, recorded)
+        await db.many(STORE_MESSAGE, stored)
+        await db.many(RECORD, recorded)
         if pushed:
-            await conn.execute(STORE_EVENT, pushed)
+            await db.many(STORE_EVENT, pushed)
         return pushes
 
 
