@@ -23,7 +23,8 @@ Two variants in the same run, same database, same senders:
   and written in two statements each; ``lone sequenced in`` adds a lone
   message's transaction giving the journal's positions too (D67);
   ``counters in one`` adds the counters in one ``UPDATE … RETURNING`` each
-  (D68): the defaults there. These alternate ``--rounds`` times.
+  (D68); ``lone on driver`` sends a lone message through the batch's statements
+  on the driver too (D73): the defaults there. These alternate ``--rounds`` times.
 
 Figures: stored messages/s, the process's CPU per message (user + system,
 µs), messages per transaction, a message's round trip p50 / p99; each
@@ -150,15 +151,20 @@ async def measure(
                     ("group_commit", False, False, False, True),
                     ("lone_sequenced_in", False, True, False, True),
                     ("counters_in_one", False, True, True, True),
+                    ("lone_on_driver", False, True, True, True),
                 ]
+            lone_batch = writer.lone_batch
             for r in range(1, rounds + 1):
                 tag = f" {r}" if rounds > 1 else ""
                 for name, in_batch, lone, returning, keep in variants:
+                    # PostgreSQL: a lone message the general way in D67's and D68's variants
+                    writer.lone_batch = name == "lone_on_driver"
                     writer.sequence_in, writer.sequence_lone = in_batch, lone
                     MAILBOXES.returning = STREAMS.returning = returning
                     store.keep_writer = keep
                     res[f"{name}{tag}"] = await run_variant(runner, vs, seconds)
             writer.sequence_in, writer.sequence_lone, MAILBOXES.returning, store.keep_writer = default
+            writer.lone_batch = lone_batch
             STREAMS.returning = MAILBOXES.returning
             await writer.close()  # from now on every message goes alone (the path before D42)
             single = await run_variant(runner, vs, seconds)

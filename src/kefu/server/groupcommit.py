@@ -202,6 +202,9 @@ class MessageWriter:
         #: WAL flush — per message; batches keep D52 (the lock held to their commits would
         #: make the writers take turns). The benchmark switches it to compare.
         self.sequence_lone = not hub.store.is_sqlite
+        #: PostgreSQL, a lone message: the batch's statements on the driver (D73) rather than
+        #: the general path through SQLAlchemy (D67's). The benchmark switches it to compare.
+        self.lone_batch = True
         self.writers = 1 if hub.store.is_sqlite else max(1, writers)
         self._queue: deque[MessageJob] = deque()
         self._wake = asyncio.Event()
@@ -253,7 +256,7 @@ class MessageWriter:
                 job = self._queue.popleft()
                 if not job.fut.done():  # its sender gave up (cancelled) before it was written
                     batch.append(job)
-            if len(batch) == 1 and self.writers > 1:
+            if len(batch) == 1 and self.writers > 1 and not self.lone_batch:
                 # PostgreSQL, one message: the general path takes fewer round trips than a
                 # batch's statements (measured: 4.4 against 6.6 ms); the writer runs it, so
                 # messages that come meanwhile still form the next batch
@@ -323,7 +326,7 @@ class MessageWriter:
             outcomes, pushes = await self._statements(conn, await driver_sql(conn), now, batch)
             top = 0
             if (
-                self.sequence_in
+                (self.sequence_in or (self.sequence_lone and len(batch) == 1))
                 and self.hub.sequence_in is not None
                 and any(isinstance(o, dict) and not o.get("repeated") for o in outcomes)
             ):
