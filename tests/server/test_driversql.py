@@ -133,7 +133,7 @@ async def test_a_failing_batch_fails_only_its_bad_message_on_both(server: Server
     results = await asyncio.gather(
         *(
             server.services.sessions.visitor_send(v, t, f"k{i}")
-            for i, (v, t) in enumerate(zip(visitors, texts))
+            for i, (v, t) in enumerate(zip(visitors, texts, strict=True))
         ),
         return_exceptions=True,
     )
