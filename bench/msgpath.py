@@ -152,13 +152,14 @@ async def measure(
                     ("lone_sequenced_in", False, True, False, True),
                     ("counters_in_one", False, True, True, True),
                     ("lone_on_driver", False, True, True, True),
+                    ("lone_on_driver_seq_after", False, False, True, True),
                 ]
             lone_batch = writer.lone_batch
             for r in range(1, rounds + 1):
                 tag = f" {r}" if rounds > 1 else ""
                 for name, in_batch, lone, returning, keep in variants:
                     # PostgreSQL: a lone message the general way in D67's and D68's variants
-                    writer.lone_batch = name == "lone_on_driver"
+                    writer.lone_batch = name.startswith("lone_on_driver")
                     writer.sequence_in, writer.sequence_lone = in_batch, lone
                     MAILBOXES.returning = STREAMS.returning = returning
                     store.keep_writer = keep

@@ -30,6 +30,7 @@ the batch's callers send each message alone on any error anyway.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping
@@ -137,6 +138,12 @@ class DriverSQL:
         c = self.compiled(stmt, many=True)
         await self._many(c.sql, [c.bind(p) for p in params])
 
+    async def insert_all(self, parts: list[tuple[Executable, list[dict[str, Any]]]]) -> None:
+        """Run each ``INSERT`` for its rows (the parts with none are left out)."""
+        for stmt, params in parts:
+            if params:
+                await self.many(stmt, params)
+
     async def _fetch(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         raise NotImplementedError
 
@@ -195,6 +202,24 @@ class PgSQL(DriverSQL):
         self.adapted = adapted
         self.driver = adapted._connection
 
+    async def insert_all(self, parts: list[tuple[Executable, list[dict[str, Any]]]]) -> None:
+        """The ``INSERT`` s in **one** statement, one round trip whatever their rows: each
+        one's ``VALUES`` made an ``unnest`` of one array a column, all but the last in a
+        ``WITH`` (:func:`_unnested`)."""
+        parts = [(stmt, params) for stmt, params in parts if params]
+        if len(parts) < 2:
+            await super().insert_all(parts)
+            return
+        key = ("insert_all", *(stmt for stmt, _ in parts))
+        sql = _COMBINED.get(key)
+        compiled = [self.compiled(stmt, many=True) for stmt, _ in parts]
+        if sql is None:
+            sql = _COMBINED[key] = _unnested([c.sql for c in compiled])
+        args: list[Any] = []
+        for c, (_, params) in zip(compiled, parts, strict=True):
+            args.extend(list(col) for col in zip(*(c.bind(p) for p in params), strict=True))
+        await self._fetch(sql, tuple(args))
+
     async def _begun(self) -> None:
         if self.adapted._transaction is None:
             await self.adapted._start_transaction()  # as SQLAlchemy's cursor does before a statement
@@ -206,6 +231,32 @@ class PgSQL(DriverSQL):
     async def _many(self, sql: str, args: list[tuple[Any, ...]]) -> None:
         await self._begun()
         await self.driver.executemany(sql, args)
+
+
+_COMBINED: dict[tuple[Any, ...], str] = {}
+_INSERT = re.compile(r"(INSERT INTO .+?\)) VALUES \((.*)\)", re.DOTALL)
+_ARG = re.compile(r"\$(\d+)(::.+)")
+
+
+def _unnested(inserts: list[str]) -> str:
+    """PostgreSQL: ``INSERT … VALUES ($1::T, …)`` statements as one, each inserting the rows
+    of arrays (``SELECT * FROM unnest($1::T[], …)``), their parameters numbered on."""
+    out: list[str] = []
+    base = 0
+    for sql in inserts:
+        m = _INSERT.fullmatch(sql.strip())
+        if m is None:
+            raise ValueError(f"not an INSERT … VALUES: {sql!r}")
+        arrays = []
+        for i, expr in enumerate(m.group(2).split(", "), 1):
+            a = _ARG.fullmatch(expr)
+            if a is None or int(a.group(1)) != i:
+                raise ValueError(f"a value that is not the parameter ${i}: {expr!r}")
+            arrays.append(f"${base + i}{a.group(2)}[]")
+        base += len(arrays)
+        out.append(f"{m.group(1)} SELECT * FROM unnest({', '.join(arrays)})")
+    ctes = ", ".join(f"i{n} AS ({sql})" for n, sql in enumerate(out[:-1]))
+    return f"WITH {ctes} {out[-1]}"
 
 
 #: SQLAlchemy's connection → the driver statements on it (one a connection and transaction).

@@ -450,10 +450,7 @@ class MessageWriter:
             if sender == "visitor":
                 reply["status"] = row.status
             outcomes[i] = reply
-        await db.many(STORE_MESSAGE, stored)
-        await db.many(RECORD, recorded)
-        if pushed:
-            await db.many(STORE_EVENT, pushed)
+        await db.insert_all([(STORE_MESSAGE, stored), (RECORD, recorded), (STORE_EVENT, pushed)])
         return pushes
 
 
