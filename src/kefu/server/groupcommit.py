@@ -27,6 +27,10 @@ an ``executemany``), not per message:
    inside the batch's transaction is a measured-slower variant on PostgreSQL,
    D52; SQLite does, D61, and so does a lone message on PostgreSQL, D67).
 
+The statements run on the driver connection under SQLAlchemy's, each compiled
+once per dialect (:mod:`kefu.server.driversql`, D73); on PostgreSQL the rows of
+step 4 are one statement (D76), and a lone message is a batch of one too.
+
 Each sender awaits its own future, resolved only **after** the commit that
 holds its message (acknowledged = stored); then the batch's pushes go to the
 bus in one call. The batch is bounded (:data:`MAX_BATCH`). A message the batch
@@ -34,8 +38,8 @@ cannot decide alone — a visitor with no active session (the queue's lock),
 or any failure of the batch's transaction (an idempotency race on another
 node, a deadlock, a full disk) — is answered :data:`ALONE`: its sender runs
 the general, one-message path, so an error fails exactly the message it
-belongs to. A batch of one (a quiet server) costs what the general path
-costs; there is no timer: a batch is what arrived during the previous commit.
+belongs to. A batch of one (a quiet server) costs less than the general
+path (D73); there is no timer: a batch is what arrived during the previous commit.
 """
 
 from __future__ import annotations
@@ -257,9 +261,9 @@ class MessageWriter:
                 if not job.fut.done():  # its sender gave up (cancelled) before it was written
                     batch.append(job)
             if len(batch) == 1 and self.writers > 1 and not self.lone_batch:
-                # PostgreSQL, one message: the general path takes fewer round trips than a
-                # batch's statements (measured: 4.4 against 6.6 ms); the writer runs it, so
-                # messages that come meanwhile still form the next batch
+                # PostgreSQL, one message, lone_batch off: the general path (before D76 it
+                # took fewer round trips than a batch's statements through SQLAlchemy); the
+                # writer runs it, so messages that come meanwhile still form the next batch
                 await self._one(batch[0])
             elif batch:
                 await self._write_batch(batch)
