@@ -17,11 +17,14 @@ Two variants in the same run, same database, same senders:
 - ``journal in batch`` (unless ``--group-only``): group commit with the
   journal's positions given inside each batch's transaction (the default on
   SQLite, D61);
+- SQLite, ``pooled writer``: the same with each write transaction on a
+  connection from the pool (before D74: the writer's own connection);
 - PostgreSQL: ``group commit`` there is D52's path with the counters read
   and written in two statements each; ``lone sequenced in`` adds a lone
   message's transaction giving the journal's positions too (D67);
   ``counters in one`` adds the counters in one ``UPDATE … RETURNING`` each
-  (D68): the defaults there. These alternate ``--rounds`` times.
+  (D68); ``lone on driver`` sends a lone message through the batch's statements
+  on the driver too (D73): the defaults there. These alternate ``--rounds`` times.
 
 Figures: stored messages/s, the process's CPU per message (user + system,
 µs), messages per transaction, a message's round trip p50 / p99; each
@@ -135,21 +138,34 @@ async def measure(
             res: dict[str, Any] = {}
             # in the batch on SQLite (D61), after it on PostgreSQL; a lone message's on PostgreSQL (D67)
             # and the counters in one statement on PostgreSQL (D68)
-            default = writer.sequence_in, writer.sequence_lone, MAILBOXES.returning
-            variants = [("group_commit", False, False, True), ("journal_in_batch", True, False, True)]
+            store = runner.services.store
+            default = writer.sequence_in, writer.sequence_lone, MAILBOXES.returning, store.keep_writer
+            variants = [
+                ("group_commit", False, False, True, True),
+                ("journal_in_batch", True, False, True, True),
+                # SQLite's writer from the pool, as before D74
+                ("pooled_writer", True, False, True, False),
+            ]
             if db:
-                variants[0] = ("group_commit", False, False, False)
-                variants += [
-                    ("lone_sequenced_in", False, True, False),
-                    ("counters_in_one", False, True, True),
+                variants = [
+                    ("group_commit", False, False, False, True),
+                    ("lone_sequenced_in", False, True, False, True),
+                    ("counters_in_one", False, True, True, True),
+                    ("lone_on_driver", False, True, True, True),
+                    ("lone_on_driver_seq_after", False, False, True, True),
                 ]
+            lone_batch = writer.lone_batch
             for r in range(1, rounds + 1):
                 tag = f" {r}" if rounds > 1 else ""
-                for name, in_batch, lone, returning in variants:
+                for name, in_batch, lone, returning, keep in variants:
+                    # PostgreSQL: a lone message the general way in D67's and D68's variants
+                    writer.lone_batch = name.startswith("lone_on_driver")
                     writer.sequence_in, writer.sequence_lone = in_batch, lone
                     MAILBOXES.returning = STREAMS.returning = returning
+                    store.keep_writer = keep
                     res[f"{name}{tag}"] = await run_variant(runner, vs, seconds)
-            writer.sequence_in, writer.sequence_lone, MAILBOXES.returning = default
+            writer.sequence_in, writer.sequence_lone, MAILBOXES.returning, store.keep_writer = default
+            writer.lone_batch = lone_batch
             STREAMS.returning = MAILBOXES.returning
             await writer.close()  # from now on every message goes alone (the path before D42)
             single = await run_variant(runner, vs, seconds)

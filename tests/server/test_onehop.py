@@ -57,6 +57,8 @@ async def test_a_write_transaction_runs_its_statements_inline(
 
     store = Store(Settings(data_dir=tmp_path))
     await store.open()
+    async with store.read() as c:  # a reader's connection, opened (the writer keeps its own, D74)
+        await c.execute(text("SELECT 1"))
     trips: list[str] = []
     real = OneHopConnection._execute
 

@@ -1,14 +1,14 @@
 """The seq counters of a batch of messages (``mailboxes``' and ``journal_streams``'
 ``last_seq``), moved in a fixed number of statements whatever the batch's size:
-:class:`MessageWriter`'s step 3 (kefu.server.groupcommit)."""
+:class:`MessageWriter`'s step 3 (kefu.server.groupcommit), on the driver (D73)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sqlalchemy import Column, Table, bindparam, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .driversql import DriverSQL, PerDialect, one_of
 from .schema import journal_streams, mailboxes
 
 __all__ = ["MAILBOXES", "STREAMS", "Counters"]
@@ -21,21 +21,22 @@ class Counters:
     rows locked, in key order, then write each one's new value."""
 
     def __init__(self, table: Table, key: Column[Any]) -> None:
-        self.read = (
-            select(key, table.c.last_seq)
-            .where(key.in_(bindparam("ks", expanding=True)))
-            .order_by(key)
-            .with_for_update()
+        self.read = PerDialect(
+            lambda pg: (
+                select(key, table.c.last_seq).where(one_of(key, "ks", pg)).order_by(key).with_for_update()
+            )
         )
         self.set = update(table).where(key == bindparam("k")).values(last_seq=bindparam("s"))
         self.new = insert(table).values({key.name: bindparam("k"), "last_seq": bindparam("s")})
         #: SQLite, every counter of the batch moved by the same count (a batch of one message):
         #: one ``UPDATE … RETURNING`` instead of the read and the write (D62).
-        self.bump = (
-            update(table)
-            .where(key.in_(bindparam("ks", expanding=True)))
-            .values(last_seq=table.c.last_seq + bindparam("n"))
-            .returning(key, table.c.last_seq)
+        self.bump = PerDialect(
+            lambda pg: (
+                update(table)
+                .where(one_of(key, "ks", pg))
+                .values(last_seq=table.c.last_seq + bindparam("n"))
+                .returning(key, table.c.last_seq)
+            )
         )
         #: PostgreSQL: the same in one statement whatever the counts (D68) — the rows locked in
         #: key order by the ``WITH`` (against deadlocks between the writers), then each moved
@@ -49,25 +50,25 @@ class Counters:
         )
         self.returning = True  # the benchmark switches it to compare
 
-    async def take(self, conn: AsyncConnection, counts: dict[str, int]) -> dict[str, int]:
+    async def take(self, db: DriverSQL, counts: dict[str, int]) -> dict[str, int]:
         """Add ``counts[k]`` to each counter ``k``; return each one's value before."""
         keys = sorted(counts)
         steps = set(counts.values())
-        if self.returning and conn.dialect.name != "sqlite":
+        if self.returning and db.postgresql:
             ns = [counts[k] for k in keys]
-            rows = await conn.execute(self.bump_pg, {"ks": keys, "ns": ns})
+            rows = await db.rows(self.bump_pg, {"ks": keys, "ns": ns})
             have = {r[0]: r[1] - counts[r[0]] for r in rows}
         elif self.returning and len(steps) == 1:
             n = steps.pop()
-            have = {r[0]: r[1] - n for r in await conn.execute(self.bump, {"ks": keys, "n": n})}
+            have = {r[0]: r[1] - n for r in await db.rows(self.bump, {"ks": keys, "n": n})}
         else:
-            have = {r[0]: r[1] for r in await conn.execute(self.read, {"ks": keys})}
+            have = {r[0]: r[1] for r in await db.rows(self.read, {"ks": keys})}
             known = [{"k": k, "s": have[k] + counts[k]} for k in keys if k in have]
             if known:
-                await conn.execute(self.set, known)
+                await db.many(self.set, known)
         fresh = [{"k": k, "s": counts[k]} for k in keys if k not in have]
         if fresh:
-            await conn.execute(self.new, fresh)
+            await db.many(self.new, fresh)
         return {k: have.get(k, 0) for k in keys}
 
 

@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kefu.protocol.call import Call, Effect, EndEffect, MemberEffect, MemberStatus, TransferEffect
 from kefu.protocol.integrations import EVENT_INFO, EventType, matches, stream_key
 
+from .driversql import driver_sql
 from .hub import Hub, Tx
 from .schema import journal, journal_streams, webhook_deliveries, webhooks
 from .settings import Settings
@@ -243,12 +244,13 @@ class Journal:
 
     async def _give(self, conn: AsyncConnection, batch: int) -> tuple[int, int]:
         """One sequencer step in ``conn``'s transaction: how many got a position, the highest."""
-        if not self.hub.store.is_sqlite:
-            await conn.execute(_SEQUENCER_LOCK, {"k": JOURNAL_LOCK})  # held until the commit
-        rows = sorted((await conn.execute(_GIVE_POS, {"n": batch})).all(), key=lambda r: r.pos)
+        db = await driver_sql(conn)  # its hot statements on the driver (D73)
+        if db.postgresql:
+            await db.rows(_SEQUENCER_LOCK, {"k": JOURNAL_LOCK})  # held until the commit
+        rows = sorted(await db.rows(_GIVE_POS, {"n": batch}), key=lambda r: r.pos)
         if not rows:
             return 0, 0
-        hooks = (await conn.execute(_HOOKS)).all()
+        hooks = await db.rows(_HOOKS)
         now = self.s.now()
         wanted = [
             {"w": h.id, "e": r.num, "p": r.pos, "t": now}
@@ -257,7 +259,7 @@ class Journal:
             if matches(h.events, r.type)
         ]
         if wanted:
-            await conn.execute(_DELIVER, wanted)
+            await db.many(_DELIVER, wanted)
         log.debug("sequenced %d events (%d deliveries)", len(rows), len(wanted))
         return len(rows), rows[-1].pos
 

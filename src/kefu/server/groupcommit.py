@@ -27,6 +27,10 @@ an ``executemany``), not per message:
    inside the batch's transaction is a measured-slower variant on PostgreSQL,
    D52; SQLite does, D61, and so does a lone message on PostgreSQL, D67).
 
+The statements run on the driver connection under SQLAlchemy's, each compiled
+once per dialect (:mod:`kefu.server.driversql`, D73); on PostgreSQL the rows of
+step 4 are one statement (D76), and a lone message is a batch of one too.
+
 Each sender awaits its own future, resolved only **after** the commit that
 holds its message (acknowledged = stored); then the batch's pushes go to the
 bus in one call. The batch is bounded (:data:`MAX_BATCH`). A message the batch
@@ -34,8 +38,8 @@ cannot decide alone — a visitor with no active session (the queue's lock),
 or any failure of the batch's transaction (an idempotency race on another
 node, a deadlock, a full disk) — is answered :data:`ALONE`: its sender runs
 the general, one-message path, so an error fails exactly the message it
-belongs to. A batch of one (a quiet server) costs what the general path
-costs; there is no timer: a batch is what arrived during the previous commit.
+belongs to. A batch of one (a quiet server) costs less than the general
+path (D73); there is no timer: a batch is what arrived during the previous commit.
 """
 
 from __future__ import annotations
@@ -50,13 +54,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Select, and_, bindparam, insert, or_, select
+from sqlalchemy import Select, and_, bindparam, insert, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.integrations import EVENT_INFO, EventType, stream_key
 
 from .counters import MAILBOXES, STREAMS
+from .driversql import DriverSQL, PerDialect, driver_sql, one_of
 from .events import RECORD
 from .hub import SEQUENCE_IN, STORE_EVENT, Hub, Push, agent_key, push_text, visitor_key
 from .routing import Router, event
@@ -64,7 +69,16 @@ from .schema import messages, sessions
 from .store import new_ids
 from .views import message_view
 
-__all__ = ["ALONE", "MAX_BATCH", "PG_WRITERS", "STORE_MESSAGE", "MessageJob", "MessageWriter", "not_own"]
+__all__ = [
+    "ACTIVE",
+    "ALONE",
+    "MAX_BATCH",
+    "PG_WRITERS",
+    "STORE_MESSAGE",
+    "MessageJob",
+    "MessageWriter",
+    "not_own",
+]
 
 log = logging.getLogger("kefu.server.groupcommit")
 
@@ -132,13 +146,19 @@ _SESSION_COLUMNS = (
     sessions.c.agent_id,
     sessions.c.visitor_id,
 )
-_ACTIVE_OF = (
-    select(*_SESSION_COLUMNS)
-    .where(sessions.c.visitor_id.in_(bindparam("vs", expanding=True)), sessions.c.status != "closed")
-    .order_by(sessions.c.id)
-    .with_for_update()
+#: A session not closed, the value written in the statement: as a parameter, SQLite prepared
+#: the statement again at every run (~20-50 µs), a parameter the partial index
+#: ``uq_sessions_active_visitor`` depends on making its plan depend on the value (D73).
+ACTIVE = sessions.c.status != literal_column("'closed'")
+_ACTIVE_OF = PerDialect(
+    lambda pg: (
+        select(*_SESSION_COLUMNS)
+        .where(one_of(sessions.c.visitor_id, "vs", pg), ACTIVE)
+        .order_by(sessions.c.id)
+        .with_for_update()
+    )
 )
-_BY_ID = select(*_SESSION_COLUMNS).where(sessions.c.id.in_(bindparam("ss", expanding=True)))
+_BY_ID = PerDialect(lambda pg: select(*_SESSION_COLUMNS).where(one_of(sessions.c.id, "ss", pg)))
 #: Store a message (the one-message path of kefu.server.sessions uses it too).
 STORE_MESSAGE = insert(messages).values(
     id=bindparam("id"),
@@ -186,6 +206,9 @@ class MessageWriter:
         #: WAL flush — per message; batches keep D52 (the lock held to their commits would
         #: make the writers take turns). The benchmark switches it to compare.
         self.sequence_lone = not hub.store.is_sqlite
+        #: PostgreSQL, a lone message: the batch's statements on the driver (D73) rather than
+        #: the general path through SQLAlchemy (D67's). The benchmark switches it to compare.
+        self.lone_batch = True
         self.writers = 1 if hub.store.is_sqlite else max(1, writers)
         self._queue: deque[MessageJob] = deque()
         self._wake = asyncio.Event()
@@ -237,10 +260,10 @@ class MessageWriter:
                 job = self._queue.popleft()
                 if not job.fut.done():  # its sender gave up (cancelled) before it was written
                     batch.append(job)
-            if len(batch) == 1 and self.writers > 1:
-                # PostgreSQL, one message: the general path takes fewer round trips than a
-                # batch's statements (measured: 4.4 against 6.6 ms); the writer runs it, so
-                # messages that come meanwhile still form the next batch
+            if len(batch) == 1 and self.writers > 1 and not self.lone_batch:
+                # PostgreSQL, one message, lone_batch off: the general path (before D76 it
+                # took fewer round trips than a batch's statements through SQLAlchemy); the
+                # writer runs it, so messages that come meanwhile still form the next batch
                 await self._one(batch[0])
             elif batch:
                 await self._write_batch(batch)
@@ -304,10 +327,10 @@ class MessageWriter:
     async def _write(self, batch: list[MessageJob]) -> tuple[list[Any], list[Push], int]:
         async with self.hub.store.write() as conn:
             now = self.hub.settings.now()
-            outcomes, pushes = await self._statements(conn, now, batch)
+            outcomes, pushes = await self._statements(conn, await driver_sql(conn), now, batch)
             top = 0
             if (
-                self.sequence_in
+                (self.sequence_in or (self.sequence_lone and len(batch) == 1))
                 and self.hub.sequence_in is not None
                 and any(isinstance(o, dict) and not o.get("repeated") for o in outcomes)
             ):
@@ -315,20 +338,20 @@ class MessageWriter:
             return outcomes, pushes, top
 
     async def _statements(
-        self, conn: AsyncConnection, now: datetime, batch: list[MessageJob]
+        self, conn: AsyncConnection, db: DriverSQL, now: datetime, batch: list[MessageJob]
     ) -> tuple[list[Any], list[Push]]:
         # 1. repeats: stored before, or earlier in this batch
         keys = sorted({(j.sender_key, j.client_msg_id) for j in batch if j.client_msg_id is not None})
         repeats: dict[tuple[str, str], Any] = {}
         if keys:
             params = {f"{p}{i}": v for i, (k, c) in enumerate(keys) for p, v in (("k", k), ("c", c))}
-            for r in await conn.execute(_repeats(len(keys)), params):
+            for r in await db.rows(_repeats(len(keys)), params):
                 repeats[(r.sender_key, r.client_msg_id)] = _repeat_view(r)
         # 2. sessions
         vids = sorted({j.visitor_id for j in batch if j.visitor_id is not None})
         sids = sorted({j.session_id for j in batch if j.session_id is not None})
-        active = {r.visitor_id: r for r in await conn.execute(_ACTIVE_OF, {"vs": vids})} if vids else {}
-        by_id = {r.id: r for r in await conn.execute(_BY_ID, {"ss": sids})} if sids else {}
+        active = {r.visitor_id: r for r in await db.rows(_ACTIVE_OF, {"vs": vids})} if vids else {}
+        by_id = {r.id: r for r in await db.rows(_BY_ID, {"ss": sids})} if sids else {}
         # each job: its outcome, or what it stores (session row, sender, recipient or None)
         outcomes: list[Any] = []
         plans: list[tuple[int, Any, str, str | None]] = []
@@ -360,7 +383,7 @@ class MessageWriter:
             outcomes.append(None)
         pushes: list[Push] = []
         if plans:
-            pushes = await self._store(conn, now, batch, plans, outcomes)
+            pushes = await self._store(db, now, batch, plans, outcomes)
         # queued sessions: the visitor is told its place (after the batch's own rows)
         for i, row, sender, _ in plans:
             if sender == "visitor" and row.status == "queued":
@@ -374,7 +397,7 @@ class MessageWriter:
 
     async def _store(
         self,
-        conn: AsyncConnection,
+        db: DriverSQL,
         now: datetime,
         batch: list[MessageJob],
         plans: list[tuple[int, Any, str, str | None]],
@@ -387,8 +410,8 @@ class MessageWriter:
             streams[s] = streams.get(s, 0) + 1
             if to is not None:
                 boxes[to] = boxes.get(to, 0) + 1
-        stream_at = await STREAMS.take(conn, streams)
-        box_at = await MAILBOXES.take(conn, boxes) if boxes else {}
+        stream_at = await STREAMS.take(db, streams)
+        box_at = await MAILBOXES.take(db, boxes) if boxes else {}
         stored: list[dict[str, Any]] = []
         recorded: list[dict[str, Any]] = []
         pushed: list[dict[str, Any]] = []
@@ -431,10 +454,7 @@ class MessageWriter:
             if sender == "visitor":
                 reply["status"] = row.status
             outcomes[i] = reply
-        await conn.execute(STORE_MESSAGE, stored)
-        await conn.execute(RECORD, recorded)
-        if pushed:
-            await conn.execute(STORE_EVENT, pushed)
+        await db.insert_all([(STORE_MESSAGE, stored), (RECORD, recorded), (STORE_EVENT, pushed)])
         return pushes
 
 

@@ -28,7 +28,7 @@ from kefu.protocol import ApiError, ErrorCode
 
 from .accounts import Agent
 from .events import EventType, emit
-from .groupcommit import STORE_MESSAGE, MessageJob, MessageWriter, not_own
+from .groupcommit import ACTIVE, STORE_MESSAGE, MessageJob, MessageWriter, not_own
 from .hub import Hub, Tx, agent_key, latest_seq, visitor_key
 from .routing import Router, event
 from .schema import messages, sessions
@@ -50,7 +50,7 @@ _REPEAT = select(messages).where(
 # or closing take turns on the session's row, and nothing else takes turns with them.
 _ACTIVE_OF = (
     select(sessions.c.id, sessions.c.num, sessions.c.priority, sessions.c.status, sessions.c.agent_id)
-    .where(sessions.c.visitor_id == bindparam("vid"), sessions.c.status != "closed")
+    .where(sessions.c.visitor_id == bindparam("vid"), ACTIVE)
     .with_for_update()
 )
 _NEW_SESSION = (
@@ -267,9 +267,7 @@ class Sessions:
             await self.router.serialise(tx)
             sid = (
                 await tx.conn.execute(
-                    select(sessions.c.id).where(
-                        sessions.c.visitor_id == visitor.id, sessions.c.status != "closed"
-                    )
+                    select(sessions.c.id).where(sessions.c.visitor_id == visitor.id, ACTIVE)
                 )
             ).scalar_one_or_none()
             if sid is None:
@@ -294,11 +292,7 @@ class Sessions:
     @staticmethod
     async def _active(conn: AsyncConnection, visitor_id: str) -> dict[str, Any] | None:
         sid = (
-            await conn.execute(
-                select(sessions.c.id).where(
-                    sessions.c.visitor_id == visitor_id, sessions.c.status != "closed"
-                )
-            )
+            await conn.execute(select(sessions.c.id).where(sessions.c.visitor_id == visitor_id, ACTIVE))
         ).scalar_one_or_none()
         if sid is None:
             return None
