@@ -20,27 +20,23 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-
-from pydantic import ValidationError
 
 from kefu.protocol.agent_api import AGENT_API
 from kefu.protocol.errors import ErrorCode, ProtocolError
 from kefu.protocol.visitor_api import VISITOR_API
 from kefu.protocol.wire import (
-    _ID_MAX,
-    _INT64,
     MAX_DEPTH,
     MAX_MESSAGE_BYTES,
-    PROTOCOL_VERSION,
     Api,
-    Params,
-    _from_validation,
+    Request,
+    _parse_float,
+    _parse_int,
     decode_request,
     encode,
     event_message,
     reply_message,
+    request_of,
 )
 
 # --- the baseline: the decoder as it was before D77 (a copy)
@@ -57,22 +53,6 @@ def _old_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ProtocolError(f"duplicate key {k!r}", code=ErrorCode.bad_json, field=k)
         out[k] = val
     return out
-
-
-def _old_parse_int(text: str) -> int:
-    if len(text) > 20:
-        raise ProtocolError("integer out of range", code=ErrorCode.bad_json)
-    value = int(text)
-    if not -_INT64 <= value < _INT64:
-        raise ProtocolError("integer out of range", code=ErrorCode.bad_json)
-    return value
-
-
-def _old_parse_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ProtocolError("number out of range", code=ErrorCode.bad_json)
-    return value
 
 
 def old_depth_ok(text: str) -> bool:
@@ -115,8 +95,8 @@ def old_loads_strict(data: str | bytes) -> Any:
             data,
             object_pairs_hook=_old_pairs,
             parse_constant=_old_reject_constant,
-            parse_int=_old_parse_int,
-            parse_float=_old_parse_float,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
         )
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"not JSON: {exc.msg}", code=ErrorCode.bad_json) from None
@@ -136,70 +116,15 @@ def _old_has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-_OLD_ENVELOPE_KEYS = frozenset({"v", "id", "mark", "params"})
-
-
-@dataclass(frozen=True, slots=True)
-class OldRequest:
-    id: str
-    mark: str
-    params: Params
-    v: int = PROTOCOL_VERSION
-
-
-def old_decode_request(data: str | bytes, api: Api) -> OldRequest:
+def old_decode_request(data: str | bytes, api: Api) -> Request:
+    """``decode_request`` before D77: the old parsing and surrogate walk, then the
+    envelope's checks (:func:`kefu.protocol.wire.request_of`, unchanged by D77)."""
     obj = old_loads_strict(data)
     if not isinstance(obj, dict):
         raise ProtocolError("a request is a JSON object", code=ErrorCode.bad_request)
     if _old_has_lone_surrogate(obj):
         raise ProtocolError("text with a lone surrogate", code=ErrorCode.bad_json)
-    rid = obj.get("id")
-    mark = obj.get("mark")
-    try:
-        if "id" not in obj:
-            raise ProtocolError("a request needs an id", code=ErrorCode.missing_field, field="id")
-        if not isinstance(rid, str) or not 0 < len(rid) <= _ID_MAX:
-            raise ProtocolError(
-                f"id is a string of 1 to {_ID_MAX} characters", code=ErrorCode.invalid_field, field="id"
-            )
-        v = obj.get("v")
-        if "v" not in obj:
-            raise ProtocolError("a request needs v", code=ErrorCode.missing_field, field="v")
-        if type(v) is not int or v != PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"protocol version {v!r} is not supported; this peer speaks {PROTOCOL_VERSION}",
-                code=ErrorCode.unsupported_version,
-                field="v",
-            )
-        if "mark" not in obj:
-            raise ProtocolError("a request needs a mark", code=ErrorCode.missing_field, field="mark")
-        if not isinstance(mark, str):
-            raise ProtocolError("mark is a string", code=ErrorCode.invalid_field, field="mark")
-        extra = set(obj) - _OLD_ENVELOPE_KEYS
-        if extra:
-            name = sorted(extra)[0]
-            raise ProtocolError(f"unknown field {name!r}", code=ErrorCode.invalid_field, field=name)
-        model = api.marks.get(mark)
-        if model is None:
-            raise ProtocolError(
-                "unknown API (the mark is not echoed); docs/protocol.md lists them",
-                code=ErrorCode.unknown_mark,
-                field="mark",
-            )
-        raw_params = obj.get("params")
-        if raw_params is None:
-            raw_params = {}
-        if not isinstance(raw_params, dict):
-            raise ProtocolError("params is an object", code=ErrorCode.invalid_field, field="params")
-        try:
-            params = model.model_validate(raw_params)
-        except ValidationError as exc:
-            raise _from_validation(exc) from None
-    except ProtocolError as exc:
-        exc.request_id = rid if isinstance(rid, str) and 0 < len(rid) <= _ID_MAX else None
-        exc.mark = mark if isinstance(mark, str) and mark in api.marks else None
-        raise
-    return OldRequest(id=rid, mark=mark, params=params, v=v)
+    return request_of(obj, api)
 
 
 def old_encode(msg: Any) -> str:

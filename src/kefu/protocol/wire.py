@@ -264,6 +264,12 @@ def decode_request(data: str | bytes, api: Api) -> Request:
         raise ProtocolError("a request is a JSON object", code=ErrorCode.bad_request)
     if maybe_surrogate and _has_lone_surrogate(obj):
         raise ProtocolError("text with a lone surrogate", code=ErrorCode.bad_json)
+    return request_of(obj, api)
+
+
+def request_of(obj: dict[str, Any], api: Api) -> Request:
+    """The request in a parsed JSON object (the envelope's checks and the params' model);
+    raise :class:`ProtocolError` on anything wrong."""
     rid = obj.get("id")
     mark = obj.get("mark")
     try:
@@ -405,4 +411,4 @@ def encode(msg: Mapping[str, Any]) -> str:
 
 
 # re-exported for adapters
-__all__ += ["Json", "protocol_error_message"]
+__all__ += ["Json", "protocol_error_message", "request_of"]
