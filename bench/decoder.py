@@ -30,8 +30,10 @@ from kefu.protocol.wire import (
     MAX_MESSAGE_BYTES,
     Api,
     Request,
+    _has_lone_surrogate,
     _parse_float,
     _parse_int,
+    _reject_constant,
     decode_request,
     encode,
     event_message,
@@ -40,10 +42,6 @@ from kefu.protocol.wire import (
 )
 
 # --- the baseline: the decoder as it was before D77 (a copy)
-
-
-def _old_reject_constant(name: str) -> Any:
-    raise ProtocolError(f"{name} is not a JSON number", code=ErrorCode.bad_json)
 
 
 def _old_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -94,7 +92,7 @@ def old_loads_strict(data: str | bytes) -> Any:
         return json.loads(
             data,
             object_pairs_hook=_old_pairs,
-            parse_constant=_old_reject_constant,
+            parse_constant=_reject_constant,
             parse_int=_parse_int,
             parse_float=_parse_float,
         )
@@ -102,27 +100,13 @@ def old_loads_strict(data: str | bytes) -> Any:
         raise ProtocolError(f"not JSON: {exc.msg}", code=ErrorCode.bad_json) from None
 
 
-def _old_has_lone_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(_old_has_lone_surrogate(k) or _old_has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_old_has_lone_surrogate(v) for v in value)
-    return False
-
-
 def old_decode_request(data: str | bytes, api: Api) -> Request:
-    """``decode_request`` before D77: the old parsing and surrogate walk, then the
+    """``decode_request`` before D77: the old parsing, the surrogate walk on every request, then the
     envelope's checks (:func:`kefu.protocol.wire.request_of`, unchanged by D77)."""
     obj = old_loads_strict(data)
     if not isinstance(obj, dict):
         raise ProtocolError("a request is a JSON object", code=ErrorCode.bad_request)
-    if _old_has_lone_surrogate(obj):
+    if _has_lone_surrogate(obj):
         raise ProtocolError("text with a lone surrogate", code=ErrorCode.bad_json)
     return request_of(obj, api)
 

@@ -19,20 +19,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from kefu.server.hub import AGENT_PREFIX, VISITOR_PREFIX
 from kefu.server.outbox import Outbox
+from kefu.server.runner import _Server  # uvicorn's server with a `ready` event
 from kefu.server.wsdirect import DirectSend
 from tests.server.test_outbox import FakeHub, R
 
 Body = Callable[[WebSocket, DirectSend], Awaitable[None]]
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
 
 
 class Rig:

@@ -70,7 +70,7 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # the floor's event streams never end by themselves: end them, or shutting down
         # would wait the whole graceful timeout for them
-        services = getattr(self.config.app.state, "services", None)  # type: ignore[union-attr]
+        services = getattr(getattr(self.config.app, "state", None), "services", None)  # an app of kefu's
         if services is not None:
             await services.floor.close()
         await super().shutdown(sockets)
