@@ -60,10 +60,15 @@ def measure_kefu(
 
 
 def measure_server(
-    srv: Any, load: Load, names: tuple[str, ...], *, idle: Callable[[], dict[str, Any]] | None = None
+    srv: Any,
+    load: Load,
+    names: tuple[str, ...],
+    *,
+    idle: Callable[[], dict[str, Any]] | None = None,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """The IM load against a running kefu (one process, or nodes behind a balancer);
-    ``idle``: see :func:`bench.measure.measure`."""
+    ``idle``, ``profile``: see :func:`bench.measure.measure`."""
     cfg = LoadConfig(
         target="kefu",
         base_url=ws_of(srv.url),
@@ -75,7 +80,7 @@ def measure_server(
         msg_size=load.msg_size,
         connect_concurrency=load.connect_concurrency,
     )
-    m = measure(srv, cfg, load, idle=idle)
+    m = measure(srv, cfg, load, idle=idle, profile=profile)
     m.figures["server_log_tail"] = srv.tail(1500)
     return {**m.figures, "notes": m.notes}
 

@@ -26,10 +26,12 @@ divided by the stored rate, what a message costs each part.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -43,7 +45,7 @@ from bench.common import (
     system_cpu,
 )
 from bench.load import LoadConfig, Pool
-from bench.procs import ServerProcess
+from bench.procs import ServerProcess, profiled
 
 __all__ = ["Load", "Measured", "drain", "loss_check", "measure"]
 
@@ -133,6 +135,19 @@ def _window_rate(reports: list[dict[str, Any]], key: str, phase: str, start_ns: 
     return n / seconds if seconds > 0 else 0.0
 
 
+@contextlib.contextmanager
+def _profiled(server: Any, folder: Path | None) -> Iterator[None]:
+    """py-spy on each of ``server``'s processes (a node list's ``nodes``, else itself)."""
+    if folder is None:
+        yield
+        return
+    procs = getattr(server, "nodes", None) or [server]
+    with contextlib.ExitStack() as stack:
+        for i, p in enumerate(procs, 1):
+            stack.enter_context(profiled(p.pid, folder / f"sat-node{i}.txt"))
+        yield
+
+
 def measure(
     server: ServerProcess,
     cfg: LoadConfig,
@@ -140,10 +155,13 @@ def measure(
     *,
     echo_only: bool = False,
     idle: Callable[[], dict[str, Any]] | None = None,
+    profile: Path | None = None,
 ) -> Measured:
     """Run the steps of the module's docstring against a started ``server``. ``idle``, when
     given, runs twice, each a quiet window: once the agents are connected (figure
-    ``idle_agents_only``), and once the visitors are too, before anyone chats (``idle``)."""
+    ``idle_agents_only``), and once the visitors are too, before anyone chats (``idle``).
+    ``profile``: py-spy samples every server process over the saturation phase, its raw
+    stacks in ``profile``'s folder, one file a process (``sat-<part>.txt``)."""
     m = Measured()
     f = m.figures
     f["rss_idle_kib"] = kib(server.sample().rss_bytes)
@@ -211,13 +229,14 @@ def measure(
         busy0 = system_cpu()
         every0, t_every0 = all_cpu(), time.monotonic()
         start_ns = time.monotonic_ns()
-        sat = pool.call(
-            "saturate",
-            phase="sat",
-            duration=load.duration,
-            active=load.active,
-            timeout=load.duration + 120,
-        )
+        with _profiled(server, profile):
+            sat = pool.call(
+                "saturate",
+                phase="sat",
+                duration=load.duration,
+                active=load.active,
+                timeout=load.duration + 120,
+            )
         srv.append(server.sample())
         wk.append(_samples(wpids))
         f["sat_machine_busy_pct"] = machine_busy_pct(busy0, system_cpu())

@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.baseline import measure_baseline
 from bench.common import ProcSample, Result, Row
+from bench.cpucap import cpu_cap
 from bench.im import CAPACITY, im_rows, load_of, measure_server
 from bench.kefu_server import SERVER_OPTIONS, add_agents, agent_names
 from bench.measure import Load
@@ -201,7 +202,12 @@ def _measure(
     idle: Callable[[], dict[str, Any]] | None = None,
     python: str = sys.executable,
     extra: Sequence[str] = (),
+    profile: Path | None = None,
+    node_cpu: float | None = None,
 ) -> dict[str, Any]:
+    """The IM load on ``n`` nodes (one: no nginx, no Redis). ``node_cpu``: each node may
+    use that share of a core (:func:`bench.cpucap.cpu_cap`); ``profile``: py-spy on each
+    node at saturation (:func:`bench.measure.measure`)."""
     schema = f"bench_mn_{secrets.token_hex(4)}"
     prefix = f"kefu-bench-{secrets.token_hex(4)}:"
     names = agent_names(load.agents)
@@ -223,6 +229,9 @@ def _measure(
                 )
                 for i in range(n)
             ]
+            if node_cpu is not None:
+                for p in procs:
+                    stack.enter_context(cpu_cap(p.pid, node_cpu))
             if n == 1:
                 server: Any = Nodes(procs, procs[0].url)
             else:
@@ -239,7 +248,7 @@ def _measure(
                     except OSError:
                         time.sleep(0.05)
                 server = Nodes(procs, f"http://127.0.0.1:{port}")
-            return measure_server(server, load, names, idle=idle)
+            return measure_server(server, load, names, idle=idle, profile=profile)
     finally:
         asyncio.run(_pg(db, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 

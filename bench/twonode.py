@@ -11,7 +11,11 @@ Python) and extra ``kefu server`` options (``--options w2="--db-writers 2"``).
 Prints one JSON line per variant: stored msg/s, p50 / p99 at 100 msg/s, the
 machine's busy share, lost / duplicated, and every process's CPU at saturation
 per part (``bench.measure``'s ``sat_cpu_pct_by_part``) in % of a core and in
-µs per stored message.
+µs per stored message. ``--profile DIR``: py-spy's raw stacks of each node over
+the saturation phase, in ``DIR/<variant><round>-n<nodes>/sat-node<i>.txt``.
+``--node-cpu 0.3``: every node may use 0.3 of a core (:mod:`bench.cpucap`), so
+that one node against two measures what a node adds at the same budget, apart
+from what the machine's cores leave it.
 """
 
 from __future__ import annotations
@@ -63,6 +67,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--options", action="append", default=[], help='NAME="kefu server options"')
     ap.add_argument("--visitors", type=int, default=1000)
     ap.add_argument("--agents", type=int, default=100)
+    ap.add_argument(
+        "--node-cpu",
+        type=float,
+        default=None,
+        help="each node may use this share of a core (a cgroup; needs root): one node against two "
+        "at the same budget a node",
+    )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="a folder for py-spy's raw stacks of every node at saturation",
+    )
     a = ap.parse_args(argv)
     pythons, options = _pairs(a.python), _pairs(a.options)
     load = load_of(a.visitors, a.agents, quick=False, workers=2)
@@ -79,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
                 out: dict[str, Any] = {
                     "variant": v,
                     "round": r,
+                    "node_cpu": a.node_cpu,
                     "start": time.strftime("%H:%M:%S", time.gmtime()),
                 }
                 load0 = os.getloadavg()[0]
@@ -93,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
                             nginx,
                             python=python,
                             extra=extra,
+                            profile=a.profile / f"{v}{r}-n{n}" if a.profile else None,
+                            node_cpu=a.node_cpu,
                         )
                     )
                 out["load"] = [round(load0, 2), round(os.getloadavg()[0], 2)]

@@ -15,7 +15,6 @@ In each, the visitor connected to the other node gets the push once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,7 +26,7 @@ from sqlalchemy import event
 from kefu.protocol.wire import event_message
 from kefu.server import ServerRunner
 from kefu.server.hub import Hub, LocalBus, visitor_key
-from kefu.server.redisbus import RedisBus
+from kefu.server.redisbus import RedisBus, frame_messages
 from kefu.visitor.link import Link
 from tests.plugin.harness import Proxy
 
@@ -96,8 +95,8 @@ class Beats:
     async def of(self, node_id: str, n: int = 1) -> None:
         async for m in self.pubsub.listen():  # the test's timeout bounds it
             if m["type"] == "message":
-                got = json.loads(m["data"])  # a message, or an array of them (D53)
-                for msg in got if isinstance(got, list) else [got]:
+                _, got = frame_messages(m["data"])  # a message, or an array of them (D53)
+                for msg in got:
                     if msg["k"] == "beat" and msg["n"] == node_id:
                         n -= 1
                         if n == 0:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.server.events import EventType, emit
+from kefu.server.groupcommit import GATHER
 from kefu.server.hub import agent_key, visitor_key
 from kefu.server.schema import events, journal, messages
+from kefu.server.schema import sessions as sessions_table
 from kefu.server.store import new_ids
 from kefu.server.visitors import Visitor as ServerVisitor
 from tests.conftest import ServerHandle
@@ -203,3 +206,46 @@ async def test_a_lone_message_is_acknowledged_with_its_journal_position(server: 
     earlier = next(r.pos for r in rows if r.data == {"earlier": True})
     mine = next(r.pos for r in rows if r.data.get("messageId") == reply["messageId"])
     assert earlier < mine == journal_.top  # told after the commit: waiters wake
+
+
+async def _turns(n: int = 5) -> None:
+    """Let the loop run every ready task ``n`` times (the writers look at their queue)."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_on_postgresql_a_writer_gathers_messages_while_a_batch_is_in_flight(
+    server: ServerHandle,
+) -> None:
+    """D82: while a batch is in flight, a free writer starts the next only once ``gather``
+    messages wait, or once no batch is in flight any more."""
+    if server.services.store.is_sqlite:
+        pytest.skip("SQLite writes one batch at a time (its one writer)")
+    _, _, visitors, sids = await _open_sessions(server, 5)
+    sessions = server.services.sessions
+    writer = sessions.writer
+    assert writer.writers > 1 and writer.gather == GATHER  # the default (Settings.db_gather)
+    writer.gather = 3
+    batches = writer.batches
+    async with server.services.store.write() as conn:
+        # hold visitor 0's session: its batch stays in flight, waiting for the row lock
+        await conn.execute(
+            select(sessions_table.c.id).where(sessions_table.c.id == sids[0]).with_for_update()
+        )
+        first = asyncio.create_task(sessions.visitor_send(visitors[0], "held", None))
+        await _turns()
+        assert writer.in_flight == 1 and writer.waiting == 0  # its batch waits for the row
+        two = [asyncio.create_task(sessions.visitor_send(v, "gathered", None)) for v in visitors[1:3]]
+        await _turns()  # every writer had its turn to look: both still wait
+        assert writer.waiting == 2 and not any(t.done() for t in two)
+        third = asyncio.create_task(sessions.visitor_send(visitors[3], "gathered", None))
+        replies = await asyncio.gather(*two, third)  # 3 wait: a batch starts beside the held one
+        assert [r["text"] for r in replies] == ["gathered"] * 3
+        assert writer.batches == batches + 1 and not first.done()
+        alone = asyncio.create_task(sessions.visitor_send(visitors[4], "after", None))
+        await _turns()
+        assert writer.waiting == 1  # fewer than 3, and a batch in flight: it waits
+    # the held batch commits; the waiting message goes next, with no other to gather
+    assert (await first)["text"] == "held"
+    assert (await alone)["text"] == "after"
+    assert writer.batches == batches + 3 and writer.waiting == 0

@@ -152,6 +152,11 @@ def server(
         min=1,
         help="PostgreSQL: batches of chat messages this node writes at once (D70)",
     ),
+    db_gather: int = typer.Option(
+        32,
+        min=0,
+        help="PostgreSQL: while a batch is in flight, start another once this many messages wait (D82)",
+    ),
     sweep_interval: float = typer.Option(1.0, help="seconds between looks for any node's due timers"),
     queue_push_interval: float = typer.Option(
         0.2, help="seconds between two rounds of queue pushes (changes meanwhile are shown together)"
@@ -279,6 +284,7 @@ def server(
         presence_ttl=presence_ttl,
         db_pool=db_pool,
         db_writers=db_writers,
+        db_gather=db_gather,
         sweep_interval=sweep_interval,
         queue_push_interval=queue_push_interval,
         service_level_seconds=service_level_seconds,

@@ -27,6 +27,11 @@ an ``executemany``), not per message:
    inside the batch's transaction is a measured-slower variant on PostgreSQL,
    D52; SQLite does, D61, and so does a lone message on PostgreSQL, D67).
 
+On PostgreSQL several batches may be in flight (:data:`PG_WRITERS`). While one
+is, a free writer starts the next only once :data:`GATHER` messages wait (or
+no batch is in flight any more): a busy node writes fewer, bigger batches,
+and a quiet one still writes a lone message at once (D82).
+
 The statements run on the driver connection under SQLAlchemy's, each compiled
 once per dialect (:mod:`kefu.server.driversql`, D73); on PostgreSQL the rows of
 step 4 are one statement (D76), and a lone message is a batch of one too.
@@ -72,6 +77,7 @@ from .views import message_view
 __all__ = [
     "ACTIVE",
     "ALONE",
+    "GATHER",
     "MAX_BATCH",
     "PG_WRITERS",
     "STORE_MESSAGE",
@@ -87,6 +93,9 @@ MAX_BATCH: Final = 64
 
 #: Batches in flight at once on PostgreSQL (SQLite: one, its single writer).
 PG_WRITERS: Final = 4
+
+#: PostgreSQL: while a batch is in flight, the messages that wait to start the next (D82).
+GATHER: Final = 32
 
 #: A job's answer when it must go the general, one-message way.
 ALONE: Final = object()
@@ -189,7 +198,13 @@ class MessageWriter:
     so one batch's commit round trip does not stop the next batch from starting."""
 
     def __init__(
-        self, hub: Hub, router: Router, *, max_batch: int = MAX_BATCH, writers: int = PG_WRITERS
+        self,
+        hub: Hub,
+        router: Router,
+        *,
+        max_batch: int = MAX_BATCH,
+        writers: int = PG_WRITERS,
+        gather: int = GATHER,
     ) -> None:
         self.hub = hub
         self.router = router
@@ -214,10 +229,17 @@ class MessageWriter:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self.gather = gather  #: while a batch is in flight, the messages to wait for (D82)
+        self.in_flight = 0  #: batches being written now
         #: Batches written and messages in them (tests, benchmarks).
         self.batches = 0
         self.written = 0
         self.failed = 0  #: batches that failed, their messages sent alone
+
+    @property
+    def waiting(self) -> int:
+        """Messages queued for a batch not started yet (tests, benchmarks)."""
+        return len(self._queue)
 
     async def send(self, job: MessageJob) -> Any:
         """The reply to the job's message, stored in a batch or, when the batch cannot
@@ -252,7 +274,8 @@ class MessageWriter:
 
     async def _run(self) -> None:
         while True:
-            while not self._queue:
+            # a batch in flight: the next one starts when enough wait, or when none is (D82)
+            while not self._queue or (self.in_flight and len(self._queue) < self.gather):
                 self._wake.clear()
                 await self._wake.wait()
             batch: list[MessageJob] = []
@@ -266,7 +289,12 @@ class MessageWriter:
                 # writer runs it, so messages that come meanwhile still form the next batch
                 await self._one(batch[0])
             elif batch:
-                await self._write_batch(batch)
+                self.in_flight += 1
+                try:
+                    await self._write_batch(batch)
+                finally:
+                    self.in_flight -= 1
+                    self._wake.set()  # the writers waiting for this batch to end look again
 
     async def _one(self, job: MessageJob) -> None:
         token = SEQUENCE_IN.set(self.sequence_lone)

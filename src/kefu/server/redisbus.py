@@ -13,6 +13,8 @@ Every push is stored (with its recipient's ``seq``) before it is published
   that was queued since its last send goes in **one** ``PUBLISH`` (a JSON
   array, at most :data:`PUBLISH_MAX` messages), so a group-commit batch's
   pushes cost Redis one message and each listening node one decode (D53).
+  A ``PUBLISH`` starts with its node's id (a JSON string, then a newline): a
+  node hears its own too, and drops them without decoding them (D81).
 - Pub/sub is at most once. A push lost on the way with nothing after it for
   its recipient would be a gap nobody sees, so **the bus notices losses**
   instead of every connection polling the database (an idle connection costs
@@ -68,7 +70,7 @@ from redis.exceptions import RedisError
 from .hub import LocalSinks, Push, Sink
 from .tasks import Background
 
-__all__ = ["RedisBus"]
+__all__ = ["RedisBus", "frame_messages", "header"]
 
 log = logging.getLogger("kefu.server.redisbus")
 
@@ -101,9 +103,30 @@ def _dumps(msg: dict[str, Any]) -> str:
     return json.dumps(msg, separators=(",", ":"))
 
 
-def _frame(texts: list[str]) -> str:
-    """One ``PUBLISH``'s payload: the messages queued since the last, as one JSON array."""
-    return texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]"
+def header(node_id: str) -> bytes:
+    """What every ``PUBLISH`` of node ``node_id`` starts with: its id as a JSON string (which
+    holds no newline), then a newline (D81)."""
+    return (json.dumps(node_id) + "\n").encode()
+
+
+def _frame(head: str, texts: list[str]) -> str:
+    """One ``PUBLISH``'s payload: the sender's header, then the messages queued since the
+    last, one JSON object or an array of them."""
+    return head + (texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]")
+
+
+def frame_messages(data: bytes | str) -> tuple[str | None, list[Any]]:
+    """A ``PUBLISH``'s sender (``None`` before D81: no header) and its messages in the order
+    sent. Raises ValueError when it is not a frame."""
+    raw = data.encode() if isinstance(data, str) else data
+    node: str | None = None
+    if raw[:1] == b'"':
+        head, _, raw = raw.partition(b"\n")
+        node = json.loads(head)
+        if not isinstance(node, str):
+            raise ValueError("a bus frame's header is not a node's id")
+    got = json.loads(raw)
+    return node, got if isinstance(got, list) else [got]
 
 
 class RedisBus(LocalSinks):
@@ -124,6 +147,7 @@ class RedisBus(LocalSinks):
         self.presence_ttl = presence_ttl
         self.presence_keep = presence_keep
         self.channel = f"{prefix}bus"
+        self._own = header(node_id)  # what this node's frames start with
         self.run_id = secrets.token_hex(6)  # this run of the node: numbers start again at 1
         super().__init__()
         self._redis: aioredis.Redis = aioredis.from_url(url)
@@ -248,8 +272,9 @@ class RedisBus(LocalSinks):
             done, self._flushed = self._flushed, None
             try:
                 pipe = self._redis.pipeline(transaction=False)
+                head = self._own.decode()
                 for i in range(0, len(batch), PUBLISH_MAX):
-                    pipe.publish(self.channel, _frame(batch[i : i + PUBLISH_MAX]))
+                    pipe.publish(self.channel, _frame(head, batch[i : i + PUBLISH_MAX]))
                 await pipe.execute()
             except (RedisError, OSError) as exc:
                 # stored already; the other nodes see the numbers skipped and look in the database
@@ -374,13 +399,16 @@ class RedisBus(LocalSinks):
                     await pubsub.aclose()
 
     def _heard(self, data: bytes | str) -> None:
-        """One ``PUBLISH``: a message, or an array of them in the order they were sent."""
+        """One ``PUBLISH``: a message, or an array of them in the order they were sent; this
+        node's own are dropped unread (D81)."""
+        if isinstance(data, bytes) and data.startswith(self._own):
+            return
         try:
-            got = json.loads(data)
+            _, got = frame_messages(data)
         except ValueError as exc:
             log.warning("a bad message on the Redis bus: %r", exc)
             return
-        for msg in got if isinstance(got, list) else (got,):
+        for msg in got:
             self._heard_one(msg)
 
     def _heard_one(self, msg: Any) -> None:

@@ -68,7 +68,7 @@ class Sessions:
         self.s = settings
         self.router = router
         #: Messages to existing sessions, many senders' in one transaction (D42).
-        self.writer = MessageWriter(hub, router, writers=settings.db_writers)
+        self.writer = MessageWriter(hub, router, writers=settings.db_writers, gather=settings.db_gather)
 
     async def close(self) -> None:
         await self.writer.close()

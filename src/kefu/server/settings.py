@@ -72,6 +72,8 @@ class Settings:
     # PostgreSQL only: group-commit batches of chat messages in flight at once on this node (D70);
     # SQLite has one writer
     db_writers: int = 4
+    # PostgreSQL only: while a batch is in flight, the messages that wait to start another (D82)
+    db_gather: int = 32
     # --- accounts and login
     token_ttl: float = 12 * 3600.0  # seconds a login token lives
     allowed_origins: tuple[str, ...] = ()  # returnTo targets and browser Origins besides our own
