@@ -204,10 +204,12 @@ def _measure(
     extra: Sequence[str] = (),
     profile: Path | None = None,
     node_cpu: float | None = None,
+    fronted: bool = False,
 ) -> dict[str, Any]:
-    """The IM load on ``n`` nodes (one: no nginx, no Redis). ``node_cpu``: each node may
-    use that share of a core (:func:`bench.cpucap.cpu_cap`); ``profile``: py-spy on each
-    node at saturation (:func:`bench.measure.measure`)."""
+    """The IM load on ``n`` nodes (one: no nginx, no Redis, unless ``fronted``). ``node_cpu``:
+    each node may use that share of a core (:func:`bench.cpucap.cpu_cap`); ``profile``: py-spy
+    on each node at saturation (:func:`bench.measure.measure`)."""
+    fronted = fronted or n > 1
     schema = f"bench_mn_{secrets.token_hex(4)}"
     prefix = f"kefu-bench-{secrets.token_hex(4)}:"
     names = agent_names(load.agents)
@@ -220,7 +222,7 @@ def _measure(
                         workdir,
                         db,
                         schema,
-                        redis if n > 1 else None,
+                        redis if fronted else None,
                         prefix,
                         i + 1,
                         python=python,
@@ -232,7 +234,7 @@ def _measure(
             if node_cpu is not None:
                 for p in procs:
                     stack.enter_context(cpu_cap(p.pid, node_cpu))
-            if n == 1:
+            if not fronted:
                 server: Any = Nodes(procs, procs[0].url)
             else:
                 assert nginx is not None

@@ -3,7 +3,8 @@
 ``python -m bench.twonode VARIANT[,VARIANT…] [--python NAME=PYTHON] [--options NAME="--opt v"]``
 
 ``bench.scaling``'s load (1,000 visitors, 100 agents, two load workers) on 1
-node, then on 2 nodes behind nginx + Redis, in one PostgreSQL database made for
+node (``--fronted-one``: also 1 node behind nginx + Redis, the two nodes' setup
+with one node), then on 2 nodes behind nginx + Redis, in one PostgreSQL database made for
 the run, for each variant in the order given (``main,w2,main,w2``: alternating
 rounds). A variant names the Python that starts its nodes (``--python
 main=/work/wt-main/.venv/bin/python``: that worktree's code; default this
@@ -12,7 +13,7 @@ Prints one JSON line per variant: stored msg/s, p50 / p99 at 100 msg/s, the
 machine's busy share, lost / duplicated, and every process's CPU at saturation
 per part (``bench.measure``'s ``sat_cpu_pct_by_part``) in % of a core and in
 µs per stored message. ``--profile DIR``: py-spy's raw stacks of each node over
-the saturation phase, in ``DIR/<variant><round>-n<nodes>/sat-node<i>.txt``.
+the saturation phase, in ``DIR/<variant><round>-<n1|n1f|n2>/sat-node<i>.txt``.
 ``--node-cpu 0.3``: every node may use 0.3 of a core (:mod:`bench.cpucap`), so
 that one node against two measures what a node adds at the same budget, apart
 from what the machine's cores leave it.
@@ -75,6 +76,11 @@ def main(argv: list[str] | None = None) -> None:
         "at the same budget a node",
     )
     ap.add_argument(
+        "--fronted-one",
+        action="store_true",
+        help="also one node behind nginx with Redis (two nodes' setup with one node): ratio_fronted",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -100,23 +106,26 @@ def main(argv: list[str] | None = None) -> None:
                     "start": time.strftime("%H:%M:%S", time.gmtime()),
                 }
                 load0 = os.getloadavg()[0]
-                for n in (1, 2):
-                    out[f"n{n}"] = figures(
+                for key, n in [("n1", 1), *([("n1f", 1)] if a.fronted_one else []), ("n2", 2)]:
+                    out[key] = figures(
                         mn._measure(
                             load,
-                            Path(tmp) / f"{v}{r}-n{n}",
+                            Path(tmp) / f"{v}{r}-{key}",
                             n,
                             run_db,
                             redis,
                             nginx,
                             python=python,
                             extra=extra,
-                            profile=a.profile / f"{v}{r}-n{n}" if a.profile else None,
+                            profile=a.profile / f"{v}{r}-{key}" if a.profile else None,
                             node_cpu=a.node_cpu,
+                            fronted=key == "n1f",
                         )
                     )
                 out["load"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
-                out["ratio"] = round(out["n2"]["rate"] / out["n1"]["rate"], 3) if out["n1"]["rate"] else None
+                for name, one in (("ratio", "n1"), ("ratio_fronted", "n1f")):
+                    if one in out and out[one]["rate"]:
+                        out[name] = round(out["n2"]["rate"] / out[one]["rate"], 3)
                 print(json.dumps(out), flush=True)
     finally:
         asyncio.run(_pg(db, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
