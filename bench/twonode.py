@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     pythons, options = _pairs(a.python), _pairs(a.options)
     load = load_of(a.visitors, a.agents, quick=False, workers=2)
     db, redis, nginx = postgres_url(), mn.redis_url(), mn.nginx_path()
-    name = f"kefu_bench_{secrets.token_hex(4)}"
-    asyncio.run(_pg(db, f'CREATE DATABASE "{name}"'))
-    run_db = with_database(db, name)
+    run_name = f"kefu_bench_{secrets.token_hex(4)}"
+    asyncio.run(_pg(db, f'CREATE DATABASE "{run_name}"'))
+    run_db = with_database(db, run_name)
     rounds: dict[str, int] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="kefu-bench-twonode-") as tmp:
@@ -123,12 +123,12 @@ def main(argv: list[str] | None = None) -> None:
                         )
                     )
                 out["load"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
-                for name, one in (("ratio", "n1"), ("ratio_fronted", "n1f")):
+                for figure, one in (("ratio", "n1"), ("ratio_fronted", "n1f")):
                     if one in out and out[one]["rate"]:
-                        out[name] = round(out["n2"]["rate"] / out[one]["rate"], 3)
+                        out[figure] = round(out["n2"]["rate"] / out[one]["rate"], 3)
                 print(json.dumps(out), flush=True)
     finally:
-        asyncio.run(_pg(db, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_pg(db, f'DROP DATABASE IF EXISTS "{run_name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":
