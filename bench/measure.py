@@ -161,7 +161,7 @@ def measure(
     given, runs twice, each a quiet window: once the agents are connected (figure
     ``idle_agents_only``), and once the visitors are too, before anyone chats (``idle``).
     ``profile``: py-spy samples every server process over the saturation phase, its raw
-    stacks in ``profile``'s folder, one file a process (``sat-<part>.txt``)."""
+    stacks in the folder ``profile``, one file a process (``sat-node<i>.txt``)."""
     m = Measured()
     f = m.figures
     f["rss_idle_kib"] = kib(server.sample().rss_bytes)

@@ -148,6 +148,7 @@ class RedisBus(LocalSinks):
         self.presence_keep = presence_keep
         self.channel = f"{prefix}bus"
         self._own = header(node_id)  # what this node's frames start with
+        self._head = self._own.decode()
         self.run_id = secrets.token_hex(6)  # this run of the node: numbers start again at 1
         super().__init__()
         self._redis: aioredis.Redis = aioredis.from_url(url)
@@ -272,9 +273,8 @@ class RedisBus(LocalSinks):
             done, self._flushed = self._flushed, None
             try:
                 pipe = self._redis.pipeline(transaction=False)
-                head = self._own.decode()
                 for i in range(0, len(batch), PUBLISH_MAX):
-                    pipe.publish(self.channel, _frame(head, batch[i : i + PUBLISH_MAX]))
+                    pipe.publish(self.channel, _frame(self._head, batch[i : i + PUBLISH_MAX]))
                 await pipe.execute()
             except (RedisError, OSError) as exc:
                 # stored already; the other nodes see the numbers skipped and look in the database
