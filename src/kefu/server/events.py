@@ -90,7 +90,8 @@ RECORD = insert(journal).values(
 _SEQUENCER_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 _TOP = select(func.coalesce(func.max(journal.c.pos), 0))
 # the first ``n`` unsequenced events in ``num`` order get the positions after the top, in one
-# statement (it read them, read the top and updated them one by one: 3 trips and n updates)
+# statement (it read them, read the top and updated them one by one: 3 trips and n updates);
+# PostgreSQL finds them by the partial index ``ix_journal_unsequenced``, in order (D83)
 _NEXT = (
     select(
         journal.c.num,

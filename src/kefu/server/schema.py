@@ -308,6 +308,14 @@ journal = Table(
     Column("data", JSON, nullable=False),
     Column("created_at", TS, nullable=False),
     Column("pos", Integer, unique=True),  # NULL until sequenced
+    # r0015 (D83): the sequencer's "first unsequenced in num order" reads this small index in
+    # order; on pos's own index, PostgreSQL visited every row sequenced since the last vacuum
+    Index(
+        "ix_journal_unsequenced",
+        "num",
+        postgresql_where=text("pos IS NULL"),
+        sqlite_where=text("pos IS NULL"),
+    ),
 )
 
 # the last seq of each stream (UPDATE … RETURNING: gap-free, serialised by the row's lock)
