@@ -14,6 +14,8 @@ is measured here).
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +69,21 @@ def add_agents(
     capacity: int,
     db_url: str | None = None,
     db_schema: str | None = None,
+    python: str = sys.executable,
 ) -> None:
-    """Create the agents (each may hold ``capacity`` open sessions)."""
-    asyncio.run(_add(data_dir, db_url, db_schema, names, capacity))
+    """Create the agents (each may hold ``capacity`` open sessions). ``python``: the one that
+    starts the nodes, so that its own migrations make the database (another tree's code)."""
+    if python == sys.executable:
+        asyncio.run(_add(data_dir, db_url, db_schema, names, capacity))
+        return
+    args = (str(data_dir), db_url, db_schema, list(names), capacity)
+    code = (
+        "import asyncio, sys; sys.path.insert(0, sys.argv[1]); from bench.kefu_server import _add; "
+        "d, u, s, n, c = __import__('json').loads(sys.argv[2]); "
+        "asyncio.run(_add(__import__('pathlib').Path(d), u, s, tuple(n), c))"
+    )
+    root = str(Path(__file__).resolve().parents[1])  # this bench, that Python's kefu
+    subprocess.run([python, "-c", code, root, json.dumps(args)], check=True)
 
 
 @dataclass

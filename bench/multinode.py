@@ -213,7 +213,7 @@ def _measure(
     schema = f"bench_mn_{secrets.token_hex(4)}"
     prefix = f"kefu-bench-{secrets.token_hex(4)}:"
     names = agent_names(load.agents)
-    add_agents(workdir / "data", names, capacity=CAPACITY, db_url=db, db_schema=schema)
+    add_agents(workdir / "data", names, capacity=CAPACITY, db_url=db, db_schema=schema, python=python)
     try:
         with ExitStack() as stack:
             procs = [
