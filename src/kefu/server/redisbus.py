@@ -7,9 +7,17 @@ Every push is stored (with its recipient's ``seq``) before it is published
 (see :mod:`kefu.server.hub`), so the bus only has to *hurry* pushes along:
 
 - :meth:`RedisBus.publish_many` hands a transaction's pushes to this node's
-  connections of their recipients, if any, and queues them for ``PUBLISH`` on
-  ``<prefix>bus``; every other node hears them and hands each to its own
-  connection of that recipient. One task sends what is queued, in order: all
+  connections of their recipients, if any, and queues the others for
+  ``PUBLISH`` on ``<prefix>bus``; every other node hears them and hands each to
+  its own connection of that recipient.
+- **A push for a recipient held here is not published** (D84): no other node
+  has a connection that wants it. The recipient's last ``seq`` given here so
+  is *handed over* (a ``seq`` message) when that may stop being true: another
+  node announces the recipient (``attach``), the connection here closes, or a
+  loss is noticed (an ``attach`` may have been lost: from then on that
+  connection's pushes are published too). The node holding the recipient then
+  sends what it missed from ``events`` (:meth:`Sink.check`); one that does not
+  hold it yet reads ``events`` when it attaches, after the hand-over's commit. One task sends what is queued, in order: all
   that was queued since its last send goes in **one** ``PUBLISH`` (a JSON
   array, at most :data:`PUBLISH_MAX` messages), so a group-commit batch's
   pushes cost Redis one message and each listening node one decode (D53).
@@ -165,6 +173,8 @@ class RedisBus(LocalSinks):
         self._flushed: asyncio.Future[None] | None = None  # done when what is queued now was sent
         # listening: per run of another node, the last number heard, when (loop time), whose
         self._heard_no: dict[str, tuple[int, float, str]] = {}
+        # recipients held here whose pushes are not published: the last seq given them so (D84)
+        self._only_here: dict[str, int] = {}
         #: Called with a node's id when it is gone (set by the services: the SFU's calls, D48).
         self.on_node_gone: Callable[[str], None] | None = None
         self.losses = 0  # times a loss was noticed (tests, benchmarks)
@@ -211,18 +221,39 @@ class RedisBus(LocalSinks):
         await self.publish_many([push])
 
     async def publish_many(self, pushes: list[Push]) -> None:
-        """A transaction's pushes: to this node's connections now, to the others by the sender."""
-        for push in pushes:
-            sink = self._sinks.get(push.recipient)
-            if sink is not None:
-                sink.offer(push)
+        """A transaction's pushes: to this node's connections now, to the others by the sender;
+        not published for a recipient held here alone (D84)."""
+        only_here = self._only_here
         for p in pushes:
-            self._queue_msg({"k": "push", "n": self.node_id, "r": p.recipient, "s": p.seq, "t": p.text})
+            r = p.recipient
+            sink = self._sinks.get(r)
+            if sink is not None:
+                sink.offer(p)
+                last = only_here.get(r)
+                if last is not None:
+                    if p.seq > last:
+                        only_here[r] = p.seq
+                    continue
+            self._queue_msg({"k": "push", "n": self.node_id, "r": r, "s": p.seq, "t": p.text})
+
+    def attach(self, recipient: str, sink: Sink) -> Sink | None:
+        """The recipient's connection here: its pushes are not published until it is handed
+        over (D84). The same node's new connection keeps what the one it replaces was given."""
+        self._only_here.setdefault(recipient, 0)
+        return super().attach(recipient, sink)
 
     def detach(self, recipient: str, sink: Sink) -> None:
         if self._sinks.get(recipient) is sink:
             del self._sinks[recipient]
+            self._hand_over(recipient)
             self._spawn(self._forget(recipient), "kefu-redis-forget")
+
+    def _hand_over(self, recipient: str) -> None:
+        """Publish the last ``seq`` given here to a recipient whose pushes were not published:
+        a node that holds it, or will, misses none of them (D84)."""
+        last = self._only_here.pop(recipient, 0)
+        if last:
+            self._queue_msg({"k": "seq", "n": self.node_id, "r": recipient, "s": last})
 
     async def present(self, recipient: str) -> bool:
         """Connected to some node (a live field in the recipient's presence hash)."""
@@ -288,9 +319,15 @@ class RedisBus(LocalSinks):
 
     # --- noticing losses
 
-    def _lost(self, why: str) -> None:
+    def _lost(self, why: str, *, missed: bool = True) -> None:
+        """Pushes may have been lost: the connections here look. ``missed``: messages of a live
+        node may have been, an ``attach`` among them: every recipient held here is handed over,
+        and their pushes are published from now on (D84)."""
         self.losses += 1
         log.info("pushes may have been lost on the bus (%s): the connections here look", why)
+        if missed:
+            for recipient in list(self._only_here):
+                self._hand_over(recipient)
         if self.on_gap is not None:
             self.on_gap()
 
@@ -303,7 +340,7 @@ class RedisBus(LocalSinks):
         kind, node = msg["k"], str(msg["n"])
         if kind == "bye":
             self._heard_no.pop(run, None)
-            self._lost(f"node {node} left")  # it may have committed and not published
+            self._lost(f"node {node} left", missed=False)  # it may have committed, not published
             self._node_gone(node)
             return
         numbered = kind != "beat"
@@ -317,7 +354,7 @@ class RedisBus(LocalSinks):
         gone = [run for run, (_, at, _n) in self._heard_no.items() if now - at > self.presence_ttl]
         nodes = {self._heard_no.pop(run)[2] for run in gone}
         if gone:
-            self._lost(f"{len(gone)} node(s) stopped beating")
+            self._lost(f"{len(gone)} node(s) stopped beating", missed=False)
         for node in sorted(nodes):
             self._node_gone(node)
 
@@ -421,7 +458,7 @@ class RedisBus(LocalSinks):
                 if self.on_queue_changed is not None:
                     self.on_queue_changed()
                 return
-            if kind not in ("push", "attach"):
+            if kind not in ("push", "attach", "seq"):
                 return
             recipient = msg["r"]
             sink = self._sinks.get(recipient)
@@ -429,9 +466,12 @@ class RedisBus(LocalSinks):
                 return
             if kind == "push":
                 sink.offer(Push(recipient, int(msg["s"]), msg["t"]))
+            elif kind == "seq":
+                sink.check(int(msg["s"]))  # handed over: what that node gave its connection (D84)
             else:
                 # a newer connection of this recipient is on another node
                 del self._sinks[recipient]
+                self._hand_over(recipient)
                 replaced = getattr(sink, "replaced", None)
                 if replaced is not None:
                     replaced()
