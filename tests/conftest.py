@@ -33,7 +33,15 @@ from kefu.visitor import Visitor, ws_url
 
 register_parts()  # `kefu.cli.app` with every command, as `kefu --help` shows it
 
-POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
+
+def service_url(var: str) -> str | None:
+    """A test service's URL from the environment; unset or empty, ``None``: the tests that
+    need that service are skipped."""
+    return os.environ.get(var) or None
+
+
+POSTGRES_URL = service_url("KEFU_TEST_POSTGRES_URL")
+REDIS_URL = service_url("KEFU_TEST_REDIS_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
 PASSWORD = "pw-secret-1"
 

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from kefu.media import SfuMember, colour_for, sample_rgb
 from kefu.server import Settings
 from kefu.visitor import CallUpdate, MediaStatus
-from tests.conftest import TIMEOUT_FACTOR, _drop_schema, fast_settings
+from tests.conftest import POSTGRES_URL, TIMEOUT_FACTOR, _drop_schema, fast_settings
 from tests.e2e.callkit import AgentSide
 from tests.e2e.test_call_media import near
 from tests.multinode.conftest import Cluster, Deployment, SplitServer
@@ -41,7 +41,6 @@ from .test_recording_sfu import lost_record
 
 pytestmark = pytest.mark.media
 
-POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
 PG_SOCKET = os.environ.get("KEFU_TEST_POSTGRES_SOCKET", "/var/run/postgresql")
 PG_SOCKET_THERE = Path(PG_SOCKET).exists()
 REDIS_SERVER = shutil.which("redis-server")

@@ -14,7 +14,6 @@ one-node tests of the call flows run across nodes unchanged.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -26,10 +25,7 @@ import redis.asyncio as aioredis
 
 from kefu.server import ServerRunner, Services, Settings
 from kefu.visitor import Visitor
-from tests.conftest import Clock, ServerHandle, _drop_schema, fast_settings
-
-POSTGRES_URL = os.environ.get("KEFU_TEST_POSTGRES_URL")
-REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL")
+from tests.conftest import POSTGRES_URL, REDIS_URL, Clock, ServerHandle, _drop_schema, fast_settings
 
 needs_engines = pytest.mark.skipif(
     not (POSTGRES_URL and REDIS_URL),

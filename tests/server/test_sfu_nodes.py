@@ -5,7 +5,6 @@ order; a node that is gone is said so at once (nobody heard the PUBLISH)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
 
@@ -13,8 +12,7 @@ import pytest
 
 from kefu.protocol import ApiError, ErrorCode
 from kefu.server.sfu_nodes import SfuNodes
-
-REDIS_URL = os.environ.get("KEFU_TEST_REDIS_URL")
+from tests.conftest import REDIS_URL
 
 Member = tuple[str, str]
 
