@@ -78,9 +78,9 @@ def add_agents(
         return
     args = (str(data_dir), db_url, db_schema, list(names), capacity)
     code = (
-        "import asyncio, sys; sys.path.insert(0, sys.argv[1]); from bench.kefu_server import _add; "
-        "d, u, s, n, c = __import__('json').loads(sys.argv[2]); "
-        "asyncio.run(_add(__import__('pathlib').Path(d), u, s, tuple(n), c))"
+        "import asyncio, json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+        "from bench.kefu_server import _add; d, u, s, n, c = json.loads(sys.argv[2]); "
+        "asyncio.run(_add(Path(d), u, s, tuple(n), c))"
     )
     root = str(Path(__file__).resolve().parents[1])  # this bench, that Python's kefu
     subprocess.run([python, "-c", code, root, json.dumps(args)], check=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from sqlalchemy import Connection, func, select, text
 
 from kefu.protocol.wire import event_message
 from kefu.server import Settings
+from kefu.server.events import _GIVE_POS
 from kefu.server.hub import Hub
-from kefu.server.schema import events, metadata
+from kefu.server.schema import events, journal, metadata
 from kefu.server.store import Store
 from tests.conftest import ServerHandle
 
@@ -93,11 +95,6 @@ async def test_the_sequencer_reads_the_unsequenced_events_by_their_own_index(
     every event sequenced since the last vacuum (thousands under load: 1 ms a batch). SQLite
     updates a row in place, so ``pos``'s index holds only the unsequenced as NULL: its own
     choice is as good."""
-    from datetime import UTC, datetime
-
-    from kefu.server.events import _GIVE_POS
-    from kefu.server.schema import journal
-
     settings = server_settings()
     if settings.db_url is None:
         pytest.skip("PostgreSQL's plan (SQLite has no dead row versions in its indexes)")

@@ -9,7 +9,12 @@ Every push is stored (with its recipient's ``seq``) before it is published
 - :meth:`RedisBus.publish_many` hands a transaction's pushes to this node's
   connections of their recipients, if any, and queues the others for
   ``PUBLISH`` on ``<prefix>bus``; every other node hears them and hands each to
-  its own connection of that recipient.
+  its own connection of that recipient. One task sends what is queued, in order: all
+  that was queued since its last send goes in **one** ``PUBLISH`` (a JSON
+  array, at most :data:`PUBLISH_MAX` messages), so a group-commit batch's
+  pushes cost Redis one message and each listening node one decode (D53).
+  A ``PUBLISH`` starts with its node's id (a JSON string, then a newline): a
+  node hears its own too, and drops them without decoding them (D81).
 - **A push for a recipient held here is not published** (D84): no other node
   has a connection that wants it. The recipient's last ``seq`` given here so
   is *handed over* (a ``seq`` message) when that may stop being true: another
@@ -17,12 +22,7 @@ Every push is stored (with its recipient's ``seq``) before it is published
   loss is noticed (an ``attach`` may have been lost: from then on that
   connection's pushes are published too). The node holding the recipient then
   sends what it missed from ``events`` (:meth:`Sink.check`); one that does not
-  hold it yet reads ``events`` when it attaches, after the hand-over's commit. One task sends what is queued, in order: all
-  that was queued since its last send goes in **one** ``PUBLISH`` (a JSON
-  array, at most :data:`PUBLISH_MAX` messages), so a group-commit batch's
-  pushes cost Redis one message and each listening node one decode (D53).
-  A ``PUBLISH`` starts with its node's id (a JSON string, then a newline): a
-  node hears its own too, and drops them without decoding them (D81).
+  hold it yet reads ``events`` when it attaches, after the hand-over's commit.
 - Pub/sub is at most once. A push lost on the way with nothing after it for
   its recipient would be a gap nobody sees, so **the bus notices losses**
   instead of every connection polling the database (an idle connection costs
