@@ -458,3 +458,34 @@ async def test_the_webhooks_watcher_stops_when_the_journal_closes(server: Server
     await server.services.journal.close()
     await asyncio.wait_for(asyncio.shield(watcher), scaled(2.0))
     assert watcher.exception() is None
+
+
+@pytest.mark.server_settings(events_poll=5.0, sequence_every=0.5)
+async def test_the_events_of_commits_in_a_burst_are_numbered_by_one_run(server: ServerHandle) -> None:
+    """D85: a commit that emitted kicks the sequencer, which runs at most once every
+    ``sequence_every``: the events of the commits made meanwhile are numbered together, where
+    each commit had a run (a transaction and the cluster's lock) of its own before."""
+    from kefu.server.events import emit
+
+    journal_ = server.services.journal
+    await settled(server)
+    top, runs = journal_.top, journal_.runs
+    ids = [f"burst{i}" for i in range(5)]
+    for sid in ids:  # 20 ms apart: each commit finds the sequencer idle (a run takes ~1 ms)
+        async with server.services.hub.transaction() as tx:
+            await emit(tx, EventType.session_queued, sid, {"sessionId": sid, "visitorName": "x"})
+        await asyncio.sleep(0.02)
+
+    async def numbered() -> list[str]:
+        while True:
+            got = [
+                e["data"]["sessionId"]
+                for e in await journal_.after(top, 100)
+                if e["stream"].startswith("session")
+            ]
+            if len(got) == len(ids):
+                return got
+            await journal_.wait(journal_.top, scaled(1.0))
+
+    assert await asyncio.wait_for(numbered(), scaled(5.0)) == ids  # in commit order, each once
+    assert journal_.runs - runs <= 2  # 5 before D85

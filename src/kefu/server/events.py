@@ -29,7 +29,9 @@ next one reads the top), still given only once committed, and per-stream order
 holds (an earlier transaction of the same stream committed before this one
 could lock the stream's row, so its events are numbered first).
 
-The sequencer runs after each commit that emitted (``Hub.on_events``) and every
+The sequencer runs after a commit that emitted (``Hub.on_events``), at most once
+every ``sequence_every`` seconds (D85: under load, one run numbers the events
+of the batches committed meanwhile, where it ran once a batch), and every
 ``events_poll`` seconds (events of other nodes, and any left unsequenced by a
 node that died between its commit and its sequencing). Who waits for new events
 (the SSE stream, the webhook workers) calls :meth:`Journal.wait`.
@@ -158,6 +160,7 @@ class Journal:
         self._new = asyncio.Event()  # set (and replaced) when pos grows
         self._kicked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.runs = 0  # the loop's sequencer runs (tests, benchmarks)
         hub.on_events = self.kick
         hub.sequence_in = self.sequence_in
         hub.on_sequenced = self.seen
@@ -190,10 +193,17 @@ class Journal:
             self._wake()
 
     async def _loop(self) -> None:
+        clock = asyncio.get_running_loop()
+        ran = -self.s.sequence_every  # loop time of the last run
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kicked.wait(), self.s.events_poll)
+            rest = ran + self.s.sequence_every - clock.time()
+            if rest > 0:  # ran a moment ago: what commits meanwhile is numbered by one run (D85)
+                await asyncio.sleep(rest)
             self._kicked.clear()
+            ran = clock.time()
+            self.runs += 1
             try:
                 top = await self.sequence()
                 if not top:

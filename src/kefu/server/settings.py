@@ -148,6 +148,9 @@ class Settings:
     sweep_interval: float = 1.0  # seconds between looks for due timers (ringing, wrap-up) of any node
     # --- integrations (issue 21): the event journal, webhooks, the event stream
     events_poll: float = 1.0  # seconds between looks for events of other nodes (and unsequenced ones)
+    # at most one sequencer run a node per this many seconds: under load one run numbers the
+    # events of several batches, not one run a batch (D85); 0: one run after every commit
+    sequence_every: float = 0.025
     webhook_timeout: float = 10.0  # seconds an endpoint has to answer a delivery
     webhook_backoff: float = 1.0  # seconds before the first retry; doubled each time
     webhook_backoff_max: float = 3600.0  # at most this long between two attempts
