@@ -249,3 +249,41 @@ async def test_on_postgresql_a_writer_gathers_messages_while_a_batch_is_in_fligh
     assert (await first)["text"] == "held"
     assert (await alone)["text"] == "after"
     assert writer.batches == batches + 3 and writer.waiting == 0
+
+
+async def test_the_counters_of_a_batch_move_in_one_statement(server: ServerHandle) -> None:
+    """D86: a batch's journal streams and mailboxes move together — on PostgreSQL in one
+    statement (they were two round trips); each counter from its value before, the ones not
+    there yet started at their counts; SQLite takes each table alone, with the same values."""
+    from kefu.server.counters import MAILBOXES, STREAMS, take_all
+    from kefu.server.driversql import driver_sql
+
+    async def take(parts: list[tuple[Any, dict[str, int]]]) -> tuple[list[dict[str, int]], int]:
+        async with server.services.store.write() as conn:
+            db = await driver_sql(conn)
+            calls: list[str] = []
+            fetch = db._fetch
+
+            async def counted(sql: str, args: tuple[Any, ...]) -> list[Any]:
+                calls.append(sql)
+                return await fetch(sql, args)
+
+            db._fetch = counted  # type: ignore[method-assign]
+            try:
+                return await take_all(db, parts), len(calls)
+            finally:
+                del db._fetch
+
+    streams, boxes = {"session:d86a": 2, "session:d86b": 1}, {"agent:d86": 3}
+    fresh, _ = await take([(STREAMS, streams), (MAILBOXES, boxes)])
+    assert fresh == [{"session:d86a": 0, "session:d86b": 0}, {"agent:d86": 0}]
+    moved, statements = await take([(STREAMS, {"session:d86a": 1, "session:d86b": 4}), (MAILBOXES, boxes)])
+    assert moved == [{"session:d86a": 2, "session:d86b": 1}, {"agent:d86": 3}]
+    if server.services.store.is_sqlite:
+        assert statements >= 2  # a table at a time
+    else:
+        assert statements == 1
+    alone, _ = await take([(STREAMS, {"session:d86a": 1}), (MAILBOXES, {})])
+    assert alone == [{"session:d86a": 3}, {}]
+    last, _ = await take([(STREAMS, {"session:d86a": 1, "session:d86b": 1}), (MAILBOXES, boxes)])
+    assert last == [{"session:d86a": 4, "session:d86b": 5}, {"agent:d86": 6}]

@@ -1,17 +1,18 @@
 """The seq counters of a batch of messages (``mailboxes``' and ``journal_streams``'
 ``last_seq``), moved in a fixed number of statements whatever the batch's size:
-:class:`MessageWriter`'s step 3 (kefu.server.groupcommit), on the driver (D73)."""
+:class:`MessageWriter`'s step 3 (kefu.server.groupcommit), on the driver (D73);
+on PostgreSQL both tables in one statement (:func:`take_all`, D86)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, Table, bindparam, insert, select, text, update
+from sqlalchemy import Column, Table, TextClause, bindparam, insert, select, text, update
 
 from .driversql import DriverSQL, PerDialect, one_of
 from .schema import journal_streams, mailboxes
 
-__all__ = ["MAILBOXES", "STREAMS", "Counters"]
+__all__ = ["MAILBOXES", "STREAMS", "Counters", "take_all"]
 
 
 class Counters:
@@ -41,14 +42,21 @@ class Counters:
         #: PostgreSQL: the same in one statement whatever the counts (D68) — the rows locked in
         #: key order by the ``WITH`` (against deadlocks between the writers), then each moved
         #: by its own count from the arrays of keys and counts.
-        t, k = table.name, key.name
-        self.bump_pg = text(
-            f"WITH locked AS (SELECT {k} FROM {t} WHERE {k} = ANY(CAST(:ks AS text[])) ORDER BY {k} FOR UPDATE) "
-            f"UPDATE {t} SET last_seq = {t}.last_seq + v.n "
-            f"FROM locked, unnest(CAST(:ks AS text[]), CAST(:ns AS integer[])) AS v(k, n) "
-            f"WHERE {t}.{k} = locked.{k} AND v.k = locked.{k} RETURNING {t}.{k}, {t}.last_seq"
-        )
+        self.table, self.key = table.name, key.name
+        self.bump_pg = text(f"WITH {self.ctes('')} SELECT k, s FROM moved")
         self.returning = True  # the benchmark switches it to compare
+
+    def ctes(self, n: str) -> str:
+        """PostgreSQL: the ``WITH`` parts ``locked{n}`` (the rows of the keys ``:ks{n}``
+        locked in key order) and ``moved{n}`` (each one moved by its count in ``:ns{n}``;
+        rows ``k``, ``s``: key, new value)."""
+        t, k = self.table, self.key
+        return (
+            f"locked{n} AS (SELECT {k} FROM {t} WHERE {k} = ANY(CAST(:ks{n} AS text[])) ORDER BY {k} "
+            f"FOR UPDATE), moved{n} AS (UPDATE {t} SET last_seq = {t}.last_seq + v.n "
+            f"FROM locked{n}, unnest(CAST(:ks{n} AS text[]), CAST(:ns{n} AS integer[])) AS v(k, n) "
+            f"WHERE {t}.{k} = locked{n}.{k} AND v.k = locked{n}.{k} RETURNING {t}.{k} AS k, {t}.last_seq AS s)"
+        )
 
     async def take(self, db: DriverSQL, counts: dict[str, int]) -> dict[str, int]:
         """Add ``counts[k]`` to each counter ``k``; return each one's value before."""
@@ -66,10 +74,42 @@ class Counters:
             known = [{"k": k, "s": have[k] + counts[k]} for k in keys if k in have]
             if known:
                 await db.many(self.set, known)
-        fresh = [{"k": k, "s": counts[k]} for k in keys if k not in have]
+        return await self._start(db, counts, have)
+
+    async def _start(self, db: DriverSQL, counts: dict[str, int], have: dict[str, int]) -> dict[str, int]:
+        """Insert the counters not there yet (at their counts); each one's value before."""
+        fresh = [{"k": k, "s": n} for k, n in sorted(counts.items()) if k not in have]
         if fresh:
             await db.many(self.new, fresh)
-        return {k: have.get(k, 0) for k in keys}
+        return {k: have.get(k, 0) for k in sorted(counts)}
+
+
+#: PostgreSQL: the statements of several counter tables as one (D86), by the tables taken.
+_TOGETHER: dict[tuple[Counters, ...], TextClause] = {}
+
+
+async def take_all(db: DriverSQL, parts: list[tuple[Counters, dict[str, int]]]) -> list[dict[str, int]]:
+    """:meth:`Counters.take` of each part, in order. On PostgreSQL the parts' ``UPDATE …
+    RETURNING`` are **one** statement, one round trip (D86): each table's rows locked in key
+    order, the tables in the order given, as their statements one after the other did."""
+    live = [(c, counts) for c, counts in parts if counts]
+    if len(live) < 2 or not db.postgresql or not all(c.returning for c, _ in live):
+        return [await c.take(db, counts) if counts else {} for c, counts in parts]
+    tables = tuple(c for c, _ in live)
+    stmt = _TOGETHER.get(tables)
+    if stmt is None:
+        withs = ", ".join(c.ctes(str(i)) for i, c in enumerate(tables))
+        union = " UNION ALL ".join(f"SELECT {i} AS part, k, s FROM moved{i}" for i in range(len(tables)))
+        stmt = _TOGETHER[tables] = text(f"WITH {withs} {union}")
+    params: dict[str, Any] = {}
+    for i, (_, counts) in enumerate(live):
+        keys = sorted(counts)
+        params[f"ks{i}"], params[f"ns{i}"] = keys, [counts[k] for k in keys]
+    have: list[dict[str, int]] = [{} for _ in live]
+    for part, key, value in await db.rows(stmt, params):
+        have[part][key] = value - live[part][1][key]
+    taken = iter([await c._start(db, counts, h) for (c, counts), h in zip(live, have, strict=True)])
+    return [next(taken) if counts else {} for _, counts in parts]
 
 
 MAILBOXES = Counters(mailboxes, mailboxes.c.recipient)

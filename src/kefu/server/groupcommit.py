@@ -18,7 +18,8 @@ an ``executemany``), not per message:
 3. the counters: the journal streams and the mailboxes of the batch, read
    ``FOR UPDATE`` in key order, then set to their new values in one
    ``executemany`` (rows not there yet are inserted; on PostgreSQL one
-   ``UPDATE … RETURNING`` whose ``WITH`` locks them in key order, D68) — each
+   ``UPDATE … RETURNING`` whose ``WITH`` locks them in key order, D68, both
+   tables' in one statement, D86) — each
    message gets the next ``seq`` of its recipient, gap-free, in the order the
    messages came;
 4. the rows: messages, journal events and pushes, one ``executemany`` each;
@@ -65,7 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kefu.protocol import ApiError, ErrorCode
 from kefu.protocol.integrations import EVENT_INFO, EventType, stream_key
 
-from .counters import MAILBOXES, STREAMS
+from .counters import MAILBOXES, STREAMS, take_all
 from .driversql import DriverSQL, PerDialect, driver_sql, one_of
 from .events import RECORD
 from .hub import SEQUENCE_IN, STORE_EVENT, Hub, Push, agent_key, push_text, visitor_key
@@ -438,8 +439,7 @@ class MessageWriter:
             streams[s] = streams.get(s, 0) + 1
             if to is not None:
                 boxes[to] = boxes.get(to, 0) + 1
-        stream_at = await STREAMS.take(db, streams)
-        box_at = await MAILBOXES.take(db, boxes) if boxes else {}
+        stream_at, box_at = await take_all(db, [(STREAMS, streams), (MAILBOXES, boxes)])
         stored: list[dict[str, Any]] = []
         recorded: list[dict[str, Any]] = []
         pushed: list[dict[str, Any]] = []
