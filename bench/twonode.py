@@ -16,7 +16,11 @@ per part (``bench.measure``'s ``sat_cpu_pct_by_part``) in % of a core and in
 the saturation phase, in ``DIR/<variant><round>-<n1|n1f|n2>/sat-node<i>.txt``.
 ``--node-cpu 0.3``: every node may use 0.3 of a core (:mod:`bench.cpucap`), so
 that one node against two measures what a node adds at the same budget, apart
-from what the machine's cores leave it.
+from what the machine's cores leave it. ``--sandwich``: the one-node runs again
+after the two nodes' (``n1b``, ``n1fb``), and the ratios against their mean: a
+machine whose speed drifts within a round (the shared 2-core machine of
+2026-12-06 moved 30 % in minutes) biases a ratio of runs made one after the
+other; the mean of one node before and after cancels a steady drift.
 """
 
 from __future__ import annotations
@@ -86,6 +90,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="a folder for py-spy's raw stacks of every node at saturation",
     )
+    ap.add_argument(
+        "--sandwich",
+        action="store_true",
+        help="one node again after the two nodes; the ratios against the mean of before and after",
+    )
     a = ap.parse_args(argv)
     pythons, options = _pairs(a.python), _pairs(a.options)
     load = load_of(a.visitors, a.agents, quick=False, workers=2)
@@ -106,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
                     "start": time.strftime("%H:%M:%S", time.gmtime()),
                 }
                 load0 = os.getloadavg()[0]
-                for key, n in [("n1", 1), *([("n1f", 1)] if a.fronted_one else []), ("n2", 2)]:
+                ones = [("n1", 1), *([("n1f", 1)] if a.fronted_one else [])]
+                after = [(f"{k}b", n) for k, n in ones] if a.sandwich else []
+                for key, n in [*ones, ("n2", 2), *after]:
                     out[key] = figures(
                         mn._measure(
                             load,
@@ -119,13 +130,14 @@ def main(argv: list[str] | None = None) -> None:
                             extra=extra,
                             profile=a.profile / f"{v}{r}-{key}" if a.profile else None,
                             node_cpu=a.node_cpu,
-                            fronted=key == "n1f",
+                            fronted=key.startswith("n1f"),
                         )
                     )
                 out["load"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
                 for figure, one in (("ratio", "n1"), ("ratio_fronted", "n1f")):
-                    if one in out and out[one]["rate"]:
-                        out[figure] = round(out["n2"]["rate"] / out[one]["rate"], 3)
+                    rates = [out[k]["rate"] for k in (one, f"{one}b") if k in out]
+                    if rates and all(rates):
+                        out[figure] = round(out["n2"]["rate"] * len(rates) / sum(rates), 3)
                 print(json.dumps(out), flush=True)
     finally:
         asyncio.run(_pg(db, f'DROP DATABASE IF EXISTS "{run_name}" WITH (FORCE)'))
