@@ -18,8 +18,8 @@ __all__ = ["MAILBOXES", "STREAMS", "Counters", "take_all"]
 class Counters:
     """The batched form of ``UPDATE … SET last_seq = last_seq + 1 RETURNING`` for one
     counter table (``mailboxes`` or ``journal_streams``): one ``UPDATE … RETURNING``
-    (PostgreSQL, D68; SQLite when every count is the same, D62), else read the batch's
-    rows locked, in key order, then write each one's new value."""
+    (PostgreSQL, D68, in :func:`take_all`'s statement; SQLite when every count is the same,
+    D62), else read the batch's rows locked, in key order, then write each one's new value."""
 
     def __init__(self, table: Table, key: Column[Any]) -> None:
         self.read = PerDialect(
@@ -39,17 +39,14 @@ class Counters:
                 .returning(key, table.c.last_seq)
             )
         )
-        #: PostgreSQL: the same in one statement whatever the counts (D68) — the rows locked in
-        #: key order by the ``WITH`` (against deadlocks between the writers), then each moved
-        #: by its own count from the arrays of keys and counts.
         self.table, self.key = table.name, key.name
-        self.bump_pg = text(f"WITH {self.ctes('')} SELECT k, s FROM moved")
         self.returning = True  # the benchmark switches it to compare
 
     def ctes(self, n: str) -> str:
-        """PostgreSQL: the ``WITH`` parts ``locked{n}`` (the rows of the keys ``:ks{n}``
-        locked in key order) and ``moved{n}`` (each one moved by its count in ``:ns{n}``;
-        rows ``k``, ``s``: key, new value)."""
+        """PostgreSQL (D68, :func:`take_all`): the ``WITH`` parts ``locked{n}`` (the rows of
+        the keys ``:ks{n}`` locked in key order, against deadlocks between the writers) and
+        ``moved{n}`` (each one moved by its own count in ``:ns{n}``; rows ``k``, ``s``: key,
+        new value), whatever the counts."""
         t, k = self.table, self.key
         return (
             f"locked{n} AS (SELECT {k} FROM {t} WHERE {k} = ANY(CAST(:ks{n} AS text[])) ORDER BY {k} "
@@ -59,14 +56,11 @@ class Counters:
         )
 
     async def take(self, db: DriverSQL, counts: dict[str, int]) -> dict[str, int]:
-        """Add ``counts[k]`` to each counter ``k``; return each one's value before."""
+        """Add ``counts[k]`` to each counter ``k``; return each one's value before. This
+        table alone (:func:`take_all` takes PostgreSQL's tables together)."""
         keys = sorted(counts)
         steps = set(counts.values())
-        if self.returning and db.postgresql:
-            ns = [counts[k] for k in keys]
-            rows = await db.rows(self.bump_pg, {"ks": keys, "ns": ns})
-            have = {r[0]: r[1] - counts[r[0]] for r in rows}
-        elif self.returning and len(steps) == 1:
+        if self.returning and len(steps) == 1:
             n = steps.pop()
             have = {r[0]: r[1] - n for r in await db.rows(self.bump, {"ks": keys, "n": n})}
         else:
@@ -78,10 +72,11 @@ class Counters:
 
     async def _start(self, db: DriverSQL, counts: dict[str, int], have: dict[str, int]) -> dict[str, int]:
         """Insert the counters not there yet (at their counts); each one's value before."""
-        fresh = [{"k": k, "s": n} for k, n in sorted(counts.items()) if k not in have]
+        keys = sorted(counts)
+        fresh = [{"k": k, "s": counts[k]} for k in keys if k not in have]
         if fresh:
             await db.many(self.new, fresh)
-        return {k: have.get(k, 0) for k in sorted(counts)}
+        return {k: have.get(k, 0) for k in keys}
 
 
 #: PostgreSQL: the statements of several counter tables as one (D86), by the tables taken.
@@ -90,10 +85,10 @@ _TOGETHER: dict[tuple[Counters, ...], TextClause] = {}
 
 async def take_all(db: DriverSQL, parts: list[tuple[Counters, dict[str, int]]]) -> list[dict[str, int]]:
     """:meth:`Counters.take` of each part, in order. On PostgreSQL the parts' ``UPDATE …
-    RETURNING`` are **one** statement, one round trip (D86): each table's rows locked in key
-    order, the tables in the order given, as their statements one after the other did."""
+    RETURNING`` (D68) are **one** statement, one round trip (D86): each table's rows locked in
+    key order, the tables in the order given, as their statements one after the other did."""
     live = [(c, counts) for c, counts in parts if counts]
-    if len(live) < 2 or not db.postgresql or not all(c.returning for c, _ in live):
+    if not live or not db.postgresql or not all(c.returning for c, _ in live):
         return [await c.take(db, counts) if counts else {} for c, counts in parts]
     tables = tuple(c for c, _ in live)
     stmt = _TOGETHER.get(tables)
@@ -108,8 +103,8 @@ async def take_all(db: DriverSQL, parts: list[tuple[Counters, dict[str, int]]]) 
     have: list[dict[str, int]] = [{} for _ in live]
     for part, key, value in await db.rows(stmt, params):
         have[part][key] = value - live[part][1][key]
-    taken = iter([await c._start(db, counts, h) for (c, counts), h in zip(live, have, strict=True)])
-    return [next(taken) if counts else {} for _, counts in parts]
+    taken = [await c._start(db, counts, h) for (c, counts), h in zip(live, have, strict=True)]
+    return [taken.pop(0) if counts else {} for _, counts in parts]
 
 
 MAILBOXES = Counters(mailboxes, mailboxes.c.recipient)
