@@ -136,8 +136,9 @@ def _window_rate(reports: list[dict[str, Any]], key: str, phase: str, start_ns: 
 
 
 @contextlib.contextmanager
-def _profiled(server: Any, folder: Path | None) -> Iterator[None]:
-    """py-spy on each of ``server``'s processes (a node list's ``nodes``, else itself)."""
+def _profiled(server: Any, workers: list[int], folder: Path | None) -> Iterator[None]:
+    """py-spy on each of ``server``'s processes (a node list's ``nodes``, else itself) and
+    on each load worker (``workers``' pids)."""
     if folder is None:
         yield
         return
@@ -145,6 +146,8 @@ def _profiled(server: Any, folder: Path | None) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         for i, p in enumerate(procs, 1):
             stack.enter_context(profiled(p.pid, folder / f"sat-node{i}.txt"))
+        for i, pid in enumerate(workers, 1):
+            stack.enter_context(profiled(pid, folder / f"sat-load{i}.txt"))
         yield
 
 
@@ -161,7 +164,8 @@ def measure(
     given, runs twice, each a quiet window: once the agents are connected (figure
     ``idle_agents_only``), and once the visitors are too, before anyone chats (``idle``).
     ``profile``: py-spy samples every server process over the saturation phase, its raw
-    stacks in the folder ``profile``, one file a process (``sat-node<i>.txt``)."""
+    stacks in the folder ``profile``, one file a process (``sat-node<i>.txt``, the load
+    workers' ``sat-load<i>.txt``)."""
     m = Measured()
     f = m.figures
     f["rss_idle_kib"] = kib(server.sample().rss_bytes)
@@ -229,7 +233,7 @@ def measure(
         busy0 = system_cpu()
         every0, t_every0 = all_cpu(), time.monotonic()
         start_ns = time.monotonic_ns()
-        with _profiled(server, profile):
+        with _profiled(server, wpids, profile):
             sat = pool.call(
                 "saturate",
                 phase="sat",
