@@ -8,6 +8,11 @@ loop, uvloop when installed). Visitor ``i`` lives in worker ``i mod W`` and
 agent ``k`` in worker ``k mod W``. The scenario calls a phase on every worker
 at once (:meth:`Pool.call`) and gets one dict back per worker.
 
+A connection is a :class:`Link` on picows (D87): each frame goes to its
+visitor's or agent's handler from the transport's callback (no reader task),
+and a send is written at once. The generator shares the cores with the system
+it measures, so it spends as little as it can.
+
 The same client code drives kefu and the baseline (``target``):
 
 ==============  =====================================  ===============================

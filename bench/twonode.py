@@ -12,8 +12,9 @@ Python) and extra ``kefu server`` options (``--options w2="--db-writers 2"``).
 Prints one JSON line per variant: stored msg/s, p50 / p99 at 100 msg/s, the
 machine's busy share, lost / duplicated, and every process's CPU at saturation
 per part (``bench.measure``'s ``sat_cpu_pct_by_part``) in % of a core and in
-µs per stored message. ``--profile DIR``: py-spy's raw stacks of each node over
-the saturation phase, in ``DIR/<variant><round>-<n1|n1f|n2>/sat-node<i>.txt``.
+µs per stored message. ``--profile DIR``: py-spy's raw stacks of each node and
+each load worker over the saturation phase, in
+``DIR/<variant><round>-<n1|n1f|n2>/sat-node<i>.txt`` and ``sat-load<i>.txt``.
 ``--node-cpu 0.3``: every node may use 0.3 of a core (:mod:`bench.cpucap`), so
 that one node against two measures what a node adds at the same budget, apart
 from what the machine's cores leave it. ``--sandwich``: the one-node runs again
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         "--profile",
         type=Path,
         default=None,
-        help="a folder for py-spy's raw stacks of every node at saturation",
+        help="a folder for py-spy's raw stacks of every node and load worker at saturation",
     )
     ap.add_argument(
         "--sandwich",
