@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from kefu.cli import register_parts
+from kefu.logs import LOG_HANDLER_MARK
 from kefu.server import ServerRunner, Services, Settings
 from kefu.server.accounts import Agent, add_agent
 from kefu.server.settings import normalize_db_url
@@ -53,6 +55,22 @@ TIMEOUT_FACTOR = float(os.environ.get("KEFU_TEST_TIMEOUT_FACTOR", "1"))
 def scaled(seconds: float) -> float:
     """A test's wait limit of ``seconds`` on this machine (times :data:`TIMEOUT_FACTOR`)."""
     return seconds * TIMEOUT_FACTOR
+
+
+@pytest.fixture(autouse=True)
+def _root_log_as_found() -> Iterator[None]:
+    """Each test leaves the root logger as it found it. A command run in-process
+    (``CliRunner().invoke(app, ["server", …])``) puts its redacting handler there
+    (:func:`kefu.logs.configure_logging`), bound to the runner's stderr, which is
+    closed once the command returns; a later test at DEBUG (``caplog.set_level``)
+    then had every record of every thread, aiosqlite's worker's included, written
+    to a closed file ("--- Logging error --- … I/O operation on closed file")."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in before and getattr(h, LOG_HANDLER_MARK, False)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 class Clock:

@@ -25,7 +25,7 @@ import re
 import sys
 from typing import TextIO
 
-__all__ = ["MASK", "RedactingFilter", "configure_logging", "redact_secrets"]
+__all__ = ["LOG_HANDLER_MARK", "MASK", "RedactingFilter", "configure_logging", "redact_secrets"]
 
 MASK = "***"
 
@@ -73,7 +73,7 @@ def redact_secrets(text: str) -> str:
 
 
 #: The mark of the handler :func:`configure_logging` installed.
-_OURS = "_kefu_redacting_handler"
+LOG_HANDLER_MARK = "_kefu_redacting_handler"
 
 
 class RedactingFilter(logging.Filter):
@@ -107,9 +107,9 @@ def configure_logging(level: str | int = "info", stream: TextIO | None = None) -
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+    for old in [h for h in root.handlers if getattr(h, LOG_HANDLER_MARK, False)]:
         root.removeHandler(old)
-    setattr(handler, _OURS, True)
+    setattr(handler, LOG_HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(level)
     return handler
