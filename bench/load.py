@@ -337,6 +337,18 @@ class Worker:
             p.fut.set_result(got.msg)
         return p
 
+    def _acked(self, who: _Visitor | _Agent, msg: dict[str, Any], got: Answer[_Pending]) -> _Pending | None:
+        """An answer to one of ``who``'s requests: the waiter told; for a counted send (``n``),
+        an error counted, else the send acknowledged and returned."""
+        p = self._answered(got)
+        if p.n < 0:
+            return None
+        if msg.get("subMark") == "error":
+            who.errors[str((msg.get("error") or {}).get("code"))] += 1
+            return None
+        who.acked.add(p.n)
+        return p
+
     def _visitor_text(self, v: _Visitor, raw: str) -> None:
         now = time.monotonic_ns()
         msg = json.loads(raw)  # json, not the strict decoder: the generator's own cost stays low
@@ -348,16 +360,12 @@ class Worker:
             return
         got = v.cs.receive_message(msg)
         if isinstance(got, Answer):
-            p = self._answered(got)
-            if p.n >= 0:
-                if msg.get("subMark") == "error":
-                    v.errors[str((msg.get("error") or {}).get("code"))] += 1
-                else:
-                    v.acked.add(p.n)
-                    if p.cid is not None:
-                        v.outbox.pop(p.cid, None)
-                    self.ack_latency[p.phase].append(now - p.t_ns)
-                    self.ack_at[p.phase].append(now)
+            p = self._acked(v, msg, got)
+            if p is not None:
+                if p.cid is not None:
+                    v.outbox.pop(p.cid, None)
+                self.ack_latency[p.phase].append(now - p.t_ns)
+                self.ack_at[p.phase].append(now)
             return
         if not isinstance(got, Push):
             return  # a replayed push (counted by the session), or an answer to no request
@@ -385,12 +393,7 @@ class Worker:
         msg = json.loads(raw)
         got = a.cs.receive_message(msg)
         if isinstance(got, Answer):
-            p = self._answered(got)
-            if p.n >= 0:
-                if msg.get("subMark") == "error":
-                    a.errors[str((msg.get("error") or {}).get("code"))] += 1
-                else:
-                    a.acked.add(p.n)
+            self._acked(a, msg, got)
             return
         if isinstance(got, Dropped):
             return  # a replayed push (counted by the session)
