@@ -284,24 +284,23 @@ class Worker:
         v.connected.set()
 
     async def _connect_agent(self, a: _Agent) -> None:
-        if self.cfg.target == "kefu":
-            if not a.token:
-                a.token = await self._login(a.name)
-            a.ws = await self._open(
-                "/ws/agent", functools.partial(self._agent_text, a), functools.partial(self._agent_closed, a)
-            )
+        kefu = self.cfg.target == "kefu"
+        if not kefu and self.cfg.target != "relay":
+            return  # echo and broadcast: no agents
+        if kefu and not a.token:
+            a.token = await self._login(a.name)
+        a.ws = await self._open(
+            "/ws/agent" if kefu else f"/relay/a/{a.idx}",
+            functools.partial(self._agent_text, a),
+            functools.partial(self._agent_closed, a),
+        )
+        if kefu:
             reply = await self._request(a.ws, a.cs, "auth", {"token": a.token, "lastSeq": a.cs.last_seq})
             if reply.get("subMark") != "success":
                 raise RuntimeError(f"auth refused: {reply}")
             reply = await self._request(a.ws, a.cs, "setAgentState", {"state": "idle"})
             if reply.get("subMark") == "error":
                 raise RuntimeError(f"setAgentState idle refused: {reply}")
-        elif self.cfg.target == "relay":
-            a.ws = await self._open(
-                f"/relay/a/{a.idx}",
-                functools.partial(self._agent_text, a),
-                functools.partial(self._agent_closed, a),
-            )
 
     async def _login(self, name: str) -> str:
         import httpx

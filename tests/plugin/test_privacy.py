@@ -112,20 +112,15 @@ async def test_a_login_at_debug_level_logs_no_secret(
 ) -> None:
     await kefu_server.add_agent("a1")
     out = io.StringIO()
-    root = logging.getLogger()
-    level = root.level
-    handler = configure_logging("debug", out)  # the handler `kefu plugin` logs with
-    try:
-        plugin = await plugin_factory(kefu_server.url)
-        async with Raw.connect(plugin) as raw:  # hello with the pairing token
-            reply = await raw.call("L", "startLogin", {"data": {"url": kefu_server.login_url("a1")}})
-            assert reply["subMark"] == "success"
-            assert (await raw.call("s", "getState"))["subMark"] == "success"
-            assert plugin.link is not None
-            login_token = plugin.link.token
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
+    # the handler `kefu plugin` logs with (taken off again after the test: tests/conftest.py)
+    configure_logging("debug", out)
+    plugin = await plugin_factory(kefu_server.url)
+    async with Raw.connect(plugin) as raw:  # hello with the pairing token
+        reply = await raw.call("L", "startLogin", {"data": {"url": kefu_server.login_url("a1")}})
+        assert reply["subMark"] == "success"
+        assert (await raw.call("s", "getState"))["subMark"] == "success"
+        assert plugin.link is not None
+        login_token = plugin.link.token
     text = out.getvalue()
     # the lines that carried the secrets were written, masked
     assert "HTTP Request: POST" in text and "/api/login" in text
