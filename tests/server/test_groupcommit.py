@@ -8,6 +8,7 @@ writer task starts after every sender has queued its message.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from kefu.server.groupcommit import GATHER
 from kefu.server.hub import agent_key, visitor_key
 from kefu.server.schema import events, journal, messages
 from kefu.server.schema import sessions as sessions_table
-from kefu.server.store import new_ids
+from kefu.server.store import ordered_ids
 from kefu.server.visitors import Visitor as ServerVisitor
 from tests.conftest import ServerHandle
 
@@ -107,11 +108,17 @@ async def test_repeats_errors_and_new_sessions_in_one_batch(server: ServerHandle
     assert "not mine" not in texts and "fine" in texts and "a new session" in texts
 
 
-def test_ids_of_a_batch_are_distinct_128_bit_hex() -> None:
-    ids = new_ids(64)
+def test_ids_of_a_batch_are_distinct_hex_led_by_their_millisecond() -> None:
+    """D88: 32 hex digits, the first 12 the time in ms (so a new row lands at the end of
+    its unique index), the other 20 random (so ids stay unguessable)."""
+    before = time.time_ns() // 1_000_000
+    ids = ordered_ids(64)
+    after = time.time_ns() // 1_000_000
     assert len(ids) == 64 == len(set(ids))
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
-    assert len(set(new_ids(2)) | set(ids)) == 66
+    assert all(before <= int(i[:12], 16) <= after for i in ids)
+    assert len({i[12:] for i in ids}) == 64  # the random part differs within one millisecond
+    assert len(set(ordered_ids(2)) | set(ids)) == 66
 
 
 async def test_a_batch_gives_positions_to_its_events_and_earlier_ones_in_its_transaction(

@@ -157,6 +157,11 @@ def server(
         min=0,
         help="PostgreSQL: while a batch is in flight, start another once this many messages wait (D82)",
     ),
+    checkpoint_every: float = typer.Option(
+        0.2,
+        min=0.0,
+        help="SQLite: seconds between two WAL checkpoints, run beside the commits; 0: inside them (D88)",
+    ),
     sweep_interval: float = typer.Option(1.0, help="seconds between looks for any node's due timers"),
     queue_push_interval: float = typer.Option(
         0.2, help="seconds between two rounds of queue pushes (changes meanwhile are shown together)"
@@ -285,6 +290,7 @@ def server(
         db_pool=db_pool,
         db_writers=db_writers,
         db_gather=db_gather,
+        checkpoint_every=checkpoint_every,
         sweep_interval=sweep_interval,
         queue_push_interval=queue_push_interval,
         service_level_seconds=service_level_seconds,

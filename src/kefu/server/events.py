@@ -54,7 +54,7 @@ from .driversql import driver_sql
 from .hub import Hub, Tx
 from .schema import journal, journal_streams, webhook_deliveries, webhooks
 from .settings import Settings
-from .store import aware, new_id
+from .store import aware, ordered_ids
 
 __all__ = [
     "JOURNAL_LOCK",
@@ -131,7 +131,14 @@ async def emit(tx: Tx, event_type: EventType, ident: str | int, data: dict[str, 
         await tx.conn.execute(_NEW_STREAM, {"s": stream})
     await tx.conn.execute(
         RECORD,
-        {"id": new_id(), "type": event_type.value, "s": stream, "seq": seq, "data": data, "t": tx.now},
+        {
+            "id": ordered_ids(1)[0],
+            "type": event_type.value,
+            "s": stream,
+            "seq": seq,
+            "data": data,
+            "t": tx.now,
+        },
     )
     tx.emitted += 1
 

@@ -72,7 +72,7 @@ from .events import RECORD
 from .hub import SEQUENCE_IN, STORE_EVENT, Hub, Push, agent_key, push_text, visitor_key
 from .routing import Router, event
 from .schema import messages, sessions
-from .store import new_ids
+from .store import ordered_ids
 from .views import message_view
 
 __all__ = [
@@ -444,7 +444,7 @@ class MessageWriter:
         recorded: list[dict[str, Any]] = []
         pushed: list[dict[str, Any]] = []
         pushes: list[Push] = []
-        ids = new_ids(2 * len(plans))
+        ids = ordered_ids(2 * len(plans))
         for n, (i, row, sender, to) in enumerate(plans):
             job = batch[i]
             mid = ids[2 * n]

@@ -33,7 +33,7 @@ from .hub import Hub, Tx, agent_key, latest_seq, visitor_key
 from .routing import Router, event
 from .schema import messages, sessions
 from .settings import Settings
-from .store import new_id
+from .store import new_id, ordered_ids
 from .views import fetch_session, fetch_sessions, message_view, session_view, visitor_view
 from .visitors import Visitor
 
@@ -90,7 +90,7 @@ class Sessions:
     async def _store(
         self, tx: Tx, session_id: str, sender: str, sender_key: str, text: str, client_msg_id: str | None
     ) -> dict[str, Any]:
-        mid = new_id()
+        (mid,) = ordered_ids(1)
         await tx.conn.execute(
             STORE_MESSAGE,
             {

@@ -74,6 +74,9 @@ class Settings:
     db_writers: int = 4
     # PostgreSQL only: while a batch is in flight, the messages that wait to start another (D82)
     db_gather: int = 32
+    # SQLite only: at most one WAL checkpoint every this many seconds, in a thread of its own, after
+    # writes; the commits never checkpoint (D88). 0: SQLite's own, inside the commits
+    checkpoint_every: float = 0.2
     # --- accounts and login
     token_ttl: float = 12 * 3600.0  # seconds a login token lives
     allowed_origins: tuple[str, ...] = ()  # returnTo targets and browser Origins besides our own
