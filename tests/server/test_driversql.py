@@ -188,3 +188,33 @@ async def test_sqlite_writes_on_one_kept_connection(server: ServerHandle) -> Non
     _, _, visitors, _ = await _open_sessions(server, 1)
     await server.services.sessions.visitor_send(ServerVisitor(visitors[0].id, visitors[0].name), "x", None)
     assert await raw_of_write() is first
+
+
+def test_a_time_bound_to_many_rows_is_formatted_once_and_each_new_time_again() -> None:
+    """D88: a batch's rows share its ``now``: SQLite's time format runs once for them all,
+    and again for any other time (an equal one too: it may be another time zone's)."""
+    from sqlalchemy.dialects import sqlite
+
+    from kefu.server.driversql import Compiled, _last_one
+
+    seen: list[object] = []
+
+    def fmt(v: object) -> object:
+        seen.append(v)
+        return None if v is None else f"<{v}>"
+
+    once = _last_one(fmt)
+    now = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)
+    same = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)
+    assert [once(now), once(now), once(now)] == [f"<{now}>"] * 3
+    assert once(same) == f"<{same}>" and once(None) is None and once(now) == f"<{now}>"
+    assert seen == [now, same, None, now]
+
+    c = Compiled(STORE_MESSAGE, sqlite.dialect(), many=True)
+    row = {"id": "m", "sid": "s", "sender": "visitor", "k": "v:1", "text": "hi", "c": None}
+    t = datetime(2026, 12, 7, 4, 0, 0, 123456, tzinfo=UTC)
+    assert [c.bind({**row, "t": t})[-1] for _ in range(2)] == ["2026-12-07 04:00:00.123456"] * 2
+    assert (
+        c.bind({**row, "t": datetime(2026, 12, 7, 4, 0, 1, tzinfo=UTC)})[-1] == "2026-12-07 04:00:01.000000"
+    )
+    assert c.bind({**row, "t": None})[-1] is None

@@ -36,7 +36,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from sqlalchemy import JSON, ColumnElement, String, any_, bindparam, func, literal_column, select
+from sqlalchemy import JSON, ColumnElement, DateTime, String, any_, bindparam, func, literal_column, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -78,7 +78,10 @@ class Compiled:
         self.sql: str = c.string
         procs = c._bind_processors
         names = list(c.positiontup or ())
-        self.args: list[tuple[str, Callable[[Any], Any] | None]] = [(n, procs.get(n)) for n in names]
+        timed = {n for n, b in c.binds.items() if isinstance(b.type, DateTime)}
+        self.args: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (n, _last_one(procs[n]) if n in timed and n in procs else procs.get(n)) for n in names
+        ]
         self.defaults: dict[str, Any] = {
             k: v for k, v in c.construct_params(_check=False).items() if v is not None
         }
@@ -107,6 +110,23 @@ class Compiled:
             return [make(v if p is None else p(v) for p, v in zip(procs, r, strict=True)) for r in raw]
         return [make(r) for r in raw]
 
+
+def _last_one(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``process`` that remembers its last value: a batch's rows share one time (``now``),
+    formatted once for all of them, not once a row and statement (SQLite's text times)."""
+    last: list[tuple[Any, Any]] = [(_NOTHING, None)]  # one pair: read and replaced whole
+
+    def again(value: Any) -> Any:
+        seen, out = last[0]
+        if value is not seen:
+            out = process(value)
+            last[0] = (value, out)
+        return out
+
+    return again
+
+
+_NOTHING = object()
 
 #: Compiled statements by (dialect name, statement, many).
 _COMPILED: dict[tuple[str, Any, bool], Compiled] = {}
