@@ -44,7 +44,6 @@ class Checkpointer:
         self.path = path
         self.every = every
         self.runs = 0  # checkpoints run
-        self.copied = 0  # log frames copied back into the database, in all
         self.last: tuple[int, int, int] | None = None  # (busy, log frames, checkpointed frames)
         self._kicked = threading.Event()
         self._stop = threading.Event()
@@ -90,6 +89,5 @@ class Checkpointer:
             return
         with self._ran:
             self.runs += 1
-            self.copied += max(0, done)
             self.last = (busy, frames, done)
             self._ran.notify_all()
