@@ -19,6 +19,8 @@ Two variants in the same run, same database, same senders:
   SQLite, D61);
 - SQLite, ``pooled writer``: the same with each write transaction on a
   connection from the pool (before D74: the writer's own connection);
+- SQLite, ``commit in thread``: the default with a lone message's commit in
+  the connection's thread (before D89: on the event loop);
 - PostgreSQL: ``group commit`` there is D52's path with the counters read
   and written in two statements each; ``lone sequenced in`` adds a lone
   message's transaction giving the journal's positions too (D67);
@@ -145,6 +147,8 @@ async def measure(
                 ("journal_in_batch", True, False, True, True),
                 # SQLite's writer from the pool, as before D74
                 ("pooled_writer", True, False, True, False),
+                # a lone message's commit in the connection's thread, as before D89
+                ("commit_in_thread", True, False, True, True),
             ]
             if db:
                 variants = [
@@ -160,12 +164,14 @@ async def measure(
                 for name, in_batch, lone, returning, keep in variants:
                     # PostgreSQL: a lone message the general way in D67's and D68's variants
                     writer.lone_batch = name.startswith("lone_on_driver")
+                    writer.commit_lone_here = name != "commit_in_thread"
                     writer.sequence_in, writer.sequence_lone = in_batch, lone
                     MAILBOXES.returning = STREAMS.returning = returning
                     store.keep_writer = keep
                     res[f"{name}{tag}"] = await run_variant(runner, vs, seconds)
             writer.sequence_in, writer.sequence_lone, MAILBOXES.returning, store.keep_writer = default
             writer.lone_batch = lone_batch
+            writer.commit_lone_here = True
             STREAMS.returning = MAILBOXES.returning
             await writer.close()  # from now on every message goes alone (the path before D42)
             single = await run_variant(runner, vs, seconds)

@@ -294,3 +294,58 @@ async def test_the_counters_of_a_batch_move_in_one_statement(server: ServerHandl
     assert alone == [{"session:d86a": 3}, {}]
     last, _ = await take([(STREAMS, {"session:d86a": 1, "session:d86b": 1}), (MAILBOXES, boxes)])
     assert last == [{"session:d86a": 4, "session:d86b": 5}, {"agent:d86": 6}]
+
+
+async def test_on_sqlite_a_quiet_nodes_lone_message_commits_on_the_loop(
+    server: ServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D89: a batch of one message with nothing queued behind it commits on the event loop
+    (the writer's connection thread is not used); a batch with messages waiting behind it
+    commits in the thread, so the loop prepares the next batch meanwhile. Either way the
+    message is stored when it is acknowledged: a new connection reads it."""
+    if not server.services.store.is_sqlite:
+        pytest.skip("PostgreSQL commits through asyncpg: no thread to skip")
+    from kefu.server.onehop import OneHopConnection
+
+    _, _, visitors, _ = await _open_sessions(server, 2)
+    sessions = server.services.sessions
+    writer = sessions.writer
+    in_thread: list[str] = []  # what a batch's transaction handed to the connection's thread
+    batch = [False]
+    real, write = OneHopConnection._execute, writer._write
+
+    async def spy(self: OneHopConnection, fn: Any, *args: Any, **kw: Any) -> Any:
+        if batch[0]:
+            in_thread.append(getattr(fn, "__name__", repr(fn)))
+        return await real(self, fn, *args, **kw)
+
+    async def batch_write(jobs: Any) -> Any:
+        batch[0] = True
+        try:
+            return await write(jobs)
+        finally:
+            batch[0] = False
+
+    monkeypatch.setattr(OneHopConnection, "_execute", spy)
+    monkeypatch.setattr(writer, "_write", batch_write)
+    reply = await sessions.visitor_send(visitors[0], "quiet", None)
+    assert "commit" not in in_thread
+    db = server.services.settings.data_dir / "kefu.db"
+    import sqlite3
+
+    with sqlite3.connect(db) as other:
+        stored = other.execute("SELECT text FROM messages WHERE id = ?", (reply["messageId"],)).fetchall()
+    assert stored == [("quiet",)]
+    # one message a batch, two sent at once: the first commits with the second queued
+    monkeypatch.setattr(writer, "max_batch", 1)
+    batches = writer.batches
+    replies = await asyncio.gather(
+        sessions.visitor_send(visitors[0], "busy", None), sessions.visitor_send(visitors[1], "next", None)
+    )
+    assert writer.batches == batches + 2
+    assert in_thread.count("commit") == 1  # the first; the second had nothing behind it
+    assert [r["text"] for r in replies] == ["busy", "next"]
+    # switched off (the benchmark's comparison): every commit in the thread
+    monkeypatch.setattr(writer, "commit_lone_here", False)
+    await sessions.visitor_send(visitors[1], "threaded", None)
+    assert in_thread.count("commit") == 2

@@ -21,7 +21,7 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -211,22 +211,30 @@ class Store:
             self.checkpointer = None
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed when the block ends, rolled back on an error."""
+    async def write(self, *, commit_here: Callable[[], bool] | None = None) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed when the block ends, rolled back on an error.
+
+        SQLite: its statements run on the event loop, its commit (the fsync) in the
+        connection's thread, unless ``commit_here`` says at the commit that the loop has
+        nothing else to do meanwhile (the group commit's lone message, D89)."""
         if self._write_lock is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self._begin() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            writer = driver if isinstance(driver, OneHopConnection) else None
-            if writer is not None:
-                writer.inline = True  # statements on the loop, the commit in the thread (onehop.py)
+        writer: OneHopConnection | None = None
+        async with self._write_lock:
             try:
-                yield conn
+                async with self._begin() as conn:
+                    driver = (await conn.get_raw_connection()).driver_connection
+                    if isinstance(driver, OneHopConnection):
+                        writer = driver
+                        writer.inline = True  # statements on the loop (onehop.py)
+                        writer.commit_here = commit_here
+                    yield conn
             finally:
                 if writer is not None:
                     writer.inline = False
+                    writer.commit_here = None
         if self.checkpointer is not None:
             self.checkpointer.kick()  # committed: its pages go to the database soon
 
