@@ -21,6 +21,7 @@ The ``sqlite3`` connection is used only in aiosqlite's thread, as before.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,12 @@ class OneHopConnection(aiosqlite.Connection):
     #: The loop then waits for the fsync itself, instead of handing the commit to the thread
     #: and being woken when it is done: two thread wake-ups a message fewer.
     commit_here: Callable[[], bool] | None = None
+    #: How long this connection's commits take, a moving average (s): a commit runs on the
+    #: loop only while it is at most :attr:`commit_here_max`. A slow disk (a SAN's 10-50 ms
+    #: fsync) would stall every connection of the node for each lone message; its commits
+    #: stay in the thread, and come back to the loop if the disk gets fast again.
+    commit_s = 0.0
+    commit_here_max = 0.002
 
     def cursor(self) -> OneHopCursor:  # type: ignore[override]
         return OneHopCursor(self)
@@ -131,10 +138,12 @@ class OneHopConnection(aiosqlite.Connection):
 
     async def commit(self) -> None:
         here = self.commit_here
-        if self.inline and here is not None and here():
-            self._conn.commit()  # type: ignore[union-attr]  # the writer's, on the loop (D89)
+        t0 = time.perf_counter()
+        if self.inline and here is not None and self.commit_s <= self.commit_here_max and here():
+            self._conn.commit()  # the writer's, on the loop (D89)
         else:
             await super().commit()
+        self.commit_s += (time.perf_counter() - t0 - self.commit_s) / 8
         self.in_tx = False
 
 
