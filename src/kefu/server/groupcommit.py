@@ -46,11 +46,9 @@ node, a deadlock, a full disk) — is answered :data:`ALONE`: its sender runs
 the general, one-message path, so an error fails exactly the message it
 belongs to. A batch of one (a quiet server) costs less than the general
 path (D73); there is no timer: a batch is what arrived during the previous commit.
-On SQLite a lone message with nothing queued behind it commits on the event loop
-(D89): the loop has nothing to prepare meanwhile, and waiting for the fsync itself
-spares the two thread wake-ups of handing the commit over and being told it is done.
-A batch with messages behind it still commits in the connection's thread, so that
-the loop reads and checks the next batch while the disk syncs.
+On SQLite a lone message with nothing queued behind it commits on the event loop,
+sparing two thread wake-ups; other batches commit in the thread while the loop reads
+the next (D89).
 """
 
 from __future__ import annotations
@@ -215,24 +213,17 @@ class MessageWriter:
         self.hub = hub
         self.router = router
         self.max_batch = max_batch
-        #: Sequence the journal inside the batch's transaction (D52). Off on PostgreSQL: the
-        #: sequencer's lock, held to the commit, makes the writers' commits take turns. On for
-        #: SQLite (D61): its writers take turns anyway, and at a steady rate (batches of one or
-        #: two messages) the sequencer's own transaction after each batch was a second commit
-        #: per message; the benchmark switches it to compare.
+        #: (The benchmark switches these four to compare.) Sequence the journal inside the
+        #: batch's transaction: on SQLite (D61), whose writers take turns anyway; not on
+        #: PostgreSQL, where the sequencer's lock held to the commit would make them (D52).
         self.sequence_in = hub.store.is_sqlite
-        #: PostgreSQL, a lone message (the general path, run by the writer): its transaction
-        #: gives the journal's positions too (D67). At a steady low rate every message is
-        #: alone, and the sequencer's own transaction after it was a second commit — a second
-        #: WAL flush — per message; batches keep D52 (the lock held to their commits would
-        #: make the writers take turns). The benchmark switches it to compare.
+        #: PostgreSQL, a lone message: its own transaction gives the journal's positions (D67),
+        #: not a second transaction (a second WAL flush) after it.
         self.sequence_lone = not hub.store.is_sqlite
-        #: PostgreSQL, a lone message: the batch's statements on the driver (D73) rather than
-        #: the general path through SQLAlchemy (D67's). The benchmark switches it to compare.
+        #: PostgreSQL, a lone message: the batch's statements on the driver (D73), not the
+        #: general path through SQLAlchemy (D67's).
         self.lone_batch = True
-        #: SQLite, a lone message with nothing queued behind it: its commit on the event loop
-        #: rather than the connection's thread (D89). The benchmark switches it to compare.
-        self.commit_lone_here = True
+        self.commit_lone_here = True  #: SQLite: a quiet node's lone message commits on the loop
         self.writers = 1 if hub.store.is_sqlite else max(1, writers)
         self._queue: deque[MessageJob] = deque()
         self._wake = asyncio.Event()
@@ -361,13 +352,10 @@ class MessageWriter:
                 else:
                     job.fut.set_result(outcome)
 
-    def _quiet(self) -> bool:
-        """Nothing waits for the next batch: the loop may wait for this one's commit (D89)."""
-        return not self._queue
-
     async def _write(self, batch: list[MessageJob]) -> tuple[list[Any], list[Push], int]:
-        lone = len(batch) == 1 and self.commit_lone_here
-        async with self.hub.store.write(commit_here=self._quiet if lone else None) as conn:
+        lone = len(batch) == 1 and self.commit_lone_here  # nothing waits behind it: on the loop (D89)
+        quiet = (lambda: not self._queue) if lone else None
+        async with self.hub.store.write(commit_here=quiet) as conn:
             now = self.hub.settings.now()
             outcomes, pushes = await self._statements(conn, await driver_sql(conn), now, batch)
             top = 0
