@@ -8,6 +8,7 @@ writer task starts after every sender has queued its message.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from kefu.protocol import ApiError, ErrorCode
 from kefu.server.events import EventType, emit
 from kefu.server.groupcommit import GATHER
 from kefu.server.hub import agent_key, visitor_key
+from kefu.server.onehop import OneHopConnection
 from kefu.server.schema import events, journal, messages
 from kefu.server.schema import sessions as sessions_table
 from kefu.server.store import ordered_ids
@@ -305,8 +307,6 @@ async def test_on_sqlite_a_quiet_nodes_lone_message_commits_on_the_loop(
     message is stored when it is acknowledged: a new connection reads it."""
     if not server.services.store.is_sqlite:
         pytest.skip("PostgreSQL commits through asyncpg: no thread to skip")
-    from kefu.server.onehop import OneHopConnection
-
     _, _, visitors, _ = await _open_sessions(server, 2)
     sessions = server.services.sessions
     writer = sessions.writer
@@ -327,8 +327,6 @@ async def test_on_sqlite_a_quiet_nodes_lone_message_commits_on_the_loop(
     reply = await sessions.visitor_send(visitors[0], "quiet", None)
     assert "commit" not in in_thread
     db = server.services.settings.data_dir / "kefu.db"
-    import sqlite3
-
     with sqlite3.connect(db) as other:
         stored = other.execute("SELECT text FROM messages WHERE id = ?", (reply["messageId"],)).fetchall()
     assert stored == [("quiet",)]

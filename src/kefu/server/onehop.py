@@ -113,11 +113,12 @@ class OneHopConnection(aiosqlite.Connection):
     #: Set by the store for the length of a write transaction: its statements run right
     #: here on the event loop (an indexed insert or update into SQLite's page cache takes
     #: tens of µs, less than the trip), while the commit — the fsync — still goes to the
-    #: thread (unless :attr:`commit_here` says otherwise). Writers take turns (``Store.write``), so the connection is never used by
-    #: two threads at once; reads always go to the thread.
+    #: thread (unless :attr:`commit_here` says otherwise). Writers take turns
+    #: (``Store.write``), so the connection is never used by two threads at once; reads
+    #: always go to the thread.
     inline = False
-    #: Set by the store for a write transaction whose commit may run here on the event loop
-    #: too: asked at the commit, it says whether to (a quiet node's lone chat message, D89).
+    #: Set by the store, with :attr:`inline`, for a write transaction whose commit may run
+    #: here on the event loop too: asked at the commit, it says whether to (a quiet node's lone chat message, D89).
     #: The loop then waits for the fsync itself, instead of handing the commit to the thread
     #: and being woken when it is done: two thread wake-ups a message fewer.
     commit_here: Callable[[], bool] | None = None
@@ -139,7 +140,7 @@ class OneHopConnection(aiosqlite.Connection):
     async def commit(self) -> None:
         here = self.commit_here
         t0 = time.perf_counter()
-        if self.inline and here is not None and self.commit_s <= self.commit_here_max and here():
+        if here is not None and self.commit_s <= self.commit_here_max and here():
             self._conn.commit()  # the writer's, on the loop (D89)
         else:
             await super().commit()
