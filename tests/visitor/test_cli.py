@@ -171,7 +171,22 @@ async def test_it_says_when_the_address_is_no_kefu_server(capsys: pytest.Capture
     assert "cannot reach http://127.0.0.1:9" in capsys.readouterr().out
 
 
-async def test_ctrl_c_hangs_up_and_exits_0(scripted: ScriptedServer) -> None:
+@pytest.mark.parametrize(
+    ("sig", "ignored", "says"),
+    [
+        (signal.SIGINT, False, "stopped (Ctrl-C)"),
+        # started in a script's background (or a CI runner): SIGINT ignored, as the shell does
+        (signal.SIGINT, True, "stopped (Ctrl-C)"),
+        (signal.SIGTERM, False, "stopped (SIGTERM)"),
+    ],
+    ids=["ctrl-c", "ctrl-c-in-a-background-job", "sigterm"],
+)
+async def test_ctrl_c_or_sigterm_hangs_up_and_exits_0(
+    scripted: ScriptedServer, sig: signal.Signals, ignored: bool, says: str
+) -> None:
+    def start_ignoring_sigint() -> None:  # in the child, before it runs Python
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -183,11 +198,12 @@ async def test_ctrl_c_hangs_up_and_exits_0(scripted: ScriptedServer) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=child_env(COLUMNS="200"),
+        preexec_fn=start_ignoring_sigint if ignored else None,
     )
     try:
         await scripted.call("c1", "invited", agentName="a1")  # waits for the child to connect
         await scripted.next_request("answerCall", within=30)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         assert (await scripted.next_request("hangup", within=30))["params"] == {"callId": "c1"}
         async with asyncio.timeout(30):
             out, err = await proc.communicate()
@@ -197,9 +213,7 @@ async def test_ctrl_c_hangs_up_and_exits_0(scripted: ScriptedServer) -> None:
             await proc.wait()
     assert proc.returncode == 0, err.decode()
     text = out.decode()
-    assert (
-        "stopped (Ctrl-C)" in text and "hanging up before leaving" in text and "call c1: you hung up" in text
-    )
+    assert says in text and "hanging up before leaving" in text and "call c1: you hung up" in text
 
 
 async def test_at_debug_level_it_logs_the_frames_but_not_their_secrets(scripted: ScriptedServer) -> None:

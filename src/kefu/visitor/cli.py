@@ -5,8 +5,8 @@ screen and uploads photos when asked, hangs up after a while, and prints a
 timeline of what happens (seconds since start, one line each), then a table
 of its calls. It stops when its work is done (the call it took part in is
 over, when ``--request-video`` or ``--hangup-after`` was given; or the session
-closed), when ``--wait`` seconds have passed, or on Ctrl-C — hanging up first
-(exit 0); it exits 1 when it cannot connect or the server drops it, 2 on a bad
+closed), when ``--wait`` seconds have passed, or on Ctrl-C or SIGTERM — hanging
+up first (exit 0); it exits 1 when it cannot connect or the server drops it, 2 on a bad
 option.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import signal
 import ssl as ssl_module
 import sys
 from dataclasses import dataclass, field
@@ -263,8 +264,8 @@ async def run(opts: Options) -> int:
     except RequestFailed as exc:
         console.print(f"[red]{exc.code.value}: {exc.msg}[/red]")
         code = 1
-    except asyncio.CancelledError:
-        say("stopped (Ctrl-C)")
+    except asyncio.CancelledError as exc:
+        say(str(exc) or "stopped")  # the signal's words (_until_stopped), else a plain cancel
         raise
     finally:
         await script.aclose()
@@ -297,7 +298,7 @@ def visitor(
         None, "--key", help="the visitorKey printed last time, to come back as the same visitor"
     ),
     wait: float = typer.Option(
-        0.0, help="seconds to keep going at most; 0: until done (see above) or Ctrl-C"
+        0.0, help="seconds to keep going at most; 0: until done (see above), Ctrl-C or SIGTERM"
     ),
     close: bool = typer.Option(False, "--close", help="close the session after sending"),
     request_video: bool = typer.Option(
@@ -365,9 +366,43 @@ def visitor(
         ssl=trust,
     )
     code = 0
-    with contextlib.suppress(KeyboardInterrupt):
-        code = aio.run(run(opts))
+    with contextlib.suppress(KeyboardInterrupt):  # where signals have no loop handler (Windows)
+        code = aio.run(_until_stopped(opts))
     raise typer.Exit(code)
+
+
+STOP_SIGNALS = {signal.SIGINT: "stopped (Ctrl-C)", signal.SIGTERM: "stopped (SIGTERM)"}
+
+
+async def _until_stopped(opts: Options) -> int:
+    """:func:`run`, which Ctrl-C or SIGTERM stop as a person would: hang up, leave, exit 0.
+
+    The loop's own handlers, not Python's default one: a process started with SIGINT
+    ignored (a job in the background of a script, a CI runner) would otherwise never
+    see the signal, and SIGTERM (``kill``, ``timeout``, systemd) would end it without
+    hanging up."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    stopped: list[str] = []
+
+    def stop(words: str) -> None:  # a second one cuts the hanging up short
+        stopped.append(words)
+        task.cancel(words)
+
+    for sig, words in STOP_SIGNALS.items():
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C is KeyboardInterrupt
+            loop.add_signal_handler(sig, stop, words)
+    try:
+        return await run(opts)
+    except asyncio.CancelledError:
+        if not stopped:
+            raise  # not a signal's
+        task.uncancel()
+        return 0
+    finally:
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
 
 
 def register(app: typer.Typer) -> None:
