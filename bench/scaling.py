@@ -3,10 +3,16 @@
 The load and the nodes are :mod:`bench.multinode`'s (full: 1,000 visitors,
 100 agents; quick: 60 visitors, 4 agents), in a PostgreSQL database made for
 the run (``kefu_bench_<hex>``, dropped after) so that nothing else's
-statements are counted. For each number of nodes:
+statements are counted. One node runs twice: bare (no nginx, no Redis), then
+in the setup of several (behind nginx, with the Redis bus), the baseline of
+what adding nodes to a deployment gives (D90). For each run:
 
 - **stored msg/s**: messages acknowledged per second in the closed loop (a
   message is acknowledged once it is stored), and its ratio to one node's;
+  for 2 and 3 nodes also to one node behind nginx, and their p50 to its p50
+  (issue 18's goals: ≥ 0.9× and ≤ 2×);
+- **machine busy** at saturation (on a small machine, several nodes, PostgreSQL,
+  nginx and the load share its cores: D90);
 - **latency p50 / p99** visitor → agent at the fixed offered rate;
 - **CPU of each node** at saturation, from ``/proc/<pid>/stat`` of each node;
 - **statements from idle connections**: two quiet windows of ``quiet_s``
@@ -121,26 +127,65 @@ def per_connection(housekeeping: dict[str, Any], idle: dict[str, Any], visitors:
     return max(0, more) / visitors if visitors else 0.0
 
 
-def rows_of(figs: dict[int, dict[str, Any]], b: dict[str, Any], rate: float, visitors: int) -> list[Row]:
-    """The scaling table: one row per figure and number of nodes."""
+#: Two nodes against one node of the same setup (behind nginx, with the Redis bus): at
+#: least this share of its rate (issue 18's goal, read as in D90).
+RATIO_GOAL = 0.9
+#: ... and a p50 at the offered rate at most this many times that node's.
+P50_GOAL = 2.0
+
+
+def label(key: str) -> str:
+    """A run's row heading: ``1`` one bare node, ``1f`` one behind nginx, ``2``, ``3``: nodes."""
+    n = int(key.rstrip("f"))
+    return f"{n} node{'s' if n > 1 else ''}" + (
+        " behind nginx (Redis bus)" if n > 1 or key.endswith("f") else ""
+    )
+
+
+def rows_of(figs: dict[str, dict[str, Any]], b: dict[str, Any], rate: float, visitors: int) -> list[Row]:
+    """The scaling table: one block of rows per run (``figs``' keys: see :func:`label`)."""
     e, r = b["echo"], b["relay"]
-    one = figs.get(1, {}).get("sat_acked_per_s")
+    one = figs.get("1", {}).get("sat_acked_per_s")
+    fronted = figs.get("1f", {})
     rows: list[Row] = []
-    for n, k in figs.items():
+    for key, k in figs.items():
         idle = k.get("idle") or {}
         housekeeping = k.get("idle_agents_only") or {}
         extra = new_kinds(housekeeping, idle)
         cpu = k.get("sat_server_cpu_pct_per_process") or []
+        acked = k.get("sat_acked_per_s")
         rows += [
-            Row(f"— {n} node{'s' if n > 1 else ''}" + (" behind nginx" if n > 1 else "")),
-            Row(
-                "stored msg/s, closed loop (vs echo)", k.get("sat_acked_per_s"), "msg/s", e["sat_acked_per_s"]
-            ),
-            Row(
-                "ratio to one node",
-                k["sat_acked_per_s"] / one if one and k.get("sat_acked_per_s") is not None else None,
-                "×",
-            ),
+            Row(f"— {label(key)}"),
+            Row("stored msg/s, closed loop (vs echo)", acked, "msg/s", e["sat_acked_per_s"]),
+            Row("ratio to one node", acked / one if one and acked is not None else None, "×"),
+        ]
+        if key not in ("1", "1f") and fronted:
+            # adding nodes to a deployment: against one node of the same setup (D90)
+            base, p50, base_p50 = (
+                fronted.get("sat_acked_per_s"),
+                _p(k.get("rate_latency_ms"), "p50"),
+                _p(fronted.get("rate_latency_ms"), "p50"),
+            )
+            ratio = acked / base if base and acked is not None else None
+            p50_ratio = p50 / base_p50 if p50 is not None and base_p50 else None
+            two = key == "2"
+            rows += [
+                Row(
+                    "ratio to one node behind nginx",
+                    ratio,
+                    "×",
+                    goal=f"≥ {RATIO_GOAL:g}×" if two else "",
+                    met=ratio >= RATIO_GOAL if two and ratio is not None else None,
+                ),
+                Row(
+                    "latency p50 against one node behind nginx",
+                    p50_ratio,
+                    "×",
+                    goal=f"≤ {P50_GOAL:g}×" if two else "",
+                    met=p50_ratio <= P50_GOAL if two and p50_ratio is not None else None,
+                ),
+            ]
+        rows += [
             Row(
                 f"latency p50 at {rate:g} msg/s offered",
                 _p(k.get("rate_latency_ms"), "p50"),
@@ -159,6 +204,7 @@ def rows_of(figs: dict[int, dict[str, Any]], b: dict[str, Any], rate: float, vis
                 "% of a core",
                 _pct(r, "sat_server_cpu_pct"),
             ),
+            Row("machine busy at saturation", k.get("sat_machine_busy_pct"), "%"),
             Row(
                 f"DB statements in {idle.get('window_s', 0):g} s quiet, agents only (housekeeping)",
                 housekeeping.get("statements"),
@@ -199,6 +245,7 @@ def run(
     agents: int | None = None,
     nodes: tuple[int, ...] = (1, 2, 3),
     quiet_s: float | None = None,
+    fronted_one: bool = True,
 ) -> Result:
     res = Result("scaling", "scaling: the IM load on 1, 2 and 3 nodes, one table", quick=quick)
     n = visitors or (60 if quick else 1000)
@@ -224,13 +271,19 @@ def run(
         with tempfile.TemporaryDirectory(prefix="kefu-bench-scaling-") as tmp:
             root = Path(tmp)
             b = measure_baseline(load, root / "baseline")
-            figs: dict[int, dict[str, Any]] = {}
-            for k in nodes:
-                figs[k] = _measure(load, root / f"n{k}", k, run_db, redis, nginx, idle=watch)
-                res.notes += [f"{k} node(s): {x}" for x in figs[k]["notes"][:3]]
+            figs: dict[str, dict[str, Any]] = {}
+            # one bare node, then (fronted_one) one node in the setup of several: the baseline of
+            # what adding nodes to a deployment gives (D90)
+            keys = [f"{k}" for k in nodes[:1]] + (["1f"] if fronted_one and 1 in nodes else [])
+            for key in keys + [f"{k}" for k in nodes[1:]]:
+                n, fronted = int(key.rstrip("f")), key.endswith("f")
+                figs[key] = _measure(
+                    load, root / f"n{key}", n, run_db, redis, nginx, idle=watch, fronted=fronted
+                )
+                res.notes += [f"{label(key)}: {x}" for x in figs[key]["notes"][:3]]
     finally:
         asyncio.run(_pg(db, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    res.raw = {"baseline": b, **{f"nodes_{k}": v for k, v in figs.items()}}
+    res.raw = {"baseline": b, **{f"nodes_{k.replace('f', '_fronted')}": v for k, v in figs.items()}}
     res.add(Row(f"— {n:,} visitors, {m} agents, {load.active:,} chatting, {load.rate:g} msg/s offered"))
     res.add(*rows_of(figs, b, load.rate, n))
     res.notes.append(

@@ -226,8 +226,14 @@ def test_scaling_quick(monkeypatch: pytest.MonkeyPatch) -> None:
     figures = {row.figure: row for row in r.rows}
     per_conn = figures["DB statements per idle visitor connection"]
     assert per_conn.met is not None and isinstance(per_conn.value, float)
+    fronted = r.raw["nodes_1_fronted"]  # one node in the setup of two: nginx, the Redis bus (D90)
+    assert fronted["visitors_connected"] == 40 and fronted["sat_acked_per_s"] > 0
+    assert len(fronted["sat_server_cpu_pct_per_process"]) == 1
     ratios = [row.value for row in r.rows if row.figure == "ratio to one node"]
-    assert ratios[0] == 1.0 and isinstance(ratios[1], float) and ratios[1] > 0
+    assert ratios[0] == 1.0 and all(isinstance(x, float) and x > 0 for x in ratios[1:]) and len(ratios) == 3
+    like = [row for row in r.rows if row.figure == "ratio to one node behind nginx"]
+    assert len(like) == 1 and like[0].goal == "≥ 0.9×" and like[0].met is (like[0].value >= 0.9)
+    assert like[0].value == r.raw["nodes_2"]["sat_acked_per_s"] / fronted["sat_acked_per_s"]
 
 
 def test_supervise_quick() -> None:
