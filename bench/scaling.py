@@ -276,9 +276,9 @@ def run(
             # what adding nodes to a deployment gives (D90)
             keys = [f"{k}" for k in nodes[:1]] + (["1f"] if fronted_one and 1 in nodes else [])
             for key in keys + [f"{k}" for k in nodes[1:]]:
-                n, fronted = int(key.rstrip("f")), key.endswith("f")
+                nodes_here, fronted = int(key.rstrip("f")), key.endswith("f")
                 figs[key] = _measure(
-                    load, root / f"n{key}", n, run_db, redis, nginx, idle=watch, fronted=fronted
+                    load, root / f"n{key}", nodes_here, run_db, redis, nginx, idle=watch, fronted=fronted
                 )
                 res.notes += [f"{label(key)}: {x}" for x in figs[key]["notes"][:3]]
     finally:

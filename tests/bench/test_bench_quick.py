@@ -209,6 +209,8 @@ def test_scaling_helpers() -> None:
 @pytest.mark.postgres
 @pytest.mark.skipif(POSTGRES_URL is None, reason="KEFU_TEST_POSTGRES_URL is not set")
 def test_scaling_quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.scaling import per_connection
+
     assert POSTGRES_URL is not None
     monkeypatch.setenv("KEFU_BENCH_POSTGRES_URL", POSTGRES_URL)
     r = run_scenario("scaling", True, visitors=40, agents=2, nodes=(1, 2), quiet_s=1.0)
@@ -224,8 +226,11 @@ def test_scaling_quick(monkeypatch: pytest.MonkeyPatch) -> None:
         for window in (k["idle_agents_only"], k["idle"]):
             assert window["window_s"] == 1.0 and window["backends"] >= 1 and window["statements"] >= 0
     figures = {row.figure: row for row in r.rows}
-    per_conn = figures["DB statements per idle visitor connection"]
+    per_conn = figures["DB statements per idle visitor connection"]  # the last run's: 2 nodes
     assert per_conn.met is not None and isinstance(per_conn.value, float)
+    two = r.raw["nodes_2"]
+    assert per_conn.value == per_connection(two["idle_agents_only"], two["idle"], 40)  # a visitor's share
+    assert r.rows[0].figure.startswith("— 40 visitors, 2 agents")
     fronted = r.raw["nodes_1_fronted"]  # one node in the setup of two: nginx, the Redis bus (D90)
     assert fronted["visitors_connected"] == 40 and fronted["sat_acked_per_s"] > 0
     assert len(fronted["sat_server_cpu_pct_per_process"]) == 1
