@@ -6,8 +6,8 @@ timeline of what happens (seconds since start, one line each), then a table
 of its calls. It stops when its work is done (the call it took part in is
 over, when ``--request-video`` or ``--hangup-after`` was given; or the session
 closed), when ``--wait`` seconds have passed, or on Ctrl-C or SIGTERM — hanging
-up first (exit 0); it exits 1 when it cannot connect or the server drops it, 2 on a bad
-option.
+up first (exit 0); it exits 1 when it cannot connect or the server drops it, 2
+on a bad option.
 """
 
 from __future__ import annotations
@@ -397,7 +397,8 @@ async def _until_stopped(opts: Options) -> int:
     except asyncio.CancelledError:
         if not stopped:
             raise  # not a signal's
-        task.uncancel()
+        for _ in stopped:
+            task.uncancel()
         return 0
     finally:
         for sig in STOP_SIGNALS:
