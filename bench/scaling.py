@@ -12,7 +12,9 @@ what adding nodes to a deployment gives (D90). For each run:
   for 2 and 3 nodes also to one node behind nginx, and their p50 to its p50
   (issue 18's goals: ≥ 0.9× and ≤ 2×);
 - **machine busy** at saturation (on a small machine, several nodes, PostgreSQL,
-  nginx and the load share its cores: D90);
+  nginx and the load share its cores: D90); ``--node-cpu 0.3`` holds every node
+  to that share of a core (a cgroup, :mod:`bench.cpucap`; needs root), as a
+  node on a host of its own: then the ratios say what a node adds;
 - **latency p50 / p99** visitor → agent at the fixed offered rate;
 - **CPU of each node** at saturation, from ``/proc/<pid>/stat`` of each node;
 - **statements from idle connections**: two quiet windows of ``quiet_s``
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,6 +50,7 @@ from typing import Any
 
 from bench.baseline import measure_baseline
 from bench.common import Result, Row
+from bench.cpucap import CapUnavailable, cpu_cap
 from bench.im import _p, load_of
 from bench.multinode import _measure, engines_ready, nginx_path, redis_url
 from bench.storage import _pg, postgres_url
@@ -97,6 +101,19 @@ async def _watch(url: str, quiet_s: float) -> dict[str, Any]:
         return {"statements": len(seen), "window_s": quiet_s, "backends": backends, "texts": texts[:5000]}
     finally:
         await conn.close()
+
+
+def cap_unavailable(share: float) -> str | None:
+    """Why a process cannot be held to ``share`` of a core here (tried on a child), or ``None``."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        with cpu_cap(child.pid, share):
+            return None
+    except CapUnavailable as exc:
+        return str(exc)
+    finally:
+        child.kill()
+        child.wait()
 
 
 def idle_statements(url: str, quiet_s: float) -> dict[str, Any]:
@@ -246,6 +263,7 @@ def run(
     nodes: tuple[int, ...] = (1, 2, 3),
     quiet_s: float | None = None,
     fronted_one: bool = True,
+    node_cpu: float | None = None,
 ) -> Result:
     res = Result("scaling", "scaling: the IM load on 1, 2 and 3 nodes, one table", quick=quick)
     n = visitors or (60 if quick else 1000)
@@ -260,8 +278,13 @@ def run(
         "quiet_window_s": quiet,
         "postgres": db.split("@")[-1],
         "redis": redis.split("@")[-1],
+        "node_cpu": node_cpu,
     }
     if not engines_ready(res, db, redis, nginx):
+        return res
+    if node_cpu is not None and (why := cap_unavailable(node_cpu)) is not None:
+        res.status = "skipped"
+        res.add(Row("a CPU budget a node (--node-cpu) is not available here", why[:120]))
         return res
     name = f"kefu_bench_{secrets.token_hex(4)}"
     asyncio.run(_pg(db, f'CREATE DATABASE "{name}"'))
@@ -278,13 +301,24 @@ def run(
             for key in keys + [f"{k}" for k in nodes[1:]]:
                 nodes_here, fronted = int(key.rstrip("f")), key.endswith("f")
                 figs[key] = _measure(
-                    load, root / f"n{key}", nodes_here, run_db, redis, nginx, idle=watch, fronted=fronted
+                    load,
+                    root / f"n{key}",
+                    nodes_here,
+                    run_db,
+                    redis,
+                    nginx,
+                    idle=watch,
+                    fronted=fronted,
+                    node_cpu=node_cpu,
                 )
                 res.notes += [f"{label(key)}: {x}" for x in figs[key]["notes"][:3]]
     finally:
         asyncio.run(_pg(db, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     res.raw = {"baseline": b, **{f"nodes_{k.replace('f', '_fronted')}": v for k, v in figs.items()}}
-    res.add(Row(f"— {n:,} visitors, {m} agents, {load.active:,} chatting, {load.rate:g} msg/s offered"))
+    budget = f", each node held to {node_cpu:g} of a core" if node_cpu is not None else ""
+    res.add(
+        Row(f"— {n:,} visitors, {m} agents, {load.active:,} chatting, {load.rate:g} msg/s offered{budget}")
+    )
     res.add(*rows_of(figs, b, load.rate, n))
     res.notes.append(
         "stored msg/s: acknowledged (= stored) in the closed loop, baseline echo; latency: baseline relay; "

@@ -41,6 +41,14 @@ def bench(
     profile: Path = typer.Option(
         None, "--profile", help="im: py-spy's flame graph of the server written to this SVG file"
     ),
+    node_cpu: float = typer.Option(
+        None,
+        "--node-cpu",
+        min=0.01,
+        max=64.0,
+        help="scaling: hold every node to this share of a core (a cgroup; needs root), as on a host "
+        "of its own: the ratios then say what a node adds (D90)",
+    ),
 ) -> None:
     """Run the benchmarks: figures, the baseline of the same run, and their ratios."""
     if not _import_bench():
@@ -61,6 +69,11 @@ def bench(
     if profile is not None and names != ["im"]:
         console.print("[red]--profile goes with the scenario im[/red]: `kefu bench im --profile FILE.svg`.")
         raise typer.Exit(2)
+    if node_cpu is not None and names != ["scaling"]:
+        console.print(
+            "[red]--node-cpu goes with the scenario scaling[/red]: `kefu bench scaling --node-cpu 0.3`."
+        )
+        raise typer.Exit(2)
     for name in names:
         if name not in SCENARIOS:
             console.print(f"[red]no scenario {name!r}[/red]; `kefu bench --list` names them.")
@@ -68,7 +81,9 @@ def bench(
     failed = []
     for name in names:
         console.print(f"[bold]▶ {name}[/bold]: {SCENARIOS[name].title}")
-        result = run_scenario(name, quick, workers=workers, visitors=visitors, agents=agents, profile=profile)
+        result = run_scenario(
+            name, quick, workers=workers, visitors=visitors, agents=agents, profile=profile, node_cpu=node_cpu
+        )
         render(result, console)
         for svg in result.raw.get("profiles", []):
             console.print(f"  flame graph of the server: [cyan]{svg}[/cyan]")

@@ -241,6 +241,33 @@ def test_scaling_quick(monkeypatch: pytest.MonkeyPatch) -> None:
     assert like[0].value == r.raw["nodes_2"]["sat_acked_per_s"] / fronted["sat_acked_per_s"]
 
 
+def test_node_cpu_goes_with_scaling_only() -> None:
+    r = runner.invoke(app, ["bench", "multinode", "--node-cpu", "0.3"])
+    assert r.exit_code == 2 and "--node-cpu goes with the scenario scaling" in " ".join(r.output.split())
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(POSTGRES_URL is None, reason="KEFU_TEST_POSTGRES_URL is not set")
+def test_scaling_quick_at_one_budget_a_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--node-cpu``: every node of every run held to that share of a core (D90)."""
+    from bench.scaling import cap_unavailable
+
+    assert POSTGRES_URL is not None
+    if (why := cap_unavailable(0.2)) is not None:
+        pytest.skip(why)
+    monkeypatch.setenv("KEFU_BENCH_POSTGRES_URL", POSTGRES_URL)
+    r = run_scenario("scaling", True, visitors=40, agents=2, nodes=(1, 2), quiet_s=0.5, node_cpu=0.2)
+    assert r.status == "ok", r.notes
+    assert r.params["node_cpu"] == 0.2 and "each node held to 0.2 of a core" in r.rows[0].figure
+    for key in ("nodes_1", "nodes_1_fronted", "nodes_2"):
+        k = r.raw[key]
+        assert k["sat_acked_per_s"] > 0 and k["loss"]["lost"] == 0 and k["loss"]["duplicated"] == 0
+        # held to 20 % of a core (a little over: the quota is enforced a period at a time)
+        assert all(0 < c <= 25 for c in k["sat_server_cpu_pct_per_process"]), k[
+            "sat_server_cpu_pct_per_process"
+        ]
+
+
 def test_supervise_quick() -> None:
     r = run_scenario("supervise", True)
     assert r.status == "ok", r.notes
