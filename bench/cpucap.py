@@ -8,17 +8,19 @@ PostgreSQL, nginx and the load for the same cores, and the machine is the limit.
 
 The cgroup is the cpu controller's (cgroup v2 when the unified hierarchy has it,
 else v1's ``cpu.cfs_quota_us``). It needs root; when the machine does not allow
-it, :func:`cpu_cap` raises :class:`CapUnavailable` with the reason.
+it, :func:`cpu_cap` raises :class:`CapUnavailable` with the reason
+(:func:`cap_unavailable` asks beforehand, on a child of its own).
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CapUnavailable", "cpu_cap"]
+__all__ = ["CapUnavailable", "cap_unavailable", "cpu_cap"]
 
 PERIOD_US = 100_000
 
@@ -86,3 +88,16 @@ def cpu_cap(pid: int, share: float) -> Iterator[Path]:
             (root / "cgroup.procs").write_text(str(pid))
         with contextlib.suppress(OSError):
             group.rmdir()
+
+
+def cap_unavailable(share: float) -> str | None:
+    """Why a process cannot be held to ``share`` of a core here (tried on a child), or ``None``."""
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        with cpu_cap(child.pid, share):
+            return None
+    except CapUnavailable as exc:
+        return str(exc)
+    finally:
+        child.kill()
+        child.wait()

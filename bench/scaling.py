@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,7 +49,7 @@ from typing import Any
 
 from bench.baseline import measure_baseline
 from bench.common import Result, Row
-from bench.cpucap import CapUnavailable, cpu_cap
+from bench.cpucap import cap_unavailable
 from bench.im import _p, load_of
 from bench.multinode import _measure, engines_ready, nginx_path, redis_url
 from bench.storage import _pg, postgres_url
@@ -103,19 +102,6 @@ async def _watch(url: str, quiet_s: float) -> dict[str, Any]:
         await conn.close()
 
 
-def cap_unavailable(share: float) -> str | None:
-    """Why a process cannot be held to ``share`` of a core here (tried on a child), or ``None``."""
-    child = subprocess.Popen(["sleep", "30"])
-    try:
-        with cpu_cap(child.pid, share):
-            return None
-    except CapUnavailable as exc:
-        return str(exc)
-    finally:
-        child.kill()
-        child.wait()
-
-
 def idle_statements(url: str, quiet_s: float) -> dict[str, Any]:
     """Statements that other connections to ``url``'s database ran during ``quiet_s`` s
     from now (see the module's docstring); ``texts``: theirs."""
@@ -151,12 +137,21 @@ RATIO_GOAL = 0.9
 P50_GOAL = 2.0
 
 
+def run_keys(nodes: tuple[int, ...], fronted_one: bool) -> list[str]:
+    """The runs, in order: ``"1"`` one bare node, ``"1f"`` one behind nginx with the Redis
+    bus (``fronted_one``: the setup of several with one node, D90), ``"2"``, ``"3"``: nodes."""
+    return [key for k in nodes for key in (f"{k}", *(["1f"] if k == 1 and fronted_one else []))]
+
+
+def parse_key(key: str) -> tuple[int, bool]:
+    """A run's key (:func:`run_keys`): its number of nodes, and whether one node is fronted."""
+    return int(key.rstrip("f")), key.endswith("f")
+
+
 def label(key: str) -> str:
-    """A run's row heading: ``1`` one bare node, ``1f`` one behind nginx, ``2``, ``3``: nodes."""
-    n = int(key.rstrip("f"))
-    return f"{n} node{'s' if n > 1 else ''}" + (
-        " behind nginx (Redis bus)" if n > 1 or key.endswith("f") else ""
-    )
+    """A run's row heading."""
+    n, fronted = parse_key(key)
+    return f"{n} node{'s' if n > 1 else ''}" + (" behind nginx (Redis bus)" if n > 1 or fronted else "")
 
 
 def rows_of(figs: dict[str, dict[str, Any]], b: dict[str, Any], rate: float, visitors: int) -> list[Row]:
@@ -295,11 +290,8 @@ def run(
             root = Path(tmp)
             b = measure_baseline(load, root / "baseline")
             figs: dict[str, dict[str, Any]] = {}
-            # one bare node, then (fronted_one) one node in the setup of several: the baseline of
-            # what adding nodes to a deployment gives (D90)
-            keys = [f"{k}" for k in nodes[:1]] + (["1f"] if fronted_one and 1 in nodes else [])
-            for key in keys + [f"{k}" for k in nodes[1:]]:
-                nodes_here, fronted = int(key.rstrip("f")), key.endswith("f")
+            for key in run_keys(nodes, fronted_one):
+                nodes_here, fronted = parse_key(key)
                 figs[key] = _measure(
                     load,
                     root / f"n{key}",
@@ -314,7 +306,10 @@ def run(
                 res.notes += [f"{label(key)}: {x}" for x in figs[key]["notes"][:3]]
     finally:
         asyncio.run(_pg(db, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    res.raw = {"baseline": b, **{f"nodes_{k.replace('f', '_fronted')}": v for k, v in figs.items()}}
+    res.raw = {"baseline": b}
+    for key, v in figs.items():
+        nodes_here, fronted = parse_key(key)
+        res.raw[f"nodes_{nodes_here}" + ("_fronted" if fronted else "")] = v
     budget = f", each node held to {node_cpu:g} of a core" if node_cpu is not None else ""
     res.add(
         Row(f"— {n:,} visitors, {m} agents, {load.active:,} chatting, {load.rate:g} msg/s offered{budget}")

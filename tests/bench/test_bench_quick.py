@@ -250,7 +250,7 @@ def test_node_cpu_goes_with_scaling_only() -> None:
 @pytest.mark.skipif(POSTGRES_URL is None, reason="KEFU_TEST_POSTGRES_URL is not set")
 def test_scaling_quick_at_one_budget_a_node(monkeypatch: pytest.MonkeyPatch) -> None:
     """``--node-cpu``: every node of every run held to that share of a core (D90)."""
-    from bench.scaling import cap_unavailable
+    from bench.cpucap import cap_unavailable
 
     assert POSTGRES_URL is not None
     if (why := cap_unavailable(0.2)) is not None:
